@@ -1,0 +1,31 @@
+# crawlcache — every target needs only Go (see README).
+GO      ?= go
+BIN     ?= bin/crawlcache
+PKGS    ?= ./...
+
+.PHONY: build test test-short race bench lint run soak clean
+
+build:
+	$(GO) build -o $(BIN) .
+
+## test: the whole suite with the race detector (what CI runs).
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+## test-short: the suite without the race detector, for quick iteration.
+test-short:
+	$(GO) test -count=1 -timeout 10m $(PKGS)
+
+## bench: Go benchmarks of the cache transport (see README for the table).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m $(PKGS)
+
+## lint: go vet and a gofmt check.
+lint:
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+clean:
+	rm -rf bin

@@ -1,0 +1,104 @@
+// Package commands defines crawlcache's command line: one file per command
+// group. Commands parse flags into plain Go values, open the store, call the
+// library packages and print. They hold no crawling or caching logic.
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"crawlcache/store"
+)
+
+// Version is the crawlcache release, printed by --version.
+var Version = "0.1.0-dev"
+
+// App returns the crawlcache command-line application.
+func App() *cli.App {
+	return &cli.App{
+		Name:    "crawlcache",
+		Usage:   "a batch web crawler with a persistent HTTP response cache in MongoDB",
+		Version: Version,
+		Flags: []cli.Flag{
+			&cli.StringFlag{
+				Name:    "log-level",
+				Value:   "info",
+				Usage:   "log level: debug, info, warn or error",
+				EnvVars: []string{"CRAWLCACHE_LOG_LEVEL"},
+			},
+		},
+		Before: func(c *cli.Context) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+				return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+			}
+			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+			return nil
+		},
+		Commands: []*cli.Command{
+			dbCommand(),
+		},
+		// Errors are printed once, by main.
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+}
+
+// ExitCode maps the error a command returned to the process exit code and
+// prints it with printf. A cli.ExitCoder keeps its code; other errors exit 1.
+func ExitCode(err error, printf func(string)) int {
+	if err == nil {
+		return 0
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		if msg := strings.TrimSpace(ec.Error()); msg != "" {
+			printf(msg)
+		}
+		return ec.ExitCode()
+	}
+	printf(err.Error())
+	return 1
+}
+
+// storeFlags are accepted by every command that touches the store. Their
+// names and environment variables are a contract with users and scripts.
+func storeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{
+			Name:    "store",
+			Usage:   "MongoDB URI (mongodb:// or mongodb+srv://); empty runs the embedded store in --data-dir",
+			EnvVars: []string{"CRAWLCACHE_STORE"},
+		},
+		&cli.StringFlag{
+			Name:    "data-dir",
+			Value:   store.DefaultDataDir,
+			Usage:   "directory of the embedded store (used when --store is empty)",
+			EnvVars: []string{"CRAWLCACHE_DATA_DIR"},
+		},
+	}
+}
+
+// openStore opens the store named by the command's store flags.
+func openStore(c *cli.Context) (*store.Store, error) {
+	return store.Open(c.Context, store.Options{
+		URI:     c.String("store"),
+		DataDir: c.String("data-dir"),
+		Command: c.Command.FullName(),
+	})
+}
+
+// withStore opens the store, runs fn and closes the store.
+func withStore(c *cli.Context, fn func(ctx context.Context, s *store.Store) error) error {
+	s, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	defer s.Close(context.Background())
+	return fn(c.Context, s)
+}

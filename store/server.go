@@ -1,0 +1,212 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+// ServerOptions configures an embedded MongoDB-wire server.
+type ServerOptions struct {
+	// DataDir holds the SQLite files, the lock and the owner file. Created if
+	// missing.
+	DataDir string
+
+	// Listen is the TCP address. If empty, 127.0.0.1 with a free port. It
+	// must be a loopback address: the server has no authentication.
+	Listen string
+
+	// Command names the crawlcache command that owns the server ("run",
+	// "db serve", ...), so that a second process can say who holds the
+	// directory. If empty, "crawlcache".
+	Command string
+
+	// Logger receives the server's own messages at ERROR level only (it
+	// logs every failed command at WARN). If nil, slog.Default().
+	Logger *slog.Logger
+}
+
+// Owner is the content of the owner file of a served data directory.
+type Owner struct {
+	PID     int       `json:"pid"`
+	Command string    `json:"command"`
+	URI     string    `json:"uri"`
+	Started time.Time `json:"started"`
+}
+
+// BusyError is returned by StartServer when another process holds the data
+// directory.
+type BusyError struct {
+	Dir   string
+	Owner Owner
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("data directory %s is in use by crawlcache %s (pid %d)", e.Dir, e.Owner.Command, e.Owner.PID)
+}
+
+// Server is an embedded FerretDB server running in this process. It holds an
+// exclusive lock on its data directory until Close.
+type Server struct {
+	uri    string
+	lock   *os.File
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+	dir    string
+}
+
+const (
+	lockFile  = "crawlcache.lock"
+	ownerFile = "crawlcache.owner.json"
+)
+
+// StartServer starts an embedded server on opts.DataDir. It returns a
+// *BusyError when another live process holds the directory, and an error
+// naming the address when the listen address is not loopback or is taken.
+func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
+	listen := opts.Listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	if err := checkLoopback(listen); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	abs, err := filepath.Abs(opts.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", opts.DataDir, err)
+	}
+	lock, err := os.OpenFile(filepath.Join(abs, lockFile), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open lock in data directory %s: %w", abs, err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			owner, rerr := readOwner(abs)
+			if rerr != nil {
+				return nil, fmt.Errorf("data directory %s is locked by another process, which has not said who it is (%v); stop it and retry", abs, rerr)
+			}
+			return nil, &BusyError{Dir: abs, Owner: owner}
+		}
+		return nil, fmt.Errorf("lock data directory %s: %w", abs, err)
+	}
+
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	fdb, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: listen},
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + abs + "/",
+		Logger:    slog.New(levelHandler{min: slog.LevelError, Handler: logger.Handler()}),
+	})
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("start embedded store on %s in %s: %w", listen, abs, err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	s := &Server{lock: lock, cancel: cancel, done: make(chan struct{}), dir: abs}
+	go func() {
+		defer close(s.done)
+		_ = fdb.Run(runCtx)
+	}()
+	s.uri = fdb.MongoDBURI()
+
+	command := opts.Command
+	if command == "" {
+		command = "crawlcache"
+	}
+	owner := Owner{PID: os.Getpid(), Command: command, URI: s.uri, Started: time.Now().UTC()}
+	if err := writeOwner(abs, owner); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// URI is the mongodb:// connection string of the server.
+func (s *Server) URI() string { return s.uri }
+
+// Close stops the server, waits for it to close its files and releases the
+// data directory. It is safe to call more than once.
+func (s *Server) Close() {
+	s.once.Do(func() {
+		s.cancel()
+		<-s.done
+		_ = os.Remove(filepath.Join(s.dir, ownerFile))
+		_ = s.lock.Close() // releases the flock
+	})
+}
+
+// Done is closed when the server has stopped.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+func readOwner(dir string) (Owner, error) {
+	var o Owner
+	b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+	if err != nil {
+		return o, err
+	}
+	err = json.Unmarshal(b, &o)
+	return o, err
+}
+
+func writeOwner(dir string, o Owner) error {
+	b, _ := json.MarshalIndent(o, "", "  ")
+	tmp := filepath.Join(dir, ownerFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("write owner file: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, ownerFile)); err != nil {
+		return fmt.Errorf("write owner file: %w", err)
+	}
+	return nil
+}
+
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w (want host:port, e.g. 127.0.0.1:27017)", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("listen address %q: the embedded store has no authentication and listens on loopback only (127.0.0.1, ::1 or localhost)", addr)
+	}
+	return nil
+}
+
+// levelHandler drops records below min.
+type levelHandler struct {
+	min slog.Level
+	slog.Handler
+}
+
+func (h levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h levelHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return levelHandler{h.min, h.Handler.WithAttrs(as)}
+}
+
+func (h levelHandler) WithGroup(name string) slog.Handler {
+	return levelHandler{h.min, h.Handler.WithGroup(name)}
+}

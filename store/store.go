@@ -1,0 +1,236 @@
+// Package store opens the MongoDB deployment that crawlcache keeps its cache,
+// frontier, runs and items in: a server named by a mongodb:// URI, or the
+// embedded MongoDB-wire server (FerretDB, SQLite handler) in a local data
+// directory.
+//
+// It is the only package that knows about FerretDB. Everything else talks to
+// a *mongo.Client and asks Capabilities what the server can do; it must not
+// branch on "embedded" for anything but messages.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// DefaultDataDir is where the embedded server keeps its files when neither a
+// URI nor a data directory is given.
+const DefaultDataDir = "crawlcache-data"
+
+// Options says which store to open. The zero value opens the embedded server
+// in DefaultDataDir.
+type Options struct {
+	// URI of a MongoDB deployment (mongodb:// or mongodb+srv://). If empty,
+	// the embedded server is used.
+	URI string
+
+	// DataDir is the embedded server's directory. If empty, DefaultDataDir.
+	// Ignored when URI is set.
+	DataDir string
+
+	// Logger receives the embedded server's own log at WARN and above, and
+	// store notices. If nil, slog.Default() is used.
+	Logger *slog.Logger
+
+	// ConnectTimeout bounds the first round trip to the server. If zero, 10s.
+	ConnectTimeout time.Duration
+
+	// Command names the crawlcache command opening the store, recorded in
+	// the data directory while this process serves it.
+	Command string
+}
+
+// Store is an open connection to the deployment. It is safe for concurrent
+// use; close it once, when the program is done with it.
+type Store struct {
+	// Client is the connected driver client, shared by every package.
+	Client *mongo.Client
+
+	// URI is the connection string in use (for the embedded server, the
+	// loopback address it listens on).
+	URI string
+
+	// Embedded reports whether this process (or another crawlcache process
+	// on the same data directory) runs the server.
+	Embedded bool
+
+	// DataDir is the embedded server's directory ("" for a URI).
+	DataDir string
+
+	caps   Capabilities
+	server *Server // non-nil when this process owns the embedded server
+}
+
+// Capabilities are the features of the server that change how crawlcache
+// works with it.
+type Capabilities struct {
+	// TTLIndexes is true when the server deletes expired documents by a TTL
+	// index (MongoDB). FerretDB v1 answers NotImplemented (code 238); the
+	// cache then enforces TTL with its own sweeper.
+	TTLIndexes bool
+
+	// FilterPushdown is true when filters other than _id equality use
+	// indexes. FerretDB's SQLite handler pushes down only _id equality, so
+	// every other find scans the collection.
+	FilterPushdown bool
+}
+
+// ErrUnreachable is wrapped by Open when no server answered.
+var ErrUnreachable = errors.New("store unreachable")
+
+// Open connects to the store Options describe and checks that it answers.
+// For the embedded server it starts the server in-process, or, when another
+// crawlcache process already serves the data directory, connects to that
+// process. It returns an error wrapping ErrUnreachable when the server does
+// not answer, naming what was tried.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	timeout := opts.ConnectTimeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	if opts.URI != "" {
+		if !strings.HasPrefix(opts.URI, "mongodb://") && !strings.HasPrefix(opts.URI, "mongodb+srv://") {
+			return nil, fmt.Errorf("store URI %q: must start with mongodb:// or mongodb+srv://", redactURI(opts.URI))
+		}
+		client, err := connect(ctx, opts.URI, timeout)
+		if err != nil {
+			return nil, err
+		}
+		s := &Store{Client: client, URI: opts.URI}
+		s.caps = probe(ctx, client)
+		return s, nil
+	}
+
+	dir := opts.DataDir
+	if dir == "" {
+		dir = DefaultDataDir
+	}
+	srv, err := StartServer(ctx, ServerOptions{DataDir: dir, Logger: logger, Command: opts.Command})
+	var busy *BusyError
+	switch {
+	case errors.As(err, &busy):
+		if busy.Owner.Command != "db serve" {
+			return nil, fmt.Errorf("data directory %s is in use by crawlcache %s (pid %d, since %s); wait for it to finish, or run `crawlcache db serve --data-dir %s` once and point every command at it with --store %s",
+				dir, busy.Owner.Command, busy.Owner.PID, busy.Owner.Started.Format(time.RFC3339), dir, "mongodb://127.0.0.1:27017/")
+		}
+		logger.Info("data directory is served by another crawlcache process; connecting to it", "dir", dir, "uri", busy.Owner.URI, "pid", busy.Owner.PID)
+		client, err := connect(ctx, busy.Owner.URI, timeout)
+		if err != nil {
+			return nil, fmt.Errorf("data directory %s is served by pid %d at %s: %w", dir, busy.Owner.PID, busy.Owner.URI, err)
+		}
+		return &Store{Client: client, URI: busy.Owner.URI, Embedded: true, DataDir: dir, caps: probe(ctx, client)}, nil
+	case err != nil:
+		return nil, err
+	}
+	client, err := connect(ctx, srv.URI(), timeout)
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	return &Store{Client: client, URI: srv.URI(), Embedded: true, DataDir: dir, caps: probe(ctx, client), server: srv}, nil
+}
+
+// Capabilities reports what the server supports, probed once at Open.
+func (s *Store) Capabilities() Capabilities { return s.caps }
+
+// Database returns the named database.
+func (s *Store) Database(name string) *mongo.Database { return s.Client.Database(name) }
+
+// Describe is a one-line description of the store for logs and messages.
+func (s *Store) Describe() string {
+	if s.Embedded {
+		return fmt.Sprintf("embedded store in %s (%s)", s.DataDir, s.URI)
+	}
+	return "MongoDB at " + redactURI(s.URI)
+}
+
+// Close disconnects and, if this process owns the embedded server, stops it
+// and releases the data directory.
+func (s *Store) Close(ctx context.Context) error {
+	err := s.Client.Disconnect(ctx)
+	if s.server != nil {
+		s.server.Close()
+	}
+	return err
+}
+
+func connect(ctx context.Context, uri string, timeout time.Duration) (*mongo.Client, error) {
+	opts := options.Client().ApplyURI(uri).
+		SetServerSelectionTimeout(timeout).
+		SetConnectTimeout(timeout).
+		SetAppName("crawlcache")
+	client, err := mongo.Connect(opts)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w: %v", redactURI(uri), ErrUnreachable, err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := client.Ping(pctx, nil); err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, fmt.Errorf("connect to %s (waited %s): %w: %v", redactURI(uri), timeout, ErrUnreachable, err)
+	}
+	return client, nil
+}
+
+// probe asks the server what it can do. It creates and drops a TTL index on
+// a scratch collection: the only reliable test, since FerretDB reports a
+// MongoDB version that has TTL indexes.
+func probe(ctx context.Context, client *mongo.Client) Capabilities {
+	var caps Capabilities
+	var hello bson.M
+	if err := client.Database("admin").RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&hello); err == nil {
+		if _, ferret := hello["ferretdbVersion"]; !ferret {
+			caps.FilterPushdown = true
+		}
+	}
+	coll := client.Database("crawlcache").Collection("_probe")
+	name, err := coll.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys:    bson.D{{Key: "t", Value: 1}},
+		Options: options.Index().SetName("probe_ttl").SetExpireAfterSeconds(3600),
+	})
+	if err == nil {
+		caps.TTLIndexes = true
+		_ = coll.Indexes().DropOne(ctx, name)
+	}
+	_ = coll.Drop(ctx)
+	return caps
+}
+
+// IsNotImplemented reports whether err is the server's NotImplemented (238)
+// or CommandNotFound (59) answer.
+func IsNotImplemented(err error) bool {
+	var se mongo.ServerError
+	if errors.As(err, &se) {
+		return se.HasErrorCode(238) || se.HasErrorCode(59)
+	}
+	return false
+}
+
+// redactURI hides the password in a connection string.
+func redactURI(uri string) string {
+	scheme, rest, ok := strings.Cut(uri, "://")
+	if !ok {
+		return uri
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return uri
+	}
+	userinfo := rest[:at]
+	if user, _, hasPass := strings.Cut(userinfo, ":"); hasPass {
+		userinfo = user + ":xxxxx"
+	}
+	return scheme + "://" + userinfo + rest[at:]
+}
