@@ -1,0 +1,83 @@
+package cache
+
+import (
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// Database and collection names used when Options leaves them empty.
+const (
+	DefaultDatabase = "http_cache"
+	// ResponsesCollection holds one Document per cache key.
+	ResponsesCollection = "responses"
+	// RedirectsCollection maps a redirect hop's key to the final key.
+	RedirectsCollection = "redirects"
+	// RevalidationsCollection holds one small Revalidation per key that was
+	// confirmed by a 304 since its body was stored. Kept apart from the body
+	// document because the embedded server rewrites the whole document on
+	// any update (28 ms for 50 KB, DESIGN.md), while a small upsert costs
+	// well under a millisecond.
+	RevalidationsCollection = "revalidations"
+	// SettingsCollection holds cache settings such as the TTL when the
+	// server has no TTL indexes (_id "ttl").
+	SettingsCollection = "settings"
+)
+
+// Document is a cached response as stored in the responses collection. It
+// is meant to be read by people in Compass or mongosh: field names are a
+// contract, keep them.
+type Document struct {
+	ID     string `bson:"_id"`
+	URL    string `bson:"url"`
+	Method string `bson:"method"`
+	Status int    `bson:"status"`
+	// Proto is the origin's protocol, e.g. "HTTP/1.1".
+	Proto string `bson:"proto,omitempty"`
+	// Headers maps a canonical header name to its value, or to an array of
+	// values when the origin sent it more than once (in the origin's order).
+	Headers bson.M `bson:"headers"`
+	// Body is a string when the body is valid UTF-8 text (text/*, JSON, XML,
+	// JavaScript), else bson.Binary. Absent for an empty body.
+	Body        any       `bson:"body,omitempty"`
+	ContentType string    `bson:"content_type,omitempty"`
+	Size        int64     `bson:"size"`
+	CreatedAt   time.Time `bson:"created_at"`   // when this body was fetched
+	ValidatedAt time.Time `bson:"validated_at"` // last fetch or 304 written here
+	// Expires is when the entry stops being fresh; nil means never.
+	Expires      *time.Time `bson:"expires,omitempty"`
+	ETag         string     `bson:"etag,omitempty"`
+	LastModified string     `bson:"last_modified,omitempty"`
+	// Vary records the request header values the response varies on
+	// (canonical name → value), so a later request is matched against them.
+	Vary    bson.M      `bson:"vary,omitempty"`
+	Request RequestInfo `bson:"request"`
+}
+
+// RequestInfo is the request that produced a Document, with secrets
+// redacted (Authorization, Cookie, Proxy-Authorization and configured
+// secret query parameters).
+type RequestInfo struct {
+	Method  string `bson:"method"`
+	URL     string `bson:"url"`
+	Headers bson.M `bson:"headers,omitempty"`
+}
+
+// Revalidation records that the origin confirmed a stored Document with a
+// 304, in the revalidations collection under the same _id. Readers take
+// ValidatedAt/Expires from it when it is newer than the Document's, and
+// merge Headers over the Document's headers.
+type Revalidation struct {
+	ID          string     `bson:"_id"`
+	ValidatedAt time.Time  `bson:"validated_at"`
+	Expires     *time.Time `bson:"expires,omitempty"`
+	Headers     bson.M     `bson:"headers,omitempty"`
+}
+
+// Redirect maps a redirect hop to the key of the response it led to.
+type Redirect struct {
+	ID        string    `bson:"_id"` // the hop's cache key
+	URL       string    `bson:"url"`
+	Target    string    `bson:"target"` // cache key of the next response
+	CreatedAt time.Time `bson:"created_at"`
+}
