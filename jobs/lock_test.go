@@ -1,0 +1,164 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"crawlcache/store/storetest"
+)
+
+// fakeClock is a settable clock for leases and schedules.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{t: time.Date(2026, 11, 27, 4, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func TestLockConcurrentAcquireOneWins(t *testing.T) {
+	s := storetest.Open(t)
+	ctx := context.Background()
+	clock := newFakeClock()
+	db := s.Database(Database)
+
+	for round, tc := range []struct {
+		name string
+		prep func(t *testing.T)
+	}{
+		{"free lock", func(*testing.T) {}},
+		{"expired lock", func(*testing.T) { clock.Advance(2 * DefaultLockTTL) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.prep(t)
+			const contenders = 8
+			var wins, locked atomic.Int32
+			var wg sync.WaitGroup
+			for i := range contenders {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					// Each contender has its own Locker, like separate processes.
+					l := NewLocker(db, clock.Now)
+					_, err := l.Acquire(ctx, "race", fmt.Sprintf("r%d-owner%d", round, i), "")
+					switch {
+					case err == nil:
+						wins.Add(1)
+					case errors.Is(err, ErrLocked):
+						locked.Add(1)
+					default:
+						t.Errorf("acquire: %v", err)
+					}
+				}()
+			}
+			wg.Wait()
+			if got := wins.Load(); got != 1 {
+				t.Errorf("winners = %d, want 1", got)
+			}
+			if got := locked.Load(); got != contenders-1 {
+				t.Errorf("ErrLocked answers = %d, want %d", got, contenders-1)
+			}
+		})
+	}
+}
+
+func TestLockLifecycle(t *testing.T) {
+	s := storetest.Open(t)
+	ctx := context.Background()
+	clock := newFakeClock()
+	l := NewLocker(s.Database(Database), clock.Now)
+
+	a, err := l.Acquire(ctx, "docs", "alice", "docs-run-1")
+	if err != nil {
+		t.Fatalf("alice acquire: %v", err)
+	}
+	_, err = l.Acquire(ctx, "docs", "bob", "")
+	var le *LockedError
+	if !errors.As(err, &le) {
+		t.Fatalf("bob acquire of a held lock: err = %v, want *LockedError", err)
+	}
+	if le.Holder.Owner != "alice" || le.Holder.RunID != "docs-run-1" {
+		t.Errorf("holder = %+v, want owner alice, run docs-run-1", le.Holder)
+	}
+
+	// Renewal keeps it held past the first expiry.
+	clock.Advance(DefaultLockTTL / 2)
+	if err := a.Renew(ctx); err != nil {
+		t.Fatalf("renew: %v", err)
+	}
+	clock.Advance(DefaultLockTTL * 3 / 4)
+	if _, err := l.Acquire(ctx, "docs", "bob", ""); !errors.Is(err, ErrLocked) {
+		t.Fatalf("bob acquire after renewal: err = %v, want ErrLocked", err)
+	}
+
+	// Alice crashes: the lease expires and Bob takes it over.
+	clock.Advance(DefaultLockTTL)
+	b, err := l.Acquire(ctx, "docs", "bob", "")
+	if err != nil {
+		t.Fatalf("bob takeover of an expired lock: %v", err)
+	}
+	if err := a.Renew(ctx); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("alice renew after takeover: err = %v, want ErrLeaseLost", err)
+	}
+	if got := b.Lock().Gen; got != 2 {
+		t.Errorf("generation after takeover = %d, want 2", got)
+	}
+
+	// Release frees it at once.
+	if err := b.Release(ctx); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	if _, err := l.Acquire(ctx, "docs", "carol", ""); err != nil {
+		t.Fatalf("carol acquire after release: %v", err)
+	}
+}
+
+func TestClaimOccurrenceOnce(t *testing.T) {
+	s := storetest.Open(t)
+	ctx := context.Background()
+	l := NewLocker(s.Database(Database), nil)
+	at := time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := l.ClaimOccurrence(ctx, "docs", at, fmt.Sprint("s", i))
+			if err != nil {
+				t.Errorf("claim: %v", err)
+			}
+			if ok {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := wins.Load(); got != 1 {
+		t.Errorf("claims won = %d, want 1", got)
+	}
+}

@@ -1,0 +1,357 @@
+// Package jobs runs crawl jobs: it owns the run records (collection `runs`),
+// the job locks and schedule claims (collection `locks`) in the "crawlcache"
+// database, the scheduler and its Prometheus metrics.
+//
+// A run is one execution of a job, identified by a sortable id such as
+// "docs-20261127T040512Z-3fa9". Its record holds the job, the config hash,
+// the status, the counters summed over every worker that took part, and one
+// entry per worker (host, pid, heartbeat, its own counters). A job lock (a
+// lease document that expires after a crash) makes sure two `run` commands
+// or two schedulers on different machines never run the same job at once.
+//
+// The package glues configs, cache, frontier, pipeline and crawler together;
+// it does not crawl, parse YAML or print to a terminal itself.
+package jobs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Database and collection names in the store.
+const (
+	Database        = "crawlcache"
+	RunsCollection  = "runs"
+	LocksCollection = "locks"
+)
+
+// Status is the state of a run.
+type Status string
+
+// Run statuses. A run is created running and ends completed (its frontier
+// drained), failed (an error stopped it) or interrupted (Ctrl-C or a lost
+// lease; it can be resumed).
+const (
+	StatusRunning     Status = "running"
+	StatusCompleted   Status = "completed"
+	StatusFailed      Status = "failed"
+	StatusInterrupted Status = "interrupted"
+)
+
+// Errors returned by the run store.
+var (
+	// ErrRunNotFound is returned when no run has the given id.
+	ErrRunNotFound = errors.New("run not found")
+	// ErrNotResumable is returned when a run cannot be resumed because it
+	// completed, or is still running under a live lock.
+	ErrNotResumable = errors.New("run cannot be resumed")
+)
+
+// Counters are what a run (or one of its workers) did. Their bson and JSON
+// names are a contract with scripts (`run --json`) and Compass users.
+type Counters struct {
+	Pages        int64 `bson:"pages" json:"pages"`
+	Hits         int64 `bson:"hits" json:"hits"`
+	Misses       int64 `bson:"misses" json:"misses"`
+	Revalidated  int64 `bson:"revalidated" json:"revalidated"`
+	Stale        int64 `bson:"stale" json:"stale"`
+	Errors       int64 `bson:"errors" json:"errors"`
+	Items        int64 `bson:"items" json:"items"`
+	NetworkBytes int64 `bson:"network_bytes" json:"network_bytes"`
+	SavedBytes   int64 `bson:"saved_bytes" json:"saved_bytes"`
+}
+
+// Sub returns c minus o, field by field.
+func (c Counters) Sub(o Counters) Counters {
+	return Counters{
+		Pages: c.Pages - o.Pages, Hits: c.Hits - o.Hits, Misses: c.Misses - o.Misses,
+		Revalidated: c.Revalidated - o.Revalidated, Stale: c.Stale - o.Stale,
+		Errors: c.Errors - o.Errors, Items: c.Items - o.Items,
+		NetworkBytes: c.NetworkBytes - o.NetworkBytes, SavedBytes: c.SavedBytes - o.SavedBytes,
+	}
+}
+
+// Add returns c plus o, field by field.
+func (c Counters) Add(o Counters) Counters {
+	return c.Sub(Counters{}.Sub(o))
+}
+
+// Worker is one process that took part in a run.
+type Worker struct {
+	ID        string    `bson:"id" json:"id"`
+	Host      string    `bson:"host" json:"host"`
+	PID       int       `bson:"pid" json:"pid"`
+	Started   time.Time `bson:"started" json:"started"`
+	Heartbeat time.Time `bson:"heartbeat" json:"heartbeat"`
+	Counters  Counters  `bson:"counters" json:"counters"`
+}
+
+// Run is a run record as stored in the runs collection.
+type Run struct {
+	ID         string     `bson:"_id" json:"run_id"`
+	Job        string     `bson:"job" json:"job"`
+	ConfigPath string     `bson:"config_path" json:"config_path"`
+	ConfigHash string     `bson:"config_hash" json:"config_hash"`
+	Status     Status     `bson:"status" json:"status"`
+	Started    time.Time  `bson:"started" json:"started"`
+	Finished   *time.Time `bson:"finished,omitempty" json:"finished,omitempty"`
+	Updated    time.Time  `bson:"updated" json:"updated"`
+	// Counters are summed over every worker and every resume of the run.
+	Counters Counters `bson:"counters" json:"counters"`
+	// Queue is the frontier's pending count at the last progress write.
+	Queue int64 `bson:"queue" json:"queue"`
+	// Resumes counts how many times the run was resumed.
+	Resumes int `bson:"resumes" json:"resumes"`
+	// Options records per-run overrides such as "revalidate".
+	Options []string `bson:"options,omitempty" json:"options,omitempty"`
+	// Workers is keyed by worker id.
+	Workers map[string]Worker `bson:"workers,omitempty" json:"-"`
+	Error   string            `bson:"error,omitempty" json:"error,omitempty"`
+}
+
+// WorkerList returns the run's workers ordered by start time.
+func (r *Run) WorkerList() []Worker {
+	ws := make([]Worker, 0, len(r.Workers))
+	for _, w := range r.Workers {
+		ws = append(ws, w)
+	}
+	sort.Slice(ws, func(i, j int) bool {
+		if !ws[i].Started.Equal(ws[j].Started) {
+			return ws[i].Started.Before(ws[j].Started)
+		}
+		return ws[i].ID < ws[j].ID
+	})
+	return ws
+}
+
+// Elapsed is the run's wall time: until Finished, or until Updated while it
+// has not finished.
+func (r *Run) Elapsed() time.Duration {
+	if r.Finished != nil {
+		return r.Finished.Sub(r.Started)
+	}
+	return r.Updated.Sub(r.Started)
+}
+
+// NewRunID returns a run id for job started at t: the job name, the UTC
+// start time to the second and 4 random hex digits, so ids sort by start
+// time within a job.
+func NewRunID(job string, t time.Time) string {
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%s-%s", job, t.UTC().Format("20060102T150405Z"), hex.EncodeToString(b[:]))
+}
+
+// NewWorkerID returns an id for this process as a worker: host, pid and 4
+// random hex digits. Dots are replaced so that the id can be a field name.
+func NewWorkerID() string {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "localhost"
+	}
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	return sanitizeKey(fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:])))
+}
+
+// sanitizeKey makes s usable as a document field name in an update path.
+func sanitizeKey(s string) string {
+	return strings.NewReplacer(".", "_", "$", "_").Replace(s)
+}
+
+// Runs reads and writes run records. The zero value is not usable; use
+// NewRuns. It is safe for concurrent use.
+type Runs struct {
+	coll *mongo.Collection
+	now  func() time.Time
+}
+
+// NewRuns returns the run store over db's runs collection. If now is nil,
+// time.Now is used.
+func NewRuns(db *mongo.Database, now func() time.Time) *Runs {
+	if now == nil {
+		now = time.Now
+	}
+	return &Runs{coll: db.Collection(RunsCollection), now: now}
+}
+
+// Create inserts r, filling Started and Updated when zero and Status with
+// running when empty.
+func (rs *Runs) Create(ctx context.Context, r *Run) error {
+	now := rs.now().UTC()
+	if r.Started.IsZero() {
+		r.Started = now
+	}
+	if r.Updated.IsZero() {
+		r.Updated = now
+	}
+	if r.Status == "" {
+		r.Status = StatusRunning
+	}
+	if _, err := rs.coll.InsertOne(ctx, r); err != nil {
+		return fmt.Errorf("create run %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// Get returns the run with id, or an error wrapping ErrRunNotFound.
+func (rs *Runs) Get(ctx context.Context, id string) (*Run, error) {
+	var r Run
+	err := rs.coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&r)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, fmt.Errorf("run %s: %w", id, ErrRunNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find run %s: %w", id, err)
+	}
+	return &r, nil
+}
+
+// ListOptions filter List.
+type ListOptions struct {
+	// Job keeps only this job's runs; empty means every job.
+	Job string
+	// Limit is the most runs returned; 0 means no limit.
+	Limit int
+}
+
+// List returns runs newest first. It scans the collection on servers
+// without filter pushdown, which is fine for an admin command.
+func (rs *Runs) List(ctx context.Context, o ListOptions) ([]*Run, error) {
+	filter := bson.D{}
+	if o.Job != "" {
+		filter = bson.D{{Key: "job", Value: o.Job}}
+	}
+	fo := options.Find().SetSort(bson.D{{Key: "started", Value: -1}, {Key: "_id", Value: -1}})
+	if o.Limit > 0 {
+		fo.SetLimit(int64(o.Limit))
+	}
+	cur, err := rs.coll.Find(ctx, filter, fo)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	var out []*Run
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	return out, nil
+}
+
+// Last returns the job's newest run, or nil when it has none.
+func (rs *Runs) Last(ctx context.Context, job string) (*Run, error) {
+	runs, err := rs.List(ctx, ListOptions{Job: job, Limit: 1})
+	if err != nil || len(runs) == 0 {
+		return nil, err
+	}
+	return runs[0], nil
+}
+
+// JoinWorker adds (or refreshes) worker w in the run's record.
+func (rs *Runs) JoinWorker(ctx context.Context, runID string, w Worker) error {
+	now := rs.now().UTC()
+	if w.Started.IsZero() {
+		w.Started = now
+	}
+	w.Heartbeat = now
+	_, err := rs.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: runID}}, bson.D{{Key: "$set", Value: bson.D{
+		{Key: "workers." + w.ID, Value: w},
+		{Key: "updated", Value: now},
+	}}})
+	if err != nil {
+		return fmt.Errorf("join worker %s to run %s: %w", w.ID, runID, err)
+	}
+	return nil
+}
+
+// Report adds delta to the run's counters and records the worker's own
+// totals, its heartbeat and the queue size: one small update by _id.
+// Counters are incremented rather than set so that several workers (and
+// several resumes) add up.
+func (rs *Runs) Report(ctx context.Context, runID, workerID string, total, delta Counters, queue int64) error {
+	now := rs.now().UTC()
+	update := bson.D{{Key: "$set", Value: bson.D{
+		{Key: "workers." + workerID + ".counters", Value: total},
+		{Key: "workers." + workerID + ".heartbeat", Value: now},
+		{Key: "queue", Value: queue},
+		{Key: "updated", Value: now},
+	}}}
+	if delta != (Counters{}) {
+		update = append(update, bson.E{Key: "$inc", Value: incCounters(delta)})
+	}
+	if _, err := rs.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: runID}}, update); err != nil {
+		return fmt.Errorf("report progress of run %s: %w", runID, err)
+	}
+	return nil
+}
+
+func incCounters(d Counters) bson.D {
+	var out bson.D
+	add := func(k string, v int64) {
+		if v != 0 {
+			out = append(out, bson.E{Key: "counters." + k, Value: v})
+		}
+	}
+	add("pages", d.Pages)
+	add("hits", d.Hits)
+	add("misses", d.Misses)
+	add("revalidated", d.Revalidated)
+	add("stale", d.Stale)
+	add("errors", d.Errors)
+	add("items", d.Items)
+	add("network_bytes", d.NetworkBytes)
+	add("saved_bytes", d.SavedBytes)
+	return out
+}
+
+// Finish sets the run's final status and error message, only while the run
+// is running, so a run is completed once even when several workers see its
+// frontier drained. It reports whether this call changed the status.
+func (rs *Runs) Finish(ctx context.Context, runID string, status Status, msg string) (bool, error) {
+	now := rs.now().UTC()
+	set := bson.D{
+		{Key: "status", Value: status},
+		{Key: "finished", Value: now},
+		{Key: "updated", Value: now},
+	}
+	if msg != "" {
+		set = append(set, bson.E{Key: "error", Value: msg})
+	}
+	res, err := rs.coll.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: runID}, {Key: "status", Value: StatusRunning}},
+		bson.D{{Key: "$set", Value: set}})
+	if err != nil {
+		return false, fmt.Errorf("finish run %s as %s: %w", runID, status, err)
+	}
+	return res.ModifiedCount > 0, nil
+}
+
+// Reopen marks an interrupted or failed run as running again for a resume,
+// counting the resume and clearing its end time and error.
+func (rs *Runs) Reopen(ctx context.Context, runID string) error {
+	now := rs.now().UTC()
+	res, err := rs.coll.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: runID}, {Key: "status", Value: bson.D{{Key: "$ne", Value: StatusCompleted}}}},
+		bson.D{
+			{Key: "$set", Value: bson.D{{Key: "status", Value: StatusRunning}, {Key: "updated", Value: now}}},
+			{Key: "$unset", Value: bson.D{{Key: "finished", Value: ""}, {Key: "error", Value: ""}}},
+			{Key: "$inc", Value: bson.D{{Key: "resumes", Value: 1}}},
+		})
+	if err != nil {
+		return fmt.Errorf("reopen run %s: %w", runID, err)
+	}
+	if res.MatchedCount == 0 {
+		return fmt.Errorf("reopen run %s: %w (completed or missing)", runID, ErrNotResumable)
+	}
+	return nil
+}
