@@ -80,4 +80,10 @@ type Redirect struct {
 	URL       string    `bson:"url"`
 	Target    string    `bson:"target"` // cache key of the next response
 	CreatedAt time.Time `bson:"created_at"`
+	// Status is the redirect's status (301, 302, 303, 307, 308) and
+	// Location its Location header, replayed without the network.
+	Status   int    `bson:"status,omitempty"`
+	Location string `bson:"location,omitempty"`
+	// Expires is when the hop must be fetched again; nil means never.
+	Expires *time.Time `bson:"expires,omitempty"`
 }

@@ -1,0 +1,360 @@
+package cache
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// redacted replaces secrets in stored requests.
+const redacted = "REDACTED"
+
+// ErrCorrupt is wrapped by DecodeResponse when a stored document is not a
+// usable response (missing fields, wrong types, a body whose length is not
+// its size). Transport treats such a document as a miss and replaces it.
+var ErrCorrupt = errors.New("corrupt cached response")
+
+// secretHeaders never reach a stored request with their values.
+var secretHeaders = []string{"Authorization", "Cookie", "Proxy-Authorization"}
+
+// entry is a response ready to be served: one decoded body, shared
+// read-only by every *http.Response built from it.
+type entry struct {
+	status int
+	proto  string
+	header http.Header
+	body   []byte
+}
+
+// response builds an independent *http.Response for req: its own header map
+// and its own reader over the shared body bytes.
+func (e *entry) response(req *http.Request, served string) *http.Response {
+	h := e.header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	if served != "" {
+		h.Set(HeaderServed, served)
+	}
+	proto := e.proto
+	major, minor, ok := http.ParseHTTPVersion(proto)
+	if !ok {
+		proto, major, minor = "HTTP/1.1", 1, 1
+	}
+	status := strconv.Itoa(e.status)
+	if text := http.StatusText(e.status); text != "" {
+		status += " " + text
+	}
+	resp := &http.Response{
+		Status:        status,
+		StatusCode:    e.status,
+		Proto:         proto,
+		ProtoMajor:    major,
+		ProtoMinor:    minor,
+		Header:        h,
+		Body:          http.NoBody,
+		ContentLength: int64(len(e.body)),
+		Request:       req,
+	}
+	if len(e.body) > 0 {
+		resp.Body = io.NopCloser(bytes.NewReader(e.body))
+	}
+	if req != nil && req.Method == http.MethodHead {
+		resp.ContentLength = -1
+		if n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil {
+			resp.ContentLength = n
+		}
+	}
+	return resp
+}
+
+// DecodeResponse turns a stored document, and its revalidation if any,
+// into the response the origin sent: status, protocol, headers (with the
+// headers of a revalidation at least as new merged over them) and the exact body
+// bytes. req becomes the response's Request and may be nil. It returns an
+// error wrapping ErrCorrupt when the document is not a usable response.
+func DecodeResponse(doc *Document, rev *Revalidation, req *http.Request) (*http.Response, error) {
+	e, _, _, err := decodeEntry(doc, rev)
+	if err != nil {
+		return nil, err
+	}
+	return e.response(req, ""), nil
+}
+
+// decodeEntry decodes doc once, merging rev when it is newer, and returns
+// the effective validated_at and expires.
+func decodeEntry(doc *Document, rev *Revalidation) (e *entry, validatedAt time.Time, expires *time.Time, err error) {
+	if doc == nil {
+		return nil, time.Time{}, nil, fmt.Errorf("decode cached response: %w: no document", ErrCorrupt)
+	}
+	if doc.Status < 100 || doc.Status > 999 {
+		return nil, time.Time{}, nil, fmt.Errorf("decode cached response %s: %w: status %d", doc.ID, ErrCorrupt, doc.Status)
+	}
+	if doc.ValidatedAt.IsZero() || doc.CreatedAt.IsZero() {
+		return nil, time.Time{}, nil, fmt.Errorf("decode cached response %s: %w: no created_at/validated_at", doc.ID, ErrCorrupt)
+	}
+	header, err := decodeHeader(doc.Headers)
+	if err != nil {
+		return nil, time.Time{}, nil, fmt.Errorf("decode cached response %s: headers: %w", doc.ID, err)
+	}
+	body, err := decodeBody(doc.Body)
+	if err != nil {
+		return nil, time.Time{}, nil, fmt.Errorf("decode cached response %s: body: %w", doc.ID, err)
+	}
+	if int64(len(body)) != doc.Size {
+		return nil, time.Time{}, nil, fmt.Errorf("decode cached response %s: %w: body is %d bytes, size says %d", doc.ID, ErrCorrupt, len(body), doc.Size)
+	}
+	validatedAt, expires = doc.ValidatedAt, doc.Expires
+	if revApplies(doc, rev) {
+		revHeader, err := decodeHeader(rev.Headers)
+		if err != nil {
+			return nil, time.Time{}, nil, fmt.Errorf("decode revalidation %s: headers: %w", doc.ID, err)
+		}
+		mergeHeader(header, revHeader)
+		validatedAt, expires = rev.ValidatedAt, rev.Expires
+	}
+	return &entry{status: doc.Status, proto: doc.Proto, header: header, body: body}, validatedAt, expires, nil
+}
+
+// revApplies reports whether rev is newer than doc's body. Equal times
+// count as newer: dates are stored with millisecond precision, and a 200
+// deletes the revalidation when it replaces the body.
+func revApplies(doc *Document, rev *Revalidation) bool {
+	return rev != nil && !rev.ValidatedAt.Before(doc.ValidatedAt)
+}
+
+// notMerged are 304 headers that never replace stored ones: they describe
+// the 304 message itself, not the stored representation.
+var notMerged = map[string]bool{
+	"Content-Length":    true,
+	"Content-Encoding":  true,
+	"Content-Type":      true,
+	"Content-Range":     true,
+	"Transfer-Encoding": true,
+	"Connection":        true,
+	"Keep-Alive":        true,
+	HeaderServed:        true,
+}
+
+// mergeHeader replaces dst's fields with those of a 304's header src
+// (RFC 9111 §3.2), skipping notMerged.
+func mergeHeader(dst, src http.Header) {
+	for name, vs := range src {
+		if notMerged[name] {
+			continue
+		}
+		dst[name] = append([]string(nil), vs...)
+	}
+}
+
+// encodeHeader converts h to a readable sub-document: one value as a
+// string, several as an array. Names are escaped so that "." and a leading
+// "$" (legal in header names) cannot clash with MongoDB field paths.
+func encodeHeader(h http.Header, skip ...string) bson.M {
+	if len(h) == 0 {
+		return nil
+	}
+	m := make(bson.M, len(h))
+	for name, vs := range h {
+		if len(vs) == 0 || containsFold(skip, name) {
+			continue
+		}
+		key := escapeName(name)
+		if len(vs) == 1 {
+			m[key] = vs[0]
+			continue
+		}
+		a := make(bson.A, len(vs))
+		for i, v := range vs {
+			a[i] = v
+		}
+		m[key] = a
+	}
+	return m
+}
+
+// decodeHeader is the inverse of encodeHeader; a value that is neither a
+// string nor an array of strings is ErrCorrupt.
+func decodeHeader(m bson.M) (http.Header, error) {
+	h := make(http.Header, len(m))
+	for key, v := range m {
+		name := unescapeName(key)
+		switch v := v.(type) {
+		case string:
+			h[name] = []string{v}
+		case bson.A:
+			vs := make([]string, len(v))
+			for i, x := range v {
+				s, ok := x.(string)
+				if !ok {
+					return nil, fmt.Errorf("%w: header %s value %d is %T", ErrCorrupt, name, i, x)
+				}
+				vs[i] = s
+			}
+			h[name] = vs
+		default:
+			return nil, fmt.Errorf("%w: header %s is %T", ErrCorrupt, name, v)
+		}
+	}
+	return h, nil
+}
+
+func escapeName(name string) string {
+	if !strings.ContainsAny(name, ".$") {
+		return name
+	}
+	name = strings.ReplaceAll(name, ".", "\uff0e")
+	if strings.HasPrefix(name, "$") {
+		name = "\uff04" + name[1:]
+	}
+	return name
+}
+
+func unescapeName(key string) string {
+	if !strings.ContainsAny(key, "\uff0e\uff04") {
+		return key
+	}
+	key = strings.ReplaceAll(key, "\uff0e", ".")
+	if strings.HasPrefix(key, "\uff04") {
+		key = "$" + strings.TrimPrefix(key, "\uff04")
+	}
+	return key
+}
+
+// encodeBody stores a body as a string when it is valid UTF-8 text that
+// MongoDB tools show readably, else as binary. Either form replays the
+// exact bytes.
+func encodeBody(body []byte, h http.Header) any {
+	if len(body) == 0 {
+		return nil
+	}
+	if h.Get("Content-Encoding") == "" && isTextType(h.Get("Content-Type")) &&
+		utf8.Valid(body) && bytes.IndexByte(body, 0) < 0 {
+		return string(body)
+	}
+	return bson.Binary{Subtype: bson.TypeBinaryGeneric, Data: body}
+}
+
+func decodeBody(v any) ([]byte, error) {
+	switch b := v.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		return []byte(b), nil
+	case bson.Binary:
+		return b.Data, nil
+	case []byte:
+		return b, nil
+	default:
+		return nil, fmt.Errorf("%w: body is %T", ErrCorrupt, v)
+	}
+}
+
+// isTextType reports whether a Content-Type is text a person reads: text/*,
+// JSON, XML, JavaScript and their +json/+xml variants.
+func isTextType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		mt = strings.ToLower(strings.TrimSpace(strings.SplitN(ct, ";", 2)[0]))
+	}
+	if strings.HasPrefix(mt, "text/") {
+		return true
+	}
+	for _, s := range []string{"json", "xml", "javascript", "ecmascript", "x-www-form-urlencoded"} {
+		if strings.Contains(mt, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// newDocument builds the stored form of a response to req (whose key is
+// key and normalized URL norm) fetched at now.
+func newDocument(key, norm string, req *http.Request, e *entry, p Policy, now time.Time, expires *time.Time, vary bson.M) *Document {
+	ignored := p.ignoredParameters()
+	return &Document{
+		ID:           key,
+		URL:          norm,
+		Method:       methodOf(req),
+		Status:       e.status,
+		Proto:        e.proto,
+		Headers:      encodeHeader(e.header),
+		Body:         encodeBody(e.body, e.header),
+		ContentType:  e.header.Get("Content-Type"),
+		Size:         int64(len(e.body)),
+		CreatedAt:    now,
+		ValidatedAt:  now,
+		Expires:      expires,
+		ETag:         e.header.Get("ETag"),
+		LastModified: e.header.Get("Last-Modified"),
+		Vary:         vary,
+		Request: RequestInfo{
+			Method:  methodOf(req),
+			URL:     redactURL(req.URL, ignored),
+			Headers: redactedRequestHeader(req.Header),
+		},
+	}
+}
+
+// redactedRequestHeader is req's header for storage: the secret headers'
+// values replaced by REDACTED.
+func redactedRequestHeader(h http.Header) bson.M {
+	m := encodeHeader(h, secretHeaders...)
+	for _, name := range secretHeaders {
+		if _, ok := h[name]; ok {
+			if m == nil {
+				m = bson.M{}
+			}
+			m[name] = redacted
+		}
+	}
+	return m
+}
+
+func containsFold(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// varyValues records the request values of the headers a response varies
+// on, for matching later requests (nil when it does not vary).
+func varyValues(req *http.Request, respHeader http.Header) bson.M {
+	names := varyNames(respHeader)
+	if len(names) == 0 {
+		return nil
+	}
+	m := bson.M{}
+	for _, n := range names {
+		m[escapeName(n)] = strings.Join(req.Header.Values(n), ",")
+	}
+	return m
+}
+
+// varyMatches reports whether req carries the header values recorded in a
+// stored document's vary field.
+func varyMatches(req *http.Request, vary bson.M) bool {
+	for key, v := range vary {
+		name := unescapeName(key)
+		if name == "*" {
+			return false
+		}
+		want, _ := v.(string)
+		if strings.Join(req.Header.Values(name), ",") != want {
+			return false
+		}
+	}
+	return true
+}

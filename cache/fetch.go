@@ -1,0 +1,379 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// fetched is the result of one network fetch, shared by coalesced callers.
+//
+// Bodies are read completely (up to MaxBodySize) before anything is stored
+// or returned, rather than streamed to the caller while being recorded:
+// coalesced waiters need the bytes too, a failed or truncated read is known
+// before the store is touched (so it can never produce an entry), the store
+// write is one insert, and the crawler reads whole bodies into memory
+// anyway, so nothing is lost but time-to-first-byte. Only a body over the
+// limit is streamed, uncached, to the leader.
+type fetched struct {
+	e       *entry
+	served  string // ServedMiss or ServedRevalidated
+	bodyErr error  // the body read failed after len(e.body) bytes
+	// stream is a response whose body is over MaxBodySize, streaming from
+	// upstream. Only the leader may take it; waiters fetch for themselves.
+	stream *http.Response
+}
+
+// fromNetwork fetches for c, coalesced with identical concurrent requests,
+// revalidating st when it is set.
+func (t *Transport) fromNetwork(c *call, st *cached, hadRev bool, fr freshness) (*http.Response, error) {
+	ctx := c.req.Context()
+	res, err, leader := t.flights.do(ctx, c.key, func() (*fetched, error) {
+		return t.fetch(c, st, hadRev)
+	})
+	if !leader && ctx.Err() == nil && (errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errFlightAborted)) {
+		// The leader's own request ended early; ours has not.
+		res, err, leader = nil, nil, true
+		res, err = t.fetch(c, st, hadRev)
+	}
+	if st != nil && t.staleIfError(fr, err, res) {
+		if res != nil && res.stream != nil && leader {
+			_ = res.stream.Body.Close()
+		}
+		return t.fromStore(c, st, ServedStale), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if res.stream != nil {
+		if !leader {
+			return t.passThrough(c.outgoing(nil, nil))
+		}
+		t.misses.Add(1)
+		return res.stream, nil
+	}
+	switch res.served {
+	case ServedRevalidated:
+		t.revalidated.Add(1)
+		t.savedBytes.Add(int64(len(res.e.body)))
+	default:
+		t.misses.Add(1)
+	}
+	resp := res.e.response(c.req, res.served)
+	if res.bodyErr != nil {
+		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(res.e.body), errReader{res.bodyErr}))
+		resp.ContentLength = -1
+	}
+	return resp, nil
+}
+
+// staleIfError reports whether a failed revalidation (error or 5xx) may be
+// answered with the stale entry.
+func (t *Transport) staleIfError(fr freshness, err error, res *fetched) bool {
+	sie := t.policy.StaleIfError
+	if sie == 0 || fr.mustRevalidate {
+		return false
+	}
+	failed := err != nil || (res != nil && res.e != nil && res.e.status >= 500)
+	if !failed {
+		return false
+	}
+	return sie < 0 || t.now().Before(fr.expiresAt.Add(sie))
+}
+
+// fetch does the network request for c: conditional when st has a
+// validator. A 304 becomes st's response with merged headers; anything
+// else is read, stored when the policy allows, and returned.
+func (t *Transport) fetch(c *call, st *cached, hadRev bool) (*fetched, error) {
+	var extra http.Header
+	if st != nil {
+		if etag := st.e.header.Get("ETag"); etag != "" {
+			extra = http.Header{"If-None-Match": {etag}}
+		}
+		if lm := st.e.header.Get("Last-Modified"); lm != "" {
+			if extra == nil {
+				extra = http.Header{}
+			}
+			extra["If-Modified-Since"] = []string{lm}
+		}
+	}
+	resp, err := t.upstream.RoundTrip(c.outgoing(nil, extra))
+	if err != nil {
+		return nil, err
+	}
+	if extra != nil && resp.StatusCode == http.StatusNotModified {
+		return t.merge304(c, st, resp), nil
+	}
+	body, readErr := readLimited(resp.Body, resp.ContentLength, t.maxBody)
+	t.networkBytes.Add(int64(len(body)))
+	if readErr == nil && int64(len(body)) > t.maxBody {
+		t.tooLarge.Add(1)
+		t.notStored.Add(1)
+		rest := &countingReader{r: resp.Body, n: &t.networkBytes}
+		resp.Body = readCloser{io.MultiReader(bytes.NewReader(body), rest), resp.Body}
+		// ContentLength stays: the prefix and the rest are the whole body.
+		resp.Header.Set(HeaderServed, ServedMiss)
+		return &fetched{stream: resp, served: ServedMiss}, nil
+	}
+	_ = resp.Body.Close()
+	resp.Header.Del(HeaderServed) // an upstream crawlcache's verdict is not ours
+	e := &entry{status: resp.StatusCode, proto: resp.Proto, header: resp.Header, body: body}
+	if readErr != nil {
+		t.notStored.Add(1) // never store a truncated body
+		return &fetched{e: e, served: ServedMiss, bodyErr: readErr}, nil
+	}
+	t.store(c, st, e, hadRev)
+	return &fetched{e: e, served: ServedMiss}, nil
+}
+
+// merge304 records a 304 in the revalidations collection (the body
+// document is not rewritten) and returns the stored response with the
+// 304's headers merged in.
+func (t *Transport) merge304(c *call, st *cached, resp *http.Response) *fetched {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	resp.Header.Del(HeaderServed)
+	merged := st.e.header.Clone()
+	mergeHeader(merged, resp.Header)
+	// The revalidation keeps every 304 header since the body was stored.
+	delta := http.Header{}
+	if st.rev != nil {
+		if h, err := decodeHeader(st.rev.Headers); err == nil {
+			delta = h
+		}
+	}
+	mergeHeader(delta, resp.Header)
+	now := t.now()
+	expires, _ := t.expiry(c, merged, st.e.status, now)
+	rev := &Revalidation{ID: c.key, ValidatedAt: now, Expires: expires, Headers: encodeHeader(delta)}
+	if err := t.coll.saveRevalidation(c.req.Context(), rev); err != nil {
+		t.storeError(err)
+	}
+	return &fetched{
+		e:      &entry{status: st.e.status, proto: st.e.proto, header: merged, body: st.e.body},
+		served: ServedRevalidated,
+	}
+}
+
+// expiry is the expires field for a response validated at now, and the
+// Vary values to record (RFC mode only).
+func (t *Transport) expiry(c *call, h http.Header, status int, now time.Time) (*time.Time, bson.M) {
+	if !t.policy.CacheControl {
+		return t.policy.crawlerExpiry(c.norm).expiresFor(now), nil
+	}
+	x := rfcFreshnessOf(h, status, now).expiresAt(now)
+	return &x, varyValues(c.req, h)
+}
+
+// store writes e under c.key when the policy allows, or records a
+// redirect hop.
+func (t *Transport) store(c *call, st *cached, e *entry, hadRev bool) {
+	switch {
+	case !slices.Contains(t.allowCodes, e.status):
+		if !t.policy.CacheControl && e.status >= 300 && e.status < 400 && e.header.Get("Location") != "" {
+			t.recordRedirect(c, st, e)
+			return
+		}
+		t.notStored.Add(1)
+		return
+	case t.policy.CacheControl && !rfcStorable(c.reqCC, e.header):
+		t.notStored.Add(1)
+		return
+	}
+	now := t.now()
+	expires, vary := t.expiry(c, e.header, e.status, now)
+	doc := newDocument(c.key, c.norm, c.req, e, t.policy, now, expires, vary)
+	if err := t.coll.save(c.req.Context(), doc, hadRev); err != nil {
+		t.storeError(err)
+	}
+}
+
+// recordRedirect stores a redirect whose status is not stored as a
+// response (302, 303, 307 by default): hop key → the key of the request
+// the client will make next, so a re-crawl replays the chain without
+// network. A RoundTripper does not follow redirects; the client's next
+// request, for the target, is then a hit of its own.
+func (t *Transport) recordRedirect(c *call, st *cached, e *entry) {
+	loc := e.header.Get("Location")
+	target, err := c.req.URL.Parse(loc)
+	if err != nil {
+		t.notStored.Add(1)
+		return
+	}
+	treq := &http.Request{Method: methodOf(c.req), URL: target, Header: c.req.Header}
+	now := t.now()
+	r := &Redirect{
+		ID:        c.key,
+		URL:       c.norm,
+		Target:    Key(treq, nil, t.policy, nil),
+		CreatedAt: now,
+		Status:    e.status,
+		Location:  loc,
+		Expires:   t.policy.crawlerExpiry(c.norm).expiresFor(now),
+	}
+	if err := t.coll.saveRedirect(c.req.Context(), r); err != nil {
+		t.storeError(err)
+		return
+	}
+	if st != nil { // the URL used to answer with a page; the hop replaces it
+		if err := t.coll.invalidateResponse(c.req.Context(), c.key); err != nil {
+			t.storeError(err)
+		}
+	}
+}
+
+// fromRedirect replays a recorded redirect hop.
+func (t *Transport) fromRedirect(c *call, offline bool) (*http.Response, bool) {
+	r, err := t.coll.findRedirect(c.req.Context(), c.key)
+	if err != nil {
+		t.storeError(err)
+		return nil, false
+	}
+	if r == nil {
+		return nil, false
+	}
+	served := ServedHit
+	if c.flags.refresh || (r.Expires != nil && !t.now().Before(*r.Expires)) {
+		if !offline {
+			return nil, false
+		}
+		served = ServedStale
+	}
+	st := &cached{e: &entry{
+		status: r.Status,
+		proto:  "HTTP/1.1",
+		header: http.Header{"Location": {r.Location}, "Content-Length": {"0"}},
+	}}
+	return t.fromStore(c, st, served), true
+}
+
+// startBackground refreshes st in the background for
+// stale_while_revalidate. It returns false when the refresh must happen in
+// the foreground instead (all slots busy, or the Transport is closed).
+func (t *Transport) startBackground(c *call, st *cached, hadRev bool) bool {
+	if t.flights.busy(c.key) {
+		return true // a refresh for this key is already running
+	}
+	select {
+	case t.bgSlots <- struct{}{}:
+	default:
+		return false
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		<-t.bgSlots
+		return false
+	}
+	t.bg.Add(1)
+	t.mu.Unlock()
+	// The caller may reuse its request once it has the response: work on
+	// a copy, detached from the caller's cancellation.
+	ctx := context.WithoutCancel(c.req.Context())
+	bc := *c
+	bc.req = c.req.Clone(ctx)
+	go func() {
+		defer t.bg.Done()
+		defer func() { <-t.bgSlots }()
+		res, err, leader := t.flights.do(ctx, bc.key, func() (*fetched, error) {
+			return t.fetch(&bc, st, hadRev)
+		})
+		if err != nil {
+			t.log.Debug("background revalidation failed", "url", bc.norm, "err", err)
+			return
+		}
+		if leader && res.stream != nil {
+			_ = res.stream.Body.Close()
+		}
+	}()
+	return true
+}
+
+// passThrough sends req upstream without the cache.
+func (t *Transport) passThrough(req *http.Request) (*http.Response, error) {
+	resp, err := t.upstream.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	t.misses.Add(1)
+	t.notStored.Add(1)
+	if resp.Header == nil {
+		resp.Header = http.Header{}
+	}
+	resp.Header.Set(HeaderServed, ServedMiss)
+	if resp.Body != nil {
+		resp.Body = readCloser{&countingReader{r: resp.Body, n: &t.networkBytes}, resp.Body}
+	}
+	return resp, nil
+}
+
+// passThroughInvalidate sends an unsafe request upstream and, when it
+// succeeds, drops the stored GET and HEAD responses for its URL and for
+// same-host Location and Content-Location (RFC 9111 §4.4).
+func (t *Transport) passThroughInvalidate(req *http.Request) (*http.Response, error) {
+	resp, err := t.passThrough(req)
+	if err != nil || resp.StatusCode >= 400 {
+		return resp, err
+	}
+	targets := []string{req.URL.String()}
+	for _, h := range []string{"Location", "Content-Location"} {
+		if v := resp.Header.Get(h); v != "" {
+			if u, err := req.URL.Parse(v); err == nil && u.Host == req.URL.Host {
+				targets = append(targets, u.String())
+			}
+		}
+	}
+	for _, raw := range targets {
+		for _, m := range []string{http.MethodGet, http.MethodHead} {
+			r, err := http.NewRequestWithContext(req.Context(), m, raw, nil)
+			if err != nil {
+				continue
+			}
+			r.Header = req.Header
+			if err := t.coll.invalidate(req.Context(), Key(r, nil, t.policy, nil)); err != nil {
+				t.storeError(err)
+			}
+		}
+	}
+	return resp, nil
+}
+
+// readLimited reads up to limit+1 bytes, so that a result longer than
+// limit means "too large".
+func readLimited(r io.Reader, contentLength, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if contentLength > 0 {
+		buf.Grow(int(min(contentLength, limit) + 1))
+	}
+	_, err := buf.ReadFrom(io.LimitReader(r, limit+1))
+	return buf.Bytes(), err
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+// countingReader adds the bytes read to n.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}

@@ -1,0 +1,236 @@
+package cache
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// cacheControl holds the directives of Cache-Control header values: the
+// lower-cased directive name → its unquoted argument ("" when none). The
+// first occurrence of a directive wins.
+type cacheControl map[string]string
+
+// parseCacheControl parses Cache-Control header values (RFC 9111 §5.2):
+// comma-separated directives, each a token optionally followed by "=" and
+// a token or quoted string. Malformed parts are skipped, never an error.
+func parseCacheControl(values []string) cacheControl {
+	cc := cacheControl{}
+	for _, v := range values {
+		for len(v) > 0 {
+			var part string
+			part, v = nextDirective(v)
+			name, arg, hasArg := strings.Cut(part, "=")
+			name = strings.ToLower(strings.TrimSpace(name))
+			if name == "" || strings.ContainsAny(name, " \t\"") {
+				continue
+			}
+			arg = strings.TrimSpace(arg)
+			if hasArg && len(arg) >= 2 && arg[0] == '"' && arg[len(arg)-1] == '"' {
+				arg = unquote(arg[1 : len(arg)-1])
+			}
+			if _, seen := cc[name]; !seen {
+				cc[name] = arg
+			}
+		}
+	}
+	return cc
+}
+
+// nextDirective splits s at the first comma outside a quoted string.
+func nextDirective(s string) (part, rest string) {
+	quoted := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && quoted:
+			i++
+		case c == '"':
+			quoted = !quoted
+		case c == ',' && !quoted:
+			return s[:i], s[i+1:]
+		}
+	}
+	return s, ""
+}
+
+func unquote(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			i++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func (cc cacheControl) has(name string) bool { _, ok := cc[name]; return ok }
+
+// seconds returns a delta-seconds argument (RFC 9111 §1.2.2): digits only,
+// values past 2^31 capped there. ok is false when the directive is absent
+// or its argument is not delta-seconds.
+func (cc cacheControl) seconds(name string) (d time.Duration, ok bool) {
+	v, present := cc[name]
+	if !present {
+		return 0, false
+	}
+	return deltaSeconds(v)
+}
+
+func deltaSeconds(v string) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n > 1<<31 {
+		n = 1 << 31
+	}
+	return time.Duration(n) * time.Second, true
+}
+
+// heuristicStatuses are cacheable by default (RFC 9110 §15.1): they may get
+// heuristic freshness when the response has no explicit expiry.
+var heuristicStatuses = []int{200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501}
+
+// rfcFreshness is what RFC 9111 says about a stored response.
+type rfcFreshness struct {
+	lifetime       time.Duration // freshness lifetime (§4.2.1)
+	initialAge     time.Duration // corrected_initial_age (§4.2.3)
+	noCache        bool          // must be validated before every use
+	mustRevalidate bool          // never served stale
+	immutable      bool
+}
+
+// rfcFreshnessOf computes the freshness of a response received at
+// responseTime with headers h. A private cache: s-maxage is ignored.
+func rfcFreshnessOf(h http.Header, status int, responseTime time.Time) rfcFreshness {
+	cc := parseCacheControl(h.Values("Cache-Control"))
+	f := rfcFreshness{
+		noCache:        cc.has("no-cache"),
+		mustRevalidate: cc.has("must-revalidate") || cc.has("proxy-revalidate"),
+		immutable:      cc.has("immutable"),
+	}
+	date, hasDate := parseHTTPDate(h.Get("Date"))
+	if !hasDate {
+		date = responseTime
+	}
+	switch ma, ok := cc.seconds("max-age"); {
+	case ok:
+		f.lifetime = ma
+	case h.Get("Expires") != "":
+		if exp, ok := parseHTTPDate(h.Get("Expires")); ok && exp.After(date) {
+			f.lifetime = exp.Sub(date)
+		} // an invalid Expires means already expired
+	case slices.Contains(heuristicStatuses, status) && !cc.has("no-cache"):
+		if lm, ok := parseHTTPDate(h.Get("Last-Modified")); ok && date.After(lm) {
+			f.lifetime = date.Sub(lm) / 10
+		}
+	}
+	apparent := max(0, responseTime.Sub(date))
+	age, _ := deltaSeconds(strings.TrimSpace(h.Get("Age")))
+	f.initialAge = max(apparent, age)
+	return f
+}
+
+// expiresAt is when a response validated at t stops being fresh.
+func (f rfcFreshness) expiresAt(t time.Time) time.Time {
+	if f.noCache {
+		return t
+	}
+	return t.Add(f.lifetime - f.initialAge)
+}
+
+func parseHTTPDate(s string) (time.Time, bool) {
+	if s == "" {
+		return time.Time{}, false
+	}
+	t, err := http.ParseTime(s)
+	return t, err == nil
+}
+
+// rfcStorable reports whether RFC 9111 allows storing the response to a
+// request with directives reqCC: no no-store on either side, no Vary: *.
+func rfcStorable(reqCC cacheControl, h http.Header) bool {
+	if reqCC.has("no-store") {
+		return false
+	}
+	if parseCacheControl(h.Values("Cache-Control")).has("no-store") {
+		return false
+	}
+	return !slices.Contains(varyNames(h), "*")
+}
+
+// crawlerExpiry is the crawler policy's expiry for a normalized URL: the
+// first urls_expire_after pattern that matches the URL without its scheme,
+// else expire_after.
+func (p Policy) crawlerExpiry(normURL string) Expiry {
+	if len(p.URLsExpireAfter) > 0 {
+		bare := normURL
+		if _, rest, ok := strings.Cut(normURL, "://"); ok {
+			bare = rest
+		}
+		for _, rule := range p.URLsExpireAfter {
+			if globMatch(rule.Pattern, bare) {
+				return rule.Expiry
+			}
+		}
+	}
+	return p.ExpireAfter
+}
+
+// globMatch matches s against a pattern where '*' is any run of characters
+// (including '/') and '?' is one character. A pattern with a scheme
+// ("https://example.org/*") is matched without it. A pattern with no path
+// ("example.org") also matches every URL on that host.
+func globMatch(pattern, s string) bool {
+	if _, rest, ok := strings.Cut(pattern, "://"); ok {
+		pattern = rest
+	}
+	if !strings.ContainsAny(pattern, "/*?") {
+		pattern += "/*"
+	}
+	// Iterative matcher with single-star backtracking: linear in practice
+	// and never exponential.
+	p, i := 0, 0
+	star, mark := -1, 0
+	for i < len(s) {
+		switch {
+		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == s[i]):
+			p++
+			i++
+		case p < len(pattern) && pattern[p] == '*':
+			star, mark = p, i
+			p++
+		case star >= 0:
+			p = star + 1
+			mark++
+			i = mark
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
+}
+
+// expiresFor returns the stored expires field under the crawler policy for
+// an entry validated at t: nil for never.
+func (e Expiry) expiresFor(t time.Time) *time.Time {
+	if e.Kind != ExpireAfter {
+		return nil
+	}
+	x := t.Add(e.After)
+	return &x
+}

@@ -1,0 +1,196 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// storeTimeout bounds one store operation, so a hung server degrades to the
+// network instead of hanging the crawl.
+const storeTimeout = 10 * time.Second
+
+// collections holds the transport's MongoDB collections. Every per-request
+// operation is an _id lookup or write: the embedded server pushes nothing
+// else down (DESIGN.md).
+type collections struct {
+	responses     *mongo.Collection
+	redirects     *mongo.Collection
+	revalidations *mongo.Collection
+	supportsTTL   bool
+}
+
+var replaceUpsert = options.Replace().SetUpsert(true)
+
+// ensureIndexes creates the plain indexes inspection commands use. It is
+// idempotent: creating an existing index with the same spec is a no-op.
+func (c *collections) ensureIndexes(ctx context.Context) error {
+	if _, err := c.responses.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys:    bson.D{{Key: "url", Value: 1}},
+		Options: options.Index().SetName("url"),
+	}); err != nil {
+		return fmt.Errorf("create index url on %s: %w", c.responses.Name(), err)
+	}
+	if _, err := c.redirects.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys:    bson.D{{Key: "url", Value: 1}},
+		Options: options.Index().SetName("url"),
+	}); err != nil {
+		return fmt.Errorf("create index url on %s: %w", c.redirects.Name(), err)
+	}
+	return nil
+}
+
+// loaded is the outcome of looking a key up.
+type loaded struct {
+	doc *Document
+	rev *Revalidation
+	// corrupt is set when the document exists but does not decode.
+	corrupt error
+}
+
+// load finds the response and its revalidation by _id, concurrently: the
+// two small round trips overlap, so a hit costs about one find. err is a
+// store error (the caller degrades to the network); a document that does
+// not decode is reported in loaded.corrupt instead.
+func (c *collections) load(ctx context.Context, key string) (loaded, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	type revResult struct {
+		rev *Revalidation
+		err error
+	}
+	revc := make(chan revResult, 1)
+	go func() {
+		raw, err := c.revalidations.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Raw()
+		if err != nil {
+			if errors.Is(err, mongo.ErrNoDocuments) {
+				err = nil
+			}
+			revc <- revResult{err: err}
+			return
+		}
+		var rev Revalidation
+		if bson.Unmarshal(raw, &rev) != nil {
+			revc <- revResult{} // a corrupt revalidation is ignored
+			return
+		}
+		revc <- revResult{rev: &rev}
+	}()
+	var out loaded
+	raw, err := c.responses.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Raw()
+	r := <-revc
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return out, r.err
+	case err != nil:
+		return out, fmt.Errorf("find cached response %s: %w", key, err)
+	case r.err != nil:
+		return out, fmt.Errorf("find revalidation %s: %w", key, r.err)
+	}
+	var doc Document
+	if err := bson.Unmarshal(raw, &doc); err != nil {
+		out.corrupt = fmt.Errorf("decode cached response %s: %w: %v", key, ErrCorrupt, err)
+		return out, nil
+	}
+	out.doc, out.rev = &doc, r.rev
+	return out, nil
+}
+
+// save replaces the response stored under doc.ID and drops its
+// revalidation (a 200 makes it obsolete). hadRev false skips the delete
+// when the caller knows there is none.
+func (c *collections) save(ctx context.Context, doc *Document, hadRev bool) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	if _, err := c.responses.ReplaceOne(ctx, bson.D{{Key: "_id", Value: doc.ID}}, doc, replaceUpsert); err != nil {
+		return fmt.Errorf("store response %s: %w", doc.ID, err)
+	}
+	if hadRev {
+		if _, err := c.revalidations.DeleteOne(ctx, bson.D{{Key: "_id", Value: doc.ID}}); err != nil {
+			return fmt.Errorf("delete revalidation %s: %w", doc.ID, err)
+		}
+	}
+	return nil
+}
+
+// saveRevalidation records a 304 without touching the body document. With
+// a server that has TTL indexes it also sets validated_at and expires on
+// the response, so the TTL index on responses.validated_at sees the 304
+// (MongoDB updates in place; the embedded server, which would rewrite the
+// whole body, has no TTL indexes and relies on the sweeper reading
+// revalidations).
+func (c *collections) saveRevalidation(ctx context.Context, rev *Revalidation) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	if _, err := c.revalidations.ReplaceOne(ctx, bson.D{{Key: "_id", Value: rev.ID}}, rev, replaceUpsert); err != nil {
+		return fmt.Errorf("store revalidation %s: %w", rev.ID, err)
+	}
+	if c.supportsTTL {
+		set := bson.D{{Key: "validated_at", Value: rev.ValidatedAt}}
+		update := bson.D{{Key: "$set", Value: append(set, bson.E{Key: "expires", Value: rev.Expires})}}
+		if rev.Expires == nil {
+			update = bson.D{{Key: "$set", Value: set}, {Key: "$unset", Value: bson.D{{Key: "expires", Value: ""}}}}
+		}
+		if _, err := c.responses.UpdateOne(ctx, bson.D{{Key: "_id", Value: rev.ID}}, update); err != nil {
+			return fmt.Errorf("refresh validated_at of %s: %w", rev.ID, err)
+		}
+	}
+	return nil
+}
+
+// findRedirect returns the redirect recorded for a hop key, nil if none.
+func (c *collections) findRedirect(ctx context.Context, key string) (*Redirect, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	var r Redirect
+	err := c.redirects.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&r)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("find redirect %s: %w", key, err)
+	case r.Status < 300 || r.Status > 399 || r.Location == "":
+		return nil, nil // not replayable; refetch and overwrite
+	}
+	return &r, nil
+}
+
+func (c *collections) saveRedirect(ctx context.Context, r *Redirect) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	if _, err := c.redirects.ReplaceOne(ctx, bson.D{{Key: "_id", Value: r.ID}}, r, replaceUpsert); err != nil {
+		return fmt.Errorf("store redirect %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// invalidate deletes everything stored under key (RFC 9111 §4.4).
+func (c *collections) invalidate(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	filter := bson.D{{Key: "_id", Value: key}}
+	for _, coll := range []*mongo.Collection{c.responses, c.revalidations, c.redirects} {
+		if _, err := coll.DeleteOne(ctx, filter); err != nil {
+			return fmt.Errorf("invalidate %s in %s: %w", key, coll.Name(), err)
+		}
+	}
+	return nil
+}
+
+// invalidateResponse deletes the response and revalidation under key.
+func (c *collections) invalidateResponse(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	filter := bson.D{{Key: "_id", Value: key}}
+	for _, coll := range []*mongo.Collection{c.responses, c.revalidations} {
+		if _, err := coll.DeleteOne(ctx, filter); err != nil {
+			return fmt.Errorf("delete %s from %s: %w", key, coll.Name(), err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,498 @@
+// Package cache is crawlcache's HTTP response cache: an http.RoundTripper
+// (Transport) that keeps responses in MongoDB, replays them byte for byte,
+// revalidates expired ones with conditional requests and turns a 304 into
+// the cached 200. Every per-request store operation is an _id lookup or
+// write. It must not follow redirects, retry, rate-limit or interpret
+// statuses beyond caching rules: politeness lives in the upstream
+// RoundTripper, below the cache, so hits never wait for it.
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// HeaderServed is set on every response from a Transport to how it was
+// served: "hit" (from the store), "miss" (from the network), "revalidated"
+// (the origin answered 304; the stored body was served) or "stale" (an
+// expired entry served under stale_if_error, stale_while_revalidate or
+// only_if_cached).
+const HeaderServed = "X-Crawlcache"
+
+// Values of HeaderServed.
+const (
+	ServedHit         = "hit"
+	ServedMiss        = "miss"
+	ServedRevalidated = "revalidated"
+	ServedStale       = "stale"
+)
+
+// DefaultMaxBodySize is the largest body stored when Options.MaxBodySize is
+// zero: MongoDB documents are limited to 16 MiB.
+const DefaultMaxBodySize = 15 << 20
+
+// maxBackground bounds concurrent stale_while_revalidate refreshes.
+const maxBackground = 4
+
+// Options configures a Transport. The zero value is usable: crawler policy,
+// http.DefaultTransport, default collections.
+type Options struct {
+	// Upstream performs network requests. If nil, http.DefaultTransport.
+	// The crawler passes its per-host rate limiter here, so politeness
+	// applies only on the network path.
+	Upstream http.RoundTripper
+	// Policy is the caching policy.
+	Policy Policy
+	// Now returns the current time. If nil, time.Now.
+	Now func() time.Time
+	// Logger receives store errors (the first at WARN, later ones at
+	// DEBUG) and corrupt documents. If nil, slog.Default().
+	Logger *slog.Logger
+	// SupportsTTL is store.Capabilities().TTLIndexes: when true a 304 also
+	// sets validated_at and expires on the response document, for the TTL
+	// index.
+	SupportsTTL bool
+	// MaxBodySize is the largest body stored. Larger bodies stream to the
+	// caller uncached and are counted in Stats.TooLarge. If 0,
+	// DefaultMaxBodySize.
+	MaxBodySize int64
+	// Responses, Redirects and Revalidations name the collections. If
+	// empty, ResponsesCollection, RedirectsCollection and
+	// RevalidationsCollection.
+	Responses, Redirects, Revalidations string
+}
+
+// Stats are a Transport's counters since New.
+type Stats struct {
+	Hits        int64 // served from the store, fresh
+	Misses      int64 // served from the network (body downloaded), incl. 504s of only_if_cached
+	Revalidated int64 // origin answered 304, stored body served
+	Stale       int64 // expired entry served without a successful revalidation
+	// NetworkBytes are body bytes read from upstream; SavedBytes are body
+	// bytes served from the store instead.
+	NetworkBytes int64
+	SavedBytes   int64
+	StoreErrors  int64 // failed store reads/writes (the request still succeeded)
+	TooLarge     int64 // bodies over MaxBodySize, passed through uncached
+	NotStored    int64 // network responses not stored (policy, status, method, failed read)
+}
+
+// Transport is an http.RoundTripper that caches responses in MongoDB. It is
+// safe for concurrent use and meant to be shared; create it with New.
+type Transport struct {
+	upstream    http.RoundTripper
+	policy      Policy
+	now         func() time.Time
+	log         *slog.Logger
+	maxBody     int64
+	coll        collections
+	allowCodes  []int
+	allowMethod []string
+
+	flights flightGroup
+
+	mu      sync.Mutex // guards closed and bg.Add
+	closed  bool
+	bg      sync.WaitGroup
+	bgSlots chan struct{}
+
+	storeErrLogged atomic.Bool
+	hits, misses, revalidated, stale, networkBytes, savedBytes,
+	storeErrors, tooLarge, notStored atomic.Int64
+}
+
+var _ http.RoundTripper = (*Transport)(nil)
+
+// New returns a Transport storing in db and creates its indexes (plain
+// indexes only; idempotent). It returns an error when the indexes cannot be
+// created, which usually means the store is unreachable.
+func New(ctx context.Context, db *mongo.Database, opts Options) (*Transport, error) {
+	t := &Transport{
+		upstream:    opts.Upstream,
+		policy:      opts.Policy,
+		now:         opts.Now,
+		log:         opts.Logger,
+		maxBody:     opts.MaxBodySize,
+		allowCodes:  opts.Policy.AllowableCodes,
+		allowMethod: opts.Policy.AllowableMethods,
+		bgSlots:     make(chan struct{}, maxBackground),
+	}
+	if t.upstream == nil {
+		t.upstream = http.DefaultTransport
+	}
+	if t.now == nil {
+		t.now = time.Now
+	}
+	if t.log == nil {
+		t.log = slog.Default()
+	}
+	if t.maxBody <= 0 {
+		t.maxBody = DefaultMaxBodySize
+	}
+	if t.allowCodes == nil {
+		t.allowCodes = DefaultAllowableCodes
+	}
+	if t.allowMethod == nil {
+		t.allowMethod = []string{http.MethodGet, http.MethodHead}
+	}
+	name := func(n, def string) *mongo.Collection {
+		if n == "" {
+			n = def
+		}
+		return db.Collection(n)
+	}
+	t.coll = collections{
+		responses:     name(opts.Responses, ResponsesCollection),
+		redirects:     name(opts.Redirects, RedirectsCollection),
+		revalidations: name(opts.Revalidations, RevalidationsCollection),
+		supportsTTL:   opts.SupportsTTL,
+	}
+	if err := t.coll.ensureIndexes(ctx); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Stats returns a snapshot of the counters. Safe for concurrent use.
+func (t *Transport) Stats() Stats {
+	return Stats{
+		Hits:         t.hits.Load(),
+		Misses:       t.misses.Load(),
+		Revalidated:  t.revalidated.Load(),
+		Stale:        t.stale.Load(),
+		NetworkBytes: t.networkBytes.Load(),
+		SavedBytes:   t.savedBytes.Load(),
+		StoreErrors:  t.storeErrors.Load(),
+		TooLarge:     t.tooLarge.Load(),
+		NotStored:    t.notStored.Load(),
+	}
+}
+
+// Close waits for background revalidations to finish and stops new ones
+// (later stale entries are revalidated in the foreground). It does not
+// close the database or the upstream. It always returns nil.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.bg.Wait()
+	return nil
+}
+
+// Served returns how resp was served (the HeaderServed value), "" for a
+// response that did not come through a Transport.
+func Served(resp *http.Response) string {
+	if resp == nil {
+		return ""
+	}
+	return resp.Header.Get(HeaderServed)
+}
+
+type ctxKey int
+
+const (
+	refreshKey ctxKey = iota
+	forceRefreshKey
+	onlyIfCachedKey
+)
+
+// WithRefresh marks requests made with ctx to be revalidated even when
+// their cached entry is fresh (a conditional request when the entry has a
+// validator, else a refetch).
+func WithRefresh(ctx context.Context) context.Context {
+	return context.WithValue(ctx, refreshKey, true)
+}
+
+// WithForceRefresh marks requests made with ctx to ignore the cache: they
+// are fetched unconditionally and the response is stored.
+func WithForceRefresh(ctx context.Context) context.Context {
+	return context.WithValue(ctx, forceRefreshKey, true)
+}
+
+// WithOnlyIfCached marks requests made with ctx for offline replay: any
+// stored entry is served, fresh or not, and a miss is a 504 without any
+// network request.
+func WithOnlyIfCached(ctx context.Context) context.Context {
+	return context.WithValue(ctx, onlyIfCachedKey, true)
+}
+
+// requestFlags are the per-request modes from the context.
+type requestFlags struct {
+	refresh, forceRefresh, onlyIfCached bool
+}
+
+func flagsOf(ctx context.Context) requestFlags {
+	b := func(k ctxKey) bool { v, _ := ctx.Value(k).(bool); return v }
+	return requestFlags{refresh: b(refreshKey), forceRefresh: b(forceRefreshKey), onlyIfCached: b(onlyIfCachedKey)}
+}
+
+// call is one RoundTrip: the caller's request, its body (read once), key
+// and modes.
+type call struct {
+	req   *http.Request // the caller's request; never mutated
+	body  []byte
+	key   string
+	norm  string // normalized URL
+	reqCC cacheControl
+	flags requestFlags
+}
+
+// outgoing is the request sent upstream: req itself when it has no body,
+// no extra headers and no other context (ctx nil), else a shallow copy with
+// its own header map and body reader.
+func (c *call) outgoing(ctx context.Context, extra http.Header) *http.Request {
+	if len(c.body) == 0 && extra == nil && ctx == nil {
+		return c.req
+	}
+	if ctx == nil {
+		ctx = c.req.Context()
+	}
+	out := c.req.WithContext(ctx)
+	if extra != nil {
+		out.Header = c.req.Header.Clone()
+		for k, v := range extra {
+			out.Header[k] = v
+		}
+	}
+	if len(c.body) > 0 {
+		body := c.body
+		out.Body = io.NopCloser(bytes.NewReader(body))
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		out.ContentLength = int64(len(body))
+	}
+	return out
+}
+
+// bypassHeaders make a request uncacheable: the caller asked for something
+// other than the whole current representation.
+var bypassHeaders = []string{"Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"}
+
+// RoundTrip serves req from the store when the policy allows, else from
+// upstream, storing what the policy allows. It never mutates req, returns
+// an error only when no response was obtained, and degrades to the network
+// when the store fails.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL == nil {
+		closeBody(req)
+		return nil, errors.New("cache: nil request URL")
+	}
+	method := methodOf(req)
+	cacheable := slices.Contains(t.allowMethod, method)
+	for _, h := range bypassHeaders {
+		if req.Header.Get(h) != "" {
+			cacheable = false
+		}
+	}
+	if !cacheable {
+		if t.policy.CacheControl && !isSafeMethod(method) {
+			return t.passThroughInvalidate(req)
+		}
+		return t.passThrough(req)
+	}
+	c := &call{req: req, flags: flagsOf(req.Context())}
+	if req.Body != nil && req.Body != http.NoBody {
+		body, err := io.ReadAll(req.Body)
+		closeBody(req)
+		if err != nil {
+			return nil, fmt.Errorf("read request body: %w", err)
+		}
+		c.body = body
+	}
+	norm, err := NormalizeURL(req.URL.String(), t.policy.ignoredParameters())
+	if err != nil {
+		return t.passThrough(c.outgoing(nil, nil))
+	}
+	c.norm = norm
+	if t.policy.CacheControl {
+		c.reqCC = parseCacheControl(req.Header.Values("Cache-Control"))
+		if len(c.reqCC) == 0 && req.Header.Get("Pragma") == "no-cache" {
+			c.reqCC["no-cache"] = ""
+		}
+	} else if t.policy.crawlerExpiry(norm).Kind == ExpireDoNotCache {
+		return t.passThrough(c.outgoing(nil, nil))
+	}
+	c.key = Key(req, c.body, t.policy, nil)
+	return t.serve(c)
+}
+
+// serve is the cache lookup and decision for a cacheable request.
+func (t *Transport) serve(c *call) (*http.Response, error) {
+	ctx := c.req.Context()
+	offline := t.policy.OnlyIfCached || c.flags.onlyIfCached
+	var st *cached
+	hadRev := true // unknown: delete any revalidation when storing
+	if !c.flags.forceRefresh {
+		lk, err := t.coll.load(ctx, c.key)
+		switch {
+		case err != nil:
+			t.storeError(err)
+		case lk.corrupt != nil:
+			t.log.Warn("corrupt cached response, refetching", "url", c.norm, "err", lk.corrupt)
+		case lk.doc != nil:
+			hadRev = lk.rev != nil
+			st, err = decodeCached(lk)
+			if err != nil {
+				t.log.Warn("corrupt cached response, refetching", "url", c.norm, "err", err)
+			}
+		default:
+			hadRev = false
+		}
+		if st != nil && t.policy.CacheControl && !varyMatches(c.req, st.doc.Vary) {
+			st = nil
+		}
+	}
+	if st != nil {
+		now := t.now()
+		fr := t.freshness(c, st, now)
+		switch {
+		case fr.fresh:
+			return t.fromStore(c, st, ServedHit), nil
+		case fr.staleOK || offline:
+			return t.fromStore(c, st, ServedStale), nil
+		case c.reqCC.has("only-if-cached"):
+			return t.gatewayTimeout(c), nil
+		case !fr.mustRevalidate && !c.flags.refresh && t.policy.StaleWhileRevalidate > 0 &&
+			now.Before(fr.expiresAt.Add(t.policy.StaleWhileRevalidate)) && t.startBackground(c, st, hadRev):
+			return t.fromStore(c, st, ServedStale), nil
+		}
+		return t.fromNetwork(c, st, hadRev, fr)
+	}
+	if !c.flags.forceRefresh && !t.policy.CacheControl {
+		if resp, ok := t.fromRedirect(c, offline); ok {
+			return resp, nil
+		}
+	}
+	if offline || c.reqCC.has("only-if-cached") {
+		return t.gatewayTimeout(c), nil
+	}
+	return t.fromNetwork(c, nil, hadRev, freshness{})
+}
+
+// cached is a stored entry, decoded once.
+type cached struct {
+	doc         *Document
+	rev         *Revalidation // the effective revalidation, nil if none or older
+	e           *entry
+	validatedAt time.Time
+}
+
+func decodeCached(lk loaded) (*cached, error) {
+	e, validatedAt, _, err := decodeEntry(lk.doc, lk.rev)
+	if err != nil {
+		return nil, err
+	}
+	st := &cached{doc: lk.doc, e: e, validatedAt: validatedAt}
+	if revApplies(lk.doc, lk.rev) {
+		st.rev = lk.rev
+	}
+	return st, nil
+}
+
+// freshness is the verdict on a stored entry at one instant.
+type freshness struct {
+	fresh          bool
+	staleOK        bool // the request accepts it stale (max-stale)
+	mustRevalidate bool // never serve it stale
+	expiresAt      time.Time
+}
+
+func (t *Transport) freshness(c *call, st *cached, now time.Time) freshness {
+	if !t.policy.CacheControl {
+		// The crawler policy is evaluated now, against validated_at, so
+		// a changed expire_after applies to entries already stored.
+		exp := t.policy.crawlerExpiry(c.norm)
+		fr := freshness{fresh: exp.Kind == ExpireNever, expiresAt: st.validatedAt.Add(exp.After)}
+		switch exp.Kind {
+		case ExpireAfter:
+			fr.fresh = now.Before(fr.expiresAt)
+		case ExpireNever:
+			fr.expiresAt = now // for stale windows after a forced refresh
+		}
+		if c.flags.refresh {
+			fr.fresh = false
+		}
+		return fr
+	}
+	f := rfcFreshnessOf(st.e.header, st.e.status, st.validatedAt)
+	age := f.initialAge + now.Sub(st.validatedAt)
+	fr := freshness{
+		fresh:          !f.noCache && age < f.lifetime,
+		mustRevalidate: f.mustRevalidate || f.noCache,
+		expiresAt:      f.expiresAt(st.validatedAt),
+	}
+	if d, ok := c.reqCC.seconds("max-age"); ok && age > d {
+		fr.fresh = false
+	}
+	if d, ok := c.reqCC.seconds("min-fresh"); ok && f.lifetime-age < d {
+		fr.fresh = false
+	}
+	if c.reqCC.has("no-cache") {
+		fr.fresh = false
+	}
+	if c.flags.refresh && !(fr.fresh && f.immutable) {
+		fr.fresh = false
+	}
+	if !fr.fresh && !fr.mustRevalidate && !c.flags.refresh && !c.reqCC.has("no-cache") {
+		if v, ok := c.reqCC["max-stale"]; ok {
+			d, valid := deltaSeconds(v)
+			fr.staleOK = v == "" || (valid && now.Sub(fr.expiresAt) <= d)
+		}
+	}
+	return fr
+}
+
+// fromStore serves a stored entry.
+func (t *Transport) fromStore(c *call, st *cached, served string) *http.Response {
+	switch served {
+	case ServedHit:
+		t.hits.Add(1)
+	case ServedStale:
+		t.stale.Add(1)
+	}
+	t.savedBytes.Add(int64(len(st.e.body)))
+	return st.e.response(c.req, served)
+}
+
+// gatewayTimeout is the answer to only-if-cached with nothing usable
+// stored (RFC 9111 §5.2.1.7).
+func (t *Transport) gatewayTimeout(c *call) *http.Response {
+	t.misses.Add(1)
+	e := &entry{status: http.StatusGatewayTimeout, proto: "HTTP/1.1", header: http.Header{"Content-Length": {"0"}}}
+	return e.response(c.req, ServedMiss)
+}
+
+// storeError counts a store failure and logs the first one; the request
+// goes on over the network.
+func (t *Transport) storeError(err error) {
+	t.storeErrors.Add(1)
+	if t.storeErrLogged.CompareAndSwap(false, true) {
+		t.log.Warn("cache store failed; serving from the network (further store errors are logged at debug level and counted)", "err", err)
+		return
+	}
+	t.log.Debug("cache store failed", "err", err)
+}
+
+func isSafeMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+}
