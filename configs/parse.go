@@ -31,6 +31,10 @@ func (d *decoder) job(root *yaml.Node, j *Job) {
 	j.Rate = Rate{PerHost: DefaultPerHost, Burst: DefaultBurst, Parallelism: DefaultParallelism}
 	j.Retry = Retry{Max: DefaultRetryMax, Backoff: DefaultBackoff}
 
+	if r := resolve(root); r == nil || r.Kind != yaml.MappingNode {
+		d.errorf(r, "", "a job file must be a mapping of keys (name, seeds, ...), got %s", got(r))
+		return
+	}
 	m, ok := d.fields(root, "", topKeys...)
 	if !ok {
 		return
@@ -156,18 +160,22 @@ func (d *decoder) checkSeed(n *yaml.Node, path, s string) (*url.URL, bool) {
 	case err != nil:
 		d.errorf(n, path, "must be an absolute http(s) URL: %v", unwrapURLError(err))
 	case u.Scheme != "http" && u.Scheme != "https":
-		d.errorf(n, path, "must be an absolute http(s) URL, got %q", redact(u))
+		d.errorf(n, path, "must be an absolute http(s) URL, got %q", redact(u, s))
 	case u.Hostname() == "":
-		d.errorf(n, path, "must be an absolute http(s) URL with a host, got %q", redact(u))
+		d.errorf(n, path, "must be an absolute http(s) URL with a host, got %q", redact(u, s))
 	default:
 		return u, true
 	}
 	return nil, false
 }
 
-// redact hides a password in a URL shown in an error.
-func redact(u *url.URL) string {
-	return u.Redacted()
+// redact hides a password in a URL shown in an error; otherwise the URL
+// is shown as written.
+func redact(u *url.URL, raw string) string {
+	if _, has := u.User.Password(); has {
+		return u.Redacted()
+	}
+	return truncate(raw, 80)
 }
 
 // unwrapURLError drops url.Error's repetition of the whole input, which

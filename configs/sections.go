@@ -66,8 +66,14 @@ func (d *decoder) cache(n *yaml.Node, p string, j *Job) {
 			if s.Decode(&b) == nil && b {
 				pol.StaleIfError = -1 // without limit
 			}
-		} else if dur, ok := d.duration(v, kp); ok {
-			pol.StaleIfError = dur
+		} else if s, ok := scalar(v, "!!str", "!!int"); ok {
+			if dur, err := parseDuration(s.Value); err == nil && dur >= 0 {
+				pol.StaleIfError = dur
+			} else {
+				d.errorf(s, kp, "must be true, false or a duration >= 0 like 1h, got %s", got(v))
+			}
+		} else {
+			d.errorf(s, kp, "must be true, false or a duration >= 0 like 1h, got %s", got(v))
 		}
 	}
 	if v, ok := m["stale_while_revalidate"]; ok {
