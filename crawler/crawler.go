@@ -1,0 +1,528 @@
+// Package crawler runs one crawl: it claims URLs from the run's frontier,
+// fetches them with a colly collector whose transport is the MongoDB cache,
+// follows links, hands pages to the pipeline and acknowledges each URL in
+// the frontier once its response is cached and its items are written.
+//
+// Politeness (per-host token buckets, a global limit of network requests,
+// robots.txt Crawl-delay, Retry-After, retries) lives in a RoundTripper
+// below the cache, so a cache hit never waits and never takes a network
+// slot. The package is the only one that imports colly; it uses none of
+// colly's queue, visited set, cache directory, robots handling or limit
+// rules (see DESIGN.md for why each is unfit).
+package crawler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"crawlcache/cache"
+	"crawlcache/frontier"
+	"crawlcache/pipeline"
+)
+
+// Defaults used when the corresponding Options field is zero.
+const (
+	DefaultParallelism   = 8
+	DefaultUserAgent     = "crawlcache/0.1"
+	DefaultTimeout       = 30 * time.Second
+	DefaultShutdownGrace = 10 * time.Second
+	DefaultLeaseRenew    = 30 * time.Second
+)
+
+// DefaultFollow is the link selector used when Options.Follow is empty.
+var DefaultFollow = []string{"a[href]"}
+
+// Errors returned by Run, checked with errors.Is.
+var (
+	// ErrInterrupted wraps the context's error when Run stops because its
+	// context was cancelled; the run can be resumed.
+	ErrInterrupted = errors.New("crawl interrupted")
+	// ErrBodyTooLarge is recorded on a page whose body exceeds MaxBodySize.
+	ErrBodyTooLarge = errors.New("response body too large")
+	// ErrTooManyRedirects is recorded on a page that redirected more than
+	// 10 times (usually a redirect loop).
+	ErrTooManyRedirects = errors.New("stopped after 10 redirects")
+	// ErrRobots is recorded on a URL that robots.txt disallows.
+	ErrRobots = errors.New("disallowed by robots.txt")
+)
+
+// Options configures one Run. RunID, CacheDB and Frontier are required, and
+// Seeds unless Resume.
+type Options struct {
+	// RunID names the run in the frontier; Job is copied into pages and
+	// items. Worker names this process in leases; if empty, host-pid.
+	RunID, Job, Worker string
+
+	// Seeds are the start URLs (depth 0). AllowedDomains are the hosts
+	// whose links are followed, with their subdomains; if empty, the
+	// seeds' hosts. A domain may carry a port ("localhost:8080") to match
+	// only that port.
+	Seeds, AllowedDomains []string
+	// MaxDepth is the largest link depth fetched (seeds are 0); 0 means
+	// unlimited. MaxPages bounds the number of URLs in the run's frontier;
+	// 0 means unlimited.
+	MaxDepth, MaxPages int
+	// Include and Exclude filter discovered links (normalized URLs): a
+	// link is followed when it matches some Include (or Include is empty)
+	// and no Exclude. Seeds are not filtered.
+	Include, Exclude []*regexp.Regexp
+	// Follow are CSS selectors whose elements' href (or src) are followed.
+	// If empty, DefaultFollow.
+	Follow []string
+
+	// UserAgent is sent with every request and matched in robots.txt. If
+	// empty, DefaultUserAgent. Headers are added to every request.
+	UserAgent string
+	Headers   http.Header
+	// Robots honours robots.txt (fetched through the cache) and its
+	// Crawl-delay.
+	Robots bool
+	// Timeout bounds one network attempt; if zero, DefaultTimeout.
+	Timeout time.Duration
+	// MaxBodySize is the largest body accepted; a larger one is an error for
+	// its page. If zero, cache.DefaultMaxBodySize.
+	MaxBodySize int64
+
+	// PerHost is network requests per second per host (0 = unlimited),
+	// Burst its bucket size, Parallelism the concurrent network requests
+	// (and fetch goroutines; if zero, DefaultParallelism). RetryMax and
+	// RetryBackoff configure retries of transient failures.
+	PerHost      float64
+	Burst        int
+	Parallelism  int
+	RetryMax     int
+	RetryBackoff time.Duration
+
+	// CacheDB holds the HTTP cache; CachePolicy and SupportsTTL configure
+	// it (see cache.Options).
+	CacheDB     *mongo.Database
+	CachePolicy cache.Policy
+	SupportsTTL bool
+
+	// Frontier holds the run's URLs. Resume continues an existing run: the
+	// seeds are not added, and the frontier is reloaded from the store.
+	Frontier *frontier.Frontier
+	Resume   bool
+	// Reclaim names workers known to be dead (e.g. the crashed process
+	// being resumed): their leases are taken over at once on Resume
+	// instead of after they expire.
+	Reclaim []string
+
+	// Pipeline, if not nil, receives every 2xx page; Run sets its
+	// OnPageDone (calling any previous hook after its own) and acknowledges
+	// a URL when the pipeline reports the page's items written. If nil,
+	// pages are acknowledged as soon as they are fetched.
+	Pipeline *pipeline.Pipeline
+	// Progress is called about once a second and once at the end, from one
+	// goroutine. It may be nil.
+	Progress func(Progress)
+	// HostLeases makes a worker fetch only hosts it holds a lease for in
+	// the frontier, so the per-host rate holds for a fleet of workers.
+	HostLeases bool
+
+	// Now is the clock for the cache and page timestamps. If nil, time.Now.
+	Now func() time.Time
+	// Logger receives warnings and per-page debug lines. If nil,
+	// slog.Default().
+	Logger *slog.Logger
+	// Upstream performs network requests. If nil, a tuned *http.Transport
+	// shared by the run.
+	Upstream http.RoundTripper
+
+	// ShutdownGrace is how long in-flight pages may finish after ctx is
+	// cancelled before they are abandoned and released. If zero,
+	// DefaultShutdownGrace.
+	ShutdownGrace time.Duration
+	// LeaseRenew is how often leases of in-flight URLs are renewed; keep it
+	// well below the frontier's lease. If zero, DefaultLeaseRenew.
+	LeaseRenew time.Duration
+
+	// sleep replaces real waits in the politeness layer (tests).
+	sleep func(context.Context, time.Duration) error
+}
+
+// Progress are the counters of a run so far. Pages counts responses handed
+// on (any status), split by how the cache served them into Hits, Misses,
+// Revalidated and Stale. Errors counts URLs that failed (network errors
+// after retries, 5xx, too large, redirect loops). Items are items written.
+// NetworkBytes are body bytes downloaded; SavedBytes body bytes served from
+// the store instead. Queue is the URLs waiting in this process or being
+// worked on.
+type Progress struct {
+	Pages, Hits, Misses, Revalidated, Stale, Errors, Items, NetworkBytes, SavedBytes, Queue int64
+	Elapsed                                                                                 time.Duration
+}
+
+// Run crawls the run opts.RunID until its frontier is drained (it then
+// returns nil), ctx is cancelled (in-flight pages get ShutdownGrace to
+// finish, the rest is released for a later resume, and the error wraps
+// ErrInterrupted and ctx.Err()), or a fatal error occurs (the store or the
+// pipeline failed; the error names which). The Progress returned is final
+// in every case.
+func Run(ctx context.Context, opts Options) (Progress, error) {
+	c, err := newCrawl(opts)
+	if err != nil {
+		return Progress{}, err
+	}
+	return c.run(ctx)
+}
+
+// crawl is the state of one Run.
+type crawl struct {
+	opts    Options
+	log     *slog.Logger
+	now     func() time.Time
+	start   time.Time
+	worker  string
+	follow  []string
+	allowed []string
+	maxBody int64
+
+	polite  *Politeness
+	cache   *cache.Transport
+	robots  *robots
+	front   *frontier.Frontier
+	fetcher *fetcher
+
+	runCtx   context.Context // cancelled on interrupt or fatal error
+	fetchCtx context.Context // outlives runCtx by ShutdownGrace
+	ackCtx   context.Context // never cancelled: acks and releases
+
+	pages, hits, misses, revalidated, stale, errs, items atomic.Int64
+
+	addMu sync.Mutex
+	total int // entries in the frontier, for MaxPages
+
+	mu       sync.Mutex
+	inflight map[string]frontier.Entry // claimed and not finished
+	fetching int                       // claimed and not yet through the fetch stage
+	byPage   map[string][]string       // page URL → ids waiting for the pipeline
+	changed  chan struct{}
+
+	fatalOnce sync.Once
+	fatalErr  error
+	stop      context.CancelFunc
+
+	pagesCh    chan pipeline.Page
+	pipeDone   chan struct{}
+	pipeCancel context.CancelFunc
+}
+
+func newCrawl(opts Options) (*crawl, error) {
+	switch {
+	case opts.RunID == "":
+		return nil, errors.New("crawl: run id is required")
+	case opts.CacheDB == nil:
+		return nil, errors.New("crawl: cache database is required")
+	case opts.Frontier == nil:
+		return nil, errors.New("crawl: frontier is required")
+	case !opts.Resume && len(opts.Seeds) == 0:
+		return nil, errors.New("crawl: at least one seed is required")
+	}
+	c := &crawl{
+		opts:     opts,
+		log:      opts.Logger,
+		now:      opts.Now,
+		worker:   opts.Worker,
+		follow:   opts.Follow,
+		maxBody:  opts.MaxBodySize,
+		front:    opts.Frontier,
+		inflight: make(map[string]frontier.Entry),
+		byPage:   make(map[string][]string),
+		changed:  make(chan struct{}, 1),
+	}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.worker == "" {
+		h, _ := os.Hostname()
+		c.worker = h + "-" + strconv.Itoa(os.Getpid())
+	}
+	if len(c.follow) == 0 {
+		c.follow = DefaultFollow
+	}
+	if c.maxBody <= 0 {
+		c.maxBody = cache.DefaultMaxBodySize
+	}
+	if c.opts.Parallelism <= 0 {
+		c.opts.Parallelism = DefaultParallelism
+	}
+	if c.opts.UserAgent == "" {
+		c.opts.UserAgent = DefaultUserAgent
+	}
+	if c.opts.Timeout <= 0 {
+		c.opts.Timeout = DefaultTimeout
+	}
+	if c.opts.ShutdownGrace <= 0 {
+		c.opts.ShutdownGrace = DefaultShutdownGrace
+	}
+	if c.opts.LeaseRenew <= 0 {
+		c.opts.LeaseRenew = DefaultLeaseRenew
+	}
+	allowed, err := allowedDomains(opts.AllowedDomains, opts.Seeds)
+	if err != nil {
+		return nil, err
+	}
+	c.allowed = allowed
+	return c, nil
+}
+
+// newUpstream is the run's one network transport, tuned for many hosts and
+// Parallelism concurrent requests.
+func newUpstream(parallelism int) *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          4 * parallelism,
+		MaxIdleConnsPerHost:   parallelism,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+func (c *crawl) run(ctx context.Context) (Progress, error) {
+	c.start = time.Now()
+	upstream := c.opts.Upstream
+	if upstream == nil {
+		t := newUpstream(c.opts.Parallelism)
+		defer t.CloseIdleConnections()
+		upstream = t
+	}
+	c.polite = &Politeness{
+		Upstream: upstream, PerHost: c.opts.PerHost, Burst: c.opts.Burst,
+		Parallelism: c.opts.Parallelism, RetryMax: c.opts.RetryMax,
+		RetryBackoff: c.opts.RetryBackoff, Timeout: c.opts.Timeout, Sleep: c.opts.sleep,
+	}
+	ct, err := cache.New(ctx, c.opts.CacheDB, cache.Options{
+		Upstream: c.polite, Policy: c.opts.CachePolicy, Now: c.opts.Now, Logger: c.log,
+		SupportsTTL: c.opts.SupportsTTL, MaxBodySize: c.maxBody,
+	})
+	if err != nil {
+		return Progress{}, fmt.Errorf("open http cache in store: %w", err)
+	}
+	defer ct.Close()
+	c.cache = ct
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	c.runCtx, c.stop = runCtx, stop
+	c.ackCtx = context.WithoutCancel(ctx)
+	fetchCtx, cancelFetch := context.WithCancel(c.ackCtx)
+	defer cancelFetch()
+	c.fetchCtx = fetchCtx
+	go func() {
+		select {
+		case <-runCtx.Done():
+		case <-fetchCtx.Done():
+			return
+		}
+		t := time.NewTimer(c.opts.ShutdownGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancelFetch()
+		case <-fetchCtx.Done():
+		}
+	}()
+
+	c.robots = newRobots(&http.Client{Transport: ct, Timeout: 2 * c.opts.Timeout}, c.opts.UserAgent, c.opts.Headers, c.polite, c.log)
+	c.fetcher = newFetcher(c)
+
+	if err := c.startFrontier(ctx); err != nil {
+		return c.progress(), err
+	}
+	c.startPipeline()
+
+	var bg sync.WaitGroup
+	bgCtx, stopBG := context.WithCancel(c.ackCtx)
+	bg.Add(2)
+	go func() { defer bg.Done(); c.reportLoop(bgCtx) }()
+	go func() { defer bg.Done(); c.renewLoop(bgCtx) }()
+
+	loopErr := c.claimLoop()
+
+	// Shut down: fetchers finish (or give up after the grace period), the
+	// pipeline drains, and whatever is still leased goes back to pending.
+	c.fetcher.wait()
+	c.stopPipeline()
+	stopBG()
+	bg.Wait()
+	c.releaseAll()
+
+	p := c.progress()
+	if c.opts.Progress != nil {
+		c.opts.Progress(p)
+	}
+	if fe := c.fatal(); fe != nil {
+		return p, fe
+	}
+	if loopErr != nil {
+		return p, loopErr
+	}
+	if ctx.Err() != nil {
+		return p, fmt.Errorf("run %s: %w: %w", c.opts.RunID, ErrInterrupted, ctx.Err())
+	}
+	return p, nil
+}
+
+// startFrontier adds the seeds, or reloads the run on resume.
+func (c *crawl) startFrontier(ctx context.Context) error {
+	if c.opts.Resume {
+		counts, err := c.front.LoadRun(ctx, c.opts.RunID, c.opts.Reclaim...)
+		if err != nil {
+			return fmt.Errorf("resume run %s from frontier store: %w", c.opts.RunID, err)
+		}
+		c.total = counts.Total()
+		c.log.Info("resuming run", "run", c.opts.RunID, "pending", counts.Pending, "leased", counts.Leased, "done", counts.Done, "failed", counts.Failed)
+		if len(c.opts.Seeds) == 0 || counts.Total() > 0 {
+			return nil
+		}
+	}
+	var links []frontier.Link
+	for _, s := range c.opts.Seeds {
+		l, ok := c.normalize(s)
+		if !ok {
+			return fmt.Errorf("seed %q is not an absolute http(s) url", s)
+		}
+		l.Depth = 0
+		links = append(links, l)
+	}
+	if _, err := c.addLinks(ctx, links); err != nil {
+		return err
+	}
+	return nil
+}
+
+// addLinks adds links to the frontier within MaxPages and returns how many
+// were new.
+func (c *crawl) addLinks(ctx context.Context, links []frontier.Link) (int, error) {
+	if len(links) == 0 {
+		return 0, nil
+	}
+	if c.opts.MaxPages > 0 {
+		c.addMu.Lock()
+		defer c.addMu.Unlock()
+		remaining := c.opts.MaxPages - c.total
+		if remaining <= 0 {
+			return 0, nil
+		}
+		links = links[:min(len(links), remaining)]
+	}
+	n, err := c.front.Add(ctx, c.opts.RunID, links)
+	if err != nil {
+		return n, fmt.Errorf("add links to frontier store: %w", err)
+	}
+	c.total += n
+	return n, nil
+}
+
+// setFatal records the first fatal error and stops the run.
+func (c *crawl) setFatal(err error) {
+	c.fatalOnce.Do(func() {
+		c.mu.Lock()
+		c.fatalErr = err
+		c.mu.Unlock()
+		c.log.Error("crawl stopped", "run", c.opts.RunID, "err", err)
+		c.stop()
+	})
+}
+
+func (c *crawl) fatal() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fatalErr
+}
+
+// signal wakes the claim loop after a state change.
+func (c *crawl) signal() {
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+}
+
+// progress returns the counters now.
+func (c *crawl) progress() Progress {
+	p := Progress{
+		Pages: c.pages.Load(), Hits: c.hits.Load(), Misses: c.misses.Load(),
+		Revalidated: c.revalidated.Load(), Stale: c.stale.Load(), Errors: c.errs.Load(),
+		Items: c.items.Load(), Elapsed: time.Since(c.start),
+	}
+	if c.cache != nil {
+		st := c.cache.Stats()
+		p.NetworkBytes, p.SavedBytes = st.NetworkBytes, st.SavedBytes
+	}
+	if c.front != nil {
+		c.mu.Lock()
+		p.Queue = int64(len(c.inflight))
+		c.mu.Unlock()
+		p.Queue += int64(c.front.Queued(c.opts.RunID))
+	}
+	return p
+}
+
+// reportLoop calls Progress about once a second.
+func (c *crawl) reportLoop(ctx context.Context) {
+	if c.opts.Progress == nil {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.opts.Progress(c.progress())
+		}
+	}
+}
+
+// renewLoop extends the leases of in-flight URLs while they are worked on.
+func (c *crawl) renewLoop(ctx context.Context) {
+	t := time.NewTicker(c.opts.LeaseRenew)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		ids := make([]string, 0, len(c.inflight))
+		for id := range c.inflight {
+			ids = append(ids, id)
+		}
+		c.mu.Unlock()
+		if len(ids) == 0 {
+			continue
+		}
+		if err := c.front.Renew(ctx, c.worker, ids); err != nil {
+			if errors.Is(err, frontier.ErrLeaseLost) {
+				c.log.Warn("some leases were lost; their pages may be fetched again (from the cache)", "err", err)
+				continue
+			}
+			if ctx.Err() == nil {
+				c.setFatal(fmt.Errorf("renew leases in frontier store: %w", err))
+			}
+		}
+	}
+}

@@ -1,0 +1,242 @@
+package crawler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/gocolly/colly/v2"
+
+	"crawlcache/cache"
+	"crawlcache/frontier"
+	"crawlcache/pipeline"
+)
+
+// maxRedirects is the redirect limit per page (http.Client's default).
+const maxRedirects = 10
+
+// errDomainNotAllowed is recorded on a URL that redirects off the allowed
+// domains.
+var errDomainNotAllowed = errors.New("redirect to a domain that is not allowed")
+
+// stateKey is the colly context key of a request's pageState.
+const stateKey = "crawlcache.page"
+
+// pageState collects what colly's callbacks see of one request; the fetch
+// goroutine acts on it once Request returns (colly is used synchronously).
+type pageState struct {
+	resp  *colly.Response
+	links []string
+}
+
+// fetcher runs Parallelism goroutines that fetch claimed entries through
+// one shared collector.
+type fetcher struct {
+	c    *crawl
+	col  *colly.Collector
+	work chan frontier.Entry
+	wg   sync.WaitGroup
+}
+
+func newFetcher(c *crawl) *fetcher {
+	f := &fetcher{c: c, work: make(chan frontier.Entry, 2*c.opts.Parallelism)}
+	// colly reads at most MaxBodySize bytes and silently truncates; one
+	// byte more than the limit tells a too-large body from a whole one.
+	bodyLimit := int(min(c.maxBody+1, math.MaxInt32))
+	f.col = colly.NewCollector(
+		colly.UserAgent(c.opts.UserAgent),
+		colly.AllowURLRevisit(),         // the frontier dedupes, not colly
+		colly.IgnoreRobotsTxt(),         // robots are checked (and cached) here
+		colly.ParseHTTPErrorResponse(),  // every status reaches OnResponse
+		colly.MaxBodySize(bodyLimit),    // see above
+		colly.StdlibContext(c.fetchCtx), // in-flight requests outlive an interrupt by the grace period
+	)
+	f.col.WithTransport(c.cache)
+	f.col.SetRequestTimeout(0) // per network attempt in Politeness; a hit or a wait is not a timeout
+	f.col.DisableCookies()
+	f.col.SetRedirectHandler(f.redirect)
+	f.col.OnResponse(func(r *colly.Response) {
+		if st, ok := r.Ctx.GetAny(stateKey).(*pageState); ok {
+			st.resp = r
+		}
+	})
+	for _, sel := range c.follow {
+		f.col.OnHTML(sel, func(e *colly.HTMLElement) {
+			v := e.Attr("href")
+			if v == "" {
+				v = e.Attr("src")
+			}
+			if v == "" {
+				return
+			}
+			if abs := e.Request.AbsoluteURL(v); abs != "" {
+				if st, ok := e.Request.Ctx.GetAny(stateKey).(*pageState); ok {
+					st.links = append(st.links, abs)
+				}
+			}
+		})
+	}
+	for range c.opts.Parallelism {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			for e := range f.work {
+				f.process(e)
+			}
+		}()
+	}
+	return f
+}
+
+// wait stops the fetchers once the queued entries are handled.
+func (f *fetcher) wait() {
+	close(f.work)
+	f.wg.Wait()
+}
+
+// redirect is colly's redirect handler: at most maxRedirects hops, only to
+// allowed domains and robots-allowed paths.
+func (f *fetcher) redirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects {
+		return ErrTooManyRedirects
+	}
+	if !f.c.hostAllowed(req.URL) {
+		return fmt.Errorf("%w: %s", errDomainNotAllowed, req.URL.Host)
+	}
+	if f.c.opts.Robots && !f.c.robots.Allowed(req.Context(), req.URL) {
+		return fmt.Errorf("redirect to %s: %w", req.URL, ErrRobots)
+	}
+	return nil
+}
+
+// process fetches one claimed entry and finishes it: added links, a page
+// for the pipeline, or a failure. After an interrupt an entry that did not
+// get a response stays in flight and is released at the end of the run.
+func (f *fetcher) process(e frontier.Entry) {
+	c := f.c
+	defer c.fetchDone()
+	if c.runCtx.Err() != nil {
+		return
+	}
+	u, err := url.Parse(e.URL)
+	if err != nil {
+		c.markFailed(e, fmt.Errorf("parse url: %w", err))
+		return
+	}
+	if c.opts.Robots && !c.robots.Allowed(c.fetchCtx, u) {
+		c.markSkipped(e, ErrRobots)
+		return
+	}
+	st := &pageState{}
+	cctx := colly.NewContext()
+	cctx.Put(stateKey, st)
+	hdr := c.opts.Headers.Clone()
+	if hdr == nil {
+		hdr = http.Header{}
+	}
+	hdr.Set("User-Agent", c.opts.UserAgent)
+	err = f.col.Request(http.MethodGet, e.URL, nil, cctx, hdr)
+	if st.resp == nil {
+		if err == nil {
+			err = errors.New("no response")
+		}
+		switch {
+		case c.fetchCtx.Err() != nil, c.runCtx.Err() != nil && errors.Is(err, context.Canceled):
+			return // interrupted: released at the end
+		case errors.Is(err, errDomainNotAllowed), errors.Is(err, ErrRobots):
+			c.markSkipped(e, err)
+		default:
+			c.markFailed(e, err)
+		}
+		return
+	}
+	f.handle(e, st)
+}
+
+// handle finishes an entry that got a response.
+func (f *fetcher) handle(e frontier.Entry, st *pageState) {
+	c := f.c
+	r := st.resp
+	if int64(len(r.Body)) > c.maxBody {
+		c.markFailed(e, fmt.Errorf("%w: more than %d bytes", ErrBodyTooLarge, c.maxBody))
+		return
+	}
+	status := r.StatusCode
+	switch {
+	case status >= 300 && status < 400:
+		// Redirects are followed by the client; one that is left is a 304
+		// the cache could not answer or a redirect without a Location.
+		c.markFailed(e, fmt.Errorf("unfollowed redirect: status %d", status))
+		return
+	case status >= 500 || status == http.StatusTooManyRequests || status == http.StatusRequestTimeout:
+		c.markFailed(e, fmt.Errorf("status %d after %d retries", status, c.opts.RetryMax))
+		return
+	}
+	served := r.Headers.Get(cache.HeaderServed)
+	c.countServed(served)
+	if status >= 400 || status < 200 {
+		c.markDone(e.ID) // a 404 or 410 is an answer: done, with no items
+		return
+	}
+	finalURL := r.Request.URL
+	links := c.filterLinks(e, st.links)
+	if _, err := c.addLinks(c.ackCtx, links); err != nil {
+		c.setFatal(err)
+		return
+	}
+	c.signal()
+	if c.pagesCh == nil {
+		c.markDone(e.ID)
+		return
+	}
+	pg := pipeline.Page{
+		RunID: c.opts.RunID, Job: c.opts.Job, URL: finalURL.String(), Status: status,
+		Header: utf8Header(*r.Headers), Body: r.Body, FetchedAt: c.now(), Served: served, Depth: e.Depth,
+	}
+	c.toPipeline(e, pg) // if the pipeline stopped, the entry is released at the end
+}
+
+// countServed counts a page by how the cache served it.
+func (c *crawl) countServed(served string) {
+	c.pages.Add(1)
+	switch served {
+	case cache.ServedHit:
+		c.hits.Add(1)
+	case cache.ServedRevalidated:
+		c.revalidated.Add(1)
+	case cache.ServedStale:
+		c.stale.Add(1)
+	default:
+		c.misses.Add(1)
+	}
+}
+
+// utf8Header returns a copy of h whose Content-Type says UTF-8 when colly
+// has converted a body declared in another charset, so the pipeline does not
+// decode it a second time.
+func utf8Header(h http.Header) http.Header {
+	h = h.Clone()
+	ct := h.Get("Content-Type")
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return h
+	}
+	cs := strings.ToLower(params["charset"])
+	if cs == "" || cs == "utf-8" || cs == "utf8" {
+		return h
+	}
+	for _, p := range []string{"image/", "video/", "audio/", "font/"} {
+		if strings.HasPrefix(mt, p) {
+			return h
+		}
+	}
+	params["charset"] = "utf-8"
+	h.Set("Content-Type", mime.FormatMediaType(mt, params))
+	return h
+}
