@@ -1,0 +1,227 @@
+package cache
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+func TestNormalizeURL(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+		ignored        []string
+	}{
+		{"lower-case scheme and host", "HTTP://Example.ORG/Path", "http://example.org/Path", nil},
+		{"default http port dropped", "http://example.org:80/a", "http://example.org/a", nil},
+		{"default https port dropped", "https://example.org:443/a", "https://example.org/a", nil},
+		{"other port kept", "https://example.org:8443/a", "https://example.org:8443/a", nil},
+		{"empty path is slash", "https://example.org", "https://example.org/", nil},
+		{"fragment dropped", "https://example.org/a#top", "https://example.org/a", nil},
+		{"userinfo dropped", "https://u:p@example.org/a", "https://example.org/a", nil},
+		{"query sorted", "https://e.org/?b=2&a=1&a=0", "https://e.org/?a=0&a=1&b=2", nil},
+		{"empty pairs dropped", "https://e.org/?&a=1&&", "https://e.org/?a=1", nil},
+		{"bare question mark dropped", "https://e.org/x?", "https://e.org/x", nil},
+		{"escaping kept", "https://e.org/a%2Fb?q=%7E%20x", "https://e.org/a%2Fb?q=%7E%20x", nil},
+		{"ignored parameters dropped", "https://e.org/?api_key=s&page=2&ACCESS_TOKEN=t", "https://e.org/?page=2", DefaultIgnoredParameters},
+		{"escaped ignored name dropped", "https://e.org/?api%5Fkey=s&page=2", "https://e.org/?page=2", DefaultIgnoredParameters},
+		{"ipv6 default port", "http://[::1]:80/a", "http://[::1]/a", nil},
+		{"ipv6 port kept", "http://[::1]:8080/a", "http://[::1]:8080/a", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := NormalizeURL(tc.in, tc.ignored)
+			if err != nil {
+				t.Fatalf("NormalizeURL(%q): %v", tc.in, err)
+			}
+			if got != tc.want {
+				t.Errorf("NormalizeURL(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+	for _, bad := range []string{"/relative", "mailto:x@e.org", "http://%zz/", ""} {
+		if got, err := NormalizeURL(bad, nil); err == nil {
+			t.Errorf("NormalizeURL(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
+// TestKeyPinned pins known keys: a change here empties every user's cache,
+// so it must come with a new keyVersion and a note in the README.
+func TestKeyPinned(t *testing.T) {
+	get := func(url string, header ...string) *http.Request {
+		r, _ := http.NewRequest(http.MethodGet, url, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			r.Header.Add(header[i], header[i+1])
+		}
+		return r
+	}
+	tests := []struct {
+		name   string
+		req    *http.Request
+		body   []byte
+		policy Policy
+		vary   http.Header
+		want   string
+	}{
+		{"plain GET", get("https://example.org/"), nil, Policy{}, nil, "26e106f864905ea365121334b709af6e"},
+		{"same URL, other spelling", get("HTTPS://EXAMPLE.org:443/#frag"), nil, Policy{}, nil, "26e106f864905ea365121334b709af6e"},
+		{"query order and secrets ignored", get("https://example.org/s?b=2&api_key=x&a=1"), nil, Policy{}, nil, "fa604c8555368bcc64849a0f2a4dabf1"},
+		{"query sorted", get("https://example.org/s?a=1&b=2"), nil, Policy{}, nil, "fa604c8555368bcc64849a0f2a4dabf1"},
+		{"POST body", &http.Request{Method: "POST", URL: get("https://example.org/api").URL, Header: http.Header{}}, []byte(`{"q":1}`), Policy{}, nil, "3a4e09ac23974c6b34fe4c9e4bc895fa"},
+		{"match header", get("https://example.org/", "Accept-Language", "de"), nil, Policy{MatchHeaders: []string{"accept-language"}}, nil, "a3e2103f7ee3127118cd0d6ff080c5d3"},
+		{"vary header", get("https://example.org/", "Accept-Language", "de"), nil, Policy{}, http.Header{"Vary": {"Accept-Language"}}, "a3e2103f7ee3127118cd0d6ff080c5d3"},
+		{"HEAD", &http.Request{Method: "HEAD", URL: get("https://example.org/").URL, Header: http.Header{}}, nil, Policy{}, nil, "4e6f30364864639ec0c8a57524800ca6"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Key(tc.req, tc.body, tc.policy, tc.vary); got != tc.want {
+				t.Errorf("Key = %q, want %q", got, tc.want)
+			}
+		})
+	}
+	if k, err := KeyForURL("GET", "https://example.org/", Policy{}); err != nil || k != tests[0].want {
+		t.Errorf("KeyForURL = %q, %v; want %q", k, err, tests[0].want)
+	}
+}
+
+func TestTransportRedactsSecrets(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	})
+	e := newTransportEnv(t, Options{})
+	url := o.URL + "/private?page=1&api_key=SECRETKEY"
+	e.get(nil, url, "Authorization", "Bearer SECRETTOKEN", "Cookie", "session=SECRETCOOKIE", "Proxy-Authorization", "Basic SECRETPROXY", "User-Agent", "crawler")
+	raw := e.rawDoc(ResponsesCollection, keyOf(t, url, Policy{}))
+	if raw == nil {
+		t.Fatal("nothing stored")
+	}
+	for _, secret := range []string{"SECRETKEY", "SECRETTOKEN", "SECRETCOOKIE", "SECRETPROXY"} {
+		if bytes.Contains(raw, []byte(secret)) {
+			t.Errorf("stored document contains %s", secret)
+		}
+	}
+	var doc Document
+	if err := bson.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Request.Headers["Authorization"] != redacted || doc.Request.Headers["User-Agent"] != "crawler" {
+		t.Errorf("stored request headers = %v, want Authorization REDACTED and User-Agent kept", doc.Request.Headers)
+	}
+	if !strings.Contains(doc.Request.URL, "api_key=REDACTED") || strings.Contains(doc.URL, "api_key") {
+		t.Errorf("stored url %q, request url %q; want api_key dropped and redacted", doc.URL, doc.Request.URL)
+	}
+}
+
+func TestTransportByteIdenticalReplay(t *testing.T) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte("compressed text"))
+	zw.Close()
+	binary := make([]byte, 4096)
+	for i := range binary {
+		binary[i] = byte(i * 7)
+	}
+	tests := []struct {
+		name, contentType, encoding string
+		body                        []byte
+		wantString                  bool
+	}{
+		{"html", "text/html; charset=utf-8", "", []byte("<html>héllo wörld — ✓</html>\r\n"), true},
+		{"json", "application/ld+json", "", []byte(`{"a": [1, 2]}`), true},
+		{"binary", "image/png", "", binary, false},
+		{"invalid utf-8 text", "text/html; charset=latin1", "", []byte("caf\xe9 na\xefve"), false},
+		{"text with NUL", "text/plain", "", []byte("a\x00b"), false},
+		{"utf-8 without content type", "", "", []byte("plain words"), false},
+		{"gzip kept encoded", "text/plain", "gzip", gz.Bytes(), false},
+		{"empty", "text/plain", "", nil, false},
+	}
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		for _, tc := range tests {
+			if r.URL.Path == "/"+strings.ReplaceAll(tc.name, " ", "-") {
+				if tc.contentType != "" {
+					w.Header().Set("Content-Type", tc.contentType)
+				} else {
+					w.Header()["Content-Type"] = nil // no sniffing
+				}
+				if tc.encoding != "" {
+					w.Header().Set("Content-Encoding", tc.encoding)
+				}
+				w.Write(tc.body)
+			}
+		}
+	})
+	e := newTransportEnv(t, Options{})
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			url := o.URL + "/" + strings.ReplaceAll(tc.name, " ", "-")
+			// An explicit Accept-Encoding stops net/http from decoding gzip.
+			first := e.expectServed(url, ServedMiss, "Accept-Encoding", "gzip")
+			if !bytes.Equal(first, tc.body) {
+				t.Fatalf("network body = %q, want %q", first, tc.body)
+			}
+			replay := e.expectServed(url, ServedHit, "Accept-Encoding", "gzip")
+			if !bytes.Equal(replay, tc.body) {
+				t.Errorf("replayed body = %q, want %q", replay, tc.body)
+			}
+			var doc Document
+			if err := bson.Unmarshal(e.rawDoc(ResponsesCollection, keyOf(t, url, Policy{})), &doc); err != nil {
+				t.Fatal(err)
+			}
+			if _, isString := doc.Body.(string); isString != tc.wantString {
+				t.Errorf("stored body type %T, want string: %v", doc.Body, tc.wantString)
+			}
+		})
+	}
+}
+
+func TestTransportRedirectChainReplaysOffline(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/start":
+			http.Redirect(w, r, "/moved", http.StatusFound) // 302: not stored as a response
+		case "/moved":
+			http.Redirect(w, r, "/final", http.StatusMovedPermanently) // 301: stored
+		case "/final":
+			io.WriteString(w, "final page")
+		}
+	})
+	e := newTransportEnv(t, Options{})
+	client := &http.Client{Transport: e.tr}
+	fetch := func(ctx context.Context) (*http.Response, string) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, o.URL+"/start", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	if _, body := fetch(context.Background()); body != "final page" {
+		t.Fatalf("first crawl body = %q", body)
+	}
+	if n := o.requests.Load(); n != 3 {
+		t.Fatalf("origin requests = %d, want 3", n)
+	}
+	resp, body := fetch(WithOnlyIfCached(context.Background()))
+	if body != "final page" || resp.Request.URL.Path != "/final" || Served(resp) != ServedHit {
+		t.Errorf("replay: body %q at %s served %q, want the final page, hit", body, resp.Request.URL.Path, Served(resp))
+	}
+	if n := o.requests.Load(); n != 3 {
+		t.Errorf("origin requests after replay = %d, want still 3", n)
+	}
+	var rd Redirect
+	raw := e.rawDoc(RedirectsCollection, keyOf(t, o.URL+"/start", Policy{}))
+	if err := bson.Unmarshal(raw, &rd); err != nil {
+		t.Fatalf("redirect document: %v", err)
+	}
+	if rd.Target != keyOf(t, o.URL+"/moved", Policy{}) || rd.Status != 302 || rd.Location != "/moved" {
+		t.Errorf("redirect = %+v, want 302 to /moved with its key", rd)
+	}
+}
