@@ -1,10 +1,12 @@
 package testsite
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"math"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -286,43 +288,70 @@ func (s *Site) renderProduct(id, v int) []byte {
 	return foot(b, extra)
 }
 
-// filler appends paragraphs of words until b is exactly target bytes long,
-// padding the last paragraph with spaces. It appends nothing when the markup
-// already leaves no room for a paragraph.
+// corpus is 1 MB of filler paragraphs ("<p>Words words.</p>\n") shared by
+// every site: pages copy runs of whole paragraphs from a page-specific start,
+// so generation costs a few memmoves rather than a loop per word.
+var corpus = sync.OnceValue(func() (c struct {
+	text   []byte
+	starts []int // offset of each paragraph
+}) {
+	r := newRNG(0, 13)
+	for len(c.text) < 1<<20 {
+		c.starts = append(c.starts, len(c.text))
+		c.text = append(c.text, "<p>"...)
+		n := 40 + r.intn(80)
+		for i := 0; i < n; i++ {
+			w := words[r.next()%uint64(len(words))]
+			if i == 0 {
+				c.text = append(c.text, w[0]-'a'+'A')
+				c.text = append(c.text, w[1:]...)
+			} else {
+				c.text = append(c.text, ' ')
+				c.text = append(c.text, w...)
+			}
+		}
+		c.text = append(c.text, ".</p>\n"...)
+	}
+	return c
+})
+
+// filler appends paragraphs until b is exactly target bytes long: whole
+// corpus paragraphs from a start picked by r, then a last paragraph cut at a
+// word and padded with spaces. It appends nothing when the markup already
+// leaves no room for a paragraph.
 func filler(b []byte, r *rng, target int) []byte {
 	const open, closeP = "<p>", "</p>\n"
 	if len(b)+len(open)+len(closeP) > target {
 		return b
 	}
-	b = append(b, open...)
-	n, want := 0, 40+r.intn(80)
+	c := corpus()
+	k := r.intn(len(c.starts))
 	for {
-		w := words[r.next()%uint64(len(words))]
-		if len(b)+1+len(w)+1+len(closeP) > target {
-			break
+		end := len(c.text)
+		if k+1 < len(c.starts) {
+			end = c.starts[k+1]
 		}
-		if n == 0 {
-			b = append(b, w[0]-'a'+'A')
-			b = append(b, w[1:]...)
-		} else {
-			b = append(b, ' ')
-			b = append(b, w...)
+		para := c.text[c.starts[k]:end]
+		if len(b)+len(para)+len(open)+len(closeP) > target {
+			// The last paragraph: as many words of para as fit.
+			text := para[len(open) : len(para)-len(closeP)]
+			room := target - len(b) - len(open) - len(closeP)
+			if room < len(text) {
+				text = text[:room]
+				if i := bytes.LastIndexByte(text, ' '); i >= 0 {
+					text = text[:i]
+				}
+			}
+			b = append(b, open...)
+			b = append(b, text...)
+			for len(b)+len(closeP) < target {
+				b = append(b, ' ')
+			}
+			return append(b, closeP...)
 		}
-		if n++; n < want {
-			continue
-		}
-		b = append(b, '.')
-		if len(b)+2*len(closeP)+len(open)+16 > target {
-			break
-		}
-		b = append(b, closeP...)
-		b = append(b, open...)
-		n, want = 0, 40+r.intn(80)
+		b = append(b, para...)
+		k = (k + 1) % len(c.starts)
 	}
-	for len(b)+len(closeP) < target {
-		b = append(b, ' ')
-	}
-	return append(b, closeP...)
 }
 
 // renderHome lists the categories, a few featured products, the private

@@ -304,9 +304,9 @@ func (s *Site) lookup(pathQuery string) (p *page, contentType string) {
 	const html = "text/html; charset=utf-8"
 	switch {
 	case path == "/":
-		return s.cached("/", 0, func() []byte { return s.renderHome() }), html
+		return s.cached("/", 0, func(int) []byte { return s.renderHome() }), html
 	case path == "/robots.txt":
-		return s.cached("/robots.txt", 0, func() []byte { return []byte(s.opts.Robots) }), "text/plain; charset=utf-8"
+		return s.cached("/robots.txt", 0, func(int) []byte { return []byte(s.opts.Robots) }), "text/plain; charset=utf-8"
 	case path == "/sitemap.xml":
 		body := s.renderSitemap() // not cached: Change alters its lastmods
 		return &page{body: body, etag: etagFor(body, 0), modTime: s.base}, "application/xml; charset=utf-8"
@@ -315,10 +315,7 @@ func (s *Site) lookup(pathQuery string) (p *page, contentType string) {
 		if !ok {
 			return nil, ""
 		}
-		s.pmu.Lock()
-		v := s.versions[id]
-		s.pmu.Unlock()
-		return s.cached("/products/"+strconv.Itoa(id), id, func() []byte { return s.renderProduct(id, v) }), html
+		return s.cached("/products/"+strconv.Itoa(id), id, func(v int) []byte { return s.renderProduct(id, v) }), html
 	case strings.HasPrefix(path, "/category/"):
 		c, ok := parseID(path[len("/category/"):], s.layout.categories)
 		if !ok {
@@ -332,13 +329,13 @@ func (s *Site) lookup(pathQuery string) (p *page, contentType string) {
 				}
 			}
 		}
-		return s.cached(listingPath(c, p), 0, func() []byte { return s.renderListing(c, p) }), html
+		return s.cached(listingPath(c, p), 0, func(int) []byte { return s.renderListing(c, p) }), html
 	case strings.HasPrefix(path, "/private/"):
 		k, ok := parseID(path[len("/private/"):], PrivatePages)
 		if !ok {
 			return nil, ""
 		}
-		return s.cached(path, 0, func() []byte { return s.renderPrivate(k) }), html
+		return s.cached(path, 0, func(int) []byte { return s.renderPrivate(k) }), html
 	}
 	return nil, ""
 }
@@ -352,10 +349,10 @@ func parseID(s string, limit int) (int, bool) {
 	return n, true
 }
 
-// cached returns the page stored under key, generating it if needed. id is
-// the product ID for content pages (whose version and Last-Modified vary),
-// 0 for static pages.
-func (s *Site) cached(key string, id int, gen func() []byte) *page {
+// cached returns the page stored under key, generating it with gen(version)
+// if needed. id is the product ID for content pages (whose version and
+// Last-Modified vary), 0 for static pages.
+func (s *Site) cached(key string, id int, gen func(version int) []byte) *page {
 	s.pmu.Lock()
 	if p, ok := s.pages[key]; ok {
 		s.pmu.Unlock()
@@ -367,7 +364,7 @@ func (s *Site) cached(key string, id int, gen func() []byte) *page {
 	}
 	s.pmu.Unlock()
 
-	body := gen()
+	body := gen(version)
 	p := &page{body: body, etag: etagFor(body, version), modTime: mod}
 
 	s.pmu.Lock()
