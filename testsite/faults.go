@@ -211,7 +211,7 @@ func (s *Site) serveBody(w http.ResponseWriter, r *http.Request, entry Request, 
 		return
 	}
 	h := w.Header()
-	h.Set("Date", s.now().UTC().Format(http.TimeFormat))
+	s.setDate(h)
 	h.Set("Content-Type", contentType)
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("Cache-Control", s.opts.CacheControl)
@@ -263,7 +263,7 @@ func (s *Site) serveOversize(w http.ResponseWriter, r *http.Request, entry Reque
 	}
 	n := s.opts.Faults.OversizeBytes
 	h := w.Header()
-	h.Set("Date", s.now().UTC().Format(http.TimeFormat))
+	s.setDate(h)
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Content-Length", strconv.FormatInt(n, 10))
 	h.Set("Cache-Control", s.opts.CacheControl)

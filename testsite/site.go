@@ -42,8 +42,11 @@ type Options struct {
 	// Latency delays every response (a timer, abandoned when the client
 	// gives up); 0 means none.
 	Latency time.Duration
-	// Clock gives the Date header and the Last-Modified of changed pages.
-	// If nil, a fixed date (2026-01-01T00:00:00Z) is used and output is
+	// Clock gives the Date header and the Last-Modified of pages: initial
+	// Last-Modified dates are spread over the 30 days before Clock() at New,
+	// and a changed page gets Clock() at Change. If nil, the reference is a
+	// fixed date (2026-01-01T00:00:00Z) and no Date header is sent (a fixed
+	// Date would make every response look old to a cache), so output is
 	// byte-stable. Request log times always use the wall clock.
 	Clock func() time.Time
 	// CacheControl is the Cache-Control header of pages; "" means "max-age=0".
@@ -400,11 +403,16 @@ func (s *Site) modTime(id int) time.Time {
 	return s.modTimes[id]
 }
 
-func (s *Site) now() time.Time {
-	if s.opts.Clock != nil {
-		return s.opts.Clock()
+// setDate sets the Date header from the Clock. Without a Clock it
+// suppresses the header, as RFC 9110 §6.6.1 asks of a server without a
+// reliable clock: a fixed Date would make every response look months old to
+// a cache, and no Date keeps the output byte-stable.
+func (s *Site) setDate(h http.Header) {
+	if s.opts.Clock == nil {
+		h["Date"] = nil
+		return
 	}
-	return fixedDate
+	h.Set("Date", s.opts.Clock().UTC().Format(http.TimeFormat))
 }
 
 // ServeHTTP answers GET and HEAD (other methods get 405), after the
@@ -436,7 +444,7 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	h.Set("Date", s.now().UTC().Format(http.TimeFormat))
+	s.setDate(h)
 	h.Set("ETag", p.etag)
 	h.Set("Last-Modified", p.modTime.UTC().Format(http.TimeFormat))
 	h.Set("Cache-Control", s.opts.CacheControl)
@@ -498,7 +506,7 @@ func (s *Site) wait(ctx context.Context) bool {
 func (s *Site) writeSimple(w http.ResponseWriter, r *http.Request, entry Request, code int, msg string) {
 	body := msg + "\n"
 	h := w.Header()
-	h.Set("Date", s.now().UTC().Format(http.TimeFormat))
+	s.setDate(h)
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	n := int64(len(body))
