@@ -43,6 +43,7 @@ func App() *cli.App {
 		},
 		Commands: []*cli.Command{
 			dbCommand(),
+			proxyCommand(),
 		},
 		// Errors are printed once, by main.
 		ExitErrHandler: func(*cli.Context, error) {},

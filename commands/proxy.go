@@ -1,0 +1,146 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"crawlcache/cache"
+	"crawlcache/configs"
+	"crawlcache/proxy"
+	"crawlcache/store"
+)
+
+func proxyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "proxy",
+		Usage: "share the cache with any HTTP client through a local caching proxy",
+		Description: "With --upstream it is a caching reverse proxy in front of one origin (record and replay a site or\n" +
+			"an API). Without it, a forward proxy for http:// URLs: set HTTP_PROXY=http://127.0.0.1:8081.\n" +
+			"https:// URLs go through CONNECT tunnels and are NOT cached (the proxy cannot see inside TLS).\n" +
+			"Every response carries X-Crawlcache: hit, miss, revalidated or stale.",
+		Flags: append(storeFlags(),
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8081", Usage: "address to listen on (loopback unless --public)", EnvVars: []string{"CRAWLCACHE_PROXY_LISTEN"}},
+			&cli.StringFlag{Name: "upstream", Usage: "origin URL for a reverse proxy, e.g. http://127.0.0.1:8000; empty = forward proxy", EnvVars: []string{"CRAWLCACHE_PROXY_UPSTREAM"}},
+			&cli.StringSliceFlag{Name: "allow", Usage: "hosts a forward proxy may reach (repeat or comma-separate; *.example.org for subdomains); default all", EnvVars: []string{"CRAWLCACHE_PROXY_ALLOW"}},
+			&cli.BoolFlag{Name: "public", Usage: "allow a non-loopback --listen address (an open proxy: combine with --allow)", EnvVars: []string{"CRAWLCACHE_PROXY_PUBLIC"}},
+			&cli.StringFlag{Name: "policy", Usage: "YAML file with cache policy keys (expire_after, urls_expire_after, cache_control, ...), as in a job's cache: section", EnvVars: []string{"CRAWLCACHE_PROXY_POLICY"}},
+			&cli.StringFlag{Name: "expire-after", Usage: "freshness lifetime: a duration, 0s (revalidate every time), never or do_not_cache (overrides --policy)", EnvVars: []string{"CRAWLCACHE_EXPIRE_AFTER"}},
+			&cli.BoolFlag{Name: "cache-control", Usage: "follow RFC 9111 private-cache rules (Cache-Control, Expires, Vary, Age) instead of the crawler policy", EnvVars: []string{"CRAWLCACHE_CACHE_CONTROL"}},
+			&cli.DurationFlag{Name: "stale-if-error", Usage: "serve a stale entry for up to this long past expiry when the origin fails", EnvVars: []string{"CRAWLCACHE_STALE_IF_ERROR"}},
+			&cli.BoolFlag{Name: "only-if-cached", Usage: "offline replay: never use the network, 504 on a miss", EnvVars: []string{"CRAWLCACHE_ONLY_IF_CACHED"}},
+			&cli.StringFlag{Name: "db", Value: cache.DefaultDatabase, Usage: "database of the cache", EnvVars: []string{"CRAWLCACHE_CACHE_DB"}},
+		),
+		Action: runProxy,
+	}
+}
+
+func proxyPolicy(c *cli.Context) (cache.Policy, error) {
+	var pol cache.Policy
+	if path := c.String("policy"); path != "" {
+		job, err := configs.LoadPolicy(path)
+		if err != nil {
+			return pol, err
+		}
+		pol = job.Cache
+	}
+	if s := c.String("expire-after"); s != "" {
+		exp, err := configs.ParseExpiry(s)
+		if err != nil {
+			return pol, fmt.Errorf("--expire-after: %w", err)
+		}
+		pol.ExpireAfter = exp
+	}
+	if c.IsSet("cache-control") {
+		pol.CacheControl = c.Bool("cache-control")
+	}
+	if c.IsSet("stale-if-error") {
+		pol.StaleIfError = c.Duration("stale-if-error")
+	}
+	if c.IsSet("only-if-cached") {
+		pol.OnlyIfCached = c.Bool("only-if-cached")
+	}
+	return pol, nil
+}
+
+func runProxy(c *cli.Context) error {
+	listen := c.String("listen")
+	if err := proxy.CheckListen(listen, c.Bool("public")); err != nil {
+		return err
+	}
+	var upstream *url.URL
+	if raw := c.String("upstream"); raw != "" {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--upstream %q: want an absolute http:// or https:// URL such as http://127.0.0.1:8000", raw)
+		}
+		upstream = u
+	}
+	pol, err := proxyPolicy(c)
+	if err != nil {
+		return err
+	}
+	return withStore(c, func(ctx context.Context, s *store.Store) error {
+		db := s.Database(c.String("db"))
+		t, err := cache.New(ctx, db, cache.Options{Policy: pol, SupportsTTL: s.Capabilities().TTLIndexes})
+		if err != nil {
+			return err
+		}
+		defer t.Close()
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			return fmt.Errorf("proxy listen on %s: %w", listen, err)
+		}
+		h := &proxy.Handler{Transport: t, Upstream: upstream, Allow: c.StringSlice("allow")}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+
+		mode := "forward proxy for http:// URLs (https passes through CONNECT uncached)"
+		if upstream != nil {
+			mode = "reverse proxy for " + upstream.String()
+		}
+		fmt.Fprintf(c.App.Writer, "crawlcache proxy on http://%s: %s\n", ln.Addr(), mode)
+		fmt.Fprintf(c.App.Writer, "cache: %s, db %s\n", s.Describe(), c.String("db"))
+		if upstream == nil {
+			fmt.Fprintf(c.App.Writer, "use it with: HTTP_PROXY=http://%s curl -i http://example.org/\n", ln.Addr())
+		}
+		if c.Bool("public") {
+			slog.Warn("the proxy listens on a non-loopback address: anyone who reaches it can use it", "listen", listen, "allow", c.StringSlice("allow"))
+		}
+
+		counters := proxy.NewCounterSink(db, "proxy", t.Stats)
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(ln) }()
+		tick := time.NewTicker(10 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				if err := counters.Flush(ctx); err != nil {
+					slog.Debug("save proxy counters", "err", err)
+				}
+			case err := <-errc:
+				return fmt.Errorf("proxy: %w", err)
+			case <-ctx.Done():
+				shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				err := srv.Shutdown(shutdownCtx)
+				if ferr := counters.Flush(shutdownCtx); ferr != nil {
+					slog.Warn("save proxy counters", "err", ferr)
+				}
+				st := t.Stats()
+				fmt.Fprintf(c.App.Writer, "proxy stopped: %d hits, %d misses, %d revalidated, %d stale\n", st.Hits, st.Misses, st.Revalidated, st.Stale)
+				if err != nil && !errors.Is(err, http.ErrServerClosed) {
+					return fmt.Errorf("proxy shutdown: %w", err)
+				}
+				return nil
+			}
+		}
+	})
+}
