@@ -1,0 +1,98 @@
+package frontier_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"crawlcache/frontier"
+	"crawlcache/store/storetest"
+)
+
+// clock is a settable clock shared by the Frontiers of a test.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+const testLease = time.Minute
+
+// openDB starts an embedded store and returns its database.
+func openDB(tb testing.TB) *mongo.Database {
+	tb.Helper()
+	return storetest.Open(tb).Database("crawlcache")
+}
+
+// newFrontier is one "worker process" on db.
+func newFrontier(tb testing.TB, db *mongo.Database, clk *clock) *frontier.Frontier {
+	tb.Helper()
+	f, err := frontier.New(context.Background(), db, frontier.Options{
+		Now: clk.Now, Lease: testLease, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		tb.Fatalf("frontier.New: %v", err)
+	}
+	return f
+}
+
+func links(n int, host string) []frontier.Link {
+	out := make([]frontier.Link, n)
+	for i := range out {
+		out[i] = frontier.Link{URL: fmt.Sprintf("https://%s/page/%d", host, i), Host: host, Depth: i % 3}
+	}
+	return out
+}
+
+func mustAdd(tb testing.TB, f *frontier.Frontier, runID string, ls []frontier.Link) int {
+	tb.Helper()
+	n, err := f.Add(context.Background(), runID, ls)
+	if err != nil {
+		tb.Fatalf("Add: %v", err)
+	}
+	return n
+}
+
+func mustClaim(tb testing.TB, f *frontier.Frontier, runID, worker string, max int) []frontier.Entry {
+	tb.Helper()
+	es, err := f.Claim(context.Background(), runID, worker, max)
+	if err != nil {
+		tb.Fatalf("Claim(%s, %d): %v", worker, max, err)
+	}
+	return es
+}
+
+func mustCounts(tb testing.TB, f *frontier.Frontier, runID string) frontier.Counts {
+	tb.Helper()
+	c, err := f.Counts(context.Background(), runID)
+	if err != nil {
+		tb.Fatalf("Counts: %v", err)
+	}
+	return c
+}
+
+func ids(es []frontier.Entry) []string {
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = e.ID
+	}
+	return out
+}

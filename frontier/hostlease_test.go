@@ -1,0 +1,107 @@
+package frontier_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"crawlcache/frontier"
+)
+
+func openEntries(f *frontier.Frontier, tb testing.TB) *mongo.Collection {
+	tb.Helper()
+	return frontier.CollectionsForTest(f)[0]
+}
+
+func openTokens(f *frontier.Frontier, tb testing.TB) *mongo.Collection {
+	tb.Helper()
+	return frontier.CollectionsForTest(f)[1]
+}
+
+func TestHostLease(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	clk := newClock()
+	a, b := newFrontier(t, db, clk), newFrontier(t, db, clk)
+	const d = 30 * time.Second
+	steps := []struct {
+		name    string
+		f       *frontier.Frontier
+		worker  string
+		advance time.Duration
+		release bool
+		want    bool
+	}{
+		{"A takes a free host", a, "A", 0, false, true},
+		{"B is refused while A holds it", b, "B", 0, false, false},
+		{"A renews", a, "A", d / 2, false, true},
+		{"B is refused after A renewed", b, "B", d * 3 / 4, false, false},
+		{"B takes it once A's lease expired", b, "B", d, false, true},
+		{"A is refused", a, "A", 0, false, false},
+		{"A's release of B's lease does nothing", a, "A", 0, true, false},
+		{"B still holds it", b, "B", 0, false, true},
+		{"B releases", b, "B", 0, true, false},
+		{"A takes it at once", a, "A", 0, false, true},
+		{"A renews it again", a, "A", d / 5, false, true},
+	}
+	for _, s := range steps {
+		clk.Advance(s.advance)
+		if s.release {
+			if err := s.f.ReleaseHost(ctx, "h.example", s.worker); err != nil {
+				t.Fatalf("%s: ReleaseHost: %v", s.name, err)
+			}
+			continue
+		}
+		got, err := s.f.LeaseHost(ctx, "h.example", s.worker, d)
+		if err != nil {
+			t.Fatalf("%s: LeaseHost: %v", s.name, err)
+		}
+		if got != s.want {
+			t.Errorf("%s: LeaseHost = %v, want %v", s.name, got, s.want)
+		}
+	}
+	// Other hosts are independent.
+	if ok, err := b.LeaseHost(ctx, "other.example", "B", d); err != nil || !ok {
+		t.Errorf("LeaseHost(other host) = %v, %v; want true", ok, err)
+	}
+}
+
+func TestHostLeaseConcurrentlyHasOneHolder(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	clk := newClock()
+	fs := []*frontier.Frontier{newFrontier(t, db, clk), newFrontier(t, db, clk), newFrontier(t, db, clk)}
+	for round := range 3 {
+		var mu sync.Mutex
+		holders := map[string]bool{}
+		var wg sync.WaitGroup
+		for i, f := range fs {
+			for g := range 3 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					w := fmt.Sprintf("w%d-%d", i, g)
+					ok, err := f.LeaseHost(ctx, "h.example", w, time.Minute)
+					if err != nil {
+						t.Errorf("LeaseHost: %v", err)
+						return
+					}
+					if ok {
+						mu.Lock()
+						holders[w] = true
+						mu.Unlock()
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		if len(holders) != 1 {
+			t.Errorf("round %d: holders = %v, want exactly one", round, holders)
+		}
+		clk.Advance(2 * time.Minute) // expire it for the next round
+	}
+}
