@@ -43,6 +43,7 @@ func App() *cli.App {
 		},
 		Commands: []*cli.Command{
 			dbCommand(),
+			siteCommand(),
 			proxyCommand(),
 		},
 		// Errors are printed once, by main.
