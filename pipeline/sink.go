@@ -17,7 +17,8 @@ type Sink interface {
 	Open(ctx context.Context, runID string, resume bool) error
 	// Write stores items. When it returns nil the items are durable (on
 	// disk, or acknowledged by the server), so the pages they came from may
-	// be acknowledged. An error leaves the sink unusable for this run.
+	// be acknowledged. An error leaves the sink unusable for this run. The
+	// slice is reused after Write returns: copy what must be kept.
 	Write(ctx context.Context, items []Item) error
 	// Commit is called once the run completed: it makes the output final
 	// (for file sinks, the file appears at its path). Write must not be
