@@ -183,7 +183,8 @@ func hasAttr(n *html.Node, name string) bool {
 // Extract returns the items of p. Pages that are not HTML (by Content-Type,
 // or by sniffing the body when there is none) and pages whose Status is not
 // 2xx give no items and no error. Broken HTML is parsed the way browsers
-// do. Non-UTF-8 pages are decoded using their declared charset.
+// do; the only error is for HTML the parser rejects (elements nested more
+// than 512 deep). Non-UTF-8 pages are decoded using their declared charset.
 func (e *Extractor) Extract(p Page) ([]Item, error) {
 	if !isHTML(p) {
 		return nil, nil

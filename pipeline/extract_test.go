@@ -255,3 +255,14 @@ func TestItemIDDeterministic(t *testing.T) {
 		t.Errorf("ItemID length: got %d, want 32", len(a))
 	}
 }
+
+func TestExtractTooDeep(t *testing.T) {
+	e, err := NewExtractor(ExtractSpec{Fields: []Field{{Name: "t", CSS: "b"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Extract(htmlPage(strings.Repeat("<div>", 600) + "<b>x</b>"))
+	if err == nil || !strings.Contains(err.Error(), "https://example.org/shop/list.html") {
+		t.Errorf("Extract of 600 nested divs: got %v, want a parse error naming the page", err)
+	}
+}

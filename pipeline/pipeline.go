@@ -46,10 +46,17 @@ type Pipeline struct {
 	// from the writer goroutine, one page at a time, so it must not block
 	// for long nor send on the pages channel. The page's Body is nil.
 	OnPageDone func(p Page, items int)
+	// OnExtractError, if set, is called (from an extract goroutine) for a
+	// page the extractor could not parse. Such a page is not an error of
+	// the run: it gives no items, is counted in Stats.ExtractErrors and is
+	// passed to OnPageDone like any other page, so a resume does not try it
+	// again.
+	OnExtractError func(p Page, err error)
 
-	pages   atomic.Int64
-	items   atomic.Int64
-	batches atomic.Int64
+	pages         atomic.Int64
+	items         atomic.Int64
+	batches       atomic.Int64
+	extractErrors atomic.Int64
 }
 
 // Stats are a pipeline's counters.
@@ -61,11 +68,13 @@ type Stats struct {
 	Items int64
 	// Batches is the number of writes to each sink.
 	Batches int64
+	// ExtractErrors is the number of pages that could not be parsed.
+	ExtractErrors int64
 }
 
 // Stats returns the counters so far. It is safe to call during Run.
 func (p *Pipeline) Stats() Stats {
-	return Stats{Pages: p.pages.Load(), Items: p.items.Load(), Batches: p.batches.Load()}
+	return Stats{Pages: p.pages.Load(), Items: p.items.Load(), Batches: p.batches.Load(), ExtractErrors: p.extractErrors.Load()}
 }
 
 // extracted is one page and its items, between the stages.
@@ -78,7 +87,7 @@ type extracted struct {
 // buffered and returns nil. It does not Open, Commit or Close the sinks (see
 // Pipeline.Open, Commit and Close).
 //
-// It returns the first error of a sink or of the extractor, after which it
+// It returns the first error of a sink, after which it
 // stops: pages whose items were not written are not passed to OnPageDone,
 // so a resume does them again. It returns ctx.Err() when ctx is cancelled,
 // abandoning buffered pages the same way. Once Run has returned nothing
@@ -126,7 +135,11 @@ func (p *Pipeline) extractLoop(ctx context.Context, pages <-chan Page, out chan<
 		}
 		items, err := p.Extractor.Extract(pg)
 		if err != nil {
-			return err
+			p.extractErrors.Add(1)
+			if p.OnExtractError != nil {
+				p.OnExtractError(pg, err)
+			}
+			items = nil
 		}
 		pg.Body = nil // the items hold what is needed; do not keep bodies queued
 		select {

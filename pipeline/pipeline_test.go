@@ -291,3 +291,32 @@ func TestPipelineNeedsExtractor(t *testing.T) {
 		t.Errorf("Run without extractor: got nil error")
 	}
 }
+
+func TestPipelineUnparsablePageIsAckedWithoutItems(t *testing.T) {
+	ctx := context.Background()
+	rec := &recordSink{}
+	acked := map[string]int{}
+	var extractErrs []string
+	p := &Pipeline{
+		Extractor:      bookExtractor(t),
+		Sinks:          []Sink{rec},
+		OnPageDone:     func(pg Page, n int) { acked[pg.URL] = n },
+		OnExtractError: func(pg Page, err error) { extractErrs = append(extractErrs, pg.URL) },
+	}
+	deep := listingPage("run1", 1)
+	deep.Body = []byte(strings.Repeat("<div>", 600))
+	pages := make(chan Page, 2)
+	pages <- listingPage("run1", 0)
+	pages <- deep
+	close(pages)
+	if err := p.Run(ctx, pages); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	want := map[string]int{"https://example.org/list/0": 3, "https://example.org/list/1": 0}
+	if fmt.Sprint(acked) != fmt.Sprint(want) {
+		t.Errorf("acked: got %v, want %v", acked, want)
+	}
+	if len(extractErrs) != 1 || p.Stats().ExtractErrors != 1 {
+		t.Errorf("extract errors: got %v and stats %+v, want the deep page once", extractErrs, p.Stats())
+	}
+}
