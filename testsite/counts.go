@@ -40,26 +40,35 @@ type Counts struct {
 	// status.
 	BodyBytes int64
 
-	byPath map[string]map[int]int
+	byPath map[string][]statusCount
 }
+
+type statusCount struct{ code, n int }
 
 // Requests returns the number of requests for path (path and raw query).
 func (c Counts) Requests(path string) int {
 	n := 0
-	for _, k := range c.byPath[path] {
-		n += k
+	for _, sc := range c.byPath[path] {
+		n += sc.n
 	}
 	return n
 }
 
 // Status returns the number of requests for path answered with code.
-func (c Counts) Status(path string, code int) int { return c.byPath[path][code] }
+func (c Counts) Status(path string, code int) int {
+	for _, sc := range c.byPath[path] {
+		if sc.code == code {
+			return sc.n
+		}
+	}
+	return 0
+}
 
 // ByStatus returns the number of requests, on any path, answered with code.
 func (c Counts) ByStatus(code int) int {
 	n := 0
-	for _, m := range c.byPath {
-		n += m[code]
+	for p := range c.byPath {
+		n += c.Status(p, code)
 	}
 	return n
 }
@@ -74,19 +83,27 @@ func (c Counts) Paths() []string {
 	return out
 }
 
+// pathRecord is what the recorder keeps per path and query: one map entry,
+// so a 100k-URL crawl costs the site little memory.
+type pathRecord struct {
+	attempts int           // requests arrived; never reset
+	statuses []statusCount // since the last ResetCounts
+}
+
 // recorder holds the counts, the request log and the per-path attempt
 // numbers that rate faults hash on.
 type recorder struct {
 	mu           sync.Mutex
-	counts       Counts
+	noLog        bool
+	counts       Counts // byPath unused: see paths
+	paths        map[string]*pathRecord
 	log          []Request
-	attempts     map[string]int
-	pathAttempts map[string]int
+	pathAttempts map[string]int // FailPaths attempts, by path without query
 }
 
-func (r *recorder) init() {
-	r.counts.byPath = make(map[string]map[int]int)
-	r.attempts = make(map[string]int)
+func (r *recorder) init(noLog bool) {
+	r.noLog = noLog
+	r.paths = make(map[string]*pathRecord)
 	r.pathAttempts = make(map[string]int)
 }
 
@@ -94,9 +111,13 @@ func (r *recorder) init() {
 func (r *recorder) attempt(key string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := r.attempts[key]
-	r.attempts[key] = n + 1
-	return n
+	pr := r.paths[key]
+	if pr == nil {
+		pr = &pathRecord{}
+		r.paths[key] = pr
+	}
+	pr.attempts++
+	return pr.attempts - 1
 }
 
 // pathAttempt is attempt for FailPaths, keyed by path without query.
@@ -121,13 +142,24 @@ func (r *recorder) add(e Request, status int, bodyBytes int64) {
 	case status == http.StatusNotModified:
 		c.NotModified++
 	}
-	m := c.byPath[e.Path]
-	if m == nil {
-		m = make(map[int]int, 1)
-		c.byPath[e.Path] = m
+	pr := r.paths[e.Path]
+	if pr == nil { // attempt was not called: cannot happen via ServeHTTP
+		pr = &pathRecord{}
+		r.paths[e.Path] = pr
 	}
-	m[status]++
-	r.log = append(r.log, e)
+	found := false
+	for i := range pr.statuses {
+		if pr.statuses[i].code == status {
+			pr.statuses[i].n++
+			found = true
+		}
+	}
+	if !found {
+		pr.statuses = append(pr.statuses, statusCount{status, 1})
+	}
+	if !r.noLog {
+		r.log = append(r.log, e)
+	}
 }
 
 // Counts returns a snapshot of the requests answered so far. It is safe for
@@ -136,19 +168,17 @@ func (s *Site) Counts() Counts {
 	s.rec.mu.Lock()
 	defer s.rec.mu.Unlock()
 	c := s.rec.counts
-	c.byPath = make(map[string]map[int]int, len(s.rec.counts.byPath))
-	for p, m := range s.rec.counts.byPath {
-		cm := make(map[int]int, len(m))
-		for k, v := range m {
-			cm[k] = v
+	c.byPath = make(map[string][]statusCount, len(s.rec.paths))
+	for p, pr := range s.rec.paths {
+		if len(pr.statuses) > 0 {
+			c.byPath[p] = append([]statusCount(nil), pr.statuses...)
 		}
-		c.byPath[p] = cm
 	}
 	return c
 }
 
 // RequestLog returns a copy of every request answered so far, in the order
-// they were counted.
+// they were counted; empty with Options.NoRequestLog.
 func (s *Site) RequestLog() []Request {
 	s.rec.mu.Lock()
 	defer s.rec.mu.Unlock()
@@ -156,10 +186,14 @@ func (s *Site) RequestLog() []Request {
 }
 
 // ResetCounts zeroes the counts and the request log. Fault attempt numbers
-// are kept: FailPaths paths that already failed FailTimes times stay healed.
+// are kept, so rate faults do not repeat themselves and FailPaths paths that
+// already failed FailTimes times stay healed.
 func (s *Site) ResetCounts() {
 	s.rec.mu.Lock()
 	defer s.rec.mu.Unlock()
-	s.rec.counts = Counts{byPath: make(map[string]map[int]int)}
+	s.rec.counts = Counts{}
+	for _, pr := range s.rec.paths {
+		pr.statuses = nil
+	}
 	s.rec.log = nil
 }

@@ -56,10 +56,15 @@ type Options struct {
 	Robots string
 	// CrawlDelay adds "Crawl-delay: <seconds>" to the default robots.txt.
 	CrawlDelay time.Duration
-	// CacheBytes caps the memory holding generated bodies; 0 means 256 MB
-	// and a negative value disables the cache (every response is generated).
-	// Once full, further bodies are generated per request.
+	// CacheBytes caps the memory holding generated bodies; 0 means 64 MB
+	// and a negative value disables the cache (every response is generated,
+	// ~20–200 µs for a content page). Once full, further bodies are
+	// generated per request. Lower it when the site runs in the process
+	// whose memory a benchmark measures.
 	CacheBytes int64
+	// NoRequestLog keeps RequestLog empty (counts are still kept), for runs
+	// with very many requests.
+	NoRequestLog bool
 	// Faults injects errors; the zero value injects none.
 	Faults Faults
 }
@@ -117,7 +122,7 @@ func New(opts Options) *Site {
 		}
 	}
 	if opts.CacheBytes == 0 {
-		opts.CacheBytes = 256 << 20
+		opts.CacheBytes = 64 << 20
 	}
 	opts.Faults = opts.Faults.withDefaults()
 	s := &Site{
@@ -136,7 +141,7 @@ func New(opts Options) *Site {
 		r := newRNG(opts.Seed, 7, uint64(id))
 		s.modTimes[id] = s.base.Add(-30*24*time.Hour + time.Duration(r.intn(20*24*60))*time.Minute)
 	}
-	s.rec.init()
+	s.rec.init(opts.NoRequestLog)
 	return s
 }
 
