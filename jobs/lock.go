@@ -288,3 +288,16 @@ func (le *Lease) KeepAlive(ctx context.Context, lost func(error)) {
 		}
 	}
 }
+
+// Expire ends the lease described by holder (same generation and owner)
+// now, for a holder known to be dead. A lock renewed or taken over since is
+// left alone.
+func (l *Locker) Expire(ctx context.Context, job string, holder Lock) error {
+	_, err := l.coll.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: lockID(job)}, {Key: "gen", Value: holder.Gen}, {Key: "owner", Value: holder.Owner}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "expires", Value: l.now().UTC()}}}})
+	if err != nil {
+		return fmt.Errorf("expire lock of job %s: %w", job, err)
+	}
+	return nil
+}

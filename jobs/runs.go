@@ -355,3 +355,14 @@ func (rs *Runs) Reopen(ctx context.Context, runID string) error {
 	}
 	return nil
 }
+
+// Outcome is what running a job produced.
+type Outcome struct {
+	// Run is the run record as it stood when the run ended.
+	Run *Run
+	// Session is what this process did in the run; it differs from
+	// Run.Counters when the run was resumed or had other workers.
+	Session Counters
+	// Resumed is true when this was a resume of an earlier run.
+	Resumed bool
+}

@@ -1,0 +1,151 @@
+package jobs
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+)
+
+// Snapshot is a run's progress at one moment, as this process sees it.
+type Snapshot struct {
+	Counters
+	// Queue is the number of URLs waiting in the frontier.
+	Queue int64
+	// Elapsed is the time since this process started the run.
+	Elapsed time.Duration
+}
+
+// Rate is pages per second over Elapsed (0 before any time passed).
+func (s Snapshot) Rate() float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return float64(s.Pages) / s.Elapsed.Seconds()
+}
+
+// Reporter shows a run's progress: on a terminal, one live line rewritten
+// in place with \r (at most every LiveInterval); otherwise a log line every
+// LogInterval. It is safe for concurrent use.
+type Reporter struct {
+	// W receives the live line (usually os.Stderr). Nil disables it.
+	W io.Writer
+	// Live selects the rewritten line; otherwise Logger gets plain lines.
+	Live bool
+	// Logger receives the plain lines. If nil, slog.Default().
+	Logger *slog.Logger
+	// LiveInterval and LogInterval throttle output; 250ms and 10s if zero.
+	LiveInterval, LogInterval time.Duration
+	// Now is the clock; time.Now if nil.
+	Now func() time.Time
+
+	mu    sync.Mutex
+	last  time.Time
+	shown bool
+	width int
+}
+
+// Update shows s if enough time passed since the last output.
+func (r *Reporter) Update(s Snapshot) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
+	t := now()
+	every := r.LogInterval
+	if every == 0 {
+		every = 10 * time.Second
+	}
+	if r.Live {
+		every = r.LiveInterval
+		if every == 0 {
+			every = 250 * time.Millisecond
+		}
+	}
+	if !r.last.IsZero() && t.Sub(r.last) < every {
+		return
+	}
+	if r.last.IsZero() && !r.Live {
+		// The first plain line waits a full interval: short runs print
+		// only their summary.
+		r.last = t
+		return
+	}
+	r.last = t
+	if r.Live {
+		if r.W == nil {
+			return
+		}
+		line := ProgressLine(s)
+		pad := ""
+		if n := r.width - len(line); n > 0 {
+			pad = strings.Repeat(" ", n)
+		}
+		r.width = len(line)
+		fmt.Fprintf(r.W, "\r%s%s", line, pad)
+		r.shown = true
+		return
+	}
+	log := r.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log.Info("progress", "pages", s.Pages, "pages_per_s", fmt.Sprintf("%.1f", s.Rate()), "hits", s.Hits,
+		"revalidated", s.Revalidated, "misses", s.Misses, "queue", s.Queue, "errors", s.Errors, "items", s.Items)
+}
+
+// Done clears the live line, so the summary starts on a clean line.
+func (r *Reporter) Done() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.shown && r.W != nil {
+		fmt.Fprintf(r.W, "\r%s\r", strings.Repeat(" ", r.width))
+		r.shown = false
+	}
+}
+
+// ProgressLine formats s as the live progress line.
+func ProgressLine(s Snapshot) string {
+	return fmt.Sprintf("pages %d  %.1f/s  hits %d / 304s %d / misses %d  queue %d  errors %d",
+		s.Pages, s.Rate(), s.Hits, s.Revalidated, s.Misses, s.Queue, s.Errors)
+}
+
+// WriteSummary writes the end-of-run summary table of r to w.
+func WriteSummary(w io.Writer, r *Run) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	c := r.Counters
+	el := r.Elapsed().Round(time.Millisecond)
+	rate := 0.0
+	if el > 0 {
+		rate = float64(c.Pages) / el.Seconds()
+	}
+	fmt.Fprintf(tw, "run\t%s\t%s in %s\n", r.ID, r.Status, el)
+	fmt.Fprintf(tw, "pages\t%d\t%.1f/s\n", c.Pages, rate)
+	fmt.Fprintf(tw, "cache\thits %d\trevalidated (304) %d, misses %d, stale %d\n", c.Hits, c.Revalidated, c.Misses, c.Stale)
+	fmt.Fprintf(tw, "items\t%d\t\n", c.Items)
+	fmt.Fprintf(tw, "errors\t%d\t\n", c.Errors)
+	fmt.Fprintf(tw, "bytes\t%s downloaded\t%s served from cache\n", HumanBytes(c.NetworkBytes), HumanBytes(c.SavedBytes))
+	if r.Error != "" {
+		fmt.Fprintf(tw, "error\t%s\t\n", r.Error)
+	}
+	_ = tw.Flush()
+}
+
+// HumanBytes formats n bytes with a binary unit (B, KiB, MiB, GiB).
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 2; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMG"[exp])
+}

@@ -1,0 +1,490 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"crawlcache/cache"
+	"crawlcache/configs"
+	"crawlcache/crawler"
+	"crawlcache/frontier"
+	"crawlcache/pipeline"
+	"crawlcache/store"
+)
+
+// OptionRevalidate is recorded in Run.Options for a run started with
+// StartOptions.Revalidate, so that its resume revalidates too.
+const OptionRevalidate = "revalidate"
+
+// DefaultReportEvery is how often a running worker writes its progress to
+// the run record.
+const DefaultReportEvery = 2 * time.Second
+
+// Errors returned by Runner.
+var (
+	// ErrPreviousRunUnfinished is wrapped by *UnfinishedError.
+	ErrPreviousRunUnfinished = errors.New("previous run did not finish")
+)
+
+// UnfinishedError is returned by Runner.Run when the job's last run was
+// interrupted (or its process died) and neither Fresh nor Resume was set.
+type UnfinishedError struct{ Run *Run }
+
+func (e *UnfinishedError) Error() string {
+	return fmt.Sprintf("the last run of job %s, %s, was %s (started %s, %d pages done): continue it with `crawlcache resume %s` (or `run --resume`), or start over with `run --fresh`",
+		e.Run.Job, e.Run.ID, e.Run.Status, e.Run.Started.UTC().Format(time.RFC3339), e.Run.Counters.Pages, e.Run.ID)
+}
+
+// Unwrap makes errors.Is(err, ErrPreviousRunUnfinished) true.
+func (e *UnfinishedError) Unwrap() error { return ErrPreviousRunUnfinished }
+
+// Runner runs jobs against one store: it takes the job lock, creates or
+// reopens the run record, prepares the cache (TTL, sweep), the frontier and
+// the pipeline, runs the crawler and records the outcome. Exported fields
+// may be left zero; set them before the first call. It is safe for
+// concurrent use on different jobs.
+type Runner struct {
+	// Store is the open store. Required.
+	Store *store.Store
+	// WorkerID names this process in the run record, the job lock and
+	// frontier leases. If empty, NewWorkerID().
+	WorkerID string
+	// Now is the clock for records, locks and the cache. If nil, time.Now.
+	Now func() time.Time
+	// Logger receives run notes. If nil, slog.Default().
+	Logger *slog.Logger
+	// Progress, if set, is called with this process's progress about once a
+	// second (e.g. Reporter.Update).
+	Progress func(Snapshot)
+	// ReportEvery is how often progress is written to the run record; if
+	// zero, DefaultReportEvery.
+	ReportEvery time.Duration
+	// LockTTL is the job lock lease; if zero, DefaultLockTTL.
+	LockTTL time.Duration
+	// FrontierLease is the lease of a claimed URL; if zero, the frontier's
+	// default.
+	FrontierLease time.Duration
+	// ShutdownGrace is how long in-flight pages may finish after an
+	// interrupt; if zero, the crawler's default.
+	ShutdownGrace time.Duration
+	// Upstream replaces the network transport below the cache (tests).
+	Upstream http.RoundTripper
+
+	workerOnce sync.Once
+}
+
+// StartOptions modify one Runner.Run.
+type StartOptions struct {
+	// Fresh starts a new run even when the job's last run is unfinished.
+	Fresh bool
+	// Resume continues the job's last run when it is unfinished, instead
+	// of returning an *UnfinishedError. A finished last run is not resumed:
+	// a new run starts.
+	Resume bool
+	// Revalidate makes every cached page a conditional request to the
+	// origin in this run, however fresh it is (cache.WithRefresh): unchanged
+	// pages cost a 304, changed ones a download. It is recorded in the run,
+	// so a resume of it revalidates too.
+	Revalidate bool
+}
+
+func (r *Runner) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Runner) log() *slog.Logger {
+	if r.Logger != nil {
+		return r.Logger
+	}
+	return slog.Default()
+}
+
+func (r *Runner) worker() string {
+	r.workerOnce.Do(func() {
+		if r.WorkerID == "" {
+			r.WorkerID = NewWorkerID()
+		}
+	})
+	return r.WorkerID
+}
+
+func (r *Runner) db() (*Runs, *Locker) {
+	db := r.Store.Database(Database)
+	lk := NewLocker(db, r.Now)
+	lk.TTL = r.LockTTL
+	return NewRuns(db, r.Now), lk
+}
+
+// Run runs job: it takes the job's lock (an error wrapping ErrLocked names
+// the holder), then starts a new run, or resumes the last one as
+// StartOptions say. It returns the outcome whenever a run record exists,
+// together with a non-nil error when the run did not complete: it wraps
+// crawler.ErrInterrupted for an interrupt, and is the cause otherwise.
+func (r *Runner) Run(ctx context.Context, job *configs.Job, o StartOptions) (*Outcome, error) {
+	runs, locker := r.db()
+	lease, err := r.acquire(ctx, locker, job.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
+
+	last, err := runs.Last(ctx, job.Name)
+	if err != nil {
+		return nil, err
+	}
+	if last != nil && last.Status != StatusCompleted && last.Status != StatusFailed {
+		// We hold the lock, so no `run` process works on it any more.
+		if last.Status == StatusRunning {
+			if _, err := runs.Finish(ctx, last.ID, StatusInterrupted, "its process stopped without recording an end (crash or kill)"); err != nil {
+				return nil, err
+			}
+			last.Status = StatusInterrupted
+		}
+		switch {
+		case o.Resume:
+			return r.execute(ctx, job, last, true, lease, hasOption(last, OptionRevalidate))
+		case !o.Fresh:
+			return nil, &UnfinishedError{Run: last}
+		}
+	}
+	run := &Run{
+		ID: NewRunID(job.Name, r.now()), Job: job.Name, ConfigPath: job.Source, ConfigHash: job.Hash,
+		Status: StatusRunning,
+	}
+	if o.Revalidate {
+		run.Options = append(run.Options, OptionRevalidate)
+	}
+	if err := runs.Create(ctx, run); err != nil {
+		return nil, err
+	}
+	return r.execute(ctx, job, run, false, lease, o.Revalidate)
+}
+
+// Resume continues run runID. job is its config (load it from
+// Run.ConfigPath); a config whose hash differs from the run's is used with
+// a warning. It returns an error wrapping ErrNotResumable for a completed
+// run, ErrRunNotFound, or ErrLocked when the job is running.
+func (r *Runner) Resume(ctx context.Context, runID string, job *configs.Job) (*Outcome, error) {
+	runs, locker := r.db()
+	run, err := runs.Get(ctx, runID)
+	if err != nil {
+		return nil, err
+	}
+	if run.Status == StatusCompleted {
+		return nil, fmt.Errorf("run %s completed at %s: %w", runID, run.Finished.UTC().Format(time.RFC3339), ErrNotResumable)
+	}
+	if job.Name != run.Job {
+		return nil, fmt.Errorf("run %s belongs to job %s, not %s: %w", runID, run.Job, job.Name, ErrNotResumable)
+	}
+	lease, err := r.acquire(ctx, locker, run.Job)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
+	if run, err = runs.Get(ctx, runID); err != nil { // may have changed before we held the lock
+		return nil, err
+	}
+	if run.Status == StatusCompleted {
+		return nil, fmt.Errorf("run %s: %w (completed)", runID, ErrNotResumable)
+	}
+	if job.Hash != "" && run.ConfigHash != "" && job.Hash != run.ConfigHash {
+		r.log().Warn("the job's config changed since the run started; resuming with the current file", "run", runID, "config", job.Source)
+	}
+	return r.execute(ctx, job, run, true, lease, hasOption(run, OptionRevalidate))
+}
+
+// acquire takes the job lock, breaking one whose holder is a dead process
+// on this host (so that a resume after kill -9 need not wait for the lease
+// to expire).
+func (r *Runner) acquire(ctx context.Context, locker *Locker, job string) (*Lease, error) {
+	lease, err := locker.Acquire(ctx, job, r.worker(), "")
+	var le *LockedError
+	if !errors.As(err, &le) || !holderDead(le.Holder) {
+		return lease, err
+	}
+	r.log().Info("breaking the lock of a process that no longer exists", "job", job, "owner", le.Holder.Owner, "pid", le.Holder.PID)
+	if err := locker.Expire(ctx, job, le.Holder); err != nil {
+		return nil, err
+	}
+	return locker.Acquire(ctx, job, r.worker(), "")
+}
+
+// holderDead reports whether a lock's holder is a process on this host that
+// no longer exists.
+func holderDead(h Lock) bool {
+	host, _ := os.Hostname()
+	if h.Host == "" || h.Host != host || h.PID <= 0 || h.PID == os.Getpid() || runtime.GOOS == "windows" {
+		return false
+	}
+	p, err := os.FindProcess(h.PID)
+	if err != nil {
+		return true
+	}
+	err = p.Signal(syscall.Signal(0))
+	return errors.Is(err, os.ErrProcessDone) || errors.Is(err, syscall.ESRCH)
+}
+
+func hasOption(run *Run, opt string) bool {
+	for _, o := range run.Options {
+		if o == opt {
+			return true
+		}
+	}
+	return false
+}
+
+// execute runs (or resumes) run under lease until it ends and records how.
+func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, resume bool, lease *Lease, revalidate bool) (*Outcome, error) {
+	log := r.log().With("job", job.Name, "run", run.ID)
+	runs, _ := r.db()
+	worker := r.worker()
+	bg := context.WithoutCancel(ctx)
+	if err := lease.SetRun(ctx, run.ID); err != nil {
+		return nil, err
+	}
+
+	var reclaim []string
+	if resume {
+		if err := runs.Reopen(ctx, run.ID); err != nil {
+			return nil, err
+		}
+		// Workers that stopped reporting are dead: their frontier leases
+		// are taken over at once instead of after they expire.
+		for id, w := range run.Workers {
+			if id != worker && (r.now().Sub(w.Heartbeat) > 2*r.reportEvery() || holderDeadWorker(w)) {
+				reclaim = append(reclaim, id)
+			}
+		}
+	}
+	if err := runs.JoinWorker(ctx, run.ID, Worker{ID: worker, Host: hostname(), PID: os.Getpid()}); err != nil {
+		return nil, err
+	}
+
+	finish := func(status Status, cause error) (*Outcome, error) {
+		msg := ""
+		if cause != nil {
+			msg = cause.Error()
+		}
+		if _, err := runs.Finish(bg, run.ID, status, msg); err != nil {
+			cause = errors.Join(cause, err)
+		}
+		final, err := runs.Get(bg, run.ID)
+		if err != nil {
+			return nil, errors.Join(cause, err)
+		}
+		return &Outcome{Run: final, Resumed: resume, Session: sessionOf(final, worker)}, cause
+	}
+
+	if err := r.prepareCache(ctx, job, log); err != nil {
+		return finish(StatusFailed, err)
+	}
+	front, err := frontier.New(ctx, r.Store.Database(Database), frontier.Options{
+		Now: r.Now, Lease: r.FrontierLease, Logger: log, FilterPushdown: r.Store.Capabilities().FilterPushdown,
+	})
+	if err != nil {
+		return finish(StatusFailed, err)
+	}
+	pipe, err := r.pipeline(job)
+	if err != nil {
+		return finish(StatusFailed, err)
+	}
+	if pipe != nil {
+		if err := pipe.Open(ctx, run.ID, resume); err != nil {
+			return finish(StatusFailed, fmt.Errorf("open outputs: %w", err))
+		}
+		defer func() { _ = pipe.Close() }()
+	}
+
+	// A lost lock (another process took the job over after our lease
+	// expired) stops the crawl.
+	crawlCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go lease.KeepAlive(crawlCtx, func(err error) {
+		log.Error("job lock lost; stopping", "err", err)
+		cancel(err)
+	})
+	if revalidate {
+		crawlCtx = cache.WithRefresh(crawlCtx)
+	}
+
+	rep := &reporter{runs: runs, runID: run.ID, worker: worker, every: r.reportEvery(), now: r.now, show: r.Progress, log: log}
+	log.Info("run starting", "resume", resume, "revalidate", revalidate, "store", r.Store.Describe())
+	p, crawlErr := crawler.Run(crawlCtx, crawler.Options{
+		RunID: run.ID, Job: job.Name, Worker: worker,
+		Seeds: job.Seeds, AllowedDomains: job.AllowedDomains, MaxDepth: job.MaxDepth, MaxPages: job.MaxPages,
+		Include: job.Include, Exclude: job.Exclude, Follow: job.Follow,
+		UserAgent: job.UserAgent, Headers: job.Headers, Robots: job.Robots, Timeout: job.Timeout, MaxBodySize: job.MaxBodySize,
+		PerHost: job.Rate.PerHost, Burst: job.Rate.Burst, Parallelism: job.Rate.Parallelism,
+		RetryMax: job.Retry.Max, RetryBackoff: job.Retry.Backoff,
+		CacheDB: r.Store.Database(cache.DefaultDatabase), CachePolicy: job.Cache, SupportsTTL: r.Store.Capabilities().TTLIndexes,
+		Frontier: front, Resume: resume, Reclaim: reclaim,
+		Pipeline: pipe, Progress: rep.update,
+		Now: r.Now, Logger: log, Upstream: r.Upstream, ShutdownGrace: r.ShutdownGrace,
+	})
+	if err := rep.flush(bg, p); err != nil {
+		log.Warn("write final progress", "err", err)
+	}
+	front.Forget(run.ID)
+
+	lost := context.Cause(crawlCtx)
+	switch {
+	case crawlErr == nil:
+		if pipe != nil {
+			if err := pipe.Commit(bg); err != nil {
+				return finish(StatusFailed, fmt.Errorf("commit outputs: %w", err))
+			}
+		}
+		return finish(StatusCompleted, nil)
+	case errors.Is(lost, ErrLeaseLost):
+		return finish(StatusInterrupted, fmt.Errorf("%w: %w", crawler.ErrInterrupted, lost))
+	case errors.Is(crawlErr, crawler.ErrInterrupted) || ctx.Err() != nil:
+		if !errors.Is(crawlErr, crawler.ErrInterrupted) {
+			crawlErr = fmt.Errorf("%w: %w", crawler.ErrInterrupted, crawlErr)
+		}
+		return finish(StatusInterrupted, crawlErr)
+	default:
+		return finish(StatusFailed, crawlErr)
+	}
+}
+
+func holderDeadWorker(w Worker) bool {
+	return holderDead(Lock{Host: w.Host, PID: w.PID})
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+func (r *Runner) reportEvery() time.Duration {
+	if r.ReportEvery > 0 {
+		return r.ReportEvery
+	}
+	return DefaultReportEvery
+}
+
+// prepareCache applies the job's cache.ttl (never overwriting a different
+// TTL already set: that takes `crawlcache cache ttl`) and runs the expiry
+// sweeper, as every run does.
+func (r *Runner) prepareCache(ctx context.Context, job *configs.Job, log *slog.Logger) error {
+	admin := cache.NewAdmin(r.Store.Database(cache.DefaultDatabase), r.Store.Capabilities().TTLIndexes, r.Now)
+	if job.TTLSet {
+		if job.TTL > 0 {
+			info, err := admin.SetTTL(ctx, job.TTL, false)
+			if err != nil {
+				return fmt.Errorf("apply cache.ttl %s: %w", job.TTL, err)
+			}
+			if info.Kept {
+				log.Info("the store keeps its cache TTL; the job's cache.ttl is not applied (change it with `crawlcache cache ttl`)",
+					"store_ttl", info.TTL, "job_ttl", job.TTL)
+			}
+		} else if info, err := admin.TTL(ctx); err == nil && info.Set {
+			log.Info("the job asks for no cache TTL but the store has one; keeping it", "store_ttl", info.TTL)
+		}
+	}
+	n, err := admin.Sweep(ctx)
+	if err != nil {
+		return fmt.Errorf("sweep expired cache entries: %w", err)
+	}
+	if n > 0 {
+		log.Info("swept expired cache entries", "deleted", n)
+	}
+	return nil
+}
+
+// pipeline builds the job's extract → outputs pipeline; nil when the job
+// has no outputs.
+func (r *Runner) pipeline(job *configs.Job) (*pipeline.Pipeline, error) {
+	if len(job.Outputs) == 0 {
+		return nil, nil
+	}
+	spec := pipeline.ExtractSpec{Item: job.Extract.Item}
+	var columns []string
+	for _, f := range job.Extract.Fields {
+		spec.Fields = append(spec.Fields, pipeline.Field{Name: f.Name, CSS: f.CSS, Attr: f.Attr, Text: f.Text, HTML: f.HTML, All: f.All})
+		columns = append(columns, f.Name)
+	}
+	ex, err := pipeline.NewExtractor(spec)
+	if err != nil {
+		return nil, fmt.Errorf("job %s extract: %w", job.Name, err)
+	}
+	p := &pipeline.Pipeline{Extractor: ex}
+	for _, o := range job.Outputs {
+		switch o.Kind {
+		case configs.OutputMongoDB:
+			p.Sinks = append(p.Sinks, pipeline.NewMongoSink(r.Store.Database(Database).Collection(o.Collection)))
+		case configs.OutputJSONL:
+			p.Sinks = append(p.Sinks, pipeline.NewJSONLSink(o.Path))
+		case configs.OutputCSV:
+			p.Sinks = append(p.Sinks, pipeline.NewCSVSink(o.Path, columns))
+		default:
+			return nil, fmt.Errorf("job %s: unknown output kind %q", job.Name, o.Kind)
+		}
+	}
+	return p, nil
+}
+
+// sessionOf returns the counters worker reported in run.
+func sessionOf(run *Run, worker string) Counters {
+	if w, ok := run.Workers[worker]; ok {
+		return w.Counters
+	}
+	return Counters{}
+}
+
+// reporter turns the crawler's progress callbacks into run record updates
+// (every `every`) and display updates.
+type reporter struct {
+	runs   *Runs
+	runID  string
+	worker string
+	every  time.Duration
+	now    func() time.Time
+	show   func(Snapshot)
+	log    *slog.Logger
+
+	written Counters // what the run record already has from this worker
+	last    time.Time
+}
+
+func countersOf(p crawler.Progress) Counters {
+	return Counters{
+		Pages: p.Pages, Hits: p.Hits, Misses: p.Misses, Revalidated: p.Revalidated, Stale: p.Stale,
+		Errors: p.Errors, Items: p.Items, NetworkBytes: p.NetworkBytes, SavedBytes: p.SavedBytes,
+	}
+}
+
+// update is called by the crawler from one goroutine.
+func (rp *reporter) update(p crawler.Progress) {
+	if rp.show != nil {
+		rp.show(Snapshot{Counters: countersOf(p), Queue: p.Queue, Elapsed: p.Elapsed})
+	}
+	if t := rp.now(); t.Sub(rp.last) >= rp.every {
+		rp.last = t
+		if err := rp.flush(context.Background(), p); err != nil {
+			rp.log.Warn("write progress to the run record", "err", err)
+		}
+	}
+}
+
+// flush writes p to the run record (counters as increments since the last
+// write).
+func (rp *reporter) flush(ctx context.Context, p crawler.Progress) error {
+	c := countersOf(p)
+	if err := rp.runs.Report(ctx, rp.runID, rp.worker, c, c.Sub(rp.written), p.Queue); err != nil {
+		return err
+	}
+	rp.written = c
+	return nil
+}
