@@ -54,9 +54,9 @@ type Scheduler struct {
 }
 
 type entry struct {
-	job     *configs.Job
-	sched   cron.Schedule
-	next    time.Time
+	job   *configs.Job
+	sched cron.Schedule
+	next  time.Time
 	// seen are the last occurrences handled, oldest first; claims older
 	// than these are deleted.
 	seen    []time.Time
