@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -465,5 +466,51 @@ func TestOverNetwork(t *testing.T) {
 	}
 	if got := srv.Site.Counts().Status("/products/3", 200); got != 2 {
 		t.Errorf("Status(/products/3, 200) = %d, want 2", got)
+	}
+}
+
+// TestChangeWhileServing: pages served during Change carry a body and ETag
+// of one version, never a mix.
+func TestChangeWhileServing(t *testing.T) {
+	s := New(Options{Pages: 30, MinSize: 2000, MaxSize: 3000})
+	ref := New(Options{Pages: 30, MinSize: 2000, MaxSize: 3000})
+	bodyOf := map[string]bool{} // etag+body seen on ref for versions 0..3
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	var seen []*httptest.ResponseRecorder
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				w := get(t, s, "GET", "/products/"+strconv.Itoa(i%30+1))
+				mu.Lock()
+				seen = append(seen, w)
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := 0; i < 3; i++ {
+		s.Change(0.5)
+	}
+	close(stop)
+	wg.Wait()
+	for i := 0; i <= 3; i++ {
+		for _, u := range ref.URLs("") {
+			w := get(t, ref, "GET", u)
+			bodyOf[w.Header().Get("ETag")+w.Body.String()] = true
+		}
+		ref.Change(0.5)
+	}
+	for _, w := range seen {
+		if !bodyOf[w.Header().Get("ETag")+w.Body.String()] {
+			t.Fatalf("served ETag %s with a body of another version", w.Header().Get("ETag"))
+		}
 	}
 }
