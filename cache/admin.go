@@ -1,0 +1,344 @@
+package cache
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// Admin inspects and maintains the cache stored in one database: TTL,
+// sweeping, statistics, listing and purging. Its scans read every
+// document of a collection, which is fine for admin work but never for a
+// per-request path (the embedded server pushes down only _id equality).
+// It is safe for concurrent use, including alongside Transports writing to
+// the same database.
+type Admin struct {
+	db            *mongo.Database
+	responses     *mongo.Collection
+	revalidations *mongo.Collection
+	redirects     *mongo.Collection
+	settings      *mongo.Collection
+	supportsTTL   bool
+	now           func() time.Time
+}
+
+// NewAdmin returns an Admin over the cache in db (usually
+// DefaultDatabase). supportsTTL says whether the server has TTL indexes
+// (store.Capabilities.TTLIndexes); without them the TTL is kept in the
+// settings collection and enforced by Sweep. now is the clock; nil means
+// time.Now.
+func NewAdmin(db *mongo.Database, supportsTTL bool, now func() time.Time) *Admin {
+	if now == nil {
+		now = time.Now
+	}
+	return &Admin{
+		db:            db,
+		responses:     db.Collection(ResponsesCollection),
+		revalidations: db.Collection(RevalidationsCollection),
+		redirects:     db.Collection(RedirectsCollection),
+		settings:      db.Collection(SettingsCollection),
+		supportsTTL:   supportsTTL,
+		now:           now,
+	}
+}
+
+// EntrySummary is one cached response without its body, as listed by
+// List. ValidatedAt and Expires are effective: taken from the entry's
+// revalidation when that is newer.
+type EntrySummary struct {
+	Key         string
+	URL         string
+	Method      string
+	Status      int
+	ContentType string
+	Size        int64
+	CreatedAt   time.Time
+	ValidatedAt time.Time
+	// Expires is when the entry stops being fresh; nil means never.
+	Expires *time.Time
+	// Revalidated is true when a 304 confirmed the entry after its body
+	// was stored.
+	Revalidated bool
+	// Stale is true when Expires has passed: the next use revalidates it
+	// (or fetches it again).
+	Stale bool
+	// Expired is true when ValidatedAt is older than the TTL: the sweeper
+	// or the TTL index deletes it.
+	Expired bool
+}
+
+// CollectionStats summarises the cache.
+type CollectionStats struct {
+	// Database is the name of the cache's database.
+	Database string
+	// Count is the number of stored responses and TotalSize the sum of
+	// their body sizes in bytes.
+	Count     int64
+	TotalSize int64
+	// Stale counts entries past their expires (they are revalidated on
+	// next use); Expired counts entries older than the TTL (deleted by the
+	// next sweep or by the TTL index).
+	Stale   int64
+	Expired int64
+	// Revalidations and Redirects count documents in the side collections.
+	Revalidations int64
+	Redirects     int64
+	// TTL is the TTL in force and its mechanism.
+	TTL TTLInfo
+	// Oldest and Newest are the earliest and latest effective validated_at
+	// (zero when the cache is empty).
+	Oldest time.Time
+	Newest time.Time
+	// ByStatus counts entries by HTTP status.
+	ByStatus map[int]int64
+}
+
+// ListOptions selects entries for List. The zero value lists every entry.
+type ListOptions struct {
+	// Expired keeps only entries older than the TTL (none when no TTL is set).
+	Expired bool
+	// Stale keeps only entries past their expires.
+	Stale bool
+	// Match keeps only entries whose URL matches this glob: '*' is any run
+	// of characters (including '/'), '?' one character; the scheme is
+	// optional ("example.org/news/*"), and a bare host matches its pages.
+	Match string
+	// Limit caps the number of entries returned; 0 means no limit.
+	Limit int
+}
+
+// PurgeOptions selects entries for Purge. Given criteria are combined: an
+// entry is deleted when it meets all of them. At least one is required.
+type PurgeOptions struct {
+	// Expired selects entries older than the TTL, as Sweep does (whatever
+	// the mechanism). With no TTL set nothing is expired.
+	Expired bool
+	// Stale selects entries past their expires.
+	Stale bool
+	// OlderThan selects entries whose effective validated_at is older than
+	// this; 0 means not used.
+	OlderThan time.Duration
+	// Match selects entries whose URL matches this glob (as in ListOptions).
+	Match string
+}
+
+// entries scans every entry and marks Stale and Expired.
+func (a *Admin) entries(ctx context.Context) ([]EntrySummary, TTLInfo, error) {
+	info, err := a.TTL(ctx)
+	if err != nil {
+		return nil, info, err
+	}
+	revs, err := a.scanRevalidations(ctx)
+	if err != nil {
+		return nil, info, err
+	}
+	all, err := a.scanEntries(ctx, nil, revs)
+	if err != nil {
+		return nil, info, err
+	}
+	now := a.now()
+	for i := range all {
+		e := &all[i]
+		e.Stale = e.Expires != nil && !now.Before(*e.Expires)
+		e.Expired = info.Set && e.ValidatedAt.Before(now.Add(-info.TTL))
+	}
+	return all, info, nil
+}
+
+// Stats counts the cache's entries, sizes, stale and expired entries and
+// statuses, and reports the TTL. It scans the responses collection.
+func (a *Admin) Stats(ctx context.Context) (CollectionStats, error) {
+	st := CollectionStats{Database: a.db.Name(), ByStatus: map[int]int64{}}
+	all, info, err := a.entries(ctx)
+	if err != nil {
+		return st, err
+	}
+	st.TTL = info
+	for _, e := range all {
+		st.Count++
+		st.TotalSize += e.Size
+		st.ByStatus[e.Status]++
+		if e.Stale {
+			st.Stale++
+		}
+		if e.Expired {
+			st.Expired++
+		}
+		if st.Oldest.IsZero() || e.ValidatedAt.Before(st.Oldest) {
+			st.Oldest = e.ValidatedAt
+		}
+		if e.ValidatedAt.After(st.Newest) {
+			st.Newest = e.ValidatedAt
+		}
+	}
+	if st.Revalidations, err = a.revalidations.CountDocuments(ctx, bson.D{}); err != nil {
+		return st, fmt.Errorf("count revalidations: %w", err)
+	}
+	if st.Redirects, err = a.redirects.CountDocuments(ctx, bson.D{}); err != nil {
+		return st, fmt.Errorf("count redirects: %w", err)
+	}
+	return st, nil
+}
+
+// List returns the entries that opts selects, ordered by URL, then
+// method, then key.
+func (a *Admin) List(ctx context.Context, opts ListOptions) ([]EntrySummary, error) {
+	all, _, err := a.entries(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, e := range all {
+		if (opts.Expired && !e.Expired) || (opts.Stale && !e.Stale) ||
+			(opts.Match != "" && !urlMatches(opts.Match, e.URL)) {
+			continue
+		}
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(x, y EntrySummary) int {
+		return cmp.Or(strings.Compare(x.URL, y.URL), strings.Compare(x.Method, y.Method), strings.Compare(x.Key, y.Key))
+	})
+	if opts.Limit > 0 && len(out) > opts.Limit {
+		out = out[:opts.Limit]
+	}
+	return out, nil
+}
+
+// Purge deletes the entries that opts selects, with their revalidations
+// and the redirects that lead to them, and returns how many responses it
+// deleted. It returns ErrNoPurgeCriteria when opts selects nothing.
+// Purge with only Expired is a sweep, whatever the TTL mechanism.
+func (a *Admin) Purge(ctx context.Context, opts PurgeOptions) (int64, error) {
+	if !opts.Expired && !opts.Stale && opts.OlderThan <= 0 && opts.Match == "" {
+		return 0, ErrNoPurgeCriteria
+	}
+	if opts.Expired && !opts.Stale && opts.OlderThan <= 0 && opts.Match == "" {
+		info, err := a.TTL(ctx)
+		if err != nil || !info.Set {
+			return 0, err
+		}
+		return a.deleteExpired(ctx, info)
+	}
+	all, info, err := a.entries(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if opts.Expired && !info.Set {
+		return 0, nil
+	}
+	older := a.now().Add(-opts.OlderThan)
+	var ids []string
+	for _, e := range all {
+		if (opts.Expired && !e.Expired) || (opts.Stale && !e.Stale) ||
+			(opts.OlderThan > 0 && !e.ValidatedAt.Before(older)) ||
+			(opts.Match != "" && !urlMatches(opts.Match, e.URL)) {
+			continue
+		}
+		ids = append(ids, e.Key)
+	}
+	return a.deleteEntries(ctx, ids, nil)
+}
+
+// Clear deletes every entry, revalidation and redirect; the TTL setting
+// stays. It returns the number of responses deleted.
+func (a *Admin) Clear(ctx context.Context) (int64, error) {
+	var n int64
+	for i, c := range a.dataCollections() {
+		res, err := c.DeleteMany(ctx, bson.D{})
+		if err != nil {
+			return n, fmt.Errorf("clear %s: %w", c.Name(), err)
+		}
+		if i == 0 {
+			n = res.DeletedCount
+		}
+	}
+	return n, nil
+}
+
+// Show returns the stored response for rawURL and its revalidation (nil
+// when the entry was never revalidated). It looks up the key of a plain
+// GET under the default policy; when that is not stored (HEAD, Vary or
+// matched-header variants, other ignored parameters) it scans for the URL
+// and returns the GET entry validated most recently. It returns an error
+// wrapping ErrNotFound when no entry is stored for the URL.
+func (a *Admin) Show(ctx context.Context, rawURL string) (*Document, *Revalidation, error) {
+	key, err := KeyForURL(http.MethodGet, rawURL, Policy{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("show %s: %w", rawURL, err)
+	}
+	var doc *Document
+	var d Document
+	err = a.responses.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&d)
+	switch {
+	case err == nil:
+		doc = &d
+	case errors.Is(err, mongo.ErrNoDocuments):
+		if doc, err = a.findByURL(ctx, rawURL); err != nil {
+			return nil, nil, err
+		}
+	default:
+		return nil, nil, fmt.Errorf("find cached response %s: %w", key, err)
+	}
+	var rev Revalidation
+	err = a.revalidations.FindOne(ctx, bson.D{{Key: "_id", Value: doc.ID}}).Decode(&rev)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return doc, nil, nil
+	case err != nil:
+		return nil, nil, fmt.Errorf("find revalidation %s: %w", doc.ID, err)
+	}
+	return doc, &rev, nil
+}
+
+// findByURL scans for the documents stored under rawURL (normalized as the
+// transport stores it, with the default or no ignored parameters, or as
+// given) and picks the GET validated last.
+func (a *Admin) findByURL(ctx context.Context, rawURL string) (*Document, error) {
+	forms := []string{rawURL}
+	for _, ignored := range [][]string{DefaultIgnoredParameters, nil} {
+		if u, err := NormalizeURL(rawURL, ignored); err == nil && !slices.Contains(forms, u) {
+			forms = append(forms, u)
+		}
+	}
+	cur, err := a.responses.Find(ctx, bson.D{{Key: "url", Value: bson.D{{Key: "$in", Value: forms}}}})
+	if err != nil {
+		return nil, fmt.Errorf("find cached response for %s: %w", rawURL, err)
+	}
+	var docs []Document
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("find cached response for %s: %w", rawURL, err)
+	}
+	if len(docs) == 0 {
+		return nil, fmt.Errorf("%s: %w", rawURL, ErrNotFound)
+	}
+	best := slices.MaxFunc(docs, func(x, y Document) int {
+		xGet, yGet := x.Method == http.MethodGet, y.Method == http.MethodGet
+		if xGet != yGet {
+			if xGet {
+				return 1
+			}
+			return -1
+		}
+		return x.ValidatedAt.Compare(y.ValidatedAt)
+	})
+	return &best, nil
+}
+
+// urlMatches reports whether a stored URL matches a glob, with the
+// semantics of urls_expire_after patterns (globMatch): '*' is any run of
+// characters (including '/'), '?' one character, the scheme is optional,
+// and a bare host matches every URL on it.
+func urlMatches(pattern, rawURL string) bool {
+	if _, rest, ok := strings.Cut(rawURL, "://"); ok {
+		rawURL = rest
+	}
+	return globMatch(pattern, rawURL)
+}

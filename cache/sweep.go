@@ -1,0 +1,240 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// deleteBatch is how many _ids one deleteMany names. The embedded server
+// pushes neither `_id: {$in: …}` nor even a single-_id delete down to
+// SQLite: every delete command scans the collection (measured: deleteOne
+// by _id 134 ms per document at 1000 × 50 KB; deleteMany with $in of 480
+// _ids 1.5 s), so fewer, larger batches are much cheaper than one delete
+// per entry, while a bound keeps each command small.
+var deleteBatch = 1000 // a var so tests can make batches small
+
+// Sweep deletes the entries whose effective validated_at (the later of
+// the response's and its revalidation's) is older than the TTL, with their
+// revalidations and the redirects that lead to them. It does so only when
+// the TTL is enforced by the sweeper (MechanismSweeper): with a TTL index,
+// or with no TTL, it returns 0 and does nothing. The crawler calls it at the
+// start of every run. It returns the number of responses deleted.
+//
+// An entry revalidated while Sweep runs may still be deleted (it is then
+// fetched again); an entry replaced by a new 200 in that window is kept.
+func (a *Admin) Sweep(ctx context.Context) (int64, error) {
+	info, err := a.TTL(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if !info.Set || info.Mechanism != MechanismSweeper {
+		return 0, nil
+	}
+	return a.deleteExpired(ctx, info)
+}
+
+// deleteExpired deletes everything older than the TTL in info, whatever
+// the mechanism, and records the sweep when the sweeper is in force.
+func (a *Admin) deleteExpired(ctx context.Context, info TTLInfo) (int64, error) {
+	now := a.now()
+	cutoff := now.Add(-info.TTL)
+	revs, err := a.scanRevalidations(ctx)
+	if err != nil {
+		return 0, err
+	}
+	// Only responses whose own validated_at is before the cutoff can be
+	// expired; on MongoDB this filter uses the TTL index.
+	old := bson.D{{Key: "validated_at", Value: bson.D{{Key: "$lt", Value: cutoff}}}}
+	metas, err := a.scanEntries(ctx, old, revs)
+	if err != nil {
+		return 0, err
+	}
+	var ids []string
+	for _, m := range metas {
+		if m.ValidatedAt.Before(cutoff) {
+			ids = append(ids, m.Key)
+		}
+	}
+	// The guard keeps a response that a new 200 replaced since the scan.
+	n, err := a.deleteEntries(ctx, ids, old)
+	if err != nil {
+		return n, err
+	}
+	// Revalidations older than the cutoff say nothing a reader would use
+	// (their response is gone or newer), and redirect hops expire from
+	// when they were fetched.
+	if _, err := a.revalidations.DeleteMany(ctx, old); err != nil {
+		return n, fmt.Errorf("delete expired revalidations: %w", err)
+	}
+	oldRedirects := bson.D{{Key: "created_at", Value: bson.D{{Key: "$lt", Value: cutoff}}}}
+	if _, err := a.redirects.DeleteMany(ctx, oldRedirects); err != nil {
+		return n, fmt.Errorf("delete expired redirects: %w", err)
+	}
+	if info.Mechanism == MechanismSweeper {
+		if err := a.recordSweep(ctx, now, n); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// deleteEntries deletes the responses with the given keys (that also
+// match guard, if not nil), their revalidations and every redirect that
+// leads to one of them, directly or through other redirects. It returns
+// the number of responses deleted.
+func (a *Admin) deleteEntries(ctx context.Context, ids []string, guard bson.D) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	var n int64
+	for start := 0; start < len(ids); start += deleteBatch {
+		batch := ids[start:min(start+deleteBatch, len(ids))]
+		in := bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: batch}}}}
+		res, err := a.responses.DeleteMany(ctx, append(in, guard...))
+		if err != nil {
+			return n, fmt.Errorf("delete cached responses: %w", err)
+		}
+		n += res.DeletedCount
+		if _, err := a.revalidations.DeleteMany(ctx, in); err != nil {
+			return n, fmt.Errorf("delete revalidations: %w", err)
+		}
+	}
+	if err := a.deleteRedirectsTo(ctx, ids); err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+// deleteRedirectsTo deletes the redirects whose chain ends in one of the
+// deleted keys. Redirect documents are small, so one scan is cheap.
+func (a *Admin) deleteRedirectsTo(ctx context.Context, deleted []string) error {
+	cur, err := a.redirects.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "target", Value: 1}}))
+	if err != nil {
+		return fmt.Errorf("scan redirects: %w", err)
+	}
+	var hops []struct {
+		ID     string `bson:"_id"`
+		Target string `bson:"target"`
+	}
+	if err := cur.All(ctx, &hops); err != nil {
+		return fmt.Errorf("scan redirects: %w", err)
+	}
+	gone := make(map[string]bool, len(deleted))
+	for _, id := range deleted {
+		gone[id] = true
+	}
+	// A chain a → b → c loses a and b when c goes: repeat until no hop is
+	// added (chains are short; a cycle stops because gone only grows).
+	var victims []string
+	for changed := true; changed; {
+		changed = false
+		for _, h := range hops {
+			if !gone[h.ID] && gone[h.Target] {
+				gone[h.ID], changed = true, true
+				victims = append(victims, h.ID)
+			}
+		}
+	}
+	for start := 0; start < len(victims); start += deleteBatch {
+		batch := victims[start:min(start+deleteBatch, len(victims))]
+		if _, err := a.redirects.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: batch}}}}); err != nil {
+			return fmt.Errorf("delete redirects: %w", err)
+		}
+	}
+	return nil
+}
+
+// revMeta is the part of a Revalidation that listings need.
+type revMeta struct {
+	ValidatedAt time.Time
+	Expires     *time.Time
+}
+
+// scanRevalidations reads every revalidation (small documents) by _id.
+func (a *Admin) scanRevalidations(ctx context.Context) (map[string]revMeta, error) {
+	proj := bson.D{{Key: "_id", Value: 1}, {Key: "validated_at", Value: 1}, {Key: "expires", Value: 1}}
+	cur, err := a.revalidations.Find(ctx, bson.D{}, options.Find().SetProjection(proj))
+	if err != nil {
+		return nil, fmt.Errorf("scan revalidations: %w", err)
+	}
+	defer cur.Close(ctx)
+	revs := make(map[string]revMeta)
+	for cur.Next(ctx) {
+		var r struct {
+			ID          string     `bson:"_id"`
+			ValidatedAt time.Time  `bson:"validated_at"`
+			Expires     *time.Time `bson:"expires"`
+		}
+		if err := cur.Decode(&r); err != nil {
+			continue // a corrupt revalidation is ignored, as the transport does
+		}
+		revs[r.ID] = revMeta{ValidatedAt: r.ValidatedAt, Expires: r.Expires}
+	}
+	if err := cur.Err(); err != nil {
+		return nil, fmt.Errorf("scan revalidations: %w", err)
+	}
+	return revs, nil
+}
+
+// entryProjection is every response field but the body (and the request
+// and headers): listings never need it. The embedded server still decodes
+// whole documents, but less crosses the wire, and MongoDB reads less.
+var entryProjection = bson.D{
+	{Key: "_id", Value: 1}, {Key: "url", Value: 1}, {Key: "method", Value: 1},
+	{Key: "status", Value: 1}, {Key: "content_type", Value: 1}, {Key: "size", Value: 1},
+	{Key: "created_at", Value: 1}, {Key: "validated_at", Value: 1}, {Key: "expires", Value: 1},
+}
+
+// scanEntries lists the responses matching filter with their effective
+// validated_at and expires (taken from revs when the revalidation is
+// newer, as readers do).
+func (a *Admin) scanEntries(ctx context.Context, filter bson.D, revs map[string]revMeta) ([]EntrySummary, error) {
+	if filter == nil {
+		filter = bson.D{}
+	}
+	cur, err := a.responses.Find(ctx, filter, options.Find().SetProjection(entryProjection))
+	if err != nil {
+		return nil, fmt.Errorf("scan cached responses: %w", err)
+	}
+	defer cur.Close(ctx)
+	var out []EntrySummary
+	for cur.Next(ctx) {
+		var d struct {
+			ID          string     `bson:"_id"`
+			URL         string     `bson:"url"`
+			Method      string     `bson:"method"`
+			Status      int        `bson:"status"`
+			ContentType string     `bson:"content_type"`
+			Size        int64      `bson:"size"`
+			CreatedAt   time.Time  `bson:"created_at"`
+			ValidatedAt time.Time  `bson:"validated_at"`
+			Expires     *time.Time `bson:"expires"`
+		}
+		if err := cur.Decode(&d); err != nil {
+			continue // corrupt: the transport replaces it on its next fetch
+		}
+		e := EntrySummary{
+			Key: d.ID, URL: d.URL, Method: d.Method, Status: d.Status,
+			ContentType: d.ContentType, Size: d.Size,
+			CreatedAt: d.CreatedAt, ValidatedAt: d.ValidatedAt, Expires: d.Expires,
+		}
+		if r, ok := revs[d.ID]; ok && r.ValidatedAt.After(d.ValidatedAt) {
+			e.ValidatedAt, e.Expires, e.Revalidated = r.ValidatedAt, r.Expires, true
+		}
+		out = append(out, e)
+	}
+	if err := cur.Err(); err != nil {
+		return nil, fmt.Errorf("scan cached responses: %w", err)
+	}
+	return out, nil
+}
+
+// dataCollections lists the cache's data collections (not settings).
+func (a *Admin) dataCollections() []*mongo.Collection {
+	return []*mongo.Collection{a.responses, a.revalidations, a.redirects}
+}

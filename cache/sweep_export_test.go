@@ -1,0 +1,11 @@
+package cache
+
+import "testing"
+
+// SetDeleteBatch makes Admin delete in batches of n until the test ends,
+// so batching is exercised with a few documents.
+func SetDeleteBatch(tb testing.TB, n int) {
+	old := deleteBatch
+	deleteBatch = n
+	tb.Cleanup(func() { deleteBatch = old })
+}

@@ -1,0 +1,298 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"crawlcache/store"
+)
+
+// TTL mechanisms reported in TTLInfo.Mechanism.
+const (
+	// MechanismIndex: the server deletes expired entries itself, by the TTL
+	// index TTLIndexName on validated_at (MongoDB's TTL monitor runs about
+	// once a minute).
+	MechanismIndex = "ttl-index"
+	// MechanismSweeper: the server has no TTL indexes (the embedded store);
+	// the TTL is kept in the settings collection and Admin.Sweep deletes
+	// expired entries, at the start of every crawl and on
+	// `cache purge --expired`.
+	MechanismSweeper = "sweeper"
+)
+
+// TTLIndexName is the name of the TTL index on responses.validated_at (and
+// on revalidations.validated_at and redirects.created_at), the name
+// requests-cache uses.
+const TTLIndexName = "ttl_idx"
+
+// TTLField is the field the TTL counts from: the last time the origin sent
+// or confirmed (304) the entry, so revalidated entries survive.
+const TTLField = "validated_at"
+
+// ttlSettingID is the _id of the TTL document in the settings collection.
+const ttlSettingID = "ttl"
+
+// TTLInfo describes the cache TTL: how long an entry lives after the origin
+// last sent or confirmed it, and what deletes it.
+type TTLInfo struct {
+	// TTL is the time to live; zero when Set is false.
+	TTL time.Duration
+	// Set is false when no TTL is configured: entries are kept until purged.
+	Set bool
+	// Mechanism is MechanismIndex or MechanismSweeper: the one in force, or
+	// when Set is false, the one SetTTL would use on this server.
+	Mechanism string
+	// Field is the document field the TTL counts from (TTLField).
+	Field string
+	// Kept is set by SetTTL when a different TTL was already set and
+	// overwrite was false: the existing TTL (in TTL) stayed in place.
+	Kept bool
+	// Requested is the TTL SetTTL was asked for (whole seconds).
+	Requested time.Duration
+	// LastSweep is when the sweeper last ran to completion (zero if never,
+	// or under MechanismIndex), and LastSweepDeleted how many responses it
+	// deleted then.
+	LastSweep        time.Time
+	LastSweepDeleted int64
+}
+
+// ttlSetting is the settings document (_id "ttl"). It is written on every
+// server, so people and `cache ttl show` can read the TTL in one place;
+// with MechanismIndex the index is the authority.
+type ttlSetting struct {
+	ID               string     `bson:"_id"`
+	Seconds          int64      `bson:"ttl_seconds"`
+	TTL              string     `bson:"ttl"` // human-readable, e.g. "168h0m0s"
+	Field            string     `bson:"field"`
+	Mechanism        string     `bson:"mechanism"`
+	UpdatedAt        time.Time  `bson:"updated_at"`
+	LastSweepAt      *time.Time `bson:"last_sweep_at,omitempty"`
+	LastSweepDeleted int64      `bson:"last_sweep_deleted,omitempty"`
+}
+
+// Errors returned by Admin.
+var (
+	// ErrNotFound is returned by Show when no entry is stored for a URL.
+	ErrNotFound = errors.New("not in the cache")
+	// ErrInvalidTTL is wrapped by SetTTL for a TTL below one second or
+	// beyond what a TTL index holds (68 years).
+	ErrInvalidTTL = errors.New("invalid ttl")
+	// ErrNoPurgeCriteria is returned by Purge when PurgeOptions selects
+	// nothing (use Clear to delete everything).
+	ErrNoPurgeCriteria = errors.New("no purge criteria")
+)
+
+// defaultMechanism is the mechanism SetTTL uses on this server.
+func (a *Admin) defaultMechanism() string {
+	if a.supportsTTL {
+		return MechanismIndex
+	}
+	return MechanismSweeper
+}
+
+// TTL reports the TTL in force. With a TTL index the index is the
+// authority; otherwise the settings document is.
+func (a *Admin) TTL(ctx context.Context) (TTLInfo, error) {
+	info := TTLInfo{Mechanism: a.defaultMechanism(), Field: TTLField}
+	setting, found, err := a.readTTLSetting(ctx)
+	if err != nil {
+		return info, err
+	}
+	if a.supportsTTL {
+		secs, ok, err := a.indexTTL(ctx)
+		if err != nil {
+			return info, err
+		}
+		if ok {
+			info.Set, info.TTL, info.Mechanism = true, time.Duration(secs)*time.Second, MechanismIndex
+			return info, nil
+		}
+	}
+	// Without TTL index support, a setting made on any server is enforced by
+	// the sweeper. On a server with TTL indexes only a sweeper setting
+	// counts (index creation answered NotImplemented); a ttl-index setting
+	// whose index is gone is not in force.
+	if found && setting.Seconds > 0 && (!a.supportsTTL || setting.Mechanism == MechanismSweeper) {
+		info.Set, info.TTL, info.Mechanism = true, time.Duration(setting.Seconds)*time.Second, MechanismSweeper
+		if setting.LastSweepAt != nil {
+			info.LastSweep, info.LastSweepDeleted = *setting.LastSweepAt, setting.LastSweepDeleted
+		}
+	}
+	return info, nil
+}
+
+// SetTTL sets the TTL to d, truncated to whole seconds. A d of zero or less
+// removes the TTL (as RemoveTTL). When a different TTL is already set and
+// overwrite is false, it stays: the result has Kept set and the existing
+// TTL. With overwrite, the old TTL is replaced (on MongoDB the index is
+// dropped and created again). It returns an error wrapping ErrInvalidTTL
+// for a TTL under one second or over 68 years.
+func (a *Admin) SetTTL(ctx context.Context, d time.Duration, overwrite bool) (TTLInfo, error) {
+	if d <= 0 {
+		if err := a.RemoveTTL(ctx); err != nil {
+			return TTLInfo{}, err
+		}
+		return a.TTL(ctx)
+	}
+	d = d.Truncate(time.Second)
+	if d < time.Second || d/time.Second > math.MaxInt32 {
+		return TTLInfo{}, fmt.Errorf("set ttl %s: %w: want between 1s and 68 years", d, ErrInvalidTTL)
+	}
+	cur, err := a.TTL(ctx)
+	if err != nil {
+		return cur, err
+	}
+	cur.Requested = d
+	if cur.Set && cur.TTL == d {
+		return cur, nil
+	}
+	if cur.Set && !overwrite {
+		cur.Kept = true
+		return cur, nil
+	}
+	mechanism := MechanismSweeper
+	if a.supportsTTL {
+		if cur.Set && cur.Mechanism == MechanismIndex {
+			if err := a.dropTTLIndexes(ctx); err != nil {
+				return cur, err
+			}
+		}
+		switch err := a.createTTLIndexes(ctx, int32(d/time.Second)); {
+		case err == nil:
+			mechanism = MechanismIndex
+		case store.IsNotImplemented(err):
+			// The capability probe said yes but this server refuses: the
+			// sweeper enforces the TTL instead.
+		default:
+			return cur, err
+		}
+	}
+	setting := ttlSetting{
+		ID:        ttlSettingID,
+		Seconds:   int64(d / time.Second),
+		TTL:       d.String(),
+		Field:     TTLField,
+		Mechanism: mechanism,
+		UpdatedAt: a.now().UTC(),
+	}
+	if _, err := a.settings.ReplaceOne(ctx, bson.D{{Key: "_id", Value: ttlSettingID}}, setting, options.Replace().SetUpsert(true)); err != nil {
+		return cur, fmt.Errorf("save ttl setting: %w", err)
+	}
+	return TTLInfo{TTL: d, Set: true, Mechanism: mechanism, Field: TTLField, Requested: d}, nil
+}
+
+// RemoveTTL removes the TTL: entries are kept until purged. Removing when
+// none is set is not an error.
+func (a *Admin) RemoveTTL(ctx context.Context) error {
+	if a.supportsTTL {
+		if err := a.dropTTLIndexes(ctx); err != nil {
+			return err
+		}
+	}
+	if _, err := a.settings.DeleteOne(ctx, bson.D{{Key: "_id", Value: ttlSettingID}}); err != nil {
+		return fmt.Errorf("remove ttl setting: %w", err)
+	}
+	return nil
+}
+
+func (a *Admin) readTTLSetting(ctx context.Context) (ttlSetting, bool, error) {
+	var s ttlSetting
+	err := a.settings.FindOne(ctx, bson.D{{Key: "_id", Value: ttlSettingID}}).Decode(&s)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return s, false, nil
+	case err != nil:
+		return s, false, fmt.Errorf("read ttl setting: %w", err)
+	}
+	return s, true, nil
+}
+
+// recordSweep notes a finished sweep in the settings document.
+func (a *Admin) recordSweep(ctx context.Context, at time.Time, deleted int64) error {
+	update := bson.D{{Key: "$set", Value: bson.D{
+		{Key: "last_sweep_at", Value: at.UTC()},
+		{Key: "last_sweep_deleted", Value: deleted},
+	}}}
+	if _, err := a.settings.UpdateOne(ctx, bson.D{{Key: "_id", Value: ttlSettingID}}, update); err != nil {
+		return fmt.Errorf("record sweep: %w", err)
+	}
+	return nil
+}
+
+// ttlIndexed are the collections that get a TTL index on MongoDB, and the
+// field each counts from. Revalidations and redirects expire with their
+// responses: a 304 also sets responses.validated_at on such servers, and a
+// redirect hop is rewritten (new created_at) whenever it is fetched again.
+func (a *Admin) ttlIndexed() []struct {
+	coll  *mongo.Collection
+	field string
+} {
+	return []struct {
+		coll  *mongo.Collection
+		field string
+	}{
+		{a.responses, TTLField},
+		{a.revalidations, TTLField},
+		{a.redirects, "created_at"},
+	}
+}
+
+// indexTTL returns expireAfterSeconds of the responses TTL index, if any.
+func (a *Admin) indexTTL(ctx context.Context) (int32, bool, error) {
+	specs, err := a.responses.Indexes().ListSpecifications(ctx)
+	if err != nil {
+		if isNamespaceNotFound(err) {
+			return 0, false, nil
+		}
+		return 0, false, fmt.Errorf("list indexes of %s: %w", a.responses.Name(), err)
+	}
+	for _, s := range specs {
+		if s.Name == TTLIndexName && s.ExpireAfterSeconds != nil {
+			return *s.ExpireAfterSeconds, true, nil
+		}
+	}
+	return 0, false, nil
+}
+
+func (a *Admin) createTTLIndexes(ctx context.Context, secs int32) error {
+	for _, c := range a.ttlIndexed() {
+		_, err := c.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
+			Keys:    bson.D{{Key: c.field, Value: 1}},
+			Options: options.Index().SetName(TTLIndexName).SetExpireAfterSeconds(secs),
+		})
+		if err != nil {
+			return fmt.Errorf("create index %s on %s.%s: %w", TTLIndexName, c.coll.Name(), c.field, err)
+		}
+	}
+	return nil
+}
+
+func (a *Admin) dropTTLIndexes(ctx context.Context) error {
+	for _, c := range a.ttlIndexed() {
+		err := c.coll.Indexes().DropOne(ctx, TTLIndexName)
+		if err != nil && !isNamespaceNotFound(err) && !isIndexNotFound(err) {
+			return fmt.Errorf("drop index %s on %s: %w", TTLIndexName, c.coll.Name(), err)
+		}
+	}
+	return nil
+}
+
+// isNamespaceNotFound reports MongoDB's NamespaceNotFound (26): the
+// collection does not exist yet.
+func isNamespaceNotFound(err error) bool {
+	var se mongo.ServerError
+	return errors.As(err, &se) && se.HasErrorCode(26)
+}
+
+// isIndexNotFound reports MongoDB's IndexNotFound (27).
+func isIndexNotFound(err error) bool {
+	var se mongo.ServerError
+	return errors.As(err, &se) && se.HasErrorCode(27)
+}
