@@ -440,7 +440,7 @@ func (s *Site) renderListing(c, p int) []byte {
 		}
 	}
 	if p < n {
-		link(pageRef(p+1, true), "Next", "next")
+		link(pageRef(p+1, !s.opts.SortedQueries), "Next", "next")
 		link(pageRef(n, false), "Last", "")
 	}
 	b = append(b, "</nav>\n"...)

@@ -39,6 +39,11 @@ type Options struct {
 	// content page and of featured products on the home page; 0 means 8.
 	// A negative value means none.
 	LinksPerPage int
+	// SortedQueries writes every query string with its parameters sorted.
+	// By default the listings' "Next" links swap them ("?per=20&page=3" for
+	// "?page=3&per=20"), so a crawler that does not sort query parameters
+	// fetches those listing pages twice (colly does not sort them).
+	SortedQueries bool
 	// Latency delays every response (a timer, abandoned when the client
 	// gives up); 0 means none.
 	Latency time.Duration

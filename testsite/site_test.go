@@ -136,6 +136,18 @@ func TestEveryPageReachable(t *testing.T) {
 	}
 }
 
+// TestSortedQueries: with SortedQueries, a crawler that only resolves
+// references and drops fragments (as colly does) fetches each page once.
+func TestSortedQueries(t *testing.T) {
+	s := New(Options{Pages: 300, MinSize: 1000, MaxSize: 2000, SortedQueries: true})
+	_, _, raw := crawl(t, s)
+	for h := range raw {
+		if strings.HasPrefix(h, "?per=") {
+			t.Errorf("link %q has unsorted query parameters", h)
+		}
+	}
+}
+
 func TestLinksExerciseNormalization(t *testing.T) {
 	_, _, raw := crawl(t, New(Options{Pages: 200, MinSize: 1000, MaxSize: 2000}))
 	kinds := map[string]func(string) bool{
