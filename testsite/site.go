@@ -6,8 +6,10 @@
 //
 // A Site is an http.Handler: serve it with httptest.NewServer(site), with
 // site.Start() (which also releases requests held by timeout faults when the
-// server closes), or with any http.Server. The package never touches the
-// network by itself and does not import testing.
+// server closes), or with any http.Server; tests can also call ServeHTTP
+// in-process with an httptest.ResponseRecorder. The package does not import
+// testing, and it must not depend on the rest of crawlcache: it stands for
+// an arbitrary origin on the internet.
 package testsite
 
 import (
