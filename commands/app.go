@@ -45,6 +45,8 @@ func App() *cli.App {
 			dbCommand(),
 			siteCommand(),
 			proxyCommand(),
+			validateCommand(),
+			cacheCommand(),
 		},
 		// Errors are printed once, by main.
 		ExitErrHandler: func(*cli.Context, error) {},

@@ -43,6 +43,8 @@ func got(n *yaml.Node) string {
 	switch {
 	case n == nil:
 		return "nothing"
+	case n.Tag != "" && strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!"):
+		return "a value tagged " + truncate(n.Tag, 40)
 	case n.Kind == yaml.MappingNode:
 		return "a mapping"
 	case n.Kind == yaml.SequenceNode:
@@ -100,7 +102,7 @@ type pair struct {
 // non-mapping, non-string keys, merge keys and duplicate keys.
 func (d *decoder) pairs(n *yaml.Node, path, want string) ([]pair, bool) {
 	n = resolve(n)
-	if n == nil || n.Kind != yaml.MappingNode {
+	if n == nil || n.Kind != yaml.MappingNode || n.ShortTag() != "!!map" {
 		d.errorf(n, path, "must be %s, got %s", want, got(n))
 		return nil, false
 	}
@@ -262,7 +264,7 @@ func (d *decoder) positive(n *yaml.Node, path string) (float64, bool) {
 // list reads a sequence and returns its items.
 func (d *decoder) list(n *yaml.Node, path, want string) ([]*yaml.Node, bool) {
 	n = resolve(n)
-	if n == nil || n.Kind != yaml.SequenceNode {
+	if n == nil || n.Kind != yaml.SequenceNode || n.ShortTag() != "!!seq" {
 		d.errorf(n, path, "must be %s, got %s", want, got(n))
 		return nil, false
 	}
