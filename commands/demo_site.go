@@ -38,6 +38,7 @@ func siteCommand() *cli.Command {
 					&cli.Float64Flag{Name: "reset-rate", Usage: "fraction of requests whose connection is reset", EnvVars: []string{"CRAWLCACHE_SITE_RESET_RATE"}},
 					&cli.Float64Flag{Name: "rate-limit-rate", Usage: "fraction of requests answered 429 with Retry-After", EnvVars: []string{"CRAWLCACHE_SITE_RATE_LIMIT_RATE"}},
 					&cli.Float64Flag{Name: "change", Value: 0.1, Usage: "fraction of product pages changed every --change-every", EnvVars: []string{"CRAWLCACHE_SITE_CHANGE"}},
+					&cli.StringFlag{Name: "control", Value: "/_testsite/", Usage: "path prefix of the control endpoints (GET counts, POST reset, POST change?fraction=); empty disables them", EnvVars: []string{"CRAWLCACHE_SITE_CONTROL"}},
 					&cli.DurationFlag{Name: "change-every", Usage: "change --change of the pages at this interval (0: never)", EnvVars: []string{"CRAWLCACHE_SITE_CHANGE_EVERY"}},
 				},
 				Action: serveSite,
@@ -57,6 +58,8 @@ func serveSite(c *cli.Context) error {
 		Clock:        time.Now,
 		CacheControl: c.String("cache-control"),
 		CrawlDelay:   c.Duration("crawl-delay"),
+		Control:      c.String("control"),
+		NoRequestLog: true, // nobody reads it in this process
 		Faults: testsite.Faults{
 			ErrorRate:     c.Float64("error-rate"),
 			TimeoutRate:   c.Float64("timeout-rate"),
@@ -88,6 +91,9 @@ func serveSite(c *cli.Context) error {
 				}
 			}
 		}()
+	}
+	if p := c.String("control"); p != "" {
+		fmt.Fprintf(w, "request counts: curl http://%s%scounts (also POST %sreset, POST %schange?fraction=0.1)\n", ln.Addr(), p, p, p)
 	}
 	fmt.Fprintln(w, "press Ctrl-C to stop")
 

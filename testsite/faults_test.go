@@ -2,6 +2,7 @@ package testsite
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -266,4 +267,44 @@ func httptestRequest(t *testing.T, ctx context.Context, url string) *http.Reques
 		t.Fatal(err)
 	}
 	return req
+}
+
+func TestControl(t *testing.T) {
+	s := New(Options{Pages: 20, Control: "/_testsite/"})
+	srv := start(t, s)
+	if _, _, _, err := fetch(http.DefaultClient, srv.URL+"/products/2"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, body, err := fetch(http.DefaultClient, srv.URL+"/_testsite/counts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c Counts
+	if err := json.Unmarshal(body, &c); err != nil {
+		t.Fatalf("decode %s: %v", body, err)
+	}
+	if c.Total != 1 || c.Status("/products/2", 200) != 1 || c.BodyBytes == 0 {
+		t.Errorf("remote counts %s, want one 200 for /products/2", body)
+	}
+	post := func(path string) (int, string) {
+		resp, err := http.Post(srv.URL+path, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post("/_testsite/change?fraction=0.5"); code != 200 || strings.Count(body, "/products/") != 10 {
+		t.Errorf("change: %d %s, want 10 changed paths", code, body)
+	}
+	if code, _ := post("/_testsite/change?fraction=2"); code != 400 {
+		t.Errorf("change fraction=2: %d, want 400", code)
+	}
+	if code, _ := post("/_testsite/reset"); code != 200 || s.Counts().Total != 0 {
+		t.Errorf("reset: %d, total %d; want 200 and 0", code, s.Counts().Total)
+	}
+	if !strings.Contains(string(get(t, s, "GET", "/robots.txt").Body.Bytes()), "Disallow: /_testsite/") {
+		t.Errorf("robots.txt does not disallow the control prefix")
+	}
 }

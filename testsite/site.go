@@ -69,6 +69,14 @@ type Options struct {
 	// generated per request. Lower it when the site runs in the process
 	// whose memory a benchmark measures.
 	CacheBytes int64
+	// Control, when set (e.g. "/_testsite/"), serves control endpoints under
+	// that prefix for processes that do not hold the *Site: GET
+	// <Control>counts returns Counts as JSON (decode it with
+	// json.Unmarshal into a Counts), POST <Control>reset calls ResetCounts,
+	// POST <Control>change?fraction=0.1 calls Change and returns the changed
+	// paths. They are not linked, not counted, exempt from latency and
+	// faults, and the default robots.txt disallows them.
+	Control string
 	// NoRequestLog keeps RequestLog empty (counts are still kept), for runs
 	// with very many requests.
 	NoRequestLog bool
@@ -124,6 +132,9 @@ func New(opts Options) *Site {
 	}
 	if opts.Robots == "" {
 		opts.Robots = DefaultRobots
+		if opts.Control != "" {
+			opts.Robots += "Disallow: " + opts.Control + "\n"
+		}
 		if opts.CrawlDelay > 0 {
 			opts.Robots += "Crawl-delay: " + strconv.FormatFloat(opts.CrawlDelay.Seconds(), 'f', -1, 64) + "\n"
 		}
@@ -430,6 +441,9 @@ func (s *Site) setDate(h http.Header) {
 // ServeHTTP answers GET and HEAD (other methods get 405), after the
 // configured latency, with injected faults taking precedence over pages.
 func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.serveControl(w, r) {
+		return
+	}
 	key := r.URL.RequestURI()
 	entry := Request{Time: time.Now(), Method: r.Method, Path: key, Remote: r.RemoteAddr}
 	attempt := s.rec.attempt(key)
