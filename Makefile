@@ -17,9 +17,11 @@ test:
 test-short:
 	$(GO) test -count=1 -timeout 10m $(PKGS)
 
-## bench: Go benchmarks of the cache transport (see README for the table).
+## bench: crawl scenarios against plain colly (table in docs/BENCH.md and the
+## README), then the Go micro-benchmarks of the cache, frontier and pipeline.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m $(PKGS)
+	$(GO) run ./bench -out docs/BENCH.md
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./cache/ ./frontier/ ./pipeline/
 
 ## lint: go vet and a gofmt check.
 lint:

@@ -1,0 +1,144 @@
+// Command bench measures crawlcache against plain colly on the generated
+// test site, in one process on one machine, and prints a markdown table
+// (also written to -out). `make bench` runs it.
+//
+// Every figure is a ratio against a peer measured in the same run, so the
+// table says how crawlcache compares, not how fast this machine is.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+)
+
+type config struct {
+	pages       int
+	latency     time.Duration
+	parallelism int
+	frontier    int
+	out         string
+	skipRSS     bool
+}
+
+func main() {
+	if os.Getenv(childEnv) != "" {
+		if err := child(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench child:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	var cfg config
+	flag.IntVar(&cfg.pages, "pages", 300, "content pages of the test site")
+	flag.DurationVar(&cfg.latency, "latency", 20*time.Millisecond, "latency of every origin response")
+	flag.IntVar(&cfg.parallelism, "parallelism", 8, "concurrent requests for both crawlers")
+	flag.IntVar(&cfg.frontier, "frontier", 100000, "URLs in the frontier of the memory scenario")
+	flag.StringVar(&cfg.out, "out", "docs/BENCH.md", "file the markdown table is written to")
+	flag.BoolVar(&cfg.skipRSS, "skip-rss", false, "skip the 100k-URL memory scenario (the slowest)")
+	flag.Parse()
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+
+	ctx := context.Background()
+	tbl, err := run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	fmt.Print(tbl)
+	if cfg.out != "" {
+		if err := os.WriteFile(cfg.out, []byte(tbl), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		fmt.Fprintf(os.Stderr, "written to %s\n", cfg.out)
+	}
+}
+
+// row is one line of the result table.
+type row struct {
+	scenario, crawlcache, peer, ratio, target, met string
+}
+
+func run(ctx context.Context, cfg config) (string, error) {
+	var rows []row
+	add := func(r ...row) { rows = append(rows, r...) }
+	step := func(name string) func() {
+		start := time.Now()
+		fmt.Fprintf(os.Stderr, "bench: %s...", name)
+		return func() { fmt.Fprintf(os.Stderr, " %.1fs\n", time.Since(start).Seconds()) }
+	}
+
+	done := step("cold, warm and re-crawl")
+	r, err := crawlScenarios(ctx, cfg)
+	done()
+	if err != nil {
+		return "", err
+	}
+	add(r...)
+
+	done = step("resume after SIGKILL at 50%")
+	r, err = resumeScenario(ctx, cfg)
+	done()
+	if err != nil {
+		return "", err
+	}
+	add(r...)
+
+	done = step("store round trips")
+	r, err = roundTrips(ctx)
+	done()
+	if err != nil {
+		return "", err
+	}
+	add(r...)
+
+	if !cfg.skipRSS {
+		done = step(fmt.Sprintf("peak RSS with a %d-URL frontier", cfg.frontier))
+		r, err = rssScenario(ctx, cfg)
+		done()
+		if err != nil {
+			return "", err
+		}
+		add(r...)
+	}
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "Measured %s on %d CPUs (%s/%s, %s): test site of %d pages (10–150 KB), %s latency per response, parallelism %d, embedded store.\n\n",
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), cfg.pages, cfg.latency, cfg.parallelism)
+	b.WriteString("| scenario | crawlcache | peer | ratio | target | met |\n|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", r.scenario, r.crawlcache, r.peer, r.ratio, r.target, r.met)
+	}
+	return b.String(), nil
+}
+
+func yesNo(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+// childEnv selects a child-process scenario; its value is a JSON childSpec.
+const childEnv = "CRAWLCACHE_BENCH_CHILD"
+
+// spawn starts this program as a child running spec.
+func spawn(spec childSpec) (*exec.Cmd, error) {
+	b, _ := json.Marshal(spec)
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), childEnv+"="+string(b))
+	cmd.Stderr = os.Stderr
+	return cmd, nil
+}

@@ -1,0 +1,371 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gocolly/colly/v2"
+	"go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"crawlcache/cache"
+	"crawlcache/crawler"
+	"crawlcache/frontier"
+	"crawlcache/store"
+	"crawlcache/testsite"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+func openStore(ctx context.Context, dir string) (*store.Store, error) {
+	return store.Open(ctx, store.Options{DataDir: dir, Logger: quiet, Command: "bench"})
+}
+
+// crawlSpec is one crawlcache crawl of the bench.
+type crawlSpec struct {
+	RunID, Seed, Worker string
+	Parallelism         int
+	Policy              cache.Policy
+	Resume              bool
+	Reclaim             []string
+}
+
+// crawlcache runs one crawl with db as the store (db may be monitored).
+func crawlcacheCrawl(ctx context.Context, s *store.Store, client *mongo.Client, spec crawlSpec) (crawler.Progress, time.Duration, error) {
+	if client == nil {
+		client = s.Client
+	}
+	fr, err := frontier.New(ctx, client.Database("crawlcache"), frontier.Options{FilterPushdown: s.Capabilities().FilterPushdown, Logger: quiet})
+	if err != nil {
+		return crawler.Progress{}, 0, err
+	}
+	start := time.Now()
+	p, err := crawler.Run(ctx, crawler.Options{
+		RunID: spec.RunID, Job: "bench", Worker: spec.Worker,
+		Seeds: []string{spec.Seed}, Robots: true,
+		Parallelism: spec.Parallelism,
+		CacheDB:     client.Database(cache.DefaultDatabase), CachePolicy: spec.Policy, SupportsTTL: s.Capabilities().TTLIndexes,
+		Frontier: fr, Resume: spec.Resume, Reclaim: spec.Reclaim,
+		Logger: quiet,
+	})
+	return p, time.Since(start), err
+}
+
+// collyCrawl crawls seed with plain colly (links from a[href], robots.txt
+// honoured, the same parallelism); cacheDir "" means no cache.
+func collyCrawl(seed string, parallelism int, cacheDir string) (int64, time.Duration, error) {
+	u, err := url.Parse(seed)
+	if err != nil {
+		return 0, 0, err
+	}
+	c := colly.NewCollector(colly.Async(true), colly.AllowedDomains(u.Hostname()))
+	c.IgnoreRobotsTxt = false
+	c.CacheDir = cacheDir
+	if err := c.Limit(&colly.LimitRule{DomainGlob: "*", Parallelism: parallelism}); err != nil {
+		return 0, 0, err
+	}
+	var pages atomic.Int64
+	c.OnHTML("a[href]", func(e *colly.HTMLElement) { _ = e.Request.Visit(e.Attr("href")) })
+	c.OnResponse(func(*colly.Response) { pages.Add(1) })
+	start := time.Now()
+	if err := c.Visit(seed); err != nil {
+		return 0, 0, err
+	}
+	c.Wait()
+	return pages.Load(), time.Since(start), nil
+}
+
+func rate(pages int64, d time.Duration) float64 { return float64(pages) / d.Seconds() }
+
+func crawlScenarios(ctx context.Context, cfg config) ([]row, error) {
+	site := testsite.New(testsite.Options{Pages: cfg.pages, Seed: 1, Latency: cfg.latency})
+	srv := site.Start()
+	defer srv.Close()
+	seed := srv.URL + "/"
+
+	// Plain colly, no cache.
+	cPages, cDur, err := collyCrawl(seed, cfg.parallelism, "")
+	if err != nil {
+		return nil, fmt.Errorf("colly cold crawl: %w", err)
+	}
+	// colly with CacheDir: a first pass fills it, the second is measured.
+	cacheDir, err := os.MkdirTemp("", "crawlcache-bench-colly-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(cacheDir)
+	if _, _, err := collyCrawl(seed, cfg.parallelism, cacheDir); err != nil {
+		return nil, fmt.Errorf("colly cache fill: %w", err)
+	}
+	wPages, wDur, err := collyCrawl(seed, cfg.parallelism, cacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("colly warm crawl: %w", err)
+	}
+
+	dir, err := os.MkdirTemp("", "crawlcache-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	s, err := openStore(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close(context.Background())
+	fresh := cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireNever}}
+
+	site.ResetCounts()
+	cold, coldDur, err := crawlcacheCrawl(ctx, s, nil, crawlSpec{RunID: "cold", Seed: seed, Parallelism: cfg.parallelism, Policy: fresh})
+	if err != nil {
+		return nil, fmt.Errorf("crawlcache cold crawl: %w", err)
+	}
+	coldCounts := site.Counts()
+
+	warm, warmDur, err := crawlcacheCrawl(ctx, s, nil, crawlSpec{RunID: "warm", Seed: seed, Parallelism: cfg.parallelism, Policy: fresh})
+	if err != nil {
+		return nil, fmt.Errorf("crawlcache warm replay: %w", err)
+	}
+
+	site.ResetCounts()
+	revalidate := cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireAfter, After: 0}}
+	re, reDur, err := crawlcacheCrawl(ctx, s, nil, crawlSpec{RunID: "recrawl", Seed: seed, Parallelism: cfg.parallelism, Policy: revalidate})
+	if err != nil {
+		return nil, fmt.Errorf("crawlcache re-crawl: %w", err)
+	}
+	reCounts := site.Counts()
+
+	coldRatio := rate(cold.Pages, coldDur) / rate(cPages, cDur)
+	warmRatio := rate(warm.Pages, warmDur) / rate(wPages, wDur)
+	wallRatio := reDur.Seconds() / coldDur.Seconds()
+	bytesRatio := float64(reCounts.BodyBytes) / float64(coldCounts.BodyBytes)
+	share304 := float64(reCounts.NotModified) / float64(reCounts.Total)
+	return []row{
+		{"cold crawl (pages/s)", fmt.Sprintf("%.0f (%d pages)", rate(cold.Pages, coldDur), cold.Pages), fmt.Sprintf("plain colly %.0f (%d pages)", rate(cPages, cDur), cPages), fmt.Sprintf("%.2f×", coldRatio), "≥ 0.9×", yesNo(coldRatio >= 0.9)},
+		{"warm replay, all fresh (pages/s)", fmt.Sprintf("%.0f (%d hits)", rate(warm.Pages, warmDur), warm.Hits), fmt.Sprintf("colly CacheDir %.0f", rate(wPages, wDur)), fmt.Sprintf("%.2f×", warmRatio), "≥ 0.7×", yesNo(warmRatio >= 0.7)},
+		{"re-crawl after expiry: wall time", fmt.Sprintf("%.2fs (%d revalidated)", reDur.Seconds(), re.Revalidated), fmt.Sprintf("own cold crawl %.2fs", coldDur.Seconds()), fmt.Sprintf("%.2f×", wallRatio), "≤ 0.5×", yesNo(wallRatio <= 0.5)},
+		{"re-crawl after expiry: origin body bytes", fmt.Sprintf("%d B", reCounts.BodyBytes), fmt.Sprintf("own cold crawl %d B", coldCounts.BodyBytes), fmt.Sprintf("%.2f%%", 100*bytesRatio), "≤ 1%", yesNo(bytesRatio <= 0.01)},
+		{"re-crawl after expiry: 304 share of origin requests", fmt.Sprintf("%d of %d", reCounts.NotModified, reCounts.Total), "", fmt.Sprintf("%.1f%%", 100*share304), "≥ 99%", yesNo(share304 >= 0.99)},
+	}, nil
+}
+
+// childSpec tells a child process what to do.
+type childSpec struct {
+	Mode    string // "crawl"
+	DataDir string
+	Crawl   crawlSpec
+}
+
+// childResult is the last line a child prints.
+type childResult struct {
+	Pages     int64   `json:"pages"`
+	PeakRSSKB int64   `json:"peak_rss_kb"`
+	Seconds   float64 `json:"seconds"`
+}
+
+func child() error {
+	var spec childSpec
+	if err := json.Unmarshal([]byte(os.Getenv(childEnv)), &spec); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	s, err := openStore(ctx, spec.DataDir)
+	if err != nil {
+		return err
+	}
+	defer s.Close(ctx)
+	p, d, err := crawlcacheCrawl(ctx, s, nil, spec.Crawl)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(childResult{Pages: p.Pages, PeakRSSKB: peakRSS(), Seconds: d.Seconds()})
+}
+
+// peakRSS reads VmHWM (peak resident set size) of this process in KiB.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return n
+		}
+	}
+	return -1
+}
+
+func resumeScenario(ctx context.Context, cfg config) ([]row, error) {
+	site := testsite.New(testsite.Options{Pages: cfg.pages, Seed: 2, Latency: cfg.latency})
+	srv := site.Start()
+	defer srv.Close()
+	dir, err := os.MkdirTemp("", "crawlcache-bench-resume-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	pol := cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireAfter, After: time.Hour}}
+	spec := crawlSpec{RunID: "resume", Seed: srv.URL + "/", Worker: "bench-child", Parallelism: cfg.parallelism, Policy: pol}
+	cmd, err := spawn(childSpec{Mode: "crawl", DataDir: dir, Crawl: spec})
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	// Kill once half of the content pages were downloaded.
+	deadline := time.Now().Add(5 * time.Minute)
+	for site.Counts().Bodies < cfg.pages/2 {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			return nil, fmt.Errorf("resume scenario: the child crawl did not reach 50%% in 5 minutes")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	killedAt := site.Counts().Bodies
+
+	s, err := openStore(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close(context.Background())
+	spec.Resume, spec.Reclaim, spec.Worker = true, []string{"bench-child"}, "bench-resume"
+	if _, _, err := crawlcacheCrawl(ctx, s, nil, spec); err != nil {
+		return nil, fmt.Errorf("resume after SIGKILL: %w", err)
+	}
+	counts := site.Counts()
+	var total, maxPer int
+	for _, u := range site.URLs("") {
+		n := counts.Status(u, http.StatusOK)
+		total += n
+		maxPer = max(maxPer, n)
+	}
+	per := float64(total) / float64(cfg.pages)
+	return []row{{
+		"resume after SIGKILL at 50%: origin downloads per page",
+		fmt.Sprintf("%.2f (max %d; killed after %d bodies)", per, maxPer, killedAt), "", "", "1.00", yesNo(total == cfg.pages && maxPer == 1),
+	}}, nil
+}
+
+func roundTrips(ctx context.Context) ([]row, error) {
+	dir, err := os.MkdirTemp("", "crawlcache-bench-rt-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	s, err := openStore(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close(context.Background())
+	var commands atomic.Int64
+	mon := &event.CommandMonitor{Started: func(context.Context, *event.CommandStartedEvent) { commands.Add(1) }}
+	client, err := mongo.Connect(options.Client().ApplyURI(s.URI).SetMonitor(mon))
+	if err != nil {
+		return nil, err
+	}
+	defer client.Disconnect(context.Background())
+
+	body := strings.Repeat("<p>crawlcache bench page</p>\n", 1700) // ~50 KB
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"v1"`)
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		io.WriteString(w, body)
+	}))
+	defer origin.Close()
+	var now atomic.Int64
+	now.Store(time.Now().Unix())
+	t, err := cache.New(ctx, client.Database(cache.DefaultDatabase), cache.Options{
+		Policy: cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireAfter, After: time.Hour}},
+		Now:    func() time.Time { return time.Unix(now.Load(), 0) },
+		Logger: quiet,
+	})
+	if err != nil {
+		return nil, err
+	}
+	const n = 20
+	measure := func(want string) (float64, error) {
+		before := commands.Load()
+		for i := range n {
+			req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/p%d", origin.URL, i), nil)
+			resp, err := t.RoundTrip(req)
+			if err != nil {
+				return 0, err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if got := cache.Served(resp); got != want {
+				return 0, fmt.Errorf("round trips: request served %q, want %q", got, want)
+			}
+		}
+		if err := t.Close(); err != nil { // waits for background writes
+			return 0, err
+		}
+		return float64(commands.Load()-before) / n, nil
+	}
+	miss, err := measure("miss")
+	if err != nil {
+		return nil, err
+	}
+	hit, err := measure("hit")
+	if err != nil {
+		return nil, err
+	}
+	now.Add(7200)
+	reval, err := measure("revalidated")
+	if err != nil {
+		return nil, err
+	}
+	return []row{{
+		"store commands per page (cache only)",
+		fmt.Sprintf("hit %.1f, miss %.1f, revalidation %.1f", hit, miss, reval), "", "", "", "",
+	}}, nil
+}
+
+func rssScenario(ctx context.Context, cfg config) ([]row, error) {
+	site := testsite.New(testsite.Options{Pages: cfg.frontier, Seed: 3, MinSize: 512, MaxSize: 2048, NoRequestLog: true, CacheBytes: -1})
+	srv := site.Start()
+	defer srv.Close()
+	dir, err := os.MkdirTemp("", "crawlcache-bench-rss-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	pol := cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireNever}}
+	cmd, err := spawn(childSpec{Mode: "crawl", DataDir: dir, Crawl: crawlSpec{RunID: "rss", Seed: srv.URL + "/", Parallelism: cfg.parallelism, Policy: pol}})
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("memory scenario child: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var res childResult
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+		return nil, fmt.Errorf("memory scenario child output %q: %w", out, err)
+	}
+	mb := float64(res.PeakRSSKB) / 1024
+	return []row{{
+		fmt.Sprintf("peak RSS, crawl of %d small pages (frontier of every URL), embedded store in-process", cfg.frontier),
+		fmt.Sprintf("%.0f MB (%d pages in %.0fs)", mb, res.Pages, res.Seconds), "", "", "≤ 200 MB", yesNo(mb <= 200),
+	}}, nil
+}
