@@ -90,7 +90,7 @@ func collyCrawl(seed string, parallelism int, cacheDir string) (int64, time.Dura
 func rate(pages int64, d time.Duration) float64 { return float64(pages) / d.Seconds() }
 
 func crawlScenarios(ctx context.Context, cfg config) ([]row, error) {
-	site := testsite.New(testsite.Options{Pages: cfg.pages, Seed: 1, Latency: cfg.latency})
+	site := testsite.New(testsite.Options{Pages: cfg.pages, Seed: 1, Latency: cfg.latency, SortedQueries: true})
 	srv := site.Start()
 	defer srv.Close()
 	seed := srv.URL + "/"
@@ -208,7 +208,7 @@ func peakRSS() int64 {
 }
 
 func resumeScenario(ctx context.Context, cfg config) ([]row, error) {
-	site := testsite.New(testsite.Options{Pages: cfg.pages, Seed: 2, Latency: cfg.latency})
+	site := testsite.New(testsite.Options{Pages: cfg.pages, Seed: 2, Latency: cfg.latency, SortedQueries: true})
 	srv := site.Start()
 	defer srv.Close()
 	dir, err := os.MkdirTemp("", "crawlcache-bench-resume-")
