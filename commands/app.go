@@ -45,6 +45,7 @@ func App() *cli.App {
 			dbCommand(),
 			siteCommand(),
 			proxyCommand(),
+			cacheCommand(),
 			validateCommand(),
 			cacheCommand(),
 		},

@@ -1,0 +1,232 @@
+package commands
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"crawlcache/cache"
+	"crawlcache/store/storetest"
+)
+
+// cacheCLI runs crawlcache commands against one embedded store, reached by
+// its URI as a second process would.
+type cacheCLI struct {
+	t   *testing.T
+	uri string
+	db  *mongo.Database
+}
+
+func newCacheCLI(t *testing.T) cacheCLI {
+	s := storetest.Open(t)
+	return cacheCLI{t: t, uri: s.URI, db: s.Database(cache.DefaultDatabase)}
+}
+
+// run runs `crawlcache args... --store URI` and returns its output and
+// exit code.
+func (c cacheCLI) run(args ...string) (string, int) {
+	c.t.Helper()
+	var out bytes.Buffer
+	app := App()
+	app.Writer, app.ErrWriter = &out, &out
+	var msgs []string
+	err := app.Run(append(append([]string{"crawlcache"}, args...), "--store", c.uri))
+	code := ExitCode(err, func(s string) { msgs = append(msgs, s) })
+	return out.String() + strings.Join(msgs, "\n"), code
+}
+
+// put stores a response as the transport would.
+func (c cacheCLI) put(key, url string, status int, validated time.Time, body any, contentType string) {
+	c.t.Helper()
+	var size int
+	switch b := body.(type) {
+	case string:
+		size = len(b)
+	case bson.Binary:
+		size = len(b.Data)
+	}
+	doc := cache.Document{
+		ID: key, URL: url, Method: "GET", Status: status, Proto: "HTTP/1.1",
+		Headers: bson.M{"Content-Type": contentType, "Etag": `"v1"`}, Body: body, ContentType: contentType,
+		Size: int64(size), CreatedAt: validated, ValidatedAt: validated, ETag: `"v1"`,
+		Request: cache.RequestInfo{Method: "GET", URL: url},
+	}
+	if _, err := c.db.Collection(cache.ResponsesCollection).InsertOne(context.Background(), doc); err != nil {
+		c.t.Fatalf("insert %s: %v", key, err)
+	}
+}
+
+func TestCacheTTLCommands(t *testing.T) {
+	cli := newCacheCLI(t)
+	steps := []struct {
+		name     string
+		args     []string
+		wantCode int
+		want     []string
+	}{
+		{"show before any ttl", []string{"cache", "ttl", "show"}, 0, []string{"ttl          none", "mechanism    sweeper (when set)"}},
+		{"set", []string{"cache", "ttl", "set", "168h"}, 0, []string{"TTL set to 168h (7d)", "Enforced by the sweeper"}},
+		{"set a different ttl without overwrite", []string{"cache", "ttl", "set", "24h"}, 0, []string{"TTL unchanged: it is already 168h (7d), not 24h. Run again with --overwrite to replace it."}},
+		{"set the same ttl", []string{"cache", "ttl", "set", "7d"}, 0, []string{"TTL is already 168h (7d)"}},
+		{"overwrite, flag after the argument", []string{"cache", "ttl", "set", "24h", "--overwrite"}, 0, []string{"TTL set to 24h"}},
+		{"show", []string{"cache", "ttl", "show"}, 0, []string{"ttl          24h", "counts from  validated_at", "mechanism    sweeper (this store has no TTL indexes"}},
+		{"not a duration", []string{"cache", "ttl", "set", "soon"}, 2, []string{`cache ttl set: "soon" is not a duration: use e.g. 168h, 7d, 90m or none`}},
+		{"too short", []string{"cache", "ttl", "set", "10ms", "--overwrite"}, 2, []string{"the TTL must be between 1s and 68 years"}},
+		{"missing argument", []string{"cache", "ttl", "set"}, 2, []string{"usage: crawlcache cache ttl set [flags] DURATION"}},
+		{"unknown trailing flag", []string{"cache", "ttl", "set", "1h", "--force"}, 2, []string{"unknown flag --force"}},
+		{"set none removes", []string{"cache", "ttl", "set", "none"}, 0, []string{"TTL removed"}},
+		{"set after removal", []string{"cache", "ttl", "set", "1h"}, 0, []string{"TTL set to 1h"}},
+		{"remove", []string{"cache", "ttl", "remove"}, 0, []string{"TTL removed"}},
+	}
+	for _, st := range steps {
+		out, code := cli.run(st.args...)
+		if code != st.wantCode {
+			t.Errorf("%s: exit code %d, want %d; output:\n%s", st.name, code, st.wantCode, out)
+		}
+		for _, w := range st.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: output lacks %q; got:\n%s", st.name, w, out)
+			}
+		}
+	}
+}
+
+func TestCacheTTLShowJSON(t *testing.T) {
+	cli := newCacheCLI(t)
+	if out, code := cli.run("cache", "ttl", "set", "36h"); code != 0 {
+		t.Fatalf("ttl set: %d %s", code, out)
+	}
+	out, code := cli.run("cache", "ttl", "show", "--json")
+	if code != 0 {
+		t.Fatalf("ttl show --json: exit %d: %s", code, out)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("ttl show --json is not JSON: %v\n%s", err, out)
+	}
+	want := map[string]any{"set": true, "ttl": "36h", "ttl_seconds": float64(36 * 3600), "field": "validated_at", "mechanism": "sweeper"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("ttl show --json: %s = %v, want %v (all: %v)", k, got[k], v, got)
+		}
+	}
+}
+
+func TestCacheLsJSON(t *testing.T) {
+	cli := newCacheCLI(t)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	cli.put("k1", "https://example.org/a", 200, now.Add(-time.Hour), "<p>a</p>", "text/html")
+	cli.put("k2", "https://example.org/b", 404, now.Add(-72*time.Hour), "gone", "text/plain")
+	cli.put("k3", "https://other.example/c.png", 200, now.Add(-time.Minute), bson.Binary{Data: []byte{0x89, 'P', 'N', 'G', 0}}, "image/png")
+	if out, code := cli.run("cache", "ttl", "set", "48h"); code != 0 {
+		t.Fatalf("ttl set: %d %s", code, out)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want []string // keys
+	}{
+		{"all", nil, []string{"k1", "k2", "k3"}},
+		{"match", []string{"--match", "example.org/*"}, []string{"k1", "k2"}},
+		{"expired", []string{"--expired"}, []string{"k2"}},
+		{"limit", []string{"--limit", "1"}, []string{"k1"}},
+		{"nothing", []string{"--match", "nowhere.example"}, []string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, code := cli.run(append([]string{"cache", "ls", "--json"}, tt.args...)...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, out)
+			}
+			var entries []struct {
+				Key         string    `json:"key"`
+				URL         string    `json:"url"`
+				Status      int       `json:"status"`
+				Size        int64     `json:"size"`
+				ValidatedAt time.Time `json:"validated_at"`
+				Expired     bool      `json:"expired"`
+			}
+			if err := json.Unmarshal([]byte(out), &entries); err != nil {
+				t.Fatalf("not JSON: %v\n%s", err, out)
+			}
+			keys := []string{}
+			for _, e := range entries {
+				keys = append(keys, e.Key)
+			}
+			if strings.Join(keys, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("keys %v, want %v", keys, tt.want)
+			}
+			if tt.name == "all" && (entries[1].Status != 404 || entries[1].Size != 4 || !entries[1].Expired || !entries[1].ValidatedAt.Equal(now.Add(-72*time.Hour))) {
+				t.Errorf("k2: got %+v, want status 404, size 4, expired, validated 72h ago", entries[1])
+			}
+		})
+	}
+}
+
+func TestCacheInspectCommands(t *testing.T) {
+	cli := newCacheCLI(t)
+	now := time.Now().UTC()
+	cli.put("k1", "https://example.org/a", 200, now.Add(-time.Hour), "<p>hello</p>", "text/html")
+	cli.put("k2", "https://example.org/b", 404, now.Add(-72*time.Hour), "gone", "text/plain")
+	cli.put("k3", "https://other.example/c.png", 200, now.Add(-time.Minute), bson.Binary{Data: []byte{0x89, 'P', 'N', 'G', 0}}, "image/png")
+	steps := []struct {
+		name     string
+		args     []string
+		wantCode int
+		want     []string
+	}{
+		{"ls table", []string{"cache", "ls"}, 0, []string{"STATUS  SIZE", "200     12 B  fresh  1h ago", "https://example.org/a", "3 entries"}},
+		{"stats", []string{"cache", "stats"}, 0, []string{"entries           3", "ttl               none", "200     2", "404     1"}},
+		{"show text", []string{"cache", "show", "https://example.org/a"}, 0, []string{"key        k1", "HTTP/1.1 200 OK", "Content-Type: text/html", "<p>hello</p>"}},
+		{"show headers only, flag after the url", []string{"cache", "show", "https://example.org/a", "--headers-only"}, 0, []string{"Etag: \"v1\""}},
+		{"show missing", []string{"cache", "show", "https://example.org/nope"}, 1, []string{"https://example.org/nope is not in the cache"}},
+		{"purge without criteria", []string{"cache", "purge"}, 2, []string{"cache purge: say what to delete: --expired"}},
+		{"purge expired without a ttl", []string{"cache", "purge", "--expired"}, 0, []string{"No TTL is set", "deleted 0 cached responses"}},
+		{"purge older than", []string{"cache", "purge", "--older-than", "2d"}, 0, []string{"deleted 1 cached responses"}},
+		{"purge match, json", []string{"cache", "purge", "--match", "*.png", "--json"}, 0, []string{`"deleted": 1`}},
+		{"clear without --yes", []string{"cache", "clear"}, 2, []string{"run it again with --yes"}},
+		{"clear", []string{"cache", "clear", "--yes"}, 0, []string{"deleted 1 cached responses from http_cache"}},
+		{"ls empty", []string{"cache", "ls"}, 0, []string{"no cached entries match"}},
+	}
+	for _, st := range steps {
+		out, code := cli.run(st.args...)
+		if code != st.wantCode {
+			t.Errorf("%s: exit code %d, want %d; output:\n%s", st.name, code, st.wantCode, out)
+		}
+		for _, w := range st.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: output lacks %q; got:\n%s", st.name, w, out)
+			}
+		}
+		if st.name == "show headers only, flag after the url" && strings.Contains(out, "hello") {
+			t.Errorf("%s: body printed:\n%s", st.name, out)
+		}
+	}
+}
+
+func TestCacheShowBinaryJSON(t *testing.T) {
+	cli := newCacheCLI(t)
+	cli.put("k3", "https://other.example/c.png", 200, time.Now(), bson.Binary{Data: []byte{0x89, 'P', 'N', 'G', 0}}, "image/png")
+	out, code := cli.run("cache", "show", "--json", "https://other.example/c.png")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	var got struct {
+		Status     int                 `json:"status"`
+		Headers    map[string][]string `json:"headers"`
+		Body       *string             `json:"body"`
+		BodyBase64 string              `json:"body_base64"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if got.Status != 200 || got.Body != nil || got.BodyBase64 != "iVBORwA=" || got.Headers["Content-Type"][0] != "image/png" {
+		t.Errorf("show --json of a binary body: got %+v, want status 200, body_base64 iVBORwA=, no body", got)
+	}
+}
