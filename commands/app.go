@@ -47,7 +47,6 @@ func App() *cli.App {
 			proxyCommand(),
 			cacheCommand(),
 			validateCommand(),
-			cacheCommand(),
 		},
 		// Errors are printed once, by main.
 		ExitErrHandler: func(*cli.Context, error) {},
