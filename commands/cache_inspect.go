@@ -1,0 +1,379 @@
+package commands
+
+import (
+	"cmp"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"crawlcache/cache"
+	"crawlcache/store"
+)
+
+// statsJSON is the JSON form of `cache stats`.
+type statsJSON struct {
+	Database        string           `json:"database"`
+	Entries         int64            `json:"entries"`
+	TotalSize       int64            `json:"total_size"`
+	Stale           int64            `json:"stale"`
+	Expired         int64            `json:"expired"`
+	Revalidations   int64            `json:"revalidations"`
+	Redirects       int64            `json:"redirects"`
+	TTL             ttlJSON          `json:"ttl"`
+	OldestValidated *time.Time       `json:"oldest_validated,omitempty"`
+	NewestValidated *time.Time       `json:"newest_validated,omitempty"`
+	ByStatus        map[string]int64 `json:"by_status"`
+}
+
+func runCacheStats(c *cli.Context) error {
+	if _, err := cacheArgs(c); err != nil {
+		return err
+	}
+	return withAdmin(c, func(ctx context.Context, a *cache.Admin, s *store.Store) error {
+		st, err := a.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		statuses := make([]int, 0, len(st.ByStatus))
+		for code := range st.ByStatus {
+			statuses = append(statuses, code)
+		}
+		slices.Sort(statuses)
+		if c.Bool("json") {
+			j := statsJSON{
+				Database: st.Database, Entries: st.Count, TotalSize: st.TotalSize, Stale: st.Stale, Expired: st.Expired,
+				Revalidations: st.Revalidations, Redirects: st.Redirects, TTL: toTTLJSON(st.TTL), ByStatus: map[string]int64{},
+			}
+			if st.Count > 0 {
+				oldest, newest := st.Oldest.UTC(), st.Newest.UTC()
+				j.OldestValidated, j.NewestValidated = &oldest, &newest
+			}
+			for _, code := range statuses {
+				j.ByStatus[strconv.Itoa(code)] = st.ByStatus[code]
+			}
+			return writeJSON(c.App.Writer, j)
+		}
+		tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "database\t%s on %s\n", st.Database, s.Describe())
+		fmt.Fprintf(tw, "entries\t%d\n", st.Count)
+		fmt.Fprintf(tw, "body size\t%s (%d bytes)\n", fmtSize(st.TotalSize), st.TotalSize)
+		fmt.Fprintf(tw, "stale\t%d\tpast expires: revalidated or fetched again on next use\n", st.Stale)
+		if st.TTL.Set {
+			by := "the next sweep"
+			if st.TTL.Mechanism == cache.MechanismIndex {
+				by = "MongoDB within a minute or so"
+			}
+			fmt.Fprintf(tw, "expired\t%d\tolder than the TTL: deleted by %s\n", st.Expired, by)
+			fmt.Fprintf(tw, "ttl\t%s on %s, enforced by the %s\n", fmtDuration(st.TTL.TTL), st.TTL.Field, st.TTL.Mechanism)
+		} else {
+			fmt.Fprintf(tw, "expired\t0\tno TTL is set\n")
+			fmt.Fprintf(tw, "ttl\tnone\n")
+		}
+		if st.Count > 0 {
+			now := time.Now()
+			fmt.Fprintf(tw, "oldest validated\t%s (%s)\n", fmtTime(st.Oldest), fmtAge(st.Oldest, now))
+			fmt.Fprintf(tw, "newest validated\t%s (%s)\n", fmtTime(st.Newest), fmtAge(st.Newest, now))
+		}
+		fmt.Fprintf(tw, "revalidations\t%d\n", st.Revalidations)
+		fmt.Fprintf(tw, "redirects\t%d\n", st.Redirects)
+		if len(statuses) > 0 {
+			fmt.Fprintf(tw, "\nSTATUS\tENTRIES\n")
+			for _, code := range statuses {
+				fmt.Fprintf(tw, "%d\t%d\n", code, st.ByStatus[code])
+			}
+		}
+		return tw.Flush()
+	})
+}
+
+// entryJSON is the JSON form of one listed entry.
+type entryJSON struct {
+	Key         string     `json:"key"`
+	URL         string     `json:"url"`
+	Method      string     `json:"method"`
+	Status      int        `json:"status"`
+	ContentType string     `json:"content_type,omitempty"`
+	Size        int64      `json:"size"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ValidatedAt time.Time  `json:"validated_at"`
+	Expires     *time.Time `json:"expires"`
+	Revalidated bool       `json:"revalidated"`
+	Stale       bool       `json:"stale"`
+	Expired     bool       `json:"expired"`
+}
+
+func toEntryJSON(e cache.EntrySummary) entryJSON {
+	j := entryJSON{
+		Key: e.Key, URL: e.URL, Method: e.Method, Status: e.Status, ContentType: e.ContentType, Size: e.Size,
+		CreatedAt: e.CreatedAt.UTC(), ValidatedAt: e.ValidatedAt.UTC(),
+		Revalidated: e.Revalidated, Stale: e.Stale, Expired: e.Expired,
+	}
+	if e.Expires != nil {
+		t := e.Expires.UTC()
+		j.Expires = &t
+	}
+	return j
+}
+
+func entryState(e cache.EntrySummary) string {
+	switch {
+	case e.Expired:
+		return "expired"
+	case e.Stale:
+		return "stale"
+	}
+	return "fresh"
+}
+
+func runCacheLs(c *cli.Context) error {
+	if _, err := cacheArgs(c); err != nil {
+		return err
+	}
+	if c.Int("limit") < 0 {
+		return cli.Exit("cache ls: --limit must be 0 (all) or more", 2)
+	}
+	opts := cache.ListOptions{Expired: c.Bool("expired"), Stale: c.Bool("stale"), Match: c.String("match"), Limit: c.Int("limit")}
+	return withAdmin(c, func(ctx context.Context, a *cache.Admin, _ *store.Store) error {
+		entries, err := a.List(ctx, opts)
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			out := make([]entryJSON, 0, len(entries))
+			for _, e := range entries {
+				out = append(out, toEntryJSON(e))
+			}
+			return writeJSON(c.App.Writer, out)
+		}
+		if len(entries) == 0 {
+			fmt.Fprintln(c.App.Writer, "no cached entries match")
+			return nil
+		}
+		now := time.Now()
+		tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "STATUS\tSIZE\tSTATE\tVALIDATED\tEXPIRES\tURL")
+		for _, e := range entries {
+			expires := "never"
+			if e.Expires != nil {
+				expires = fmtAge(*e.Expires, now)
+			}
+			u := e.URL
+			if e.Method != http.MethodGet {
+				u = e.Method + " " + u
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Status, fmtSize(e.Size), entryState(e), fmtAge(e.ValidatedAt, now), expires, u)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.Writer, "%d entries\n", len(entries))
+		return nil
+	})
+}
+
+// showJSON is the JSON form of `cache show`.
+type showJSON struct {
+	Key          string              `json:"key"`
+	URL          string              `json:"url"`
+	Method       string              `json:"method"`
+	Status       int                 `json:"status"`
+	Proto        string              `json:"proto,omitempty"`
+	Headers      map[string][]string `json:"headers"`
+	ContentType  string              `json:"content_type,omitempty"`
+	Size         int64               `json:"size"`
+	CreatedAt    time.Time           `json:"created_at"`
+	ValidatedAt  time.Time           `json:"validated_at"`
+	Expires      *time.Time          `json:"expires"`
+	Revalidated  bool                `json:"revalidated"`
+	ETag         string              `json:"etag,omitempty"`
+	LastModified string              `json:"last_modified,omitempty"`
+	Request      cache.RequestInfo   `json:"request"`
+	Body         *string             `json:"body,omitempty"`
+	BodyBase64   *string             `json:"body_base64,omitempty"`
+}
+
+func runCacheShow(c *cli.Context) error {
+	rawURL, err := oneArg(c, "URL")
+	if err != nil {
+		return err
+	}
+	return withAdmin(c, func(ctx context.Context, a *cache.Admin, _ *store.Store) error {
+		doc, rev, err := a.Show(ctx, rawURL)
+		if errors.Is(err, cache.ErrNotFound) {
+			return cli.Exit(fmt.Sprintf("cache show: %s is not in the cache (database %s); list what is with `crawlcache cache ls --match GLOB`", rawURL, c.String("db")), 1)
+		}
+		if err != nil {
+			return err
+		}
+		resp, err := cache.DecodeResponse(doc, rev, nil)
+		if err != nil {
+			return fmt.Errorf("cache show %s: the stored entry %s cannot be replayed (it will be fetched again on next use): %w", rawURL, doc.ID, err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return fmt.Errorf("read stored body of %s: %w", doc.ID, err)
+		}
+		validated, expires, revalidated := doc.ValidatedAt, doc.Expires, false
+		if rev != nil && rev.ValidatedAt.After(doc.ValidatedAt) {
+			validated, expires, revalidated = rev.ValidatedAt, rev.Expires, true
+		}
+		_, binary := doc.Body.(bson.Binary)
+		if c.Bool("json") {
+			j := showJSON{
+				Key: doc.ID, URL: doc.URL, Method: doc.Method, Status: doc.Status, Proto: doc.Proto,
+				Headers: resp.Header, ContentType: doc.ContentType, Size: doc.Size,
+				CreatedAt: doc.CreatedAt.UTC(), ValidatedAt: validated.UTC(), Revalidated: revalidated,
+				ETag: doc.ETag, LastModified: doc.LastModified, Request: doc.Request,
+			}
+			if expires != nil {
+				t := expires.UTC()
+				j.Expires = &t
+			}
+			if !c.Bool("headers-only") {
+				s := string(body)
+				if binary {
+					s = base64.StdEncoding.EncodeToString(body)
+					j.BodyBase64 = &s
+				} else {
+					j.Body = &s
+				}
+			}
+			return writeJSON(c.App.Writer, j)
+		}
+
+		w, now := c.App.Writer, time.Now()
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "url\t%s\n", doc.URL)
+		fmt.Fprintf(tw, "key\t%s\n", doc.ID)
+		fmt.Fprintf(tw, "method\t%s\n", doc.Method)
+		fmt.Fprintf(tw, "size\t%d bytes\n", doc.Size)
+		fmt.Fprintf(tw, "created\t%s (%s)\n", fmtTime(doc.CreatedAt), fmtAge(doc.CreatedAt, now))
+		how := "fetched"
+		if revalidated {
+			how = "confirmed by a 304"
+		}
+		fmt.Fprintf(tw, "validated\t%s (%s, %s)\n", fmtTime(validated), fmtAge(validated, now), how)
+		if expires == nil {
+			fmt.Fprintf(tw, "expires\tnever\n")
+		} else {
+			state := "fresh"
+			if !now.Before(*expires) {
+				state = "stale: revalidated on next use"
+			}
+			fmt.Fprintf(tw, "expires\t%s (%s, %s)\n", fmtTime(*expires), fmtAge(*expires, now), state)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "\n%s %s\n", resp.Proto, resp.Status)
+		names := make([]string, 0, len(resp.Header))
+		for name := range resp.Header {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			for _, v := range resp.Header[name] {
+				fmt.Fprintf(w, "%s: %s\n", name, v)
+			}
+		}
+		if c.Bool("headers-only") || len(body) == 0 {
+			return nil
+		}
+		fmt.Fprintln(w)
+		if binary && isTerminal(w) {
+			fmt.Fprintf(w, "[binary body: %d bytes of %s, not shown on a terminal; redirect the output to a file, or use --json for base64]\n",
+				len(body), cmp.Or(resp.Header.Get("Content-Type"), "unknown type"))
+			return nil
+		}
+		if _, err := w.Write(body); err != nil {
+			return err
+		}
+		if !binary && !strings.HasSuffix(string(body), "\n") {
+			fmt.Fprintln(w)
+		}
+		return nil
+	})
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func runCachePurge(c *cli.Context) error {
+	if _, err := cacheArgs(c); err != nil {
+		return err
+	}
+	opts := cache.PurgeOptions{Expired: c.Bool("expired"), Stale: c.Bool("stale"), Match: c.String("match")}
+	if s := c.String("older-than"); s != "" {
+		d, err := parseCacheDuration(s)
+		if err != nil || d <= 0 {
+			return cli.Exit(fmt.Sprintf("cache purge --older-than %s: want a duration above zero, e.g. 720h or 30d", s), 2)
+		}
+		opts.OlderThan = d
+	}
+	if !opts.Expired && !opts.Stale && opts.OlderThan == 0 && opts.Match == "" {
+		return cli.Exit("cache purge: say what to delete: --expired (older than the TTL), --stale (past expires), "+
+			"--older-than DURATION or --match GLOB; given together they combine. "+
+			"To delete everything, use `crawlcache cache clear --yes`.", 2)
+	}
+	return withAdmin(c, func(ctx context.Context, a *cache.Admin, _ *store.Store) error {
+		if opts.Expired {
+			info, err := a.TTL(ctx)
+			if err != nil {
+				return err
+			}
+			if !info.Set && !c.Bool("json") {
+				fmt.Fprintln(c.App.Writer, "No TTL is set, so nothing is expired: set one with `crawlcache cache ttl set 168h`, or use --older-than.")
+			}
+		}
+		n, err := a.Purge(ctx, opts)
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			return writeJSON(c.App.Writer, map[string]int64{"deleted": n})
+		}
+		fmt.Fprintf(c.App.Writer, "deleted %d cached responses (and their revalidations and redirects)\n", n)
+		return nil
+	})
+}
+
+func runCacheClear(c *cli.Context) error {
+	if _, err := cacheArgs(c); err != nil {
+		return err
+	}
+	if !c.Bool("yes") {
+		return cli.Exit(fmt.Sprintf("cache clear deletes every cached response, revalidation and redirect in database %s "+
+			"(the TTL setting stays); run it again with --yes to confirm", c.String("db")), 2)
+	}
+	return withAdmin(c, func(ctx context.Context, a *cache.Admin, _ *store.Store) error {
+		n, err := a.Clear(ctx)
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			return writeJSON(c.App.Writer, map[string]int64{"deleted": n})
+		}
+		fmt.Fprintf(c.App.Writer, "deleted %d cached responses from %s\n", n, c.String("db"))
+		return nil
+	})
+}
