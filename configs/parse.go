@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/andybalholm/cascadia"
@@ -23,7 +24,7 @@ var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 
 // job decodes the root mapping into j, starting from the defaults.
 func (d *decoder) job(root *yaml.Node, j *Job) {
-	j.Follow = DefaultFollow
+	j.Follow = slices.Clone(DefaultFollow)
 	j.UserAgent = DefaultUserAgent
 	j.Robots = true
 	j.Timeout = DefaultTimeout

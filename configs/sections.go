@@ -136,19 +136,31 @@ func (d *decoder) cache(n *yaml.Node, p string, j *Job) {
 func (d *decoder) expiry(n *yaml.Node, p string) (cache.Expiry, bool) {
 	s, ok := scalar(n, "!!str", "!!int", "!!float")
 	if ok {
-		switch v := strings.TrimSpace(s.Value); v {
-		case "never":
-			return cache.Expiry{Kind: cache.ExpireNever}, true
-		case "do_not_cache":
-			return cache.Expiry{Kind: cache.ExpireDoNotCache}, true
-		default:
-			if dur, err := parseDuration(v); err == nil && dur >= 0 {
-				return cache.Expiry{Kind: cache.ExpireAfter, After: dur}, true
-			}
+		if exp, err := ParseExpiry(s.Value); err == nil {
+			return exp, true
 		}
 	}
-	d.errorf(s, p, "must be a duration >= 0 like 1h, never or do_not_cache, got %s", got(n))
+	d.errorf(s, p, "%s, got %s", expiryWant, got(n))
 	return cache.Expiry{}, false
+}
+
+const expiryWant = "must be a duration >= 0 like 1h, never or do_not_cache"
+
+// ParseExpiry parses an expire_after value: a Go duration >= 0 (0s means
+// revalidate on every use), "never" or "do_not_cache". Command-line flags
+// use it so they accept exactly what job files accept.
+func ParseExpiry(s string) (cache.Expiry, error) {
+	switch v := strings.TrimSpace(s); v {
+	case "never":
+		return cache.Expiry{Kind: cache.ExpireNever}, nil
+	case "do_not_cache":
+		return cache.Expiry{Kind: cache.ExpireDoNotCache}, nil
+	default:
+		if dur, err := parseDuration(v); err == nil && dur >= 0 {
+			return cache.Expiry{Kind: cache.ExpireAfter, After: dur}, nil
+		}
+	}
+	return cache.Expiry{}, fmt.Errorf("%s, got %q", expiryWant, truncate(s, 60))
 }
 
 // checkToken accepts HTTP tokens (methods, header names).
@@ -333,11 +345,9 @@ func (d *decoder) output(kind string, v *yaml.Node, p string) (Output, bool) {
 	return o, true
 }
 
-// scheduleParser is cron's standard 5-field parser with descriptors
-// (@daily, @every 6h).
-var scheduleParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
-// checkSchedule validates a cron expression or descriptor.
+// checkSchedule validates a cron expression or descriptor with
+// cron.ParseStandard (5 fields, descriptors such as @daily and @every 6h,
+// optional CRON_TZ= prefix), the parser the scheduler uses.
 func checkSchedule(s string) (err error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -353,7 +363,7 @@ func checkSchedule(s string) (err error) {
 			err = fmt.Errorf("invalid cron expression %q", truncate(s, 60))
 		}
 	}()
-	if _, err := scheduleParser.Parse(s); err != nil {
+	if _, err := cron.ParseStandard(s); err != nil {
 		return fmt.Errorf("invalid cron expression %q: %v (want 5 fields like '0 */6 * * *' or a descriptor like '@every 6h', '@daily')", truncate(s, 60), err)
 	}
 	return nil
