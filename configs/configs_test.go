@@ -3,11 +3,14 @@ package configs
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -339,5 +342,24 @@ func TestSummary(t *testing.T) {
 	j.Schedule = ""
 	if got, want := j.Summary(), `job "x", 3 seeds`; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestJobLogValueHidesHeaders(t *testing.T) {
+	job, err := parseTest("t.yaml", ok+"headers: {Authorization: 'Bearer ${API_TOKEN}'}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf strings.Builder
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("run", "job", job)
+	if strings.Contains(buf.String(), "s3cr3t") || !strings.Contains(buf.String(), "job.name=t") {
+		t.Errorf("log line %q: want the job name and no header value", buf.String())
+	}
+	data, err := json.Marshal(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), "s3cr3t") {
+		t.Errorf("JSON of a job contains a header value: %s", data)
 	}
 }

@@ -13,6 +13,7 @@
 package configs
 
 import (
+	"log/slog"
 	"net/http"
 	"regexp"
 	"time"
@@ -65,8 +66,9 @@ type Job struct {
 	UserAgent string
 	// Headers are extra request headers, with ${ENV_VAR} references already
 	// expanded. They may hold secrets: never log or store them; record the
-	// file's Hash instead. Nil when the file has no headers.
-	Headers http.Header
+	// file's Hash instead. Nil when the file has no headers. Excluded from
+	// JSON, and LogValue leaves it out of slog output.
+	Headers http.Header `json:"-"`
 	// Robots honours robots.txt and Crawl-delay. Default true.
 	Robots bool
 	// Timeout bounds one request. Default DefaultTimeout.
@@ -99,6 +101,12 @@ type Job struct {
 	Hash string
 
 	nameLine int // line of the name key, for duplicate-name errors
+}
+
+// LogValue makes slog print a job as its name, file and hash, never its
+// headers (which may hold secrets).
+func (j *Job) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", j.Name), slog.String("source", j.Source), slog.String("hash", j.Hash))
 }
 
 // Rate is the network politeness of a job.
