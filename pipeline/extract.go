@@ -31,7 +31,8 @@ type Field struct {
 	Name string
 	// CSS selects the elements, searched among the descendants of the item
 	// element (or of the whole document without ExtractSpec.Item). Empty
-	// selects the item element itself, and needs ExtractSpec.Item.
+	// selects the item element itself (or, without ExtractSpec.Item, the
+	// whole document: its text, or its HTML).
 	CSS string
 	// Attr takes the value of this attribute. Elements without it are
 	// skipped, so the value is the first matching element that has it.
@@ -102,7 +103,7 @@ func NewExtractor(spec ExtractSpec) (*Extractor, error) {
 	}
 	seen := make(map[string]bool, len(spec.Fields))
 	for i, f := range spec.Fields {
-		cf, err := compileField(f, spec.Item != "")
+		cf, err := compileField(f)
 		if err != nil {
 			if f.Name == "" {
 				return nil, fmt.Errorf("extract field #%d: %w", i+1, err)
@@ -118,7 +119,7 @@ func NewExtractor(spec ExtractSpec) (*Extractor, error) {
 	return e, nil
 }
 
-func compileField(f Field, itemMode bool) (compiledField, error) {
+func compileField(f Field) (compiledField, error) {
 	switch {
 	case f.Name == "":
 		return compiledField{}, errors.New("name is empty")
@@ -146,9 +147,6 @@ func compileField(f Field, itemMode bool) (compiledField, error) {
 		return compiledField{}, errors.New("text, attr and html are mutually exclusive")
 	}
 	if f.CSS == "" {
-		if !itemMode {
-			return compiledField{}, errors.New("css is empty (an empty css selects the item element and needs an item selector)")
-		}
 		cf.self = true
 		cf.keep = func(*html.Node) bool { return true }
 		if cf.mode == modeAttr {

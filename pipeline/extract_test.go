@@ -124,6 +124,12 @@ func TestExtract(t *testing.T) {
 			want: []map[string]any{{"t": "One two three a b xy z"}},
 		},
 		{
+			name: "empty css in page mode is the document",
+			spec: ExtractSpec{Fields: []Field{{Name: "all"}, {Name: "attr", Attr: "lang"}}},
+			page: htmlPage(`<html lang="en"><head><title>T</title></head><body><p>Hello</p><p>world</p></body></html>`),
+			want: []map[string]any{{"all": "T Hello world", "attr": nil}},
+		},
+		{
 			name: "missing selector is null in page mode",
 			spec: ExtractSpec{Fields: []Field{{Name: "x", CSS: "table td"}, {Name: "y", CSS: "table td", All: true}}},
 			page: htmlPage(listingHTML),
@@ -219,7 +225,6 @@ func TestNewExtractorErrors(t *testing.T) {
 		{"reserved", ExtractSpec{Fields: []Field{{Name: "url", CSS: "a"}}}, `field "url": name is reserved`},
 		{"dotted", ExtractSpec{Fields: []Field{{Name: "a.b", CSS: "a"}}}, `field "a.b": name must not`},
 		{"no name", ExtractSpec{Fields: []Field{{CSS: "a"}}}, `field #1: name is empty`},
-		{"empty css in page mode", ExtractSpec{Fields: []Field{{Name: "x"}}}, `field "x": css is empty`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -99,6 +100,12 @@ func ItemID(runID, url string, index int) string {
 // reservedKeys are the item metadata keys every sink writes before the
 // extracted fields; a field may not use one of them as its name.
 var reservedKeys = []string{"_id", "run_id", "job", "url", "index", "fetched_at", "served"}
+
+// ReservedFieldNames returns the keys every item carries before its
+// extracted fields; NewExtractor rejects fields with these names.
+func ReservedFieldNames() []string {
+	return slices.Clone(reservedKeys)
+}
 
 // timeFormat is how the file sinks write FetchedAt.
 const timeFormat = time.RFC3339Nano
