@@ -68,7 +68,7 @@ func runCacheStats(c *cli.Context) error {
 		tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "database\t%s on %s\n", st.Database, s.Describe())
 		fmt.Fprintf(tw, "entries\t%d\n", st.Count)
-		fmt.Fprintf(tw, "body size\t%s (%d bytes)\n", fmtSize(st.TotalSize), st.TotalSize)
+		fmt.Fprintf(tw, "body size\t%s\n", fmtSize(st.TotalSize))
 		fmt.Fprintf(tw, "stale\t%d\tpast expires: revalidated or fetched again on next use\n", st.Stale)
 		if st.TTL.Set {
 			by := "the next sweep"
