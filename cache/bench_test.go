@@ -1,0 +1,105 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"crawlcache/store/storetest"
+)
+
+// benchPage is a ~50 KB HTML page.
+func benchPage() string {
+	var b strings.Builder
+	b.WriteString("<!doctype html><html><head><title>bench</title></head><body>\n")
+	for i := 0; b.Len() < 50_000; i++ {
+		fmt.Fprintf(&b, "<p class=\"row\">Paragraph %d: the quick brown fox jumps over the lazy dog — <a href=\"/item/%d\">item %d</a></p>\n", i, i, i)
+	}
+	b.WriteString("</body></html>\n")
+	return b.String()
+}
+
+// BenchmarkTransport measures one GET of a 50 KB HTML page through the
+// transport on the embedded store, against a plain upstream request to a
+// loopback origin (no network latency: the ratios are the cache's own cost).
+//
+//	upstream:   http.Transport only
+//	hit:        served from the store
+//	miss:       a new URL each time: lookup, fetch, store
+//	revalidate: expired entry with an ETag: lookup, conditional fetch (304), revalidation upsert
+func BenchmarkTransport(b *testing.B) {
+	page := benchPage()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("ETag", `"bench"`)
+		if r.Header.Get("If-None-Match") == `"bench"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		io.WriteString(w, page)
+	}))
+	defer srv.Close()
+	upstream := &http.Transport{MaxIdleConnsPerHost: 16}
+	defer upstream.CloseIdleConnections()
+	s := storetest.Open(b)
+
+	newTr := func(b *testing.B, db string, p Policy) *Transport {
+		tr, err := New(context.Background(), s.Database(db), Options{Upstream: upstream, Policy: p, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return tr
+	}
+	get := func(b *testing.B, rt http.RoundTripper, url, want string) {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || n != int64(len(page)) {
+			b.Fatalf("read %d bytes, %v", n, err)
+		}
+		if want != "" && Served(resp) != want {
+			b.Fatalf("served %q, want %q", Served(resp), want)
+		}
+	}
+
+	b.Run("upstream", func(b *testing.B) {
+		b.SetBytes(int64(len(page)))
+		for b.Loop() {
+			get(b, upstream, srv.URL+"/plain", "")
+		}
+	})
+	b.Run("hit", func(b *testing.B) {
+		tr := newTr(b, "bench_hit", Policy{})
+		get(b, tr, srv.URL+"/hit", ServedMiss)
+		b.SetBytes(int64(len(page)))
+		for b.Loop() {
+			get(b, tr, srv.URL+"/hit", ServedHit)
+		}
+	})
+	var seq atomic.Int64
+	b.Run("miss", func(b *testing.B) {
+		tr := newTr(b, "bench_miss", Policy{})
+		b.SetBytes(int64(len(page)))
+		for b.Loop() {
+			get(b, tr, fmt.Sprintf("%s/miss/%d", srv.URL, seq.Add(1)), ServedMiss)
+		}
+	})
+	b.Run("revalidate", func(b *testing.B) {
+		tr := newTr(b, "bench_revalidate", Policy{ExpireAfter: Expiry{Kind: ExpireAfter}})
+		get(b, tr, srv.URL+"/reval", ServedMiss)
+		b.SetBytes(int64(len(page)))
+		for b.Loop() {
+			get(b, tr, srv.URL+"/reval", ServedRevalidated)
+		}
+	})
+}
