@@ -178,7 +178,11 @@ func runCacheLs(c *cli.Context) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.App.Writer, "%d entries\n", len(entries))
+		if len(entries) == 1 {
+			fmt.Fprintln(c.App.Writer, "1 entry")
+		} else {
+			fmt.Fprintf(c.App.Writer, "%d entries\n", len(entries))
+		}
 		return nil
 	})
 }
@@ -271,7 +275,10 @@ func runCacheShow(c *cli.Context) error {
 		} else {
 			state := "fresh"
 			if !now.Before(*expires) {
-				state = "stale: revalidated on next use"
+				state = "stale: fetched again on next use"
+				if doc.ETag != "" || doc.LastModified != "" {
+					state = "stale: revalidated on next use"
+				}
 			}
 			fmt.Fprintf(tw, "expires\t%s (%s, %s)\n", fmtTime(*expires), fmtAge(*expires, now), state)
 		}
@@ -352,7 +359,7 @@ func runCachePurge(c *cli.Context) error {
 		if c.Bool("json") {
 			return writeJSON(c.App.Writer, map[string]int64{"deleted": n})
 		}
-		fmt.Fprintf(c.App.Writer, "deleted %d cached responses (and their revalidations and redirects)\n", n)
+		fmt.Fprintf(c.App.Writer, "deleted %s (and their revalidations and redirects)\n", responses(n))
 		return nil
 	})
 }
@@ -373,7 +380,15 @@ func runCacheClear(c *cli.Context) error {
 		if c.Bool("json") {
 			return writeJSON(c.App.Writer, map[string]int64{"deleted": n})
 		}
-		fmt.Fprintf(c.App.Writer, "deleted %d cached responses from %s\n", n, c.String("db"))
+		fmt.Fprintf(c.App.Writer, "deleted %s from %s\n", responses(n), c.String("db"))
 		return nil
 	})
+}
+
+// responses writes "1 cached response" or "n cached responses".
+func responses(n int64) string {
+	if n == 1 {
+		return "1 cached response"
+	}
+	return fmt.Sprintf("%d cached responses", n)
 }

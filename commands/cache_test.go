@@ -188,10 +188,10 @@ func TestCacheInspectCommands(t *testing.T) {
 		{"show missing", []string{"cache", "show", "https://example.org/nope"}, 1, []string{"https://example.org/nope is not in the cache"}},
 		{"purge without criteria", []string{"cache", "purge"}, 2, []string{"cache purge: say what to delete: --expired"}},
 		{"purge expired without a ttl", []string{"cache", "purge", "--expired"}, 0, []string{"No TTL is set", "deleted 0 cached responses"}},
-		{"purge older than", []string{"cache", "purge", "--older-than", "2d"}, 0, []string{"deleted 1 cached responses"}},
+		{"purge older than", []string{"cache", "purge", "--older-than", "2d"}, 0, []string{"deleted 1 cached response "}},
 		{"purge match, json", []string{"cache", "purge", "--match", "*.png", "--json"}, 0, []string{`"deleted": 1`}},
 		{"clear without --yes", []string{"cache", "clear"}, 2, []string{"run it again with --yes"}},
-		{"clear", []string{"cache", "clear", "--yes"}, 0, []string{"deleted 1 cached responses from http_cache"}},
+		{"clear", []string{"cache", "clear", "--yes"}, 0, []string{"deleted 1 cached response from http_cache"}},
 		{"ls empty", []string{"cache", "ls"}, 0, []string{"no cached entries match"}},
 	}
 	for _, st := range steps {
