@@ -225,3 +225,50 @@ func TestTransportRedirectChainReplaysOffline(t *testing.T) {
 		t.Errorf("redirect = %+v, want 302 to /moved with its key", rd)
 	}
 }
+
+// TestReadmeQueries runs the mongosh examples of docs/readme/cache.md,
+// through the driver, against the embedded server.
+func TestReadmeQueries(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/gone":
+			http.NotFound(w, r)
+		case "/sold":
+			w.Header().Set("Content-Type", "text/html")
+			io.WriteString(w, "<p>Out of stock</p>")
+		default:
+			w.Header().Set("Content-Type", "text/html")
+			io.WriteString(w, "<p>in stock</p>")
+		}
+	})
+	e := newTransportEnv(t, Options{})
+	for _, p := range []string{"/gone", "/sold", "/ok"} {
+		e.get(nil, o.URL+p)
+	}
+	coll := e.store.Database(DefaultDatabase).Collection(ResponsesCollection)
+	urls := func(filter bson.D) []string {
+		cur, err := coll.Find(context.Background(), filter)
+		if err != nil {
+			t.Fatalf("find %v: %v", filter, err)
+		}
+		var docs []Document
+		if err := cur.All(context.Background(), &docs); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, d := range docs {
+			out = append(out, strings.TrimPrefix(d.URL, o.URL))
+		}
+		return out
+	}
+	if got := urls(bson.D{{Key: "status", Value: 404}}); len(got) != 1 || got[0] != "/gone" {
+		t.Errorf("cached 404s = %v, want [/gone]", got)
+	}
+	filter := bson.D{
+		{Key: "content_type", Value: bson.Regex{Pattern: `^text/html`}},
+		{Key: "body", Value: bson.Regex{Pattern: "out of stock", Options: "i"}},
+	}
+	if got := urls(filter); len(got) != 1 || got[0] != "/sold" {
+		t.Errorf("HTML pages matching /out of stock/i = %v, want [/sold]", got)
+	}
+}
