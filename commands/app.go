@@ -47,6 +47,11 @@ func App() *cli.App {
 			proxyCommand(),
 			cacheCommand(),
 			validateCommand(),
+			runCommand(),
+			resumeCommand(),
+			runsCommand(),
+			scheduleCommand(),
+			demoCommand(),
 		},
 		// Errors are printed once, by main.
 		ExitErrHandler: func(*cli.Context, error) {},

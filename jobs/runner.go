@@ -259,8 +259,11 @@ func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, resume
 		if err := runs.Reopen(ctx, run.ID); err != nil {
 			return nil, err
 		}
-		// Workers that stopped reporting are dead: their frontier leases
-		// are taken over at once instead of after they expire.
+		// Leases held by this worker's earlier session, and by workers
+		// that stopped reporting or whose process is gone, are taken over
+		// at once instead of after they expire. We hold the job lock, so
+		// no other `run` works on this run.
+		reclaim = append(reclaim, worker)
 		for id, w := range run.Workers {
 			if id != worker && (r.now().Sub(w.Heartbeat) > 2*r.reportEvery() || holderDeadWorker(w)) {
 				reclaim = append(reclaim, id)

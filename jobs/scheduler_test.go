@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func TestTwoSchedulersRunDueJobOnce(t *testing.T) {
 	for _, owner := range []string{"machine-a", "machine-b"} {
 		sc, err := NewScheduler(SchedulerOptions{
 			Jobs: jobs, Locker: NewLocker(s.Database(Database), clock.Now), Run: run,
-			Owner: owner, Start: start, Metrics: NewMetrics(),
+			Owner: owner, Start: start, Metrics: NewMetrics(), Logger: slog.New(slog.DiscardHandler),
 		})
 		if err != nil {
 			t.Fatalf("new scheduler: %v", err)
@@ -122,7 +123,8 @@ func TestSchedulerSkipsJobStillRunning(t *testing.T) {
 			<-release
 			return &Outcome{Run: &Run{ID: "x", Job: j.Name, Status: StatusCompleted}}, nil
 		},
-		Start: start,
+		Start:  start,
+		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)

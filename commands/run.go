@@ -1,0 +1,197 @@
+package commands
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"crawlcache/configs"
+	"crawlcache/crawler"
+	"crawlcache/jobs"
+	"crawlcache/store"
+)
+
+// exitInterrupted is the exit status of a run stopped by Ctrl-C (128+SIGINT).
+const exitInterrupted = 130
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "run a job now: crawl, cache, extract, write outputs",
+		ArgsUsage: "FILE",
+		Description: "Takes the job's lock, starts a new run (or, after an interrupted run, asks you to resume it),\n" +
+			"and crawls until the frontier is drained. Ctrl-C stops cleanly; `crawlcache resume RUN_ID` continues.\n" +
+			"Exit status: 0 completed, 1 failed or refused, 130 interrupted.",
+		Flags: append([]cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print the run summary as one JSON object on the last line of standard output", EnvVars: []string{"CRAWLCACHE_JSON"}},
+			&cli.BoolFlag{Name: "fresh", Usage: "start a new run even if the job's last run was interrupted", EnvVars: []string{"CRAWLCACHE_FRESH"}},
+			&cli.BoolFlag{Name: "resume", Usage: "if the job's last run was interrupted, continue it instead of refusing", EnvVars: []string{"CRAWLCACHE_RESUME"}},
+			&cli.BoolFlag{Name: "revalidate", Usage: "this run only: send a conditional request for every cached page, however fresh (unchanged pages cost a 304)", EnvVars: []string{"CRAWLCACHE_REVALIDATE"}},
+			workerIDFlag(),
+		}, storeFlags()...),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return cli.Exit("usage: crawlcache run FILE (one job config)", 1)
+			}
+			job, err := configs.Load(c.Args().First())
+			if err != nil {
+				return err
+			}
+			return withStore(c, func(ctx context.Context, s *store.Store) error {
+				r, rep := newRunner(c, s)
+				out, err := r.Run(ctx, job, jobs.StartOptions{
+					Fresh: c.Bool("fresh"), Resume: c.Bool("resume"), Revalidate: c.Bool("revalidate"),
+				})
+				rep.Done()
+				return reportOutcome(c, out, err)
+			})
+		},
+	}
+}
+
+func resumeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "resume",
+		Usage:     "continue an interrupted run with the same run id, frontier and outputs",
+		ArgsUsage: "[RUN_ID]",
+		Description: "Pages fetched before the interruption come back from the cache; pending URLs are crawled;\n" +
+			"items already written are not written again. The job config is read from the path recorded\n" +
+			"in the run (override with --config).",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "job", Usage: "resume the newest run of this job instead of naming a run", EnvVars: []string{"CRAWLCACHE_JOB"}},
+			&cli.StringFlag{Name: "config", Usage: "job config to use instead of the path recorded in the run", EnvVars: []string{"CRAWLCACHE_CONFIG"}},
+			&cli.BoolFlag{Name: "json", Usage: "print the run summary as one JSON object on the last line of standard output", EnvVars: []string{"CRAWLCACHE_JSON"}},
+			workerIDFlag(),
+		}, storeFlags()...),
+		Action: func(c *cli.Context) error {
+			if (c.NArg() == 1) == (c.String("job") != "") || c.NArg() > 1 {
+				return cli.Exit("usage: crawlcache resume RUN_ID, or crawlcache resume --job NAME", 1)
+			}
+			return withStore(c, func(ctx context.Context, s *store.Store) error {
+				runs := jobs.NewRuns(s.Database(jobs.Database), nil)
+				var run *jobs.Run
+				var err error
+				if c.NArg() == 1 {
+					run, err = runs.Get(ctx, c.Args().First())
+				} else {
+					run, err = runs.Last(ctx, c.String("job"))
+					if err == nil && run == nil {
+						err = fmt.Errorf("job %s has no runs", c.String("job"))
+					}
+				}
+				if err != nil {
+					return err
+				}
+				path := c.String("config")
+				if path == "" {
+					path = run.ConfigPath
+				}
+				job, err := configs.Load(path)
+				if err != nil {
+					return fmt.Errorf("load the config of run %s (use --config if it moved): %w", run.ID, err)
+				}
+				r, rep := newRunner(c, s)
+				out, err := r.Resume(ctx, run.ID, job)
+				rep.Done()
+				return reportOutcome(c, out, err)
+			})
+		},
+	}
+}
+
+func workerIDFlag() cli.Flag {
+	return &cli.StringFlag{Name: "worker-id", Usage: "name of this process in the run record, job lock and frontier leases (default host-pid-random)", EnvVars: []string{"CRAWLCACHE_WORKER_ID"}}
+}
+
+// newRunner builds a Runner with the progress display: a live line when
+// standard error is a terminal, a log line every 10 s otherwise.
+func newRunner(c *cli.Context, s *store.Store) (*jobs.Runner, *jobs.Reporter) {
+	w := errWriter(c)
+	f, isFile := w.(*os.File)
+	rep := &jobs.Reporter{W: w, Live: isFile && term.IsTerminal(int(f.Fd()))}
+	return &jobs.Runner{Store: s, WorkerID: c.String("worker-id"), Progress: rep.Update, Logger: slog.Default()}, rep
+}
+
+// runSummary is the --json output: one flat object whose keys are a
+// contract with scripts.
+type runSummary struct {
+	RunID          string  `json:"run_id"`
+	Job            string  `json:"job"`
+	Status         string  `json:"status"`
+	Pages          int64   `json:"pages"`
+	Hits           int64   `json:"hits"`
+	Misses         int64   `json:"misses"`
+	Revalidated    int64   `json:"revalidated"`
+	Stale          int64   `json:"stale"`
+	Errors         int64   `json:"errors"`
+	Items          int64   `json:"items"`
+	NetworkBytes   int64   `json:"network_bytes"`
+	SavedBytes     int64   `json:"saved_bytes"`
+	Queue          int64   `json:"queue"`
+	Resumes        int     `json:"resumes"`
+	Started        string  `json:"started"`
+	Finished       string  `json:"finished,omitempty"`
+	ElapsedSeconds float64 `json:"elapsed_seconds"`
+	Config         string  `json:"config"`
+	Error          string  `json:"error,omitempty"`
+}
+
+func summaryOf(r *jobs.Run) runSummary {
+	s := runSummary{
+		RunID: r.ID, Job: r.Job, Status: string(r.Status),
+		Pages: r.Counters.Pages, Hits: r.Counters.Hits, Misses: r.Counters.Misses, Revalidated: r.Counters.Revalidated,
+		Stale: r.Counters.Stale, Errors: r.Counters.Errors, Items: r.Counters.Items,
+		NetworkBytes: r.Counters.NetworkBytes, SavedBytes: r.Counters.SavedBytes,
+		Queue: r.Queue, Resumes: r.Resumes, Started: r.Started.UTC().Format(time.RFC3339),
+		ElapsedSeconds: r.Elapsed().Seconds(), Config: r.ConfigPath, Error: r.Error,
+	}
+	if r.Finished != nil {
+		s.Finished = r.Finished.UTC().Format(time.RFC3339)
+	}
+	return s
+}
+
+// reportOutcome prints the end of a run (summary table, or JSON with
+// --json) and turns its status into the exit status.
+func reportOutcome(c *cli.Context, out *jobs.Outcome, err error) error {
+	if out == nil || out.Run == nil {
+		return err
+	}
+	stdout := c.App.Writer
+	human := stdout
+	if c.Bool("json") {
+		human = errWriter(c)
+	}
+	fmt.Fprintln(human)
+	jobs.WriteSummary(human, out.Run)
+	if c.Bool("json") {
+		b, jerr := json.Marshal(summaryOf(out.Run))
+		if jerr != nil {
+			return jerr
+		}
+		fmt.Fprintln(stdout, string(b))
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, crawler.ErrInterrupted):
+		return cli.Exit(fmt.Sprintf("interrupted: resume with crawlcache resume %s", out.Run.ID), exitInterrupted)
+	default:
+		return cli.Exit(fmt.Sprintf("run %s failed: %v", out.Run.ID, err), 1)
+	}
+}
+
+func errWriter(c *cli.Context) io.Writer {
+	if c.App.ErrWriter != nil {
+		return c.App.ErrWriter
+	}
+	return os.Stderr
+}

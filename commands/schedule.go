@@ -1,0 +1,94 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"crawlcache/configs"
+	"crawlcache/jobs"
+	"crawlcache/store"
+)
+
+func scheduleCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "schedule",
+		Usage: "run every job that has a `schedule` when it is due, until Ctrl-C",
+		Description: "Loads every *.yaml job in --configs. A job runs when its cron expression or @every descriptor\n" +
+			"is due, never twice at once: several schedulers (on several machines) on one store run each\n" +
+			"due job once. An interrupted run of a job is resumed at its next occurrence. Serves Prometheus\n" +
+			"/metrics and /healthz on --metrics-addr. Ctrl-C interrupts running jobs (resumable) and exits.",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "configs", Value: "configs", Usage: "directory of job configs", EnvVars: []string{"CRAWLCACHE_CONFIGS"}},
+			&cli.StringFlag{Name: "metrics-addr", Value: "127.0.0.1:9090", Usage: "address for /metrics and /healthz (empty: no HTTP server)", EnvVars: []string{"CRAWLCACHE_METRICS_ADDR"}},
+			&cli.BoolFlag{Name: "once", Usage: "run every scheduled job once now, then exit", EnvVars: []string{"CRAWLCACHE_ONCE"}},
+			workerIDFlag(),
+		}, storeFlags()...),
+		Action: func(c *cli.Context) error {
+			all, err := configs.LoadDir(c.String("configs"))
+			if err != nil {
+				return err
+			}
+			var ln net.Listener
+			if addr := c.String("metrics-addr"); addr != "" {
+				if ln, err = net.Listen("tcp", addr); err != nil {
+					return fmt.Errorf("--metrics-addr %s: %w", addr, err)
+				}
+			}
+			return withStore(c, func(ctx context.Context, s *store.Store) error {
+				return schedule(ctx, c, s, all, ln)
+			})
+		},
+	}
+}
+
+func schedule(ctx context.Context, c *cli.Context, s *store.Store, all []*configs.Job, ln net.Listener) error {
+	log := slog.Default()
+	runner := &jobs.Runner{Store: s, WorkerID: c.String("worker-id"), Logger: log}
+	metrics := jobs.NewMetrics()
+	sched, err := jobs.NewScheduler(jobs.SchedulerOptions{
+		Jobs:   all,
+		Locker: jobs.NewLocker(s.Database(jobs.Database), nil),
+		Run: func(ctx context.Context, job *configs.Job) (*jobs.Outcome, error) {
+			return runner.Run(ctx, job, jobs.StartOptions{Resume: true})
+		},
+		Metrics: metrics,
+		Logger:  log,
+	})
+	if err != nil {
+		return err
+	}
+	next := sched.Jobs()
+	if len(next) == 0 {
+		return fmt.Errorf("no job in %s has a schedule", c.String("configs"))
+	}
+	for name, at := range next {
+		log.Info("scheduled", "job", name, "next", at.Local().Format(time.RFC3339))
+	}
+
+	var srv *http.Server
+	if ln != nil {
+		srv = &http.Server{Handler: metrics.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server stopped", "err", err)
+			}
+		}()
+		log.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics", "health", "http://"+ln.Addr().String()+"/healthz")
+	}
+	log.Info("scheduler running", "jobs", len(next), "store", s.Describe(), "once", c.Bool("once"))
+	sched.Loop(ctx, c.Bool("once"))
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}
+	log.Info("scheduler stopped")
+	return nil
+}
