@@ -170,31 +170,53 @@ func encodeHeader(h http.Header, skip ...string) bson.M {
 		}
 		key := escapeName(name)
 		if len(vs) == 1 {
-			m[key] = vs[0]
+			m[key] = headerValue(vs[0])
 			continue
 		}
 		a := make(bson.A, len(vs))
 		for i, v := range vs {
-			a[i] = v
+			a[i] = headerValue(v)
 		}
 		m[key] = a
 	}
 	return m
 }
 
+// headerValue stores a header value as a string, or as binary when it is
+// not valid UTF-8 (Latin-1 bytes do occur): BSON strings must be UTF-8, and
+// the server would replace the bytes.
+func headerValue(v string) any {
+	if utf8.ValidString(v) {
+		return v
+	}
+	return bson.Binary{Subtype: bson.TypeBinaryGeneric, Data: []byte(v)}
+}
+
+func headerString(v any) (string, bool) {
+	switch v := v.(type) {
+	case string:
+		return v, true
+	case bson.Binary:
+		return string(v.Data), true
+	}
+	return "", false
+}
+
 // decodeHeader is the inverse of encodeHeader; a value that is neither a
-// string nor an array of strings is ErrCorrupt.
+// string (or binary) nor an array of them is ErrCorrupt.
 func decodeHeader(m bson.M) (http.Header, error) {
 	h := make(http.Header, len(m))
 	for key, v := range m {
 		name := unescapeName(key)
+		if s, ok := headerString(v); ok {
+			h[name] = []string{s}
+			continue
+		}
 		switch v := v.(type) {
-		case string:
-			h[name] = []string{v}
 		case bson.A:
 			vs := make([]string, len(v))
 			for i, x := range v {
-				s, ok := x.(string)
+				s, ok := headerString(x)
 				if !ok {
 					return nil, fmt.Errorf("%w: header %s value %d is %T", ErrCorrupt, name, i, x)
 				}
@@ -338,7 +360,7 @@ func varyValues(req *http.Request, respHeader http.Header) bson.M {
 	}
 	m := bson.M{}
 	for _, n := range names {
-		m[escapeName(n)] = strings.Join(req.Header.Values(n), ",")
+		m[escapeName(n)] = headerValue(strings.Join(req.Header.Values(n), ","))
 	}
 	return m
 }
@@ -351,7 +373,7 @@ func varyMatches(req *http.Request, vary bson.M) bool {
 		if name == "*" {
 			return false
 		}
-		want, _ := v.(string)
+		want, _ := headerString(v)
 		if strings.Join(req.Header.Values(name), ",") != want {
 			return false
 		}

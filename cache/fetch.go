@@ -154,8 +154,10 @@ func (t *Transport) merge304(c *call, st *cached, resp *http.Response) *fetched 
 	now := t.now()
 	expires, _ := t.expiry(c, merged, st.e.status, now)
 	rev := &Revalidation{ID: c.key, ValidatedAt: now, Expires: expires, Headers: encodeHeader(delta)}
-	if err := t.coll.saveRevalidation(c.req.Context(), rev); err != nil {
-		t.storeError(err)
+	if t.storeOK() {
+		if err := t.coll.saveRevalidation(c.req.Context(), rev); err != nil {
+			t.storeError(err)
+		}
 	}
 	return &fetched{
 		e:      &entry{status: st.e.status, proto: st.e.proto, header: merged, body: st.e.body},
@@ -184,7 +186,7 @@ func (t *Transport) store(c *call, st *cached, e *entry, hadRev bool) {
 		}
 		t.notStored.Add(1)
 		return
-	case t.policy.CacheControl && !rfcStorable(c.reqCC, e.header):
+	case t.policy.CacheControl && !rfcStorable(c.reqCC, e.header), !t.storeOK():
 		t.notStored.Add(1)
 		return
 	}
@@ -204,7 +206,7 @@ func (t *Transport) store(c *call, st *cached, e *entry, hadRev bool) {
 func (t *Transport) recordRedirect(c *call, st *cached, e *entry) {
 	loc := e.header.Get("Location")
 	target, err := c.req.URL.Parse(loc)
-	if err != nil {
+	if err != nil || !t.storeOK() {
 		t.notStored.Add(1)
 		return
 	}
@@ -330,6 +332,9 @@ func (t *Transport) passThroughInvalidate(req *http.Request) (*http.Response, er
 				targets = append(targets, u.String())
 			}
 		}
+	}
+	if !t.storeOK() {
+		return resp, nil
 	}
 	for _, raw := range targets {
 		for _, m := range []string{http.MethodGet, http.MethodHead} {

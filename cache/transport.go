@@ -42,6 +42,11 @@ const (
 // zero: MongoDB documents are limited to 16 MiB.
 const DefaultMaxBodySize = 15 << 20
 
+// storeBackoff is how long the store is left alone after it was found
+// unreachable. Wall-clock time, not Options.Now: it is about the server,
+// not about cache semantics.
+const storeBackoff = 5 * time.Second
+
 // maxBackground bounds concurrent stale_while_revalidate refreshes.
 const maxBackground = 4
 
@@ -108,6 +113,7 @@ type Transport struct {
 	bgSlots chan struct{}
 
 	storeErrLogged atomic.Bool
+	storeDownUntil atomic.Int64 // unix nanoseconds; see storeOK
 	hits, misses, revalidated, stale, networkBytes, savedBytes,
 	storeErrors, tooLarge, notStored atomic.Int64
 }
@@ -332,7 +338,7 @@ func (t *Transport) serve(c *call) (*http.Response, error) {
 	offline := t.policy.OnlyIfCached || c.flags.onlyIfCached
 	var st *cached
 	hadRev := true // unknown: delete any revalidation when storing
-	if !c.flags.forceRefresh {
+	if !c.flags.forceRefresh && t.storeOK() {
 		lk, err := t.coll.load(ctx, c.key)
 		switch {
 		case err != nil:
@@ -368,7 +374,7 @@ func (t *Transport) serve(c *call) (*http.Response, error) {
 		}
 		return t.fromNetwork(c, st, hadRev, fr)
 	}
-	if !c.flags.forceRefresh && !t.policy.CacheControl {
+	if !c.flags.forceRefresh && !t.policy.CacheControl && t.storeOK() {
 		if resp, ok := t.fromRedirect(c, offline); ok {
 			return resp, nil
 		}
@@ -472,10 +478,21 @@ func (t *Transport) gatewayTimeout(c *call) *http.Response {
 	return e.response(c.req, ServedMiss)
 }
 
+// storeOK reports whether the store may be used: after a failure that
+// says the server is unreachable the transport leaves it alone for
+// storeBackoff, so a dead or hung server costs one timeout per backoff
+// period instead of one per request.
+func (t *Transport) storeOK() bool {
+	return time.Now().UnixNano() >= t.storeDownUntil.Load()
+}
+
 // storeError counts a store failure and logs the first one; the request
 // goes on over the network.
 func (t *Transport) storeError(err error) {
 	t.storeErrors.Add(1)
+	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) || errors.Is(err, mongo.ErrClientDisconnected) {
+		t.storeDownUntil.Store(time.Now().Add(storeBackoff).UnixNano())
+	}
 	if t.storeErrLogged.CompareAndSwap(false, true) {
 		t.log.Warn("cache store failed; serving from the network (further store errors are logged at debug level and counted)", "err", err)
 		return
