@@ -4,12 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
+
+// Host leases live in a small collection (one document per host), where
+// lookups by _id are cheap even on the embedded server. Acquiring one is
+// made exclusive by a token insert, "<host>#<gen>" in host_lease_tokens:
+// FerretDB runs a conditional update as a read and a separate write, so two
+// workers could both "win" a conditional update.
 
 // hostLease is a document of the host_leases collection.
 type hostLease struct {
@@ -20,11 +27,18 @@ type hostLease struct {
 	AcquiredAt time.Time `bson:"acquired_at"`
 }
 
+// hostRef is a host lease this process holds.
+type hostRef struct {
+	worker string
+	gen    int64
+	until  time.Time
+}
+
 // LeaseHost leases host to worker for d (Lease if d is zero) and reports
 // whether worker holds it now. A host is leased to one worker at a time,
 // across every Frontier on the database, so that per-host politeness holds
-// for a whole fleet. The holder calls LeaseHost again to renew (well before
-// d ends); a lease that is not renewed expires, and another worker may take
+// for a whole fleet. The holder calls LeaseHost again to renew, well before
+// d ends; a lease that is not renewed expires, and another worker may take
 // it. It returns false, with no error, while another worker holds the host.
 func (f *Frontier) LeaseHost(ctx context.Context, host, worker string, d time.Duration) (bool, error) {
 	if d <= 0 {
@@ -33,82 +47,111 @@ func (f *Frontier) LeaseHost(ctx context.Context, host, worker string, d time.Du
 	mu := f.stripe("h:" + host)
 	mu.Lock()
 	defer mu.Unlock()
-	now := f.now()
-	until := now.Add(d).UTC()
+	now := f.now().UTC().Truncate(time.Millisecond)
+	until := now.Add(d)
 
 	f.mu.Lock()
 	h, held := f.hostHeld[host]
 	f.mu.Unlock()
 	if held && h.worker == worker && h.until.Sub(now) > d/10 {
-		// Nobody else may take it before h.until: extend it by _id alone.
+		// Nobody else may take it before h.until: extend it in place.
 		var before hostLease
-		err := f.hosts.FindOneAndUpdate(ctx, f.idFilter(host, bson.E{Key: "gen", Value: h.gen}),
+		err := f.hosts.FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: host}},
 			bson.D{{Key: "$set", Value: bson.D{{Key: "until", Value: until}}}},
 			options.FindOneAndUpdate().SetReturnDocument(options.Before)).Decode(&before)
 		if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
 			return false, fmt.Errorf("renew lease on host %s: %w", host, err)
 		}
 		if err == nil && before.Worker == worker && before.Gen == h.gen {
-			h.until = until
-			f.setHostHeld(host, &h)
+			f.setHostHeld(host, &hostRef{worker: worker, gen: h.gen, until: until})
 			return true, nil
 		}
 		f.setHostHeld(host, nil)
 	}
 
-	var cur hostLease
-	err := f.hosts.FindOne(ctx, bson.D{{Key: "_id", Value: host}}).Decode(&cur)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		doc := hostLease{Host: host, Worker: worker, Until: until, Gen: 1, AcquiredAt: now.UTC()}
-		_, err = f.hosts.InsertOne(ctx, doc)
-		if err == nil {
-			f.setHostHeld(host, &heldLease{worker: worker, gen: 1, until: until})
-			return true, nil
+	for range 4 {
+		var cur hostLease
+		err := f.hosts.FindOne(ctx, bson.D{{Key: "_id", Value: host}}).Decode(&cur)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			_, err = f.hosts.InsertOne(ctx, hostLease{Host: host, Worker: worker, Until: until, Gen: 1, AcquiredAt: now})
+			if err == nil {
+				f.setHostHeld(host, &hostRef{worker: worker, gen: 1, until: until})
+				return true, nil
+			}
+			if isDup(err) {
+				continue // someone created it first: look again
+			}
 		}
-		if !isDup(err) {
+		if err != nil {
 			return false, fmt.Errorf("lease host %s: %w", host, err)
 		}
-		err = f.hosts.FindOne(ctx, bson.D{{Key: "_id", Value: host}}).Decode(&cur)
-	}
-	if err != nil {
-		return false, fmt.Errorf("lease host %s: %w", host, err)
-	}
-	free := func(l *hostLease) bool { return l.Worker == worker || !l.Until.After(now) }
-	if !free(&cur) {
-		return false, nil
-	}
-	gen, ok, _, err := f.winToken(ctx, "h:"+host, "", worker, cur.Gen, func(ctx context.Context) (tokenState, error) {
-		var l hostLease
-		if err := f.hosts.FindOne(ctx, bson.D{{Key: "_id", Value: host}}).Decode(&l); err != nil {
-			return tokenState{}, err
+		if cur.Worker != worker && cur.Until.After(now) {
+			return false, nil
 		}
-		return tokenState{exists: true, gen: l.Gen, claimable: free(&l)}, nil
-	})
-	if err != nil {
-		return false, fmt.Errorf("lease host %s: %w", host, err)
+		gen, ok, err := f.winHostToken(ctx, host, worker, cur.Gen, now)
+		if err != nil {
+			return false, fmt.Errorf("lease host %s: %w", host, err)
+		}
+		if !ok {
+			return false, nil
+		}
+		_, err = f.hosts.UpdateOne(ctx, bson.D{{Key: "_id", Value: host}}, bson.D{{Key: "$set", Value: bson.D{
+			{Key: "worker", Value: worker}, {Key: "until", Value: until},
+			{Key: "gen", Value: gen}, {Key: "acquired_at", Value: now},
+		}}})
+		if err != nil {
+			return false, fmt.Errorf("lease host %s: %w", host, err)
+		}
+		f.setHostHeld(host, &hostRef{worker: worker, gen: gen, until: until})
+		return true, nil
 	}
-	if !ok {
-		return false, nil
-	}
-	_, err = f.hosts.UpdateOne(ctx, bson.D{{Key: "_id", Value: host}}, bson.D{{Key: "$set", Value: bson.D{
-		{Key: "worker", Value: worker}, {Key: "until", Value: until},
-		{Key: "gen", Value: gen}, {Key: "acquired_at", Value: now.UTC()},
-	}}})
-	if err != nil {
-		return false, fmt.Errorf("lease host %s: %w", host, err)
-	}
-	f.setHostHeld(host, &heldLease{worker: worker, gen: gen, until: until})
-	return true, nil
+	return false, nil
 }
 
-// ReleaseHost ends worker's lease on host so another worker can take it at
-// once. It does nothing if worker does not hold the host (or its lease has
-// already expired, when another worker may own it).
+// winHostToken tries to win generation gen+1 of host's lease. A token whose
+// winner never wrote the lease document (it crashed in between) would block
+// the generation forever; once it is older than the lease it is skipped.
+func (f *Frontier) winHostToken(ctx context.Context, host, worker string, gen int64, now time.Time) (int64, bool, error) {
+	for range 3 {
+		k := gen + 1
+		id := host + "#" + strconv.FormatInt(k, 10)
+		_, err := f.hostTokens.InsertOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "worker", Value: worker}, {Key: "at", Value: now}})
+		if err == nil {
+			return k, true, nil
+		}
+		if !isDup(err) {
+			return 0, false, err
+		}
+		var cur hostLease
+		if err := f.hosts.FindOne(ctx, bson.D{{Key: "_id", Value: host}}).Decode(&cur); err != nil {
+			return 0, false, err
+		}
+		if cur.Gen >= k {
+			return 0, false, nil // another worker won it
+		}
+		var t struct {
+			At time.Time `bson:"at"`
+		}
+		if err := f.hostTokens.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&t); err != nil {
+			return 0, false, err
+		}
+		if t.At.Add(f.lease).After(now) {
+			return 0, false, nil // its winner is writing the lease now
+		}
+		gen = k // orphaned token
+	}
+	return 0, false, nil
+}
+
+// ReleaseHost ends worker's lease on host so that another worker can take it
+// at once. It does nothing if worker does not hold the host through this
+// Frontier, or if the lease is about to expire (another worker may be taking
+// it over).
 func (f *Frontier) ReleaseHost(ctx context.Context, host, worker string) error {
 	mu := f.stripe("h:" + host)
 	mu.Lock()
 	defer mu.Unlock()
-	now := f.now()
+	now := f.now().UTC().Truncate(time.Millisecond)
 	f.mu.Lock()
 	h, held := f.hostHeld[host]
 	f.mu.Unlock()
@@ -116,19 +159,19 @@ func (f *Frontier) ReleaseHost(ctx context.Context, host, worker string) error {
 		return nil
 	}
 	f.setHostHeld(host, nil)
-	if !h.until.After(now) {
+	if h.until.Sub(now) <= 0 {
 		return nil
 	}
 	// Expire it rather than delete it: the generation must keep counting.
-	_, err := f.hosts.UpdateOne(ctx, f.idFilter(host, bson.E{Key: "gen", Value: h.gen}),
-		bson.D{{Key: "$set", Value: bson.D{{Key: "until", Value: now.UTC()}, {Key: "worker", Value: ""}}}})
+	_, err := f.hosts.UpdateOne(ctx, bson.D{{Key: "_id", Value: host}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "until", Value: now}, {Key: "worker", Value: ""}}}})
 	if err != nil {
 		return fmt.Errorf("release host %s: %w", host, err)
 	}
 	return nil
 }
 
-func (f *Frontier) setHostHeld(host string, h *heldLease) {
+func (f *Frontier) setHostHeld(host string, h *hostRef) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if h == nil {

@@ -17,7 +17,7 @@ func openEntries(f *frontier.Frontier, tb testing.TB) *mongo.Collection {
 	return frontier.CollectionsForTest(f)[0]
 }
 
-func openTokens(f *frontier.Frontier, tb testing.TB) *mongo.Collection {
+func openLog(f *frontier.Frontier, tb testing.TB) *mongo.Collection {
 	tb.Helper()
 	return frontier.CollectionsForTest(f)[1]
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"crawlcache/frontier"
 )
@@ -100,14 +101,25 @@ func TestLeaseExpiryHandsWorkToAnotherWorker(t *testing.T) {
 	}
 	clk.Advance(testLease) // A stopped renewing: expired
 	es := mustClaim(t, b, "r", "B", 1)
-	if len(es) != 1 || es[0].ID != id || es[0].Worker != "B" || es[0].LeaseGen != 2 {
-		t.Fatalf("B claimed %+v, want %s leased to B at generation 2", es, id)
+	// Changes so far: A's claim (1), A's renewal (2), B's claim (3).
+	if len(es) != 1 || es[0].ID != id || es[0].Worker != "B" || es[0].Seq != 3 {
+		t.Fatalf("B claimed %+v, want %s leased to B as change 3", es, id)
 	}
 	if err := a.Renew(ctx, "A", []string{id}); !errors.Is(err, frontier.ErrLeaseLost) {
 		t.Errorf("A's Renew after B took over = %v, want ErrLeaseLost", err)
 	}
 	if err := b.Renew(ctx, "B", []string{id}); err != nil {
 		t.Errorf("B's Renew = %v", err)
+	}
+	// A finishes the page anyway: it is done, and B's Done agrees.
+	if err := a.Done(ctx, id); err != nil {
+		t.Errorf("A's Done after losing the lease = %v", err)
+	}
+	if err := b.Done(ctx, id); err != nil {
+		t.Errorf("B's Done after A's = %v", err)
+	}
+	if got := mustCounts(t, a, "r"); got != (frontier.Counts{Done: 1}) {
+		t.Errorf("Counts = %+v, want 1 done", got)
 	}
 }
 
@@ -137,9 +149,6 @@ func TestReleaseReturnsWorkFirst(t *testing.T) {
 	if err := f.Release(ctx, ids(es)); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
-	if got := mustCounts(t, f, "r"); got != (frontier.Counts{Pending: 4}) {
-		t.Errorf("Counts after Release = %+v, want 4 pending", got)
-	}
 	again := mustClaim(t, f, "r", "B", 4)
 	if len(again) != 4 {
 		t.Fatalf("claimed %d after Release, want 4", len(again))
@@ -151,6 +160,12 @@ func TestReleaseReturnsWorkFirst(t *testing.T) {
 		if want := es[len(es)-1-i].ID; e.ID != want && e.ID != es[i].ID {
 			t.Errorf("claim %d after Release = %s, want a released entry first", i, e.ID)
 		}
+	}
+	if err := f.Release(ctx, ids(again)); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	if got := mustCounts(t, f, "r"); got != (frontier.Counts{Pending: 4}) {
+		t.Errorf("Counts after Release = %+v, want 4 pending", got)
 	}
 }
 
@@ -181,12 +196,17 @@ func TestFailRetriesUpToMax(t *testing.T) {
 	if got := mustCounts(t, f, "r"); got != (frontier.Counts{Failed: 1}) {
 		t.Errorf("Counts = %+v, want 1 failed", got)
 	}
-	var e frontier.Entry
-	if err := openEntries(f, t).FindOne(ctx, bson.D{}).Decode(&e); err != nil {
+	var last struct {
+		State    frontier.State `bson:"state"`
+		Attempts int            `bson:"attempts"`
+		Error    string         `bson:"error"`
+	}
+	err := openLog(f, t).FindOne(ctx, bson.D{}, options.FindOne().SetSort(bson.D{{Key: "seq", Value: -1}})).Decode(&last)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Attempts != maxAttempts || e.Error != "503 from origin" || e.State != frontier.Failed || e.Worker != "" {
-		t.Errorf("stored entry = %+v, want failed after %d attempts with the error", e, maxAttempts)
+	if last.Attempts != maxAttempts || last.Error != "503 from origin" || last.State != frontier.Failed {
+		t.Errorf("last log record = %+v, want failed after %d attempts with the error", last, maxAttempts)
 	}
 }
 
@@ -247,26 +267,32 @@ func TestResumeAfterCrash(t *testing.T) {
 	}
 }
 
-// A claimer that crashed between winning its token and writing the entry
-// leaves an orphaned token; the entry is claimable again once it is stale.
-func TestOrphanedClaimTokenIsSkipped(t *testing.T) {
+// Another worker changes an entry after this process queued it: the claim
+// loses its insert, and the entry comes back through a scan once that
+// worker's lease has expired.
+func TestStaleClaimLosesToAnotherWorker(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
 	f := newFrontier(t, openDB(t), clk)
-	mustAdd(t, f, "r", links(1, "a.example"))
+	mustAdd(t, f, "r", links(2, "a.example"))
 	id := frontier.ID("r", "https://a.example/page/0")
-	_, err := openTokens(f, t).InsertOne(ctx, bson.D{
-		{Key: "_id", Value: "e:" + id + "#1"}, {Key: "worker", Value: "crashed"}, {Key: "at", Value: clk.Now()},
+	_, err := openLog(f, t).InsertOne(ctx, bson.D{
+		{Key: "_id", Value: id + "#1"}, {Key: "run_id", Value: "r"}, {Key: "entry", Value: id}, {Key: "seq", Value: int64(1)},
+		{Key: "state", Value: frontier.Leased}, {Key: "worker", Value: "other"}, {Key: "lease_until", Value: clk.Now().Add(testLease)},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if es := mustClaim(t, f, "r", "A", 1); len(es) != 0 {
-		t.Fatalf("claimed %v while the orphaned token is fresh", ids(es))
+	es := mustClaim(t, f, "r", "A", 2)
+	if len(es) != 1 || es[0].ID == id {
+		t.Fatalf("claimed %v, want only the other entry", ids(es))
+	}
+	if got := mustClaim(t, f, "r", "A", 2); len(got) != 0 {
+		t.Fatalf("claimed %v while the other worker's lease runs", ids(got))
 	}
 	clk.Advance(testLease + time.Second)
-	es := mustClaim(t, f, "r", "A", 1)
-	if len(es) != 1 || es[0].LeaseGen != 2 {
-		t.Fatalf("claimed %+v, want the entry at generation 2", es)
+	got := mustClaim(t, f, "r", "A", 2)
+	if len(got) != 1 || got[0].ID != id || got[0].Seq != 2 {
+		t.Fatalf("claimed %+v after the lease expired, want %s as change 2", got, id)
 	}
 }

@@ -17,8 +17,7 @@ const insertBatch = 500
 
 // run is this process's memory of one run: every URL hash it has seen (so
 // known URLs are not sent again), a FIFO of entries it believes claimable,
-// and entries leased by others to look at again when their lease ends.
-// About 60 bytes per URL.
+// and entries leased by others, to try again when their leases end.
 type run struct {
 	id      string
 	seen    map[hash16]struct{}
@@ -32,14 +31,19 @@ type run struct {
 	scanning     bool
 }
 
-// qitem is a claimable entry: its hash and the lease generation it had when
-// this process learned about it.
+// qitem is an entry believed claimable, with what a claim returns.
 type qitem struct {
-	h   hash16
-	gen int64
+	h        hash16
+	seq      int64 // sequence number of its current state
+	attempts int32
+	depth    int32
+	url      string
+	host     string
+	parent   string
+	addedAt  time.Time
 }
 
-// watchItem is an entry to try again after until.
+// watchItem is an entry leased by another worker until until.
 type watchItem struct {
 	qitem
 	until time.Time
@@ -61,11 +65,13 @@ func (r *run) pop() (qitem, bool) {
 		return qitem{}, false
 	}
 	it := r.queue[r.head]
+	r.queue[r.head] = qitem{} // let the strings go
 	r.head++
 	if r.head == len(r.queue) {
 		r.queue, r.head = r.queue[:0], 0
 	} else if r.head > 1024 && r.head > len(r.queue)/2 {
 		n := copy(r.queue, r.queue[r.head:])
+		clear(r.queue[n:])
 		r.queue, r.head = r.queue[:n], 0
 	}
 	return it, true
@@ -73,7 +79,7 @@ func (r *run) pop() (qitem, bool) {
 
 func (r *run) queued() int { return len(r.queue) - r.head }
 
-// popExpired removes and returns a watched entry whose wait is over.
+// popExpired removes and returns a watched entry whose lease has ended.
 func (r *run) popExpired(now time.Time) (qitem, bool) {
 	for i, w := range r.watch {
 		if !w.until.After(now) {
@@ -94,8 +100,8 @@ func (f *Frontier) runLocked(runID string) *run {
 	return r
 }
 
-// Queued returns how many entries of runID wait in this process's local
-// queue, for progress lines. It does no I/O.
+// Queued returns how many entries of runID this process believes claimable
+// or waits on, for progress lines. It does no I/O.
 func (f *Frontier) Queued(runID string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -105,19 +111,23 @@ func (f *Frontier) Queued(runID string) int {
 	return 0
 }
 
+// Forget drops this process's memory of runID (seen set and queue), for a
+// long-lived worker whose run has finished. Held leases are kept.
+func (f *Frontier) Forget(runID string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.runs, runID)
+}
+
 // Add inserts links as pending entries of runID and returns how many were
 // new. It is idempotent: a URL already in the run (in this process's memory
 // or in the store) is skipped, and duplicate-key errors from the server are
-// not errors. New entries join this process's local queue.
+// not errors. New entries join the end of this process's queue.
 func (f *Frontier) Add(ctx context.Context, runID string, links []Link) (int, error) {
-	now := f.now().UTC()
-	type cand struct {
-		h    hash16
-		link Link
-	}
+	now := f.now().UTC().Truncate(time.Millisecond)
 	f.mu.Lock()
 	r := f.runLocked(runID)
-	var cands []cand
+	var cands []qitem
 	batchSeen := make(map[hash16]struct{}, len(links))
 	for _, l := range links {
 		h := urlHash(l.URL)
@@ -128,7 +138,7 @@ func (f *Frontier) Add(ctx context.Context, runID string, links []Link) (int, er
 			continue
 		}
 		batchSeen[h] = struct{}{}
-		cands = append(cands, cand{h, l})
+		cands = append(cands, qitem{h: h, depth: int32(l.Depth), url: l.URL, host: l.Host, parent: l.Parent, addedAt: now})
 	}
 	f.mu.Unlock()
 
@@ -137,18 +147,17 @@ func (f *Frontier) Add(ctx context.Context, runID string, links []Link) (int, er
 		batch := cands[start:min(start+insertBatch, len(cands))]
 		docs := make([]any, len(batch))
 		for i, c := range batch {
-			docs[i] = bson.D{
+			d := bson.D{
 				{Key: "_id", Value: entryID(runID, c.h)},
 				{Key: "run_id", Value: runID},
-				{Key: "url", Value: c.link.URL},
-				{Key: "host", Value: c.link.Host},
-				{Key: "depth", Value: c.link.Depth},
-				{Key: "state", Value: Pending},
-				{Key: "attempts", Value: 0},
-				{Key: "lease_gen", Value: int64(0)},
-				{Key: "parent", Value: c.link.Parent},
-				{Key: "added_at", Value: now},
+				{Key: "url", Value: c.url},
+				{Key: "host", Value: c.host},
+				{Key: "depth", Value: c.depth},
 			}
+			if c.parent != "" {
+				d = append(d, bson.E{Key: "parent", Value: c.parent})
+			}
+			docs[i] = append(d, bson.E{Key: "added_at", Value: now})
 		}
 		_, err := f.entries.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 		failed := make(map[int]bool)
@@ -168,7 +177,7 @@ func (f *Frontier) Add(ctx context.Context, runID string, links []Link) (int, er
 		for i, c := range batch {
 			r.seen[c.h] = struct{}{}
 			if !failed[i] {
-				r.push(qitem{h: c.h})
+				r.push(c)
 				added++
 			}
 		}
@@ -177,65 +186,137 @@ func (f *Frontier) Add(ctx context.Context, runID string, links []Link) (int, er
 	return added, nil
 }
 
-// LoadRun reads every entry of runID once (a scan) to restore this process's
-// memory of the run after a restart: the seen set, the queue of pending
-// entries and of leased entries whose lease has expired, ordered by depth,
-// and a watch list of entries still leased by others, claimed when their
-// leases expire. Leases held by the workers named in reclaim count as
-// expired at once: pass the worker names of a crashed process that is known
-// to be dead (for example on resume on the same machine), so its in-flight
-// pages need not wait for the lease. LoadRun returns the run's counts.
+// LoadRun reads runID from the store to restore this process's memory of it
+// after a restart: the seen set, the queue of pending entries and of leased
+// entries whose lease has expired (by depth, then insertion order), and the
+// entries still leased by others, claimed once their leases expire. Leases
+// held by the workers named in reclaim count as expired at once: pass the
+// worker names of a process known to be dead (for example on resume on the
+// same machine), so that its in-flight pages need not wait for the lease.
+// LoadRun returns the run's counts. It scans the run's entries and log: on
+// the embedded server, the whole of both collections.
 func (f *Frontier) LoadRun(ctx context.Context, runID string, reclaim ...string) (Counts, error) {
-	var c Counts
-	cur, err := f.entries.Find(ctx, bson.D{{Key: "run_id", Value: runID}},
-		options.Find().SetProjection(bson.D{
-			{Key: "_id", Value: 1}, {Key: "depth", Value: 1}, {Key: "state", Value: 1},
-			{Key: "lease_gen", Value: 1}, {Key: "lease_until", Value: 1}, {Key: "worker", Value: 1},
-		}).SetBatchSize(2000))
+	f.mu.Lock()
+	r := f.runLocked(runID)
+	if r.reclaim == nil {
+		r.reclaim = make(map[string]bool)
+	}
+	for _, w := range reclaim {
+		r.reclaim[w] = true
+	}
+	f.mu.Unlock()
+	c, err := f.refresh(ctx, runID, true)
 	if err != nil {
 		return c, fmt.Errorf("load frontier of run %s: %w", runID, err)
 	}
-	defer cur.Close(ctx)
-	type loaded struct {
-		qitem
-		depth int
+	return c, nil
+}
+
+// logRec is a document of the log collection, as scans read it.
+type logRec struct {
+	Entry      string    `bson:"entry"`
+	Seq        int64     `bson:"seq"`
+	State      State     `bson:"state"`
+	Worker     string    `bson:"worker"`
+	LeaseUntil time.Time `bson:"lease_until"`
+	Attempts   int32     `bson:"attempts"`
+}
+
+// refresh scans runID's entries and log, merges what is claimable into the
+// local queue and returns the counts. Unless force, it does nothing (and
+// returns zero counts) when a scan ran recently (see Options.ScanInterval).
+func (f *Frontier) refresh(ctx context.Context, runID string, force bool) (Counts, error) {
+	var c Counts
+	now := f.now()
+	f.mu.Lock()
+	r := f.runLocked(runID)
+	gap := max(f.scanInterval, 20*r.lastScanCost)
+	if !force && (r.scanning || (!r.lastScan.IsZero() && now.Sub(r.lastScan) < gap)) {
+		f.mu.Unlock()
+		return c, errSkipped
 	}
-	var ready []loaded
+	r.scanning = true
+	f.mu.Unlock()
+	start := time.Now()
+	defer func() {
+		f.mu.Lock()
+		r.scanning = false
+		r.lastScan = now
+		r.lastScanCost = time.Since(start)
+		f.mu.Unlock()
+	}()
+
+	// Log first: an entry added after this point is new anyway, and a
+	// state written after it only makes a queued item stale (a stale claim
+	// loses its insert and is dropped).
+	latest := make(map[string]logRec)
+	cur, err := f.log.Find(ctx, bson.D{{Key: "run_id", Value: runID}},
+		options.Find().SetProjection(bson.D{
+			{Key: "entry", Value: 1}, {Key: "seq", Value: 1}, {Key: "state", Value: 1},
+			{Key: "worker", Value: 1}, {Key: "lease_until", Value: 1}, {Key: "attempts", Value: 1},
+		}).SetBatchSize(5000))
+	if err != nil {
+		return c, fmt.Errorf("scan log: %w", err)
+	}
+	for cur.Next(ctx) {
+		var l logRec
+		if err := cur.Decode(&l); err != nil {
+			cur.Close(ctx)
+			return c, fmt.Errorf("scan log: decode %s: %w", cur.Current, err)
+		}
+		if old, ok := latest[l.Entry]; !ok || l.Seq > old.Seq {
+			latest[l.Entry] = l
+		}
+	}
+	err = cur.Err()
+	cur.Close(ctx)
+	if err != nil {
+		return c, fmt.Errorf("scan log: %w", err)
+	}
+
+	cur, err = f.entries.Find(ctx, bson.D{{Key: "run_id", Value: runID}}, options.Find().SetBatchSize(5000))
+	if err != nil {
+		return c, fmt.Errorf("scan entries: %w", err)
+	}
+	defer cur.Close(ctx)
+	var ready []qitem
 	var watch []watchItem
 	seen := make(map[hash16]struct{})
-	rec := make(map[string]bool, len(reclaim))
-	for _, w := range reclaim {
-		rec[w] = true
-	}
-	now := f.now()
+	f.mu.Lock()
+	reclaim := r.reclaim
+	f.mu.Unlock()
 	for cur.Next(ctx) {
 		var e struct {
-			ID         string    `bson:"_id"`
-			Depth      int       `bson:"depth"`
-			State      State     `bson:"state"`
-			LeaseGen   int64     `bson:"lease_gen"`
-			LeaseUntil time.Time `bson:"lease_until"`
-			Worker     string    `bson:"worker"`
+			ID      string    `bson:"_id"`
+			URL     string    `bson:"url"`
+			Host    string    `bson:"host"`
+			Depth   int32     `bson:"depth"`
+			Parent  string    `bson:"parent"`
+			AddedAt time.Time `bson:"added_at"`
 		}
 		if err := cur.Decode(&e); err != nil {
-			return c, fmt.Errorf("load frontier of run %s: decode %s: %w", runID, cur.Current, err)
+			return c, fmt.Errorf("scan entries: decode %s: %w", cur.Current, err)
 		}
-		h, ok := splitID(runID, e.ID)
+		_, h, ok := splitID(e.ID)
 		if !ok {
 			continue // not made by ID; leave it alone
 		}
 		seen[h] = struct{}{}
-		it := qitem{h: h, gen: e.LeaseGen}
-		switch e.State {
+		l, ok := latest[e.ID]
+		if !ok {
+			l.State = Pending
+		}
+		it := qitem{h: h, seq: l.Seq, attempts: l.Attempts, depth: e.Depth, url: e.URL, host: e.Host, parent: e.Parent, addedAt: e.AddedAt}
+		switch l.State {
 		case Pending:
 			c.Pending++
-			ready = append(ready, loaded{it, e.Depth})
+			ready = append(ready, it)
 		case Leased:
 			c.Leased++
-			if rec[e.Worker] || !e.LeaseUntil.After(now) {
-				ready = append(ready, loaded{it, e.Depth})
+			if reclaim[l.Worker] || !l.LeaseUntil.After(now) {
+				ready = append(ready, it)
 			} else {
-				watch = append(watch, watchItem{it, e.LeaseUntil})
+				watch = append(watch, watchItem{it, l.LeaseUntil})
 			}
 		case Done:
 			c.Done++
@@ -244,95 +325,39 @@ func (f *Frontier) LoadRun(ctx context.Context, runID string, reclaim ...string)
 		}
 	}
 	if err := cur.Err(); err != nil {
-		return c, fmt.Errorf("load frontier of run %s: %w", runID, err)
+		return c, fmt.Errorf("scan entries: %w", err)
 	}
-	slices.SortStableFunc(ready, func(a, b loaded) int { return a.depth - b.depth })
+	slices.SortStableFunc(ready, func(a, b qitem) int { return int(a.depth - b.depth) })
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	r := f.runLocked(runID)
 	for h := range seen {
 		r.seen[h] = struct{}{}
 	}
-	r.queue, r.head = r.queue[:0], 0
-	for _, l := range ready {
-		if _, mine := f.held[entryID(runID, l.h)]; !mine {
-			r.push(l.qitem)
+	// The scan saw the entries queued here in a state at least as recent:
+	// its view replaces theirs. Entries added or released since the scan
+	// started keep their place after it. What this process holds stays out.
+	var newer []qitem
+	for _, it := range r.queue[r.head:] {
+		if _, scanned := seen[it.h]; !scanned {
+			newer = append(newer, it)
 		}
 	}
-	r.watch = watch
-	r.reclaim = rec
-	r.lastScan = now
+	clear(r.queue)
+	r.queue, r.head = r.queue[:0], 0
+	for _, it := range append(ready, newer...) {
+		if _, mine := f.held[entryID(runID, it.h)]; !mine {
+			r.push(it)
+		}
+	}
+	r.watch = r.watch[:0]
+	for _, w := range watch {
+		if _, mine := f.held[entryID(runID, w.h)]; !mine {
+			r.watch = append(r.watch, w)
+		}
+	}
 	return c, nil
 }
 
-// Forget drops this process's memory of runID (seen set and queues), for a
-// long-lived worker whose run has finished. Held leases are kept.
-func (f *Frontier) Forget(runID string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.runs, runID)
-}
-
-// scan fetches up to ScanBatch claimable entries of r from the store into
-// the local queue, unless a scan ran too recently. It returns whether it
-// queued anything.
-func (f *Frontier) scan(ctx context.Context, r *run) (bool, error) {
-	now := f.now()
-	f.mu.Lock()
-	gap := max(f.scanInterval, 20*r.lastScanCost)
-	if r.scanning || (!r.lastScan.IsZero() && now.Sub(r.lastScan) < gap) {
-		f.mu.Unlock()
-		return false, nil
-	}
-	r.scanning = true
-	reclaim := make(bson.A, 0, len(r.reclaim))
-	for w := range r.reclaim {
-		reclaim = append(reclaim, w)
-	}
-	f.mu.Unlock()
-
-	start := time.Now()
-	or := bson.A{
-		bson.D{{Key: "state", Value: Pending}},
-		bson.D{{Key: "state", Value: Leased}, {Key: "lease_until", Value: bson.D{{Key: "$lt", Value: now}}}},
-	}
-	if len(reclaim) > 0 {
-		or = append(or, bson.D{{Key: "state", Value: Leased}, {Key: "worker", Value: bson.D{{Key: "$in", Value: reclaim}}}})
-	}
-	cur, err := f.entries.Find(ctx, bson.D{{Key: "run_id", Value: r.id}, {Key: "$or", Value: or}},
-		options.Find().SetLimit(int64(f.scanBatch)).SetProjection(bson.D{
-			{Key: "_id", Value: 1}, {Key: "lease_gen", Value: 1},
-		}))
-	var rows []struct {
-		ID       string `bson:"_id"`
-		LeaseGen int64  `bson:"lease_gen"`
-	}
-	if err == nil {
-		err = cur.All(ctx, &rows)
-	}
-	cost := time.Since(start)
-
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	r.scanning = false
-	r.lastScan = now
-	r.lastScanCost = cost
-	if err != nil {
-		return false, fmt.Errorf("scan frontier of run %s: %w", r.id, err)
-	}
-	n := 0
-	for _, row := range rows {
-		h, ok := splitID(r.id, row.ID)
-		if !ok {
-			continue
-		}
-		if _, mine := f.held[row.ID]; mine {
-			continue
-		}
-		r.seen[h] = struct{}{}
-		r.push(qitem{h: h, gen: row.LeaseGen})
-		n++
-	}
-	return n > 0, nil
-}
+// errSkipped is refresh's answer when it did not scan.
+var errSkipped = errors.New("scan skipped")
