@@ -412,26 +412,33 @@ func (c *crawl) startFrontier(ctx context.Context) error {
 }
 
 // addLinks adds links to the frontier within MaxPages and returns how many
-// were new.
+// were new. Near the limit it adds in chunks of the remaining room, because
+// links already in the frontier do not count (Add is idempotent).
 func (c *crawl) addLinks(ctx context.Context, links []frontier.Link) (int, error) {
 	if len(links) == 0 {
 		return 0, nil
 	}
-	if c.opts.MaxPages > 0 {
-		c.addMu.Lock()
-		defer c.addMu.Unlock()
-		remaining := c.opts.MaxPages - c.total
-		if remaining <= 0 {
-			return 0, nil
+	if c.opts.MaxPages <= 0 {
+		n, err := c.front.Add(ctx, c.opts.RunID, links)
+		if err != nil {
+			return n, fmt.Errorf("add links to frontier store: %w", err)
 		}
-		links = links[:min(len(links), remaining)]
+		return n, nil
 	}
-	n, err := c.front.Add(ctx, c.opts.RunID, links)
-	if err != nil {
-		return n, fmt.Errorf("add links to frontier store: %w", err)
+	c.addMu.Lock()
+	defer c.addMu.Unlock()
+	added := 0
+	for len(links) > 0 && c.total < c.opts.MaxPages {
+		chunk := links[:min(len(links), c.opts.MaxPages-c.total)]
+		links = links[len(chunk):]
+		n, err := c.front.Add(ctx, c.opts.RunID, chunk)
+		c.total += n
+		added += n
+		if err != nil {
+			return added, fmt.Errorf("add links to frontier store: %w", err)
+		}
 	}
-	c.total += n
-	return n, nil
+	return added, nil
 }
 
 // setFatal records the first fatal error and stops the run.

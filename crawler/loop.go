@@ -47,7 +47,9 @@ func (c *crawl) claimLoop() error {
 			c.idle(idlePoll)
 			continue
 		}
-		entries, err := c.front.Claim(c.runCtx, c.opts.RunID, c.worker, want)
+		// Not runCtx: a claim cut short by an interrupt could leave an
+		// entry leased in the store without returning it to be released.
+		entries, err := c.front.Claim(c.ackCtx, c.opts.RunID, c.worker, want)
 		for _, e := range entries {
 			c.dispatch(e)
 		}
