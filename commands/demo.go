@@ -88,12 +88,12 @@ func demo(c *cli.Context) error {
 			if out == nil || out.Run == nil {
 				return err
 			}
-			last = out.Run
-			after := site.Counts()
-			printPass(w, out.Run, after.Total-before.Total, after.Bodies-before.Bodies, after.NotModified-before.NotModified)
 			if err != nil {
 				return reportOutcome(c, out, err)
 			}
+			last = out.Run
+			after := site.Counts()
+			printPass(w, out.Run, after.Total-before.Total, after.Bodies-before.Bodies, after.NotModified-before.NotModified)
 			if i == 1 {
 				k := out.Run.Counters
 				if k.Revalidated == k.Pages && after.Bodies == before.Bodies {

@@ -130,10 +130,10 @@ func WriteSummary(w io.Writer, r *Run) {
 	fmt.Fprintf(tw, "items\t%d\t\n", c.Items)
 	fmt.Fprintf(tw, "errors\t%d\t\n", c.Errors)
 	fmt.Fprintf(tw, "bytes\t%s downloaded\t%s served from cache\n", HumanBytes(c.NetworkBytes), HumanBytes(c.SavedBytes))
-	if r.Error != "" {
-		fmt.Fprintf(tw, "error\t%s\t\n", r.Error)
-	}
 	_ = tw.Flush()
+	if r.Error != "" {
+		fmt.Fprintf(w, "error   %s\n", r.Error)
+	}
 }
 
 // HumanBytes formats n bytes with a binary unit (B, KiB, MiB, GiB).

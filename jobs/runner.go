@@ -132,6 +132,9 @@ func (r *Runner) db() (*Runs, *Locker) {
 // together with a non-nil error when the run did not complete: it wraps
 // crawler.ErrInterrupted for an interrupt, and is the cause otherwise.
 func (r *Runner) Run(ctx context.Context, job *configs.Job, o StartOptions) (*Outcome, error) {
+	if _, err := r.pipeline(job); err != nil { // a bad extract spec fails before any record
+		return nil, err
+	}
 	runs, locker := r.db()
 	lease, err := r.acquire(ctx, locker, job.Name)
 	if err != nil {
@@ -176,6 +179,9 @@ func (r *Runner) Run(ctx context.Context, job *configs.Job, o StartOptions) (*Ou
 // a warning. It returns an error wrapping ErrNotResumable for a completed
 // run, ErrRunNotFound, or ErrLocked when the job is running.
 func (r *Runner) Resume(ctx context.Context, runID string, job *configs.Job) (*Outcome, error) {
+	if _, err := r.pipeline(job); err != nil {
+		return nil, err
+	}
 	runs, locker := r.db()
 	run, err := runs.Get(ctx, runID)
 	if err != nil {
