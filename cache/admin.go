@@ -130,39 +130,31 @@ type PurgeOptions struct {
 	Match string
 }
 
-// entries scans every entry and marks Stale and Expired.
-func (a *Admin) entries(ctx context.Context) ([]EntrySummary, TTLInfo, error) {
+// eachEntry calls fn for every entry, with Stale and Expired set, and
+// returns the TTL it judged Expired by.
+func (a *Admin) eachEntry(ctx context.Context, fn func(EntrySummary)) (TTLInfo, error) {
 	info, err := a.TTL(ctx)
 	if err != nil {
-		return nil, info, err
+		return info, err
 	}
 	revs, err := a.scanRevalidations(ctx)
 	if err != nil {
-		return nil, info, err
-	}
-	all, err := a.scanEntries(ctx, nil, revs)
-	if err != nil {
-		return nil, info, err
+		return info, err
 	}
 	now := a.now()
-	for i := range all {
-		e := &all[i]
+	cutoff := now.Add(-info.TTL)
+	return info, a.scanEntries(ctx, nil, revs, func(e EntrySummary) {
 		e.Stale = e.Expires != nil && !now.Before(*e.Expires)
-		e.Expired = info.Set && e.ValidatedAt.Before(now.Add(-info.TTL))
-	}
-	return all, info, nil
+		e.Expired = info.Set && e.ValidatedAt.Before(cutoff)
+		fn(e)
+	})
 }
 
 // Stats counts the cache's entries, sizes, stale and expired entries and
 // statuses, and reports the TTL. It scans the responses collection.
 func (a *Admin) Stats(ctx context.Context) (CollectionStats, error) {
 	st := CollectionStats{Database: a.db.Name(), ByStatus: map[int]int64{}}
-	all, info, err := a.entries(ctx)
-	if err != nil {
-		return st, err
-	}
-	st.TTL = info
-	for _, e := range all {
+	info, err := a.eachEntry(ctx, func(e EntrySummary) {
 		st.Count++
 		st.TotalSize += e.Size
 		st.ByStatus[e.Status]++
@@ -178,7 +170,11 @@ func (a *Admin) Stats(ctx context.Context) (CollectionStats, error) {
 		if e.ValidatedAt.After(st.Newest) {
 			st.Newest = e.ValidatedAt
 		}
+	})
+	if err != nil {
+		return st, err
 	}
+	st.TTL = info
 	if st.Revalidations, err = a.revalidations.CountDocuments(ctx, bson.D{}); err != nil {
 		return st, fmt.Errorf("count revalidations: %w", err)
 	}
@@ -191,17 +187,16 @@ func (a *Admin) Stats(ctx context.Context) (CollectionStats, error) {
 // List returns the entries that opts selects, ordered by URL, then
 // method, then key.
 func (a *Admin) List(ctx context.Context, opts ListOptions) ([]EntrySummary, error) {
-	all, _, err := a.entries(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := all[:0]
-	for _, e := range all {
+	var out []EntrySummary
+	_, err := a.eachEntry(ctx, func(e EntrySummary) {
 		if (opts.Expired && !e.Expired) || (opts.Stale && !e.Stale) ||
 			(opts.Match != "" && !urlMatches(opts.Match, e.URL)) {
-			continue
+			return
 		}
 		out = append(out, e)
+	})
+	if err != nil {
+		return nil, err
 	}
 	slices.SortFunc(out, func(x, y EntrySummary) int {
 		return cmp.Or(strings.Compare(x.URL, y.URL), strings.Compare(x.Method, y.Method), strings.Compare(x.Key, y.Key))
@@ -227,22 +222,18 @@ func (a *Admin) Purge(ctx context.Context, opts PurgeOptions) (int64, error) {
 		}
 		return a.deleteExpired(ctx, info)
 	}
-	all, info, err := a.entries(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if opts.Expired && !info.Set {
-		return 0, nil
-	}
 	older := a.now().Add(-opts.OlderThan)
 	var ids []string
-	for _, e := range all {
+	_, err := a.eachEntry(ctx, func(e EntrySummary) {
 		if (opts.Expired && !e.Expired) || (opts.Stale && !e.Stale) ||
 			(opts.OlderThan > 0 && !e.ValidatedAt.Before(older)) ||
 			(opts.Match != "" && !urlMatches(opts.Match, e.URL)) {
-			continue
+			return
 		}
 		ids = append(ids, e.Key)
+	})
+	if err != nil {
+		return 0, err
 	}
 	return a.deleteEntries(ctx, ids, nil)
 }

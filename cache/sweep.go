@@ -50,15 +50,14 @@ func (a *Admin) deleteExpired(ctx context.Context, info TTLInfo) (int64, error) 
 	// Only responses whose own validated_at is before the cutoff can be
 	// expired; on MongoDB this filter uses the TTL index.
 	old := bson.D{{Key: "validated_at", Value: bson.D{{Key: "$lt", Value: cutoff}}}}
-	metas, err := a.scanEntries(ctx, old, revs)
+	var ids []string
+	err = a.scanEntries(ctx, old, revs, func(e EntrySummary) {
+		if e.ValidatedAt.Before(cutoff) {
+			ids = append(ids, e.Key)
+		}
+	})
 	if err != nil {
 		return 0, err
-	}
-	var ids []string
-	for _, m := range metas {
-		if m.ValidatedAt.Before(cutoff) {
-			ids = append(ids, m.Key)
-		}
 	}
 	// The guard keeps a response that a new 200 replaced since the scan.
 	n, err := a.deleteEntries(ctx, ids, old)
@@ -190,19 +189,20 @@ var entryProjection = bson.D{
 	{Key: "created_at", Value: 1}, {Key: "validated_at", Value: 1}, {Key: "expires", Value: 1},
 }
 
-// scanEntries lists the responses matching filter with their effective
-// validated_at and expires (taken from revs when the revalidation is
-// newer, as readers do).
-func (a *Admin) scanEntries(ctx context.Context, filter bson.D, revs map[string]revMeta) ([]EntrySummary, error) {
+// scanEntries calls fn for each response matching filter, with its
+// effective validated_at and expires (taken from revs when the
+// revalidation is newer, as readers do). It streams: a large cache is
+// never held in memory. Documents that do not decode are skipped (the
+// transport replaces them on its next fetch).
+func (a *Admin) scanEntries(ctx context.Context, filter bson.D, revs map[string]revMeta, fn func(EntrySummary)) error {
 	if filter == nil {
 		filter = bson.D{}
 	}
 	cur, err := a.responses.Find(ctx, filter, options.Find().SetProjection(entryProjection))
 	if err != nil {
-		return nil, fmt.Errorf("scan cached responses: %w", err)
+		return fmt.Errorf("scan cached responses: %w", err)
 	}
 	defer cur.Close(ctx)
-	var out []EntrySummary
 	for cur.Next(ctx) {
 		var d struct {
 			ID          string     `bson:"_id"`
@@ -216,7 +216,7 @@ func (a *Admin) scanEntries(ctx context.Context, filter bson.D, revs map[string]
 			Expires     *time.Time `bson:"expires"`
 		}
 		if err := cur.Decode(&d); err != nil {
-			continue // corrupt: the transport replaces it on its next fetch
+			continue
 		}
 		e := EntrySummary{
 			Key: d.ID, URL: d.URL, Method: d.Method, Status: d.Status,
@@ -226,12 +226,12 @@ func (a *Admin) scanEntries(ctx context.Context, filter bson.D, revs map[string]
 		if r, ok := revs[d.ID]; ok && r.ValidatedAt.After(d.ValidatedAt) {
 			e.ValidatedAt, e.Expires, e.Revalidated = r.ValidatedAt, r.Expires, true
 		}
-		out = append(out, e)
+		fn(e)
 	}
 	if err := cur.Err(); err != nil {
-		return nil, fmt.Errorf("scan cached responses: %w", err)
+		return fmt.Errorf("scan cached responses: %w", err)
 	}
-	return out, nil
+	return nil
 }
 
 // dataCollections lists the cache's data collections (not settings).

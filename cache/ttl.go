@@ -226,18 +226,19 @@ func (a *Admin) recordSweep(ctx context.Context, at time.Time, deleted int64) er
 	return nil
 }
 
-// ttlIndexed are the collections that get a TTL index on MongoDB, and the
-// field each counts from. Revalidations and redirects expire with their
-// responses: a 304 also sets responses.validated_at on such servers, and a
-// redirect hop is rewritten (new created_at) whenever it is fetched again.
-func (a *Admin) ttlIndexed() []struct {
+// ttlIndexed names a collection that gets a TTL index and the field the
+// index counts from.
+type ttlIndexed struct {
 	coll  *mongo.Collection
 	field string
-} {
-	return []struct {
-		coll  *mongo.Collection
-		field string
-	}{
+}
+
+// ttlIndexes are the TTL indexes made on MongoDB. Revalidations and
+// redirects expire with their responses: a 304 also sets
+// responses.validated_at on such servers, and a redirect hop is rewritten
+// (new created_at) whenever it is fetched again.
+func (a *Admin) ttlIndexes() []ttlIndexed {
+	return []ttlIndexed{
 		{a.responses, TTLField},
 		{a.revalidations, TTLField},
 		{a.redirects, "created_at"},
@@ -262,7 +263,7 @@ func (a *Admin) indexTTL(ctx context.Context) (int32, bool, error) {
 }
 
 func (a *Admin) createTTLIndexes(ctx context.Context, secs int32) error {
-	for _, c := range a.ttlIndexed() {
+	for _, c := range a.ttlIndexes() {
 		_, err := c.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
 			Keys:    bson.D{{Key: c.field, Value: 1}},
 			Options: options.Index().SetName(TTLIndexName).SetExpireAfterSeconds(secs),
@@ -275,7 +276,7 @@ func (a *Admin) createTTLIndexes(ctx context.Context, secs int32) error {
 }
 
 func (a *Admin) dropTTLIndexes(ctx context.Context) error {
-	for _, c := range a.ttlIndexed() {
+	for _, c := range a.ttlIndexes() {
 		err := c.coll.Indexes().DropOne(ctx, TTLIndexName)
 		if err != nil && !isNamespaceNotFound(err) && !isIndexNotFound(err) {
 			return fmt.Errorf("drop index %s on %s: %w", TTLIndexName, c.coll.Name(), err)
