@@ -195,6 +195,7 @@ type crawl struct {
 	robots  *robots
 	front   *frontier.Frontier
 	fetcher *fetcher
+	hosts   *hostGate // nil unless HostLeases
 
 	runCtx   context.Context // cancelled on interrupt or fatal error
 	fetchCtx context.Context // outlives runCtx by ShutdownGrace
@@ -344,6 +345,9 @@ func (c *crawl) run(ctx context.Context) (Progress, error) {
 	}()
 
 	c.robots = newRobots(&http.Client{Transport: ct, Timeout: 2 * c.opts.Timeout}, c.opts.UserAgent, c.opts.Headers, c.polite, c.log)
+	if c.opts.HostLeases {
+		c.hosts = newHostGate(c)
+	}
 	c.fetcher = newFetcher(c)
 
 	if err := c.startFrontier(ctx); err != nil {
@@ -356,6 +360,10 @@ func (c *crawl) run(ctx context.Context) (Progress, error) {
 	bg.Add(2)
 	go func() { defer bg.Done(); c.reportLoop(bgCtx) }()
 	go func() { defer bg.Done(); c.renewLoop(bgCtx) }()
+	if c.hosts != nil {
+		bg.Add(1)
+		go func() { defer bg.Done(); c.hosts.loop(bgCtx) }()
+	}
 
 	loopErr := c.claimLoop()
 
@@ -365,6 +373,9 @@ func (c *crawl) run(ctx context.Context) (Progress, error) {
 	c.stopPipeline()
 	stopBG()
 	bg.Wait()
+	if c.hosts != nil {
+		c.hosts.tend(c.ackCtx, true)
+	}
 	c.releaseAll()
 
 	p := c.progress()

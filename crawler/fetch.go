@@ -129,6 +129,12 @@ func (f *fetcher) process(e frontier.Entry) {
 		c.markFailed(e, fmt.Errorf("parse url: %w", err))
 		return
 	}
+	if c.hosts != nil {
+		if !c.hosts.acquire(u.Host) {
+			return // interrupted while another worker held the host
+		}
+		defer c.hosts.done(u.Host)
+	}
 	if c.opts.Robots && !c.robots.Allowed(c.fetchCtx, u) {
 		c.markSkipped(e, ErrRobots)
 		return

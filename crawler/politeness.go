@@ -181,6 +181,19 @@ func (p *Politeness) SetCrawlDelay(host string, d time.Duration) {
 	hs.lim.SetLimitAt(p.now(), p.limit(d))
 }
 
+// restart empties host's token bucket, so its next request waits a full
+// interval: used when this worker takes the host over from another, whose
+// last request may have been just now.
+func (p *Politeness) restart(host string) {
+	hs := p.host(host)
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	now := p.now()
+	if tokens := int(hs.lim.TokensAt(now)); tokens > 0 && hs.lim.Limit() != rate.Inf {
+		hs.lim.ReserveN(now, tokens)
+	}
+}
+
 // Stats returns the counters over all hosts.
 func (p *Politeness) Stats() PolitenessStats {
 	return PolitenessStats{
