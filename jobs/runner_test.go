@@ -98,9 +98,10 @@ func smallSite(pages int, latency time.Duration) *testsite.Site {
 }
 
 func TestRunLifecycleAndRevalidate(t *testing.T) {
+	t.Parallel()
 	s := storetest.Open(t)
 	ctx := context.Background()
-	site := smallSite(20, 0)
+	site := smallSite(12, 0)
 	srv := site.Start()
 	t.Cleanup(srv.Close)
 	dir := t.TempDir()
@@ -173,6 +174,7 @@ func TestRunLifecycleAndRevalidate(t *testing.T) {
 }
 
 func TestRunRefusesLockedAndUnfinished(t *testing.T) {
+	t.Parallel()
 	s := storetest.Open(t)
 	ctx := context.Background()
 	site := smallSite(5, 0)
@@ -213,8 +215,9 @@ func TestRunRefusesLockedAndUnfinished(t *testing.T) {
 }
 
 func TestRunInterruptedThenResumed(t *testing.T) {
+	t.Parallel()
 	s := storetest.Open(t)
-	site := smallSite(30, 2*time.Millisecond)
+	site := smallSite(24, 2*time.Millisecond)
 	srv := site.Start()
 	t.Cleanup(srv.Close)
 	dir := t.TempDir()
@@ -248,12 +251,13 @@ func TestRunInterruptedThenResumed(t *testing.T) {
 // midway, resumes in this process, and checks that the origin sent every
 // page's body once and every item is stored once (MongoDB and JSONL).
 func TestResumeAfterSIGKILL(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a child process")
 	}
 	s := storetest.Open(t)
 	ctx := context.Background()
-	site := smallSite(80, 3*time.Millisecond)
+	site := smallSite(50, 3*time.Millisecond)
 
 	// The gate lets the test stop new requests from reaching the site, so
 	// that the kill happens when every response the origin sent is cached
@@ -301,13 +305,13 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 
 	runs := NewRuns(s.Database(Database), nil)
 	var run *Run
-	poll(t, 30*time.Second, "the child's run record to show 25 pages", func() bool {
+	poll(t, 30*time.Second, "the child's run record to show 15 pages", func() bool {
 		last, err := runs.Last(ctx, "killed")
 		if err != nil || last == nil {
 			return false
 		}
 		run = last
-		return last.Counters.Pages >= 25
+		return last.Counters.Pages >= 15
 	})
 	t.Logf("%s: child at %d pages", time.Since(t0), run.Counters.Pages)
 	gated.Store(true)
