@@ -29,19 +29,45 @@ import (
 //	           oldHop → fresh (created 48h ago)
 func sweepFixture(t *testing.T, db *mongo.Database) {
 	t.Helper()
-	putDoc(t, db, "old", "https://example.org/old", 200, ago(48*time.Hour), nil)
-	putDoc(t, db, "fresh", "https://example.org/fresh", 200, ago(time.Hour), nil)
-	putDoc(t, db, "edge", "https://example.org/edge", 200, ago(24*time.Hour), nil)
-	putDoc(t, db, "refreshed", "https://example.org/refreshed", 200, ago(48*time.Hour), ptr(ago(47*time.Hour)))
-	putRev(t, db, "refreshed", ago(time.Hour), ptr(adminT0.Add(time.Hour)))
-	putDoc(t, db, "staleRev", "https://example.org/staleRev", 200, ago(72*time.Hour), nil)
-	putRev(t, db, "staleRev", ago(30*time.Hour), nil)
-	putDoc(t, db, "news", "https://news.example/today", 200, ago(2*time.Hour), ptr(ago(time.Hour)))
-	putRev(t, db, "orphan", ago(30*time.Hour), nil)
-	putRedirect(t, db, "toOld", "old", ago(time.Hour))
-	putRedirect(t, db, "chain", "toOld", ago(time.Hour))
-	putRedirect(t, db, "toFresh", "fresh", ago(time.Hour))
-	putRedirect(t, db, "oldHop", "fresh", ago(48*time.Hour))
+	ctx := context.Background()
+	doc := func(key, url string, validated time.Time, expires *time.Time) any {
+		return cache.Document{
+			ID: key, URL: url, Method: "GET", Status: 200, Headers: bson.M{"Content-Type": "text/html"},
+			Body: "<p>" + key + "</p>", Size: int64(len(key) + 7), CreatedAt: validated, ValidatedAt: validated, Expires: expires,
+		}
+	}
+	rev := func(key string, validated time.Time, expires *time.Time) any {
+		return cache.Revalidation{ID: key, ValidatedAt: validated, Expires: expires}
+	}
+	redirect := func(key, target string, created time.Time) any {
+		return cache.Redirect{ID: key, URL: "https://example.org/r/" + key, Target: target, CreatedAt: created}
+	}
+	// One insertMany per collection keeps the many table cases fast.
+	for coll, docs := range map[string][]any{
+		cache.ResponsesCollection: {
+			doc("old", "https://example.org/old", ago(48*time.Hour), nil),
+			doc("fresh", "https://example.org/fresh", ago(time.Hour), nil),
+			doc("edge", "https://example.org/edge", ago(24*time.Hour), nil),
+			doc("refreshed", "https://example.org/refreshed", ago(48*time.Hour), ptr(ago(47*time.Hour))),
+			doc("staleRev", "https://example.org/staleRev", ago(72*time.Hour), nil),
+			doc("news", "https://news.example/today", ago(2*time.Hour), ptr(ago(time.Hour))),
+		},
+		cache.RevalidationsCollection: {
+			rev("refreshed", ago(time.Hour), ptr(adminT0.Add(time.Hour))),
+			rev("staleRev", ago(30*time.Hour), nil),
+			rev("orphan", ago(30*time.Hour), nil),
+		},
+		cache.RedirectsCollection: {
+			redirect("toOld", "old", ago(time.Hour)),
+			redirect("chain", "toOld", ago(time.Hour)),
+			redirect("toFresh", "fresh", ago(time.Hour)),
+			redirect("oldHop", "fresh", ago(48*time.Hour)),
+		},
+	} {
+		if _, err := db.Collection(coll).InsertMany(ctx, docs); err != nil {
+			t.Fatalf("fixture %s: %v", coll, err)
+		}
+	}
 }
 
 type sweepState struct {
