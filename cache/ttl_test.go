@@ -94,3 +94,35 @@ func TestTTLInfoWithoutTTLNamesTheMechanism(t *testing.T) {
 		t.Errorf("TTL on a fresh embedded store: got set=%v mechanism=%q, want unset, sweeper", info.Set, info.Mechanism)
 	}
 }
+
+// TestTTLFallsBackToSweeperWhenIndexRefused runs the TTL-index code path
+// (supportsTTL true) against the embedded server, which refuses TTL
+// indexes with NotImplemented: SetTTL must fall back to the sweeper, and
+// TTL, Sweep and RemoveTTL must work with that setting.
+func TestTTLFallsBackToSweeperWhenIndexRefused(t *testing.T) {
+	ctx := context.Background()
+	as := newAdminStore(t)
+	_, db, _ := as.admin(t)
+	a := cache.NewAdmin(db, true, func() time.Time { return adminT0 })
+	putDoc(t, db, "old", "https://example.org/old", 200, ago(48*time.Hour), nil)
+
+	info, err := a.SetTTL(ctx, 24*time.Hour, false)
+	if err != nil {
+		t.Fatalf("SetTTL: %v", err)
+	}
+	if !info.Set || info.Mechanism != cache.MechanismSweeper {
+		t.Errorf("SetTTL: got set=%v mechanism=%q, want set, sweeper", info.Set, info.Mechanism)
+	}
+	if got, err := a.TTL(ctx); err != nil || !got.Set || got.TTL != 24*time.Hour || got.Mechanism != cache.MechanismSweeper {
+		t.Errorf("TTL: got %+v, %v; want 24h via the sweeper", got, err)
+	}
+	if n, err := a.Sweep(ctx); err != nil || n != 1 {
+		t.Errorf("Sweep: got %d, %v; want 1, nil", n, err)
+	}
+	if err := a.RemoveTTL(ctx); err != nil {
+		t.Fatalf("RemoveTTL: %v", err)
+	}
+	if got, err := a.TTL(ctx); err != nil || got.Set || got.Mechanism != cache.MechanismIndex {
+		t.Errorf("TTL after RemoveTTL: got %+v, %v; want unset, ttl-index as the mechanism to try", got, err)
+	}
+}
