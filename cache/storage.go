@@ -102,11 +102,24 @@ func (c *collections) load(ctx context.Context, key string) (loaded, error) {
 }
 
 // save replaces the response stored under doc.ID and drops its
-// revalidation (a 200 makes it obsolete). hadRev false skips the delete
-// when the caller knows there is none.
-func (c *collections) save(ctx context.Context, doc *Document, hadRev bool) error {
+// revalidation (a 200 makes it obsolete). isNew says the lookup found no
+// document: it is inserted, which on the embedded server costs a fraction
+// of an upsert (an upsert first finds the document by scanning; an insert
+// only checks the unique _id index), falling back to a replace if another
+// process stored it meanwhile. hadRev false skips the delete when the
+// caller knows there is no revalidation.
+func (c *collections) save(ctx context.Context, doc *Document, isNew, hadRev bool) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
+	if isNew {
+		_, err := c.responses.InsertOne(ctx, doc)
+		switch {
+		case err == nil:
+			return nil
+		case !mongo.IsDuplicateKeyError(err):
+			return fmt.Errorf("store response %s: %w", doc.ID, err)
+		}
+	}
 	if _, err := c.responses.ReplaceOne(ctx, bson.D{{Key: "_id", Value: doc.ID}}, doc, replaceUpsert); err != nil {
 		return fmt.Errorf("store response %s: %w", doc.ID, err)
 	}

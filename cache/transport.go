@@ -252,6 +252,7 @@ type call struct {
 	norm  string // normalized URL
 	reqCC cacheControl
 	flags requestFlags
+	absent bool // the lookup answered and found no response document
 }
 
 // outgoing is the request sent upstream: req itself when it has no body,
@@ -352,7 +353,7 @@ func (t *Transport) serve(c *call) (*http.Response, error) {
 				t.log.Warn("corrupt cached response, refetching", "url", c.norm, "err", err)
 			}
 		default:
-			hadRev = false
+			hadRev, c.absent = false, true
 		}
 		if st != nil && t.policy.CacheControl && !varyMatches(c.req, st.doc.Vary) {
 			st = nil

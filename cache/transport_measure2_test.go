@@ -1,0 +1,100 @@
+//go:build measure
+
+package cache
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	_ "modernc.org/sqlite"
+
+	"crawlcache/store/storetest"
+)
+
+// TestMeasureFindScaling: does a find by _id get slower as the collection
+// grows? go test -tags measure -run TestMeasureFindScaling -v ./cache/
+func TestMeasureFindScaling(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.Open(t)
+	coll := s.Database("m").Collection("responses")
+	body := benchPage()
+	total := 0
+	for _, n := range []int{10, 100, 300, 600} {
+		var docs []any
+		for ; total < n; total++ {
+			docs = append(docs, bson.M{"_id": fmt.Sprintf("%032x", total), "body": body, "status": 200})
+		}
+		if _, err := coll.InsertMany(ctx, docs); err != nil {
+			t.Fatal(err)
+		}
+		const k = 20
+		st := time.Now()
+		for i := 0; i < k; i++ {
+			_, _ = coll.FindOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("%032x", i*7%n)}}).Raw()
+		}
+		hit := time.Since(st) / k
+		st = time.Now()
+		for i := 0; i < k; i++ {
+			_, _ = coll.FindOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("missing%d", i)}}).Raw()
+		}
+		miss := time.Since(st) / k
+		var explain bson.M
+		_ = s.Database("m").RunCommand(ctx, bson.D{{Key: "explain", Value: bson.D{{Key: "find", Value: "responses"}, {Key: "filter", Value: bson.D{{Key: "_id", Value: "x"}}}}}}).Decode(&explain)
+		t.Logf("docs %4d: find existing %v, find missing %v; explain %v", n, hit, miss, explain["queryPlanner"])
+	}
+}
+
+// TestMeasureIDIndexFix: the SQLite handler's _id lookup is
+// `_ferretdb_sjson->'$._id' = ?`, but its unique _id index is on
+// `_ferretdb_sjson->"_id"`, so every find scans. Does an index on the
+// exact expression fix it?
+func TestMeasureIDIndexFix(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.Open(t)
+	coll := s.Database("m").Collection("responses")
+	body := benchPage()
+	var docs []any
+	for i := 0; i < 300; i++ {
+		docs = append(docs, bson.M{"_id": fmt.Sprintf("%032x", i), "body": body, "status": 200})
+	}
+	if _, err := coll.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	measure := func(label string) {
+		const k = 20
+		st := time.Now()
+		for i := 0; i < k; i++ {
+			_, _ = coll.FindOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("%032x", i*13%300)}}).Raw()
+		}
+		hit := time.Since(st) / k
+		st = time.Now()
+		for i := 0; i < k; i++ {
+			_, _ = coll.FindOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("missing%d", i)}}).Raw()
+		}
+		t.Logf("%s: find existing %v, missing %v", label, hit, time.Since(st)/k)
+	}
+	measure("300 docs, no fix")
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(s.DataDir, "m.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var table string
+	if err := db.QueryRow(`SELECT table_name FROM _ferretdb_collections WHERE name = 'responses'`).Scan(&table); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %q ON %q (_ferretdb_sjson->'$._id')`, table+"_id_path", table)); err != nil {
+		t.Fatal(err)
+	}
+	var plan string
+	var a, b2, c int
+	_ = db.QueryRow(fmt.Sprintf(`EXPLAIN QUERY PLAN SELECT _ferretdb_sjson FROM %q WHERE _ferretdb_sjson->'$._id' = ?`, table), `"x"`).Scan(&a, &b2, &c, &plan)
+	t.Logf("plan with index: %s", plan)
+	measure("300 docs, index on ->'$._id'")
+}
