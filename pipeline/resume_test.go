@@ -130,4 +130,3 @@ func TestPipelineCrashAndResumeExactlyOnce(t *testing.T) {
 		}
 	}
 }
-
