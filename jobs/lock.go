@@ -116,14 +116,18 @@ func (l *Locker) Held(lk *Lock) bool {
 
 // Acquire takes the job's lock for owner, recording runID (which may be
 // empty and set later with Lease.SetRun). It returns a *LockedError
-// (errors.Is ErrLocked) naming the holder when another owner holds an
-// unexpired lock or wins the race for it.
+// (errors.Is ErrLocked) naming the holder when the lock is held and not
+// expired (by anyone: it is not re-entrant) or another contender wins the
+// race for it.
 func (l *Locker) Acquire(ctx context.Context, job, owner, runID string) (*Lease, error) {
 	cur, err := l.Get(ctx, job)
 	if err != nil {
 		return nil, err
 	}
-	if l.Held(cur) && cur.Owner != owner {
+	if l.Held(cur) {
+		// Even for the same owner: a lock is not re-entrant, so two
+		// processes started with the same --worker-id still exclude
+		// each other.
 		return nil, &LockedError{Job: job, Holder: *cur}
 	}
 	var gen int64

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -263,19 +262,31 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 	// that the kill happens when every response the origin sent is cached
 	// and acknowledged: a response killed in flight would be sent twice by
 	// any crawler, which is not what this test is about.
-	var gated atomic.Bool
+	var (
+		mu       sync.Mutex
+		gated    bool
+		inflight int
+	)
 	gate := make(chan struct{})
-	var active atomic.Int64
 	srv := testsiteServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if gated.Load() {
+		mu.Lock()
+		if gated {
+			mu.Unlock()
+			// Held until the child is dead, then dropped: this request
+			// was the child's, and the site never counts it.
 			select {
 			case <-gate:
 			case <-r.Context().Done():
-				return
 			}
+			panic(http.ErrAbortHandler)
 		}
-		active.Add(1)
-		defer active.Add(-1)
+		inflight++
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			inflight--
+			mu.Unlock()
+		}()
 		site.ServeHTTP(w, r)
 	}))
 
@@ -314,13 +325,18 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 		return last.Counters.Pages >= 15
 	})
 	t.Logf("%s: child at %d pages", time.Since(t0), run.Counters.Pages)
-	gated.Store(true)
+	mu.Lock()
+	gated = true
+	mu.Unlock()
 	front, err := frontier.New(ctx, s.Database(Database), frontier.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	poll(t, 30*time.Second, "every response sent to be acknowledged", func() bool {
-		if active.Load() != 0 {
+		mu.Lock()
+		busy := inflight != 0
+		mu.Unlock()
+		if busy {
 			return false
 		}
 		n, err := front.Counts(ctx, run.ID)
@@ -338,6 +354,9 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 	}
 	_ = cmd.Wait()
 	killed = true
+	mu.Lock()
+	gated = false
+	mu.Unlock()
 	close(gate)
 	mid := site.Counts()
 	if mid.Bodies >= len(site.ReachableURLs(srv)) {
