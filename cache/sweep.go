@@ -25,6 +25,10 @@ var deleteBatch = 1000 // a var so tests can make batches small
 // or with no TTL, it returns 0 and does nothing. The crawler calls it at the
 // start of every run. It returns the number of responses deleted.
 //
+// A sweep scans the responses collection, which on the embedded server
+// decodes every document; it records when the oldest entry it kept will
+// expire (TTLInfo.NextSweep), and until then Sweep returns at once.
+//
 // An entry revalidated while Sweep runs may still be deleted (it is then
 // fetched again); an entry replaced by a new 200 in that window is kept.
 func (a *Admin) Sweep(ctx context.Context) (int64, error) {
@@ -32,7 +36,7 @@ func (a *Admin) Sweep(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if !info.Set || info.Mechanism != MechanismSweeper {
+	if !info.Set || info.Mechanism != MechanismSweeper || a.now().Before(info.NextSweep) {
 		return 0, nil
 	}
 	return a.deleteExpired(ctx, info)
@@ -48,12 +52,22 @@ func (a *Admin) deleteExpired(ctx context.Context, info TTLInfo) (int64, error) 
 		return 0, err
 	}
 	// Only responses whose own validated_at is before the cutoff can be
-	// expired; on MongoDB this filter uses the TTL index.
+	// expired. The sweeper reads every entry to learn the oldest it keeps
+	// (the embedded server scans and decodes the whole collection for any
+	// filter anyway); with a TTL index the filter uses the index.
 	old := bson.D{{Key: "validated_at", Value: bson.D{{Key: "$lt", Value: cutoff}}}}
+	filter := old
+	if info.Mechanism == MechanismSweeper {
+		filter = nil
+	}
 	var ids []string
-	err = a.scanEntries(ctx, old, revs, func(e EntrySummary) {
-		if e.ValidatedAt.Before(cutoff) {
+	oldestKept := now
+	err = a.scanEntries(ctx, filter, revs, func(e EntrySummary) {
+		switch {
+		case e.ValidatedAt.Before(cutoff):
 			ids = append(ids, e.Key)
+		case e.ValidatedAt.Before(oldestKept):
+			oldestKept = e.ValidatedAt
 		}
 	})
 	if err != nil {
@@ -75,7 +89,7 @@ func (a *Admin) deleteExpired(ctx context.Context, info TTLInfo) (int64, error) 
 		return n, fmt.Errorf("delete expired redirects: %w", err)
 	}
 	if info.Mechanism == MechanismSweeper {
-		if err := a.recordSweep(ctx, now, n); err != nil {
+		if err := a.recordSweep(ctx, info.TTL, now, oldestKept.Add(info.TTL), n); err != nil {
 			return n, err
 		}
 	}

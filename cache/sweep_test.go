@@ -252,3 +252,46 @@ func TestPurge(t *testing.T) {
 		})
 	}
 }
+
+// TestSweepSkipsUntilTheOldestEntryCanExpire: a sweep records when the
+// oldest entry it kept will expire, and later sweeps before that time do
+// not scan. Entries written afterwards are newer, so nothing is missed;
+// only documents inserted behind the cache's back with old dates wait,
+// and `purge --expired` always scans.
+func TestSweepSkipsUntilTheOldestEntryCanExpire(t *testing.T) {
+	ctx := context.Background()
+	a, db, clock := newAdminStore(t).admin(t)
+	putDoc(t, db, "a", "https://example.org/a", 200, ago(2*time.Hour), nil)
+	putDoc(t, db, "b", "https://example.org/b", 200, ago(30*time.Hour), nil)
+	if _, err := a.SetTTL(ctx, 24*time.Hour, false); err != nil {
+		t.Fatal(err)
+	}
+	sweep := func(step string, at time.Time, want int64, wantNext time.Time) {
+		t.Helper()
+		clock.Set(at)
+		if n, err := a.Sweep(ctx); err != nil || n != want {
+			t.Errorf("%s: Sweep got %d, %v; want %d, nil", step, n, err, want)
+		}
+		if info, err := a.TTL(ctx); err != nil || !info.NextSweep.Equal(wantNext) {
+			t.Errorf("%s: NextSweep %s, %v; want %s", step, info.NextSweep, err, wantNext)
+		}
+	}
+	sweep("first sweep", adminT0, 1, adminT0.Add(22*time.Hour))
+	putDoc(t, db, "imported", "https://example.org/imported", 200, ago(48*time.Hour), nil)
+	sweep("before the oldest entry can expire", adminT0.Add(time.Hour), 0, adminT0.Add(22*time.Hour))
+	if left := ids(t, db, cache.ResponsesCollection); !slices.Equal(left, []string{"a", "imported"}) {
+		t.Errorf("skipped sweep left %v, want a and imported", left)
+	}
+	if n, err := a.Purge(ctx, cache.PurgeOptions{Expired: true}); err != nil || n != 1 {
+		t.Errorf("purge --expired: got %d, %v; want 1 (imported), nil", n, err)
+	}
+	sweep("once a can expire", adminT0.Add(22*time.Hour+time.Second), 1, adminT0.Add(46*time.Hour+time.Second))
+
+	// A new TTL forgets the schedule.
+	if _, err := a.SetTTL(ctx, time.Hour, true); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := a.TTL(ctx); err != nil || !info.NextSweep.IsZero() {
+		t.Errorf("after SetTTL: NextSweep %s, %v; want zero", info.NextSweep, err)
+	}
+}

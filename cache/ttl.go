@@ -61,6 +61,13 @@ type TTLInfo struct {
 	// deleted then.
 	LastSweep        time.Time
 	LastSweepDeleted int64
+	// NextSweep is the earliest time an entry can be older than the TTL,
+	// as the last sweep found: the oldest validated_at it kept (or the
+	// sweep's start, if earlier) plus the TTL. Entries written later are
+	// newer and revalidations only move validated_at forward, so Sweep
+	// before NextSweep has nothing to delete and skips its scan. Zero when
+	// unknown.
+	NextSweep time.Time
 }
 
 // ttlSetting is the settings document (_id "ttl"). It is written on every
@@ -75,6 +82,7 @@ type ttlSetting struct {
 	UpdatedAt        time.Time  `bson:"updated_at"`
 	LastSweepAt      *time.Time `bson:"last_sweep_at,omitempty"`
 	LastSweepDeleted int64      `bson:"last_sweep_deleted,omitempty"`
+	NextSweepAt      *time.Time `bson:"next_sweep_at,omitempty"`
 }
 
 // Errors returned by Admin.
@@ -123,6 +131,9 @@ func (a *Admin) TTL(ctx context.Context) (TTLInfo, error) {
 		info.Set, info.TTL, info.Mechanism = true, time.Duration(setting.Seconds)*time.Second, MechanismSweeper
 		if setting.LastSweepAt != nil {
 			info.LastSweep, info.LastSweepDeleted = *setting.LastSweepAt, setting.LastSweepDeleted
+		}
+		if setting.NextSweepAt != nil {
+			info.NextSweep = *setting.NextSweepAt
 		}
 	}
 	return info, nil
@@ -214,13 +225,16 @@ func (a *Admin) readTTLSetting(ctx context.Context) (ttlSetting, bool, error) {
 	return s, true, nil
 }
 
-// recordSweep notes a finished sweep in the settings document.
-func (a *Admin) recordSweep(ctx context.Context, at time.Time, deleted int64) error {
+// recordSweep notes a finished sweep in the settings document. The filter
+// on ttl_seconds leaves a setting that SetTTL changed meanwhile alone.
+func (a *Admin) recordSweep(ctx context.Context, ttl time.Duration, at, next time.Time, deleted int64) error {
 	update := bson.D{{Key: "$set", Value: bson.D{
 		{Key: "last_sweep_at", Value: at.UTC()},
 		{Key: "last_sweep_deleted", Value: deleted},
+		{Key: "next_sweep_at", Value: next.UTC()},
 	}}}
-	if _, err := a.settings.UpdateOne(ctx, bson.D{{Key: "_id", Value: ttlSettingID}}, update); err != nil {
+	filter := bson.D{{Key: "_id", Value: ttlSettingID}, {Key: "ttl_seconds", Value: int64(ttl / time.Second)}}
+	if _, err := a.settings.UpdateOne(ctx, filter, update); err != nil {
 		return fmt.Errorf("record sweep: %w", err)
 	}
 	return nil

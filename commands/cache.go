@@ -300,6 +300,7 @@ type ttlJSON struct {
 	Mechanism        string     `json:"mechanism"`
 	LastSweep        *time.Time `json:"last_sweep,omitempty"`
 	LastSweepDeleted *int64     `json:"last_sweep_deleted,omitempty"`
+	NextSweep        *time.Time `json:"next_sweep,omitempty"`
 }
 
 func toTTLJSON(info cache.TTLInfo) ttlJSON {
@@ -310,6 +311,10 @@ func toTTLJSON(info cache.TTLInfo) ttlJSON {
 	if !info.LastSweep.IsZero() {
 		t, n := info.LastSweep.UTC(), info.LastSweepDeleted
 		j.LastSweep, j.LastSweepDeleted = &t, &n
+	}
+	if !info.NextSweep.IsZero() {
+		t := info.NextSweep.UTC()
+		j.NextSweep = &t
 	}
 	return j
 }
@@ -379,6 +384,9 @@ func runTTLShow(c *cli.Context) error {
 		}
 		if !info.LastSweep.IsZero() {
 			fmt.Fprintf(tw, "last sweep\t%s (%s), deleted %d\n", fmtTime(info.LastSweep), fmtAge(info.LastSweep, time.Now()), info.LastSweepDeleted)
+		}
+		if !info.NextSweep.IsZero() {
+			fmt.Fprintf(tw, "next sweep\t%s (%s): the oldest entry expires then; crawls before it skip the sweep\n", fmtTime(info.NextSweep), fmtAge(info.NextSweep, time.Now()))
 		}
 		return tw.Flush()
 	})
