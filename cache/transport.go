@@ -246,12 +246,12 @@ func flagsOf(ctx context.Context) requestFlags {
 // call is one RoundTrip: the caller's request, its body (read once), key
 // and modes.
 type call struct {
-	req   *http.Request // the caller's request; never mutated
-	body  []byte
-	key   string
-	norm  string // normalized URL
-	reqCC cacheControl
-	flags requestFlags
+	req    *http.Request // the caller's request; never mutated
+	body   []byte
+	key    string
+	norm   string // normalized URL
+	reqCC  cacheControl
+	flags  requestFlags
 	absent bool // the lookup answered and found no response document
 }
 

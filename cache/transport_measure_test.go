@@ -5,7 +5,6 @@ package cache
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -81,6 +80,4 @@ func TestMeasureStoreOps(t *testing.T) {
 	timeit("find 50KB with $in rev-less agg", func(i int) {
 		_, _ = resp.FindOne(ctx, bson.M{"_id": fmt.Sprint("a", i)}).Raw()
 	})
-	_ = strings.Repeat
 }
-
