@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	_ "modernc.org/sqlite"
 
@@ -97,4 +99,46 @@ func TestMeasureIDIndexFix(t *testing.T) {
 	_ = db.QueryRow(fmt.Sprintf(`EXPLAIN QUERY PLAN SELECT _ferretdb_sjson FROM %q WHERE _ferretdb_sjson->'$._id' = ?`, table), `"x"`).Scan(&a, &b2, &c, &plan)
 	t.Logf("plan with index: %s", plan)
 	measure("300 docs, index on ->'$._id'")
+}
+
+// TestMeasureConcurrentLoad compares finding the response and its
+// revalidation concurrently (what load does) with one after the other,
+// alternating A/B to spread the noise of a shared machine.
+func TestMeasureConcurrentLoad(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.Open(t)
+	db := s.Database("m")
+	resp, revs := db.Collection("responses"), db.Collection("revalidations")
+	body := benchPage()
+	for i := 0; i < 20; i++ {
+		id := fmt.Sprintf("%032x", i)
+		if _, err := resp.InsertOne(ctx, bson.M{"_id": id, "body": body}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := revs.InsertOne(ctx, bson.M{"_id": id, "validated_at": time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	find := func(c interface {
+		FindOne(context.Context, any, ...options.Lister[options.FindOneOptions]) *mongo.SingleResult
+	}, id string) {
+		_, _ = c.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw()
+	}
+	var conc, seq time.Duration
+	for round := 0; round < 10; round++ {
+		for i := 0; i < 20; i++ {
+			id := fmt.Sprintf("%032x", i)
+			st := time.Now()
+			done := make(chan struct{})
+			go func() { find(revs, id); close(done) }()
+			find(resp, id)
+			<-done
+			conc += time.Since(st)
+			st = time.Now()
+			find(resp, id)
+			find(revs, id)
+			seq += time.Since(st)
+		}
+	}
+	t.Logf("concurrent %v/op, sequential %v/op", conc/200, seq/200)
 }
