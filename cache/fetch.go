@@ -109,6 +109,9 @@ func (t *Transport) fetch(c *call, st *cached, hadRev bool) (*fetched, error) {
 	if err != nil {
 		return nil, err
 	}
+	if resp.Header == nil {
+		resp.Header = http.Header{}
+	}
 	if extra != nil && resp.StatusCode == http.StatusNotModified {
 		return t.merge304(c, st, resp), nil
 	}

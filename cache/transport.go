@@ -246,20 +246,21 @@ func flagsOf(ctx context.Context) requestFlags {
 // call is one RoundTrip: the caller's request, its body (read once), key
 // and modes.
 type call struct {
-	req    *http.Request // the caller's request; never mutated
-	body   []byte
-	key    string
-	norm   string // normalized URL
-	reqCC  cacheControl
-	flags  requestFlags
-	absent bool // the lookup answered and found no response document
+	req     *http.Request // the caller's request; never mutated
+	body    []byte
+	key     string
+	norm    string // normalized URL
+	reqCC   cacheControl
+	flags   requestFlags
+	absent  bool // the lookup answered and found no response document
+	hadBody bool // req.Body was read (and closed) into body
 }
 
 // outgoing is the request sent upstream: req itself when it has no body,
 // no extra headers and no other context (ctx nil), else a shallow copy with
 // its own header map and body reader.
 func (c *call) outgoing(ctx context.Context, extra http.Header) *http.Request {
-	if len(c.body) == 0 && extra == nil && ctx == nil {
+	if !c.hadBody && extra == nil && ctx == nil {
 		return c.req
 	}
 	if ctx == nil {
@@ -272,7 +273,7 @@ func (c *call) outgoing(ctx context.Context, extra http.Header) *http.Request {
 			out.Header[k] = v
 		}
 	}
-	if len(c.body) > 0 {
+	if c.hadBody {
 		body := c.body
 		out.Body = io.NopCloser(bytes.NewReader(body))
 		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
@@ -314,7 +315,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read request body: %w", err)
 		}
-		c.body = body
+		c.body, c.hadBody = body, true
 	}
 	norm, err := NormalizeURL(req.URL.String(), t.policy.ignoredParameters())
 	if err != nil {
