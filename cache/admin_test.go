@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sync"
 	"testing"
@@ -298,5 +301,75 @@ func TestAdminClear(t *testing.T) {
 	}
 	if info, err := a.TTL(ctx); err != nil || !info.Set {
 		t.Errorf("after Clear: TTL %+v, %v; want the TTL kept", info, err)
+	}
+}
+
+// TestAdminSeesTransportWrites checks Admin against what the Transport
+// really stores: Show finds the entry by its key, a 304 shows up as a
+// revalidation that moves the effective validated_at, and the sweeper
+// keeps the revalidated entry.
+func TestAdminSeesTransportWrites(t *testing.T) {
+	ctx := context.Background()
+	as := newAdminStore(t)
+	_, db, clock := as.admin(t)
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("ETag", `"v1"`)
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		fmt.Fprint(w, "<p>"+r.URL.Path+"</p>")
+	}))
+	t.Cleanup(origin.Close)
+	tr, err := cache.New(ctx, db, cache.Options{
+		Now:    clock.Now,
+		Policy: cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireAfter, After: time.Hour}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: tr}
+	get := func(path string) {
+		t.Helper()
+		resp, err := client.Get(origin.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	a := cache.NewAdmin(db, false, clock.Now)
+
+	clock.Set(ago(48 * time.Hour))
+	get("/kept")
+	get("/dropped")
+	clock.Set(ago(time.Hour))
+	get("/kept") // expired after an hour: revalidated by a 304
+
+	doc, rev, err := a.Show(ctx, origin.URL+"/kept?")
+	if err != nil {
+		t.Fatalf("Show: %v", err)
+	}
+	if doc.Body != "<p>/kept</p>" || rev == nil || !rev.ValidatedAt.Equal(ago(time.Hour)) {
+		t.Errorf("Show: body %v, revalidation %+v; want the stored body and a revalidation 1h ago", doc.Body, rev)
+	}
+	entries, err := a.List(ctx, cache.ListOptions{Match: "*/kept"})
+	if err != nil || len(entries) != 1 || !entries[0].Revalidated || !entries[0].ValidatedAt.Equal(ago(time.Hour)) {
+		t.Errorf("List: %+v, %v; want /kept revalidated 1h ago", entries, err)
+	}
+
+	clock.Set(adminT0)
+	if _, err := a.SetTTL(ctx, 24*time.Hour, false); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.Sweep(ctx); err != nil || n != 1 {
+		t.Errorf("Sweep: got %d, %v; want 1 (/dropped)", n, err)
+	}
+	if _, _, err := a.Show(ctx, origin.URL+"/dropped"); !errors.Is(err, cache.ErrNotFound) {
+		t.Errorf("Show(/dropped) after Sweep: %v, want ErrNotFound", err)
+	}
+	if _, _, err := a.Show(ctx, origin.URL+"/kept"); err != nil {
+		t.Errorf("Show(/kept) after Sweep: %v, want it kept", err)
 	}
 }
