@@ -91,6 +91,9 @@ func NormalizeURL(rawURL string, ignored []string) (string, error) {
 	}
 	scheme := strings.ToLower(u.Scheme)
 	host := strings.ToLower(u.Hostname())
+	if host == "" {
+		return "", fmt.Errorf("normalize url %q: %w", rawURL, errNotAbsolute)
+	}
 	port := u.Port()
 	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
 		port = ""
