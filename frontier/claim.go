@@ -62,12 +62,7 @@ func (f *Frontier) Claim(ctx context.Context, runID, worker string, max int) ([]
 	}
 	items := f.popItems(runID, max)
 	if len(items) == 0 {
-		if _, err := f.refresh(ctx, runID, false); err != nil && !errors.Is(err, errSkipped) {
-			return nil, fmt.Errorf("claim from run %s: %w", runID, err)
-		}
-		items = f.popItems(runID, max)
-	}
-	if len(items) == 0 {
+		f.refreshInBackground(runID)
 		return nil, nil
 	}
 

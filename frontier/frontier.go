@@ -266,19 +266,28 @@ func (f *Frontier) Counts(ctx context.Context, runID string) (Counts, error) {
 	return c, nil
 }
 
-// Drained reports whether runID has nothing pending or leased. While this
-// process holds a lease of the run it answers false without I/O; otherwise
-// it scans the run (see Counts) and refreshes this process's queue, so a
-// Claim after a false answer finds the work.
+// Drained reports whether runID has nothing pending or leased. It answers
+// false without I/O while this process holds a lease of the run or has
+// entries of it queued (a Claim will get them, or find them gone). Otherwise
+// it scans the run (see LoadRun for the cost) and refreshes this process's
+// queue, so that a Claim after a false answer finds the work; while it only
+// waits for other workers' leases to end, it scans at the bounded rate of
+// ScanInterval and answers false in between. A single worker therefore scans
+// once, at the end of the run. The usual loop: Claim; if it returns nothing
+// and nothing is in flight, Drained; if false, wait a little and Claim.
 func (f *Frontier) Drained(ctx context.Context, runID string) (bool, error) {
 	f.mu.Lock()
+	busy := false
 	for _, h := range f.held {
-		if h.runID == runID {
-			f.mu.Unlock()
-			return false, nil
-		}
+		busy = busy || h.runID == runID
+	}
+	if r := f.runs[runID]; r != nil {
+		busy = busy || r.queued() > 0 || (len(r.watch) > 0 && !f.scanDueLocked(r, f.now()))
 	}
 	f.mu.Unlock()
+	if busy {
+		return false, nil
+	}
 	c, err := f.refresh(ctx, runID, true)
 	if err != nil {
 		return false, fmt.Errorf("check whether run %s is drained: %w", runID, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"crawlcache/frontier"
 )
@@ -150,5 +151,9 @@ func TestDrained(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("done and failed", f, true)
-	check("done and failed, other process", other, true)
+	// other last saw es[1] leased: it waits for that lease, scanning at
+	// most every ScanInterval (5s by default on the embedded server).
+	check("done and failed, other process, scanned just now", other, false)
+	clk.Advance(6 * time.Second)
+	check("done and failed, other process, next scan", other, true)
 }

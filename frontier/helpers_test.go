@@ -80,6 +80,19 @@ func mustClaim(tb testing.TB, f *frontier.Frontier, runID, worker string, max in
 	return es
 }
 
+// claimOrDrain claims like a crawler loop does: when Claim has nothing, ask
+// Drained (which scans for other workers' work) and claim again.
+func claimOrDrain(tb testing.TB, f *frontier.Frontier, runID, worker string, max int) []frontier.Entry {
+	tb.Helper()
+	if es := mustClaim(tb, f, runID, worker, max); len(es) > 0 {
+		return es
+	}
+	if _, err := f.Drained(context.Background(), runID); err != nil {
+		tb.Fatalf("Drained: %v", err)
+	}
+	return mustClaim(tb, f, runID, worker, max)
+}
+
 func mustCounts(tb testing.TB, f *frontier.Frontier, runID string) frontier.Counts {
 	tb.Helper()
 	c, err := f.Counts(context.Background(), runID)

@@ -94,7 +94,9 @@ func (r *run) popExpired(now time.Time) (qitem, bool) {
 func (f *Frontier) runLocked(runID string) *run {
 	r := f.runs[runID]
 	if r == nil {
-		r = &run{id: runID, seen: make(map[hash16]struct{})}
+		// Scanning is for work of other workers: not before they could
+		// have added any.
+		r = &run{id: runID, seen: make(map[hash16]struct{}), lastScan: f.now()}
 		f.runs[runID] = r
 	}
 	return r
@@ -230,8 +232,7 @@ func (f *Frontier) refresh(ctx context.Context, runID string, force bool) (Count
 	now := f.now()
 	f.mu.Lock()
 	r := f.runLocked(runID)
-	gap := max(f.scanInterval, 20*r.lastScanCost)
-	if !force && (r.scanning || (!r.lastScan.IsZero() && now.Sub(r.lastScan) < gap)) {
+	if !force && !f.scanDueLocked(r, now) {
 		f.mu.Unlock()
 		return c, errSkipped
 	}
@@ -361,3 +362,34 @@ func (f *Frontier) refresh(ctx context.Context, runID string, force bool) (Count
 
 // errSkipped is refresh's answer when it did not scan.
 var errSkipped = errors.New("scan skipped")
+
+// scanTimeout bounds a background scan.
+const scanTimeout = 10 * time.Minute
+
+// refreshInBackground starts a rate-limited scan of runID unless one is
+// running or ran recently. Its errors are logged: the next Drained or Counts
+// reports a store that stays unreachable.
+func (f *Frontier) refreshInBackground(runID string) {
+	if !f.scanDue(runID) {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), scanTimeout)
+		defer cancel()
+		if _, err := f.refresh(ctx, runID, false); err != nil && !errors.Is(err, errSkipped) {
+			f.logger.Warn("background frontier scan failed", "run", runID, "err", err)
+		}
+	}()
+}
+
+// scanDue reports whether a non-forced refresh of runID would scan now.
+func (f *Frontier) scanDue(runID string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.scanDueLocked(f.runLocked(runID), f.now())
+}
+
+func (f *Frontier) scanDueLocked(r *run, now time.Time) bool {
+	gap := max(f.scanInterval, 20*r.lastScanCost)
+	return !r.scanning && (r.lastScan.IsZero() || now.Sub(r.lastScan) >= gap)
+}
