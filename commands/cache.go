@@ -154,9 +154,15 @@ func cacheArgs(c *cli.Context) ([]string, error) {
 			continue
 		}
 		name, value, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+		if name == "h" || name == "help" {
+			if err := cli.ShowSubcommandHelp(c); err != nil {
+				return nil, err
+			}
+			return nil, cli.Exit("", 0) // help shown; run nothing
+		}
 		fi := slices.IndexFunc(c.Command.Flags, func(f cli.Flag) bool { return slices.Contains(f.Names(), name) })
 		if fi < 0 {
-			return nil, cli.Exit(fmt.Sprintf("%s: unknown flag %s (see --help)", commandPath(c), arg), 2)
+			return nil, cli.Exit(fmt.Sprintf("%s: unknown flag %s (see `crawlcache %s --help`)", commandPath(c), arg, commandPath(c)), 2)
 		}
 		if _, isBool := c.Command.Flags[fi].(*cli.BoolFlag); isBool && !hasValue {
 			value, hasValue = "true", true

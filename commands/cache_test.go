@@ -83,6 +83,8 @@ func TestCacheTTLCommands(t *testing.T) {
 		{"set none removes", []string{"cache", "ttl", "set", "none"}, 0, []string{"TTL removed"}},
 		{"set after removal", []string{"cache", "ttl", "set", "1h"}, 0, []string{"TTL set to 1h"}},
 		{"remove", []string{"cache", "ttl", "remove"}, 0, []string{"TTL removed"}},
+		{"help after the argument runs nothing", []string{"cache", "ttl", "set", "1h", "--help"}, 0, []string{"USAGE:", "cache ttl set [command options] DURATION"}},
+		{"still none", []string{"cache", "ttl", "show"}, 0, []string{"ttl          none"}},
 	}
 	for _, st := range steps {
 		out, code := cli.run(st.args...)
