@@ -91,7 +91,7 @@ func NormalizeURL(rawURL string, ignored []string) (string, error) {
 	}
 	scheme := strings.ToLower(u.Scheme)
 	host := strings.ToLower(u.Hostname())
-	if host == "" {
+	if host == "" || (strings.Contains(host, ":") && !strings.HasPrefix(u.Host, "[")) {
 		return "", fmt.Errorf("normalize url %q: %w", rawURL, errNotAbsolute)
 	}
 	port := u.Port()
