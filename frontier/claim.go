@@ -104,6 +104,7 @@ func (f *Frontier) Claim(ctx context.Context, runID, worker string, max int) ([]
 		}
 		it.seq++
 		f.held[id] = &held{runID: runID, worker: worker, until: until, item: it}
+		f.touchLocked(runID, it.h)
 		out = append(out, it.entry(runID, Leased, worker, until))
 	}
 	return out, nil
@@ -166,6 +167,7 @@ func (f *Frontier) change(ctx context.Context, id string, st State, worker strin
 	it.seq++
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.touchLocked(h.runID, it.h)
 	if st == Leased {
 		f.held[id] = &held{runID: h.runID, worker: h.worker, until: until, item: it}
 	} else {
@@ -327,7 +329,13 @@ func (f *Frontier) finishElsewhere(ctx context.Context, id string, st State, err
 			it.attempts++
 		}
 		_, err = f.log.InsertOne(ctx, logDoc(runID, it, l.Seq+1, st, "", time.Time{}, errMsg, now))
-		if err == nil || !isDup(err) {
+		if err == nil {
+			f.mu.Lock()
+			f.touchLocked(runID, h)
+			f.mu.Unlock()
+			return nil
+		}
+		if !isDup(err) {
 			return err
 		}
 	}

@@ -29,6 +29,22 @@ type run struct {
 	lastScan     time.Time
 	lastScanCost time.Duration
 	scanning     bool
+	// scans has one set per scan in progress: the entries this process
+	// changed since it started, whose state the scan must not override.
+	scans []*scanSet
+}
+
+// scanSet is the entries changed here while a scan runs.
+type scanSet struct{ touched map[hash16]struct{} }
+
+// touchLocked records that this process changed the state of entry h of
+// runID. f.mu must be held.
+func (f *Frontier) touchLocked(runID string, h hash16) {
+	if r := f.runs[runID]; r != nil {
+		for _, sc := range r.scans {
+			sc.touched[h] = struct{}{}
+		}
+	}
 }
 
 // qitem is an entry believed claimable, with what a claim returns.
@@ -237,10 +253,14 @@ func (f *Frontier) refresh(ctx context.Context, runID string, force bool) (Count
 		return c, errSkipped
 	}
 	r.scanning = true
+	sc := &scanSet{touched: make(map[hash16]struct{})}
+	touched := sc.touched
+	r.scans = append(r.scans, sc)
 	f.mu.Unlock()
 	start := time.Now()
 	defer func() {
 		f.mu.Lock()
+		r.scans = slices.DeleteFunc(r.scans, func(x *scanSet) bool { return x == sc })
 		r.scanning = false
 		r.lastScan = now
 		r.lastScanCost = time.Since(start)
@@ -344,19 +364,42 @@ func (f *Frontier) refresh(ctx context.Context, runID string, force bool) (Count
 			newer = append(newer, it)
 		}
 	}
+	for _, it := range r.queue[r.head:] {
+		_, scanned := seen[it.h]
+		if _, changed := touched[it.h]; changed && scanned {
+			newer = append(newer, it) // requeued here during the scan
+		}
+	}
+	keep := func(h hash16) bool {
+		_, mine := f.held[entryID(runID, h)]
+		_, changed := touched[h]
+		return !mine && !changed
+	}
 	clear(r.queue)
 	r.queue, r.head = r.queue[:0], 0
-	for _, it := range append(ready, newer...) {
+	for _, it := range ready {
+		if keep(it.h) {
+			r.push(it)
+		}
+	}
+	for _, it := range newer {
 		if _, mine := f.held[entryID(runID, it.h)]; !mine {
 			r.push(it)
 		}
 	}
+	var oldWatch []watchItem
+	for _, w := range r.watch {
+		if _, changed := touched[w.h]; changed {
+			oldWatch = append(oldWatch, w)
+		}
+	}
 	r.watch = r.watch[:0]
 	for _, w := range watch {
-		if _, mine := f.held[entryID(runID, w.h)]; !mine {
+		if keep(w.h) {
 			r.watch = append(r.watch, w)
 		}
 	}
+	r.watch = append(r.watch, oldWatch...)
 	return c, nil
 }
 
