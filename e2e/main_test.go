@@ -114,6 +114,7 @@ func requireCommands(t *testing.T, names ...string) {
 // jobTemplate.
 type jobSpec struct {
 	Name, Base, Dir string
+	OutDir          string // of the JSONL output; default Dir
 	Timeout         string // default 2s
 	MaxBodySize     string // default 10MiB
 	RetryMax        int    // default 2
@@ -133,13 +134,16 @@ extract:
     price: {css: '.product-detail .price'}
 outputs:
   - mongodb: {collection: items}
-  - jsonl: {path: {{.Dir}}/{{.Name}}.jsonl}
+  - jsonl: {path: {{.OutDir}}/{{.Name}}.jsonl}
 {{.Extra}}`))
 
 // writeJob writes the job config of spec to spec.Dir/<name>.yaml and
 // returns its path.
 func writeJob(t *testing.T, spec jobSpec) string {
 	t.Helper()
+	if spec.OutDir == "" {
+		spec.OutDir = spec.Dir
+	}
 	if spec.Timeout == "" {
 		spec.Timeout = "2s"
 	}
