@@ -49,7 +49,9 @@ func BenchmarkTransport(b *testing.B) {
 	defer upstream.CloseIdleConnections()
 	s := storetest.Open(b)
 
+	var runs atomic.Int64 // each run its own database, so -count works
 	newTr := func(b *testing.B, db string, p Policy) *Transport {
+		db = fmt.Sprintf("%s_%d", db, runs.Add(1))
 		tr, err := New(context.Background(), s.Database(db), Options{Upstream: upstream, Policy: p, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			b.Fatal(err)

@@ -142,3 +142,27 @@ func TestMeasureConcurrentLoad(t *testing.T) {
 	}
 	t.Logf("concurrent %v/op, sequential %v/op", conc/200, seq/200)
 }
+
+// TestMeasureBodyForm: is a 50 KB HTML body cheaper to find on the
+// embedded server as a string or as binary?
+func TestMeasureBodyForm(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.Open(t)
+	db := s.Database("m")
+	body := benchPage()
+	forms := map[string]any{"string": body, "binary": bson.Binary{Data: []byte(body)}}
+	for name, v := range forms {
+		if _, err := db.Collection(name).InsertOne(ctx, bson.M{"_id": "k", "body": v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := map[string]time.Duration{}
+	for round := 0; round < 30; round++ {
+		for name := range forms {
+			st := time.Now()
+			_, _ = db.Collection(name).FindOne(ctx, bson.D{{Key: "_id", Value: "k"}}).Raw()
+			res[name] += time.Since(st)
+		}
+	}
+	t.Logf("find 50 KB body as string %v/op, as binary %v/op", res["string"]/30, res["binary"]/30)
+}
