@@ -20,13 +20,20 @@ import (
 // size limit, invalid UTF-8 and binary data labelled text/html. The run must
 // complete, count the pages that failed for good, and fetch and extract
 // every product page.
-func TestOriginFaults(t *testing.T) {
+func TestOriginFaults(t *testing.T) { testOriginFaults(t, 60) }
+
+// TestSoakOriginFaults is TestOriginFaults on a larger site (only with
+// CRAWLCACHE_SOAK=1).
+func TestSoakOriginFaults(t *testing.T) {
+	if !soak() {
+		t.Skip("set CRAWLCACHE_SOAK=1")
+	}
+	testOriginFaults(t, 600)
+}
+
+func testOriginFaults(t *testing.T, pages int) {
 	s := storetest.Open(t)
 	ctx := context.Background()
-	pages := 60
-	if soak() {
-		pages = 400
-	}
 	site := smallSite(pages, testsite.Options{
 		Seed: 11,
 		Faults: testsite.Faults{

@@ -124,14 +124,19 @@ const (
 // until the run completes: every page is downloaded from the origin once in
 // total and every item is stored once in MongoDB and in the JSONL output.
 func TestKillResume(t *testing.T) {
-	pages, kills := 50, 3
 	if testing.Short() {
 		t.Skip("starts child processes")
 	}
-	if soak() {
-		pages, kills = 400, 12
+	testKillResume(t, killQuiesced, 50, 3)
+}
+
+// TestSoakKillResume is TestKillResume with more pages and kills (only with
+// CRAWLCACHE_SOAK=1).
+func TestSoakKillResume(t *testing.T) {
+	if !soak() {
+		t.Skip("set CRAWLCACHE_SOAK=1")
 	}
-	testKillResume(t, killQuiesced, pages, kills)
+	testKillResume(t, killQuiesced, 400, 12)
 }
 
 // TestSoakKillResumeRaw kills at truly random instants (only with

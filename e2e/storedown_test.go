@@ -43,7 +43,18 @@ func startServer(t *testing.T, dataDir, listen string, selectTimeout time.Durati
 // left resumable, and, once the server is back on the same data directory,
 // resume to completion with every item stored once. It measures how many
 // pages the origin had to send twice (those in flight when the store died).
-func TestStoreGoesAwayMidRun(t *testing.T) {
+func TestStoreGoesAwayMidRun(t *testing.T) { testStoreGoesAway(t, 100) }
+
+// TestSoakStoreGoesAwayMidRun is TestStoreGoesAwayMidRun on a larger site
+// (only with CRAWLCACHE_SOAK=1).
+func TestSoakStoreGoesAwayMidRun(t *testing.T) {
+	if !soak() {
+		t.Skip("set CRAWLCACHE_SOAK=1")
+	}
+	testStoreGoesAway(t, 600)
+}
+
+func testStoreGoesAway(t *testing.T, pages int) {
 	ctx := context.Background()
 	dataDir := t.TempDir()
 	srv1, s1 := startServer(t, dataDir, "", 500*time.Millisecond)
@@ -53,10 +64,6 @@ func TestStoreGoesAwayMidRun(t *testing.T) {
 	}
 	listen := u.Host
 
-	pages := 100
-	if soak() {
-		pages = 600
-	}
 	site := smallSite(pages, testsite.Options{Seed: 5, Latency: 5 * time.Millisecond})
 	// The gate holds requests at the origin (uncounted) from the moment the
 	// store is stopped until the server is gone, so the crawl is still
