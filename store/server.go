@@ -64,6 +64,7 @@ type Server struct {
 	done   chan struct{}
 	once   sync.Once
 	dir    string
+	ids    *idIndexer
 }
 
 const (
@@ -109,10 +110,20 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	// WAL with synchronous=NORMAL: a commit is durable against a crash of
+	// the process (kill -9), and fsyncs happen at checkpoints instead of on
+	// every write, which made every insert wait for the disk (a cold crawl
+	// ran 2× slower). A power cut may lose the last commits; the database
+	// stays consistent. CRAWLCACHE_SQLITE_SYNC=full restores fsync per
+	// commit.
+	syncMode := "normal"
+	if v := os.Getenv("CRAWLCACHE_SQLITE_SYNC"); v == "full" || v == "extra" {
+		syncMode = v
+	}
 	fdb, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: listen},
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + abs + "/",
+		SQLiteURL: "file:" + abs + "/?_pragma=synchronous(" + syncMode + ")",
 		Logger:    slog.New(levelHandler{min: slog.LevelError, Handler: logger.Handler()}),
 	})
 	if err != nil {
@@ -126,6 +137,15 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 		_ = fdb.Run(runCtx)
 	}()
 	s.uri = fdb.MongoDBURI()
+
+	s.ids = newIDIndexer(abs)
+	if err := s.ids.ensure(ctx); err != nil {
+		logger.Warn("index _id of existing collections; lookups will scan", "dir", abs, "err", err)
+	}
+	var reported sync.Once
+	go s.ids.run(runCtx, 250*time.Millisecond, func(err error) {
+		reported.Do(func() { logger.Warn("index _id of new collections; lookups will scan", "dir", abs, "err", err) })
+	})
 
 	command := opts.Command
 	if command == "" {
@@ -148,6 +168,9 @@ func (s *Server) Close() {
 	s.once.Do(func() {
 		s.cancel()
 		<-s.done
+		if s.ids != nil {
+			s.ids.close()
+		}
 		_ = os.Remove(filepath.Join(s.dir, ownerFile))
 		_ = s.lock.Close() // releases the flock
 	})

@@ -1,0 +1,62 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// TestIDLookupsUseAnIndex is the regression test for FerretDB's SQLite
+// backend scanning the whole table on every _id find, update and delete.
+func TestIDLookupsUseAnIndex(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, Options{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	coll := s.Database("idx").Collection("docs")
+	for i := range 3 {
+		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("k%d", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The background indexer picks new collections up; run it now rather
+	// than wait for its tick.
+	if err := s.server.ids.ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "idx.sqlite")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var table string
+	if err := db.QueryRow(`SELECT table_name FROM _ferretdb_collections WHERE name = 'docs'`).Scan(&table); err != nil {
+		t.Fatal(err)
+	}
+	// The exact statement FerretDB v1.24.2 runs for find/update/delete by _id.
+	var id, parent, notused int
+	var plan string
+	q := fmt.Sprintf(`EXPLAIN QUERY PLAN SELECT _ferretdb_sjson FROM %q WHERE _ferretdb_sjson->'$._id' = ?`, table)
+	if err := db.QueryRow(q, `"k1"`).Scan(&id, &parent, &notused, &plan); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(plan, "USING INDEX") {
+		t.Errorf("query plan for an _id lookup = %q, want an index search", plan)
+	}
+	var got struct {
+		ID string `bson:"_id"`
+	}
+	if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: "k2"}}).Decode(&got); err != nil || got.ID != "k2" {
+		t.Errorf("find by _id with the extra index = %+v, %v", got, err)
+	}
+}
