@@ -145,8 +145,10 @@ type Options struct {
 	// cancelled before they are abandoned and released. If zero,
 	// DefaultShutdownGrace.
 	ShutdownGrace time.Duration
-	// LeaseRenew is how often leases of in-flight URLs are renewed; keep it
-	// well below the frontier's lease. If zero, DefaultLeaseRenew.
+	// LeaseRenew is how often leases of in-flight URLs (and held hosts) are
+	// renewed; keep it well below the frontier's lease. If zero, a third of
+	// the lease the frontier grants (read from the first claim), at most
+	// DefaultLeaseRenew.
 	LeaseRenew time.Duration
 
 	// sleep replaces real waits in the politeness layer (tests).
@@ -203,6 +205,9 @@ type crawl struct {
 
 	pages, hits, misses, revalidated, stale, errs, items atomic.Int64
 
+	renewEvery atomic.Int64 // time.Duration; see Options.LeaseRenew
+	renewSet   sync.Once
+
 	addMu sync.Mutex
 	total int // entries in the frontier, for MaxPages
 
@@ -216,9 +221,10 @@ type crawl struct {
 	fatalErr  error
 	stop      context.CancelFunc
 
-	pagesCh    chan pipeline.Page
-	pipeDone   chan struct{}
-	pipeCancel context.CancelFunc
+	pagesCh     chan pipeline.Page
+	pipeDone    chan struct{}
+	pipeCancel  context.CancelFunc
+	restoreHook func() // puts the pipeline's own OnPageDone back
 }
 
 func newCrawl(opts Options) (*crawl, error) {
@@ -272,8 +278,9 @@ func newCrawl(opts Options) (*crawl, error) {
 	if c.opts.ShutdownGrace <= 0 {
 		c.opts.ShutdownGrace = DefaultShutdownGrace
 	}
-	if c.opts.LeaseRenew <= 0 {
-		c.opts.LeaseRenew = DefaultLeaseRenew
+	c.renewEvery.Store(int64(DefaultLeaseRenew))
+	if c.opts.LeaseRenew > 0 {
+		c.renewEvery.Store(int64(c.opts.LeaseRenew))
 	}
 	allowed, err := allowedDomains(opts.AllowedDomains, opts.Seeds)
 	if err != nil {
@@ -516,11 +523,11 @@ func (c *crawl) reportLoop(ctx context.Context) {
 
 // renewLoop extends the leases of in-flight URLs while they are worked on.
 func (c *crawl) renewLoop(ctx context.Context) {
-	t := time.NewTicker(c.opts.LeaseRenew)
-	defer t.Stop()
 	for {
+		t := time.NewTimer(c.renewInterval())
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}
@@ -543,4 +550,19 @@ func (c *crawl) renewLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+func (c *crawl) renewInterval() time.Duration { return time.Duration(c.renewEvery.Load()) }
+
+// learnLease sets the renew interval to a third of the lease the frontier
+// granted e, unless Options.LeaseRenew is set.
+func (c *crawl) learnLease(e frontier.Entry) {
+	if c.opts.LeaseRenew > 0 || e.LeaseUntil.IsZero() {
+		return
+	}
+	c.renewSet.Do(func() {
+		lease := e.LeaseUntil.Sub(c.now())
+		every := min(max(lease/3, 50*time.Millisecond), DefaultLeaseRenew)
+		c.renewEvery.Store(int64(every))
+	})
 }

@@ -295,7 +295,7 @@ func TestCrawlFilters(t *testing.T) {
 
 func TestCrawlSecondRunRevalidatesEverything(t *testing.T) {
 	e := newEnv(t)
-	site, base := newSite(t, testsite.Options{Pages: 60, Seed: 3})
+	site, base := newSite(t, testsite.Options{Pages: 40, Seed: 3})
 	revalidate := cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireAfter, After: 0}}
 
 	first := newRecorder(t)
@@ -331,7 +331,7 @@ func TestCrawlSecondRunRevalidatesEverything(t *testing.T) {
 
 func TestCrawlCacheHitsAreNotRateLimited(t *testing.T) {
 	e := newEnv(t)
-	_, base := newSite(t, testsite.Options{Pages: 60, Seed: 4})
+	_, base := newSite(t, testsite.Options{Pages: 40, Seed: 4})
 	run(t, e.options("cold", base+"/", newRecorder(t)))
 
 	o := e.options("warm", base+"/", newRecorder(t))
@@ -424,7 +424,7 @@ func TestCrawlRetries(t *testing.T) {
 
 func TestCrawlInterruptAndResume(t *testing.T) {
 	e := newEnv(t)
-	site, base := newSite(t, testsite.Options{Pages: 100, Seed: 6})
+	site, base := newSite(t, testsite.Options{Pages: 60, Seed: 6})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	rec := newRecorder(t)
@@ -432,7 +432,7 @@ func TestCrawlInterruptAndResume(t *testing.T) {
 	n := 0
 	rec.after = func(pipeline.Page) {
 		n++ // OnPageDone runs on one goroutine
-		if n == 40 {
+		if n == 20 {
 			once.Do(cancel)
 		}
 	}
@@ -446,8 +446,8 @@ func TestCrawlInterruptAndResume(t *testing.T) {
 		t.Fatalf("interrupted run: err = %v, want ErrInterrupted and context.Canceled", err)
 	}
 	mid := counts(t, e, "resume")
-	if mid.Leased != 0 || mid.Pending == 0 || mid.Done < 40 {
-		t.Fatalf("frontier after interrupt = %+v, want nothing leased, some pending, at least 40 done", mid)
+	if mid.Leased != 0 || mid.Pending == 0 || mid.Done < 20 {
+		t.Fatalf("frontier after interrupt = %+v, want nothing leased, some pending, at least 20 done", mid)
 	}
 
 	rec2 := newRecorder(t)

@@ -121,7 +121,7 @@ func (g *hostGate) tend(ctx context.Context, final bool) {
 			if err := g.c.front.ReleaseHost(ctx, h, g.c.worker); err != nil {
 				g.c.log.Warn("could not hand back host lease; it expires by itself", "host", h, "err", err)
 			}
-		case now.Sub(gh.renewed) >= g.c.opts.LeaseRenew:
+		case now.Sub(gh.renewed) >= g.c.renewInterval():
 			ok, err := g.c.front.LeaseHost(ctx, h, g.c.worker, 0)
 			switch {
 			case err != nil:

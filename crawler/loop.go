@@ -95,6 +95,7 @@ func (c *crawl) idle(d time.Duration) {
 
 // dispatch records e as in flight and queues it for a fetcher.
 func (c *crawl) dispatch(e frontier.Entry) {
+	c.learnLease(e)
 	c.mu.Lock()
 	c.inflight[e.ID] = e
 	c.fetching++
@@ -181,6 +182,7 @@ func (c *crawl) startPipeline() {
 		return
 	}
 	prev := p.OnPageDone
+	c.restoreHook = func() { p.OnPageDone = prev }
 	p.OnPageDone = func(pg pipeline.Page, n int) {
 		c.ack(pg, n)
 		if prev != nil {
@@ -206,6 +208,7 @@ func (c *crawl) stopPipeline() {
 		return
 	}
 	close(c.pagesCh)
+	defer c.restoreHook()
 	if c.runCtx.Err() == nil {
 		<-c.pipeDone
 		c.pipeCancel()
