@@ -24,6 +24,13 @@ import (
 // StartOptions.Revalidate, so that its resume revalidates too.
 const OptionRevalidate = "revalidate"
 
+// OptionHostLeases is recorded in Run.Options when the run's workers
+// fetch a host only while holding its lease in the frontier, so that
+// rate.per_host holds for a fleet of workers. Runs on a MongoDB URI use
+// it; runs on the embedded store (one machine) do not, unless
+// Runner.HostLeases.
+const OptionHostLeases = "host_leases"
+
 // DefaultReportEvery is how often a running worker writes its progress to
 // the run record.
 const DefaultReportEvery = 2 * time.Second
@@ -77,6 +84,10 @@ type Runner struct {
 	ShutdownGrace time.Duration
 	// Upstream replaces the network transport below the cache (tests).
 	Upstream http.RoundTripper
+	// HostLeases makes new runs use host leases (OptionHostLeases) even on
+	// the embedded store, so that workers started with Join on the same
+	// store share rate.per_host.
+	HostLeases bool
 
 	workerOnce sync.Once
 }
@@ -147,8 +158,10 @@ func (r *Runner) Run(ctx context.Context, job *configs.Job, o StartOptions) (*Ou
 		return nil, err
 	}
 	if last != nil && last.Status != StatusCompleted && last.Status != StatusFailed {
-		// We hold the lock, so no `run` process works on it any more.
-		if last.Status == StatusRunning {
+		// We hold the lock, so no `run` process works on it any more;
+		// joined workers may (issue: several machines), and while one
+		// reports, the run is not marked interrupted.
+		if last.Status == StatusRunning && r.liveWorkers(last) == 0 {
 			if _, err := runs.Finish(ctx, last.ID, StatusInterrupted, "its process stopped without recording an end (crash or kill)"); err != nil {
 				return nil, err
 			}
@@ -156,7 +169,7 @@ func (r *Runner) Run(ctx context.Context, job *configs.Job, o StartOptions) (*Ou
 		}
 		switch {
 		case o.Resume:
-			return r.execute(ctx, job, last, true, lease, hasOption(last, OptionRevalidate))
+			return r.execute(ctx, job, last, modeResume, lease, hasOption(last, OptionRevalidate))
 		case !o.Fresh:
 			return nil, &UnfinishedError{Run: last}
 		}
@@ -168,10 +181,13 @@ func (r *Runner) Run(ctx context.Context, job *configs.Job, o StartOptions) (*Ou
 	if o.Revalidate {
 		run.Options = append(run.Options, OptionRevalidate)
 	}
+	if r.HostLeases || !r.Store.Embedded {
+		run.Options = append(run.Options, OptionHostLeases)
+	}
 	if err := runs.Create(ctx, run); err != nil {
 		return nil, err
 	}
-	return r.execute(ctx, job, run, false, lease, o.Revalidate)
+	return r.execute(ctx, job, run, modeNew, lease, o.Revalidate)
 }
 
 // Resume continues run runID. job is its config (load it from
@@ -207,7 +223,7 @@ func (r *Runner) Resume(ctx context.Context, runID string, job *configs.Job) (*O
 	if job.Hash != "" && run.ConfigHash != "" && job.Hash != run.ConfigHash {
 		r.log().Warn("the job's config changed since the run started; resuming with the current file", "run", runID, "config", job.Source)
 	}
-	return r.execute(ctx, job, run, true, lease, hasOption(run, OptionRevalidate))
+	return r.execute(ctx, job, run, modeResume, lease, hasOption(run, OptionRevalidate))
 }
 
 // acquire takes the job lock, breaking one whose holder is a dead process
@@ -250,18 +266,66 @@ func hasOption(run *Run, opt string) bool {
 	return false
 }
 
-// execute runs (or resumes) run under lease until it ends and records how.
-func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, resume bool, lease *Lease, revalidate bool) (*Outcome, error) {
+// liveWorkers counts the run's workers, other than this one, that
+// reported recently and whose process is not known to be gone.
+func (r *Runner) liveWorkers(run *Run) int {
+	n := 0
+	for id, w := range run.Workers {
+		if id != r.worker() && r.now().Sub(w.Heartbeat) <= 3*r.reportEvery() && !holderDeadWorker(w) {
+			n++
+		}
+	}
+	return n
+}
+
+// Join makes this process one more worker of run runID, which must be
+// running: it claims URLs from the run's frontier alongside the others
+// (host leases keep rate.per_host for the whole fleet) without taking the
+// job lock. When it sees the frontier drained it completes the run (once,
+// whichever worker is first); when interrupted it just leaves, and the
+// run goes on. File outputs are written per machine, so a fleet should
+// use the mongodb output. It returns an error wrapping ErrNotResumable
+// when the run is not running.
+func (r *Runner) Join(ctx context.Context, runID string, job *configs.Job) (*Outcome, error) {
+	if _, err := r.pipeline(job); err != nil {
+		return nil, err
+	}
+	runs, _ := r.db()
+	run, err := runs.Get(ctx, runID)
+	if err != nil {
+		return nil, err
+	}
+	if run.Status != StatusRunning {
+		return nil, fmt.Errorf("join run %s: it is %s: %w", runID, run.Status, ErrNotResumable)
+	}
+	return r.execute(ctx, job, run, modeJoin, nil, hasOption(run, OptionRevalidate))
+}
+
+// How execute starts a run.
+type startMode int
+
+const (
+	modeNew    startMode = iota // a new run record
+	modeResume                  // an interrupted run, under the job lock
+	modeJoin                    // a running run, as an extra worker
+)
+
+// execute runs run until it ends and records how. lease is the job lock,
+// nil for a joined worker.
+func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, mode startMode, lease *Lease, revalidate bool) (*Outcome, error) {
 	log := r.log().With("job", job.Name, "run", run.ID)
 	runs, _ := r.db()
 	worker := r.worker()
 	bg := context.WithoutCancel(ctx)
-	if err := lease.SetRun(ctx, run.ID); err != nil {
-		return nil, err
+	resume := mode != modeNew
+	if lease != nil {
+		if err := lease.SetRun(ctx, run.ID); err != nil {
+			return nil, err
+		}
 	}
 
 	var reclaim []string
-	if resume {
+	if mode == modeResume {
 		if err := runs.Reopen(ctx, run.ID); err != nil {
 			return nil, err
 		}
@@ -285,18 +349,24 @@ func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, resume
 		if cause != nil {
 			msg = cause.Error()
 		}
-		if _, err := runs.Finish(bg, run.ID, status, msg); err != nil {
-			cause = errors.Join(cause, err)
+		// A joined worker records only completion: its interrupt or
+		// failure leaves the run to the others.
+		if mode != modeJoin || status == StatusCompleted {
+			if _, err := runs.Finish(bg, run.ID, status, msg); err != nil {
+				cause = errors.Join(cause, err)
+			}
 		}
 		final, err := runs.Get(bg, run.ID)
 		if err != nil {
 			return nil, errors.Join(cause, err)
 		}
-		return &Outcome{Run: final, Resumed: resume, Session: sessionOf(final, worker)}, cause
+		return &Outcome{Run: final, Resumed: mode == modeResume, Session: sessionOf(final, worker)}, cause
 	}
 
-	if err := r.prepareCache(ctx, job, log); err != nil {
-		return finish(StatusFailed, err)
+	if mode != modeJoin {
+		if err := r.prepareCache(ctx, job, log); err != nil {
+			return finish(StatusFailed, err)
+		}
 	}
 	front, err := frontier.New(ctx, r.Store.Database(Database), frontier.Options{
 		Now: r.Now, Lease: r.FrontierLease, Logger: log, FilterPushdown: r.Store.Capabilities().FilterPushdown,
@@ -319,10 +389,12 @@ func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, resume
 	// expired) stops the crawl.
 	crawlCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	go lease.KeepAlive(crawlCtx, func(err error) {
-		log.Error("job lock lost; stopping", "err", err)
-		cancel(err)
-	})
+	if lease != nil {
+		go lease.KeepAlive(crawlCtx, func(err error) {
+			log.Error("job lock lost; stopping", "err", err)
+			cancel(err)
+		})
+	}
 	if revalidate {
 		crawlCtx = cache.WithRefresh(crawlCtx)
 	}
@@ -337,7 +409,7 @@ func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, resume
 		PerHost: job.Rate.PerHost, Burst: job.Rate.Burst, Parallelism: job.Rate.Parallelism,
 		RetryMax: job.Retry.Max, RetryBackoff: job.Retry.Backoff,
 		CacheDB: r.Store.Database(cache.DefaultDatabase), CachePolicy: job.Cache, SupportsTTL: r.Store.Capabilities().TTLIndexes,
-		Frontier: front, Resume: resume, Reclaim: reclaim,
+		Frontier: front, Resume: resume, Reclaim: reclaim, HostLeases: hasOption(run, OptionHostLeases),
 		Pipeline: pipe, Progress: rep.update,
 		Now: r.Now, Logger: log, Upstream: r.Upstream, ShutdownGrace: r.ShutdownGrace,
 	})

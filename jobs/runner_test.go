@@ -466,3 +466,65 @@ func poll(t *testing.T, limit time.Duration, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestJoinRunningRun: a second worker joins a running run; the run
+// completes once, lists both workers, and no page is downloaded twice.
+func TestJoinRunningRun(t *testing.T) {
+	t.Parallel()
+	s := storetest.Open(t)
+	ctx := context.Background()
+	site := smallSite(30, 3*time.Millisecond)
+	srv := site.Start()
+	t.Cleanup(srv.Close)
+	path := filepath.Join(t.TempDir(), "fleet.yaml")
+	yaml := fmt.Sprintf("name: fleet\nseeds: [%s/]\nrate: {per_host: 1000, burst: 10, parallelism: 4}\nextract: {item: article.product, fields: {title: {css: h2}}}\noutputs: [{mongodb: {collection: items}}]\n", srv.URL)
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	job, err := configs.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan string, 1)
+	var once sync.Once
+	a := &Runner{Store: s, WorkerID: "worker-a", HostLeases: true, Logger: slog.New(slog.DiscardHandler), ReportEvery: 50 * time.Millisecond}
+	a.Progress = func(sn Snapshot) {
+		if sn.Pages >= 3 {
+			once.Do(func() {
+				last, err := NewRuns(s.Database(Database), nil).Last(ctx, "fleet")
+				if err == nil && last != nil {
+					started <- last.ID
+				}
+			})
+		}
+	}
+	type result struct {
+		out *Outcome
+		err error
+	}
+	resA := make(chan result, 1)
+	go func() {
+		out, err := a.Run(ctx, job, StartOptions{})
+		resA <- result{out, err}
+	}()
+	runID := <-started
+	b := &Runner{Store: s, WorkerID: "worker-b", Logger: slog.New(slog.DiscardHandler)}
+	outB, errB := b.Join(ctx, runID, job)
+	ra := <-resA
+	if ra.err != nil || errB != nil {
+		t.Fatalf("worker a: %v; worker b: %v", ra.err, errB)
+	}
+	if outB.Run.Status != StatusCompleted || len(outB.Run.Workers) != 2 || !hasOption(outB.Run, OptionHostLeases) {
+		t.Errorf("run after both workers: status %s, %d workers, options %v; want completed, 2, host_leases", outB.Run.Status, len(outB.Run.Workers), outB.Run.Options)
+	}
+	counts := site.Counts()
+	for _, p := range counts.Paths() {
+		if n := counts.Status(p, http.StatusOK); n != 1 {
+			t.Errorf("origin sent %s %d times, want once", p, n)
+		}
+	}
+	t.Logf("worker a %+v, worker b %+v", ra.out.Session, outB.Session)
+	if _, err := b.Join(ctx, runID, job); !errors.Is(err, ErrNotResumable) {
+		t.Errorf("join of a completed run: err = %v, want ErrNotResumable", err)
+	}
+}
