@@ -23,6 +23,11 @@ bench:
 	$(GO) run ./bench -out docs/BENCH.md
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./cache/ ./frontier/ ./pipeline/
 
+## run: the main job, offline: the bundled demo shop on 127.0.0.1:8089 crawled
+## twice with configs/example.yaml on the embedded store (see README).
+run: build
+	$(BIN) demo
+
 ## lint: go vet and a gofmt check.
 lint:
 	$(GO) vet $(PKGS)
