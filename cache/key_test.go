@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -270,5 +272,58 @@ func TestReadmeQueries(t *testing.T) {
 	}
 	if got := urls(filter); len(got) != 1 || got[0] != "/sold" {
 		t.Errorf("HTML pages matching /out of stock/i = %v, want [/sold]", got)
+	}
+}
+
+func TestTransportMatchHeaders(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "lang "+r.Header.Get("Accept-Language"))
+	})
+	e := newTransportEnv(t, Options{Policy: Policy{MatchHeaders: []string{"Accept-Language"}}})
+	for i, st := range []struct{ lang, want string }{
+		{"de", ServedMiss}, {"en", ServedMiss}, {"de", ServedHit}, {"en", ServedHit},
+	} {
+		resp, body := e.get(nil, o.URL+"/m", "Accept-Language", st.lang)
+		if Served(resp) != st.want || string(body) != "lang "+st.lang {
+			t.Errorf("step %d (%s): served %q body %q, want %q", i, st.lang, Served(resp), body, st.want)
+		}
+	}
+}
+
+func TestDecodeResponseMergesRevalidation(t *testing.T) {
+	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	doc := &Document{
+		ID: "k", URL: "https://e.org/", Method: "GET", Status: 200, Proto: "HTTP/1.1",
+		Headers: bson.M{"Content-Type": "text/plain", "Etag": `"1"`, "X-Two": bson.A{"a", "b"}},
+		Body:    "hello", Size: 5, CreatedAt: created, ValidatedAt: created,
+	}
+	tests := []struct {
+		name     string
+		rev      *Revalidation
+		wantETag string
+	}{
+		{"no revalidation", nil, `"1"`},
+		{"newer revalidation merges", &Revalidation{ID: "k", ValidatedAt: created.Add(time.Hour), Headers: bson.M{"Etag": `"2"`, "Content-Type": "text/html"}}, `"2"`},
+		{"older revalidation ignored", &Revalidation{ID: "k", ValidatedAt: created.Add(-time.Hour), Headers: bson.M{"Etag": `"0"`}}, `"1"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := DecodeResponse(doc, tc.rev, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if string(body) != "hello" || resp.StatusCode != 200 || resp.Header.Get("Etag") != tc.wantETag {
+				t.Errorf("got %d %q ETag %q, want 200 hello %s", resp.StatusCode, body, resp.Header.Get("Etag"), tc.wantETag)
+			}
+			if resp.Header.Get("Content-Type") != "text/plain" || len(resp.Header.Values("X-Two")) != 2 {
+				t.Errorf("headers %v: Content-Type must not be merged from a 304, X-Two keeps both values", resp.Header)
+			}
+		})
+	}
+	bad := *doc
+	bad.Size = 4
+	if _, err := DecodeResponse(&bad, nil, nil); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("size mismatch: err = %v, want ErrCorrupt", err)
 	}
 }
