@@ -52,16 +52,20 @@ func (a *Admin) deleteExpired(ctx context.Context, info TTLInfo) (int64, error) 
 		return 0, err
 	}
 	// Only responses whose own validated_at is before the cutoff can be
-	// expired. The sweeper reads every entry to learn the oldest it keeps
-	// (the embedded server scans and decodes the whole collection for any
-	// filter anyway); with a TTL index the filter uses the index.
+	// expired; with a TTL index the filter uses the index. The sweeper also
+	// reads the entries that expire within the horizon, to learn when the
+	// next sweep has work: the embedded server scans the collection for any
+	// filter, but each document it returns costs more (measured at 400 × 50
+	// KB: 0.7 s returning none, 1.2 s returning all).
 	old := bson.D{{Key: "validated_at", Value: bson.D{{Key: "$lt", Value: cutoff}}}}
-	filter := old
+	filter, oldestKept := old, now
 	if info.Mechanism == MechanismSweeper {
-		filter = nil
+		// Entries not returned are newer than this; so is anything written
+		// after the scan (horizon < TTL).
+		oldestKept = cutoff.Add(sweepHorizon(info.TTL))
+		filter = bson.D{{Key: "validated_at", Value: bson.D{{Key: "$lt", Value: oldestKept}}}}
 	}
 	var ids []string
-	oldestKept := now
 	err = a.scanEntries(ctx, filter, revs, func(e EntrySummary) {
 		switch {
 		case e.ValidatedAt.Before(cutoff):
@@ -94,6 +98,13 @@ func (a *Admin) deleteExpired(ctx context.Context, info TTLInfo) (int64, error) 
 		}
 	}
 	return n, nil
+}
+
+// sweepHorizon is how far past the cutoff a sweep looks for the oldest
+// entry it keeps: half the TTL, at most a day. Sweeps are then skipped for
+// up to that long when nothing expires sooner.
+func sweepHorizon(ttl time.Duration) time.Duration {
+	return min(ttl/2, 24*time.Hour)
 }
 
 // deleteEntries deletes the responses with the given keys (that also

@@ -276,16 +276,22 @@ func TestSweepSkipsUntilTheOldestEntryCanExpire(t *testing.T) {
 			t.Errorf("%s: NextSweep %s, %v; want %s", step, info.NextSweep, err, wantNext)
 		}
 	}
-	sweep("first sweep", adminT0, 1, adminT0.Add(22*time.Hour))
+	// The sweep looks 12h (half the TTL) past its cutoff: a, validated 2h
+	// ago, is newer, so the next sweep is due when anything validated 12h
+	// before this one can expire.
+	sweep("first sweep", adminT0, 1, adminT0.Add(12*time.Hour))
 	putDoc(t, db, "imported", "https://example.org/imported", 200, ago(48*time.Hour), nil)
-	sweep("before the oldest entry can expire", adminT0.Add(time.Hour), 0, adminT0.Add(22*time.Hour))
+	sweep("before the next sweep is due", adminT0.Add(time.Hour), 0, adminT0.Add(12*time.Hour))
 	if left := ids(t, db, cache.ResponsesCollection); !slices.Equal(left, []string{"a", "imported"}) {
 		t.Errorf("skipped sweep left %v, want a and imported", left)
 	}
 	if n, err := a.Purge(ctx, cache.PurgeOptions{Expired: true}); err != nil || n != 1 {
 		t.Errorf("purge --expired: got %d, %v; want 1 (imported), nil", n, err)
 	}
-	sweep("once a can expire", adminT0.Add(22*time.Hour+time.Second), 1, adminT0.Add(46*time.Hour+time.Second))
+	// purge --expired is a sweep too: due again 12h after its cutoff + TTL.
+	sweep("after the purge, before it is due", adminT0.Add(12*time.Hour+time.Second), 0, adminT0.Add(13*time.Hour))
+	sweep("due, a not yet expired: the horizon now reaches a", adminT0.Add(13*time.Hour), 0, adminT0.Add(22*time.Hour))
+	sweep("once a can expire", adminT0.Add(22*time.Hour+time.Second), 1, adminT0.Add(34*time.Hour+time.Second))
 
 	// A new TTL forgets the schedule.
 	if _, err := a.SetTTL(ctx, time.Hour, true); err != nil {

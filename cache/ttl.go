@@ -62,11 +62,11 @@ type TTLInfo struct {
 	LastSweep        time.Time
 	LastSweepDeleted int64
 	// NextSweep is the earliest time an entry can be older than the TTL,
-	// as the last sweep found: the oldest validated_at it kept (or the
-	// sweep's start, if earlier) plus the TTL. Entries written later are
-	// newer and revalidations only move validated_at forward, so Sweep
-	// before NextSweep has nothing to delete and skips its scan. Zero when
-	// unknown.
+	// as the last sweep found: the oldest validated_at it kept plus the TTL
+	// (at most half the TTL or a day after that sweep). Entries written
+	// later are newer and revalidations only move validated_at forward, so
+	// Sweep before NextSweep has nothing to delete and skips its scan. Zero
+	// when unknown.
 	NextSweep time.Time
 }
 

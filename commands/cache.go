@@ -392,7 +392,7 @@ func runTTLShow(c *cli.Context) error {
 			fmt.Fprintf(tw, "last sweep\t%s (%s), deleted %d\n", fmtTime(info.LastSweep), fmtAge(info.LastSweep, time.Now()), info.LastSweepDeleted)
 		}
 		if !info.NextSweep.IsZero() {
-			fmt.Fprintf(tw, "next sweep\t%s (%s): the oldest entry expires then; crawls before it skip the sweep\n", fmtTime(info.NextSweep), fmtAge(info.NextSweep, time.Now()))
+			fmt.Fprintf(tw, "next sweep\t%s (%s): nothing expires before then, so crawls until then skip the sweep\n", fmtTime(info.NextSweep), fmtAge(info.NextSweep, time.Now()))
 		}
 		return tw.Flush()
 	})
