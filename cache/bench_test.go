@@ -31,6 +31,7 @@ func benchPage() string {
 //
 //	upstream:   http.Transport only
 //	hit:        served from the store
+//	hit_compressed: the same with Options.CompressBodies
 //	miss:       a new URL each time: lookup, fetch, store
 //	revalidate: expired entry with an ETag: lookup, conditional fetch (304), revalidation upsert
 func BenchmarkTransport(b *testing.B) {
@@ -50,9 +51,11 @@ func BenchmarkTransport(b *testing.B) {
 	s := storetest.Open(b)
 
 	var runs atomic.Int64 // each run its own database, so -count works
-	newTr := func(b *testing.B, db string, p Policy) *Transport {
+	newTr := func(b *testing.B, db string, p Policy, compress ...bool) *Transport {
 		db = fmt.Sprintf("%s_%d", db, runs.Add(1))
-		tr, err := New(context.Background(), s.Database(db), Options{Upstream: upstream, Policy: p, Logger: slog.New(slog.DiscardHandler)})
+		tr, err := New(context.Background(), s.Database(db), Options{
+			Upstream: upstream, Policy: p, Logger: slog.New(slog.DiscardHandler), CompressBodies: len(compress) > 0,
+		})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -86,6 +89,14 @@ func BenchmarkTransport(b *testing.B) {
 		b.SetBytes(int64(len(page)))
 		for b.Loop() {
 			get(b, tr, srv.URL+"/hit", ServedHit)
+		}
+	})
+	b.Run("hit_compressed", func(b *testing.B) {
+		tr := newTr(b, "bench_hitz", Policy{}, true)
+		get(b, tr, srv.URL+"/hitz", ServedMiss)
+		b.SetBytes(int64(len(page)))
+		for b.Loop() {
+			get(b, tr, srv.URL+"/hitz", ServedHit)
 		}
 	})
 	var seq atomic.Int64

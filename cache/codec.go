@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -107,6 +108,9 @@ func decodeEntry(doc *Document, rev *Revalidation) (e *entry, validatedAt time.T
 		return nil, time.Time{}, nil, fmt.Errorf("decode cached response %s: headers: %w", doc.ID, err)
 	}
 	body, err := decodeBody(doc.Body)
+	if err == nil && doc.BodyEncoding != "" {
+		body, err = decompressBody(body, doc.BodyEncoding, doc.Size)
+	}
 	if err != nil {
 		return nil, time.Time{}, nil, fmt.Errorf("decode cached response %s: body: %w", doc.ID, err)
 	}
@@ -252,18 +256,52 @@ func unescapeName(key string) string {
 	return key
 }
 
+// compressMin is the smallest body worth compressing.
+const compressMin = 1024
+
 // encodeBody stores a body as a string when it is valid UTF-8 text that
-// MongoDB tools show readably, else as binary. Either form replays the
-// exact bytes.
-func encodeBody(body []byte, h http.Header) any {
+// MongoDB tools show readably, else as binary; with compress, bodies of
+// compressMin bytes or more are gzip-compressed binary instead (encoding
+// "gzip") when that makes them smaller. Every form replays the exact bytes.
+func encodeBody(body []byte, h http.Header, compress bool) (v any, encoding string) {
 	if len(body) == 0 {
-		return nil
+		return nil, ""
 	}
+	if compress && len(body) >= compressMin {
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		_, _ = zw.Write(body)
+		if zw.Close() == nil && buf.Len() < len(body) {
+			return bson.Binary{Subtype: bson.TypeBinaryGeneric, Data: buf.Bytes()}, "gzip"
+		}
+	}
+	return encodeBodyPlain(body, h), ""
+}
+
+func encodeBodyPlain(body []byte, h http.Header) any {
 	if h.Get("Content-Encoding") == "" && isTextType(h.Get("Content-Type")) &&
 		utf8.Valid(body) && bytes.IndexByte(body, 0) < 0 {
 		return string(body)
 	}
 	return bson.Binary{Subtype: bson.TypeBinaryGeneric, Data: body}
+}
+
+// decompressBody undoes encodeBody's compression; the result must be size
+// bytes.
+func decompressBody(b []byte, encoding string, size int64) ([]byte, error) {
+	if encoding != "gzip" {
+		return nil, fmt.Errorf("%w: body_encoding %q", ErrCorrupt, encoding)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%w: gzip body: %v", ErrCorrupt, err)
+	}
+	out := make([]byte, 0, max(0, min(size, DefaultMaxBodySize)))
+	buf := bytes.NewBuffer(out)
+	if _, err := buf.ReadFrom(io.LimitReader(zr, size+1)); err != nil {
+		return nil, fmt.Errorf("%w: gzip body: %v", ErrCorrupt, err)
+	}
+	return buf.Bytes(), nil
 }
 
 func decodeBody(v any) ([]byte, error) {
@@ -301,8 +339,9 @@ func isTextType(ct string) bool {
 
 // newDocument builds the stored form of a response to req (whose key is
 // key and normalized URL norm) fetched at now.
-func newDocument(key, norm string, req *http.Request, e *entry, p Policy, now time.Time, expires *time.Time, vary bson.M) *Document {
+func newDocument(key, norm string, req *http.Request, e *entry, p Policy, now time.Time, expires *time.Time, vary bson.M, compress bool) *Document {
 	ignored := p.ignoredParameters()
+	body, encoding := encodeBody(e.body, e.header, compress)
 	return &Document{
 		ID:           key,
 		URL:          norm,
@@ -310,7 +349,8 @@ func newDocument(key, norm string, req *http.Request, e *entry, p Policy, now ti
 		Status:       e.status,
 		Proto:        e.proto,
 		Headers:      encodeHeader(e.header),
-		Body:         encodeBody(e.body, e.header),
+		Body:         body,
+		BodyEncoding: encoding,
 		ContentType:  e.header.Get("Content-Type"),
 		Size:         int64(len(e.body)),
 		CreatedAt:    now,

@@ -39,11 +39,15 @@ type Document struct {
 	Headers bson.M `bson:"headers"`
 	// Body is a string when the body is valid UTF-8 text (text/*, JSON, XML,
 	// JavaScript), else bson.Binary. Absent for an empty body.
-	Body        any       `bson:"body,omitempty"`
-	ContentType string    `bson:"content_type,omitempty"`
-	Size        int64     `bson:"size"`
-	CreatedAt   time.Time `bson:"created_at"`   // when this body was fetched
-	ValidatedAt time.Time `bson:"validated_at"` // last fetch or 304 written here
+	Body any `bson:"body,omitempty"`
+	// BodyEncoding is "gzip" when the transport stored Body compressed
+	// (Options.CompressBodies; always binary then), "" for the body as the
+	// origin sent it. Size is the uncompressed length.
+	BodyEncoding string    `bson:"body_encoding,omitempty"`
+	ContentType  string    `bson:"content_type,omitempty"`
+	Size         int64     `bson:"size"`
+	CreatedAt    time.Time `bson:"created_at"`   // when this body was fetched
+	ValidatedAt  time.Time `bson:"validated_at"` // last fetch or 304 written here
 	// Expires is when the entry stops being fresh; nil means never.
 	Expires      *time.Time `bson:"expires,omitempty"`
 	ETag         string     `bson:"etag,omitempty"`

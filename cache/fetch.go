@@ -195,7 +195,7 @@ func (t *Transport) store(c *call, st *cached, e *entry, hadRev bool) {
 	}
 	now := t.now()
 	expires, vary := t.expiry(c, e.header, e.status, now)
-	doc := newDocument(c.key, c.norm, c.req, e, t.policy, now, expires, vary)
+	doc := newDocument(c.key, c.norm, c.req, e, t.policy, now, expires, vary, t.compress)
 	if err := t.coll.save(c.req.Context(), doc, c.absent, hadRev); err != nil {
 		t.storeError(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"crawlcache/store/storetest"
 )
 
 func TestNormalizeURL(t *testing.T) {
@@ -325,5 +327,41 @@ func TestDecodeResponseMergesRevalidation(t *testing.T) {
 	bad.Size = 4
 	if _, err := DecodeResponse(&bad, nil, nil); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("size mismatch: err = %v, want ErrCorrupt", err)
+	}
+}
+
+func TestTransportCompressBodies(t *testing.T) {
+	page := strings.Repeat("<p>compressible text</p>\n", 200)
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		if r.URL.Path == "/small" {
+			io.WriteString(w, "<p>tiny</p>")
+			return
+		}
+		io.WriteString(w, page)
+	})
+	s := storetest.Open(t)
+	writer := newTransportEnvOn(t, s, Options{CompressBodies: true})
+	reader := newTransportEnvOn(t, s, Options{}) // reads what the other wrote
+	tests := []struct {
+		path, body, wantEncoding string
+	}{
+		{"/page", page, "gzip"},
+		{"/small", "<p>tiny</p>", ""},
+	}
+	for _, tc := range tests {
+		writer.expectServed(o.URL+tc.path, ServedMiss)
+		for name, e := range map[string]*transportEnv{"writer": writer, "reader": reader} {
+			if got := e.expectServed(o.URL+tc.path, ServedHit); string(got) != tc.body {
+				t.Errorf("%s replay of %s: %d bytes, want %d identical bytes", name, tc.path, len(got), len(tc.body))
+			}
+		}
+		var doc Document
+		if err := bson.Unmarshal(writer.rawDoc(ResponsesCollection, keyOf(t, o.URL+tc.path, Policy{})), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if doc.BodyEncoding != tc.wantEncoding || doc.Size != int64(len(tc.body)) {
+			t.Errorf("%s stored with body_encoding %q size %d, want %q %d", tc.path, doc.BodyEncoding, doc.Size, tc.wantEncoding, len(tc.body))
+		}
 	}
 }

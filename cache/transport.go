@@ -72,6 +72,13 @@ type Options struct {
 	// caller uncached and are counted in Stats.TooLarge. If 0,
 	// DefaultMaxBodySize.
 	MaxBodySize int64
+	// CompressBodies stores bodies of 1 KiB or more gzip-compressed, as
+	// binary with body_encoding "gzip", instead of readable strings. Off
+	// by default: bodies stay searchable in Compass and mongosh. On the
+	// embedded server, whose cost grows with document size, it makes a
+	// hit of a 50 KB HTML page about 4x cheaper (measured 10.3 ms → 2.4 ms
+	// per find). Entries stored either way are read either way.
+	CompressBodies bool
 	// Responses, Redirects and Revalidations name the collections. If
 	// empty, ResponsesCollection, RedirectsCollection and
 	// RevalidationsCollection.
@@ -101,6 +108,7 @@ type Transport struct {
 	now         func() time.Time
 	log         *slog.Logger
 	maxBody     int64
+	compress    bool
 	coll        collections
 	allowCodes  []int
 	allowMethod []string
@@ -130,6 +138,7 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Transport, err
 		now:         opts.Now,
 		log:         opts.Logger,
 		maxBody:     opts.MaxBodySize,
+		compress:    opts.CompressBodies,
 		allowCodes:  opts.Policy.AllowableCodes,
 		allowMethod: opts.Policy.AllowableMethods,
 		bgSlots:     make(chan struct{}, maxBackground),
