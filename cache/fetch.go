@@ -113,7 +113,7 @@ func (t *Transport) fetch(c *call, st *cached, hadRev bool) (*fetched, error) {
 		resp.Header = http.Header{}
 	}
 	if extra != nil && resp.StatusCode == http.StatusNotModified {
-		return t.merge304(c, st, resp), nil
+		return t.merge304(c, st, resp, hadRev), nil
 	}
 	body, readErr := readLimited(resp.Body, resp.ContentLength, t.maxBody)
 	t.networkBytes.Add(int64(len(body)))
@@ -140,7 +140,7 @@ func (t *Transport) fetch(c *call, st *cached, hadRev bool) (*fetched, error) {
 // merge304 records a 304 in the revalidations collection (the body
 // document is not rewritten) and returns the stored response with the
 // 304's headers merged in.
-func (t *Transport) merge304(c *call, st *cached, resp *http.Response) *fetched {
+func (t *Transport) merge304(c *call, st *cached, resp *http.Response, hadRev bool) *fetched {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
 	resp.Header.Del(HeaderServed)
@@ -158,7 +158,7 @@ func (t *Transport) merge304(c *call, st *cached, resp *http.Response) *fetched 
 	expires, _ := t.expiry(c, merged, st.e.status, now)
 	rev := &Revalidation{ID: c.key, ValidatedAt: now, Expires: expires, Headers: encodeHeader(delta)}
 	if t.storeOK() {
-		if err := t.coll.saveRevalidation(c.req.Context(), rev); err != nil {
+		if err := t.coll.saveRevalidation(c.req.Context(), rev, !hadRev); err != nil {
 			t.storeError(err)
 		}
 	}

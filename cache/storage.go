@@ -137,10 +137,20 @@ func (c *collections) save(ctx context.Context, doc *Document, isNew, hadRev boo
 // (MongoDB updates in place; the embedded server, which would rewrite the
 // whole body, has no TTL indexes and relies on the sweeper reading
 // revalidations).
-func (c *collections) saveRevalidation(ctx context.Context, rev *Revalidation) error {
+//
+// isNew says the lookup found no revalidation: it is inserted (cheaper
+// than an upsert on the embedded server), replaced if one appeared since.
+func (c *collections) saveRevalidation(ctx context.Context, rev *Revalidation, isNew bool) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	if _, err := c.revalidations.ReplaceOne(ctx, bson.D{{Key: "_id", Value: rev.ID}}, rev, replaceUpsert); err != nil {
+	var err error
+	if isNew {
+		_, err = c.revalidations.InsertOne(ctx, rev)
+	}
+	if !isNew || mongo.IsDuplicateKeyError(err) {
+		_, err = c.revalidations.ReplaceOne(ctx, bson.D{{Key: "_id", Value: rev.ID}}, rev, replaceUpsert)
+	}
+	if err != nil {
 		return fmt.Errorf("store revalidation %s: %w", rev.ID, err)
 	}
 	if c.supportsTTL {
