@@ -303,3 +303,21 @@ func (f *Frontier) Held() int {
 }
 
 func isDup(err error) bool { return mongo.IsDuplicateKeyError(err) }
+
+// Purge deletes every entry and log record of runID and this process's
+// memory of it, and returns how many documents it deleted. Call it when a
+// finished run's frontier is no longer wanted (it cannot be resumed after):
+// on the embedded server every scan reads every run's documents, so old runs
+// slow down LoadRun and Drained of new ones. It scans both collections once.
+func (f *Frontier) Purge(ctx context.Context, runID string) (int64, error) {
+	var n int64
+	for _, c := range []*mongo.Collection{f.log, f.entries} {
+		res, err := c.DeleteMany(ctx, bson.D{{Key: "run_id", Value: runID}})
+		if err != nil {
+			return n, fmt.Errorf("purge run %s from %s: %w", runID, c.Name(), err)
+		}
+		n += res.DeletedCount
+	}
+	f.Forget(runID)
+	return n, nil
+}

@@ -157,3 +157,28 @@ func TestDrained(t *testing.T) {
 	clk.Advance(6 * time.Second)
 	check("done and failed, other process, next scan", other, true)
 }
+
+func TestPurge(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	f := newFrontier(t, openDB(t), clk)
+	mustAdd(t, f, "old", links(5, "a.example"))
+	mustAdd(t, f, "new", links(3, "a.example"))
+	es := mustClaim(t, f, "old", "w", 2)
+	if err := f.Done(ctx, es[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	n, err := f.Purge(ctx, "old")
+	if err != nil {
+		t.Fatalf("Purge: %v", err)
+	}
+	if want := int64(5 + 3); n != want { // 5 entries, claim+done+claim log records
+		t.Errorf("Purge deleted %d documents, want %d", n, want)
+	}
+	if got := mustCounts(t, f, "old"); got != (frontier.Counts{}) {
+		t.Errorf("Counts(old) after Purge = %+v, want zero", got)
+	}
+	if got := mustCounts(t, f, "new"); got != (frontier.Counts{Pending: 3}) {
+		t.Errorf("Counts(new) after Purge of old = %+v, want 3 pending", got)
+	}
+}

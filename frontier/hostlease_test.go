@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"crawlcache/frontier"
@@ -103,5 +104,31 @@ func TestHostLeaseConcurrentlyHasOneHolder(t *testing.T) {
 			t.Errorf("round %d: holders = %v, want exactly one", round, holders)
 		}
 		clk.Advance(2 * time.Minute) // expire it for the next round
+	}
+}
+
+// A worker that crashed between winning a host token and writing the lease
+// leaves an orphaned token; the host is free again once it is stale.
+func TestHostLeaseOrphanedTokenIsSkipped(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	clk := newClock()
+	f := newFrontier(t, db, clk)
+	if ok, err := f.LeaseHost(ctx, "h.example", "A", time.Second); err != nil || !ok {
+		t.Fatalf("LeaseHost(A) = %v, %v", ok, err)
+	}
+	clk.Advance(2 * time.Second) // A's lease expired
+	_, err := db.Collection(frontier.HostTokensCollection).InsertOne(ctx, bson.D{
+		{Key: "_id", Value: "h.example#2"}, {Key: "worker", Value: "crashed"}, {Key: "at", Value: clk.Now()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := f.LeaseHost(ctx, "h.example", "B", time.Second); err != nil || ok {
+		t.Fatalf("LeaseHost(B) with a fresh orphaned token = %v, %v; want false", ok, err)
+	}
+	clk.Advance(testLease + time.Second)
+	if ok, err := f.LeaseHost(ctx, "h.example", "B", time.Second); err != nil || !ok {
+		t.Fatalf("LeaseHost(B) with a stale orphaned token = %v, %v; want true", ok, err)
 	}
 }
