@@ -212,3 +212,81 @@ func untilUnlocked(t *testing.T, run func() error) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestSoakStoreGoesAwayCLI is the store outage as a user meets it: `crawlcache
+// run --store URI` in a child process, the server stopped mid-run, then
+// `crawlcache resume --job` once it is back on the same data directory and
+// address. It measures how long the command takes to give up with the
+// default timeouts (only with CRAWLCACHE_SOAK=1: that is tens of seconds).
+func TestSoakStoreGoesAwayCLI(t *testing.T) {
+	if !soak() {
+		t.Skip("set CRAWLCACHE_SOAK=1")
+	}
+	requireCommands(t, "run", "resume")
+	dataDir := t.TempDir()
+	srv1, _ := startServer(t, dataDir, "", 5*time.Second)
+	u, err := url.Parse(srv1.URI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := smallSite(300, testsite.Options{Seed: 6, Latency: 5 * time.Millisecond})
+	g := newGatedOrigin(t, site)
+	dir := t.TempDir()
+	cfg := writeJob(t, jobSpec{Name: "gonecli", Base: g.srv.URL, Dir: dir})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := cliCommand(ctx, dir, nil, "run", "--json", "--store", srv1.URI(), cfg)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, time.Minute, "30 pages", func() bool { return site.Counts().Bodies >= 30 })
+	g.close()
+	stopped := time.Now()
+	srv1.Close()
+	g.open()
+	err = cmd.Wait()
+	t.Logf("run gave up %s after the store was stopped (exit %v); stderr:\n%s", time.Since(stopped).Round(time.Millisecond), err, stderr.String())
+	if cmd.ProcessState.ExitCode() == 0 {
+		t.Errorf("run with the store stopped mid-run exited 0")
+	}
+
+	_, s2 := startServer(t, dataDir, u.Host, 5*time.Second)
+	res := runCLI(t, dir, nil, "resume", "--json", "--job", "gonecli", "--store", s2.URI)
+	if res.Code != 0 {
+		t.Fatalf("resume: exit %d, stderr %s", res.Code, res.Stderr)
+	}
+	m := runJSON(t, res)
+	counts := site.Counts()
+	twice := 0
+	for _, p := range counts.Paths() {
+		if counts.Status(p, http.StatusOK) > 1 {
+			twice++
+		}
+	}
+	t.Logf("resumed: %v; %d URLs sent twice by the origin", m["status"], twice)
+	if m["status"] != "completed" {
+		t.Errorf("resume status %v, want completed", m["status"])
+	}
+	checkItemsOnce(t, "mongodb", onlyProducts(mongoItems(t, s2.Database(jobs.Database), m["run_id"].(string))), site, g.srv.URL)
+}
+
+// TestSoakUnreachableStoreURI runs a job against a URI where nothing
+// listens: a clear error naming the URI, after the connect timeout (only
+// with CRAWLCACHE_SOAK=1: it waits 10 s).
+func TestSoakUnreachableStoreURI(t *testing.T) {
+	if !soak() {
+		t.Skip("set CRAWLCACHE_SOAK=1")
+	}
+	requireCommands(t, "run")
+	dir := t.TempDir()
+	cfg := writeJob(t, jobSpec{Name: "nouri", Base: "http://127.0.0.1:9", Dir: dir})
+	t0 := time.Now()
+	res := runCLI(t, dir, nil, "run", "--store", "mongodb://127.0.0.1:1/", cfg)
+	t.Logf("exit %d after %s: %s", res.Code, time.Since(t0).Round(time.Millisecond), res.Stderr)
+	if res.Code == 0 || !strings.Contains(res.Stderr, "127.0.0.1:1") || !strings.Contains(res.Stderr, "unreachable") {
+		t.Errorf("run on an unreachable URI: exit %d, stderr %q; want non-zero and an error naming the URI", res.Code, res.Stderr)
+	}
+}
