@@ -173,3 +173,43 @@ func TestMeasureBodyForm(t *testing.T) {
 	t.Logf("find 50 KB body as string %v/op, as binary %v/op, gzip-compressed binary (%d bytes) %v/op",
 		res["string"]/30, res["binary"]/30, gz.Len(), res["gzip"]/30)
 }
+
+// TestMeasureRevalidationSteps times the store steps of a revalidation.
+func TestMeasureRevalidationSteps(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.Open(t)
+	tr, err := New(ctx, s.Database("m"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := benchPage()
+	const n = 30
+	for i := 0; i < n; i++ {
+		now := time.Now()
+		doc := &Document{ID: fmt.Sprint("k", i), URL: "https://e/", Method: "GET", Status: 200, Headers: bson.M{"Content-Type": "text/html"}, Body: body, Size: int64(len(body)), CreatedAt: now, ValidatedAt: now}
+		if err := tr.coll.save(ctx, doc, true, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var load, revNew, revOld time.Duration
+	for i := 0; i < n; i++ {
+		id := fmt.Sprint("k", i)
+		st := time.Now()
+		if _, err := tr.coll.load(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		load += time.Since(st)
+		rev := &Revalidation{ID: id, ValidatedAt: time.Now(), Headers: bson.M{"Date": "x"}}
+		st = time.Now()
+		if err := tr.coll.saveRevalidation(ctx, rev, true); err != nil {
+			t.Fatal(err)
+		}
+		revNew += time.Since(st)
+		st = time.Now()
+		if err := tr.coll.saveRevalidation(ctx, rev, false); err != nil {
+			t.Fatal(err)
+		}
+		revOld += time.Since(st)
+	}
+	t.Logf("load %v, first revalidation (insert) %v, later revalidation (upsert) %v", load/n, revNew/n, revOld/n)
+}
