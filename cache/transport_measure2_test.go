@@ -184,13 +184,25 @@ func TestMeasureRevalidationSteps(t *testing.T) {
 	}
 	body := benchPage()
 	const n = 30
+	var save, missLoad time.Duration
 	for i := 0; i < n; i++ {
+		st := time.Now()
+		if _, err := tr.coll.load(ctx, fmt.Sprint("k", i)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tr.coll.findRedirect(ctx, fmt.Sprint("k", i)); err != nil {
+			t.Fatal(err)
+		}
+		missLoad += time.Since(st)
+		st = time.Now()
 		now := time.Now()
 		doc := &Document{ID: fmt.Sprint("k", i), URL: "https://e/", Method: "GET", Status: 200, Headers: bson.M{"Content-Type": "text/html"}, Body: body, Size: int64(len(body)), CreatedAt: now, ValidatedAt: now}
 		if err := tr.coll.save(ctx, doc, true, false); err != nil {
 			t.Fatal(err)
 		}
+		save += time.Since(st)
 	}
+	t.Logf("miss lookups (response, revalidation, redirect) %v, insert 50 KB %v", missLoad/n, save/n)
 	var load, revNew, revOld time.Duration
 	for i := 0; i < n; i++ {
 		id := fmt.Sprint("k", i)
