@@ -76,8 +76,9 @@ type Runner struct {
 	ReportEvery time.Duration
 	// LockTTL is the job lock lease; if zero, DefaultLockTTL.
 	LockTTL time.Duration
-	// FrontierLease is the lease of a claimed URL; if zero, the frontier's
-	// default.
+	// FrontierLease is the lease of a claimed URL and of a host (with host
+	// leases); they are renewed every quarter of it. If zero, the
+	// frontier's and crawler's defaults.
 	FrontierLease time.Duration
 	// ShutdownGrace is how long in-flight pages may finish after an
 	// interrupt; if zero, the crawler's default.
@@ -411,7 +412,7 @@ func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, mode s
 		CacheDB: r.Store.Database(cache.DefaultDatabase), CachePolicy: job.Cache, SupportsTTL: r.Store.Capabilities().TTLIndexes,
 		Frontier: front, Resume: resume, Reclaim: reclaim, HostLeases: hasOption(run, OptionHostLeases),
 		Pipeline: pipe, Progress: rep.update,
-		Now: r.Now, Logger: log, Upstream: r.Upstream, ShutdownGrace: r.ShutdownGrace,
+		Now: r.Now, Logger: log, Upstream: r.Upstream, ShutdownGrace: r.ShutdownGrace, LeaseRenew: r.FrontierLease / 4,
 	})
 	if err := rep.flush(bg, p); err != nil {
 		log.Warn("write final progress", "err", err)
