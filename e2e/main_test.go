@@ -236,9 +236,10 @@ func jsonlItems(t *testing.T, path string) []itemDoc {
 	return out
 }
 
-// checkItemsOnce asserts that every product page has exactly one item with
-// its title in items (what=where they came from), and that no item id
-// appears twice.
+// checkItemsOnce asserts, of the items of one run (what says where they
+// came from), that no item id appears twice, that no page has more than one
+// item (the test jobs extract one item per page), and that every product
+// page has exactly one, with its title.
 func checkItemsOnce(t *testing.T, what string, items []itemDoc, site *testsite.Site, base string) {
 	t.Helper()
 	ids := map[string]int{}
@@ -250,6 +251,11 @@ func checkItemsOnce(t *testing.T, what string, items []itemDoc, site *testsite.S
 	for id, n := range ids {
 		if n != 1 {
 			t.Errorf("%s: item %s stored %d times, want once", what, id, n)
+		}
+	}
+	for u, its := range byURL {
+		if len(its) > 1 {
+			t.Errorf("%s: %d items for %s, want at most 1", what, len(its), u)
 		}
 	}
 	for _, p := range site.Products() {

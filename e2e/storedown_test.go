@@ -65,14 +65,23 @@ func testStoreGoesAway(t *testing.T, pages int) {
 	listen := u.Host
 
 	site := smallSite(pages, testsite.Options{Seed: 5, Latency: 5 * time.Millisecond})
-	// The gate holds requests at the origin (uncounted) from the moment the
-	// store is stopped until the server is gone, so the crawl is still
+	// After 30 requests the origin stops the store server and holds every
+	// request (uncounted) until the server is gone, so the crawl is still
 	// running whatever the machine's speed; the held pages are then sent
 	// and meet a store that is no longer there.
-	var gated atomic.Bool
+	var requests, stoppedAt, stopTime atomic.Int64
+	var stopped sync.Once
 	gate := make(chan struct{})
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if gated.Load() {
+		if requests.Add(1) > 30 {
+			stopped.Do(func() {
+				stoppedAt.Store(int64(site.Counts().Bodies))
+				stopTime.Store(time.Now().UnixNano())
+				go func() {
+					srv1.Close()
+					close(gate)
+				}()
+			})
 			select {
 			case <-gate:
 			case <-r.Context().Done():
@@ -95,30 +104,14 @@ func testStoreGoesAway(t *testing.T, pages int) {
 	// job lock; in one test process the pid stays alive, so the first
 	// runner's lock is short and the second waits for it to expire.
 	const worker = "e2e-worker"
-	var stopped sync.Once
-	var stoppedAt atomic.Int64
-	var stopTime atomic.Int64
-	r1 := &jobs.Runner{Store: s1, WorkerID: worker, Logger: slog.New(slog.DiscardHandler), ReportEvery: 50 * time.Millisecond, ShutdownGrace: time.Second, LockTTL: time.Second,
-		Progress: func(sn jobs.Snapshot) {
-			if sn.Pages >= 20 {
-				stopped.Do(func() {
-					stoppedAt.Store(sn.Pages)
-					stopTime.Store(time.Now().UnixNano())
-					gated.Store(true)
-					go func() {
-						srv1.Close()
-						close(gate)
-					}()
-				})
-			}
-		}}
+	r1 := &jobs.Runner{Store: s1, WorkerID: worker, Logger: slog.New(slog.DiscardHandler), ShutdownGrace: time.Second, LockTTL: time.Second}
 	t0 := time.Now()
 	out, err := r1.Run(ctx, job, jobs.StartOptions{})
 	stopDelay := time.Since(time.Unix(0, stopTime.Load()))
-	t.Logf("first run: store stopped at %d pages, %s after the start; the run returned %s later (the server drains for ~3 s): %v",
+	t.Logf("first run: store stopped at %d origin bodies, %s after the start; the run returned %s later (the server drains for ~3 s): %v",
 		stoppedAt.Load(), time.Unix(0, stopTime.Load()).Sub(t0).Round(time.Millisecond), stopDelay.Round(time.Millisecond), err)
 	if err == nil {
-		t.Fatalf("run with the store stopped at %d pages: no error (outcome %+v)", stoppedAt.Load(), out)
+		t.Fatalf("run with the store stopped at %d origin bodies: no error (outcome %+v)", stoppedAt.Load(), out)
 	}
 	// The wording depends on which store operation failed first; see
 	// TestStoreUnreachableErrorNamesStore for what it should say.
@@ -171,8 +164,8 @@ func testStoreGoesAway(t *testing.T, pages int) {
 	if twice > 16 {
 		t.Errorf("%d pages fetched twice, want at most 16 (the pages in flight)", twice)
 	}
-	checkItemsOnce(t, "mongodb", onlyProducts(mongoItems(t, s2.Database(jobs.Database), res.Run.ID)), site, origin.URL)
-	checkItemsOnce(t, "jsonl", onlyProducts(jsonlItems(t, dir+"/gone.jsonl")), site, origin.URL)
+	checkItemsOnce(t, "mongodb", mongoItems(t, s2.Database(jobs.Database), res.Run.ID), site, origin.URL)
+	checkItemsOnce(t, "jsonl", jsonlItems(t, dir+"/gone.jsonl"), site, origin.URL)
 }
 
 // TestStoreUnreachableErrorNamesStore runs a job on a store whose server
@@ -270,7 +263,7 @@ func TestSoakStoreGoesAwayCLI(t *testing.T) {
 	if m["status"] != "completed" {
 		t.Errorf("resume status %v, want completed", m["status"])
 	}
-	checkItemsOnce(t, "mongodb", onlyProducts(mongoItems(t, s2.Database(jobs.Database), m["run_id"].(string))), site, g.srv.URL)
+	checkItemsOnce(t, "mongodb", mongoItems(t, s2.Database(jobs.Database), m["run_id"].(string)), site, g.srv.URL)
 }
 
 // TestSoakUnreachableStoreURI runs a job against a URI where nothing
