@@ -60,6 +60,9 @@ func (f *Frontier) Claim(ctx context.Context, runID, worker string, max int) ([]
 	if max <= 0 {
 		return nil, nil
 	}
+	if err := f.register(ctx, runID); err != nil {
+		return nil, err
+	}
 	items := f.popItems(runID, max)
 	if len(items) == 0 {
 		f.refreshInBackground(runID)

@@ -6,3 +6,6 @@ import "go.mongodb.org/mongo-driver/v2/mongo"
 func CollectionsForTest(f *Frontier) []*mongo.Collection {
 	return []*mongo.Collection{f.entries, f.log}
 }
+
+// DatabaseForTest returns the database f works in.
+func (f *Frontier) DatabaseForTest() *mongo.Database { return f.entries.Database() }

@@ -25,6 +25,7 @@ package frontier
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -48,6 +49,9 @@ const (
 	HostLeasesCollection = "host_leases"
 	// HostTokensCollection holds the tokens that make host leases exclusive.
 	HostTokensCollection = "host_lease_tokens"
+	// WorkersCollection holds one document per (run, Frontier) that wrote
+	// to the run, so that a Frontier knows whether it works alone.
+	WorkersCollection = "frontier_workers"
 )
 
 // DefaultLease is the lease duration when Options.Lease is zero.
@@ -139,7 +143,8 @@ type Options struct {
 // for concurrent use. Each worker process uses its own Frontier; two
 // Frontiers on one database never hold the same entry at once.
 type Frontier struct {
-	entries, log, hosts, hostTokens *mongo.Collection
+	entries, log, hosts, hostTokens, workers *mongo.Collection
+	instance                                 string // random id of this Frontier
 
 	now          func() time.Time
 	lease        time.Duration
@@ -164,6 +169,8 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Frontier, erro
 		log:          db.Collection(LogCollection),
 		hosts:        db.Collection(HostLeasesCollection),
 		hostTokens:   db.Collection(HostTokensCollection),
+		workers:      db.Collection(WorkersCollection),
+		instance:     newInstanceID(),
 		now:          opts.Now,
 		lease:        opts.Lease,
 		logger:       opts.Logger,
@@ -203,7 +210,7 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Frontier, erro
 	}
 	// Create the host collections now: FerretDB answers a duplicate-key
 	// error to concurrent first inserts that race to create a collection.
-	for _, name := range []string{HostLeasesCollection, HostTokensCollection} {
+	for _, name := range []string{HostLeasesCollection, HostTokensCollection, WorkersCollection} {
 		err := db.CreateCollection(ctx, name)
 		var ce mongo.CommandError
 		if err != nil && !(errors.As(err, &ce) && ce.Code == 48) { // NamespaceExists
@@ -268,31 +275,95 @@ func (f *Frontier) Counts(ctx context.Context, runID string) (Counts, error) {
 
 // Drained reports whether runID has nothing pending or leased. It answers
 // false without I/O while this process holds a lease of the run or has
-// entries of it queued (a Claim will get them, or find them gone). Otherwise
-// it scans the run (see LoadRun for the cost) and refreshes this process's
-// queue, so that a Claim after a false answer finds the work; while it only
-// waits for other workers' leases to end, it scans at the bounded rate of
-// ScanInterval and answers false in between. A single worker therefore scans
-// once, at the end of the run. The usual loop: Claim; if it returns nothing
-// and nothing is in flight, Drained; if false, wait a little and Claim.
+// entries of it queued (a Claim will get them, or find them gone). When this
+// Frontier is the only one that ever wrote to the run (a single worker that
+// started it), its memory is complete and it answers without scanning.
+// Otherwise it scans the run (see LoadRun for the cost) and refreshes this
+// process's queue, so that a Claim after a false answer finds the work;
+// while it only waits for other workers' leases to end, it scans at the
+// bounded rate of ScanInterval and answers false in between. The usual
+// loop: Claim; if it returns nothing and nothing is in flight, Drained; if
+// false, wait a little and Claim again.
 func (f *Frontier) Drained(ctx context.Context, runID string) (bool, error) {
 	f.mu.Lock()
 	busy := false
 	for _, h := range f.held {
 		busy = busy || h.runID == runID
 	}
-	if r := f.runs[runID]; r != nil {
+	r := f.runs[runID]
+	if r != nil {
 		busy = busy || r.queued() > 0 || (len(r.watch) > 0 && !f.scanDueLocked(r, f.now()))
 	}
+	registered := r != nil && r.registered
 	f.mu.Unlock()
 	if busy {
 		return false, nil
+	}
+	if registered {
+		alone, err := f.alone(ctx, runID)
+		if err != nil {
+			return false, fmt.Errorf("check whether run %s is drained: %w", runID, err)
+		}
+		if alone {
+			f.mu.Lock()
+			empty := r.queued()+len(r.watch) == 0
+			f.mu.Unlock()
+			return empty, nil
+		}
 	}
 	c, err := f.refresh(ctx, runID, true)
 	if err != nil {
 		return false, fmt.Errorf("check whether run %s is drained: %w", runID, err)
 	}
 	return c.Pending+c.Leased == 0, nil
+}
+
+// register records, once per run, that this Frontier writes to runID,
+// before its first write. See alone.
+func (f *Frontier) register(ctx context.Context, runID string) error {
+	f.mu.Lock()
+	r := f.runLocked(runID)
+	done := r.registered
+	f.mu.Unlock()
+	if done {
+		return nil
+	}
+	_, err := f.workers.InsertOne(ctx, bson.D{
+		{Key: "_id", Value: runID + "/" + f.instance}, {Key: "run_id", Value: runID},
+		{Key: "at", Value: f.now().UTC()},
+	})
+	if err != nil && !isDup(err) {
+		return fmt.Errorf("register worker for run %s: %w", runID, err)
+	}
+	f.mu.Lock()
+	r.registered = true
+	f.mu.Unlock()
+	return nil
+}
+
+// alone reports whether this Frontier is the only one registered for runID.
+// Every Frontier registers before it writes to a run, so then every entry
+// and state change of the run was made here, and this Frontier's memory of
+// the run is complete. The collection is small (one document per run and
+// worker), so this scan is cheap even on the embedded server.
+func (f *Frontier) alone(ctx context.Context, runID string) (bool, error) {
+	cur, err := f.workers.Find(ctx, bson.D{{Key: "run_id", Value: runID}}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return false, err
+	}
+	var docs []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return false, err
+	}
+	return len(docs) == 1 && docs[0].ID == runID+"/"+f.instance, nil
+}
+
+func newInstanceID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // Held returns how many entry leases this process holds. It does no I/O.
@@ -311,7 +382,7 @@ func isDup(err error) bool { return mongo.IsDuplicateKeyError(err) }
 // slow down LoadRun and Drained of new ones. It scans both collections once.
 func (f *Frontier) Purge(ctx context.Context, runID string) (int64, error) {
 	var n int64
-	for _, c := range []*mongo.Collection{f.log, f.entries} {
+	for _, c := range []*mongo.Collection{f.log, f.entries, f.workers} {
 		res, err := c.DeleteMany(ctx, bson.D{{Key: "run_id", Value: runID}})
 		if err != nil {
 			return n, fmt.Errorf("purge run %s from %s: %w", runID, c.Name(), err)

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+
 	"crawlcache/frontier"
 )
 
@@ -172,7 +174,7 @@ func TestPurge(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Purge: %v", err)
 	}
-	if want := int64(5 + 3); n != want { // 5 entries, claim+done+claim log records
+	if want := int64(5 + 3 + 1); n != want { // 5 entries, claim+done+claim log records, 1 worker
 		t.Errorf("Purge deleted %d documents, want %d", n, want)
 	}
 	if got := mustCounts(t, f, "old"); got != (frontier.Counts{}) {
@@ -180,5 +182,36 @@ func TestPurge(t *testing.T) {
 	}
 	if got := mustCounts(t, f, "new"); got != (frontier.Counts{Pending: 3}) {
 		t.Errorf("Counts(new) after Purge of old = %+v, want 3 pending", got)
+	}
+}
+
+// A Frontier that is the only one ever registered for a run knows the whole
+// run: Drained answers from memory. Shown by a document written behind its
+// back (which no real worker does: every Frontier registers first).
+func TestDrainedAloneDoesNotScan(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	db := openDB(t)
+	f := newFrontier(t, db, clk)
+	mustAdd(t, f, "r", links(1, "a.example"))
+	es := mustClaim(t, f, "r", "w", 1)
+	if err := f.Done(ctx, es[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Collection(frontier.EntriesCollection).InsertOne(ctx, bson.D{
+		{Key: "_id", Value: frontier.ID("r", "https://unregistered.example/")}, {Key: "run_id", Value: "r"}, {Key: "url", Value: "https://unregistered.example/"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.Drained(ctx, "r"); err != nil || !got {
+		t.Errorf("Drained alone = %v, %v; want true from memory", got, err)
+	}
+	// A second Frontier (a worker joining) makes the first one scan.
+	g := newFrontier(t, db, clk)
+	if _, err := g.LoadRun(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.Drained(ctx, "r"); err != nil || got {
+		t.Errorf("Drained with another worker registered = %v, %v; want false (scan finds the entry)", got, err)
 	}
 }

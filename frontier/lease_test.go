@@ -276,6 +276,10 @@ func TestStaleClaimLosesToAnotherWorker(t *testing.T) {
 	f := newFrontier(t, openDB(t), clk)
 	mustAdd(t, f, "r", links(2, "a.example"))
 	id := frontier.ID("r", "https://a.example/page/0")
+	// The other worker registers before it writes, as every Frontier does.
+	if _, err := f.DatabaseForTest().Collection(frontier.WorkersCollection).InsertOne(ctx, bson.D{{Key: "_id", Value: "r/other"}, {Key: "run_id", Value: "r"}}); err != nil {
+		t.Fatal(err)
+	}
 	_, err := openLog(f, t).InsertOne(ctx, bson.D{
 		{Key: "_id", Value: id + "#1"}, {Key: "run_id", Value: "r"}, {Key: "entry", Value: id}, {Key: "seq", Value: int64(1)},
 		{Key: "state", Value: frontier.Leased}, {Key: "worker", Value: "other"}, {Key: "lease_until", Value: clk.Now().Add(testLease)},

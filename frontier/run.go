@@ -29,6 +29,7 @@ type run struct {
 	lastScan     time.Time
 	lastScanCost time.Duration
 	scanning     bool
+	registered   bool // this Frontier is in WorkersCollection for the run
 	// scans has one set per scan in progress: the entries this process
 	// changed since it started, whose state the scan must not override.
 	scans []*scanSet
@@ -142,6 +143,9 @@ func (f *Frontier) Forget(runID string) {
 // or in the store) is skipped, and duplicate-key errors from the server are
 // not errors. New entries join the end of this process's queue.
 func (f *Frontier) Add(ctx context.Context, runID string, links []Link) (int, error) {
+	if err := f.register(ctx, runID); err != nil {
+		return 0, err
+	}
 	now := f.now().UTC().Truncate(time.Millisecond)
 	f.mu.Lock()
 	r := f.runLocked(runID)
@@ -214,6 +218,9 @@ func (f *Frontier) Add(ctx context.Context, runID string, links []Link) (int, er
 // LoadRun returns the run's counts. It scans the run's entries and log: on
 // the embedded server, the whole of both collections.
 func (f *Frontier) LoadRun(ctx context.Context, runID string, reclaim ...string) (Counts, error) {
+	if err := f.register(ctx, runID); err != nil {
+		return Counts{}, err
+	}
 	f.mu.Lock()
 	r := f.runLocked(runID)
 	if r.reclaim == nil {
