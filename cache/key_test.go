@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-
-	"crawlcache/store/storetest"
 )
 
 func TestNormalizeURL(t *testing.T) {
@@ -249,7 +247,7 @@ func TestReadmeQueries(t *testing.T) {
 	for _, p := range []string{"/gone", "/sold", "/ok"} {
 		e.get(nil, o.URL+p)
 	}
-	coll := e.store.Database(DefaultDatabase).Collection(ResponsesCollection)
+	coll := e.db.Collection(ResponsesCollection)
 	urls := func(filter bson.D) []string {
 		cur, err := coll.Find(context.Background(), filter)
 		if err != nil {
@@ -340,7 +338,7 @@ func TestTransportCompressBodies(t *testing.T) {
 		}
 		io.WriteString(w, page)
 	})
-	s := storetest.Open(t)
+	s := openTestStore(t)
 	writer := newTransportEnvOn(t, s, Options{CompressBodies: true})
 	reader := newTransportEnvOn(t, s, Options{}) // reads what the other wrote
 	tests := []struct {

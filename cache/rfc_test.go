@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"crawlcache/store/storetest"
 )
 
 func TestParseCacheControl(t *testing.T) {
@@ -84,7 +82,7 @@ func TestTransportRFCFreshness(t *testing.T) {
 		{name: "immutable ignores refresh", resp: []string{"Cache-Control", "max-age=600, immutable", "ETag", `"x"`}, refresh: true, want: ServedHit},
 		{name: "refresh revalidates", resp: []string{"Cache-Control", "max-age=600", "ETag", `"x"`}, refresh: true, want: ServedRevalidated},
 	}
-	s := storetest.Open(t)
+	s := openTestStore(t)
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := newTestClock()

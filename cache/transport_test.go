@@ -3,11 +3,14 @@ package cache
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +18,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"crawlcache/store"
 	"crawlcache/store/storetest"
@@ -85,18 +89,58 @@ func (r *statusRecorder) WriteHeader(code int) {
 	r.ResponseWriter.WriteHeader(code)
 }
 
-// transportEnv is a Transport on a fresh embedded store.
+// testStoreURIEnv names a MongoDB deployment to run the transport tests
+// against instead of the embedded server (the same suite on every store
+// the cache supports), e.g. mongodb://127.0.0.1:27017/. Each test uses its
+// own database there, dropped at the end.
+const testStoreURIEnv = "CRAWLCACHE_TEST_MONGODB_URI"
+
+// openTestStore opens the store the transport tests run against: the
+// deployment in CRAWLCACHE_TEST_MONGODB_URI, else a fresh embedded store.
+func openTestStore(t *testing.T) *store.Store {
+	t.Helper()
+	uri := os.Getenv(testStoreURIEnv)
+	if uri == "" {
+		return storetest.Open(t)
+	}
+	s, err := store.Open(context.Background(), store.Options{URI: uri, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("open %s: %v", testStoreURIEnv, err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	return s
+}
+
+var droppedTestDBs sync.Map
+
+// testDB is the database a test keeps its cache in: http_cache on a fresh
+// embedded store, a per-test database on a shared deployment.
+func testDB(t *testing.T, s *store.Store) *mongo.Database {
+	t.Helper()
+	if s.Embedded {
+		return s.Database(DefaultDatabase)
+	}
+	sum := sha256.Sum256([]byte(t.Name()))
+	db := s.Database("crawlcache_test_" + hex.EncodeToString(sum[:8]))
+	if _, seen := droppedTestDBs.LoadOrStore(db.Name(), true); !seen {
+		_ = db.Drop(context.Background()) // left over from an aborted run
+		t.Cleanup(func() { _ = db.Drop(context.Background()); droppedTestDBs.Delete(db.Name()) })
+	}
+	return db
+}
+
+// transportEnv is a Transport on a fresh store.
 type transportEnv struct {
 	t     *testing.T
 	store *store.Store
+	db    *mongo.Database
 	tr    *Transport
 	clock *testClock
 }
 
 func newTransportEnv(t *testing.T, opts Options) *transportEnv {
 	t.Helper()
-	s := storetest.Open(t)
-	return newTransportEnvOn(t, s, opts)
+	return newTransportEnvOn(t, openTestStore(t), opts)
 }
 
 func newTransportEnvOn(t *testing.T, s *store.Store, opts Options) *transportEnv {
@@ -108,12 +152,13 @@ func newTransportEnvOn(t *testing.T, s *store.Store, opts Options) *transportEnv
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	tr, err := New(context.Background(), s.Database(DefaultDatabase), opts)
+	db := testDB(t, s)
+	tr, err := New(context.Background(), db, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() { _ = tr.Close() })
-	return &transportEnv{t: t, store: s, tr: tr, clock: clock}
+	return &transportEnv{t: t, store: s, db: db, tr: tr, clock: clock}
 }
 
 // get does a GET through the transport and returns the body and how it was
@@ -156,7 +201,7 @@ func (e *transportEnv) expectServed(url, want string, header ...string) []byte {
 // there is none.
 func (e *transportEnv) rawDoc(collection, key string) bson.Raw {
 	e.t.Helper()
-	raw, err := e.store.Database(DefaultDatabase).Collection(collection).FindOne(context.Background(), bson.D{{Key: "_id", Value: key}}).Raw()
+	raw, err := e.db.Collection(collection).FindOne(context.Background(), bson.D{{Key: "_id", Value: key}}).Raw()
 	if err != nil {
 		return nil
 	}
@@ -365,13 +410,13 @@ func TestTransportCorruptDocumentIsAMiss(t *testing.T) {
 		{"body shorter than size", bson.M{"status": 200, "headers": bson.M{}, "body": "abc", "size": 10, "created_at": time.Now(), "validated_at": time.Now()}},
 		{"body is a number", bson.M{"status": 200, "headers": bson.M{}, "body": 12, "size": 2, "created_at": time.Now(), "validated_at": time.Now()}},
 	}
-	s := storetest.Open(t)
+	s := openTestStore(t)
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTransportEnvOn(t, s, Options{})
 			url := o.URL + "/corrupt/" + string(rune('a'+i))
 			tc.doc["_id"] = keyOf(t, url, Policy{})
-			coll := s.Database(DefaultDatabase).Collection(ResponsesCollection)
+			coll := e.db.Collection(ResponsesCollection)
 			if _, err := coll.InsertOne(context.Background(), tc.doc); err != nil {
 				t.Fatal(err)
 			}
