@@ -99,7 +99,6 @@ func smallSite(pages int, latency time.Duration) *testsite.Site {
 }
 
 func TestRunLifecycleAndRevalidate(t *testing.T) {
-	t.Parallel()
 	s := storetest.Open(t)
 	ctx := context.Background()
 	site := smallSite(12, 0)
@@ -175,7 +174,6 @@ func TestRunLifecycleAndRevalidate(t *testing.T) {
 }
 
 func TestRunRefusesLockedAndUnfinished(t *testing.T) {
-	t.Parallel()
 	s := storetest.Open(t)
 	ctx := context.Background()
 	site := smallSite(5, 0)
@@ -216,7 +214,6 @@ func TestRunRefusesLockedAndUnfinished(t *testing.T) {
 }
 
 func TestRunInterruptedThenResumed(t *testing.T) {
-	t.Parallel()
 	s := storetest.Open(t)
 	site := smallSite(24, 2*time.Millisecond)
 	srv := site.Start()
@@ -252,7 +249,6 @@ func TestRunInterruptedThenResumed(t *testing.T) {
 // midway, resumes in this process, and checks that the origin sent every
 // page's body once and every item is stored once (MongoDB and JSONL).
 func TestResumeAfterSIGKILL(t *testing.T) {
-	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a child process")
 	}
@@ -480,7 +476,6 @@ func poll(t *testing.T, limit time.Duration, what string, cond func() bool) {
 // TestJoinRunningRun: a second worker joins a running run; the run
 // completes once, lists both workers, and no page is downloaded twice.
 func TestJoinRunningRun(t *testing.T) {
-	t.Parallel()
 	s := storetest.Open(t)
 	ctx := context.Background()
 	site := smallSite(30, 3*time.Millisecond)
