@@ -420,23 +420,32 @@ const scanTimeout = 10 * time.Minute
 // running or ran recently. Its errors are logged: the next Drained or Counts
 // reports a store that stays unreachable.
 func (f *Frontier) refreshInBackground(runID string) {
-	if !f.scanDue(runID) {
+	f.mu.Lock()
+	r := f.runLocked(runID)
+	if !f.scanDueLocked(r, f.now()) {
+		f.mu.Unlock()
 		return
 	}
+	r.scanning = true // reserved: no second background scan meanwhile
+	f.mu.Unlock()
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), scanTimeout)
 		defer cancel()
-		if _, err := f.refresh(ctx, runID, false); err != nil && !errors.Is(err, errSkipped) {
+		// Alone, this Frontier already knows everything a scan would find.
+		alone, err := f.alone(ctx, runID)
+		f.mu.Lock()
+		r.scanning = false
+		if err == nil && alone {
+			r.lastScan = f.now()
+		}
+		f.mu.Unlock()
+		if err == nil && alone {
+			return
+		}
+		if _, err := f.refresh(ctx, runID, true); err != nil {
 			f.logger.Warn("background frontier scan failed", "run", runID, "err", err)
 		}
 	}()
-}
-
-// scanDue reports whether a non-forced refresh of runID would scan now.
-func (f *Frontier) scanDue(runID string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.scanDueLocked(f.runLocked(runID), f.now())
 }
 
 func (f *Frontier) scanDueLocked(r *run, now time.Time) bool {
