@@ -30,10 +30,11 @@ var secretHeaders = []string{"Authorization", "Cookie", "Proxy-Authorization"}
 // entry is a response ready to be served: one decoded body, shared
 // read-only by every *http.Response built from it.
 type entry struct {
-	status int
-	proto  string
-	header http.Header
-	body   []byte
+	status       int
+	proto        string
+	header       http.Header
+	body         []byte
+	uncompressed bool // see Document.Uncompressed
 }
 
 // response builds an independent *http.Response for req: its own header map
@@ -65,6 +66,7 @@ func (e *entry) response(req *http.Request, served string) *http.Response {
 		Body:          http.NoBody,
 		ContentLength: int64(len(e.body)),
 		Request:       req,
+		Uncompressed:  e.uncompressed,
 	}
 	if len(e.body) > 0 {
 		resp.Body = io.NopCloser(bytes.NewReader(e.body))
@@ -126,7 +128,7 @@ func decodeEntry(doc *Document, rev *Revalidation) (e *entry, validatedAt time.T
 		mergeHeader(header, revHeader)
 		validatedAt, expires = rev.ValidatedAt, rev.Expires
 	}
-	return &entry{status: doc.Status, proto: doc.Proto, header: header, body: body}, validatedAt, expires, nil
+	return &entry{status: doc.Status, proto: doc.Proto, header: header, body: body, uncompressed: doc.Uncompressed}, validatedAt, expires, nil
 }
 
 // revApplies reports whether rev is newer than doc's body. Equal times
@@ -348,6 +350,7 @@ func newDocument(key, norm string, req *http.Request, e *entry, p Policy, now ti
 		Method:       methodOf(req),
 		Status:       e.status,
 		Proto:        e.proto,
+		Uncompressed: e.uncompressed,
 		Headers:      encodeHeader(e.header),
 		Body:         body,
 		BodyEncoding: encoding,

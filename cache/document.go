@@ -34,6 +34,11 @@ type Document struct {
 	Status int    `bson:"status"`
 	// Proto is the origin's protocol, e.g. "HTTP/1.1".
 	Proto string `bson:"proto,omitempty"`
+	// Uncompressed is http.Response.Uncompressed: the origin sent the body
+	// gzip-encoded and net/http decoded it (and dropped Content-Encoding).
+	// Replayed as is, so that a client that decodes by itself (colly, for
+	// *.xml.gz) sees what it saw on the first fetch.
+	Uncompressed bool `bson:"uncompressed,omitempty"`
 	// Headers maps a canonical header name to its value, or to an array of
 	// values when the origin sent it more than once (in the origin's order).
 	Headers bson.M `bson:"headers"`

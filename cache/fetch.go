@@ -128,7 +128,7 @@ func (t *Transport) fetch(c *call, st *cached, hadRev bool) (*fetched, error) {
 	}
 	_ = resp.Body.Close()
 	resp.Header.Del(HeaderServed) // an upstream crawlcache's verdict is not ours
-	e := &entry{status: resp.StatusCode, proto: resp.Proto, header: resp.Header, body: body}
+	e := &entry{status: resp.StatusCode, proto: resp.Proto, header: resp.Header, body: body, uncompressed: resp.Uncompressed}
 	if readErr != nil {
 		t.notStored.Add(1) // never store a truncated body
 		return &fetched{e: e, served: ServedMiss, bodyErr: readErr}, nil
@@ -163,7 +163,7 @@ func (t *Transport) merge304(c *call, st *cached, resp *http.Response, hadRev bo
 		}
 	}
 	return &fetched{
-		e:      &entry{status: st.e.status, proto: st.e.proto, header: merged, body: st.e.body},
+		e:      &entry{status: st.e.status, proto: st.e.proto, header: merged, body: st.e.body, uncompressed: st.e.uncompressed},
 		served: ServedRevalidated,
 	}
 }

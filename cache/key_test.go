@@ -363,3 +363,24 @@ func TestTransportCompressBodies(t *testing.T) {
 		}
 	}
 }
+
+// TestTransportKeepsUncompressed: net/http decodes a gzip Content-Encoding
+// and says so in Response.Uncompressed; colly gunzips *.xml.gz bodies
+// unless that flag is set, so a replay must carry it.
+func TestTransportKeepsUncompressed(t *testing.T) {
+	const xml = "<urlset><url><loc>https://e.org/</loc></url></urlset>"
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/xml")
+		w.Header().Set("Content-Encoding", "gzip")
+		zw := gzip.NewWriter(w)
+		io.WriteString(zw, xml)
+		zw.Close()
+	})
+	e := newTransportEnv(t, Options{})
+	for _, want := range []string{ServedMiss, ServedHit} {
+		resp, body := e.get(nil, o.URL+"/sitemap.xml.gz")
+		if Served(resp) != want || !resp.Uncompressed || string(body) != xml {
+			t.Errorf("%s: Uncompressed %v body %q, want true and the decoded XML", Served(resp), resp.Uncompressed, body)
+		}
+	}
+}
