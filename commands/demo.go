@@ -82,7 +82,7 @@ func demo(c *cli.Context) error {
 			fmt.Fprintf(w, "\n%s\n", p.title)
 			before := site.Counts()
 			r, rep := newRunner(c, s)
-			r.Logger = quiet
+			r.Logger = slog.New(rep.LogHandler(quiet.Handler()))
 			out, err := r.Run(ctx, job, p.opts)
 			rep.Done()
 			if out == nil || out.Run == nil {

@@ -117,7 +117,8 @@ func newRunner(c *cli.Context, s *store.Store) (*jobs.Runner, *jobs.Reporter) {
 	w := errWriter(c)
 	f, isFile := w.(*os.File)
 	rep := &jobs.Reporter{W: w, Live: isFile && term.IsTerminal(int(f.Fd()))}
-	return &jobs.Runner{Store: s, WorkerID: c.String("worker-id"), Progress: rep.Update, Logger: slog.Default()}, rep
+	log := slog.New(rep.LogHandler(slog.Default().Handler()))
+	return &jobs.Runner{Store: s, WorkerID: c.String("worker-id"), Progress: rep.Update, Logger: log}, rep
 }
 
 // runSummary is the --json output: one flat object whose keys are a

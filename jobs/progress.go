@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -148,4 +149,35 @@ func HumanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMG"[exp])
+}
+
+// LogHandler wraps h so that, in live mode, the progress line is cleared
+// before each log record is written (the next Update draws it again below
+// the record). Use it for the logger writing to the same terminal.
+func (r *Reporter) LogHandler(h slog.Handler) slog.Handler {
+	if !r.Live {
+		return h
+	}
+	return clearingHandler{Handler: h, r: r}
+}
+
+type clearingHandler struct {
+	slog.Handler
+	r *Reporter
+}
+
+func (h clearingHandler) Handle(ctx context.Context, rec slog.Record) error {
+	h.r.Done()
+	h.r.mu.Lock()
+	h.r.last = time.Time{} // redraw at the next update
+	h.r.mu.Unlock()
+	return h.Handler.Handle(ctx, rec)
+}
+
+func (h clearingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return clearingHandler{Handler: h.Handler.WithAttrs(as), r: h.r}
+}
+
+func (h clearingHandler) WithGroup(name string) slog.Handler {
+	return clearingHandler{Handler: h.Handler.WithGroup(name), r: h.r}
 }
