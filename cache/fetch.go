@@ -41,8 +41,8 @@ func (t *Transport) fromNetwork(c *call, st *cached, hadRev bool, fr freshness) 
 	if !leader && ctx.Err() == nil && (errors.Is(err, context.Canceled) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errFlightAborted)) {
 		// The leader's own request ended early; ours has not.
-		res, err, leader = nil, nil, true
 		res, err = t.fetch(c, st, hadRev)
+		leader = true
 	}
 	if st != nil && t.staleIfError(fr, err, res) {
 		if res != nil && res.stream != nil && leader {
@@ -111,6 +111,9 @@ func (t *Transport) fetch(c *call, st *cached, hadRev bool) (*fetched, error) {
 	}
 	if resp.Header == nil {
 		resp.Header = http.Header{}
+	}
+	if resp.Body == nil {
+		resp.Body = http.NoBody
 	}
 	if extra != nil && resp.StatusCode == http.StatusNotModified {
 		return t.merge304(c, st, resp, hadRev), nil

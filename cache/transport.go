@@ -4,7 +4,9 @@
 // the cached 200. Every per-request store operation is an _id lookup or
 // write. It must not follow redirects, retry, rate-limit or interpret
 // statuses beyond caching rules: politeness lives in the upstream
-// RoundTripper, below the cache, so hits never wait for it.
+// RoundTripper, below the cache, so hits never wait for it. Admin (in
+// admin.go, ttl.go and sweep.go) inspects, expires and purges what the
+// Transport stored.
 package cache
 
 import (
