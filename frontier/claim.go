@@ -86,6 +86,7 @@ func (f *Frontier) Claim(ctx context.Context, runID, worker string, max int) ([]
 		}
 		if !ok {
 			f.mu.Lock()
+			f.markUncertainLocked(runID)
 			r := f.runLocked(runID)
 			for i := len(items) - 1; i >= 0; i-- {
 				r.pushFront(items[i])
@@ -102,6 +103,7 @@ func (f *Frontier) Claim(ctx context.Context, runID, worker string, max int) ([]
 		if lost[i] {
 			// Another worker changed its state since we learned it; if
 			// it becomes claimable again, a scan will find it.
+			f.markUncertainLocked(runID)
 			f.logger.Debug("frontier claim lost", "id", id, "worker", worker)
 			continue
 		}
@@ -160,6 +162,11 @@ func (f *Frontier) change(ctx context.Context, id string, st State, worker strin
 	}
 	now := f.now().UTC().Truncate(time.Millisecond)
 	_, err := f.log.InsertOne(ctx, logDoc(h.runID, it, it.seq+1, st, h.worker, until, errMsg, now))
+	if err != nil {
+		f.mu.Lock()
+		f.markUncertainLocked(h.runID)
+		f.mu.Unlock()
+	}
 	if isDup(err) {
 		f.drop(id)
 		return h, errLost
@@ -294,6 +301,9 @@ func (f *Frontier) finishElsewhere(ctx context.Context, id string, st State, err
 	mu := f.stripe(id)
 	mu.Lock()
 	defer mu.Unlock()
+	f.mu.Lock()
+	f.markUncertainLocked(runID)
+	f.mu.Unlock()
 	for range 5 {
 		var l struct {
 			Seq        int64     `bson:"seq"`

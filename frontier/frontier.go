@@ -294,7 +294,7 @@ func (f *Frontier) Drained(ctx context.Context, runID string) (bool, error) {
 	if r != nil {
 		busy = busy || r.queued() > 0 || (len(r.watch) > 0 && !f.scanDueLocked(r, f.now()))
 	}
-	registered := r != nil && r.registered
+	registered := r != nil && r.registered && !r.uncertain
 	f.mu.Unlock()
 	if busy {
 		return false, nil

@@ -30,6 +30,10 @@ type run struct {
 	lastScanCost time.Duration
 	scanning     bool
 	registered   bool // this Frontier is in WorkersCollection for the run
+	// uncertain is set when a write's outcome is unknown (an error) or
+	// another writer showed up (a lost insert): memory may be incomplete,
+	// so Drained must scan.
+	uncertain bool
 	// scans has one set per scan in progress: the entries this process
 	// changed since it started, whose state the scan must not override.
 	scans []*scanSet
@@ -37,6 +41,12 @@ type run struct {
 
 // scanSet is the entries changed here while a scan runs.
 type scanSet struct{ touched map[hash16]struct{} }
+
+// markUncertain records that this process's memory of runID may be
+// incomplete. f.mu must be held.
+func (f *Frontier) markUncertainLocked(runID string) {
+	f.runLocked(runID).uncertain = true
+}
 
 // touchLocked records that this process changed the state of entry h of
 // runID. f.mu must be held.
