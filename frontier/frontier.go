@@ -15,9 +15,12 @@
 //
 // Each Frontier keeps, per run, the URLs it has seen and a queue of
 // claimable entries (with their URLs) in memory, filled by Add and by
-// scans: LoadRun on resume, Counts, Drained, and, at a bounded rate, Claim
-// when the local queue is empty (to find work that other workers added or
-// abandoned).
+// scans. Scans read the whole collection on the embedded server, so they
+// happen only on resume (LoadRun), for Counts, in Drained when other
+// workers share the run, and in the background, at a bounded rate, when the
+// local queue is empty and other workers share the run. Every Frontier
+// registers in frontier_workers before writing to a run; one that finds
+// itself alone there knows the whole run and needs no scan.
 //
 // The package must not know which server it talks to beyond
 // Options.FilterPushdown, and must not fetch anything itself.
