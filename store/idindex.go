@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -49,6 +50,23 @@ func (x *idIndexer) ensure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	present := make(map[string]bool, len(files))
+	for _, file := range files {
+		present[file] = true
+	}
+	// Forget databases FerretDB dropped (their files are gone): a handle on
+	// a deleted file only answers I/O errors.
+	for file, db := range x.dbs {
+		if !present[file] {
+			_ = db.Close()
+			delete(x.dbs, file)
+			for key := range x.done {
+				if strings.HasPrefix(key, file+"/") {
+					delete(x.done, key)
+				}
+			}
+		}
+	}
 	for _, file := range files {
 		db := x.dbs[file]
 		if db == nil {
@@ -61,6 +79,13 @@ func (x *idIndexer) ensure(ctx context.Context) error {
 		}
 		tables, err := collectionTables(ctx, db)
 		if err != nil {
+			// Dropped between the glob and the query, or replaced: reopen
+			// next time.
+			_ = db.Close()
+			delete(x.dbs, file)
+			if _, statErr := os.Stat(file); statErr != nil {
+				continue
+			}
 			return fmt.Errorf("list collections of %s: %w", file, err)
 		}
 		for _, table := range tables {

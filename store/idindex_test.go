@@ -60,3 +60,34 @@ func TestIDLookupsUseAnIndex(t *testing.T) {
 		t.Errorf("find by _id with the extra index = %+v, %v", got, err)
 	}
 }
+
+// TestIDIndexerForgetsDroppedDatabases: a dropped database's file is gone,
+// and the indexer must not keep failing on its old handle.
+func TestIDIndexerForgetsDroppedDatabases(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Options{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	db := s.Database("gone")
+	if _, err := db.Collection("c").InsertOne(ctx, bson.D{{Key: "_id", Value: "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.server.ids.ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Drop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.server.ids.ensure(ctx); err != nil {
+		t.Errorf("ensure after a database was dropped: %v", err)
+	}
+	// Recreated under the same name: indexed again.
+	if _, err := db.Collection("c").InsertOne(ctx, bson.D{{Key: "_id", Value: "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.server.ids.ensure(ctx); err != nil {
+		t.Errorf("ensure after the database was recreated: %v", err)
+	}
+}
