@@ -533,3 +533,74 @@ func TestJoinRunningRun(t *testing.T) {
 		t.Errorf("join of a completed run: err = %v, want ErrNotResumable", err)
 	}
 }
+
+// TestConcurrentRunsAndSchedulers: two Runners started at once on one job
+// give one run and one ErrLocked; two schedulers with real Runners and the
+// same clock start a due job once.
+func TestConcurrentRunsAndSchedulers(t *testing.T) {
+	s := storetest.Open(t)
+	ctx := context.Background()
+	site := smallSite(8, 3*time.Millisecond)
+	srv := site.Start()
+	t.Cleanup(srv.Close)
+	job := writeJob(t, t.TempDir(), "twice", srv.URL, "schedule: '@every 1h'\n")
+	quiet := slog.New(slog.DiscardHandler)
+
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &Runner{Store: s, WorkerID: fmt.Sprintf("runner-%d", i), Logger: quiet}
+			_, errs[i] = r.Run(ctx, job, StartOptions{})
+		}()
+	}
+	wg.Wait()
+	ok, locked := 0, 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, ErrLocked):
+			locked++
+		default:
+			t.Errorf("concurrent run: %v", err)
+		}
+	}
+	if ok != 1 || locked != 1 {
+		t.Errorf("concurrent runs: %d completed, %d locked; want 1 and 1", ok, locked)
+	}
+
+	clock := newFakeClock()
+	var scheds []*Scheduler
+	for i := range 2 {
+		r := &Runner{Store: s, WorkerID: fmt.Sprintf("sched-%d", i), Logger: quiet}
+		sc, err := NewScheduler(SchedulerOptions{
+			Jobs: []*configs.Job{job}, Locker: NewLocker(s.Database(Database), clock.Now), Logger: quiet,
+			Owner: fmt.Sprintf("sched-%d", i), Start: clock.Now(),
+			Run: func(ctx context.Context, j *configs.Job) (*Outcome, error) {
+				return r.Run(ctx, j, StartOptions{Resume: true})
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		scheds = append(scheds, sc)
+	}
+	due := clock.Now().Add(time.Hour)
+	started := 0
+	for _, sc := range scheds {
+		started += len(sc.Tick(ctx, due))
+	}
+	for _, sc := range scheds {
+		sc.Wait()
+	}
+	list, err := NewRuns(s.Database(Database), nil).List(ctx, ListOptions{Job: "twice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if started != 1 || len(list) != 2 {
+		t.Errorf("schedulers started %d runs, %d run records in all; want 1 and 2", started, len(list))
+	}
+}
