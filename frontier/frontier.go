@@ -211,8 +211,8 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Frontier, erro
 			return nil, fmt.Errorf("create index %s on %s: %w", ix.name, ix.coll.Name(), err)
 		}
 	}
-	// Create the host collections now: FerretDB answers a duplicate-key
-	// error to concurrent first inserts that race to create a collection.
+	// Create the small collections up front, so that the first inserts of
+	// concurrent workers do not also race to create them.
 	for _, name := range []string{HostLeasesCollection, HostTokensCollection, WorkersCollection} {
 		err := db.CreateCollection(ctx, name)
 		var ce mongo.CommandError
