@@ -120,4 +120,5 @@ func testOriginFaults(t *testing.T, pages int) {
 	}
 	checkItemsOnce(t, "mongodb", mongoItems(t, s.Database(jobs.Database), out.Run.ID), site, srv.URL)
 	checkItemsOnce(t, "jsonl", jsonlItems(t, dir+"/faults.jsonl"), site, srv.URL)
+	checkItemsOnce(t, "csv", csvItems(t, dir+"/faults.csv"), site, srv.URL)
 }

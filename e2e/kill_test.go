@@ -291,6 +291,7 @@ func testKillResume(t *testing.T, mode killMode, pages, kills int, fixedAt float
 	// The counters are checked by TestRunCountersAfterKill.
 	checkItemsOnce(t, "mongodb", mongoItems(t, s.Database(jobs.Database), run.ID), site, base)
 	checkItemsOnce(t, "jsonl", jsonlItems(t, filepath.Join(dir, "killed.jsonl")), site, base)
+	checkItemsOnce(t, "csv", csvItems(t, filepath.Join(dir, "killed.csv")), site, base)
 	return run, reachable
 }
 

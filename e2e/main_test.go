@@ -13,6 +13,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -135,6 +136,7 @@ extract:
 outputs:
   - mongodb: {collection: items}
   - jsonl: {path: {{.OutDir}}/{{.Name}}.jsonl}
+  - csv: {path: {{.OutDir}}/{{.Name}}.csv}
 {{.Extra}}`))
 
 // writeJob writes the job config of spec to spec.Dir/<name>.yaml and
@@ -232,6 +234,33 @@ func jsonlItems(t *testing.T, path string) []itemDoc {
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatalf("read %s: %v", path, err)
+	}
+	return out
+}
+
+// csvItems reads a CSV output file (header _id, run_id, job, url, ...,
+// then the fields).
+func csvItems(t *testing.T, path string) []itemDoc {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("csv output: %v", err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	if len(rows) == 0 {
+		t.Fatalf("%s is empty, want a header", path)
+	}
+	col := map[string]int{}
+	for i, name := range rows[0] {
+		col[name] = i
+	}
+	var out []itemDoc
+	for _, r := range rows[1:] {
+		out = append(out, itemDoc{ID: r[col["_id"]], RunID: r[col["run_id"]], URL: r[col["url"]], Title: r[col["title"]]})
 	}
 	return out
 }

@@ -166,6 +166,7 @@ func testStoreGoesAway(t *testing.T, pages int) {
 	}
 	checkItemsOnce(t, "mongodb", mongoItems(t, s2.Database(jobs.Database), res.Run.ID), site, origin.URL)
 	checkItemsOnce(t, "jsonl", jsonlItems(t, dir+"/gone.jsonl"), site, origin.URL)
+	checkItemsOnce(t, "csv", csvItems(t, dir+"/gone.csv"), site, origin.URL)
 }
 
 // TestStoreUnreachableErrorNamesStore runs a job on a store whose server
