@@ -19,6 +19,10 @@ const (
 	// any update (28 ms for 50 KB, DESIGN.md), while a small upsert costs
 	// well under a millisecond.
 	RevalidationsCollection = "revalidations"
+	// VariantsCollection holds one Variants document per URL (method,
+	// body and matched headers) whose responses vary on request headers
+	// (RFC mode only), under the key of the request without them.
+	VariantsCollection = "variants"
 	// SettingsCollection holds cache settings such as the TTL when the
 	// server has no TTL indexes (_id "ttl").
 	SettingsCollection = "settings"
@@ -95,4 +99,27 @@ type Redirect struct {
 	Location string `bson:"location,omitempty"`
 	// Expires is when the hop must be fetched again; nil means never.
 	Expires *time.Time `bson:"expires,omitempty"`
+}
+
+// Variants records that the responses for one primary key (the key of a
+// request without any Vary header: Key(req, body, p, nil)) vary on request
+// headers, in the variants collection under that key. Each variant is an
+// ordinary Document in the responses collection under Key(req, body, p,
+// Vary) and its Vary values in Document.Vary. A reader finds Variants by
+// _id, then the variant by _id: two lookups, never a scan.
+type Variants struct {
+	ID     string `bson:"_id"` // the primary key
+	URL    string `bson:"url"`
+	Method string `bson:"method"`
+	// Vary lists the canonical header names the origin's latest response
+	// varies on, sorted, without those already in match_headers.
+	Vary []string `bson:"vary"`
+	// Keys are the _ids of the variants stored under this Vary set, so
+	// that invalidation and purges reach them without a scan.
+	Keys []string `bson:"keys"`
+	// Since is when this Vary set was first stored: a variant whose body
+	// was fetched before it belongs to an older set (or to a URL that was
+	// invalidated since) and is not served.
+	Since     time.Time `bson:"since"`
+	UpdatedAt time.Time `bson:"updated_at"`
 }

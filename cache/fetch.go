@@ -23,9 +23,12 @@ import (
 // anyway, so nothing is lost but time-to-first-byte. Only a body over the
 // limit is streamed, uncached, to the leader.
 type fetched struct {
-	e       *entry
-	served  string // ServedMiss or ServedRevalidated
-	bodyErr error  // the body read failed after len(e.body) bytes
+	e      *entry
+	served string // ServedMiss or ServedRevalidated
+	// vary are the leader's values of the headers e varies on (RFC
+	// mode): a waiter whose request differs fetches for itself.
+	vary    bson.M
+	bodyErr error // the body read failed after len(e.body) bytes
 	// stream is a response whose body is over MaxBodySize, streaming from
 	// upstream. Only the leader may take it; waiters fetch for themselves.
 	stream *http.Response
@@ -41,6 +44,12 @@ func (t *Transport) fromNetwork(c *call, st *cached, hadRev bool, fr freshness) 
 	if !leader && ctx.Err() == nil && (errors.Is(err, context.Canceled) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errFlightAborted)) {
 		// The leader's own request ended early; ours has not.
+		res, err = t.fetch(c, st, hadRev)
+		leader = true
+	}
+	if !leader && err == nil && t.policy.CacheControl && res.e != nil && !varyMatches(c.req, res.vary) {
+		// The leader's response varies on headers whose values differ
+		// in our request (or on "*"): it is not ours to share.
 		res, err = t.fetch(c, st, hadRev)
 		leader = true
 	}
@@ -134,10 +143,14 @@ func (t *Transport) fetch(c *call, st *cached, hadRev bool) (*fetched, error) {
 	e := &entry{status: resp.StatusCode, proto: resp.Proto, header: resp.Header, body: body, uncompressed: resp.Uncompressed}
 	if readErr != nil {
 		t.notStored.Add(1) // never store a truncated body
-		return &fetched{e: e, served: ServedMiss, bodyErr: readErr}, nil
+		return &fetched{e: e, served: ServedMiss, bodyErr: readErr, vary: varyValues(c.req, e.header)}, nil
 	}
 	t.store(c, st, e, hadRev)
-	return &fetched{e: e, served: ServedMiss}, nil
+	res := &fetched{e: e, served: ServedMiss}
+	if t.policy.CacheControl {
+		res.vary = varyValues(c.req, e.header)
+	}
+	return res, nil
 }
 
 // merge304 records a 304 in the revalidations collection (the body
@@ -165,10 +178,14 @@ func (t *Transport) merge304(c *call, st *cached, resp *http.Response, hadRev bo
 			t.storeError(err)
 		}
 	}
-	return &fetched{
+	res := &fetched{
 		e:      &entry{status: st.e.status, proto: st.e.proto, header: merged, body: st.e.body, uncompressed: st.e.uncompressed},
 		served: ServedRevalidated,
 	}
+	if st.doc != nil {
+		res.vary = st.doc.Vary
+	}
+	return res
 }
 
 // expiry is the expires field for a response validated at now, and the
@@ -198,9 +215,18 @@ func (t *Transport) store(c *call, st *cached, e *entry, hadRev bool) {
 	}
 	now := t.now()
 	expires, vary := t.expiry(c, e.header, e.status, now)
-	doc := newDocument(c.key, c.norm, c.req, e, t.policy, now, expires, vary, t.compress)
-	if err := t.coll.save(c.req.Context(), doc, c.absent, hadRev); err != nil {
+	key, names := t.storeKey(c, e)
+	isNew := c.absent
+	if key != c.key { // another variant than the one looked up
+		isNew, hadRev = false, true
+	}
+	doc := newDocument(key, c.norm, c.req, e, t.policy, now, expires, vary, t.compress)
+	if err := t.coll.save(c.req.Context(), doc, isNew, hadRev); err != nil {
 		t.storeError(err)
+		return
+	}
+	if t.policy.CacheControl {
+		t.updateVariants(c, key, names, now)
 	}
 }
 

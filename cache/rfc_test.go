@@ -152,7 +152,7 @@ func TestTransportRFCVary(t *testing.T) {
 		{"/v", "de", ServedHit, "lang de"},
 		{"/v", "en", ServedMiss, "lang en"},
 		{"/v", "en", ServedHit, "lang en"},
-		{"/v", "de", ServedMiss, "lang de"}, // one variant per key: the last one stored wins
+		{"/v", "de", ServedHit, "lang de"}, // each variant is kept
 		{"/star", "de", ServedMiss, "lang de"},
 		{"/star", "de", ServedMiss, "lang de"}, // Vary: * is never stored
 	}

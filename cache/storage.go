@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -22,6 +23,7 @@ type collections struct {
 	responses     *mongo.Collection
 	redirects     *mongo.Collection
 	revalidations *mongo.Collection
+	variants      *mongo.Collection
 	supportsTTL   bool
 }
 
@@ -49,55 +51,74 @@ func (c *collections) ensureIndexes(ctx context.Context) error {
 type loaded struct {
 	doc *Document
 	rev *Revalidation
+	// variants is the key's Variants document (looked up only when asked).
+	variants *Variants
 	// corrupt is set when the document exists but does not decode.
 	corrupt error
 }
 
-// load finds the response and its revalidation by _id, concurrently: the
-// two small round trips overlap, so a hit costs about one find. err is a
-// store error (the caller degrades to the network); a document that does
-// not decode is reported in loaded.corrupt instead.
-func (c *collections) load(ctx context.Context, key string) (loaded, error) {
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	type revResult struct {
-		rev *Revalidation
-		err error
-	}
-	revc := make(chan revResult, 1)
-	go func() {
-		raw, err := c.revalidations.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Raw()
-		if err != nil {
-			if errors.Is(err, mongo.ErrNoDocuments) {
-				err = nil
-			}
-			revc <- revResult{err: err}
-			return
-		}
-		var rev Revalidation
-		if bson.Unmarshal(raw, &rev) != nil {
-			revc <- revResult{} // a corrupt revalidation is ignored
-			return
-		}
-		revc <- revResult{rev: &rev}
-	}()
-	var out loaded
-	raw, err := c.responses.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Raw()
-	r := <-revc
+// findByID decodes the document with _id key from coll into v; found is
+// false when there is none. A document that does not decode is reported
+// as decodeErr, not as err.
+func findByID(ctx context.Context, coll *mongo.Collection, key string, v any) (found bool, decodeErr, err error) {
+	raw, err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Raw()
 	switch {
 	case errors.Is(err, mongo.ErrNoDocuments):
-		return out, r.err
+		return false, nil, nil
 	case err != nil:
-		return out, fmt.Errorf("find cached response %s: %w", key, err)
-	case r.err != nil:
-		return out, fmt.Errorf("find revalidation %s: %w", key, r.err)
+		return false, nil, err
+	}
+	return true, bson.Unmarshal(raw, v), nil
+}
+
+// load finds the response, its revalidation and, when withVariants is
+// set, the key's Variants by _id, concurrently: the small round trips
+// overlap, so a hit costs about one find. err is a store error (the caller
+// degrades to the network); a response that does not decode is reported
+// in loaded.corrupt instead, and a revalidation or Variants that does not
+// decode is ignored.
+func (c *collections) load(ctx context.Context, key string, withVariants bool) (loaded, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	var (
+		out          loaded
+		rev          Revalidation
+		vars         Variants
+		revErr, vErr error
+		wg           sync.WaitGroup
+	)
+	wg.Go(func() {
+		found, bad, err := findByID(ctx, c.revalidations, key, &rev)
+		if revErr = err; found && bad == nil {
+			out.rev = &rev
+		}
+	})
+	if withVariants {
+		wg.Go(func() {
+			found, bad, err := findByID(ctx, c.variants, key, &vars)
+			if vErr = err; found && bad == nil && len(vars.Vary) > 0 {
+				out.variants = &vars
+			}
+		})
 	}
 	var doc Document
-	if err := bson.Unmarshal(raw, &doc); err != nil {
-		out.corrupt = fmt.Errorf("decode cached response %s: %w: %v", key, ErrCorrupt, err)
-		return out, nil
+	found, bad, err := findByID(ctx, c.responses, key, &doc)
+	wg.Wait()
+	switch {
+	case err != nil:
+		return loaded{}, fmt.Errorf("find cached response %s: %w", key, err)
+	case revErr != nil:
+		return loaded{}, fmt.Errorf("find revalidation %s: %w", key, revErr)
+	case vErr != nil:
+		return loaded{}, fmt.Errorf("find variants %s: %w", key, vErr)
+	case !found:
+		out.rev = nil
+	case bad != nil:
+		out.rev = nil
+		out.corrupt = fmt.Errorf("decode cached response %s: %w: %v", key, ErrCorrupt, bad)
+	default:
+		out.doc = &doc
 	}
-	out.doc, out.rev = &doc, r.rev
 	return out, nil
 }
 
@@ -192,7 +213,8 @@ func (c *collections) saveRedirect(ctx context.Context, r *Redirect) error {
 	return nil
 }
 
-// invalidate deletes everything stored under key (RFC 9111 §4.4).
+// invalidate deletes everything stored under key (RFC 9111 §4.4),
+// including every variant its Variants document lists.
 func (c *collections) invalidate(ctx context.Context, key string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
@@ -202,7 +224,7 @@ func (c *collections) invalidate(ctx context.Context, key string) error {
 			return fmt.Errorf("invalidate %s in %s: %w", key, coll.Name(), err)
 		}
 	}
-	return nil
+	return c.dropVariants(ctx, key, "")
 }
 
 // invalidateResponse deletes the response and revalidation under key.

@@ -1,0 +1,195 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Vary variants (RFC mode). A URL whose responses carry Vary keeps one
+// response Document per combination of the named request headers' values,
+// each under Key(req, body, p, Vary), and one small Variants document in
+// the variants collection under the primary key Key(req, body, p, nil)
+// naming the headers. A lookup reads the primary key (response,
+// revalidation and Variants concurrently); when a Variants document is
+// there it computes the variant's key from the request and reads that:
+// two _id lookups, never a scan. Under the crawler policy Vary is
+// ignored (match_headers chooses what keys on headers), so nothing here
+// runs and a lookup stays one round trip.
+
+// varyHeader is a response header naming names in Vary, for Key.
+func varyHeader(names []string) http.Header {
+	return http.Header{"Vary": {strings.Join(names, ", ")}}
+}
+
+// variantNames are the header names a response varies on beyond the
+// policy's match_headers (which key every request already), canonical,
+// sorted and de-duplicated; nil when it does not vary on anything else.
+// "*" is kept: such a response is never stored (rfcStorable).
+func (p Policy) variantNames(h http.Header) []string {
+	var names []string
+	match := keyHeaderNames(p.MatchHeaders, nil)
+	for _, n := range varyNames(h) {
+		if !slices.Contains(match, n) {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// resolveVariant switches c from its primary key to the key of its variant
+// under v, and loads that. stale reports a response stored there that was
+// fetched before v's Vary set was (an older set, or before an
+// invalidation): it is not served, and gets replaced.
+func (t *Transport) resolveVariant(c *call, v *Variants) (lk loaded, stale bool, err error) {
+	c.variants = v
+	c.key = Key(c.req, c.body, t.policy, varyHeader(v.Vary))
+	lk, err = t.coll.load(c.req.Context(), c.key, false)
+	if err != nil || lk.doc == nil || !lk.doc.CreatedAt.Before(v.Since) {
+		return lk, false, err
+	}
+	return loaded{}, true, nil
+}
+
+// storeKey is the key a response e to c is stored under (RFC mode): the
+// variant's key when e varies on request headers beyond match_headers,
+// else the primary key. names are those headers.
+func (t *Transport) storeKey(c *call, e *entry) (key string, names []string) {
+	if !t.policy.CacheControl {
+		return c.key, nil
+	}
+	names = t.policy.variantNames(e.header)
+	if len(names) == 0 {
+		return c.primary, nil
+	}
+	return Key(c.req, c.body, t.policy, varyHeader(names)), names
+}
+
+// updateVariants keeps the Variants document of c's primary key in step
+// with a response just stored under key, varying on names (none: the URL
+// no longer varies). Failures are store errors: the response is stored,
+// and at worst a later lookup misses.
+func (t *Transport) updateVariants(c *call, key string, names []string, now time.Time) {
+	ctx := c.req.Context()
+	v := c.variants
+	var err error
+	switch {
+	case len(names) == 0:
+		if v != nil { // the URL stopped varying: drop the variants
+			err = t.coll.dropVariants(ctx, c.primary, key)
+		}
+	case v == nil || !slices.Equal(v.Vary, names):
+		if c.primaryDoc { // it used to answer without Vary
+			if err = t.coll.invalidateResponse(ctx, c.primary); err != nil {
+				break
+			}
+		}
+		if v != nil { // a new Vary set: variants under the old one are unreachable
+			if err = t.coll.deleteResponses(ctx, slices.DeleteFunc(slices.Clone(v.Keys), func(k string) bool { return k == key })); err != nil {
+				break
+			}
+		}
+		err = t.coll.saveVariants(ctx, &Variants{
+			ID: c.primary, URL: c.norm, Method: methodOf(c.req),
+			Vary: names, Keys: []string{key}, Since: now, UpdatedAt: now,
+		}, v == nil)
+	case !slices.Contains(v.Keys, key):
+		err = t.coll.addVariant(ctx, c.primary, key, now)
+	}
+	if err != nil {
+		t.storeError(err)
+	}
+}
+
+// saveVariants writes v. isNew says the lookup found none: then a
+// Variants document written meanwhile by a concurrent request for another
+// variant is kept and v's key added to it (so neither variant is lost),
+// else v replaces what is stored.
+func (c *collections) saveVariants(ctx context.Context, v *Variants, isNew bool) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	var err error
+	if isNew {
+		update := bson.D{
+			{Key: "$setOnInsert", Value: bson.D{
+				{Key: "url", Value: v.URL}, {Key: "method", Value: v.Method},
+				{Key: "vary", Value: v.Vary}, {Key: "since", Value: v.Since},
+			}},
+			{Key: "$set", Value: bson.D{{Key: "updated_at", Value: v.UpdatedAt}}},
+			{Key: "$addToSet", Value: bson.D{{Key: "keys", Value: bson.D{{Key: "$each", Value: v.Keys}}}}},
+		}
+		_, err = c.variants.UpdateOne(ctx, bson.D{{Key: "_id", Value: v.ID}}, update, options.UpdateOne().SetUpsert(true))
+	} else {
+		_, err = c.variants.ReplaceOne(ctx, bson.D{{Key: "_id", Value: v.ID}}, v, replaceUpsert)
+	}
+	if err != nil {
+		return fmt.Errorf("store variants %s: %w", v.ID, err)
+	}
+	return nil
+}
+
+// addVariant lists key among the variants of primary.
+func (c *collections) addVariant(ctx context.Context, primary, key string, now time.Time) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	update := bson.D{
+		{Key: "$set", Value: bson.D{{Key: "updated_at", Value: now}}},
+		{Key: "$addToSet", Value: bson.D{{Key: "keys", Value: key}}},
+	}
+	if _, err := c.variants.UpdateOne(ctx, bson.D{{Key: "_id", Value: primary}}, update); err != nil {
+		return fmt.Errorf("add variant %s to %s: %w", key, primary, err)
+	}
+	return nil
+}
+
+// dropVariants deletes the Variants document of primary and the
+// responses and revalidations of the variants it lists, except keep.
+// Nothing happens when primary has no Variants.
+func (c *collections) dropVariants(ctx context.Context, primary, keep string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	var v Variants
+	found, bad, err := findByID(ctx, c.variants, primary, &v)
+	if err != nil {
+		return fmt.Errorf("find variants %s: %w", primary, err)
+	}
+	if !found {
+		return nil
+	}
+	if bad == nil {
+		keys := slices.DeleteFunc(v.Keys, func(k string) bool { return k == keep })
+		if err := c.deleteResponses(ctx, keys); err != nil {
+			return err
+		}
+	}
+	if _, err := c.variants.DeleteOne(ctx, bson.D{{Key: "_id", Value: primary}}); err != nil {
+		return fmt.Errorf("delete variants %s: %w", primary, err)
+	}
+	return nil
+}
+
+// deleteResponses deletes the responses and revalidations with the given
+// keys, in one command per collection.
+func (c *collections) deleteResponses(ctx context.Context, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	filter := bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: keys}}}}
+	if len(keys) == 1 {
+		filter = bson.D{{Key: "_id", Value: keys[0]}}
+	}
+	for _, coll := range []*mongo.Collection{c.responses, c.revalidations} {
+		if _, err := coll.DeleteMany(ctx, filter); err != nil {
+			return fmt.Errorf("delete variants from %s: %w", coll.Name(), err)
+		}
+	}
+	return nil
+}
