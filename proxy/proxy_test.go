@@ -301,3 +301,25 @@ func TestCounterSinkAddsDeltas(t *testing.T) {
 		t.Errorf("stored counters = %+v, want hits 5 misses 2", doc)
 	}
 }
+func TestVaryVariants(t *testing.T) {
+	modes(t, func(t *testing.T, forward bool) {
+		f := newFixture(t, forward, cache.Policy{CacheControl: true})
+		en := http.Header{"Accept-Language": {"en"}}
+		fr := http.Header{"Accept-Language": {"fr"}}
+		steps := []struct {
+			h          http.Header
+			want, body string
+		}{
+			{en, "miss", "hello in en"},
+			{fr, "miss", "hello in fr"},
+			{en, "hit", "hello in en"},
+			{fr, "hit", "hello in fr"},
+		}
+		for i, s := range steps {
+			resp, body := f.do(t, "GET", "/lang", s.h)
+			if got := resp.Header.Get(cache.HeaderServed); got != s.want || body != s.body {
+				t.Errorf("step %d (%s): served %q body %q; want %q %q", i, s.h.Get("Accept-Language"), got, body, s.want, s.body)
+			}
+		}
+	})
+}
