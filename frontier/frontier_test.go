@@ -108,8 +108,15 @@ func TestClaimDone(t *testing.T) {
 	if err := f.Done(ctx, es[0].ID); err != nil {
 		t.Fatalf("Done: %v", err)
 	}
-	if err := f.Done(ctx, "r-nope"); !errors.Is(err, frontier.ErrNotFound) {
-		t.Errorf("Done(unknown) = %v, want ErrNotFound", err)
+	unknown := frontier.ID("r", "https://a.example/never-added")
+	for name, err := range map[string]error{
+		"Done(malformed id)": f.Done(ctx, "r-nope"),
+		"Done(unknown id)":   f.Done(ctx, unknown),
+		"Fail(unknown id)":   f.Fail(ctx, unknown, errors.New("x"), true),
+	} {
+		if !errors.Is(err, frontier.ErrNotFound) {
+			t.Errorf("%s = %v, want ErrNotFound", name, err)
+		}
 	}
 	rest := mustClaim(t, f, "r", "w1", 5)
 	if len(rest) != 1 {
