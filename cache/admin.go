@@ -25,6 +25,7 @@ type Admin struct {
 	responses     *mongo.Collection
 	revalidations *mongo.Collection
 	redirects     *mongo.Collection
+	variants      *mongo.Collection
 	settings      *mongo.Collection
 	supportsTTL   bool
 	now           func() time.Time
@@ -44,6 +45,7 @@ func NewAdmin(db *mongo.Database, supportsTTL bool, now func() time.Time) *Admin
 		responses:     db.Collection(ResponsesCollection),
 		revalidations: db.Collection(RevalidationsCollection),
 		redirects:     db.Collection(RedirectsCollection),
+		variants:      db.Collection(VariantsCollection),
 		settings:      db.Collection(SettingsCollection),
 		supportsTTL:   supportsTTL,
 		now:           now,
@@ -64,6 +66,10 @@ type EntrySummary struct {
 	ValidatedAt time.Time
 	// Expires is when the entry stops being fresh; nil means never.
 	Expires *time.Time
+	// Vary holds the request header values this variant was stored for
+	// (RFC mode, a response with Vary); several entries of one URL and
+	// method differ here. nil when the response does not vary.
+	Vary map[string]string
 	// Revalidated is true when a 304 confirmed the entry after its body
 	// was stored.
 	Revalidated bool
@@ -79,8 +85,8 @@ type EntrySummary struct {
 type CollectionStats struct {
 	// Database is the name of the cache's database.
 	Database string
-	// Count is the number of stored responses and TotalSize the sum of
-	// their body sizes in bytes.
+	// Count is the number of stored responses (each Vary variant counts
+	// as one) and TotalSize the sum of their body sizes in bytes.
 	Count     int64
 	TotalSize int64
 	// Stale counts entries past their expires (they are revalidated on
@@ -91,6 +97,9 @@ type CollectionStats struct {
 	// Revalidations and Redirects count documents in the side collections.
 	Revalidations int64
 	Redirects     int64
+	// Varying counts the URLs stored with Vary variants (documents in the
+	// variants collection); their variants are counted in Count.
+	Varying int64
 	// TTL is the TTL in force and its mechanism.
 	TTL TTLInfo
 	// Oldest and Newest are the earliest and latest effective validated_at
@@ -181,6 +190,9 @@ func (a *Admin) Stats(ctx context.Context) (CollectionStats, error) {
 	if st.Redirects, err = a.redirects.CountDocuments(ctx, bson.D{}); err != nil {
 		return st, fmt.Errorf("count redirects: %w", err)
 	}
+	if st.Varying, err = a.variants.CountDocuments(ctx, bson.D{}); err != nil {
+		return st, fmt.Errorf("count variants: %w", err)
+	}
 	return st, nil
 }
 
@@ -238,7 +250,8 @@ func (a *Admin) Purge(ctx context.Context, opts PurgeOptions) (int64, error) {
 	return a.deleteEntries(ctx, ids, nil)
 }
 
-// Clear deletes every entry, revalidation and redirect; the TTL setting
+// Clear deletes every entry, revalidation, redirect and variants
+// document; the TTL setting
 // stays. It returns the number of responses deleted.
 func (a *Admin) Clear(ctx context.Context) (int64, error) {
 	var n int64

@@ -131,7 +131,61 @@ func (a *Admin) deleteEntries(ctx context.Context, ids []string, guard bson.D) (
 	if err := a.deleteRedirectsTo(ctx, ids); err != nil {
 		return n, err
 	}
+	if err := a.forgetVariants(ctx, ids); err != nil {
+		return n, err
+	}
 	return n, nil
+}
+
+// forgetVariants removes the deleted keys from the variants documents
+// that list them, and deletes variants documents left with none (their
+// URL then has no variant stored). Variants documents are small, so one
+// scan is cheap.
+func (a *Admin) forgetVariants(ctx context.Context, deleted []string) error {
+	cur, err := a.variants.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "keys", Value: 1}}))
+	if err != nil {
+		return fmt.Errorf("scan variants: %w", err)
+	}
+	var all []struct {
+		ID   string   `bson:"_id"`
+		Keys []string `bson:"keys"`
+	}
+	if err := cur.All(ctx, &all); err != nil {
+		return fmt.Errorf("scan variants: %w", err)
+	}
+	gone := make(map[string]bool, len(deleted))
+	for _, id := range deleted {
+		gone[id] = true
+	}
+	var empty []string
+	for _, v := range all {
+		var removed []string
+		for _, k := range v.Keys {
+			if gone[k] {
+				removed = append(removed, k)
+			}
+		}
+		switch {
+		case len(removed) == 0:
+		case len(removed) == len(v.Keys):
+			empty = append(empty, v.ID)
+		default:
+			// $pullAll, not a replace: a variant listed meanwhile stays.
+			update := bson.D{{Key: "$pullAll", Value: bson.D{{Key: "keys", Value: removed}}}}
+			if _, err := a.variants.UpdateOne(ctx, bson.D{{Key: "_id", Value: v.ID}}, update); err != nil {
+				return fmt.Errorf("update variants %s: %w", v.ID, err)
+			}
+		}
+	}
+	// A variant stored while its variants document is deleted here is no
+	// longer reachable; the next request for it refetches it (Since).
+	for start := 0; start < len(empty); start += deleteBatch {
+		batch := empty[start:min(start+deleteBatch, len(empty))]
+		if _, err := a.variants.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: batch}}}}); err != nil {
+			return fmt.Errorf("delete variants: %w", err)
+		}
+	}
+	return nil
 }
 
 // deleteRedirectsTo deletes the redirects whose chain ends in one of the
@@ -212,6 +266,7 @@ var entryProjection = bson.D{
 	{Key: "_id", Value: 1}, {Key: "url", Value: 1}, {Key: "method", Value: 1},
 	{Key: "status", Value: 1}, {Key: "content_type", Value: 1}, {Key: "size", Value: 1},
 	{Key: "created_at", Value: 1}, {Key: "validated_at", Value: 1}, {Key: "expires", Value: 1},
+	{Key: "vary", Value: 1},
 }
 
 // scanEntries calls fn for each response matching filter, with its
@@ -239,6 +294,7 @@ func (a *Admin) scanEntries(ctx context.Context, filter bson.D, revs map[string]
 			CreatedAt   time.Time  `bson:"created_at"`
 			ValidatedAt time.Time  `bson:"validated_at"`
 			Expires     *time.Time `bson:"expires"`
+			Vary        bson.M     `bson:"vary"`
 		}
 		if err := cur.Decode(&d); err != nil {
 			continue
@@ -247,6 +303,12 @@ func (a *Admin) scanEntries(ctx context.Context, filter bson.D, revs map[string]
 			Key: d.ID, URL: d.URL, Method: d.Method, Status: d.Status,
 			ContentType: d.ContentType, Size: d.Size,
 			CreatedAt: d.CreatedAt, ValidatedAt: d.ValidatedAt, Expires: d.Expires,
+		}
+		if len(d.Vary) > 0 {
+			e.Vary = make(map[string]string, len(d.Vary))
+			for k, v := range d.Vary {
+				e.Vary[unescapeName(k)], _ = headerString(v)
+			}
 		}
 		if r, ok := revs[d.ID]; ok && r.ValidatedAt.After(d.ValidatedAt) {
 			e.ValidatedAt, e.Expires, e.Revalidated = r.ValidatedAt, r.Expires, true
@@ -261,5 +323,5 @@ func (a *Admin) scanEntries(ctx context.Context, filter bson.D, revs map[string]
 
 // dataCollections lists the cache's data collections (not settings).
 func (a *Admin) dataCollections() []*mongo.Collection {
-	return []*mongo.Collection{a.responses, a.revalidations, a.redirects}
+	return []*mongo.Collection{a.responses, a.revalidations, a.redirects, a.variants}
 }

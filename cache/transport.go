@@ -268,8 +268,10 @@ type call struct {
 	absent  bool // the lookup answered and found no response document
 	// variants is the primary key's Variants (RFC mode), nil if none;
 	// primaryDoc says a response is stored under the primary key itself.
+	// Both are known only when looked is set (the lookup answered).
 	variants   *Variants
 	primaryDoc bool
+	looked     bool
 	hadBody    bool // req.Body was read (and closed) into body
 }
 
@@ -398,10 +400,11 @@ func (t *Transport) lookup(c *call) (*cached, bool) {
 		t.storeError(err)
 		return nil, true
 	}
-	c.primaryDoc = lk.doc != nil || lk.corrupt != nil
+	c.primaryDoc, c.looked = lk.doc != nil || lk.corrupt != nil, true
 	if lk.variants != nil {
 		var stale bool
 		if lk, stale, err = t.resolveVariant(c, lk.variants); err != nil {
+			c.looked = false
 			t.storeError(err)
 			return nil, true
 		}

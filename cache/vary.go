@@ -79,6 +79,20 @@ func (t *Transport) storeKey(c *call, e *entry) (key string, names []string) {
 // and at worst a later lookup misses.
 func (t *Transport) updateVariants(c *call, key string, names []string, now time.Time) {
 	ctx := c.req.Context()
+	if !c.looked { // a forced refresh, or the lookup failed: find out
+		var found Variants
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+		ok, bad, err := findByID(fctx, t.coll.variants, c.primary, &found)
+		cancel()
+		if err != nil {
+			t.storeError(fmt.Errorf("find variants %s: %w", c.primary, err))
+			return
+		}
+		c.variants, c.primaryDoc, c.looked = nil, true, true
+		if ok && bad == nil && len(found.Vary) > 0 {
+			c.variants = &found
+		}
+	}
 	v := c.variants
 	var err error
 	switch {
