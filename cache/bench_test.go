@@ -32,6 +32,8 @@ func benchPage() string {
 //	upstream:   http.Transport only
 //	hit:        served from the store
 //	hit_compressed: the same with Options.CompressBodies
+//	hit_rfc:    a hit under cache_control (response, revalidation and variants looked up)
+//	hit_vary:   a hit of a Vary variant under cache_control (then the variant's lookup)
 //	miss:       a new URL each time: lookup, fetch, store
 //	revalidate: expired entry with an ETag: lookup, conditional fetch (304), revalidation upsert
 func BenchmarkTransport(b *testing.B) {
@@ -39,6 +41,12 @@ func BenchmarkTransport(b *testing.B) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("ETag", `"bench"`)
+		if strings.HasPrefix(r.URL.Path, "/rfc") {
+			w.Header().Set("Cache-Control", "max-age=3600")
+		}
+		if strings.HasPrefix(r.URL.Path, "/rfc/vary") {
+			w.Header().Set("Vary", "Accept-Language")
+		}
 		if r.Header.Get("If-None-Match") == `"bench"` {
 			w.WriteHeader(http.StatusNotModified)
 			return
@@ -99,6 +107,17 @@ func BenchmarkTransport(b *testing.B) {
 			get(b, tr, srv.URL+"/hitz", ServedHit)
 		}
 	})
+	for _, name := range []string{"hit_rfc", "hit_vary"} {
+		b.Run(name, func(b *testing.B) {
+			tr := newTr(b, "bench_"+name, Policy{CacheControl: true})
+			url := srv.URL + "/rfc/" + strings.TrimPrefix(name, "hit_")
+			get(b, tr, url, ServedMiss)
+			b.SetBytes(int64(len(page)))
+			for b.Loop() {
+				get(b, tr, url, ServedHit)
+			}
+		})
+	}
 	var seq atomic.Int64
 	b.Run("miss", func(b *testing.B) {
 		tr := newTr(b, "bench_miss", Policy{})
