@@ -269,8 +269,10 @@ func (a *Admin) Clear(ctx context.Context) (int64, error) {
 
 // Show returns the stored response for rawURL and its revalidation (nil
 // when the entry was never revalidated). It looks up the key of a plain
-// GET under the default policy; when that is not stored (HEAD, Vary or
-// matched-header variants, other ignored parameters) it scans for the URL
+// GET under the default policy, and for a URL with Vary variants the
+// variant validated most recently (by _id, through its Variants); when
+// neither is stored (HEAD, matched-header variants, other ignored
+// parameters) it scans for the URL
 // and returns the GET entry validated most recently. It returns an error
 // wrapping ErrNotFound when no entry is stored for the URL.
 func (a *Admin) Show(ctx context.Context, rawURL string) (*Document, *Revalidation, error) {
@@ -285,8 +287,13 @@ func (a *Admin) Show(ctx context.Context, rawURL string) (*Document, *Revalidati
 	case err == nil:
 		doc = &d
 	case errors.Is(err, mongo.ErrNoDocuments):
-		if doc, err = a.findByURL(ctx, rawURL); err != nil {
+		if doc, err = a.findVariant(ctx, key); err != nil {
 			return nil, nil, err
+		}
+		if doc == nil {
+			if doc, err = a.findByURL(ctx, rawURL); err != nil {
+				return nil, nil, err
+			}
 		}
 	default:
 		return nil, nil, fmt.Errorf("find cached response %s: %w", key, err)
@@ -300,6 +307,35 @@ func (a *Admin) Show(ctx context.Context, rawURL string) (*Document, *Revalidati
 		return nil, nil, fmt.Errorf("find revalidation %s: %w", doc.ID, err)
 	}
 	return doc, &rev, nil
+}
+
+// findVariant returns the variant of primary validated most recently
+// (by the response's own validated_at), nil when primary has no Variants
+// or none of its variants is stored.
+func (a *Admin) findVariant(ctx context.Context, primary string) (*Document, error) {
+	var v Variants
+	err := a.variants.FindOne(ctx, bson.D{{Key: "_id", Value: primary}}).Decode(&v)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("find variants %s: %w", primary, err)
+	}
+	var best *Document
+	for _, key := range v.Keys {
+		var d Document
+		err := a.responses.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&d)
+		switch {
+		case errors.Is(err, mongo.ErrNoDocuments):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("find cached response %s: %w", key, err)
+		}
+		if best == nil || d.ValidatedAt.After(best.ValidatedAt) {
+			best = &d
+		}
+	}
+	return best, nil
 }
 
 // findByURL scans for the documents stored under rawURL (normalized as the

@@ -62,7 +62,8 @@ type Document struct {
 	ETag         string     `bson:"etag,omitempty"`
 	LastModified string     `bson:"last_modified,omitempty"`
 	// Vary records the request header values the response varies on
-	// (canonical name → value), so a later request is matched against them.
+	// (canonical name → value), so a later request is matched against
+	// them. RFC mode only; each variant is its own Document (see Variants).
 	Vary    bson.M      `bson:"vary,omitempty"`
 	Request RequestInfo `bson:"request"`
 }

@@ -27,10 +27,12 @@ var errNotAbsolute = errors.New("not an absolute URL")
 // parameters), the userinfo if any, body, and the values of the request
 // headers named in p.MatchHeaders and in the Vary header of vary.
 //
-// vary is the stored response's header; nil (what Transport uses) keys on
-// the request alone. Transport keeps one variant per key and checks Vary
-// against the values recorded in the Document instead, so a page is one
-// _id lookup.
+// vary is the stored response's header; nil keys on the request alone
+// (the primary key). In RFC mode (Policy.CacheControl) Transport stores a
+// response that varies on headers beyond match_headers under
+// Key(req, body, p, vary), one Document per variant, and records the Vary
+// header names in a Variants document under the primary key: a lookup is
+// two _id finds. The crawler policy ignores Vary.
 //
 // A URL that does not parse as absolute is keyed on its raw text. Key is
 // stable across releases: known keys are pinned in a test.

@@ -412,7 +412,9 @@ func TestVaryAdminPurgeAndClear(t *testing.T) {
 	p := Policy{CacheControl: true}
 	e := newTransportEnv(t, Options{Policy: p})
 	url := o.URL + "/lang"
-	e.langSteps(url, []langStep{{"en", ServedMiss, "hello in en"}, {"fr", ServedMiss, "hello in fr"}})
+	e.langSteps(url, []langStep{{"en", ServedMiss, "hello in en"}})
+	e.clock.Advance(time.Second)
+	e.langSteps(url, []langStep{{"fr", ServedMiss, "hello in fr"}})
 	ctx := context.Background()
 	admin := NewAdmin(e.db, false, e.clock.Now)
 	list, err := admin.List(ctx, ListOptions{})
@@ -426,6 +428,10 @@ func TestVaryAdminPurgeAndClear(t *testing.T) {
 	slices.Sort(langs)
 	if !slices.Equal(langs, []string{"en", "fr"}) {
 		t.Errorf("List: vary values %v, want [en fr]", langs)
+	}
+	doc, _, err := admin.Show(ctx, url)
+	if err != nil || doc.Vary["Accept-Language"] != "fr" {
+		t.Errorf("Show = %v, %v; want the fr variant (stored last)", doc, err)
 	}
 	primary := keyOf(t, url, p)
 	frKey := variantKey(t, url, "fr", p, "Accept-Language")
