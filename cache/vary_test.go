@@ -455,3 +455,35 @@ func TestVaryAdminPurgeAndClear(t *testing.T) {
 		t.Error("Clear left a variants document")
 	}
 }
+
+func TestVarySweepDropsVariantsDocument(t *testing.T) {
+	var vary atomic.Value
+	vary.Store("Accept-Language")
+	o := langOrigin(t, &vary)
+	p := Policy{CacheControl: true}
+	e := newTransportEnv(t, Options{Policy: p})
+	url := o.URL + "/lang"
+	e.langSteps(url, []langStep{{"en", ServedMiss, "hello in en"}})
+	e.clock.Advance(2 * time.Hour)
+	e.langSteps(url, []langStep{{"fr", ServedMiss, "hello in fr"}})
+	ctx := context.Background()
+	admin := NewAdmin(e.db, false, e.clock.Now)
+	if _, err := admin.SetTTL(ctx, 90*time.Minute, false); err != nil {
+		t.Fatal(err)
+	}
+	primary := keyOf(t, url, p)
+	frKey := variantKey(t, url, "fr", p, "Accept-Language")
+	if n, err := admin.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("first Sweep = %d, %v; want 1 (en)", n, err)
+	}
+	if v := e.variantsDoc(primary); v == nil || !slices.Equal(v.Keys, []string{frKey}) {
+		t.Errorf("after sweeping en: variants = %+v, want only fr listed", v)
+	}
+	e.clock.Advance(2 * time.Hour)
+	if n, err := admin.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("second Sweep = %d, %v; want 1 (fr)", n, err)
+	}
+	if e.variantsDoc(primary) != nil {
+		t.Error("variants document survived the sweep of its last variant")
+	}
+}
