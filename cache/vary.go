@@ -24,6 +24,14 @@ import (
 // ignored (match_headers chooses what keys on headers), so nothing here
 // runs and a lookup stays one round trip.
 
+// maxListedVariants bounds Variants.Keys, so that a response varying on
+// a header with endless values (User-Agent) does not grow one document
+// that every new variant rewrites. The list only lets invalidation and
+// purges delete variants without a scan: an unlisted variant is still
+// served, and after an invalidation it is never served again (Since);
+// the TTL or sweeper deletes it.
+const maxListedVariants = 256
+
 // varyHeader is a response header naming names in Vary, for Key.
 func varyHeader(names []string) http.Header {
 	return http.Header{"Vary": {strings.Join(names, ", ")}}
@@ -115,7 +123,7 @@ func (t *Transport) updateVariants(c *call, key string, names []string, now time
 			ID: c.primary, URL: c.norm, Method: methodOf(c.req),
 			Vary: names, Keys: []string{key}, Since: now, UpdatedAt: now,
 		}, v == nil)
-	case !slices.Contains(v.Keys, key):
+	case len(v.Keys) < maxListedVariants && !slices.Contains(v.Keys, key):
 		err = t.coll.addVariant(ctx, c.primary, key, now)
 	}
 	if err != nil {
