@@ -15,7 +15,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := commands.App().RunContext(ctx, os.Args)
+	err := commands.Run(ctx, os.Args)
 	stop()
 	os.Exit(commands.ExitCode(err, func(msg string) { fmt.Fprintln(os.Stderr, "crawlcache:", msg) }))
 }

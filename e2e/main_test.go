@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(cliEnv) == "1" {
 		// The same wiring as main.go.
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := commands.App().RunContext(ctx, append([]string{"crawlcache"}, os.Args[1:]...))
+		err := commands.Run(ctx, append([]string{"crawlcache"}, os.Args[1:]...))
 		stop()
 		os.Exit(commands.ExitCode(err, func(msg string) { fmt.Fprintln(os.Stderr, "crawlcache:", msg) }))
 	}

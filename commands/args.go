@@ -1,0 +1,103 @@
+package commands
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Run runs the crawlcache application with args (args[0] is the program
+// name). Unlike App().RunContext, flags may follow positional arguments
+// ("crawlcache run configs/x.yaml --json"), as the README writes them.
+func Run(ctx context.Context, args []string) error {
+	app := App()
+	return app.RunContext(ctx, Intersperse(app, args))
+}
+
+// Intersperse returns args with the flags of the innermost command moved
+// before its positional arguments: urfave/cli v2 stops parsing flags at the
+// first positional argument. Everything after "--" stays positional.
+// Unknown flags are moved too, so the parser reports them.
+func Intersperse(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	out := []string{args[0]}
+	flags, commands := app.Flags, app.Commands
+	i := 1
+	// The command path, with the flags written between its words.
+	for i < len(args) {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		if isFlag(a) {
+			out = append(out, a)
+			if takesValue(flags, a) && i+1 < len(args) {
+				out = append(out, args[i+1])
+				i++
+			}
+			i++
+			continue
+		}
+		cmd := findCommand(commands, a)
+		if cmd == nil {
+			break
+		}
+		out = append(out, a)
+		flags, commands = cmd.Flags, cmd.Subcommands
+		i++
+	}
+	// The innermost command's arguments: flags first.
+	var moved, positional []string
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			positional = append(positional, args[i:]...)
+			break
+		}
+		if !isFlag(a) {
+			positional = append(positional, a)
+			continue
+		}
+		moved = append(moved, a)
+		if takesValue(flags, a) && i+1 < len(args) {
+			moved = append(moved, args[i+1])
+			i++
+		}
+	}
+	out = append(out, moved...)
+	return append(out, positional...)
+}
+
+func isFlag(a string) bool { return len(a) > 1 && a[0] == '-' }
+
+// takesValue reports whether flag a (as written, "-x", "--name" or
+// "--name=v") consumes the next argument.
+func takesValue(flags []cli.Flag, a string) bool {
+	name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+	if hasValue {
+		return false
+	}
+	for _, f := range flags {
+		if !slices.Contains(f.Names(), name) {
+			continue
+		}
+		if tv, ok := f.(interface{ TakesValue() bool }); ok {
+			return tv.TakesValue()
+		}
+		return true
+	}
+	return false // unknown (or help): let the parser complain
+}
+
+func findCommand(cmds []*cli.Command, name string) *cli.Command {
+	for _, c := range cmds {
+		if c.HasName(name) {
+			return c
+		}
+	}
+	return nil
+}
