@@ -34,5 +34,9 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
+## soak: long reliability tests (kill -9 loops, store outages, 600-page fault crawl).
+soak:
+	CRAWLCACHE_SOAK=1 $(GO) test -count=1 -timeout 30m -run Soak -v ./e2e/
+
 clean:
 	rm -rf bin
