@@ -118,9 +118,9 @@ type Variants struct {
 	// Keys are the _ids of the variants stored under this Vary set, so
 	// that invalidation and purges reach them without a scan.
 	Keys []string `bson:"keys"`
-	// Since is when this Vary set was first stored: a variant whose body
-	// was fetched before it belongs to an older set (or to a URL that was
-	// invalidated since) and is not served.
+	// Since is when this Vary set was first stored: a variant not listed
+	// in Keys whose body was not fetched after Since belongs to an older
+	// set (or to a URL invalidated since) and is not served.
 	Since     time.Time `bson:"since"`
 	UpdatedAt time.Time `bson:"updated_at"`
 }

@@ -28,8 +28,9 @@ import (
 // a header with endless values (User-Agent) does not grow one document
 // that every new variant rewrites. The list only lets invalidation and
 // purges delete variants without a scan: an unlisted variant is still
-// served, and after an invalidation it is never served again (Since);
-// the TTL or sweeper deletes it.
+// served when it was fetched after the Variants document was written, and
+// after an invalidation it is never served again (Since); the TTL or the
+// sweeper deletes it.
 const maxListedVariants = 256
 
 // varyHeader is a response header naming names in Vary, for Key.
@@ -54,14 +55,16 @@ func (p Policy) variantNames(h http.Header) []string {
 }
 
 // resolveVariant switches c from its primary key to the key of its variant
-// under v, and loads that. stale reports a response stored there that was
-// fetched before v's Vary set was (an older set, or before an
-// invalidation): it is not served, and gets replaced.
+// under v, and loads that. stale reports a response stored there that v
+// does not list and that was not fetched after v was written: it belongs
+// to an older Vary set or predates an invalidation (a variant whose
+// listing was lost, or one past maxListedVariants), so it is not served,
+// and gets replaced. Every variant v lists was stored since v was.
 func (t *Transport) resolveVariant(c *call, v *Variants) (lk loaded, stale bool, err error) {
 	c.variants = v
 	c.key = Key(c.req, c.body, t.policy, varyHeader(v.Vary))
 	lk, err = t.coll.load(c.req.Context(), c.key, false)
-	if err != nil || lk.doc == nil || !lk.doc.CreatedAt.Before(v.Since) {
+	if err != nil || lk.doc == nil || slices.Contains(v.Keys, c.key) || lk.doc.CreatedAt.After(v.Since) {
 		return lk, false, err
 	}
 	return loaded{}, true, nil
