@@ -52,6 +52,7 @@ func App() *cli.App {
 			runsCommand(),
 			scheduleCommand(),
 			demoCommand(),
+			workerCommand(),
 		},
 		// Errors are printed once, by main.
 		ExitErrHandler: func(*cli.Context, error) {},
