@@ -70,6 +70,23 @@ func NewMetrics() *Metrics {
 // Registry returns the registry the metrics live in.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
+// Register creates job's series at zero, so that dashboards and alerts
+// see a scheduled job before its first run ends.
+func (m *Metrics) Register(job string) {
+	m.running.WithLabelValues(job).Set(0)
+	for _, st := range []Status{StatusCompleted, StatusFailed, StatusInterrupted} {
+		m.runs.WithLabelValues(job, string(st)).Add(0)
+	}
+	m.pages.WithLabelValues(job).Add(0)
+	for _, served := range []string{"hit", "miss", "revalidated", "stale"} {
+		m.responses.WithLabelValues(job, served).Add(0)
+	}
+	m.items.WithLabelValues(job).Add(0)
+	m.errors.WithLabelValues(job).Add(0)
+	m.network.WithLabelValues(job).Add(0)
+	m.saved.WithLabelValues(job).Add(0)
+}
+
 // Started marks a run of job in progress.
 func (m *Metrics) Started(job string) { m.running.WithLabelValues(job).Set(1) }
 

@@ -61,6 +61,8 @@ func TestSummaryAndMetrics(t *testing.T) {
 	}
 
 	m := NewMetrics()
+	m.Register("docs")
+	m.Register("idle")
 	m.Started("docs")
 	m.Finished(r, r.Counters)
 	srv := httptest.NewServer(m.Handler())
@@ -81,6 +83,7 @@ func TestSummaryAndMetrics(t *testing.T) {
 		`crawlcache_cache_responses_total{job="docs",served="revalidated"} 30`,
 		`crawlcache_last_success_timestamp_seconds{job="docs"} 1.7957526e+09`,
 		`crawlcache_run_in_progress{job="docs"} 0`,
+		`crawlcache_runs_total{job="idle",status="failed"} 0`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -116,6 +116,9 @@ func NewScheduler(o SchedulerOptions) (*Scheduler, error) {
 			return nil, fmt.Errorf("job %s (%s): %w", j.Name, j.Source, err)
 		}
 		s.entries = append(s.entries, &entry{job: j, sched: sc, next: sc.Next(o.Start)})
+		if o.Metrics != nil {
+			o.Metrics.Register(j.Name)
+		}
 	}
 	sort.Slice(s.entries, func(i, k int) bool { return s.entries[i].job.Name < s.entries[k].job.Name })
 	return s, nil
