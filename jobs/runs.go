@@ -84,7 +84,12 @@ func (c Counters) Sub(o Counters) Counters {
 
 // Add returns c plus o, field by field.
 func (c Counters) Add(o Counters) Counters {
-	return c.Sub(Counters{}.Sub(o))
+	return Counters{
+		Pages: c.Pages + o.Pages, Hits: c.Hits + o.Hits, Misses: c.Misses + o.Misses,
+		Revalidated: c.Revalidated + o.Revalidated, Stale: c.Stale + o.Stale,
+		Errors: c.Errors + o.Errors, Items: c.Items + o.Items,
+		NetworkBytes: c.NetworkBytes + o.NetworkBytes, SavedBytes: c.SavedBytes + o.SavedBytes,
+	}
 }
 
 // Worker is one process that took part in a run.
