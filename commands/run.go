@@ -19,6 +19,10 @@ import (
 	"crawlcache/store"
 )
 
+// statusNotStarted is the --json status when no run was started (job
+// locked, previous run unfinished, bad config).
+const statusNotStarted = "not_started"
+
 // exitInterrupted is the exit status of a run stopped by Ctrl-C (128+SIGINT).
 const exitInterrupted = 130
 
@@ -43,9 +47,9 @@ func runCommand() *cli.Command {
 			}
 			job, err := configs.Load(c.Args().First())
 			if err != nil {
-				return err
+				return reportOutcome(c, nil, err)
 			}
-			return withStore(c, func(ctx context.Context, s *store.Store) error {
+			err = withStore(c, func(ctx context.Context, s *store.Store) error {
 				r, rep := newRunner(c, s)
 				out, err := r.Run(ctx, job, jobs.StartOptions{
 					Fresh: c.Bool("fresh"), Resume: c.Bool("resume"), Revalidate: c.Bool("revalidate"),
@@ -53,6 +57,10 @@ func runCommand() *cli.Command {
 				rep.Done()
 				return reportOutcome(c, out, err)
 			})
+			if errors.Is(err, store.ErrUnreachable) {
+				return reportOutcome(c, nil, err)
+			}
+			return err
 		},
 	}
 }
@@ -164,6 +172,20 @@ func summaryOf(r *jobs.Run) runSummary {
 // --json) and turns its status into the exit status.
 func reportOutcome(c *cli.Context, out *jobs.Outcome, err error) error {
 	if out == nil || out.Run == nil {
+		if err != nil && c.Bool("json") {
+			// Scripts always find one object on the last line.
+			job := ""
+			var ue *jobs.UnfinishedError
+			var le *jobs.LockedError
+			switch {
+			case errors.As(err, &ue):
+				job = ue.Run.Job
+			case errors.As(err, &le):
+				job = le.Job
+			}
+			b, _ := json.Marshal(runSummary{Job: job, Status: statusNotStarted, Error: err.Error()})
+			fmt.Fprintln(c.App.Writer, string(b))
+		}
 		return err
 	}
 	stdout := c.App.Writer

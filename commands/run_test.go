@@ -91,6 +91,15 @@ func TestRunJSONAndRunsCommands(t *testing.T) {
 		t.Errorf("run --revalidate: revalidated %v misses %v, want %v and 0", second["revalidated"], second["misses"], got["pages"])
 	}
 
+	// A refused run still ends stdout with one JSON object.
+	if err := os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("name: cmdjob\nseeds: [http://127.0.0.1:1/]\nextract: {fields: {url: {css: a}}}\noutputs: [{jsonl: {path: x.jsonl}}]\n"), 0o644); err == nil {
+		out, err = runApp(t, "run", "--json", "--data-dir", data, filepath.Join(dir, "bad.yaml"))
+		var refused map[string]any
+		if err == nil || json.Unmarshal([]byte(lastLine(out)), &refused) != nil || refused["status"] != "not_started" {
+			t.Errorf("refused run --json: err %v, last line %q; want an error and status not_started", err, lastLine(out))
+		}
+	}
+
 	out, err = runApp(t, "runs", "ls", "--json", "--data-dir", data)
 	if err != nil {
 		t.Fatalf("runs ls: %v", err)
