@@ -213,7 +213,7 @@ func TestShippedConfigs(t *testing.T) {
 			{"fields", j.Extract.Fields, []Field{
 				{Name: "title", CSS: "h2", Text: true},
 				{Name: "price", CSS: ".price", Text: true},
-				{Name: "url", CSS: "a", Attr: "href"},
+				{Name: "link", CSS: "a", Attr: "href"},
 			}},
 			{"outputs", j.Outputs, []Output{
 				{Kind: "mongodb", Collection: "items"},

@@ -120,6 +120,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{"bad.yaml:5: extract.fields.title: nothing to take: set text, attr or html"}},
 		{"reserved field name", ok + "extract:\n  fields:\n    _id: {css: h1}\n",
 			[]string{"bad.yaml:5: extract.fields._id: field names must not be empty, start with _ or $, or contain '.'"}},
+		{"field name reserved for item metadata", ok + "extract:\n  fields:\n    url: {css: a, attr: href}\n",
+			[]string{`bad.yaml:5: extract.fields.url: "url" is reserved for item metadata (_id, run_id, job, url, index, fetched_at, served); choose another name`}},
 		{"extract without fields", ok + "extract:\n  item: article\n",
 			[]string{"bad.yaml:4: extract.fields: required: at least one field to extract"}},
 

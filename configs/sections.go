@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"crawlcache/cache"
+	"crawlcache/pipeline"
 )
 
 // cacheKeys are the keys of the cache section; they map to cache.Policy
@@ -208,6 +210,10 @@ func (d *decoder) field(f pair, fp string) (Field, bool) {
 	field := Field{Name: f.key}
 	if f.key == "" || strings.HasPrefix(f.key, "_") || strings.HasPrefix(f.key, "$") || strings.ContainsAny(f.key, ".\x00") {
 		d.errorf(f.keyNode, key, "field names must not be empty, start with _ or $, or contain '.'")
+		return field, false
+	}
+	if slices.Contains(pipeline.ReservedFieldNames(), f.key) {
+		d.errorf(f.keyNode, key, "%q is reserved for item metadata (%s); choose another name", f.key, strings.Join(pipeline.ReservedFieldNames(), ", "))
 		return field, false
 	}
 	m, ok := d.fields(f.value, key, "css", "attr", "text", "all", "html")
