@@ -67,6 +67,10 @@ type Server struct {
 	ids    *idIndexer
 }
 
+// newServerMu serializes ferretdb.New, which sets FerretDB's global version
+// info: two embedded servers starting at once in one process race.
+var newServerMu sync.Mutex
+
 const (
 	lockFile  = "crawlcache.lock"
 	ownerFile = "crawlcache.owner.json"
@@ -120,12 +124,14 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 	if v := os.Getenv("CRAWLCACHE_SQLITE_SYNC"); v == "full" || v == "extra" {
 		syncMode = v
 	}
+	newServerMu.Lock() // ferretdb.New writes package globals
 	fdb, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: listen},
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + abs + "/?_pragma=synchronous(" + syncMode + ")",
 		Logger:    slog.New(levelHandler{min: slog.LevelError, Handler: logger.Handler()}),
 	})
+	newServerMu.Unlock()
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("start embedded store on %s in %s: %w", listen, abs, err)

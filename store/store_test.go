@@ -99,3 +99,23 @@ func TestUnreachableURI(t *testing.T) {
 		t.Errorf("error %q should name the address and hide the password", err)
 	}
 }
+
+// TestConcurrentStarts: servers on different directories may start at the
+// same time in one process (tests do); run with -race.
+func TestConcurrentStarts(t *testing.T) {
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() {
+			srv, err := store.StartServer(context.Background(), store.ServerOptions{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+			if err == nil {
+				srv.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
