@@ -1,0 +1,548 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"crawlcache/cache"
+	"crawlcache/configs"
+	"crawlcache/jobs"
+	"crawlcache/store"
+	"crawlcache/testsite"
+)
+
+// fleet is a shared store served by store.StartServer (as `crawlcache db
+// serve` does) and several origins, for crawlcache processes that all
+// connect to the store by its URI, as workers on several machines would.
+type fleet struct {
+	dataDir, dir, uri, cfg string
+	origins             []*gatedOrigin
+	db                  *mongo.Database
+	perHost             float64
+	burst               int
+}
+
+// fleetSpec describes a fleet's origins and job.
+type fleetSpec struct {
+	Hosts, Pages int           // origins, and product pages on each
+	Latency      time.Duration // of every origin response
+	PerHost      float64       // rate.per_host
+	Burst        int           // rate.burst
+}
+
+// newFleet starts the store and the origins and writes the job "fleet"
+// (seeds: every origin; output: MongoDB only, since file outputs are per
+// machine).
+func newFleet(t *testing.T, spec fleetSpec) *fleet {
+	t.Helper()
+	f := &fleet{dataDir: t.TempDir(), dir: t.TempDir(), perHost: spec.PerHost, burst: spec.Burst}
+	ctx := context.Background()
+	srv, err := store.StartServer(ctx, store.ServerOptions{
+		DataDir: f.dataDir, Command: "db serve",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatalf("start the shared store: %v", err)
+	}
+	t.Cleanup(srv.Close)
+	f.uri = srv.URI()
+	client, err := mongo.Connect(options.Client().ApplyURI(f.uri))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	f.db = client.Database(jobs.Database)
+
+	var seeds []string
+	for i := range spec.Hosts {
+		site := smallSite(spec.Pages, testsite.Options{Seed: int64(21 + i), Latency: spec.Latency})
+		g := newGatedOrigin(t, site)
+		f.origins = append(f.origins, g)
+		seeds = append(seeds, g.srv.URL+"/")
+	}
+	yaml := fmt.Sprintf(`name: fleet
+seeds: [%s]
+timeout: 5s
+rate: {per_host: %g, burst: %d, parallelism: 4}
+retry: {max: 2, backoff: 10ms}
+extract:
+  fields:
+    title: {css: h1}
+    price: {css: '.product-detail .price'}
+outputs:
+  - mongodb: {collection: items}
+`, strings.Join(seeds, ", "), spec.PerHost, spec.Burst)
+	f.cfg = filepath.Join(f.dir, "fleet.yaml")
+	if err := os.WriteFile(f.cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// proc is a crawlcache child process.
+type proc struct {
+	name           string
+	cmd            *exec.Cmd
+	stdout, stderr bytes.Buffer
+	exited         chan struct{}
+	err            error
+}
+
+// start starts crawlcache args (with --store pointing at the fleet's store)
+// as a separate process; it is killed at test end if still running.
+func (f *fleet) start(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	p := &proc{name: name, exited: make(chan struct{})}
+	p.cmd = cliCommand(ctx, f.dir, []string{"CRAWLCACHE_STORE=" + f.uri, "CRAWLCACHE_LOG_LEVEL=info"}, args...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start %s (crawlcache %v): %v", name, args, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		cancel()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-p.exited
+	})
+	return p
+}
+
+// wait waits for p to exit (failing the test after d) and returns its exit
+// status.
+func (p *proc) wait(t *testing.T, d time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(d):
+		t.Fatalf("%s did not exit within %s; stderr:\n%s", p.name, d, p.stderr.String())
+	}
+	if p.err == nil {
+		return 0
+	}
+	if ee, ok := p.err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	t.Fatalf("%s: %v", p.name, p.err)
+	return -1
+}
+
+// mustSucceed waits for every p and fails the test unless each exits 0.
+func mustSucceed(t *testing.T, ps ...*proc) {
+	t.Helper()
+	for _, p := range ps {
+		if code := p.wait(t, 3*time.Minute); code != 0 {
+			t.Fatalf("%s exited %d\nstdout:\n%s\nstderr:\n%s", p.name, code, p.stdout.String(), p.stderr.String())
+		}
+	}
+}
+
+// onlyRun returns the fleet job's single run record, failing unless there is
+// exactly one.
+func (f *fleet) onlyRun(t *testing.T) *jobs.Run {
+	t.Helper()
+	list, err := jobs.NewRuns(f.db, nil).List(context.Background(), jobs.ListOptions{Job: "fleet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 {
+		t.Fatalf("job fleet has %d runs, want 1", len(list))
+	}
+	return list[0]
+}
+
+// waitRunning waits until the fleet job has a run and returns its id.
+func (f *fleet) waitRunning(t *testing.T) string {
+	t.Helper()
+	var id string
+	poll(t, time.Minute, "the run record", func() bool {
+		r, err := jobs.NewRuns(f.db, nil).Last(context.Background(), "fleet")
+		if err == nil && r != nil {
+			id = r.ID
+		}
+		return id != ""
+	})
+	return id
+}
+
+// checkOnce asserts that every origin sent every page at most once and
+// every product page exactly once, and that every product has one item in
+// MongoDB; it returns the bodies sent and the reachable URLs.
+func (f *fleet) checkOnce(t *testing.T, run *jobs.Run) (bodies, reachable int) {
+	t.Helper()
+	items := mongoItems(t, f.db, run.ID)
+	for _, g := range f.origins {
+		base := g.srv.URL
+		counts := g.site.Counts()
+		bodies += counts.Bodies
+		reachable += len(g.site.ReachableURLs(base))
+		for _, p := range counts.Paths() {
+			if n := counts.Status(p, http.StatusOK); n > 1 {
+				t.Errorf("%s sent %s %d times, want once", base, p, n)
+			}
+		}
+		for _, p := range g.site.Products() {
+			if n := counts.Status(p.Path, http.StatusOK); n != 1 {
+				t.Errorf("%s sent %s %d times, want once", base, p.Path, n)
+			}
+		}
+		checkItemsOnce(t, "mongodb "+base, items, g.site, base)
+	}
+	return bodies, reachable
+}
+
+// workSummaryJSON is the part of a `worker --json` line the tests check.
+type workSummaryJSON struct {
+	RunID   string        `json:"run_id"`
+	Status  string        `json:"status"`
+	Worker  string        `json:"worker"`
+	Session jobs.Counters `json:"session"`
+}
+
+// lastLine returns the last non-empty line of p's standard output.
+func (p *proc) lastLine() string {
+	return cliResult{Stdout: p.stdout.String()}.lastLine()
+}
+
+// workerLines describes what each worker of run did, for the log.
+func workerLines(run *jobs.Run) string {
+	var b strings.Builder
+	for _, w := range run.WorkerList() {
+		fmt.Fprintf(&b, "\n  %-8s pages %4d  misses %4d  hits %3d  304s %3d  errors %d  items %4d",
+			w.ID, w.Counters.Pages, w.Counters.Misses, w.Counters.Hits, w.Counters.Revalidated, w.Counters.Errors, w.Counters.Items)
+	}
+	return b.String()
+}
+
+// TestWorkersShareRun crawls three origins with three processes on one
+// store — `run` and two `worker`s — and checks that every page is
+// downloaded once in total, every item stored once, the run completed once
+// with its three workers, and that rate.per_host held for the fleet at each
+// origin.
+func TestWorkersShareRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	requireCommands(t, "run", "worker")
+	pages := 60
+	if soak() {
+		pages = 170 // ~500 product pages in all
+	}
+	f := newFleet(t, fleetSpec{Hosts: 3, Pages: pages, Latency: 3 * time.Millisecond, PerHost: 25, Burst: 3})
+	run := f.start(t, "run", "run", "--worker-id", "w-run", f.cfg)
+	w1 := f.start(t, "worker 1", "worker", "--job", "fleet", "--wait", "60s", "--worker-id", "w-1", "--json")
+	w2 := f.start(t, "worker 2", "worker", "--job", "fleet", "--wait", "60s", "--worker-id", "w-2", "--json")
+	mustSucceed(t, run, w1, w2)
+
+	rec := f.onlyRun(t)
+	if rec.Status != jobs.StatusCompleted || rec.Resumes != 0 || rec.Error != "" {
+		t.Errorf("run %s: status %s, resumes %d, error %q; want completed, 0, none", rec.ID, rec.Status, rec.Resumes, rec.Error)
+	}
+	bodies, reachable := f.checkOnce(t, rec)
+	var sum jobs.Counters
+	busy := 0
+	for _, id := range []string{"w-run", "w-1", "w-2"} {
+		w, ok := rec.Workers[id]
+		if !ok {
+			t.Errorf("run record lists workers %v, want w-run, w-1 and w-2", rec.WorkerList())
+			continue
+		}
+		sum = sum.Add(w.Counters)
+		if w.Counters.Pages > 0 {
+			busy++
+		}
+	}
+	if sum != rec.Counters {
+		t.Errorf("workers' counters add up to %+v, run counters are %+v", sum, rec.Counters)
+	}
+	if rec.Counters.Pages != int64(reachable) || rec.Counters.Misses != int64(reachable) {
+		t.Errorf("run counts %d pages (%d misses), want %d (every reachable URL once)", rec.Counters.Pages, rec.Counters.Misses, reachable)
+	}
+	if busy < 2 {
+		t.Errorf("%d of 3 workers crawled pages, want at least 2:%s", busy, workerLines(rec))
+	}
+	for _, p := range []*proc{w1, w2} {
+		// The status it printed may still read "running": on the embedded
+		// store a concurrent progress write of another worker can undo a
+		// completion until that worker completes the run again (see
+		// docs/readme/workers.md).
+		var got workSummaryJSON
+		if err := json.Unmarshal([]byte(p.lastLine()), &got); err != nil || got.RunID != rec.ID || got.Worker == "" {
+			t.Errorf("%s --json printed %q (%v), want a summary of run %s with its worker", p.name, p.stdout.String(), err, rec.ID)
+		}
+	}
+	t.Logf("run %s: %d reachable URLs on %d origins, %d bodies sent (+ robots.txt), %s in all; workers:%s",
+		rec.ID, reachable, len(f.origins), bodies, rec.Elapsed().Round(time.Millisecond), workerLines(rec))
+	for _, g := range f.origins {
+		f.checkRate(t, g)
+	}
+}
+
+// checkRate asserts that no window of the origin's request log (request
+// arrival times) holds more requests than a token bucket of rate.per_host
+// and rate.burst allows, plus one request of slack for scheduling jitter
+// between the client's token and the request's arrival.
+func (f *fleet) checkRate(t *testing.T, g *gatedOrigin) {
+	t.Helper()
+	log := g.site.RequestLog()
+	times := make([]time.Time, len(log))
+	for i, r := range log {
+		times[i] = r.Time
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	var report []string
+	for _, w := range []time.Duration{250 * time.Millisecond, time.Second, 3 * time.Second} {
+		allowed := f.burst + int(f.perHost*w.Seconds()) + 1
+		most, j := 0, 0
+		for i := range times { // window [times[j], times[i]] shorter than w
+			for times[i].Sub(times[j]) >= w {
+				j++
+			}
+			most = max(most, i-j+1)
+		}
+		if most > allowed {
+			t.Errorf("%s: %d requests within %s, want at most %d (per_host %g, burst %d)", g.srv.URL, most, w, allowed, f.perHost, f.burst)
+		}
+		report = append(report, fmt.Sprintf("%d in %s (allowed %d)", most, w, allowed))
+	}
+	span := time.Duration(0)
+	if len(times) > 1 {
+		span = times[len(times)-1].Sub(times[0])
+	}
+	t.Logf("%s: %d requests over %s (%.1f/s on average); busiest windows: %s",
+		g.srv.URL, len(times), span.Round(time.Millisecond), float64(len(times))/max(span.Seconds(), 0.001), strings.Join(report, ", "))
+}
+
+// TestWorkerKilled kills one of three worker processes with SIGKILL midway,
+// while the origins hold new requests and after every body they sent is in
+// the cache: the run still completes (the killed worker's URL and host
+// leases expire and the others take them), every page is downloaded once in
+// total, and pages the killed worker fetched but never acknowledged come
+// back from the cache.
+func TestWorkerKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	requireCommands(t, "run", "worker")
+	pages := 50
+	if soak() {
+		pages = 170
+	}
+	// A slow enough crawl (~6 s per host) that the victim reports pages
+	// (every 2 s) well before the end.
+	f := newFleet(t, fleetSpec{Hosts: 3, Pages: pages, Latency: 3 * time.Millisecond, PerHost: 10, Burst: 2})
+	job, err := configs.Load(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := f.start(t, "run", "run", "--worker-id", "w-run", f.cfg)
+	runID := f.waitRunning(t)
+	// A short lease, so that the killed worker's URLs and hosts come back
+	// within seconds.
+	joined := map[string]*proc{
+		"w-1": f.start(t, "worker w-1", "worker", "--run", runID, "--lease", "4s", "--worker-id", "w-1"),
+		"w-2": f.start(t, "worker w-2", "worker", "--run", runID, "--lease", "4s", "--worker-id", "w-2"),
+	}
+
+	var reachable int
+	for _, g := range f.origins {
+		reachable += len(g.site.ReachableURLs(g.srv.URL))
+	}
+	bodies := func() int {
+		n := 0
+		for _, g := range f.origins {
+			n += g.site.Counts().Bodies
+		}
+		return n
+	}
+	// Kill a joined worker while it is fetching: once it holds a host's
+	// lease (only the holder fetches from a host) and that origin has sent
+	// three more bodies since. The first worker holds every host while it
+	// has work for it, so joined workers get hosts late in the run.
+	var (
+		leases   = f.db.Collection("host_leases")
+		seenHost string
+		seenAt   int
+		victimOn *gatedOrigin
+		victimID string
+	)
+	poll(t, 2*time.Minute, "a joined worker to fetch from a host it holds", func() bool {
+		for id, p := range joined {
+			select {
+			case <-p.exited:
+				t.Fatalf("%s exited before a joined worker could be killed (%d of %d bodies sent); stderr:\n%s", id, bodies(), reachable, p.stderr.String())
+			default:
+			}
+		}
+		var l struct {
+			Host   string    `bson:"_id"`
+			Worker string    `bson:"worker"`
+			Until  time.Time `bson:"until"`
+		}
+		err := leases.FindOne(context.Background(), bson.D{{Key: "worker", Value: bson.D{{Key: "$in", Value: bson.A{"w-1", "w-2"}}}}}).Decode(&l)
+		if err != nil || time.Until(l.Until) <= 0 {
+			return false
+		}
+		if l.Host != seenHost || l.Worker != victimID {
+			seenHost, victimID, victimOn = l.Host, l.Worker, nil
+			for _, g := range f.origins {
+				if strings.TrimPrefix(g.srv.URL, "http://") == l.Host {
+					victimOn, seenAt = g, g.site.Counts().Bodies
+				}
+			}
+			return false
+		}
+		return victimOn != nil && victimOn.site.Counts().Bodies >= seenAt+3
+	})
+	victim := joined[victimID]
+	survivor := joined["w-1"]
+	if victimID == "w-1" {
+		survivor = joined["w-2"]
+	}
+	for _, g := range f.origins {
+		g.close()
+	}
+	for _, g := range f.origins {
+		waitCached(t, f.dataDir, job.Cache, g, g.srv.URL)
+	}
+	var held int64
+	for _, g := range f.origins {
+		held += g.held.Load()
+	}
+	at := bodies()
+	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		<-victim.exited
+		t.Fatalf("kill the victim: %v (exit %v); stderr:\n%s", err, victim.err, victim.stderr.String())
+	}
+	<-victim.exited
+	unacked, unackedCached := f.inFlight(t, runID, victimID, job)
+	if unacked == 0 {
+		t.Fatalf("%s was killed with no URL in flight (at %d of %d bodies): nothing for the others to take over", victimID, at, reachable)
+	}
+	for _, g := range f.origins {
+		g.open()
+	}
+	mustSucceed(t, run, survivor)
+
+	rec := f.onlyRun(t)
+	if rec.Status != jobs.StatusCompleted || rec.Error != "" {
+		t.Errorf("run %s: status %s, error %q; want completed", rec.ID, rec.Status, rec.Error)
+	}
+	sent, _ := f.checkOnce(t, rec)
+	if survivorsHits := rec.Workers["w-run"].Counters.Hits + rec.Workers[strings.TrimPrefix(survivor.name, "worker ")].Counters.Hits; survivorsHits < int64(unackedCached) {
+		t.Errorf("the survivors served %d pages from the cache, want at least the %d the killed worker had fetched but not acknowledged", survivorsHits, unackedCached)
+	}
+	survivors := rec.Workers["w-run"].Counters.Add(rec.Workers[strings.TrimPrefix(survivor.name, "worker ")].Counters)
+	t.Logf("killed %s at %d of %d bodies while it held %s (%d requests held at the origins; %d of its URLs were leased, not acknowledged, %d of them already in the cache); origins sent %d bodies in all (+ robots.txt); "+
+		"the survivors served %d pages from the cache (fresh hits: pages fetched before the kill but not acknowledged, or acknowledged after its last report), %s in all; workers:%s",
+		victimID, at, reachable, seenHost, held, unacked, unackedCached, sent, survivors.Hits, rec.Elapsed().Round(time.Millisecond), workerLines(rec))
+}
+
+// inFlight returns how many URLs of run were leased to worker and not
+// acknowledged (their latest state change is its claim or renewal), and how
+// many of those already have their response in the cache: pages the worker
+// fetched but did not acknowledge.
+func (f *fleet) inFlight(t *testing.T, runID, worker string, job *configs.Job) (leased, cached int) {
+	t.Helper()
+	ctx := context.Background()
+	cur, err := f.db.Collection("frontier_log").Find(ctx, bson.D{{Key: "run_id", Value: runID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log []struct {
+		Entry  string `bson:"entry"`
+		Seq    int    `bson:"seq"`
+		State  string `bson:"state"`
+		URL    string `bson:"url"`
+		Worker string `bson:"worker"`
+	}
+	if err := cur.All(ctx, &log); err != nil {
+		t.Fatal(err)
+	}
+	type latest struct {
+		seq               int
+		state, url, owner string
+	}
+	last := map[string]latest{}
+	for _, l := range log {
+		if cur, ok := last[l.Entry]; !ok || l.Seq > cur.seq {
+			last[l.Entry] = latest{l.Seq, l.State, l.URL, l.Worker}
+		}
+	}
+	responses := f.db.Client().Database(cache.DefaultDatabase).Collection(cache.ResponsesCollection)
+	for _, l := range last {
+		if l.state != "leased" || l.owner != worker {
+			continue
+		}
+		leased++
+		key, err := cache.KeyForURL(http.MethodGet, l.url, job.Cache)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := responses.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Err(); err == nil {
+			cached++
+		}
+	}
+	return leased, cached
+}
+
+// TestTwoRunsOneJob starts two `run` commands of one job at the same time
+// on the shared store: one runs, the other refuses and names the holder of
+// the job lock, and the job has one run.
+func TestTwoRunsOneJob(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	requireCommands(t, "run")
+	f := newFleet(t, fleetSpec{Hosts: 1, Pages: 20, PerHost: 100, Burst: 5})
+	// Hold the origin until the loser has answered, so that the winner is
+	// still running when the loser asks.
+	f.origins[0].close()
+	a := f.start(t, "run a", "run", "--worker-id", "run-a", f.cfg)
+	b := f.start(t, "run b", "run", "--worker-id", "run-b", f.cfg)
+	var loser, winner *proc
+	poll(t, 2*time.Minute, "one of the two runs to exit", func() bool {
+		select {
+		case <-a.exited:
+			loser, winner = a, b
+		case <-b.exited:
+			loser, winner = b, a
+		default:
+		}
+		return loser != nil
+	})
+	code := loser.wait(t, time.Second)
+	f.origins[0].open()
+	mustSucceed(t, winner)
+	holder := "run-a"
+	if winner == b {
+		holder = "run-b"
+	}
+	if code != 1 || !strings.Contains(loser.stderr.String(), "is locked by "+holder) {
+		t.Errorf("%s exited %d with stderr:\n%s\nwant exit 1 and a message naming the holder %q", loser.name, code, loser.stderr.String(), holder)
+	}
+	if rec := f.onlyRun(t); rec.Status != jobs.StatusCompleted {
+		t.Errorf("run %s: status %s, want completed", rec.ID, rec.Status)
+	}
+}
