@@ -33,10 +33,10 @@ import (
 // connect to the store by its URI, as workers on several machines would.
 type fleet struct {
 	dataDir, dir, uri, cfg string
-	origins             []*gatedOrigin
-	db                  *mongo.Database
-	perHost             float64
-	burst               int
+	origins                []*gatedOrigin
+	db                     *mongo.Database
+	perHost                float64
+	burst                  int
 }
 
 // fleetSpec describes a fleet's origins and job.
