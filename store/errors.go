@@ -1,0 +1,28 @@
+package store
+
+import (
+	"errors"
+	"net"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
+)
+
+// IsUnavailable reports whether err says that the store did not answer: it
+// wraps ErrUnreachable, or the driver could not select a server, lost or
+// could not open a connection, or timed out waiting for a reply. Errors
+// the server returned (a duplicate key, a bad query) are not, and neither is
+// a cancelled context: the caller stopped, the store did not.
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrUnreachable) || mongo.IsNetworkError(err) || mongo.IsTimeout(err) {
+		return true
+	}
+	var sse topology.ServerSelectionError
+	var ce topology.ConnectionError
+	var wqe topology.WaitQueueTimeoutError
+	var ne net.Error
+	return errors.As(err, &sse) || errors.As(err, &ce) || errors.As(err, &wqe) || errors.As(err, &ne)
+}
