@@ -279,9 +279,9 @@ func TestWorkersShareRun(t *testing.T) {
 	if rec.Counters.Pages != int64(reachable) || rec.Counters.Misses != int64(reachable) {
 		t.Errorf("run counts %d pages (%d misses), want %d (every reachable URL once)", rec.Counters.Pages, rec.Counters.Misses, reachable)
 	}
-	if busy < 2 {
-		t.Errorf("%d of 3 workers crawled pages, want at least 2:%s", busy, workerLines(rec))
-	}
+	// How much each worker does is not asserted: a host stays with the
+	// worker that holds it while that worker has URLs for it, so the first
+	// worker often does most of a small run (docs/readme/workers.md).
 	for _, p := range []*proc{w1, w2} {
 		// The status it printed may still read "running": on the embedded
 		// store a concurrent progress write of another worker can undo a
@@ -292,8 +292,8 @@ func TestWorkersShareRun(t *testing.T) {
 			t.Errorf("%s --json printed %q (%v), want a summary of run %s with its worker", p.name, p.stdout.String(), err, rec.ID)
 		}
 	}
-	t.Logf("run %s: %d reachable URLs on %d origins, %d bodies sent (+ robots.txt), %s in all; workers:%s",
-		rec.ID, reachable, len(f.origins), bodies, rec.Elapsed().Round(time.Millisecond), workerLines(rec))
+	t.Logf("run %s: %d reachable URLs on %d origins, %d bodies sent (+ robots.txt), %s in all; %d of 3 workers crawled pages:%s",
+		rec.ID, reachable, len(f.origins), bodies, rec.Elapsed().Round(time.Millisecond), busy, workerLines(rec))
 	for _, g := range f.origins {
 		f.checkRate(t, g)
 	}

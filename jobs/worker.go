@@ -79,6 +79,9 @@ func (r *Runner) Work(ctx context.Context, o WorkOptions) ([]*Outcome, error) {
 	for {
 		next, err := r.nextRun(ctx, o, tried)
 		if err != nil {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("%w: %w", crawler.ErrInterrupted, err)
+			}
 			return outs, errors.Join(firstErr, err)
 		}
 		if next == nil {
