@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -19,6 +20,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"crawlcache/cache"
+	"crawlcache/proxy"
 	"crawlcache/store"
 )
 
@@ -35,6 +37,41 @@ type statsJSON struct {
 	OldestValidated *time.Time       `json:"oldest_validated,omitempty"`
 	NewestValidated *time.Time       `json:"newest_validated,omitempty"`
 	ByStatus        map[string]int64 `json:"by_status"`
+	// Counters are the cumulative counters of long-running cache users
+	// (the proxy), by name.
+	Counters map[string]counterJSON `json:"counters,omitempty"`
+}
+
+// counterJSON is one document of the counters collection.
+type counterJSON struct {
+	Hits         int64     `json:"hits" bson:"hits"`
+	Misses       int64     `json:"misses" bson:"misses"`
+	Revalidated  int64     `json:"revalidated" bson:"revalidated"`
+	Stale        int64     `json:"stale" bson:"stale"`
+	NetworkBytes int64     `json:"network_bytes" bson:"network_bytes"`
+	SavedBytes   int64     `json:"saved_bytes" bson:"saved_bytes"`
+	StoreErrors  int64     `json:"store_errors" bson:"store_errors"`
+	UpdatedAt    time.Time `json:"updated_at" bson:"updated_at"`
+}
+
+// readCounters reads the counters collection (a handful of documents).
+func readCounters(ctx context.Context, s *store.Store, db string) (map[string]counterJSON, error) {
+	cur, err := s.Database(db).Collection(proxy.CountersCollection).Find(ctx, bson.D{})
+	if err != nil {
+		return nil, fmt.Errorf("read counters: %w", err)
+	}
+	var docs []struct {
+		ID       string      `bson:"_id"`
+		Counters counterJSON `bson:",inline"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("read counters: %w", err)
+	}
+	out := make(map[string]counterJSON, len(docs))
+	for _, d := range docs {
+		out[d.ID] = d.Counters
+	}
+	return out, nil
 }
 
 func runCacheStats(c *cli.Context) error {
@@ -43,6 +80,10 @@ func runCacheStats(c *cli.Context) error {
 	}
 	return withAdmin(c, func(ctx context.Context, a *cache.Admin, s *store.Store) error {
 		st, err := a.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		counters, err := readCounters(ctx, s, c.String("db"))
 		if err != nil {
 			return err
 		}
@@ -55,6 +96,7 @@ func runCacheStats(c *cli.Context) error {
 			j := statsJSON{
 				Database: st.Database, Entries: st.Count, TotalSize: st.TotalSize, Stale: st.Stale, Expired: st.Expired,
 				Revalidations: st.Revalidations, Redirects: st.Redirects, TTL: toTTLJSON(st.TTL), ByStatus: map[string]int64{},
+				Counters: counters,
 			}
 			if st.Count > 0 {
 				oldest, newest := st.Oldest.UTC(), st.Newest.UTC()
@@ -92,6 +134,13 @@ func runCacheStats(c *cli.Context) error {
 			fmt.Fprintf(tw, "\nSTATUS\tENTRIES\n")
 			for _, code := range statuses {
 				fmt.Fprintf(tw, "%d\t%d\n", code, st.ByStatus[code])
+			}
+		}
+		if len(counters) > 0 {
+			fmt.Fprintf(tw, "\nCOUNTERS\tHITS\tMISSES\tREVALIDATED\tSTALE\tDOWNLOADED\tSAVED\n")
+			for _, name := range slices.Sorted(maps.Keys(counters)) {
+				k := counters[name]
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\n", name, k.Hits, k.Misses, k.Revalidated, k.Stale, fmtSize(k.NetworkBytes), fmtSize(k.SavedBytes))
 			}
 		}
 		return tw.Flush()
