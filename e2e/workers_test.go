@@ -420,23 +420,70 @@ func TestWorkerKilled(t *testing.T) {
 	if victimID == "w-1" {
 		survivor = joined["w-2"]
 	}
-	for _, g := range f.origins {
-		g.close()
+	// Freeze the victim (SIGSTOP) a few milliseconds after a response of
+	// its host ended, when it is likely storing the page or writing its
+	// items; hold new requests at the origins and wait until every body
+	// they sent is in the cache. If, frozen, it has a page cached but not
+	// acknowledged, kill it there; else let it go on and try again. Every
+	// body sent is cached before the kill, so "every page downloaded once"
+	// stays meaningful. Only the victim fetches from its host (it holds
+	// the host's lease), so a body of that host missing from the cache is
+	// one the frozen victim had not stored: then it is let go too.
+	var (
+		held                              int64
+		at, unacked, unackedCached, tries int
+	)
+	for tries = 1; ; tries++ {
+		deadline := time.Now().Add(time.Minute)
+		for prev := victimOn.active.Load(); ; {
+			cur := victimOn.active.Load()
+			if prev > 0 && cur == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no response from %s for a minute", victimOn.srv.URL)
+			}
+			prev = cur
+			time.Sleep(200 * time.Microsecond)
+		}
+		time.Sleep(time.Duration(2+tries%8*2) * time.Millisecond)
+		if err := victim.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			<-victim.exited
+			t.Fatalf("stop the victim: %v (exit %v); stderr:\n%s", err, victim.err, victim.stderr.String())
+		}
+		for _, g := range f.origins {
+			g.close()
+		}
+		sent := victimOn.site.Counts().Bodies
+		consistent := victimOn.active.Load() == 0 && f.uncached(t, victimOn, job) == 0 &&
+			victimOn.active.Load() == 0 && victimOn.site.Counts().Bodies == sent
+		for _, g := range f.origins {
+			if g != victimOn {
+				waitCached(t, f.dataDir, job.Cache, g, g.srv.URL)
+			}
+		}
+		if consistent {
+			unacked, unackedCached = f.inFlight(t, runID, victimID, job)
+		}
+		if consistent && (unackedCached > 0 || tries >= 30 || bodies() > reachable-10) {
+			break
+		}
+		if err := victim.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range f.origins {
+			g.open()
+		}
 	}
-	for _, g := range f.origins {
-		waitCached(t, f.dataDir, job.Cache, g, g.srv.URL)
-	}
-	var held int64
+	held = 0
 	for _, g := range f.origins {
 		held += g.held.Load()
 	}
-	at := bodies()
+	at = bodies()
 	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		<-victim.exited
-		t.Fatalf("kill the victim: %v (exit %v); stderr:\n%s", err, victim.err, victim.stderr.String())
+		t.Fatalf("kill the victim: %v", err)
 	}
 	<-victim.exited
-	unacked, unackedCached := f.inFlight(t, runID, victimID, job)
 	if unacked == 0 {
 		t.Fatalf("%s was killed with no URL in flight (at %d of %d bodies): nothing for the others to take over", victimID, at, reachable)
 	}
@@ -454,9 +501,29 @@ func TestWorkerKilled(t *testing.T) {
 		t.Errorf("the survivors served %d pages from the cache, want at least the %d the killed worker had fetched but not acknowledged", survivorsHits, unackedCached)
 	}
 	survivors := rec.Workers["w-run"].Counters.Add(rec.Workers[strings.TrimPrefix(survivor.name, "worker ")].Counters)
-	t.Logf("killed %s at %d of %d bodies while it held %s (%d requests held at the origins; %d of its URLs were leased, not acknowledged, %d of them already in the cache); origins sent %d bodies in all (+ robots.txt); "+
+	t.Logf("killed %s (after %d tries) at %d of %d bodies while it held %s (%d requests held at the origins; %d of its URLs were leased, not acknowledged, %d of them already in the cache); origins sent %d bodies in all (+ robots.txt); "+
 		"the survivors served %d pages from the cache (fresh hits: pages fetched before the kill but not acknowledged, or acknowledged after its last report), %s in all; workers:%s",
-		victimID, at, reachable, seenHost, held, unacked, unackedCached, sent, survivors.Hits, rec.Elapsed().Round(time.Millisecond), workerLines(rec))
+		victimID, tries, at, reachable, seenHost, held, unacked, unackedCached, sent, survivors.Hits, rec.Elapsed().Round(time.Millisecond), workerLines(rec))
+}
+
+// uncached returns how many pages g sent a body for are not in the cache.
+func (f *fleet) uncached(t *testing.T, g *gatedOrigin, job *configs.Job) int {
+	t.Helper()
+	responses := f.db.Client().Database(cache.DefaultDatabase).Collection(cache.ResponsesCollection)
+	counts, n := g.site.Counts(), 0
+	for _, p := range counts.Paths() {
+		if counts.Status(p, http.StatusOK) == 0 {
+			continue
+		}
+		key, err := cache.KeyForURL(http.MethodGet, g.srv.URL+p, job.Cache)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := responses.FindOne(context.Background(), bson.D{{Key: "_id", Value: key}}).Err(); err != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // inFlight returns how many URLs of run were leased to worker and not
