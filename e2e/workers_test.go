@@ -301,8 +301,11 @@ func TestWorkersShareRun(t *testing.T) {
 
 // checkRate asserts that no window of the origin's request log (request
 // arrival times) holds more requests than a token bucket of rate.per_host
-// and rate.burst allows, plus one request of slack for scheduling jitter
-// between the client's token and the request's arrival.
+// and rate.burst allows, plus two requests of slack for scheduling jitter
+// between the client's token and the request's arrival (on a loaded
+// machine a request can arrive late and the next on time). Per-worker
+// limiters instead of a fleet-wide one would show up as three times the
+// rate.
 func (f *fleet) checkRate(t *testing.T, g *gatedOrigin) {
 	t.Helper()
 	log := g.site.RequestLog()
@@ -313,7 +316,7 @@ func (f *fleet) checkRate(t *testing.T, g *gatedOrigin) {
 	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
 	var report []string
 	for _, w := range []time.Duration{250 * time.Millisecond, time.Second, 3 * time.Second} {
-		allowed := f.burst + int(f.perHost*w.Seconds()) + 1
+		allowed := f.burst + int(f.perHost*w.Seconds()) + 2
 		most, j := 0, 0
 		for i := range times { // window [times[j], times[i]] shorter than w
 			for times[i].Sub(times[j]) >= w {
