@@ -2,7 +2,6 @@ package store
 
 import (
 	"errors"
-	"net"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
@@ -23,6 +22,6 @@ func IsUnavailable(err error) bool {
 	var sse topology.ServerSelectionError
 	var ce topology.ConnectionError
 	var wqe topology.WaitQueueTimeoutError
-	var ne net.Error
-	return errors.As(err, &sse) || errors.As(err, &ce) || errors.As(err, &wqe) || errors.As(err, &ne)
+	// Not any net.Error: *fs.PathError is one too.
+	return errors.As(err, &sse) || errors.As(err, &ce) || errors.As(err, &wqe)
 }

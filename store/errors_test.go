@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -45,6 +47,8 @@ func TestIsUnavailable(t *testing.T) {
 		t.Fatal("find on a stopped server: no error")
 	}
 
+	_, fileErr := os.Create(filepath.Join(t.TempDir(), "missing", "x"))
+
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 	tests := []struct {
@@ -60,6 +64,7 @@ func TestIsUnavailable(t *testing.T) {
 		{"duplicate key", dupErr, false},
 		{"cancelled", cancelled.Err(), false},
 		{"plain", errors.New("boom"), false},
+		{"file", fmt.Errorf("open outputs: %w", fileErr), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
