@@ -23,6 +23,7 @@ import (
 
 	"crawlcache/cache"
 	"crawlcache/configs"
+	"crawlcache/frontier"
 	"crawlcache/jobs"
 	"crawlcache/store"
 	"crawlcache/testsite"
@@ -618,3 +619,78 @@ func TestTwoRunsOneJob(t *testing.T) {
 		t.Errorf("run %s: status %s, want completed", rec.ID, rec.Status)
 	}
 }
+
+// TestWorkerNothingToDo: a worker with no running run exits 0 and says so
+// (what systemd's Restart=always expects), and one asked for a run that does
+// not exist exits 1 naming it.
+func TestWorkerNothingToDo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	requireCommands(t, "worker")
+	dir, dataDir := t.TempDir(), t.TempDir()
+	cases := []struct {
+		name     string
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{"no run at all", []string{"worker", "--data-dir", dataDir}, 0, "nothing to do"},
+		{"unknown run", []string{"worker", "--run", "nope-1", "--data-dir", dataDir}, 1, "run nope-1: run not found"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := runCLI(t, dir, nil, tc.args...)
+			if res.Code != tc.wantCode || !strings.Contains(res.Stderr, tc.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d and %q", res.Code, res.Stderr, tc.wantCode, tc.want)
+			}
+		})
+	}
+}
+
+// TestWorkerInterrupted: Ctrl-C (SIGINT) makes a joined worker hand its
+// claimed URLs back and exit 130; the run goes on and completes without
+// waiting for the worker's leases (2 minutes) to expire.
+func TestWorkerInterrupted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	requireCommands(t, "run", "worker")
+	f := newFleet(t, fleetSpec{Hosts: 3, Pages: 30, Latency: 3 * time.Millisecond, PerHost: 8, Burst: 2})
+	run := f.start(t, "run", "run", "--worker-id", "w-run", f.cfg)
+	runID := f.waitRunning(t)
+	w := f.start(t, "worker", "worker", "--run", runID, "--worker-id", "w-1")
+	// Interrupt it once it has claimed URLs, so that it has leases to hand
+	// back.
+	poll(t, time.Minute, "the worker to claim URLs", func() bool {
+		n, err := f.db.Collection("frontier_log").CountDocuments(context.Background(),
+			bson.D{{Key: "run_id", Value: runID}, {Key: "worker", Value: "w-1"}, {Key: "state", Value: "leased"}})
+		select {
+		case <-w.exited:
+			t.Fatalf("the worker exited before it was interrupted; stderr:\n%s", w.stderr.String())
+		default:
+		}
+		return err == nil && n > 0
+	})
+	if err := w.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatalf("interrupt the worker: %v", err)
+	}
+	if code := w.wait(t, time.Minute); code != exitInterruptedCode && code != 0 {
+		t.Errorf("worker exited %d after SIGINT, want %d (or 0 if it had finished); stderr:\n%s", code, exitInterruptedCode, w.stderr.String())
+	}
+	mustSucceed(t, run)
+	rec := f.onlyRun(t)
+	if rec.Status != jobs.StatusCompleted {
+		t.Errorf("run %s: status %s, want completed", rec.ID, rec.Status)
+	}
+	// Had the worker not handed its URLs back, the run would have waited
+	// for their leases (frontier.DefaultLease, 2 minutes).
+	if el := rec.Elapsed(); el >= frontier.DefaultLease {
+		t.Errorf("run took %s, want less than the %s lease of the worker's URLs", el, frontier.DefaultLease)
+	}
+	f.checkOnce(t, rec)
+	t.Logf("run completed in %s after the worker left; workers:%s", rec.Elapsed().Round(time.Millisecond), workerLines(rec))
+}
+
+// exitInterruptedCode is crawlcache's exit status after Ctrl-C.
+const exitInterruptedCode = 130

@@ -131,7 +131,13 @@ func (r *Runner) join(ctx context.Context, run *Run, o WorkOptions) (*Outcome, e
 		r.log().Warn("worker: the job's config differs from the one the run started with; using it", "run", run.ID, "config", job.Source)
 	}
 	r.log().Info("worker: joining run", "run", run.ID, "job", run.Job, "worker", r.worker())
-	return r.Join(ctx, run.ID, job)
+	out, err := r.Join(ctx, run.ID, job)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, crawler.ErrInterrupted) {
+		// Interrupted while joining (e.g. creating indexes): the store
+		// calls failed because ctx ended, not because the store did.
+		err = fmt.Errorf("%w: %w", crawler.ErrInterrupted, err)
+	}
+	return out, err
 }
 
 // nextRun returns the oldest running run Work may join and has not tried,
