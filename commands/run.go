@@ -49,15 +49,17 @@ func runCommand() *cli.Command {
 			if err != nil {
 				return reportOutcome(c, nil, err)
 			}
+			reported := false
 			err = withStore(c, func(ctx context.Context, s *store.Store) error {
 				r, rep := newRunner(c, s)
 				out, err := r.Run(ctx, job, jobs.StartOptions{
 					Fresh: c.Bool("fresh"), Resume: c.Bool("resume"), Revalidate: c.Bool("revalidate"),
 				})
 				rep.Done()
+				reported = true
 				return reportOutcome(c, out, err)
 			})
-			if errors.Is(err, store.ErrUnreachable) {
+			if !reported { // the store did not open
 				return reportOutcome(c, nil, err)
 			}
 			return err
@@ -83,7 +85,9 @@ func resumeCommand() *cli.Command {
 			if (c.NArg() == 1) == (c.String("job") != "") || c.NArg() > 1 {
 				return cli.Exit("usage: crawlcache resume RUN_ID, or crawlcache resume --job NAME", 1)
 			}
-			return withStore(c, func(ctx context.Context, s *store.Store) error {
+			reported := false
+			err := withStore(c, func(ctx context.Context, s *store.Store) error {
+				reported = true
 				runs := jobs.NewRuns(s.Database(jobs.Database), nil)
 				var run *jobs.Run
 				var err error
@@ -96,7 +100,7 @@ func resumeCommand() *cli.Command {
 					}
 				}
 				if err != nil {
-					return err
+					return reportOutcome(c, nil, storeDown(s, err))
 				}
 				path := c.String("config")
 				if path == "" {
@@ -104,15 +108,29 @@ func resumeCommand() *cli.Command {
 				}
 				job, err := configs.Load(path)
 				if err != nil {
-					return fmt.Errorf("load the config of run %s (use --config if it moved): %w", run.ID, err)
+					return reportOutcome(c, nil, fmt.Errorf("load the config of run %s (use --config if it moved): %w", run.ID, err))
 				}
 				r, rep := newRunner(c, s)
 				out, err := r.Resume(ctx, run.ID, job)
 				rep.Done()
 				return reportOutcome(c, out, err)
 			})
+			if !reported { // the store did not open
+				return reportOutcome(c, nil, err)
+			}
+			return err
 		},
 	}
+}
+
+// storeDown makes an error that says the store did not answer one sentence
+// naming the store (as jobs.Runner does).
+func storeDown(s *store.Store, err error) error {
+	var sd *jobs.StoreDownError
+	if err == nil || errors.As(err, &sd) || !store.IsUnavailable(err) {
+		return err
+	}
+	return &jobs.StoreDownError{Store: s.Describe(), Err: err}
 }
 
 func workerIDFlag() cli.Flag {
@@ -172,7 +190,10 @@ func summaryOf(r *jobs.Run) runSummary {
 // --json) and turns its status into the exit status.
 func reportOutcome(c *cli.Context, out *jobs.Outcome, err error) error {
 	if out == nil || out.Run == nil {
-		if err != nil && c.Bool("json") {
+		if err == nil {
+			return nil
+		}
+		if c.Bool("json") {
 			// Scripts always find one object on the last line.
 			job := ""
 			var ue *jobs.UnfinishedError
@@ -205,6 +226,9 @@ func reportOutcome(c *cli.Context, out *jobs.Outcome, err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, store.ErrUnreachable):
+		// Resumable, but not a Ctrl-C: exit 1, say how to go on.
+		return cli.Exit(fmt.Sprintf("run %s %s: %v: resume it with crawlcache resume %s once the store answers again", out.Run.ID, out.Run.Status, err, out.Run.ID), 1)
 	case errors.Is(err, crawler.ErrInterrupted):
 		return cli.Exit(fmt.Sprintf("interrupted: resume with crawlcache resume %s", out.Run.ID), exitInterrupted)
 	default:

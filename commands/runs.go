@@ -30,7 +30,7 @@ func runsCommand() *cli.Command {
 					return withStore(c, func(ctx context.Context, s *store.Store) error {
 						list, err := jobs.NewRuns(s.Database(jobs.Database), nil).List(ctx, jobs.ListOptions{Job: c.String("job"), Limit: c.Int("limit")})
 						if err != nil {
-							return err
+							return storeDown(s, err)
 						}
 						w := c.App.Writer
 						if c.Bool("json") {
@@ -72,7 +72,7 @@ func runsCommand() *cli.Command {
 					return withStore(c, func(ctx context.Context, s *store.Store) error {
 						r, err := jobs.NewRuns(s.Database(jobs.Database), nil).Get(ctx, c.Args().First())
 						if err != nil {
-							return err
+							return storeDown(s, err)
 						}
 						if c.Bool("json") {
 							out := struct {

@@ -143,16 +143,17 @@ func (r *Runner) db() (*Runs, *Locker) {
 // StartOptions say. It returns the outcome whenever a run record exists,
 // together with a non-nil error when the run did not complete: it wraps
 // crawler.ErrInterrupted for an interrupt, and is the cause otherwise.
-func (r *Runner) Run(ctx context.Context, job *configs.Job, o StartOptions) (*Outcome, error) {
+func (r *Runner) Run(ctx context.Context, job *configs.Job, o StartOptions) (out *Outcome, err error) {
 	if _, err := r.pipeline(job); err != nil { // a bad extract spec fails before any record
 		return nil, err
 	}
+	defer func() { err = r.storeDown(err) }()
 	runs, locker := r.db()
 	lease, err := r.acquire(ctx, locker, job.Name)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
+	defer func() { r.release(ctx, lease, err) }()
 
 	last, err := runs.Last(ctx, job.Name)
 	if err != nil {
@@ -195,10 +196,11 @@ func (r *Runner) Run(ctx context.Context, job *configs.Job, o StartOptions) (*Ou
 // Run.ConfigPath); a config whose hash differs from the run's is used with
 // a warning. It returns an error wrapping ErrNotResumable for a completed
 // run, ErrRunNotFound, or ErrLocked when the job is running.
-func (r *Runner) Resume(ctx context.Context, runID string, job *configs.Job) (*Outcome, error) {
+func (r *Runner) Resume(ctx context.Context, runID string, job *configs.Job) (out *Outcome, err error) {
 	if _, err := r.pipeline(job); err != nil {
 		return nil, err
 	}
+	defer func() { err = r.storeDown(err) }()
 	runs, locker := r.db()
 	run, err := runs.Get(ctx, runID)
 	if err != nil {
@@ -214,7 +216,7 @@ func (r *Runner) Resume(ctx context.Context, runID string, job *configs.Job) (*O
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
+	defer func() { r.release(ctx, lease, err) }()
 	if run, err = runs.Get(ctx, runID); err != nil { // may have changed before we held the lock
 		return nil, err
 	}
@@ -225,6 +227,14 @@ func (r *Runner) Resume(ctx context.Context, runID string, job *configs.Job) (*O
 		r.log().Warn("the job's config changed since the run started; resuming with the current file", "run", runID, "config", job.Source)
 	}
 	return r.execute(ctx, job, run, modeResume, lease, hasOption(run, OptionRevalidate))
+}
+
+// release gives the job lock up; when the store is gone (err says so) it
+// tries only briefly: the lease expires anyway.
+func (r *Runner) release(ctx context.Context, lease *Lease, err error) {
+	rctx, cancel := cleanupCtx(ctx, store.IsUnavailable(err))
+	defer cancel()
+	_ = lease.Release(rctx)
 }
 
 // acquire takes the job lock, breaking one whose holder is a dead process
@@ -287,10 +297,11 @@ func (r *Runner) liveWorkers(run *Run) int {
 // run goes on. File outputs are written per machine, so a fleet should
 // use the mongodb output. It returns an error wrapping ErrNotResumable
 // when the run is not running.
-func (r *Runner) Join(ctx context.Context, runID string, job *configs.Job) (*Outcome, error) {
+func (r *Runner) Join(ctx context.Context, runID string, job *configs.Job) (out *Outcome, err error) {
 	if _, err := r.pipeline(job); err != nil {
 		return nil, err
 	}
+	defer func() { err = r.storeDown(err) }()
 	runs, _ := r.db()
 	run, err := runs.Get(ctx, runID)
 	if err != nil {
@@ -345,7 +356,20 @@ func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, mode s
 		return nil, err
 	}
 
+	var (
+		session Counters           // this process's counters, once the crawl returned
+		front   *frontier.Frontier // for the tally of a finished run
+	)
+	// finish records how the run ended and returns its outcome, also when
+	// the store is gone (then built from what this process knows).
 	finish := func(status Status, cause error) (*Outcome, error) {
+		cause = r.storeDown(cause)
+		down := errors.Is(cause, store.ErrUnreachable)
+		if down && status == StatusFailed {
+			status = StatusInterrupted // resumable once the store is back
+		}
+		cctx, cancel := cleanupCtx(ctx, down)
+		defer cancel()
 		msg := ""
 		if cause != nil {
 			msg = cause.Error()
@@ -353,13 +377,34 @@ func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, mode s
 		// A joined worker records only completion: its interrupt or
 		// failure leaves the run to the others.
 		if mode != modeJoin || status == StatusCompleted {
-			if _, err := runs.Finish(bg, run.ID, status, msg); err != nil {
-				cause = errors.Join(cause, err)
+			var t Tally
+			if front != nil && !down {
+				var err error
+				if t, err = r.tally(cctx, runs, front, job, run.ID); err != nil {
+					log.Warn("count the run's pages and items; keeping the reported counters", "err", err)
+				}
+			}
+			if _, err := runs.FinishTally(cctx, run.ID, status, msg, t); err != nil {
+				switch err = r.storeDown(err); {
+				case !errors.Is(err, store.ErrUnreachable):
+					cause = errors.Join(cause, err)
+				case cause == nil: // completed, but the store did not take it
+					cause, status, down = err, StatusInterrupted, true
+				default:
+					down = true
+				}
 			}
 		}
-		final, err := runs.Get(bg, run.ID)
-		if err != nil {
-			return nil, errors.Join(cause, err)
+		var final *Run
+		if !down {
+			var err error
+			if final, err = runs.Get(cctx, run.ID); err != nil {
+				log.Warn("read the run record back", "err", err)
+			}
+		}
+		if final == nil {
+			final = localRecord(run, status, cause, session, mode, r.now())
+			return &Outcome{Run: final, Resumed: mode == modeResume, Session: session}, cause
 		}
 		return &Outcome{Run: final, Resumed: mode == modeResume, Session: sessionOf(final, worker)}, cause
 	}
@@ -369,7 +414,8 @@ func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, mode s
 			return finish(StatusFailed, err)
 		}
 	}
-	front, err := frontier.New(ctx, r.Store.Database(Database), frontier.Options{
+	var err error
+	front, err = frontier.New(ctx, r.Store.Database(Database), frontier.Options{
 		Now: r.Now, Lease: r.FrontierLease, Logger: log, FilterPushdown: r.Store.Capabilities().FilterPushdown,
 	})
 	if err != nil {
@@ -400,7 +446,9 @@ func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, mode s
 		crawlCtx = cache.WithRefresh(crawlCtx)
 	}
 
-	rep := &reporter{runs: runs, runID: run.ID, worker: worker, every: r.reportEvery(), now: r.now, show: r.Progress, log: log}
+	// A progress write that finds the store gone stops the crawl at once,
+	// rather than after the crawler's own store calls time out.
+	rep := &reporter{runs: runs, runID: run.ID, worker: worker, every: r.reportEvery(), now: r.now, show: r.Progress, log: log, down: cancel}
 	log.Info("run starting", "resume", resume, "revalidate", revalidate, "store", r.Store.Describe())
 	p, crawlErr := crawler.Run(crawlCtx, crawler.Options{
 		RunID: run.ID, Job: job.Name, Worker: worker,
@@ -414,13 +462,18 @@ func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, mode s
 		Pipeline: pipe, Progress: rep.update,
 		Now: r.Now, Logger: log, Upstream: r.Upstream, ShutdownGrace: r.ShutdownGrace, LeaseRenew: r.FrontierLease / 4,
 	})
-	if err := rep.flush(bg, p); err != nil {
+	session = countersOf(p)
+	lost := context.Cause(crawlCtx)
+	fctx, fcancel := cleanupCtx(ctx, store.IsUnavailable(crawlErr) || store.IsUnavailable(lost))
+	if err := rep.flush(fctx, p); err != nil {
 		log.Warn("write final progress", "err", err)
 	}
+	fcancel()
 	front.Forget(run.ID)
 
-	lost := context.Cause(crawlCtx)
 	switch {
+	case store.IsUnavailable(lost) && !store.IsUnavailable(crawlErr):
+		return finish(StatusInterrupted, lost)
 	case crawlErr == nil:
 		if pipe != nil {
 			if err := pipe.Commit(bg); err != nil {
@@ -517,6 +570,24 @@ func (r *Runner) pipeline(job *configs.Job) (*pipeline.Pipeline, error) {
 	return p, nil
 }
 
+// localRecord is the run record as this process knows it, for an outcome
+// when the store can no longer be read: the record as the run started, with
+// this session's counters added and the final status.
+func localRecord(run *Run, status Status, cause error, session Counters, mode startMode, now time.Time) *Run {
+	rec := *run
+	rec.Status = status
+	rec.Counters = rec.Counters.Add(session)
+	if mode == modeResume {
+		rec.Resumes++
+	}
+	t := now.UTC()
+	rec.Finished, rec.Updated = &t, t
+	if cause != nil {
+		rec.Error = cause.Error()
+	}
+	return &rec
+}
+
 // sessionOf returns the counters worker reported in run.
 func sessionOf(run *Run, worker string) Counters {
 	if w, ok := run.Workers[worker]; ok {
@@ -535,6 +606,7 @@ type reporter struct {
 	now    func() time.Time
 	show   func(Snapshot)
 	log    *slog.Logger
+	down   func(error) // called when a write finds the store gone
 
 	written Counters // what the run record already has from this worker
 	last    time.Time
@@ -556,6 +628,9 @@ func (rp *reporter) update(p crawler.Progress) {
 		rp.last = t
 		if err := rp.flush(context.Background(), p); err != nil {
 			rp.log.Warn("write progress to the run record", "err", err)
+			if rp.down != nil && store.IsUnavailable(err) {
+				rp.down(err)
+			}
 		}
 	}
 }

@@ -92,7 +92,11 @@ func (c Counters) Add(o Counters) Counters {
 	}
 }
 
-// Worker is one process that took part in a run.
+// Worker is one process that took part in a run. Its Counters are what
+// that process reported of its own work (its last report, every ~2 s): a
+// process killed with kill -9 misses its last seconds, and a page it
+// fetched but did not acknowledge is counted again by the worker that
+// redoes it. They are never reconciled; the run's own Counters are.
 type Worker struct {
 	ID        string    `bson:"id" json:"id"`
 	Host      string    `bson:"host" json:"host"`
@@ -112,7 +116,13 @@ type Run struct {
 	Started    time.Time  `bson:"started" json:"started"`
 	Finished   *time.Time `bson:"finished,omitempty" json:"finished,omitempty"`
 	Updated    time.Time  `bson:"updated" json:"updated"`
-	// Counters are summed over every worker and every resume of the run.
+	// Counters are summed over every worker and every resume of the run,
+	// as the workers reported them (every ~2 s). When the run finishes,
+	// pages and errors are set from its frontier and items from its
+	// mongodb output (see Tally), so that a completed run counts every
+	// page and item once even after kill -9 and resume; the other
+	// counters (hits, misses, revalidated, stale, bytes) stay the workers'
+	// sums and may miss a killed worker's last seconds.
 	Counters Counters `bson:"counters" json:"counters"`
 	// Queue is the frontier's pending count at the last progress write.
 	Queue int64 `bson:"queue" json:"queue"`
@@ -319,10 +329,43 @@ func incCounters(d Counters) bson.D {
 	return out
 }
 
+// Tally is what a run's durable state says it did, for the counters that
+// workers' progress reports can miss (a worker killed with kill -9 loses its
+// last unreported seconds) or count twice (a page fetched, not acknowledged,
+// fetched again by the resume). A nil field is unknown: the run keeps the
+// sum the workers reported.
+type Tally struct {
+	// Pages is the number of frontier entries acknowledged done.
+	Pages *int64
+	// Errors is the number of URLs that failed for good.
+	Errors *int64
+	// Items is the number of items the run's mongodb output holds.
+	Items *int64
+}
+
+func (t Tally) set() bson.D {
+	var out bson.D
+	add := func(k string, v *int64) {
+		if v != nil {
+			out = append(out, bson.E{Key: "counters." + k, Value: *v})
+		}
+	}
+	add("pages", t.Pages)
+	add("errors", t.Errors)
+	add("items", t.Items)
+	return out
+}
+
 // Finish sets the run's final status and error message, only while the run
 // is running, so a run is completed once even when several workers see its
 // frontier drained. It reports whether this call changed the status.
 func (rs *Runs) Finish(ctx context.Context, runID string, status Status, msg string) (bool, error) {
+	return rs.FinishTally(ctx, runID, status, msg, Tally{})
+}
+
+// FinishTally is Finish that also sets the run's counters that t knows, in
+// the same conditional update.
+func (rs *Runs) FinishTally(ctx context.Context, runID string, status Status, msg string, t Tally) (bool, error) {
 	now := rs.now().UTC()
 	set := bson.D{
 		{Key: "status", Value: status},
@@ -332,6 +375,7 @@ func (rs *Runs) Finish(ctx context.Context, runID string, status Status, msg str
 	if msg != "" {
 		set = append(set, bson.E{Key: "error", Value: msg})
 	}
+	set = append(set, t.set()...)
 	res, err := rs.coll.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: runID}, {Key: "status", Value: StatusRunning}},
 		bson.D{{Key: "$set", Value: set}})
