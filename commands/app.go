@@ -21,7 +21,7 @@ var Version = "0.1.0-dev"
 
 // App returns the crawlcache command-line application.
 func App() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:    "crawlcache",
 		Usage:   "a batch web crawler with a persistent HTTP response cache in MongoDB",
 		Version: Version,
@@ -56,6 +56,35 @@ func App() *cli.App {
 		},
 		// Errors are printed once, by main.
 		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	app.OnUsageError = usageError
+	setUsageErrors(app.Commands)
+	return app
+}
+
+// usageError turns a flag mistake into one line and exit status 2, instead
+// of urfave/cli's full help text.
+func usageError(c *cli.Context, err error, _ bool) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		msg = "unknown flag --" + strings.TrimPrefix(name, "-")
+	}
+	path := ""
+	if c.Command != nil && c.Command.Name != "" {
+		path = commandPath(c)
+	}
+	if path == "" {
+		return cli.Exit(fmt.Sprintf("%s (see `crawlcache --help`)", msg), 2)
+	}
+	return cli.Exit(fmt.Sprintf("%s: %s (see `crawlcache %s --help`)", path, msg, path), 2)
+}
+
+func setUsageErrors(cmds []*cli.Command) {
+	for _, c := range cmds {
+		if c.OnUsageError == nil {
+			c.OnUsageError = usageError
+		}
+		setUsageErrors(c.Subcommands)
 	}
 }
 

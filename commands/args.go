@@ -69,6 +69,9 @@ func Intersperse(app *cli.App, args []string) []string {
 		}
 	}
 	out = append(out, moved...)
+	if slices.Contains(moved, "--help") || slices.Contains(moved, "-h") {
+		return out // help takes no arguments ("run x.yaml --help")
+	}
 	return append(out, positional...)
 }
 

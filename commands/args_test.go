@@ -19,6 +19,7 @@ func TestIntersperse(t *testing.T) {
 		{"flag=value form", []string{"cc", "cache", "show", "http://a/", "--data-dir=D"}, []string{"cc", "cache", "show", "--data-dir=D", "http://a/"}},
 		{"after -- stays positional", []string{"cc", "validate", "a.yaml", "--", "-odd.yaml"}, []string{"cc", "validate", "a.yaml", "--", "-odd.yaml"}},
 		{"no command", []string{"cc", "--help"}, []string{"cc", "--help"}},
+		{"help after the argument", []string{"cc", "cache", "ttl", "set", "1h", "--help"}, []string{"cc", "cache", "ttl", "set", "--help"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -137,48 +136,10 @@ func withAdmin(c *cli.Context, fn func(ctx context.Context, a *cache.Admin, s *s
 	})
 }
 
-// cacheArgs returns the positional arguments and applies flags written
-// after them ("ttl set 168h --overwrite"): urfave/cli v2 stops parsing
-// flags at the first argument.
+// cacheArgs returns the positional arguments. Flags written after them
+// ("ttl set 168h --overwrite") were moved before them by Intersperse.
 func cacheArgs(c *cli.Context) ([]string, error) {
-	var pos []string
-	args := c.Args().Slice()
-	for i := 0; i < len(args); i++ {
-		arg := args[i]
-		if arg == "--" {
-			pos = append(pos, args[i+1:]...)
-			break
-		}
-		if !strings.HasPrefix(arg, "-") || arg == "-" {
-			pos = append(pos, arg)
-			continue
-		}
-		name, value, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
-		if name == "h" || name == "help" {
-			if err := cli.ShowSubcommandHelp(c); err != nil {
-				return nil, err
-			}
-			return nil, cli.Exit("", 0) // help shown; run nothing
-		}
-		fi := slices.IndexFunc(c.Command.Flags, func(f cli.Flag) bool { return slices.Contains(f.Names(), name) })
-		if fi < 0 {
-			return nil, cli.Exit(fmt.Sprintf("%s: unknown flag %s (see `crawlcache %s --help`)", commandPath(c), arg, commandPath(c)), 2)
-		}
-		if _, isBool := c.Command.Flags[fi].(*cli.BoolFlag); isBool && !hasValue {
-			value, hasValue = "true", true
-		}
-		if !hasValue {
-			if i+1 >= len(args) {
-				return nil, cli.Exit(fmt.Sprintf("%s: flag %s needs a value", commandPath(c), arg), 2)
-			}
-			i++
-			value = args[i]
-		}
-		if err := c.Set(name, value); err != nil {
-			return nil, cli.Exit(fmt.Sprintf("%s: %s: %v", commandPath(c), arg, err), 2)
-		}
-	}
-	return pos, nil
+	return c.Args().Slice(), nil
 }
 
 // commandPath is the command's full name, e.g. "cache ttl set"

@@ -36,7 +36,7 @@ func (c cacheCLI) run(args ...string) (string, int) {
 	app := App()
 	app.Writer, app.ErrWriter = &out, &out
 	var msgs []string
-	err := app.Run(append(append([]string{"crawlcache"}, args...), "--store", c.uri))
+	err := app.Run(Intersperse(app, append(append([]string{"crawlcache"}, args...), "--store", c.uri)))
 	code := ExitCode(err, func(s string) { msgs = append(msgs, s) })
 	return out.String() + strings.Join(msgs, "\n"), code
 }
