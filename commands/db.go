@@ -12,7 +12,7 @@ import (
 func dbCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "db",
-		Usage: "run or inspect the embedded store",
+		Usage: "the embedded store: db serve runs it for Compass, mongosh and other processes",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "serve",
