@@ -385,6 +385,9 @@ func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, mode s
 				}
 			}
 			if _, err := runs.FinishTally(cctx, run.ID, status, msg, t); err != nil {
+				if down { // already said; the record stays running until the next run
+					err = &StoreDownError{Store: r.Store.Describe(), Err: err}
+				}
 				switch err = r.storeDown(err); {
 				case !errors.Is(err, store.ErrUnreachable):
 					cause = errors.Join(cause, err)
@@ -464,11 +467,14 @@ func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, mode s
 	})
 	session = countersOf(p)
 	lost := context.Cause(crawlCtx)
-	fctx, fcancel := cleanupCtx(ctx, store.IsUnavailable(crawlErr) || store.IsUnavailable(lost))
-	if err := rep.flush(fctx, p); err != nil {
-		log.Warn("write final progress", "err", err)
+	if store.IsUnavailable(crawlErr) || store.IsUnavailable(lost) {
+		rep.gone = true // the record keeps the last progress written
 	}
-	fcancel()
+	if !rep.gone {
+		if err := rep.flush(bg, p); err != nil {
+			log.Warn("write final progress", "err", err)
+		}
+	}
 	front.Forget(run.ID)
 
 	switch {
@@ -608,6 +614,8 @@ type reporter struct {
 	log    *slog.Logger
 	down   func(error) // called when a write finds the store gone
 
+	gone bool // a write found the store gone: no more writes
+
 	written Counters // what the run record already has from this worker
 	last    time.Time
 }
@@ -624,12 +632,15 @@ func (rp *reporter) update(p crawler.Progress) {
 	if rp.show != nil {
 		rp.show(Snapshot{Counters: countersOf(p), Queue: p.Queue, Elapsed: p.Elapsed})
 	}
-	if t := rp.now(); t.Sub(rp.last) >= rp.every {
+	if t := rp.now(); t.Sub(rp.last) >= rp.every && !rp.gone {
 		rp.last = t
 		if err := rp.flush(context.Background(), p); err != nil {
 			rp.log.Warn("write progress to the run record", "err", err)
-			if rp.down != nil && store.IsUnavailable(err) {
-				rp.down(err)
+			if store.IsUnavailable(err) {
+				rp.gone = true // each write would wait the server-selection timeout
+				if rp.down != nil {
+					rp.down(err)
+				}
 			}
 		}
 	}
