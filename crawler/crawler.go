@@ -381,7 +381,9 @@ func (c *crawl) run(ctx context.Context) (Progress, error) {
 	stopBG()
 	bg.Wait()
 	if c.hosts != nil {
-		c.hosts.tend(c.ackCtx, true)
+		hctx, cancel := c.handBackCtx()
+		c.hosts.tend(hctx, true)
+		cancel()
 	}
 	c.releaseAll()
 

@@ -8,6 +8,7 @@ import (
 
 	"crawlcache/frontier"
 	"crawlcache/pipeline"
+	"crawlcache/store"
 )
 
 // idlePoll is how long the claim loop waits when it has nothing to claim
@@ -164,7 +165,7 @@ func (c *crawl) releaseAll() {
 	if len(ids) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.ackCtx, 30*time.Second)
+	ctx, cancel := c.handBackCtx()
 	defer cancel()
 	if err := c.front.Release(ctx, ids); err != nil {
 		c.log.Warn("could not release in-flight urls; they return when their leases expire", "count", len(ids), "err", err)
@@ -172,6 +173,17 @@ func (c *crawl) releaseAll() {
 	}
 	c.log.Info("released in-flight urls", "count", len(ids))
 	c.forget(ids...)
+}
+
+// handBackCtx bounds handing leases back at the end of a run: 30 s, or 2 s
+// once the store is known to be gone (each call would otherwise wait the
+// driver's server-selection timeout); unreturned leases expire anyway.
+func (c *crawl) handBackCtx() (context.Context, context.CancelFunc) {
+	d := 30 * time.Second
+	if store.IsUnavailable(c.fatal()) || store.IsUnavailable(context.Cause(c.runCtx)) {
+		d = 2 * time.Second
+	}
+	return context.WithTimeout(c.ackCtx, d)
 }
 
 // startPipeline runs the pipeline on its own context, which outlives an
