@@ -140,9 +140,12 @@ func (r *Runner) db() (*Runs, *Locker) {
 
 // Run runs job: it takes the job's lock (an error wrapping ErrLocked names
 // the holder), then starts a new run, or resumes the last one as
-// StartOptions say. It returns the outcome whenever a run record exists,
-// together with a non-nil error when the run did not complete: it wraps
-// crawler.ErrInterrupted for an interrupt, and is the cause otherwise.
+// StartOptions say. It returns the outcome whenever a run record exists
+// (when the store stopped answering, as this process knows it), together
+// with a non-nil error when the run did not complete: it wraps
+// crawler.ErrInterrupted for an interrupt, is a *StoreDownError (wrapping
+// store.ErrUnreachable; the run is left interrupted) when the store stopped
+// answering, and is the cause otherwise.
 func (r *Runner) Run(ctx context.Context, job *configs.Job, o StartOptions) (out *Outcome, err error) {
 	if _, err := r.pipeline(job); err != nil { // a bad extract spec fails before any record
 		return nil, err
