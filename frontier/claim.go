@@ -161,7 +161,7 @@ func (f *Frontier) change(ctx context.Context, id string, st State, worker strin
 		it.attempts++
 	}
 	now := f.now().UTC().Truncate(time.Millisecond)
-	_, err := f.log.InsertOne(ctx, logDoc(h.runID, it, it.seq+1, st, h.worker, until, errMsg, now))
+	err := f.logBatch.insert(ctx, logDoc(h.runID, it, it.seq+1, st, h.worker, until, errMsg, now))
 	if err != nil {
 		f.mu.Lock()
 		f.markUncertainLocked(h.runID)

@@ -148,6 +148,7 @@ type Options struct {
 type Frontier struct {
 	entries, log, hosts, hostTokens, workers *mongo.Collection
 	instance                                 string // random id of this Frontier
+	logBatch                                 *logBatcher
 
 	now          func() time.Time
 	lease        time.Duration
@@ -183,6 +184,7 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Frontier, erro
 		held:         make(map[string]*held),
 		hostHeld:     make(map[string]hostRef),
 	}
+	f.logBatch = &logBatcher{coll: f.log}
 	if f.now == nil {
 		f.now = time.Now
 	}
