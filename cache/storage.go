@@ -25,6 +25,12 @@ type collections struct {
 	revalidations *mongo.Collection
 	variants      *mongo.Collection
 	supportsTTL   bool
+
+	// writeMu lets one response or revalidation write at a time reach the
+	// server. SQLite serializes writers anyway, and a writer that finds the
+	// database locked sleeps in SQLite's busy handler (1, 2, 5, 10... ms)
+	// instead of waking when the lock is free: waiting here is cheaper.
+	writeMu sync.Mutex
 }
 
 var replaceUpsert = options.Replace().SetUpsert(true)
@@ -132,6 +138,8 @@ func (c *collections) load(ctx context.Context, key string, withVariants bool) (
 func (c *collections) save(ctx context.Context, doc *Document, isNew, hadRev bool) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
 	if isNew {
 		_, err := c.responses.InsertOne(ctx, doc)
 		switch {
@@ -164,6 +172,8 @@ func (c *collections) save(ctx context.Context, doc *Document, isNew, hadRev boo
 func (c *collections) saveRevalidation(ctx context.Context, rev *Revalidation, isNew bool) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
 	var err error
 	if isNew {
 		_, err = c.revalidations.InsertOne(ctx, rev)
