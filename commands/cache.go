@@ -136,12 +136,6 @@ func withAdmin(c *cli.Context, fn func(ctx context.Context, a *cache.Admin, s *s
 	})
 }
 
-// cacheArgs returns the positional arguments. Flags written after them
-// ("ttl set 168h --overwrite") were moved before them by Intersperse.
-func cacheArgs(c *cli.Context) ([]string, error) {
-	return c.Args().Slice(), nil
-}
-
 // commandPath is the command's full name, e.g. "cache ttl set"
 // (Command.FullName lacks the parents of nested subcommands).
 func commandPath(c *cli.Context) string {
@@ -156,10 +150,7 @@ func commandPath(c *cli.Context) string {
 
 // oneArg returns the single positional argument, or a usage error naming it.
 func oneArg(c *cli.Context, what string) (string, error) {
-	pos, err := cacheArgs(c)
-	if err != nil {
-		return "", err
-	}
+	pos := c.Args().Slice()
 	if len(pos) != 1 {
 		return "", cli.Exit(fmt.Sprintf("usage: crawlcache %s [flags] %s (got %d arguments; see --help)", commandPath(c), what, len(pos)), 2)
 	}
@@ -326,9 +317,6 @@ func runTTLSet(c *cli.Context) error {
 }
 
 func runTTLShow(c *cli.Context) error {
-	if _, err := cacheArgs(c); err != nil {
-		return err
-	}
 	return withAdmin(c, func(ctx context.Context, a *cache.Admin, _ *store.Store) error {
 		info, err := a.TTL(ctx)
 		if err != nil {
@@ -360,9 +348,6 @@ func runTTLShow(c *cli.Context) error {
 }
 
 func runTTLRemove(c *cli.Context) error {
-	if _, err := cacheArgs(c); err != nil {
-		return err
-	}
 	return withAdmin(c, func(ctx context.Context, a *cache.Admin, _ *store.Store) error {
 		if err := a.RemoveTTL(ctx); err != nil {
 			return err

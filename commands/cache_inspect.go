@@ -39,51 +39,16 @@ type statsJSON struct {
 	ByStatus        map[string]int64 `json:"by_status"`
 	// Counters are the cumulative counters of long-running cache users
 	// (the proxy), by name.
-	Counters map[string]counterJSON `json:"counters,omitempty"`
-}
-
-// counterJSON is one document of the counters collection.
-type counterJSON struct {
-	Hits         int64     `json:"hits" bson:"hits"`
-	Misses       int64     `json:"misses" bson:"misses"`
-	Revalidated  int64     `json:"revalidated" bson:"revalidated"`
-	Stale        int64     `json:"stale" bson:"stale"`
-	NetworkBytes int64     `json:"network_bytes" bson:"network_bytes"`
-	SavedBytes   int64     `json:"saved_bytes" bson:"saved_bytes"`
-	StoreErrors  int64     `json:"store_errors" bson:"store_errors"`
-	UpdatedAt    time.Time `json:"updated_at" bson:"updated_at"`
-}
-
-// readCounters reads the counters collection (a handful of documents).
-func readCounters(ctx context.Context, s *store.Store, db string) (map[string]counterJSON, error) {
-	cur, err := s.Database(db).Collection(proxy.CountersCollection).Find(ctx, bson.D{})
-	if err != nil {
-		return nil, fmt.Errorf("read counters: %w", err)
-	}
-	var docs []struct {
-		ID       string      `bson:"_id"`
-		Counters counterJSON `bson:",inline"`
-	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("read counters: %w", err)
-	}
-	out := make(map[string]counterJSON, len(docs))
-	for _, d := range docs {
-		out[d.ID] = d.Counters
-	}
-	return out, nil
+	Counters map[string]proxy.Counters `json:"counters,omitempty"`
 }
 
 func runCacheStats(c *cli.Context) error {
-	if _, err := cacheArgs(c); err != nil {
-		return err
-	}
 	return withAdmin(c, func(ctx context.Context, a *cache.Admin, s *store.Store) error {
 		st, err := a.Stats(ctx)
 		if err != nil {
 			return err
 		}
-		counters, err := readCounters(ctx, s, c.String("db"))
+		counters, err := proxy.ReadCounters(ctx, s.Database(c.String("db")))
 		if err != nil {
 			return err
 		}
@@ -187,9 +152,6 @@ func entryState(e cache.EntrySummary) string {
 }
 
 func runCacheLs(c *cli.Context) error {
-	if _, err := cacheArgs(c); err != nil {
-		return err
-	}
 	if c.Int("limit") < 0 {
 		return cli.Exit("cache ls: --limit must be 0 (all) or more", 2)
 	}
@@ -375,9 +337,6 @@ func isTerminal(w io.Writer) bool {
 }
 
 func runCachePurge(c *cli.Context) error {
-	if _, err := cacheArgs(c); err != nil {
-		return err
-	}
 	opts := cache.PurgeOptions{Expired: c.Bool("expired"), Stale: c.Bool("stale"), Match: c.String("match")}
 	if s := c.String("older-than"); s != "" {
 		d, err := parseCacheDuration(s)
@@ -414,9 +373,6 @@ func runCachePurge(c *cli.Context) error {
 }
 
 func runCacheClear(c *cli.Context) error {
-	if _, err := cacheArgs(c); err != nil {
-		return err
-	}
 	if !c.Bool("yes") {
 		return cli.Exit(fmt.Sprintf("cache clear deletes every cached response, revalidation and redirect in database %s "+
 			"(the TTL setting stays); run it again with --yes to confirm", c.String("db")), 2)
