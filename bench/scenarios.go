@@ -33,6 +33,21 @@ func openStore(ctx context.Context, dir string) (*store.Store, error) {
 	return store.Open(ctx, store.Options{DataDir: dir, Logger: quiet, Command: "bench"})
 }
 
+// tempStore opens an embedded store in a new temporary directory; done
+// closes it and removes the directory.
+func tempStore(ctx context.Context, name string) (s *store.Store, done func(), err error) {
+	dir, err := os.MkdirTemp("", "crawlcache-bench-"+name+"-")
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err = openStore(ctx, dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return s, func() { s.Close(context.Background()); os.RemoveAll(dir) }, nil
+}
+
 // crawlSpec is one crawlcache crawl of the bench.
 type crawlSpec struct {
 	RunID, Seed, Worker string
@@ -114,16 +129,11 @@ func crawlScenarios(ctx context.Context, cfg config) ([]row, error) {
 		return nil, fmt.Errorf("colly warm crawl: %w", err)
 	}
 
-	dir, err := os.MkdirTemp("", "crawlcache-bench-")
+	s, done, err := tempStore(ctx, "crawl")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	s, err := openStore(ctx, dir)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close(context.Background())
+	defer done()
 	fresh := cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireNever}}
 
 	site.ResetCounts()
@@ -262,16 +272,11 @@ func resumeScenario(ctx context.Context, cfg config) ([]row, error) {
 }
 
 func roundTrips(ctx context.Context) ([]row, error) {
-	dir, err := os.MkdirTemp("", "crawlcache-bench-rt-")
+	s, done, err := tempStore(ctx, "rt")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	s, err := openStore(ctx, dir)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close(context.Background())
+	defer done()
 	var commands atomic.Int64
 	mon := &event.CommandMonitor{Started: func(context.Context, *event.CommandStartedEvent) { commands.Add(1) }}
 	client, err := mongo.Connect(options.Client().ApplyURI(s.URI).SetMonitor(mon))
