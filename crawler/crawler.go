@@ -533,12 +533,7 @@ func (c *crawl) renewLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		c.mu.Lock()
-		ids := make([]string, 0, len(c.inflight))
-		for id := range c.inflight {
-			ids = append(ids, id)
-		}
-		c.mu.Unlock()
+		ids := c.inflightIDs()
 		if len(ids) == 0 {
 			continue
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"crawlcache/frontier"
@@ -154,14 +156,16 @@ func (c *crawl) markSkipped(e frontier.Entry, cause error) {
 	c.forget(e.ID)
 }
 
+// inflightIDs lists the entries this worker holds.
+func (c *crawl) inflightIDs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Collect(maps.Keys(c.inflight))
+}
+
 // releaseAll gives every lease still held back to pending, for a resume.
 func (c *crawl) releaseAll() {
-	c.mu.Lock()
-	ids := make([]string, 0, len(c.inflight))
-	for id := range c.inflight {
-		ids = append(ids, id)
-	}
-	c.mu.Unlock()
+	ids := c.inflightIDs()
 	if len(ids) == 0 {
 		return
 	}
