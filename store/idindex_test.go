@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 // TestIDLookupsUseAnIndex is the regression test for FerretDB's SQLite
@@ -50,8 +51,18 @@ func TestIDLookupsUseAnIndex(t *testing.T) {
 	if err := db.QueryRow(q, `"k1"`).Scan(&id, &parent, &notused, &plan); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(plan, "USING INDEX") {
-		t.Errorf("query plan for an _id lookup = %q, want an index search", plan)
+	if want := "USING INDEX " + table + "__id_"; !strings.Contains(plan, want) {
+		t.Errorf("query plan for an _id lookup = %q, want it %s (FerretDB's unique index, rebuilt)", plan, want)
+	}
+	var def string
+	if err := db.QueryRow(`SELECT sql FROM sqlite_master WHERE name = ?`, table+"__id_").Scan(&def); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(def, "CREATE UNIQUE INDEX") {
+		t.Errorf("rebuilt _id index = %q, want it unique", def)
+	}
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "k1"}}); !mongo.IsDuplicateKeyError(err) {
+		t.Errorf("insert of an existing _id = %v, want a duplicate key error", err)
 	}
 	var got struct {
 		ID string `bson:"_id"`
@@ -89,5 +100,72 @@ func TestIDIndexerForgetsDroppedDatabases(t *testing.T) {
 	}
 	if err := s.server.ids.ensure(ctx); err != nil {
 		t.Errorf("ensure after the database was recreated: %v", err)
+	}
+}
+
+// TestIDIndexerDropsTheOldExtraIndex: data directories written by earlier
+// versions carry a second _id index that only slows inserts down.
+func TestIDIndexerDropsTheOldExtraIndex(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, Options{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	coll := s.Database("old").Collection("docs")
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.server.ids.ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// What an earlier version left: FerretDB's own index and the extra one.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "old.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table string
+	if err := db.QueryRow(`SELECT table_name FROM _ferretdb_collections WHERE name = 'docs'`).Scan(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		fmt.Sprintf(`DROP INDEX %q`, table+"__id_"),
+		fmt.Sprintf(`CREATE UNIQUE INDEX %q ON %q (_ferretdb_sjson->"_id")`, table+"__id_", table),
+		fmt.Sprintf(`CREATE INDEX %q ON %q (%s)`, table+"_crawlcache_id", table, idIndexExpr),
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(q, err)
+		}
+	}
+	db.Close()
+
+	s, err = Open(ctx, Options{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	db, err = sql.Open("sqlite", "file:"+filepath.Join(dir, "old.sqlite")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?`, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[string]string{}
+	for rows.Next() {
+		var name, def string
+		if err := rows.Scan(&name, &def); err != nil {
+			t.Fatal(err)
+		}
+		got[name] = def
+	}
+	if len(got) != 1 || !strings.Contains(got[table+"__id_"], idIndexExpr) {
+		t.Errorf("indexes after a restart = %v, want only %s on %s", got, table+"__id_", idIndexExpr)
 	}
 }
