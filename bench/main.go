@@ -26,6 +26,7 @@ type config struct {
 	frontier    int
 	out         string
 	skipRSS     bool
+	cpuProfile  string
 }
 
 func main() {
@@ -43,6 +44,7 @@ func main() {
 	flag.IntVar(&cfg.frontier, "frontier", 100000, "URLs in the frontier of the memory scenario")
 	flag.StringVar(&cfg.out, "out", "docs/BENCH.md", "file the markdown table is written to")
 	flag.BoolVar(&cfg.skipRSS, "skip-rss", false, "skip the 100k-URL memory scenario (the slowest)")
+	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write CPU profiles of crawlcache's cold, warm and re-crawl scenarios to PREFIX.{cold,warm,recrawl}.prof")
 	flag.Parse()
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 

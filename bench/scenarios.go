@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -72,7 +73,8 @@ func crawlcacheCrawl(ctx context.Context, s *store.Store, client *mongo.Client, 
 		Seeds: []string{spec.Seed}, Robots: true,
 		Parallelism: spec.Parallelism,
 		CacheDB:     client.Database(cache.DefaultDatabase), CachePolicy: spec.Policy, SupportsTTL: s.Capabilities().TTLIndexes,
-		Frontier: fr, Resume: spec.Resume, Reclaim: spec.Reclaim,
+		FilterPushdown: s.Capabilities().FilterPushdown,
+		Frontier:       fr, Resume: spec.Resume, Reclaim: spec.Reclaim,
 		Logger: quiet,
 	})
 	return p, time.Since(start), err
@@ -100,6 +102,23 @@ func collyCrawl(seed string, parallelism int, cacheDir string) (int64, time.Dura
 	}
 	c.Wait()
 	return pages.Load(), time.Since(start), nil
+}
+
+// profile starts a CPU profile of one crawlcache scenario when -cpuprofile
+// is set, written to <prefix>.<name>.prof; stop ends it.
+func profile(cfg config, name string) (stop func(), err error) {
+	if cfg.cpuProfile == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(cfg.cpuProfile + "." + name + ".prof")
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func rate(pages int64, d time.Duration) float64 { return float64(pages) / d.Seconds() }
@@ -137,20 +156,33 @@ func crawlScenarios(ctx context.Context, cfg config) ([]row, error) {
 	fresh := cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireNever}}
 
 	site.ResetCounts()
+	stop, err := profile(cfg, "cold")
+	if err != nil {
+		return nil, err
+	}
 	cold, coldDur, err := crawlcacheCrawl(ctx, s, nil, crawlSpec{RunID: "cold", Seed: seed, Parallelism: cfg.parallelism, Policy: fresh})
 	if err != nil {
 		return nil, fmt.Errorf("crawlcache cold crawl: %w", err)
 	}
 	coldCounts := site.Counts()
+	stop()
 
+	if stop, err = profile(cfg, "warm"); err != nil {
+		return nil, err
+	}
 	warm, warmDur, err := crawlcacheCrawl(ctx, s, nil, crawlSpec{RunID: "warm", Seed: seed, Parallelism: cfg.parallelism, Policy: fresh})
+	stop()
 	if err != nil {
 		return nil, fmt.Errorf("crawlcache warm replay: %w", err)
 	}
 
 	site.ResetCounts()
 	revalidate := cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireAfter, After: 0}}
+	if stop, err = profile(cfg, "recrawl"); err != nil {
+		return nil, err
+	}
 	re, reDur, err := crawlcacheCrawl(ctx, s, nil, crawlSpec{RunID: "recrawl", Seed: seed, Parallelism: cfg.parallelism, Policy: revalidate})
+	stop()
 	if err != nil {
 		return nil, fmt.Errorf("crawlcache re-crawl: %w", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"crawlcache/store"
 )
 
 // storeTimeout bounds one store operation, so a hung server degrades to the
@@ -35,20 +37,14 @@ type collections struct {
 
 var replaceUpsert = options.Replace().SetUpsert(true)
 
-// ensureIndexes creates the plain indexes inspection commands use. It is
-// idempotent: creating an existing index with the same spec is a no-op.
-func (c *collections) ensureIndexes(ctx context.Context) error {
-	if _, err := c.responses.Indexes().CreateOne(ctx, mongo.IndexModel{
-		Keys:    bson.D{{Key: "url", Value: 1}},
-		Options: options.Index().SetName("url"),
-	}); err != nil {
-		return fmt.Errorf("create index url on %s: %w", c.responses.Name(), err)
-	}
-	if _, err := c.redirects.Indexes().CreateOne(ctx, mongo.IndexModel{
-		Keys:    bson.D{{Key: "url", Value: 1}},
-		Options: options.Index().SetName("url"),
-	}); err != nil {
-		return fmt.Errorf("create index url on %s: %w", c.redirects.Name(), err)
+// ensureIndexes creates the url indexes inspection commands use when the
+// server can use them (pushdown), and drops them when it cannot: then they
+// only slow every insert down. It is idempotent.
+func (c *collections) ensureIndexes(ctx context.Context, pushdown bool) error {
+	for _, coll := range []*mongo.Collection{c.responses, c.redirects} {
+		if err := store.EnsureIndex(ctx, coll, "url", bson.D{{Key: "url", Value: 1}}, pushdown); err != nil {
+			return err
+		}
 	}
 	return nil
 }

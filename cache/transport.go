@@ -70,6 +70,12 @@ type Options struct {
 	// sets validated_at and expires on the response document, for the TTL
 	// index.
 	SupportsTTL bool
+	// FilterPushdown is store.Capabilities().FilterPushdown: the url
+	// indexes inspection commands use are created only when the server can
+	// use them. The embedded server scans for any filter but _id, so there
+	// an index would only cost a parse of the stored JSON on every insert
+	// (and is dropped if an earlier version created it).
+	FilterPushdown bool
 	// MaxBodySize is the largest body stored. Larger bodies stream to the
 	// caller uncached and are counted in Stats.TooLarge. If 0,
 	// DefaultMaxBodySize.
@@ -176,7 +182,7 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Transport, err
 		variants:      name(opts.Variants, VariantsCollection),
 		supportsTTL:   opts.SupportsTTL,
 	}
-	if err := t.coll.ensureIndexes(ctx); err != nil {
+	if err := t.coll.ensureIndexes(ctx, opts.FilterPushdown); err != nil {
 		return nil, err
 	}
 	return t, nil

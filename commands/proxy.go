@@ -89,7 +89,7 @@ func runProxy(c *cli.Context) error {
 	}
 	return withStore(c, func(ctx context.Context, s *store.Store) error {
 		db := s.Database(c.String("db"))
-		t, err := cache.New(ctx, db, cache.Options{Policy: pol, SupportsTTL: s.Capabilities().TTLIndexes})
+		t, err := cache.New(ctx, db, cache.Options{Policy: pol, SupportsTTL: s.Capabilities().TTLIndexes, FilterPushdown: s.Capabilities().FilterPushdown})
 		if err != nil {
 			return err
 		}

@@ -105,11 +105,12 @@ type Options struct {
 	RetryMax     int
 	RetryBackoff time.Duration
 
-	// CacheDB holds the HTTP cache; CachePolicy and SupportsTTL configure
-	// it (see cache.Options).
-	CacheDB     *mongo.Database
-	CachePolicy cache.Policy
-	SupportsTTL bool
+	// CacheDB holds the HTTP cache; CachePolicy, SupportsTTL and
+	// FilterPushdown configure it (see cache.Options).
+	CacheDB        *mongo.Database
+	CachePolicy    cache.Policy
+	SupportsTTL    bool
+	FilterPushdown bool
 
 	// Frontier holds the run's URLs. Resume continues an existing run: the
 	// seeds are not added, and the frontier is reloaded from the store.
@@ -321,7 +322,7 @@ func (c *crawl) run(ctx context.Context) (Progress, error) {
 	}
 	ct, err := cache.New(ctx, c.opts.CacheDB, cache.Options{
 		Upstream: c.polite, Policy: c.opts.CachePolicy, Now: c.opts.Now, Logger: c.log,
-		SupportsTTL: c.opts.SupportsTTL, MaxBodySize: c.maxBody,
+		SupportsTTL: c.opts.SupportsTTL, FilterPushdown: c.opts.FilterPushdown, MaxBodySize: c.maxBody,
 	})
 	if err != nil {
 		return Progress{}, fmt.Errorf("open http cache in store: %w", err)

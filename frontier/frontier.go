@@ -40,6 +40,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"crawlcache/store"
 )
 
 // Collection names inside the database passed to New.
@@ -198,7 +200,8 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Frontier, erro
 		f.scanInterval = 5 * time.Second
 	}
 	// One index per createIndexes: FerretDB v1.24 drops the connection when
-	// one command names two or more indexes that already exist.
+	// one command names two or more indexes that already exist. Only where
+	// the server uses them (see store.EnsureIndex).
 	for _, ix := range []struct {
 		coll *mongo.Collection
 		name string
@@ -208,9 +211,8 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Frontier, erro
 		{f.log, "run_state_lease", bson.D{{Key: "run_id", Value: 1}, {Key: "state", Value: 1}, {Key: "lease_until", Value: 1}}},
 		{f.log, "entry_seq", bson.D{{Key: "entry", Value: 1}, {Key: "seq", Value: -1}}},
 	} {
-		_, err := ix.coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: ix.keys, Options: options.Index().SetName(ix.name)})
-		if err != nil {
-			return nil, fmt.Errorf("create index %s on %s: %w", ix.name, ix.coll.Name(), err)
+		if err := store.EnsureIndex(ctx, ix.coll, ix.name, ix.keys, f.pushdown); err != nil {
+			return nil, err
 		}
 	}
 	// Create the small collections up front, so that the first inserts of

@@ -464,7 +464,8 @@ func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, mode s
 		PerHost: job.Rate.PerHost, Burst: job.Rate.Burst, Parallelism: job.Rate.Parallelism,
 		RetryMax: job.Retry.Max, RetryBackoff: job.Retry.Backoff,
 		CacheDB: r.Store.Database(cache.DefaultDatabase), CachePolicy: job.Cache, SupportsTTL: r.Store.Capabilities().TTLIndexes,
-		Frontier: front, Resume: resume, Reclaim: reclaim, HostLeases: hasOption(run, OptionHostLeases),
+		FilterPushdown: r.Store.Capabilities().FilterPushdown,
+		Frontier:       front, Resume: resume, Reclaim: reclaim, HostLeases: hasOption(run, OptionHostLeases),
 		Pipeline: pipe, Progress: rep.update,
 		Now: r.Now, Logger: log, Upstream: r.Upstream, ShutdownGrace: r.ShutdownGrace, LeaseRenew: r.FrontierLease / 4,
 	})

@@ -1,0 +1,33 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// EnsureIndex creates the secondary index name on keys in coll when the
+// server pushes filters down (Capabilities.FilterPushdown), and drops it
+// when it does not: the embedded server scans for every filter but _id, so
+// there an index is never used and only costs a parse of the stored JSON
+// on every insert (for a 44 KB page, about as much as the insert itself
+// spends elsewhere in SQLite). Dropping also cleans data directories an
+// earlier version indexed. It is idempotent.
+func EnsureIndex(ctx context.Context, coll *mongo.Collection, name string, keys bson.D, pushdown bool) error {
+	if !pushdown {
+		err := coll.Indexes().DropOne(ctx, name)
+		var ce mongo.CommandError
+		if err != nil && !(errors.As(err, &ce) && (ce.Code == 27 || ce.Code == 26)) { // IndexNotFound, NamespaceNotFound
+			return fmt.Errorf("drop unused index %s on %s: %w", name, coll.Name(), err)
+		}
+		return nil
+	}
+	if _, err := coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: keys, Options: options.Index().SetName(name)}); err != nil {
+		return fmt.Errorf("create index %s on %s: %w", name, coll.Name(), err)
+	}
+	return nil
+}
