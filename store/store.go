@@ -139,6 +139,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		srv.Close()
 		return nil, err
 	}
+	registerDirect(client, srv.dir) // DirectFor(client) reads srv's files
 	return &Store{Client: client, URI: srv.URI(), Embedded: true, DataDir: dir, caps: probe(ctx, client), server: srv}, nil
 }
 
@@ -159,6 +160,7 @@ func (s *Store) Describe() string {
 // Close disconnects and, if this process owns the embedded server, stops it
 // and releases the data directory.
 func (s *Store) Close(ctx context.Context) error {
+	unregisterDirect(s.Client)
 	err := s.Client.Disconnect(ctx)
 	if s.server != nil {
 		s.server.Close()
