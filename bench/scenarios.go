@@ -10,10 +10,12 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gocolly/colly/v2"
@@ -104,8 +106,9 @@ func collyCrawl(seed string, parallelism int, cacheDir string) (int64, time.Dura
 	return pages.Load(), time.Since(start), nil
 }
 
-// profile starts a CPU profile of one crawlcache scenario when -cpuprofile
-// is set, written to <prefix>.<name>.prof; stop ends it.
+// profile starts CPU, block and mutex profiles of one scenario when
+// -cpuprofile is set, written to <prefix>.<name>[.block|.mutex].prof;
+// stop ends them and prints the scenario's wall and CPU time.
 func profile(cfg config, name string) (stop func(), err error) {
 	if cfg.cpuProfile == "" {
 		return func() {}, nil
@@ -118,7 +121,27 @@ func profile(cfg config, name string) (stop func(), err error) {
 		f.Close()
 		return nil, err
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	runtime.SetBlockProfileRate(100000)
+	runtime.SetMutexProfileFraction(2)
+	var ru0 syscall.Rusage
+	syscall.Getrusage(0, &ru0)
+	t0 := time.Now()
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		var ru1 syscall.Rusage
+		syscall.Getrusage(0, &ru1)
+		cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+		fmt.Fprintf(os.Stderr, "%s: wall %v cpu %v (%.0f%%)\n", name, time.Since(t0), cpu, 100*cpu.Seconds()/time.Since(t0).Seconds())
+		for _, p := range []string{"block", "mutex"} {
+			if bf, err := os.Create(cfg.cpuProfile + "." + name + "." + p + ".prof"); err == nil {
+				_ = pprof.Lookup(p).WriteTo(bf, 0)
+				bf.Close()
+			}
+		}
+		runtime.SetBlockProfileRate(0)
+		runtime.SetMutexProfileFraction(0)
+	}, nil
 }
 
 func rate(pages int64, d time.Duration) float64 { return float64(pages) / d.Seconds() }
@@ -130,7 +153,9 @@ func crawlScenarios(ctx context.Context, cfg config) ([]row, error) {
 	seed := srv.URL + "/"
 
 	// Plain colly, no cache.
+	stopc, _ := profile(cfg, "colly")
 	cPages, cDur, err := collyCrawl(seed, cfg.parallelism, "")
+	stopc()
 	if err != nil {
 		return nil, fmt.Errorf("colly cold crawl: %w", err)
 	}
@@ -143,7 +168,9 @@ func crawlScenarios(ctx context.Context, cfg config) ([]row, error) {
 	if _, _, err := collyCrawl(seed, cfg.parallelism, cacheDir); err != nil {
 		return nil, fmt.Errorf("colly cache fill: %w", err)
 	}
+	stopc, _ = profile(cfg, "collywarm")
 	wPages, wDur, err := collyCrawl(seed, cfg.parallelism, cacheDir)
+	stopc()
 	if err != nil {
 		return nil, fmt.Errorf("colly warm crawl: %w", err)
 	}
@@ -172,6 +199,7 @@ func crawlScenarios(ctx context.Context, cfg config) ([]row, error) {
 	}
 	warm, warmDur, err := crawlcacheCrawl(ctx, s, nil, crawlSpec{RunID: "warm", Seed: seed, Parallelism: cfg.parallelism, Policy: fresh})
 	stop()
+
 	if err != nil {
 		return nil, fmt.Errorf("crawlcache warm replay: %w", err)
 	}

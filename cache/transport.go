@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"crawlcache/store"
 )
 
 // HeaderServed is set on every response from a Transport to how it was
@@ -181,6 +183,7 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Transport, err
 		revalidations: name(opts.Revalidations, RevalidationsCollection),
 		variants:      name(opts.Variants, VariantsCollection),
 		supportsTTL:   opts.SupportsTTL,
+		direct:        store.DirectFor(db.Client()),
 	}
 	if err := t.coll.ensureIndexes(ctx, opts.FilterPushdown); err != nil {
 		return nil, err

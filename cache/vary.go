@@ -93,7 +93,7 @@ func (t *Transport) updateVariants(c *call, key string, names []string, now time
 	if !c.looked { // a forced refresh, or the lookup failed: find out
 		var found Variants
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
-		ok, bad, err := findByID(fctx, t.coll.variants, c.primary, &found)
+		ok, bad, err := t.coll.findByID(fctx, t.coll.variants, c.primary, &found)
 		cancel()
 		if err != nil {
 			t.storeError(fmt.Errorf("find variants %s: %w", c.primary, err))
@@ -182,7 +182,7 @@ func (c *collections) dropVariants(ctx context.Context, primary, keep string) er
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	var v Variants
-	found, bad, err := findByID(ctx, c.variants, primary, &v)
+	found, bad, err := c.findByID(ctx, c.variants, primary, &v)
 	if err != nil {
 		return fmt.Errorf("find variants %s: %w", primary, err)
 	}

@@ -35,7 +35,20 @@ type pageState struct {
 	links []string
 }
 
-// fetcher runs Parallelism goroutines that fetch claimed entries through
+// fetcherFactor × Parallelism goroutines fetch pages, while the
+// politeness transport lets at most Parallelism requests reach the network
+// at once: a goroutine whose response is being stored, parsed or
+// acknowledged in the store does not hold a network slot, so the origin
+// sees the same concurrency and the store's latency no longer idles the
+// network. Measured with make bench (300 pages, 20 ms latency, parallelism
+// 8): a cold crawl ran at 0.6× plain colly with one goroutine per slot.
+const fetcherFactor = 2
+
+// claimFactor × Parallelism entries at most are claimed and not yet
+// fetched, so every fetch goroutine finds work queued.
+const claimFactor = 3
+
+// fetcher runs fetcherFactor×Parallelism goroutines that fetch claimed entries through
 // one shared collector.
 type fetcher struct {
 	c    *crawl
@@ -45,7 +58,7 @@ type fetcher struct {
 }
 
 func newFetcher(c *crawl) *fetcher {
-	f := &fetcher{c: c, work: make(chan frontier.Entry, 2*c.opts.Parallelism)}
+	f := &fetcher{c: c, work: make(chan frontier.Entry, claimFactor*c.opts.Parallelism)}
 	// colly reads at most MaxBodySize bytes and silently truncates; one
 	// byte more than the limit tells a too-large body from a whole one.
 	bodyLimit := int(min(c.maxBody+1, math.MaxInt32))
@@ -82,7 +95,7 @@ func newFetcher(c *crawl) *fetcher {
 			}
 		})
 	}
-	for range c.opts.Parallelism {
+	for range fetcherFactor * c.opts.Parallelism {
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()

@@ -26,7 +26,7 @@ const maxStoreErrors = 3
 // the fetch stage; pages waiting in the pipeline do not count, the pipeline
 // applies its own backpressure through its channel.
 func (c *crawl) claimLoop() error {
-	capacity := 2 * c.opts.Parallelism
+	capacity := claimFactor * c.opts.Parallelism
 	storeErrs := 0
 	storeErr := func(op string, err error) bool {
 		if c.runCtx.Err() != nil {

@@ -215,14 +215,11 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Frontier, erro
 			return nil, err
 		}
 	}
-	// Create the small collections up front, so that the first inserts of
-	// concurrent workers do not also race to create them.
-	for _, name := range []string{HostLeasesCollection, HostTokensCollection, WorkersCollection} {
-		err := db.CreateCollection(ctx, name)
-		var ce mongo.CommandError
-		if err != nil && !(errors.As(err, &ce) && ce.Code == 48) { // NamespaceExists
-			return nil, fmt.Errorf("create collection %s: %w", name, err)
-		}
+	// Create the collections up front, so that the first inserts of
+	// concurrent workers do not also race to create them, and _id lookups
+	// are indexed from the start.
+	if err := store.EnsureCollections(ctx, db, EntriesCollection, LogCollection, HostLeasesCollection, HostTokensCollection, WorkersCollection); err != nil {
+		return nil, err
 	}
 	return f, nil
 }

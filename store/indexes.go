@@ -31,3 +31,21 @@ func EnsureIndex(ctx context.Context, coll *mongo.Collection, name string, keys 
 	}
 	return nil
 }
+
+// EnsureCollections creates the named collections of db that do not exist
+// yet (concurrent callers may race: an existing one is not an error) and,
+// on an in-process embedded server, indexes their _id at once (IndexIDs):
+// lookups in them are fast from the first request.
+func EnsureCollections(ctx context.Context, db *mongo.Database, names ...string) error {
+	for _, name := range names {
+		err := db.CreateCollection(ctx, name)
+		var ce mongo.CommandError
+		if err != nil && !(errors.As(err, &ce) && ce.Code == 48) { // NamespaceExists
+			return fmt.Errorf("create collection %s.%s: %w", db.Name(), name, err)
+		}
+	}
+	if err := IndexIDs(ctx, db.Client()); err != nil {
+		return fmt.Errorf("index _id of the collections of %s: %w", db.Name(), err)
+	}
+	return nil
+}

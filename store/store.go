@@ -140,6 +140,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	registerDirect(client, srv.dir) // DirectFor(client) reads srv's files
+	indexers.Store(client, srv.ids) // IndexIDs(client) indexes srv's tables
 	return &Store{Client: client, URI: srv.URI(), Embedded: true, DataDir: dir, caps: probe(ctx, client), server: srv}, nil
 }
 
@@ -161,6 +162,7 @@ func (s *Store) Describe() string {
 // and releases the data directory.
 func (s *Store) Close(ctx context.Context) error {
 	unregisterDirect(s.Client)
+	indexers.Delete(s.Client)
 	err := s.Client.Disconnect(ctx)
 	if s.server != nil {
 		s.server.Close()
