@@ -114,21 +114,11 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	// WAL with synchronous=NORMAL: a commit is durable against a crash of
-	// the process (kill -9), and fsyncs happen at checkpoints instead of on
-	// every write, which made every insert wait for the disk (a cold crawl
-	// ran 2× slower). A power cut may lose the last commits; the database
-	// stays consistent. CRAWLCACHE_SQLITE_SYNC=full restores fsync per
-	// commit.
-	syncMode := "normal"
-	if v := os.Getenv("CRAWLCACHE_SQLITE_SYNC"); v == "full" || v == "extra" {
-		syncMode = v
-	}
 	newServerMu.Lock() // ferretdb.New writes package globals
 	fdb, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: listen},
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + abs + "/?_pragma=synchronous(" + syncMode + ")",
+		SQLiteURL: "file:" + abs + "/?_pragma=synchronous(" + sqliteSyncMode() + ")",
 		Logger:    slog.New(levelHandler{min: slog.LevelError, Handler: logger.Handler()}),
 	})
 	newServerMu.Unlock()
@@ -238,4 +228,17 @@ func (h levelHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h levelHandler) WithGroup(name string) slog.Handler {
 	return levelHandler{h.min, h.Handler.WithGroup(name)}
+}
+
+// sqliteSyncMode is the embedded server's synchronous setting. WAL with
+// synchronous=NORMAL: a commit is durable against a crash of the process
+// (kill -9), and fsyncs happen at checkpoints instead of on every write,
+// which made every insert wait for the disk (a cold crawl ran 2× slower).
+// A power cut may lose the last commits; the database stays consistent.
+// CRAWLCACHE_SQLITE_SYNC=full restores fsync per commit.
+func sqliteSyncMode() string {
+	if v := os.Getenv("CRAWLCACHE_SQLITE_SYNC"); v == "full" || v == "extra" {
+		return v
+	}
+	return "normal"
 }

@@ -1,0 +1,307 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// An insert through the embedded server spends as much time in FerretDB
+// (the wire, BSON to its types, its JSON encoder) as in SQLite, and runs
+// its SQL under SQLite's single write lock, where a waiting writer sleeps
+// in SQLite's busy handler rather than waking when the lock is free. When
+// the server runs in this process, Direct also writes the hot documents
+// (cached responses, frontier entries and log) into the same tables
+// itself: the document is encoded in FerretDB's format by the caller's
+// goroutine (sjsonenc.go), and only the SQL runs under the lock, queued in
+// Go on one connection per database file. FerretDB reads these rows like
+// its own; it keeps no state about a collection's rows that such a write
+// would make stale.
+
+// ErrDirectUnsupported is returned (wrapped) by Direct's writes when they
+// cannot write a document themselves: its collection does not exist yet
+// (the server creates it), it has a value the encoder does not handle, a
+// non-string _id, or it is over 16 MiB. The caller writes through the
+// server, which creates, stores or refuses it with MongoDB's own error.
+var ErrDirectUnsupported = errors.New("not written directly")
+
+// maxDirectDoc is the largest document written directly: MongoDB's limit.
+const maxDirectDoc = 16 << 20
+
+// directWriters are the write handles of one Direct, by database name.
+type directWriters struct {
+	mu     sync.Mutex
+	dbs    map[string]*writeDB
+	closed bool
+}
+
+// writers maps every Direct to its write handles.
+var writers sync.Map // *Direct → *directWriters
+
+func (d *Direct) writers() *directWriters {
+	if w, ok := writers.Load(d); ok {
+		return w.(*directWriters)
+	}
+	w, _ := writers.LoadOrStore(d, &directWriters{dbs: map[string]*writeDB{}})
+	return w.(*directWriters)
+}
+
+// closeWriters closes d's write handles.
+func (d *Direct) closeWriters() {
+	if w, ok := writers.LoadAndDelete(d); ok {
+		dw := w.(*directWriters)
+		dw.mu.Lock()
+		defer dw.mu.Unlock()
+		dw.closed = true
+		for name, wdb := range dw.dbs {
+			_ = wdb.db.Close()
+			delete(dw.dbs, name)
+		}
+	}
+}
+
+// writeDB is the write handle of one database file: one connection, so
+// this process's writers queue in Go.
+type writeDB struct {
+	file string
+	info os.FileInfo
+	db   *sql.DB
+
+	mu     sync.Mutex
+	tables map[string]string // collection → table
+}
+
+// writeDB returns the write handle of database name, or
+// ErrDirectUnsupported when its file does not exist yet.
+func (d *Direct) writeDB(name string) (*writeDB, error) {
+	if name == "" || strings.ContainsAny(name, "/\\\x00") || name == "." || name == ".." {
+		return nil, fmt.Errorf("%w: database name %q", ErrDirectUnsupported, name)
+	}
+	w := d.writers()
+	file := filepath.Join(d.dir, name+".sqlite")
+	info, err := os.Stat(file)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, fmt.Errorf("%w: database %s does not exist yet", ErrDirectUnsupported, name)
+		}
+		return nil, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil, errDirectClosed
+	}
+	if cur := w.dbs[name]; cur != nil {
+		if os.SameFile(cur.info, info) {
+			return cur, nil
+		}
+		_ = cur.db.Close() // dropped and created again
+		delete(w.dbs, name)
+	}
+	// The server's own settings (server.go), and BEGIN IMMEDIATE: a
+	// transaction takes the write lock before it reads anything.
+	u := "file:" + (&url.URL{Path: file}).EscapedPath() +
+		"?_pragma=busy_timeout(10000)&_pragma=synchronous(" + sqliteSyncMode() + ")&_txlock=immediate"
+	db, err := sql.Open("sqlite", u)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", file, err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	wdb := &writeDB{file: file, info: info, db: db, tables: map[string]string{}}
+	w.dbs[name] = wdb
+	return wdb, nil
+}
+
+// table returns coll's table, reading FerretDB's list when coll is not
+// known or refresh is set; ErrDirectUnsupported when coll does not exist or
+// is capped (its table has another layout).
+func (w *writeDB) table(ctx context.Context, coll string, refresh bool) (string, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if t, ok := w.tables[coll]; ok && !refresh {
+		return t, nil
+	}
+	names, err := collectionTableNames(ctx, w.db)
+	if err != nil {
+		return "", fmt.Errorf("list collections in %s: %w", w.file, err)
+	}
+	t, ok := names[coll]
+	if !ok {
+		delete(w.tables, coll)
+		return "", fmt.Errorf("%w: collection %s does not exist yet", ErrDirectUnsupported, coll)
+	}
+	var capped int
+	q := `SELECT count(*) FROM pragma_table_info(?) WHERE name = '_ferretdb_record_id'`
+	if err := w.db.QueryRowContext(ctx, q, t).Scan(&capped); err != nil {
+		return "", fmt.Errorf("read the columns of %s in %s: %w", t, w.file, err)
+	}
+	if capped > 0 {
+		return "", fmt.Errorf("%w: collection %s is capped", ErrDirectUnsupported, coll)
+	}
+	w.tables[coll] = t
+	return t, nil
+}
+
+// encoded is one document ready to write.
+type encoded struct {
+	id   string // the JSON of its _id, as FerretDB compares it
+	text string // its sjson
+}
+
+func encodeForWrite(doc bson.Raw) (encoded, error) {
+	if len(doc) > maxDirectDoc {
+		return encoded{}, fmt.Errorf("%w: document of %d bytes", ErrDirectUnsupported, len(doc))
+	}
+	id, err := doc.LookupErr("_id")
+	if err != nil || id.Type != bson.TypeString {
+		return encoded{}, fmt.Errorf("%w: no string _id", ErrDirectUnsupported)
+	}
+	text, err := encodeSJSON(doc)
+	if err != nil {
+		return encoded{}, fmt.Errorf("%w: %v", ErrDirectUnsupported, err)
+	}
+	return encoded{id: string(appendJSONString(nil, id.StringValue(), true)), text: string(text)}, nil
+}
+
+// isUnique reports a violation of the unique _id index.
+func isUnique(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+}
+
+// write runs f in one write transaction on coll's table, retrying once
+// with a fresh collection list when the table is gone (dropped meanwhile).
+func (d *Direct) write(ctx context.Context, db, coll string, f func(tx *sql.Tx, table string) error) error {
+	wdb, err := d.writeDB(db)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		table, err := wdb.table(ctx, coll, attempt > 0)
+		if err != nil {
+			return err
+		}
+		err = func() error {
+			tx, err := wdb.db.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			if err := f(tx, table); err != nil {
+				return err
+			}
+			return tx.Commit()
+		}()
+		if err != nil && attempt == 0 && strings.Contains(err.Error(), "no such table") {
+			continue
+		}
+		return err
+	}
+}
+
+// InsertMany inserts docs into coll of db in one transaction, like an
+// unordered insertMany: a document whose _id exists is skipped and its
+// index listed in dups; the others are stored. It returns an error
+// wrapping ErrDirectUnsupported, before writing anything, when any
+// document cannot be written directly.
+func (d *Direct) InsertMany(ctx context.Context, db, coll string, docs []bson.Raw) (dups []int, err error) {
+	enc := make([]encoded, len(docs))
+	for i, doc := range docs {
+		if enc[i], err = encodeForWrite(doc); err != nil {
+			return nil, err
+		}
+	}
+	err = d.write(ctx, db, coll, func(tx *sql.Tx, table string) error {
+		dups = dups[:0]
+		q := `INSERT INTO ` + quoteIdent(table) + ` (_ferretdb_sjson) VALUES (?)`
+		for i, e := range enc {
+			if _, err := tx.ExecContext(ctx, q, e.text); err != nil {
+				if isUnique(err) {
+					dups = append(dups, i)
+					continue
+				}
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("insert into %s.%s: %w", db, coll, err)
+	}
+	return dups, nil
+}
+
+// InsertOne inserts doc into coll of db. A document with the same _id
+// makes it return a duplicate-key error (mongo.IsDuplicateKeyError).
+func (d *Direct) InsertOne(ctx context.Context, db, coll string, doc bson.Raw) error {
+	dups, err := d.InsertMany(ctx, db, coll, []bson.Raw{doc})
+	if err != nil {
+		return err
+	}
+	if len(dups) > 0 {
+		return duplicateKey(db, coll, doc)
+	}
+	return nil
+}
+
+func duplicateKey(db, coll string, doc bson.Raw) error {
+	id, _ := doc.LookupErr("_id")
+	return mongo.WriteException{WriteErrors: []mongo.WriteError{{
+		Code:    11000,
+		Message: fmt.Sprintf("E11000 duplicate key error collection: %s.%s index: _id_ dup key: { _id: %s }", db, coll, id),
+	}}}
+}
+
+// Upsert replaces the document with doc's _id in coll of db, or inserts
+// doc when there is none (replaceOne with upsert).
+func (d *Direct) Upsert(ctx context.Context, db, coll string, doc bson.Raw) error {
+	e, err := encodeForWrite(doc)
+	if err != nil {
+		return err
+	}
+	err = d.write(ctx, db, coll, func(tx *sql.Tx, table string) error {
+		t := quoteIdent(table)
+		res, err := tx.ExecContext(ctx, `UPDATE `+t+` SET _ferretdb_sjson = ?1 WHERE `+idIndexExpr+` = ?2`, e.text, e.id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n > 0 {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO `+t+` (_ferretdb_sjson) VALUES (?)`, e.text)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("replace in %s.%s: %w", db, coll, err)
+	}
+	return nil
+}
+
+// DeleteOne deletes the document with string _id id from coll of db, if
+// there is one.
+func (d *Direct) DeleteOne(ctx context.Context, db, coll, id string) error {
+	key := string(appendJSONString(nil, id, true))
+	err := d.write(ctx, db, coll, func(tx *sql.Tx, table string) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM `+quoteIdent(table)+` WHERE `+idIndexExpr+` = ?`, key)
+		return err
+	})
+	if errors.Is(err, ErrDirectUnsupported) {
+		return nil // no such collection: nothing to delete
+	}
+	if err != nil {
+		return fmt.Errorf("delete from %s.%s: %w", db, coll, err)
+	}
+	return nil
+}
