@@ -242,7 +242,8 @@ func (d *sjsonDecoder) str() (string, error) {
 }
 
 // appendStr reads a JSON string and appends its content to dst, unescaped
-// as encoding/json does.
+// as encoding/json does. HTML pages dominate: runs of plain ASCII between
+// \u003c-style escapes.
 func (d *sjsonDecoder) appendStr(dst []byte) ([]byte, error) {
 	if d.peek() != '"' {
 		return dst, d.errorf("want a string")
@@ -251,6 +252,15 @@ func (d *sjsonDecoder) appendStr(dst []byte) ([]byte, error) {
 	i := d.i + 1
 	for i < len(s) {
 		c := s[i]
+		if plainASCII[c] {
+			j := i + 1
+			for j < len(s) && plainASCII[s[j]] {
+				j++
+			}
+			dst = append(dst, s[i:j]...)
+			i = j
+			continue
+		}
 		switch {
 		case c == '"':
 			d.i = i + 1
@@ -280,6 +290,10 @@ func (d *sjsonDecoder) appendStr(dst []byte) ([]byte, error) {
 					return dst, d.errorf("invalid \\u escape")
 				}
 				i += 6
+				if r < utf8.RuneSelf {
+					dst = append(dst, byte(r))
+					continue
+				}
 				if utf16.IsSurrogate(r) {
 					if r2 := u4(s, i); r2 >= 0 {
 						if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
@@ -290,11 +304,7 @@ func (d *sjsonDecoder) appendStr(dst []byte) ([]byte, error) {
 					}
 					r = utf8.RuneError
 				}
-				if r < utf8.RuneSelf {
-					dst = append(dst, byte(r))
-				} else {
-					dst = utf8.AppendRune(dst, r)
-				}
+				dst = utf8.AppendRune(dst, r)
 				continue
 			default:
 				d.i = i
@@ -304,17 +314,6 @@ func (d *sjsonDecoder) appendStr(dst []byte) ([]byte, error) {
 		case c < ' ':
 			d.i = i
 			return dst, d.errorf("control character in string")
-		case c < utf8.RuneSelf:
-			j := i + 1
-			for j < len(s) {
-				c := s[j]
-				if c == '"' || c == '\\' || c < ' ' || c >= utf8.RuneSelf {
-					break
-				}
-				j++
-			}
-			dst = append(dst, s[i:j]...)
-			i = j
 		default:
 			r, size := utf8.DecodeRuneInString(s[i:])
 			if r == utf8.RuneError && size == 1 {
@@ -329,26 +328,40 @@ func (d *sjsonDecoder) appendStr(dst []byte) ([]byte, error) {
 	return dst, d.errorf("unterminated string")
 }
 
+// plainASCII marks the bytes a JSON string holds as they are: printable
+// ASCII but the quote and the backslash.
+var plainASCII = func() (t [256]bool) {
+	for c := ' '; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// hexValue maps a hex digit to its value, anything else to 0xff.
+var hexValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c-'a') + 10
+		t[c-'a'+'A'] = byte(c-'a') + 10
+	}
+	return t
+}()
+
 // hex4 parses the four hex digits at s[i:], or returns -1.
 func hex4(s string, i int) rune {
 	if i+4 > len(s) {
 		return -1
 	}
-	var r rune
-	for _, c := range []byte(s[i : i+4]) {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			c = c - 'A' + 10
-		default:
-			return -1
-		}
-		r = r*16 + rune(c)
+	a, b, c, d := hexValue[s[i]], hexValue[s[i+1]], hexValue[s[i+2]], hexValue[s[i+3]]
+	if (a|b|c|d)&0xf0 != 0 {
+		return -1
 	}
-	return r
+	return rune(a)<<12 | rune(b)<<8 | rune(c)<<4 | rune(d)
 }
 
 // u4 parses a \uXXXX escape at s[i:], or returns -1.
