@@ -33,9 +33,11 @@ type collections struct {
 	direct *store.Direct
 
 	// writeMu lets one response or revalidation write at a time reach the
-	// server. SQLite serializes writers anyway, and a writer that finds the
-	// database locked sleeps in SQLite's busy handler (1, 2, 5, 10... ms)
-	// instead of waking when the lock is free: waiting here is cheaper.
+	// server when it goes through the wire. SQLite serializes writers
+	// anyway, and a writer that finds the database locked sleeps in
+	// SQLite's busy handler (1, 2, 5, 10... ms) instead of waking when the
+	// lock is free: waiting here is cheaper. Direct writes queue on their
+	// own connection and encode outside any lock.
 	writeMu sync.Mutex
 }
 
@@ -142,6 +144,52 @@ func (c *collections) load(ctx context.Context, key string, withVariants bool) (
 	return out, nil
 }
 
+// insertOne inserts v into coll: through c.direct when it can, else
+// through the server (one writer at a time, see writeMu).
+func (c *collections) insertOne(ctx context.Context, coll *mongo.Collection, v any) error {
+	if c.direct != nil {
+		raw, err := bson.Marshal(v)
+		if err != nil {
+			return err
+		}
+		err = c.direct.InsertOne(ctx, coll.Database().Name(), coll.Name(), raw)
+		if !errors.Is(err, store.ErrDirectUnsupported) {
+			return err
+		}
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	_, err := coll.InsertOne(ctx, v)
+	return err
+}
+
+// upsert replaces the document with _id id in coll by v, or inserts v.
+func (c *collections) upsert(ctx context.Context, coll *mongo.Collection, id string, v any) error {
+	if c.direct != nil {
+		raw, err := bson.Marshal(v)
+		if err != nil {
+			return err
+		}
+		err = c.direct.Upsert(ctx, coll.Database().Name(), coll.Name(), raw)
+		if !errors.Is(err, store.ErrDirectUnsupported) {
+			return err
+		}
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	_, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, v, replaceUpsert)
+	return err
+}
+
+// deleteOne deletes the document with _id id from coll, if any.
+func (c *collections) deleteOne(ctx context.Context, coll *mongo.Collection, id string) error {
+	if c.direct != nil {
+		return c.direct.DeleteOne(ctx, coll.Database().Name(), coll.Name(), id)
+	}
+	_, err := coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
+	return err
+}
+
 // save replaces the response stored under doc.ID and drops its
 // revalidation (a 200 makes it obsolete). isNew says the lookup found no
 // document: it is inserted, which on the embedded server costs a fraction
@@ -152,10 +200,8 @@ func (c *collections) load(ctx context.Context, key string, withVariants bool) (
 func (c *collections) save(ctx context.Context, doc *Document, isNew, hadRev bool) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
 	if isNew {
-		_, err := c.responses.InsertOne(ctx, doc)
+		err := c.insertOne(ctx, c.responses, doc)
 		switch {
 		case err == nil:
 			return nil
@@ -163,11 +209,11 @@ func (c *collections) save(ctx context.Context, doc *Document, isNew, hadRev boo
 			return fmt.Errorf("store response %s: %w", doc.ID, err)
 		}
 	}
-	if _, err := c.responses.ReplaceOne(ctx, bson.D{{Key: "_id", Value: doc.ID}}, doc, replaceUpsert); err != nil {
+	if err := c.upsert(ctx, c.responses, doc.ID, doc); err != nil {
 		return fmt.Errorf("store response %s: %w", doc.ID, err)
 	}
 	if hadRev {
-		if _, err := c.revalidations.DeleteOne(ctx, bson.D{{Key: "_id", Value: doc.ID}}); err != nil {
+		if err := c.deleteOne(ctx, c.revalidations, doc.ID); err != nil {
 			return fmt.Errorf("delete revalidation %s: %w", doc.ID, err)
 		}
 	}
@@ -186,14 +232,12 @@ func (c *collections) save(ctx context.Context, doc *Document, isNew, hadRev boo
 func (c *collections) saveRevalidation(ctx context.Context, rev *Revalidation, isNew bool) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
 	var err error
 	if isNew {
-		_, err = c.revalidations.InsertOne(ctx, rev)
+		err = c.insertOne(ctx, c.revalidations, rev)
 	}
 	if !isNew || mongo.IsDuplicateKeyError(err) {
-		_, err = c.revalidations.ReplaceOne(ctx, bson.D{{Key: "_id", Value: rev.ID}}, rev, replaceUpsert)
+		err = c.upsert(ctx, c.revalidations, rev.ID, rev)
 	}
 	if err != nil {
 		return fmt.Errorf("store revalidation %s: %w", rev.ID, err)
@@ -231,7 +275,7 @@ func (c *collections) findRedirect(ctx context.Context, key string) (*Redirect, 
 func (c *collections) saveRedirect(ctx context.Context, r *Redirect) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	if _, err := c.redirects.ReplaceOne(ctx, bson.D{{Key: "_id", Value: r.ID}}, r, replaceUpsert); err != nil {
+	if err := c.upsert(ctx, c.redirects, r.ID, r); err != nil {
 		return fmt.Errorf("store redirect %s: %w", r.ID, err)
 	}
 	return nil
