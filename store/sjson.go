@@ -261,6 +261,14 @@ func (d *sjsonDecoder) appendStr(dst []byte) ([]byte, error) {
 			i = j
 			continue
 		}
+		if c == '\\' && i+5 < len(s) && s[i+1] == 'u' && s[i+2] == '0' && s[i+3] == '0' {
+			// \u00XX, how encoding/json writes <, >, & and controls.
+			if hi, lo := hexValue[s[i+4]], hexValue[s[i+5]]; hi < 8 && lo < 16 {
+				dst = append(dst, hi<<4|lo)
+				i += 6
+				continue
+			}
+		}
 		switch {
 		case c == '"':
 			d.i = i + 1

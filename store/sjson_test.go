@@ -221,3 +221,20 @@ func TestDirectLookupUsesIndex(t *testing.T) {
 		t.Errorf("query plan does not use the _id index of %s:\n%s", tab.table, text)
 	}
 }
+
+// BenchmarkAppendSJSON decodes a 44 KB HTML page stored as FerretDB does
+// (encoding/json escapes <, > and & as \u003c...).
+func BenchmarkAppendSJSON(b *testing.B) {
+	var page strings.Builder
+	for i := 0; page.Len() < 44<<10; i++ {
+		page.WriteString(`<div class="row"><a href="/item?id=1&amp;ref=list" title="Item &quot;1&quot;">Item &gt; détails</a> <span>&lt;1&gt;</span></div>` + "\n")
+	}
+	body, _ := json.Marshal(page.String())
+	text := `{"$s":{"p":{"_id":{"t":"string"},"status":{"t":"int"},"body":{"t":"string"}},"$k":["_id","status","body"]},"_id":"GET https://example.com/","status":200,"body":` + string(body) + `}`
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		if _, err := appendSJSON(make([]byte, 0, len(text)), text); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
