@@ -24,8 +24,9 @@ import (
 // with encoding/json, encodes BSON, then the wire round trip and the
 // driver). When the server runs in this process, Direct reads the same rows
 // from the same SQLite files itself and decodes FerretDB's JSON straight to
-// BSON (sjson.go). FerretDB stays the only writer: Direct opens the files
-// read-only, and WAL readers never block it.
+// BSON (sjson.go). Its readers open the files read-only (query_only), so
+// they never write, and WAL readers never block a writer (FerretDB, or
+// Direct's own writes in directwrite.go).
 
 // directs maps the client of every open in-process embedded store to its
 // reader.
