@@ -75,25 +75,16 @@ func (f *Frontier) Claim(ctx context.Context, runID, worker string, max int) ([]
 	for i, it := range items {
 		docs[i] = logDoc(runID, it, it.seq+1, Leased, worker, until, "", now)
 	}
-	_, err := f.log.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	lost := make(map[int]bool)
+	lost, err := insertMany(ctx, f.direct, f.log, docs)
 	if err != nil {
-		var bwe mongo.BulkWriteException
-		ok := errors.As(err, &bwe) && bwe.WriteConcernError == nil
-		for _, we := range bwe.WriteErrors {
-			ok = ok && we.Code == 11000
-			lost[we.Index] = true
+		f.mu.Lock()
+		f.markUncertainLocked(runID)
+		r := f.runLocked(runID)
+		for i := len(items) - 1; i >= 0; i-- {
+			r.pushFront(items[i])
 		}
-		if !ok {
-			f.mu.Lock()
-			f.markUncertainLocked(runID)
-			r := f.runLocked(runID)
-			for i := len(items) - 1; i >= 0; i-- {
-				r.pushFront(items[i])
-			}
-			f.mu.Unlock()
-			return nil, fmt.Errorf("claim %d entries of run %s: %w", len(items), runID, err)
-		}
+		f.mu.Unlock()
+		return nil, fmt.Errorf("claim %d entries of run %s: %w", len(items), runID, err)
 	}
 	out := make([]Entry, 0, len(items)-len(lost))
 	f.mu.Lock()
@@ -341,7 +332,7 @@ func (f *Frontier) finishElsewhere(ctx context.Context, id string, st State, err
 		if st != Done {
 			it.attempts++
 		}
-		_, err = f.log.InsertOne(ctx, logDoc(runID, it, l.Seq+1, st, "", time.Time{}, errMsg, now))
+		err = insertOne(ctx, f.direct, f.log, logDoc(runID, it, l.Seq+1, st, "", time.Time{}, errMsg, now))
 		if err == nil {
 			f.mu.Lock()
 			f.touchLocked(runID, h)

@@ -156,6 +156,7 @@ type Frontier struct {
 	lease        time.Duration
 	logger       *slog.Logger
 	pushdown     bool
+	direct       *store.Direct // nil unless the embedded server runs in this process
 	scanInterval time.Duration
 
 	mu       sync.Mutex
@@ -186,7 +187,8 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Frontier, erro
 		held:         make(map[string]*held),
 		hostHeld:     make(map[string]hostRef),
 	}
-	f.logBatch = &logBatcher{coll: f.log}
+	f.direct = store.DirectFor(db.Client())
+	f.logBatch = &logBatcher{coll: f.log, direct: f.direct}
 	if f.now == nil {
 		f.now = time.Now
 	}

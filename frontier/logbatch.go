@@ -2,12 +2,12 @@ package frontier
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"crawlcache/store"
 )
 
 // logBatcher writes state changes (Done, Fail, Release...) to frontier_log
@@ -21,7 +21,8 @@ import (
 // pages, parallelism 8), single inserts waited ~16 ms each in the queue of
 // writers.
 type logBatcher struct {
-	coll *mongo.Collection
+	coll   *mongo.Collection
+	direct *store.Direct // see insertMany
 
 	mu      sync.Mutex
 	pending []*logReq
@@ -82,30 +83,23 @@ func (b *logBatcher) flush(batch []*logReq) {
 	ctx, cancel := batchContext(batch)
 	defer cancel()
 	if len(batch) == 1 {
-		_, err := b.coll.InsertOne(ctx, batch[0].doc)
-		batch[0].done <- err
+		batch[0].done <- insertOne(ctx, b.direct, b.coll, batch[0].doc)
 		return
 	}
 	docs := make([]any, len(batch))
 	for i, r := range batch {
 		docs[i] = r.doc
 	}
-	_, err := b.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	var bwe mongo.BulkWriteException
-	if err == nil || !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
-		for _, r := range batch {
-			r.done <- err
-		}
-		return
-	}
-	perDoc := make([]error, len(batch))
-	for _, we := range bwe.WriteErrors {
-		if we.Index >= 0 && we.Index < len(batch) {
-			perDoc[we.Index] = mongo.WriteException{WriteErrors: []mongo.WriteError{we.WriteError}}
-		}
-	}
+	dups, err := insertMany(ctx, b.direct, b.coll, docs)
 	for i, r := range batch {
-		r.done <- perDoc[i]
+		switch {
+		case err != nil:
+			r.done <- err
+		case dups[i]:
+			r.done <- mongo.WriteException{WriteErrors: []mongo.WriteError{{Index: i, Code: 11000, Message: "E11000 duplicate key error: _id"}}}
+		default:
+			r.done <- nil
+		}
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -191,19 +190,9 @@ func (f *Frontier) Add(ctx context.Context, runID string, links []Link) (int, er
 			}
 			docs[i] = append(d, bson.E{Key: "added_at", Value: now})
 		}
-		_, err := f.entries.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-		failed := make(map[int]bool)
+		failed, err := insertMany(ctx, f.direct, f.entries, docs)
 		if err != nil {
-			var bwe mongo.BulkWriteException
-			if !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
-				return added, fmt.Errorf("add %d links to run %s: %w", len(batch), runID, err)
-			}
-			for _, we := range bwe.WriteErrors {
-				if we.Code != 11000 {
-					return added, fmt.Errorf("add %d links to run %s: %w", len(batch), runID, err)
-				}
-				failed[we.Index] = true
-			}
+			return added, fmt.Errorf("add %d links to run %s: %w", len(batch), runID, err)
 		}
 		f.mu.Lock()
 		for i, c := range batch {
