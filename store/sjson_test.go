@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -197,11 +198,13 @@ func TestDirectLookupUsesIndex(t *testing.T) {
 	if err != nil {
 		t.Fatalf("database: %v", err)
 	}
-	tab, err := ddb.table(ctx, "docs", false)
+	table := ddb.tables["docs"]
+	db, err := sql.Open("sqlite", "file:"+ddb.file+"?mode=ro")
 	if err != nil {
-		t.Fatalf("table: %v", err)
+		t.Fatalf("open: %v", err)
 	}
-	rows, err := ddb.db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+lookupQuery(tab.table), `"a"`, "docs", tab.table)
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+lookupQuery(table), `"a"`, "docs", table)
 	if err != nil {
 		t.Fatalf("explain: %v", err)
 	}
@@ -218,7 +221,7 @@ func TestDirectLookupUsesIndex(t *testing.T) {
 	text := strings.Join(plan, "\n")
 	// The document table is aliased t in the statement.
 	if !strings.Contains(text, "SEARCH t USING INDEX") || strings.Contains(text, "SCAN") {
-		t.Errorf("query plan does not use the _id index of %s:\n%s", tab.table, text)
+		t.Errorf("query plan does not use the _id index of %s:\n%s", table, text)
 	}
 }
 
