@@ -49,6 +49,11 @@ type Options struct {
 	// Latency delays every response (a timer, abandoned when the client
 	// gives up); 0 means none.
 	Latency time.Duration
+	// Bandwidth, in bytes per second, adds the transfer time of a body to
+	// a 200 after the latency (n bytes take n/Bandwidth longer), like a link
+	// of that speed per connection. A 304 or a HEAD carries no body and
+	// takes only the latency. 0 means unlimited.
+	Bandwidth int64
 	// Clock gives the Date header and the Last-Modified of pages: initial
 	// Last-Modified dates are spread over the 30 days before Clock() at New,
 	// and a changed page gets Clock() at Change. If nil, the reference is a
@@ -105,6 +110,10 @@ type Site struct {
 	changes     int
 
 	rec recorder
+
+	// sleep waits d unless ctx ends or the site closes (false then);
+	// tests replace it.
+	sleep func(ctx context.Context, d time.Duration) bool
 }
 
 // New returns the site described by opts.
@@ -152,6 +161,7 @@ func New(opts Options) *Site {
 		modTimes: make([]time.Time, opts.Pages+1),
 		pages:    make(map[string]*page),
 	}
+	s.sleep = s.timerSleep
 	if opts.Clock != nil {
 		s.base = opts.Clock().UTC().Truncate(time.Second)
 	}
@@ -486,9 +496,22 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	if !s.sleep(r.Context(), transferTime(len(p.body), s.opts.Bandwidth)) {
+		s.rec.add(entry, StatusAborted, 0)
+		return
+	}
 	s.rec.add(entry, http.StatusOK, int64(len(p.body)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(p.body)
+}
+
+// transferTime is how long n bytes take at bandwidth bytes per second (0:
+// no time).
+func transferTime(n int, bandwidth int64) time.Duration {
+	if bandwidth <= 0 {
+		return 0
+	}
+	return time.Duration(int64(n) * int64(time.Second) / bandwidth)
 }
 
 // notModified applies RFC 9110 §13.2.2: If-None-Match (weak comparison)
@@ -512,11 +535,14 @@ func notModified(r *http.Request, p *page) bool {
 
 // wait sleeps for the configured latency; false if the client went away or
 // the site was closed first.
-func (s *Site) wait(ctx context.Context) bool {
-	if s.opts.Latency <= 0 {
+func (s *Site) wait(ctx context.Context) bool { return s.sleep(ctx, s.opts.Latency) }
+
+// timerSleep is Site.sleep outside tests.
+func (s *Site) timerSleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
 		return true
 	}
-	t := time.NewTimer(s.opts.Latency)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:

@@ -2,6 +2,7 @@ package testsite
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -524,5 +525,43 @@ func TestChangeWhileServing(t *testing.T) {
 		if !bodyOf[w.Header().Get("ETag")+w.Body.String()] {
 			t.Fatalf("served ETag %s with a body of another version", w.Header().Get("ETag"))
 		}
+	}
+}
+
+// TestBandwidthDelaysBodiesOnly: with Bandwidth a 200 waits the latency
+// and then its body's transfer time; a 304 and a HEAD only the latency.
+func TestBandwidthDelaysBodiesOnly(t *testing.T) {
+	const latency, bandwidth = 20 * time.Millisecond, 1 << 20
+	s := New(Options{Pages: 3, Seed: 4, Latency: latency, Bandwidth: bandwidth})
+	var mu sync.Mutex
+	var waits []time.Duration
+	s.sleep = func(_ context.Context, d time.Duration) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		waits = append(waits, d)
+		return true
+	}
+	take := func() []time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		w := waits
+		waits = nil
+		return w
+	}
+	path := s.URLs("")[0]
+	full := get(t, s, "GET", path)
+	if full.Code != http.StatusOK {
+		t.Fatalf("GET %s = %d", path, full.Code)
+	}
+	n := full.Body.Len()
+	want := []time.Duration{latency, time.Duration(n) * time.Second / bandwidth}
+	if got := take(); !slices.Equal(got, want) {
+		t.Errorf("GET of %d bytes waited %v, want %v", n, got, want)
+	}
+	if rec := get(t, s, "GET", path, "If-None-Match", full.Header().Get("ETag")); rec.Code != http.StatusNotModified {
+		t.Fatalf("conditional GET = %d, want 304", rec.Code)
+	}
+	if got := take(); !slices.Equal(got, []time.Duration{latency}) {
+		t.Errorf("304 waited %v, want only the latency", got)
 	}
 }
