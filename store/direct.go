@@ -98,7 +98,10 @@ func unregisterDirect(client *mongo.Client) {
 // It returns mongo.ErrNoDocuments when there is none (also when the
 // database or collection does not exist). Any other error (an unreadable
 // file, a stored document it cannot decode) names db, coll and id; the
-// caller may treat it as a corrupt entry.
+// caller may treat it as a corrupt entry. ctx is checked before the lookup
+// and bounds the wait for a connection; a lookup under way (tens of
+// microseconds) is not interrupted. After the store closed, FindRaw
+// returns an error.
 func (d *Direct) FindRaw(ctx context.Context, db, coll, id string) (bson.Raw, error) {
 	raw, err := d.findRaw(ctx, db, coll, id)
 	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {

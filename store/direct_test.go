@@ -561,3 +561,42 @@ func BenchmarkFindByID(b *testing.B) {
 		}
 	})
 }
+
+func TestFindRawWhileClosing(t *testing.T) {
+	ctx := context.Background()
+	s, err := store.Open(ctx, store.Options{DataDir: t.TempDir(), Command: "test"})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	coll := s.Database("direct").Collection("docs")
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "a"}, {Key: "body", Value: htmlPage(20 << 10)}}); err != nil {
+		t.Fatalf("insert: %v", err)
+	}
+	d := store.DirectFor(s.Client)
+	var wg sync.WaitGroup
+	started := make(chan struct{}, 12)
+	for range 12 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				_, err := d.FindRaw(ctx, "direct", "docs", "a")
+				if i == 0 {
+					started <- struct{}{}
+				}
+				if errors.Is(err, mongo.ErrNoDocuments) {
+					t.Errorf("FindRaw while closing = %v, want the document or an error", err)
+					return
+				}
+				if err != nil {
+					return // closed
+				}
+			}
+		})
+	}
+	for range 12 {
+		<-started
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	wg.Wait() // every reader saw the close: none hangs on the pool
+}
