@@ -27,6 +27,8 @@ type config struct {
 	out         string
 	skipRSS     bool
 	cpuProfile  string
+	runs        int
+	bandwidth   int64
 }
 
 func main() {
@@ -43,9 +45,12 @@ func main() {
 	flag.IntVar(&cfg.parallelism, "parallelism", 8, "concurrent requests for both crawlers")
 	flag.IntVar(&cfg.frontier, "frontier", 100000, "URLs in the frontier of the memory scenario")
 	flag.StringVar(&cfg.out, "out", "docs/BENCH.md", "file the markdown table is written to")
+	flag.IntVar(&cfg.runs, "runs", 3, "rounds of the crawl scenarios; the table shows medians")
+	flag.Int64Var(&cfg.bandwidth, "bandwidth", 1<<20, "bytes per second per connection of the re-crawl variant where bodies take transfer time")
 	flag.BoolVar(&cfg.skipRSS, "skip-rss", false, "skip the 100k-URL memory scenario (the slowest)")
-	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write CPU profiles of crawlcache's cold, warm and re-crawl scenarios to PREFIX.{cold,warm,recrawl}.prof")
+	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write CPU, block and mutex profiles of each crawl to PREFIX.<crawl>[.block|.mutex].prof (the last round's)")
 	flag.Parse()
+	cfg.runs = max(cfg.runs, 1)
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 
 	ctx := context.Background()
@@ -113,8 +118,8 @@ func run(ctx context.Context, cfg config) (string, error) {
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "Measured %s on %d CPUs (%s/%s, %s): test site of %d pages (10–150 KB), %s latency per response, parallelism %d, embedded store.\n\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), cfg.pages, cfg.latency, cfg.parallelism)
+	fmt.Fprintf(&b, "Measured %s on %d CPUs (%s/%s, %s): test site of %d pages (10–150 KB), %s latency per response, parallelism %d, embedded store; crawl rows are medians of %d rounds.\n\n",
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), cfg.pages, cfg.latency, cfg.parallelism, cfg.runs)
 	b.WriteString("| scenario | crawlcache | peer | ratio | target | met |\n|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", r.scenario, r.crawlcache, r.peer, r.ratio, r.target, r.met)

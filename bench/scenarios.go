@@ -10,12 +10,9 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"runtime"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gocolly/colly/v2"
@@ -104,130 +101,6 @@ func collyCrawl(seed string, parallelism int, cacheDir string) (int64, time.Dura
 	}
 	c.Wait()
 	return pages.Load(), time.Since(start), nil
-}
-
-// profile starts CPU, block and mutex profiles of one scenario when
-// -cpuprofile is set, written to <prefix>.<name>[.block|.mutex].prof;
-// stop ends them and prints the scenario's wall and CPU time.
-func profile(cfg config, name string) (stop func(), err error) {
-	if cfg.cpuProfile == "" {
-		return func() {}, nil
-	}
-	f, err := os.Create(cfg.cpuProfile + "." + name + ".prof")
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	runtime.SetBlockProfileRate(100000)
-	runtime.SetMutexProfileFraction(2)
-	var ru0 syscall.Rusage
-	syscall.Getrusage(0, &ru0)
-	t0 := time.Now()
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-		var ru1 syscall.Rusage
-		syscall.Getrusage(0, &ru1)
-		cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
-		fmt.Fprintf(os.Stderr, "%s: wall %v cpu %v (%.0f%%)\n", name, time.Since(t0), cpu, 100*cpu.Seconds()/time.Since(t0).Seconds())
-		for _, p := range []string{"block", "mutex"} {
-			if bf, err := os.Create(cfg.cpuProfile + "." + name + "." + p + ".prof"); err == nil {
-				_ = pprof.Lookup(p).WriteTo(bf, 0)
-				bf.Close()
-			}
-		}
-		runtime.SetBlockProfileRate(0)
-		runtime.SetMutexProfileFraction(0)
-	}, nil
-}
-
-func rate(pages int64, d time.Duration) float64 { return float64(pages) / d.Seconds() }
-
-func crawlScenarios(ctx context.Context, cfg config) ([]row, error) {
-	site := testsite.New(testsite.Options{Pages: cfg.pages, Seed: 1, Latency: cfg.latency, SortedQueries: true})
-	srv := site.Start()
-	defer srv.Close()
-	seed := srv.URL + "/"
-
-	// Plain colly, no cache.
-	stopc, _ := profile(cfg, "colly")
-	cPages, cDur, err := collyCrawl(seed, cfg.parallelism, "")
-	stopc()
-	if err != nil {
-		return nil, fmt.Errorf("colly cold crawl: %w", err)
-	}
-	// colly with CacheDir: a first pass fills it, the second is measured.
-	cacheDir, err := os.MkdirTemp("", "crawlcache-bench-colly-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(cacheDir)
-	if _, _, err := collyCrawl(seed, cfg.parallelism, cacheDir); err != nil {
-		return nil, fmt.Errorf("colly cache fill: %w", err)
-	}
-	stopc, _ = profile(cfg, "collywarm")
-	wPages, wDur, err := collyCrawl(seed, cfg.parallelism, cacheDir)
-	stopc()
-	if err != nil {
-		return nil, fmt.Errorf("colly warm crawl: %w", err)
-	}
-
-	s, done, err := tempStore(ctx, "crawl")
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	fresh := cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireNever}}
-
-	site.ResetCounts()
-	stop, err := profile(cfg, "cold")
-	if err != nil {
-		return nil, err
-	}
-	cold, coldDur, err := crawlcacheCrawl(ctx, s, nil, crawlSpec{RunID: "cold", Seed: seed, Parallelism: cfg.parallelism, Policy: fresh})
-	if err != nil {
-		return nil, fmt.Errorf("crawlcache cold crawl: %w", err)
-	}
-	coldCounts := site.Counts()
-	stop()
-
-	if stop, err = profile(cfg, "warm"); err != nil {
-		return nil, err
-	}
-	warm, warmDur, err := crawlcacheCrawl(ctx, s, nil, crawlSpec{RunID: "warm", Seed: seed, Parallelism: cfg.parallelism, Policy: fresh})
-	stop()
-
-	if err != nil {
-		return nil, fmt.Errorf("crawlcache warm replay: %w", err)
-	}
-
-	site.ResetCounts()
-	revalidate := cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireAfter, After: 0}}
-	if stop, err = profile(cfg, "recrawl"); err != nil {
-		return nil, err
-	}
-	re, reDur, err := crawlcacheCrawl(ctx, s, nil, crawlSpec{RunID: "recrawl", Seed: seed, Parallelism: cfg.parallelism, Policy: revalidate})
-	stop()
-	if err != nil {
-		return nil, fmt.Errorf("crawlcache re-crawl: %w", err)
-	}
-	reCounts := site.Counts()
-
-	coldRatio := rate(cold.Pages, coldDur) / rate(cPages, cDur)
-	warmRatio := rate(warm.Pages, warmDur) / rate(wPages, wDur)
-	wallRatio := reDur.Seconds() / coldDur.Seconds()
-	bytesRatio := float64(reCounts.BodyBytes) / float64(coldCounts.BodyBytes)
-	share304 := float64(reCounts.NotModified) / float64(reCounts.Total)
-	return []row{
-		{"cold crawl (pages/s)", fmt.Sprintf("%.0f (%d pages)", rate(cold.Pages, coldDur), cold.Pages), fmt.Sprintf("plain colly %.0f (%d pages)", rate(cPages, cDur), cPages), fmt.Sprintf("%.2f×", coldRatio), "≥ 0.9×", yesNo(coldRatio >= 0.9)},
-		{"warm replay, all fresh (pages/s)", fmt.Sprintf("%.0f (%d hits)", rate(warm.Pages, warmDur), warm.Hits), fmt.Sprintf("colly CacheDir %.0f", rate(wPages, wDur)), fmt.Sprintf("%.2f×", warmRatio), "≥ 0.7×", yesNo(warmRatio >= 0.7)},
-		{"re-crawl after expiry: wall time", fmt.Sprintf("%.2fs (%d revalidated)", reDur.Seconds(), re.Revalidated), fmt.Sprintf("own cold crawl %.2fs", coldDur.Seconds()), fmt.Sprintf("%.2f×", wallRatio), "≤ 0.5×", yesNo(wallRatio <= 0.5)},
-		{"re-crawl after expiry: origin body bytes", fmt.Sprintf("%d B", reCounts.BodyBytes), fmt.Sprintf("own cold crawl %d B", coldCounts.BodyBytes), fmt.Sprintf("%.2f%%", 100*bytesRatio), "≤ 1%", yesNo(bytesRatio <= 0.01)},
-		{"re-crawl after expiry: 304 share of origin requests", fmt.Sprintf("%d of %d", reCounts.NotModified, reCounts.Total), "", fmt.Sprintf("%.1f%%", 100*share304), "≥ 99%", yesNo(share304 >= 0.99)},
-	}, nil
 }
 
 // childSpec tells a child process what to do.
