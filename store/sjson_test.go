@@ -241,3 +241,28 @@ func BenchmarkAppendSJSON(b *testing.B) {
 		}
 	}
 }
+
+// FuzzSJSONString checks that strings decode exactly as encoding/json
+// decodes them, and that what it refuses, the decoder refuses.
+func FuzzSJSONString(f *testing.F) {
+	for _, seed := range []string{`plain`, `\u003ca\u003e`, `\ud83d\ude00`, `\ud83d`, "\xff", `\"\\\/\b\f\n\r\t`, "é日😀", `\u00e9`, `\x`} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, content string) {
+		quoted := `"` + content + `"`
+		var want string
+		jsonErr := json.Unmarshal([]byte(quoted), &want)
+		text := `{"$s":{"p":{"s":{"t":"string"}},"$k":["s"]},"s":` + quoted + `}`
+		raw, err := appendSJSON(nil, text)
+		switch {
+		case jsonErr != nil && err == nil:
+			t.Fatalf("appendSJSON accepted %q, which encoding/json refuses: %v", quoted, jsonErr)
+		case jsonErr == nil && err != nil:
+			t.Fatalf("appendSJSON refused %q: %v", quoted, err)
+		case err == nil:
+			if got := bson.Raw(raw).Lookup("s").StringValue(); got != want {
+				t.Fatalf("%q: got %+q, want %+q", quoted, got, want)
+			}
+		}
+	})
+}
