@@ -174,6 +174,17 @@ func TestFindRawMatchesWire(t *testing.T) {
 	}
 }
 
+func TestFindRawIDNotFirst(t *testing.T) {
+	// The server stores _id first whatever the order it was sent in.
+	s := storetest.Open(t)
+	coll := s.Database("direct").Collection("docs")
+	doc := bson.D{{Key: "z", Value: 1}, {Key: "a", Value: "x"}, {Key: "_id", Value: "last"}}
+	if _, err := coll.InsertOne(context.Background(), doc); err != nil {
+		t.Fatalf("insert: %v", err)
+	}
+	checkSame(t, store.DirectFor(s.Client), coll, "last")
+}
+
 // randomValue returns a random BSON value of any type the embedded server
 // stores, nested up to depth. The server refuses arrays in arrays.
 func randomValue(rng *rand.Rand, depth int, inArray bool) any {
