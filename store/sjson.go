@@ -143,6 +143,37 @@ func appendSJSON(dst []byte, text string) ([]byte, error) {
 type sjsonDecoder struct {
 	s string
 	i int
+
+	// The schema's values come from arenas, a few allocations per
+	// document rather than one per field. Props and items are read onto a
+	// stack (a nested schema's above its parent's) and then copied to
+	// their arena in one piece.
+	elems     []sjsonElem
+	schemas   []sjsonSchema
+	keyArena  []string
+	propArena []sjsonProp
+	propStack []sjsonProp
+	itemArena []*sjsonElem
+	itemStack []*sjsonElem
+}
+
+// arenaChunk is the number of values an arena allocates at once.
+const arenaChunk = 32
+
+func (d *sjsonDecoder) newElem() *sjsonElem {
+	if len(d.elems) == cap(d.elems) {
+		d.elems = make([]sjsonElem, 0, arenaChunk)
+	}
+	d.elems = d.elems[:len(d.elems)+1]
+	return &d.elems[len(d.elems)-1]
+}
+
+func (d *sjsonDecoder) newSchema() *sjsonSchema {
+	if len(d.schemas) == cap(d.schemas) {
+		d.schemas = make([]sjsonSchema, 0, arenaChunk)
+	}
+	d.schemas = d.schemas[:len(d.schemas)+1]
+	return &d.schemas[len(d.schemas)-1]
 }
 
 func (d *sjsonDecoder) errorf(format string, args ...any) error {
@@ -486,7 +517,7 @@ func (d *sjsonDecoder) schema(depth int) (*sjsonSchema, error) {
 	if err := d.next('{'); err != nil {
 		return nil, err
 	}
-	sch := &sjsonSchema{}
+	sch := d.newSchema()
 	d.ws()
 	if d.peek() == '}' {
 		d.i++
@@ -530,6 +561,8 @@ func (d *sjsonDecoder) props(sch *sjsonSchema, depth int) error {
 		d.i++
 		return nil
 	}
+	base := len(d.propStack)
+	defer func() { d.propStack = d.propStack[:base] }()
 	for {
 		k, err := d.key()
 		if err != nil {
@@ -539,10 +572,16 @@ func (d *sjsonDecoder) props(sch *sjsonSchema, depth int) error {
 		if err != nil {
 			return err
 		}
-		sch.props = append(sch.props, sjsonProp{name: k, elem: el})
+		d.propStack = append(d.propStack, sjsonProp{name: k, elem: el})
 		more, err := d.more('}')
-		if err != nil || !more {
+		if err != nil {
 			return err
+		}
+		if !more {
+			start := len(d.propArena)
+			d.propArena = append(d.propArena, d.propStack[base:]...)
+			sch.props = d.propArena[start:len(d.propArena):len(d.propArena)]
+			return nil
 		}
 	}
 }
@@ -556,6 +595,7 @@ func (d *sjsonDecoder) keys(sch *sjsonSchema) error {
 		d.i++
 		return nil
 	}
+	start := len(d.keyArena)
 	for {
 		d.ws()
 		k, err := d.str()
@@ -565,10 +605,15 @@ func (d *sjsonDecoder) keys(sch *sjsonSchema) error {
 		if strings.IndexByte(k, 0) >= 0 {
 			return d.errorf("key %q holds a NUL byte", k)
 		}
-		sch.keys = append(sch.keys, k)
+		d.keyArena = append(d.keyArena, k)
 		more, err := d.more(']')
-		if err != nil || !more {
+		if err != nil {
 			return err
+		}
+		if !more {
+			// Appends above reallocate, never overwrite these.
+			sch.keys = d.keyArena[start:len(d.keyArena):len(d.keyArena)]
+			return nil
 		}
 	}
 }
@@ -586,7 +631,7 @@ func (d *sjsonDecoder) elem(depth int) (*sjsonElem, error) {
 	if err := d.next('{'); err != nil {
 		return nil, err
 	}
-	el := &sjsonElem{}
+	el := d.newElem()
 	d.ws()
 	if d.peek() == '}' {
 		d.i++
@@ -662,21 +707,27 @@ func (d *sjsonDecoder) items(depth int) ([]*sjsonElem, error) {
 	if err := d.next('['); err != nil {
 		return nil, err
 	}
-	items := []*sjsonElem{}
 	d.ws()
 	if d.peek() == ']' {
 		d.i++
-		return items, nil
+		return []*sjsonElem{}, nil
 	}
+	base := len(d.itemStack)
+	defer func() { d.itemStack = d.itemStack[:base] }()
 	for {
 		el, err := d.elem(depth + 1)
 		if err != nil {
 			return nil, err
 		}
-		items = append(items, el)
+		d.itemStack = append(d.itemStack, el)
 		more, err := d.more(']')
-		if err != nil || !more {
-			return items, err
+		if err != nil {
+			return nil, err
+		}
+		if !more {
+			start := len(d.itemArena)
+			d.itemArena = append(d.itemArena, d.itemStack[base:]...)
+			return d.itemArena[start:len(d.itemArena):len(d.itemArena)], nil
 		}
 	}
 }
