@@ -144,7 +144,7 @@ func (d *Direct) findRaw(ctx context.Context, db, coll, id string) (bson.Raw, er
 			return nil, mongo.ErrNoDocuments
 		case err != nil:
 			if retry && retryable(err) {
-				continue // table dropped, or handle replaced meanwhile
+				continue // table dropped meanwhile
 			}
 			return nil, err
 		case raw == nil:
@@ -192,11 +192,10 @@ func (ddb *directDB) find(c *rawConn, coll, key string, refresh bool) (bson.Raw,
 	return raw, err
 }
 
-// retryable reports errors after which a lookup with fresh handles and
-// mapping may succeed.
+// retryable reports errors after which a lookup with a fresh collection
+// list may succeed: the table was dropped since the list was read.
 func retryable(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "no such table") || strings.Contains(s, "is closed")
+	return strings.Contains(err.Error(), "no such table")
 }
 
 // database returns the handle of database name, opening it on first use and
