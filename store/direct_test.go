@@ -503,7 +503,7 @@ func TestDirectFor(t *testing.T) {
 }
 
 // BenchmarkFindByID reads one 44 KB HTML response document by _id over the
-// wire and directly.
+// wire and directly, and looks up an _id that is not there both ways.
 func BenchmarkFindByID(b *testing.B) {
 	ctx := context.Background()
 	dir := b.TempDir()
@@ -568,6 +568,20 @@ func BenchmarkFindByID(b *testing.B) {
 			}
 			if len(got) != len(want) {
 				b.Fatalf("got %d bytes, want %d", len(got), len(want))
+			}
+		}
+	})
+	b.Run("wire-miss", func(b *testing.B) {
+		for b.Loop() {
+			if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: "GET https://example.com/none"}}).Err(); !errors.Is(err, mongo.ErrNoDocuments) {
+				b.Fatalf("FindOne of a missing _id = %v, want mongo.ErrNoDocuments", err)
+			}
+		}
+	})
+	b.Run("direct-miss", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := d.FindRaw(ctx, "bench", "responses", "GET https://example.com/none"); !errors.Is(err, mongo.ErrNoDocuments) {
+				b.Fatalf("FindRaw of a missing _id = %v, want mongo.ErrNoDocuments", err)
 			}
 		}
 	})
