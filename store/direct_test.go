@@ -435,11 +435,11 @@ func TestFindRawConcurrent(t *testing.T) {
 	}
 	want := findWire(t, coll, "7")
 	var wg sync.WaitGroup
-	errs := make(chan error, 16)
-	for g := range 16 {
+	errs := make(chan error, 12)
+	for g := range 12 {
 		wg.Go(func() {
-			for i := range 50 {
-				if g%4 == 0 && i%10 == 0 {
+			for i := range 20 {
+				if g%4 == 0 && i%5 == 0 {
 					// A writer alongside the readers.
 					if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: "3"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "n", Value: i}}}}); err != nil {
 						errs <- err
