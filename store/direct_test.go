@@ -428,7 +428,7 @@ func TestFindRawConcurrent(t *testing.T) {
 	d := store.DirectFor(s.Client)
 	coll := s.Database("direct").Collection("docs")
 	page := htmlPage(20 << 10)
-	for i := range 20 {
+	for i := range 10 {
 		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprint(i)}, {Key: "body", Value: page}}); err != nil {
 			t.Fatalf("insert: %v", err)
 		}
