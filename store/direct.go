@@ -437,10 +437,14 @@ func openRawConn(uri string) (*rawConn, error) {
 		return nil, err
 	}
 	sqlite3.Xsqlite3_busy_timeout(c.tls, c.db, 10000)
-	// query_only: this connection never writes. mmap_size: pages come
-	// through the mapping rather than a read(2) each, 30% less per lookup
-	// of a 44 KB page.
-	if err := c.exec("PRAGMA query_only=1; PRAGMA mmap_size=1073741824"); err != nil {
+	// query_only: this connection never writes. No mmap: it made a lookup
+	// of a 44 KB page 30% cheaper when the file does not change, but
+	// while a crawl writes, the file grows between two lookups and SQLite
+	// unmaps and maps it again at every read transaction: measured in
+	// make bench's cold crawl of 1000 pages, munmap took 10% of the
+	// process's CPU and the crawl's CPU per page fell from 4.1 to 3.4 ms
+	// without it.
+	if err := c.exec("PRAGMA query_only=1; PRAGMA mmap_size=0"); err != nil {
 		c.close()
 		return nil, err
 	}
