@@ -424,7 +424,7 @@ func TestCrawlRetries(t *testing.T) {
 
 func TestCrawlInterruptAndResume(t *testing.T) {
 	e := newEnv(t)
-	site, base := newSite(t, testsite.Options{Pages: 60, Seed: 6})
+	site, base := newSite(t, testsite.Options{Pages: 200, Seed: 6})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	rec := newRecorder(t)
