@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -46,6 +47,7 @@ type fleetSpec struct {
 	Latency      time.Duration // of every origin response
 	PerHost      float64       // rate.per_host
 	Burst        int           // rate.burst
+	Parallelism  int           // rate.parallelism; 0 means 4
 }
 
 // newFleet starts the store and the origins and writes the job "fleet"
@@ -81,7 +83,7 @@ func newFleet(t *testing.T, spec fleetSpec) *fleet {
 	yaml := fmt.Sprintf(`name: fleet
 seeds: [%s]
 timeout: 5s
-rate: {per_host: %g, burst: %d, parallelism: 4}
+rate: {per_host: %g, burst: %d, parallelism: %d}
 retry: {max: 2, backoff: 10ms}
 extract:
   fields:
@@ -89,7 +91,7 @@ extract:
     price: {css: '.product-detail .price'}
 outputs:
   - mongodb: {collection: items}
-`, strings.Join(seeds, ", "), spec.PerHost, spec.Burst)
+`, strings.Join(seeds, ", "), spec.PerHost, spec.Burst, cmp.Or(spec.Parallelism, 4))
 	f.cfg = filepath.Join(f.dir, "fleet.yaml")
 	if err := os.WriteFile(f.cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
@@ -656,7 +658,11 @@ func TestWorkerInterrupted(t *testing.T) {
 		t.Skip("starts child processes")
 	}
 	requireCommands(t, "run", "worker")
-	f := newFleet(t, fleetSpec{Hosts: 3, Pages: 30, Latency: 3 * time.Millisecond, PerHost: 8, Burst: 2})
+	// A worker fetches only hosts it holds, and holds a host while it
+	// fetches from it: with parallelism 1 the first process claims at most
+	// three entries at a time, so with six hosts some are always left for
+	// the worker that joins, however fast the first one is.
+	f := newFleet(t, fleetSpec{Hosts: 6, Pages: 15, Latency: 3 * time.Millisecond, PerHost: 8, Burst: 2, Parallelism: 1})
 	run := f.start(t, "run", "run", "--worker-id", "w-run", f.cfg)
 	runID := f.waitRunning(t)
 	w := f.start(t, "worker", "worker", "--run", runID, "--worker-id", "w-1")
