@@ -40,7 +40,7 @@ func main() {
 		return
 	}
 	var cfg config
-	flag.IntVar(&cfg.pages, "pages", 300, "content pages of the test site")
+	flag.IntVar(&cfg.pages, "pages", 1000, "content pages of the test site")
 	flag.DurationVar(&cfg.latency, "latency", 20*time.Millisecond, "latency of every origin response")
 	flag.IntVar(&cfg.parallelism, "parallelism", 8, "concurrent requests for both crawlers")
 	flag.IntVar(&cfg.frontier, "frontier", 100000, "URLs in the frontier of the memory scenario")
