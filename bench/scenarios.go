@@ -241,19 +241,38 @@ func storedPaths(ctx context.Context, s *store.Store) (map[string]bool, error) {
 	return paths, nil
 }
 
+// perPage is what one kind of request costs the store, per page.
+type perPage struct{ commands, reads, writes float64 }
+
+func (p perPage) String() string {
+	if p.reads == 0 && p.writes == 0 {
+		return fmt.Sprintf("%.1f", p.commands)
+	}
+	return fmt.Sprintf("%.1f + %.1f reads, %.1f writes", p.commands, p.reads, p.writes)
+}
+
+// roundTrips counts the store operations of a hit, a miss and a
+// revalidation through cache.Transport: in the process that runs the
+// embedded store (wire commands, and store.Direct's reads and write
+// transactions) and in a process connected to it by URI (wire commands).
 func roundTrips(ctx context.Context) ([]row, error) {
-	s, done, err := tempStore(ctx, "rt")
+	dir, err := os.MkdirTemp("", "crawlcache-bench-rt-")
 	if err != nil {
 		return nil, err
 	}
-	defer done()
+	defer os.RemoveAll(dir)
 	var commands atomic.Int64
 	mon := &event.CommandMonitor{Started: func(context.Context, *event.CommandStartedEvent) { commands.Add(1) }}
-	client, err := mongo.Connect(options.Client().ApplyURI(s.URI).SetMonitor(mon))
+	s, err := store.Open(ctx, store.Options{DataDir: dir, Logger: quiet, Command: "bench", Monitor: mon})
 	if err != nil {
 		return nil, err
 	}
-	defer client.Disconnect(context.Background())
+	defer s.Close(context.Background())
+	byURI, err := mongo.Connect(options.Client().ApplyURI(s.URI).SetMonitor(mon))
+	if err != nil {
+		return nil, err
+	}
+	defer byURI.Disconnect(context.Background())
 
 	body := strings.Repeat("<p>crawlcache bench page</p>\n", 1700) // ~50 KB
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -266,53 +285,72 @@ func roundTrips(ctx context.Context) ([]row, error) {
 		io.WriteString(w, body)
 	}))
 	defer origin.Close()
-	var now atomic.Int64
-	now.Store(time.Now().Unix())
-	t, err := cache.New(ctx, client.Database(cache.DefaultDatabase), cache.Options{
-		Policy: cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireAfter, After: time.Hour}},
-		Now:    func() time.Time { return time.Unix(now.Load(), 0) },
-		Logger: quiet,
-	})
-	if err != nil {
-		return nil, err
-	}
-	const n = 20
-	measure := func(want string) (float64, error) {
-		before := commands.Load()
-		for i := range n {
-			req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/p%d", origin.URL, i), nil)
-			resp, err := t.RoundTrip(req)
-			if err != nil {
-				return 0, err
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if got := cache.Served(resp); got != want {
-				return 0, fmt.Errorf("round trips: request served %q, want %q", got, want)
-			}
+
+	measureWith := func(client *mongo.Client, prefix string) (hit, miss, reval perPage, err error) {
+		direct := store.DirectFor(client)
+		var now atomic.Int64
+		now.Store(time.Now().Unix())
+		t, err := cache.New(ctx, client.Database(cache.DefaultDatabase), cache.Options{
+			Policy: cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireAfter, After: time.Hour}},
+			Now:    func() time.Time { return time.Unix(now.Load(), 0) },
+			Logger: quiet,
+		})
+		if err != nil {
+			return hit, miss, reval, err
 		}
-		if err := t.Close(); err != nil { // waits for background writes
-			return 0, err
+		const n = 20
+		measure := func(want string) (perPage, error) {
+			c0 := commands.Load()
+			var d0 store.DirectStats
+			if direct != nil {
+				d0 = direct.Stats()
+			}
+			for i := range n {
+				req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/%s/p%d", origin.URL, prefix, i), nil)
+				resp, err := t.RoundTrip(req)
+				if err != nil {
+					return perPage{}, err
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if got := cache.Served(resp); got != want {
+					return perPage{}, fmt.Errorf("round trips: request served %q, want %q", got, want)
+				}
+			}
+			if err := t.Close(); err != nil { // waits for background writes
+				return perPage{}, err
+			}
+			p := perPage{commands: float64(commands.Load()-c0) / n}
+			if direct != nil {
+				d1 := direct.Stats()
+				p.reads, p.writes = float64(d1.Reads-d0.Reads)/n, float64(d1.Writes-d0.Writes)/n
+			}
+			return p, nil
 		}
-		return float64(commands.Load()-before) / n, nil
+		if miss, err = measure("miss"); err != nil {
+			return hit, miss, reval, err
+		}
+		if hit, err = measure("hit"); err != nil {
+			return hit, miss, reval, err
+		}
+		now.Add(7200)
+		reval, err = measure("revalidated")
+		return hit, miss, reval, err
 	}
-	miss, err := measure("miss")
+	inHit, inMiss, inReval, err := measureWith(s.Client, "in")
 	if err != nil {
 		return nil, err
 	}
-	hit, err := measure("hit")
+	uHit, uMiss, uReval, err := measureWith(byURI, "uri")
 	if err != nil {
 		return nil, err
 	}
-	now.Add(7200)
-	reval, err := measure("revalidated")
-	if err != nil {
-		return nil, err
-	}
-	return []row{{
-		"store commands per page (cache only)",
-		fmt.Sprintf("hit %.1f, miss %.1f, revalidation %.1f", hit, miss, reval), "", "", "", "",
-	}}, nil
+	return []row{
+		{"store operations per page, in the process running the embedded store (wire commands + direct SQLite reads and writes)",
+			fmt.Sprintf("hit %s; miss %s; revalidation %s", inHit, inMiss, inReval), "", "", "", ""},
+		{"store round trips per page, a process connected by URI (wire commands)",
+			fmt.Sprintf("hit %s; miss %s; revalidation %s", uHit, uMiss, uReval), "", "", "", ""},
+	}, nil
 }
 
 func rssScenario(ctx context.Context, cfg config) ([]row, error) {

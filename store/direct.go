@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -49,6 +51,33 @@ type Direct struct {
 	mu     sync.RWMutex
 	dbs    map[string]*directDB // by database name
 	closed bool
+
+	w directWriters // the write handles (directwrite.go)
+
+	reads, writes atomic.Int64 // see Stats
+}
+
+// DirectStats counts what a Direct did since the store opened.
+type DirectStats struct {
+	Reads  int64 // lookups by _id (FindRaw calls)
+	Writes int64 // write transactions (one per insert, batch, upsert or delete)
+}
+
+// Stats returns the counts so far. Safe for concurrent use.
+func (d *Direct) Stats() DirectStats {
+	return DirectStats{Reads: d.reads.Load(), Writes: d.writes.Load()}
+}
+
+// databaseFile returns the path of database name's file and the file's
+// identity now; an error wrapping fs.ErrNotExist when there is none (or
+// the name could not be a database's).
+func (d *Direct) databaseFile(name string) (string, os.FileInfo, error) {
+	if name == "" || strings.ContainsAny(name, "/\\\x00") || name == "." || name == ".." {
+		return "", nil, fmt.Errorf("database name %q: %w", name, fs.ErrNotExist)
+	}
+	file := filepath.Join(d.dir, name+".sqlite")
+	info, err := os.Stat(file)
+	return file, info, err
 }
 
 // directDB is one database file: a pool of connections and the tables of
@@ -88,7 +117,7 @@ func registerDirect(client *mongo.Client, dir string) {
 func unregisterDirect(client *mongo.Client) {
 	if d, ok := directs.LoadAndDelete(client); ok {
 		d.(*Direct).close()
-		d.(*Direct).closeWriters()
+		d.(*Direct).w.close()
 	}
 }
 
@@ -103,6 +132,7 @@ func unregisterDirect(client *mongo.Client) {
 // microseconds) is not interrupted. After the store closed, FindRaw
 // returns an error.
 func (d *Direct) FindRaw(ctx context.Context, db, coll, id string) (bson.Raw, error) {
+	d.reads.Add(1)
 	raw, err := d.findRaw(ctx, db, coll, id)
 	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, fmt.Errorf("read %s.%s _id %q from the data directory: %w", db, coll, id, err)
@@ -202,19 +232,15 @@ func retryable(err error) bool {
 // reopening it when FerretDB dropped the file (and maybe created another).
 // It returns mongo.ErrNoDocuments when there is no such database.
 func (d *Direct) database(name string) (*directDB, error) {
-	if name == "" || strings.ContainsAny(name, "/\\\x00") || name == "." || name == ".." {
-		return nil, mongo.ErrNoDocuments
-	}
 	d.mu.RLock()
 	ddb, closed := d.dbs[name], d.closed
 	d.mu.RUnlock()
 	if closed {
 		return nil, errDirectClosed
 	}
-	file := filepath.Join(d.dir, name+".sqlite")
-	info, err := os.Stat(file)
+	file, info, err := d.databaseFile(name)
 	if err != nil {
-		if os.IsNotExist(err) {
+		if errors.Is(err, fs.ErrNotExist) {
 			if ddb != nil {
 				d.forget(name, ddb)
 			}

@@ -5,9 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 
@@ -46,28 +46,14 @@ type directWriters struct {
 	closed bool
 }
 
-// writers maps every Direct to its write handles.
-var writers sync.Map // *Direct → *directWriters
-
-func (d *Direct) writers() *directWriters {
-	if w, ok := writers.Load(d); ok {
-		return w.(*directWriters)
-	}
-	w, _ := writers.LoadOrStore(d, &directWriters{dbs: map[string]*writeDB{}})
-	return w.(*directWriters)
-}
-
-// closeWriters closes d's write handles.
-func (d *Direct) closeWriters() {
-	if w, ok := writers.LoadAndDelete(d); ok {
-		dw := w.(*directWriters)
-		dw.mu.Lock()
-		defer dw.mu.Unlock()
-		dw.closed = true
-		for name, wdb := range dw.dbs {
-			_ = wdb.db.Close()
-			delete(dw.dbs, name)
-		}
+// close closes every write handle; writes fail afterwards.
+func (w *directWriters) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	for name, wdb := range w.dbs {
+		_ = wdb.db.Close()
+		delete(w.dbs, name)
 	}
 }
 
@@ -85,18 +71,14 @@ type writeDB struct {
 // writeDB returns the write handle of database name, or
 // ErrDirectUnsupported when its file does not exist yet.
 func (d *Direct) writeDB(name string) (*writeDB, error) {
-	if name == "" || strings.ContainsAny(name, "/\\\x00") || name == "." || name == ".." {
-		return nil, fmt.Errorf("%w: database name %q", ErrDirectUnsupported, name)
-	}
-	w := d.writers()
-	file := filepath.Join(d.dir, name+".sqlite")
-	info, err := os.Stat(file)
+	file, info, err := d.databaseFile(name)
 	if err != nil {
-		if os.IsNotExist(err) {
+		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w: database %s does not exist yet", ErrDirectUnsupported, name)
 		}
 		return nil, err
 	}
+	w := &d.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
@@ -108,6 +90,9 @@ func (d *Direct) writeDB(name string) (*writeDB, error) {
 		}
 		_ = cur.db.Close() // dropped and created again
 		delete(w.dbs, name)
+	}
+	if w.dbs == nil {
+		w.dbs = map[string]*writeDB{}
 	}
 	// The server's own settings (server.go), and BEGIN IMMEDIATE: a
 	// transaction takes the write lock before it reads anything.
@@ -193,6 +178,7 @@ func (d *Direct) write(ctx context.Context, db, coll string, f func(tx *sql.Tx, 
 		if err != nil {
 			return err
 		}
+		d.writes.Add(1)
 		err = func() error {
 			tx, err := wdb.db.BeginTx(ctx, nil)
 			if err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
@@ -46,6 +47,10 @@ type Options struct {
 	// Command names the crawlcache command opening the store, recorded in
 	// the data directory while this process serves it.
 	Command string
+
+	// Monitor, if set, sees every command the client sends (the bench
+	// counts round trips with it).
+	Monitor *event.CommandMonitor
 }
 
 // Store is an open connection to the deployment. It is safe for concurrent
@@ -104,7 +109,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		if !strings.HasPrefix(opts.URI, "mongodb://") && !strings.HasPrefix(opts.URI, "mongodb+srv://") {
 			return nil, fmt.Errorf("store URI %q: must start with mongodb:// or mongodb+srv://", redactURI(opts.URI))
 		}
-		client, err := connect(ctx, opts.URI, timeout)
+		client, err := connect(ctx, opts.URI, timeout, opts.Monitor)
 		if err != nil {
 			return nil, err
 		}
@@ -126,7 +131,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 				dir, busy.Owner.Command, busy.Owner.PID, busy.Owner.Started.Format(time.RFC3339), dir, "mongodb://127.0.0.1:27017/")
 		}
 		logger.Info("data directory is served by another crawlcache process; connecting to it", "dir", dir, "uri", busy.Owner.URI, "pid", busy.Owner.PID)
-		client, err := connect(ctx, busy.Owner.URI, timeout)
+		client, err := connect(ctx, busy.Owner.URI, timeout, opts.Monitor)
 		if err != nil {
 			return nil, fmt.Errorf("data directory %s is served by pid %d at %s: %w", dir, busy.Owner.PID, busy.Owner.URI, err)
 		}
@@ -134,7 +139,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	case err != nil:
 		return nil, err
 	}
-	client, err := connect(ctx, srv.URI(), timeout)
+	client, err := connect(ctx, srv.URI(), timeout, opts.Monitor)
 	if err != nil {
 		srv.Close()
 		return nil, err
@@ -170,11 +175,14 @@ func (s *Store) Close(ctx context.Context) error {
 	return err
 }
 
-func connect(ctx context.Context, uri string, timeout time.Duration) (*mongo.Client, error) {
+func connect(ctx context.Context, uri string, timeout time.Duration, monitor *event.CommandMonitor) (*mongo.Client, error) {
 	opts := options.Client().ApplyURI(uri).
 		SetServerSelectionTimeout(timeout).
 		SetConnectTimeout(timeout).
 		SetAppName("crawlcache")
+	if monitor != nil {
+		opts.SetMonitor(monitor)
+	}
 	client, err := mongo.Connect(opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w: %v", redactURI(uri), ErrUnreachable, err)
