@@ -349,40 +349,50 @@ func (d *sjsonDecoder) schema(depth int) (*sjsonSchema, error) {
 	if depth > sjsonMaxDepth {
 		return nil, d.errorf("nested too deeply")
 	}
-	if err := d.next('{'); err != nil {
+	sch := d.newSchema()
+	err := d.members(func(k string) error {
+		switch {
+		case d.literal("null"):
+			return nil
+		case k == "p":
+			return d.props(sch, depth)
+		case k == "$k":
+			return d.keys(sch)
+		}
+		return d.errorf("unknown schema field %q", k)
+	})
+	if err != nil {
 		return nil, err
 	}
-	sch := d.newSchema()
+	return sch, nil
+}
+
+// members reads an object, calling f with each member's key once the
+// reader is at its value; f must consume the value.
+func (d *sjsonDecoder) members(f func(k string) error) error {
+	if err := d.next('{'); err != nil {
+		return err
+	}
 	d.ws()
 	if d.peek() == '}' {
 		d.i++
-		return sch, nil
+		return nil
 	}
 	for {
 		k, err := d.key()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		d.ws()
-		switch {
-		case d.literal("null"):
-		case k == "p":
-			if err := d.props(sch, depth); err != nil {
-				return nil, err
-			}
-		case k == "$k":
-			if err := d.keys(sch); err != nil {
-				return nil, err
-			}
-		default:
-			return nil, d.errorf("unknown schema field %q", k)
+		if err := f(k); err != nil {
+			return err
 		}
 		more, err := d.more('}')
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if !more {
-			return sch, nil
+			return nil
 		}
 	}
 }
@@ -463,72 +473,52 @@ func (d *sjsonDecoder) elem(depth int) (*sjsonElem, error) {
 	if d.literal("null") {
 		return nil, nil
 	}
-	if err := d.next('{'); err != nil {
-		return nil, err
-	}
 	el := d.newElem()
-	d.ws()
-	if d.peek() == '}' {
-		d.i++
-		return el, nil
-	}
-	for {
-		k, err := d.key()
-		if err != nil {
-			return nil, err
-		}
-		d.ws()
+	err := d.members(func(k string) error {
+		var err error
 		switch k {
 		case "t":
 			t, err := d.str()
 			if err != nil {
-				return nil, err
+				return err
 			}
 			el.kind = sjsonKinds[t]
 			if el.kind == 0 {
-				return nil, d.errorf("unknown type %q", t)
+				return d.errorf("unknown type %q", t)
 			}
 		case "$s":
-			if el.schema, err = d.schemaOrNull(depth); err != nil {
-				return nil, err
-			}
+			el.schema, err = d.schemaOrNull(depth)
 		case "o":
 			if !d.literal("null") {
-				if el.options, err = d.str(); err != nil {
-					return nil, err
-				}
+				el.options, err = d.str()
 				el.hasOptions = true
 			}
 		case "s":
 			if !d.literal("null") {
 				n, err := d.number()
 				if err != nil {
-					return nil, err
+					return err
 				}
 				st, err := strconv.ParseUint(n, 10, 8)
 				if err != nil {
-					return nil, d.errorf("binary subtype %s: %v", n, err)
+					return d.errorf("binary subtype %s: %v", n, err)
 				}
 				el.subtype, el.hasSubtype = byte(st), true
 			}
 		case "i":
 			if !d.literal("null") {
-				if el.items, err = d.items(depth); err != nil {
-					return nil, err
-				}
+				el.items, err = d.items(depth)
 				el.hasItems = true
 			}
 		default:
-			return nil, d.errorf("unknown schema field %q", k)
+			return d.errorf("unknown schema field %q", k)
 		}
-		more, err := d.more('}')
-		if err != nil {
-			return nil, err
-		}
-		if !more {
-			return el, nil
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return el, nil
 }
 
 func (d *sjsonDecoder) schemaOrNull(depth int) (*sjsonSchema, error) {
