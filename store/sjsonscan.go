@@ -301,24 +301,7 @@ func (d *sjsonDecoder) skip(depth int) error {
 		_, err := d.str()
 		return err
 	case c == '{':
-		d.i++
-		d.ws()
-		if d.peek() == '}' {
-			d.i++
-			return nil
-		}
-		for {
-			if _, err := d.key(); err != nil {
-				return err
-			}
-			if err := d.skip(depth + 1); err != nil {
-				return err
-			}
-			more, err := d.more('}')
-			if err != nil || !more {
-				return err
-			}
-		}
+		return d.members(func(string) error { return d.skip(depth + 1) })
 	case c == '[':
 		d.i++
 		d.ws()
