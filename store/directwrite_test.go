@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"testing"
 
@@ -15,12 +14,7 @@ import (
 
 func openForWrites(t *testing.T) (*Store, *Direct) {
 	t.Helper()
-	ctx := context.Background()
-	s, err := Open(ctx, Options{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(context.Background()) })
+	s := openDir(t, t.TempDir())
 	d := DirectFor(s.Client)
 	if d == nil {
 		t.Fatal("no direct access to an in-process embedded store")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,11 +17,7 @@ import (
 func TestIDLookupsUseAnIndex(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := Open(ctx, Options{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(ctx)
+	s := openDir(t, dir)
 	coll := s.Database("idx").Collection("docs")
 	for i := range 3 {
 		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("k%d", i)}}); err != nil {
@@ -76,11 +71,7 @@ func TestIDLookupsUseAnIndex(t *testing.T) {
 // and the indexer must not keep failing on its old handle.
 func TestIDIndexerForgetsDroppedDatabases(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, Options{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(ctx)
+	s := openDir(t, t.TempDir())
 	db := s.Database("gone")
 	if _, err := db.Collection("c").InsertOne(ctx, bson.D{{Key: "_id", Value: "a"}}); err != nil {
 		t.Fatal(err)
@@ -108,10 +99,7 @@ func TestIDIndexerForgetsDroppedDatabases(t *testing.T) {
 func TestIDIndexerDropsTheOldExtraIndex(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := Open(ctx, Options{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openDir(t, dir)
 	coll := s.Database("old").Collection("docs")
 	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "a"}}); err != nil {
 		t.Fatal(err)
@@ -142,11 +130,7 @@ func TestIDIndexerDropsTheOldExtraIndex(t *testing.T) {
 	}
 	db.Close()
 
-	s, err = Open(ctx, Options{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(ctx)
+	openDir(t, dir)
 	db, err = sql.Open("sqlite", "file:"+filepath.Join(dir, "old.sqlite")+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)

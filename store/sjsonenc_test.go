@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"log/slog"
 	"math"
 	"path/filepath"
 	"strings"
@@ -51,11 +50,7 @@ var sjsonCases = []struct {
 func TestEncodeSJSONRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := Open(ctx, Options{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(ctx)
+	s := openDir(t, dir)
 	viaServer := s.Database("enc").Collection("server")
 	direct := s.Database("enc").Collection("direct")
 	for _, coll := range []string{"server", "direct"} {
