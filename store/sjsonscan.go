@@ -303,21 +303,7 @@ func (d *sjsonDecoder) skip(depth int) error {
 	case c == '{':
 		return d.members(func(string) error { return d.skip(depth + 1) })
 	case c == '[':
-		d.i++
-		d.ws()
-		if d.peek() == ']' {
-			d.i++
-			return nil
-		}
-		for {
-			if err := d.skip(depth + 1); err != nil {
-				return err
-			}
-			more, err := d.more(']')
-			if err != nil || !more {
-				return err
-			}
-		}
+		return d.elements(func() error { return d.skip(depth + 1) })
 	case c == '-' || ('0' <= c && c <= '9'):
 		_, err := d.number()
 		return err
@@ -381,50 +367,28 @@ func (d *sjsonDecoder) members(f func(k string) error) error {
 }
 
 func (d *sjsonDecoder) props(sch *sjsonSchema, depth int) error {
-	if err := d.next('{'); err != nil {
-		return err
-	}
-	d.ws()
-	if d.peek() == '}' {
-		d.i++
-		return nil
-	}
 	base := len(d.propStack)
 	defer func() { d.propStack = d.propStack[:base] }()
-	for {
-		k, err := d.key()
-		if err != nil {
-			return err
-		}
+	err := d.members(func(k string) error {
 		el, err := d.elem(depth + 1)
 		if err != nil {
 			return err
 		}
 		d.propStack = append(d.propStack, sjsonProp{name: k, elem: el})
-		more, err := d.more('}')
-		if err != nil {
-			return err
-		}
-		if !more {
-			start := len(d.propArena)
-			d.propArena = append(d.propArena, d.propStack[base:]...)
-			sch.props = d.propArena[start:len(d.propArena):len(d.propArena)]
-			return nil
-		}
+		return nil
+	})
+	if err != nil || len(d.propStack) == base {
+		return err
 	}
+	start := len(d.propArena)
+	d.propArena = append(d.propArena, d.propStack[base:]...)
+	sch.props = d.propArena[start:len(d.propArena):len(d.propArena)]
+	return nil
 }
 
 func (d *sjsonDecoder) keys(sch *sjsonSchema) error {
-	if err := d.next('['); err != nil {
-		return err
-	}
-	d.ws()
-	if d.peek() == ']' {
-		d.i++
-		return nil
-	}
 	start := len(d.keyArena)
-	for {
+	err := d.elements(func() error {
 		d.ws()
 		k, err := d.str()
 		if err != nil {
@@ -434,14 +398,33 @@ func (d *sjsonDecoder) keys(sch *sjsonSchema) error {
 			return d.errorf("key %q holds a NUL byte", k)
 		}
 		d.keyArena = append(d.keyArena, k)
-		more, err := d.more(']')
-		if err != nil {
+		return nil
+	})
+	if err != nil || len(d.keyArena) == start {
+		return err
+	}
+	// Appends above reallocate, never overwrite these.
+	sch.keys = d.keyArena[start:len(d.keyArena):len(d.keyArena)]
+	return nil
+}
+
+// elements reads an array, calling f for each element; f must consume it.
+func (d *sjsonDecoder) elements(f func() error) error {
+	if err := d.next('['); err != nil {
+		return err
+	}
+	d.ws()
+	if d.peek() == ']' {
+		d.i++
+		return nil
+	}
+	for {
+		if err := f(); err != nil {
 			return err
 		}
-		if !more {
-			// Appends above reallocate, never overwrite these.
-			sch.keys = d.keyArena[start:len(d.keyArena):len(d.keyArena)]
-			return nil
+		more, err := d.more(']')
+		if err != nil || !more {
+			return err
 		}
 	}
 }
@@ -512,30 +495,23 @@ func (d *sjsonDecoder) schemaOrNull(depth int) (*sjsonSchema, error) {
 }
 
 func (d *sjsonDecoder) items(depth int) ([]*sjsonElem, error) {
-	if err := d.next('['); err != nil {
-		return nil, err
-	}
-	d.ws()
-	if d.peek() == ']' {
-		d.i++
-		return []*sjsonElem{}, nil
-	}
 	base := len(d.itemStack)
 	defer func() { d.itemStack = d.itemStack[:base] }()
-	for {
+	err := d.elements(func() error {
 		el, err := d.elem(depth + 1)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		d.itemStack = append(d.itemStack, el)
-		more, err := d.more(']')
-		if err != nil {
-			return nil, err
-		}
-		if !more {
-			start := len(d.itemArena)
-			d.itemArena = append(d.itemArena, d.itemStack[base:]...)
-			return d.itemArena[start:len(d.itemArena):len(d.itemArena)], nil
-		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case len(d.itemStack) == base:
+		return []*sjsonElem{}, nil
 	}
+	start := len(d.itemArena)
+	d.itemArena = append(d.itemArena, d.itemStack[base:]...)
+	return d.itemArena[start:len(d.itemArena):len(d.itemArena)], nil
 }
