@@ -210,8 +210,11 @@ func resumeScenario(ctx context.Context, cfg config) ([]row, error) {
 	}
 	per := float64(total) / float64(cfg.pages)
 	twice := fmt.Sprintf("%d pages downloaded twice, none of them stored at the kill (bodies on the wire)", again)
-	if storedAgain > 0 {
+	switch {
+	case storedAgain > 0:
 		twice = fmt.Sprintf("%d pages downloaded twice, %d of them already stored at the kill", again, storedAgain)
+	case again == 1:
+		twice = "1 page downloaded twice, not stored at the kill (a body on the wire)"
 	}
 	return []row{{
 		"resume after SIGKILL at 50%: origin downloads per page",
