@@ -39,6 +39,7 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "fresh", Usage: "start a new run even if the job's last run was interrupted", EnvVars: []string{"CRAWLCACHE_FRESH"}},
 			&cli.BoolFlag{Name: "resume", Usage: "if the job's last run was interrupted, continue it instead of refusing", EnvVars: []string{"CRAWLCACHE_RESUME"}},
 			&cli.BoolFlag{Name: "revalidate", Usage: "this run only: send a conditional request for every cached page, however fresh (unchanged pages cost a 304)", EnvVars: []string{"CRAWLCACHE_REVALIDATE"}},
+			leaseFlag(),
 			workerIDFlag(),
 		}, storeFlags()...),
 		Action: func(c *cli.Context) error {
@@ -79,6 +80,7 @@ func resumeCommand() *cli.Command {
 			&cli.StringFlag{Name: "job", Usage: "resume the newest run of this job instead of naming a run", EnvVars: []string{"CRAWLCACHE_JOB"}},
 			&cli.StringFlag{Name: "config", Usage: "job config to use instead of the path recorded in the run", EnvVars: []string{"CRAWLCACHE_CONFIG"}},
 			&cli.BoolFlag{Name: "json", Usage: "print the run summary as one JSON object on the last line of standard output", EnvVars: []string{"CRAWLCACHE_JSON"}},
+			leaseFlag(),
 			workerIDFlag(),
 		}, storeFlags()...),
 		Action: func(c *cli.Context) error {
@@ -137,6 +139,11 @@ func workerIDFlag() cli.Flag {
 	return &cli.StringFlag{Name: "worker-id", Usage: "name of this process in the run record, job lock and frontier leases (default host-pid-random)", EnvVars: []string{"CRAWLCACHE_WORKER_ID"}}
 }
 
+// leaseFlag is --lease of every command that crawls (run, resume, worker).
+func leaseFlag() cli.Flag {
+	return &cli.DurationFlag{Name: "lease", Usage: "lease of a claimed URL and of a host; if this process is killed, its work returns to other workers after it (default 2m)", EnvVars: []string{"CRAWLCACHE_LEASE"}}
+}
+
 // newRunner builds a Runner with the progress display: a live line when
 // standard error is a terminal, a log line every 10 s otherwise.
 func newRunner(c *cli.Context, s *store.Store) (*jobs.Runner, *jobs.Reporter) {
@@ -144,7 +151,7 @@ func newRunner(c *cli.Context, s *store.Store) (*jobs.Runner, *jobs.Reporter) {
 	f, isFile := w.(*os.File)
 	rep := &jobs.Reporter{W: w, Live: isFile && term.IsTerminal(int(f.Fd()))}
 	log := slog.New(rep.LogHandler(slog.Default().Handler()))
-	return &jobs.Runner{Store: s, WorkerID: c.String("worker-id"), Progress: rep.Update, Logger: log}, rep
+	return &jobs.Runner{Store: s, WorkerID: c.String("worker-id"), FrontierLease: c.Duration("lease"), Progress: rep.Update, Logger: log}, rep
 }
 
 // runSummary is the --json output: one flat object whose keys are a

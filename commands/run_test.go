@@ -2,13 +2,21 @@ package commands
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"crawlcache/frontier"
+	"crawlcache/jobs"
+	"crawlcache/store"
 	"crawlcache/testsite"
 )
 
@@ -177,5 +185,44 @@ func TestDemoPortTaken(t *testing.T) {
 	_, err := runApp(t, "demo", "--listen", addr, "--config", cfg, "--data-dir", t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), "already in use") {
 		t.Errorf("demo on a taken port: err = %v, want 'already in use'", err)
+	}
+}
+
+// TestRunLease: run --lease sets how long this process's claims last (and so
+// how soon another worker takes over its URLs if it is killed).
+func TestRunLease(t *testing.T) {
+	site := testsite.New(testsite.Options{Pages: 6, Seed: 2, MinSize: 2 << 10, MaxSize: 4 << 10})
+	srv := site.Start()
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cfg := writeConfig(t, dir, "leasejob", srv.URL, "")
+	if _, err := runApp(t, "run", "--lease", "7s", "--data-dir", data, cfg); err != nil {
+		t.Fatalf("run --lease 7s: %v", err)
+	}
+	ctx := context.Background()
+	s, err := store.Open(ctx, store.Options{DataDir: data, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	cur, err := s.Database(jobs.Database).Collection(frontier.LogCollection).Find(ctx, bson.D{{Key: "state", Value: "leased"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims []struct {
+		At    time.Time `bson:"at"`
+		Until time.Time `bson:"lease_until"`
+	}
+	if err := cur.All(ctx, &claims); err != nil {
+		t.Fatal(err)
+	}
+	if len(claims) == 0 {
+		t.Fatal("no claim recorded")
+	}
+	for _, c := range claims {
+		if got := c.Until.Sub(c.At); got != 7*time.Second {
+			t.Fatalf("lease of a claim = %s, want 7s", got)
+		}
 	}
 }

@@ -30,7 +30,7 @@ func workerCommand() *cli.Command {
 			&cli.StringFlag{Name: "job", Usage: "join only running runs of this job", EnvVars: []string{"CRAWLCACHE_JOB"}},
 			&cli.StringFlag{Name: "configs", Usage: "find a run's job config in this directory by job name (default: the path recorded in the run)", EnvVars: []string{"CRAWLCACHE_CONFIGS"}},
 			&cli.DurationFlag{Name: "wait", Usage: "keep looking this long for a running run before giving up (0: look once)", EnvVars: []string{"CRAWLCACHE_WAIT"}},
-			&cli.DurationFlag{Name: "lease", Usage: "lease of a claimed URL and of a host; a killed worker's work returns after it (default 2m)", EnvVars: []string{"CRAWLCACHE_LEASE"}},
+			leaseFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per joined run on standard output", EnvVars: []string{"CRAWLCACHE_JSON"}},
 			workerIDFlag(),
 		}, storeFlags()...),
@@ -43,7 +43,6 @@ func workerCommand() *cli.Command {
 			}
 			return withStore(c, func(ctx context.Context, s *store.Store) error {
 				r, rep := newRunner(c, s)
-				r.FrontierLease = c.Duration("lease")
 				outs, err := r.Work(ctx, jobs.WorkOptions{
 					RunID: c.String("run"), Job: c.String("job"), Wait: c.Duration("wait"),
 					LoadJob: jobLoader(c.String("configs")),
