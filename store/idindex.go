@@ -96,7 +96,11 @@ func (x *idIndexer) ensure(ctx context.Context) error {
 	for _, file := range files {
 		db := x.dbs[file]
 		if db == nil {
-			db, err = sql.Open("sqlite", "file:"+file+"?_pragma=busy_timeout(10000)")
+			// BEGIN IMMEDIATE: a rebuild takes the write lock first,
+			// waiting for it in the busy handler. A deferred transaction
+			// that reads the schema and then writes fails at once with
+			// SQLITE_BUSY when another connection committed meanwhile.
+			db, err = sql.Open("sqlite", "file:"+file+"?_pragma=busy_timeout(10000)&_txlock=immediate")
 			if err != nil {
 				return fmt.Errorf("open %s: %w", file, err)
 			}

@@ -153,3 +153,42 @@ func TestIDIndexerDropsTheOldExtraIndex(t *testing.T) {
 		t.Errorf("indexes after a restart = %v, want only %s on %s", got, table+"__id_", idIndexExpr)
 	}
 }
+
+// TestIDIndexerWithConcurrentWriters: rebuilding an index while other
+// connections write to the same file waits for the write lock instead of
+// failing with SQLITE_BUSY (it did when its transaction began deferred).
+func TestIDIndexerWithConcurrentWriters(t *testing.T) {
+	ctx := context.Background()
+	s := openDir(t, t.TempDir())
+	db := s.Database("busy")
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := db.Collection("writes").InsertOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("w%d", i)}}); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		if err := <-done; err != nil {
+			t.Errorf("concurrent insert: %v", err)
+		}
+	}()
+	for i := range 30 {
+		if err := db.CreateCollection(ctx, fmt.Sprintf("c%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.server.ids.ensure(ctx); err != nil {
+			t.Fatalf("index _id while another connection writes (round %d): %v", i, err)
+		}
+	}
+}
