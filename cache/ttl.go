@@ -250,12 +250,16 @@ type ttlIndexed struct {
 // ttlIndexes are the TTL indexes made on MongoDB. Revalidations and
 // redirects expire with their responses: a 304 also sets
 // responses.validated_at on such servers, and a redirect hop is rewritten
-// (new created_at) whenever it is fetched again.
+// (new created_at) whenever it is fetched again. A URL's Variants document
+// expires a TTL after a variant was last stored under it (updated_at);
+// variants revalidated by 304s for longer than that are fetched once more
+// and listed in a new one, rather than Variants documents piling up.
 func (a *Admin) ttlIndexes() []ttlIndexed {
 	return []ttlIndexed{
 		{a.responses, TTLField},
 		{a.revalidations, TTLField},
 		{a.redirects, "created_at"},
+		{a.variants, "updated_at"},
 	}
 }
 
