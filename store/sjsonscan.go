@@ -339,31 +339,14 @@ func (d *sjsonDecoder) schema(depth int) (*sjsonSchema, error) {
 // members reads an object, calling f with each member's key once the
 // reader is at its value; f must consume the value.
 func (d *sjsonDecoder) members(f func(k string) error) error {
-	if err := d.next('{'); err != nil {
-		return err
-	}
-	d.ws()
-	if d.peek() == '}' {
-		d.i++
-		return nil
-	}
-	for {
+	return d.list('{', '}', func() error {
 		k, err := d.key()
 		if err != nil {
 			return err
 		}
 		d.ws()
-		if err := f(k); err != nil {
-			return err
-		}
-		more, err := d.more('}')
-		if err != nil {
-			return err
-		}
-		if !more {
-			return nil
-		}
-	}
+		return f(k)
+	})
 }
 
 func (d *sjsonDecoder) props(sch *sjsonSchema, depth int) error {
@@ -409,12 +392,16 @@ func (d *sjsonDecoder) keys(sch *sjsonSchema) error {
 }
 
 // elements reads an array, calling f for each element; f must consume it.
-func (d *sjsonDecoder) elements(f func() error) error {
-	if err := d.next('['); err != nil {
+func (d *sjsonDecoder) elements(f func() error) error { return d.list('[', ']', f) }
+
+// list reads an object or array between open and close, calling f for
+// each member or element; f must consume it.
+func (d *sjsonDecoder) list(open, close byte, f func() error) error {
+	if err := d.next(open); err != nil {
 		return err
 	}
 	d.ws()
-	if d.peek() == ']' {
+	if d.peek() == close {
 		d.i++
 		return nil
 	}
@@ -422,7 +409,7 @@ func (d *sjsonDecoder) elements(f func() error) error {
 		if err := f(); err != nil {
 			return err
 		}
-		more, err := d.more(']')
+		more, err := d.more(close)
 		if err != nil || !more {
 			return err
 		}
