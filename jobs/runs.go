@@ -341,6 +341,35 @@ type Tally struct {
 	Errors *int64
 	// Items is the number of items the run's mongodb output holds.
 	Items *int64
+	// Cache, when set, replaces the cache counters (hits, misses,
+	// revalidated, stale and bytes); see cacheTally.
+	Cache *Counters
+}
+
+// cacheTally returns the cache counters to record for a run whose own
+// counters are reported and whose workers' own totals are workers, or nil
+// when the run's counters already account for them. Workers add their
+// progress to the run's counters by increment, and on a server whose
+// updates are not atomic (the embedded store: an update reads the document
+// and writes it back) concurrent workers can lose each other's increments;
+// each worker's own totals are absolute, so their sum is the floor. A
+// field is never lowered.
+func cacheTally(reported Counters, workers map[string]Worker) *Counters {
+	var sum Counters
+	for _, w := range workers {
+		sum = sum.Add(w.Counters)
+	}
+	out := reported
+	out.Hits = max(reported.Hits, sum.Hits)
+	out.Misses = max(reported.Misses, sum.Misses)
+	out.Revalidated = max(reported.Revalidated, sum.Revalidated)
+	out.Stale = max(reported.Stale, sum.Stale)
+	out.NetworkBytes = max(reported.NetworkBytes, sum.NetworkBytes)
+	out.SavedBytes = max(reported.SavedBytes, sum.SavedBytes)
+	if out == reported {
+		return nil
+	}
+	return &out
 }
 
 func (t Tally) set() bson.D {
@@ -353,6 +382,14 @@ func (t Tally) set() bson.D {
 	add("pages", t.Pages)
 	add("errors", t.Errors)
 	add("items", t.Items)
+	if c := t.Cache; c != nil {
+		add("hits", &c.Hits)
+		add("misses", &c.Misses)
+		add("revalidated", &c.Revalidated)
+		add("stale", &c.Stale)
+		add("network_bytes", &c.NetworkBytes)
+		add("saved_bytes", &c.SavedBytes)
+	}
 	return out
 }
 

@@ -80,6 +80,7 @@ func (r *Runner) tally(ctx context.Context, runs *Runs, front *frontier.Frontier
 		return t, err
 	}
 	reported := rec.Counters
+	t.Cache = cacheTally(reported, rec.Workers)
 	pages, failed := int64(counts.Done), int64(counts.Failed)
 	t.Pages = &pages
 	if reported.Errors > failed {

@@ -1,0 +1,75 @@
+package jobs
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"crawlcache/store/storetest"
+)
+
+// TestCacheTally: the run's cache counters never end below the sum of its
+// workers' own totals, which a lost increment leaves them under.
+func TestCacheTally(t *testing.T) {
+	w := func(hits, misses, bytes int64) Worker {
+		return Worker{Counters: Counters{Hits: hits, Misses: misses, NetworkBytes: bytes}}
+	}
+	for _, tc := range []struct {
+		name     string
+		reported Counters
+		workers  map[string]Worker
+		want     *Counters
+	}{
+		{name: "increments all landed", reported: Counters{Pages: 9, Hits: 5, Misses: 4, NetworkBytes: 40},
+			workers: map[string]Worker{"a": w(3, 2, 20), "b": w(2, 2, 20)}},
+		{name: "one increment lost", reported: Counters{Pages: 9, Hits: 3, Misses: 4, NetworkBytes: 40},
+			workers: map[string]Worker{"a": w(3, 2, 20), "b": w(2, 2, 20)},
+			want:    &Counters{Pages: 9, Hits: 5, Misses: 4, NetworkBytes: 40}},
+		{name: "a worker's last report missing keeps the higher run counter", reported: Counters{Hits: 7, Misses: 1},
+			workers: map[string]Worker{"a": w(5, 3, 0)},
+			want:    &Counters{Hits: 7, Misses: 3}},
+		{name: "no workers recorded", reported: Counters{Hits: 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := cacheTally(tc.reported, tc.workers)
+			switch {
+			case (got == nil) != (tc.want == nil):
+				t.Fatalf("cacheTally = %+v, want %+v", got, tc.want)
+			case got != nil && *got != *tc.want:
+				t.Errorf("cacheTally = %+v, want %+v", *got, *tc.want)
+			}
+		})
+	}
+}
+
+// TestFinishTallySetsCacheCounters: the tally reaches the run record in
+// the finishing update.
+func TestFinishTallySetsCacheCounters(t *testing.T) {
+	ctx := context.Background()
+	runs := NewRuns(storetest.Open(t).Database(Database), nil)
+	run := &Run{ID: "tally-20261127T000000Z-0001", Job: "tally", Status: StatusRunning, Started: time.Now()}
+	if err := runs.Create(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	// Two reports whose increments were lost: only the workers' totals
+	// say what they did.
+	for _, id := range []string{"a", "b"} {
+		if err := runs.Report(ctx, run.ID, id, Counters{Pages: 2, Hits: 2, SavedBytes: 100}, Counters{}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec, err := runs.Get(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages := int64(4)
+	if _, err := runs.FinishTally(ctx, run.ID, StatusCompleted, "", Tally{Pages: &pages, Cache: cacheTally(rec.Counters, rec.Workers)}); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err = runs.Get(ctx, run.ID); err != nil {
+		t.Fatal(err)
+	}
+	if c := rec.Counters; c.Pages != 4 || c.Hits != 4 || c.SavedBytes != 200 {
+		t.Errorf("counters after finish = %+v, want pages 4, hits 4, saved_bytes 200", c)
+	}
+}
