@@ -97,8 +97,7 @@ func crawlRound(ctx context.Context, cfg config) (round, error) {
 	var err error
 	collyRun := func(dir string) func() (int64, error) {
 		return func() (int64, error) {
-			n, _, err := collyCrawl(seed, cfg.parallelism, dir)
-			return n, err
+			return collyCrawl(seed, cfg.parallelism, dir)
 		}
 	}
 	if r.colly, err = timed(cfg, "colly", collyRun("")); err != nil {
@@ -109,7 +108,7 @@ func crawlRound(ctx context.Context, cfg config) (round, error) {
 		return r, err
 	}
 	defer os.RemoveAll(cacheDir)
-	if _, _, err := collyCrawl(seed, cfg.parallelism, cacheDir); err != nil {
+	if _, err := collyCrawl(seed, cfg.parallelism, cacheDir); err != nil {
 		return r, fmt.Errorf("colly cache fill: %w", err)
 	}
 	if r.collyWarm, err = timed(cfg, "collywarm", collyRun(cacheDir)); err != nil {
@@ -125,7 +124,7 @@ func crawlRound(ctx context.Context, cfg config) (round, error) {
 	revalidate := cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireAfter, After: 0}}
 	crawl := func(id string, pol cache.Policy, hits, revalidated *int64) func() (int64, error) {
 		return func() (int64, error) {
-			p, _, err := crawlcacheCrawl(ctx, s, nil, crawlSpec{RunID: id, Seed: seed, Parallelism: cfg.parallelism, Policy: pol})
+			p, _, err := crawlcacheCrawl(ctx, s, crawlSpec{RunID: id, Seed: seed, Parallelism: cfg.parallelism, Policy: pol})
 			if hits != nil {
 				*hits = p.Hits
 			}

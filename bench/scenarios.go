@@ -58,11 +58,10 @@ type crawlSpec struct {
 	Reclaim             []string
 }
 
-// crawlcache runs one crawl with db as the store (db may be monitored).
-func crawlcacheCrawl(ctx context.Context, s *store.Store, client *mongo.Client, spec crawlSpec) (crawler.Progress, time.Duration, error) {
-	if client == nil {
-		client = s.Client
-	}
+// crawlcacheCrawl runs one crawl on store s and returns its progress and
+// wall time.
+func crawlcacheCrawl(ctx context.Context, s *store.Store, spec crawlSpec) (crawler.Progress, time.Duration, error) {
+	client := s.Client
 	fr, err := frontier.New(ctx, client.Database("crawlcache"), frontier.Options{FilterPushdown: s.Capabilities().FilterPushdown, Logger: quiet})
 	if err != nil {
 		return crawler.Progress{}, 0, err
@@ -82,26 +81,25 @@ func crawlcacheCrawl(ctx context.Context, s *store.Store, client *mongo.Client, 
 
 // collyCrawl crawls seed with plain colly (links from a[href], robots.txt
 // honoured, the same parallelism); cacheDir "" means no cache.
-func collyCrawl(seed string, parallelism int, cacheDir string) (int64, time.Duration, error) {
+func collyCrawl(seed string, parallelism int, cacheDir string) (int64, error) {
 	u, err := url.Parse(seed)
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	c := colly.NewCollector(colly.Async(true), colly.AllowedDomains(u.Hostname()))
 	c.IgnoreRobotsTxt = false
 	c.CacheDir = cacheDir
 	if err := c.Limit(&colly.LimitRule{DomainGlob: "*", Parallelism: parallelism}); err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	var pages atomic.Int64
 	c.OnHTML("a[href]", func(e *colly.HTMLElement) { _ = e.Request.Visit(e.Attr("href")) })
 	c.OnResponse(func(*colly.Response) { pages.Add(1) })
-	start := time.Now()
 	if err := c.Visit(seed); err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	c.Wait()
-	return pages.Load(), time.Since(start), nil
+	return pages.Load(), nil
 }
 
 // childSpec tells a child process what to do.
@@ -129,7 +127,7 @@ func child() error {
 		return err
 	}
 	defer s.Close(ctx)
-	p, d, err := crawlcacheCrawl(ctx, s, nil, spec.Crawl)
+	p, d, err := crawlcacheCrawl(ctx, s, spec.Crawl)
 	if err != nil {
 		return err
 	}
@@ -192,7 +190,7 @@ func resumeScenario(ctx context.Context, cfg config) ([]row, error) {
 		return nil, err
 	}
 	spec.Resume, spec.Reclaim, spec.Worker = true, []string{"bench-child"}, "bench-resume"
-	if _, _, err := crawlcacheCrawl(ctx, s, nil, spec); err != nil {
+	if _, _, err := crawlcacheCrawl(ctx, s, spec); err != nil {
 		return nil, fmt.Errorf("resume after SIGKILL: %w", err)
 	}
 	counts := site.Counts()

@@ -144,50 +144,31 @@ func (c *collections) load(ctx context.Context, key string, withVariants bool) (
 	return out, nil
 }
 
-// insertOne inserts v into coll: through c.direct when it can, else
-// through the server (one writer at a time, see writeMu).
+// insertOne, upsert and deleteOne write through c.direct when they can
+// (store.InsertOne), else through the server, one writer at a time (see
+// writeMu).
 func (c *collections) insertOne(ctx context.Context, coll *mongo.Collection, v any) error {
-	if c.direct != nil {
-		raw, err := bson.Marshal(v)
-		if err != nil {
-			return err
-		}
-		err = c.direct.InsertOne(ctx, coll.Database().Name(), coll.Name(), raw)
-		if !errors.Is(err, store.ErrDirectUnsupported) {
-			return err
-		}
-	}
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
-	_, err := coll.InsertOne(ctx, v)
-	return err
+	defer c.wireLock()()
+	return store.InsertOne(ctx, c.direct, coll, v)
 }
 
-// upsert replaces the document with _id id in coll by v, or inserts v.
 func (c *collections) upsert(ctx context.Context, coll *mongo.Collection, id string, v any) error {
-	if c.direct != nil {
-		raw, err := bson.Marshal(v)
-		if err != nil {
-			return err
-		}
-		err = c.direct.Upsert(ctx, coll.Database().Name(), coll.Name(), raw)
-		if !errors.Is(err, store.ErrDirectUnsupported) {
-			return err
-		}
-	}
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
-	_, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, v, replaceUpsert)
-	return err
+	defer c.wireLock()()
+	return store.Upsert(ctx, c.direct, coll, id, v)
 }
 
-// deleteOne deletes the document with _id id from coll, if any.
 func (c *collections) deleteOne(ctx context.Context, coll *mongo.Collection, id string) error {
+	return store.DeleteOne(ctx, c.direct, coll, id)
+}
+
+// wireLock takes writeMu when writes go through the server and returns
+// its release.
+func (c *collections) wireLock() func() {
 	if c.direct != nil {
-		return c.direct.DeleteOne(ctx, coll.Database().Name(), coll.Name(), id)
+		return func() {}
 	}
-	_, err := coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
-	return err
+	c.writeMu.Lock()
+	return c.writeMu.Unlock
 }
 
 // save replaces the response stored under doc.ID and drops its

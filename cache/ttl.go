@@ -267,7 +267,7 @@ func (a *Admin) ttlIndexes() []ttlIndexed {
 func (a *Admin) indexTTL(ctx context.Context) (int32, bool, error) {
 	specs, err := a.responses.Indexes().ListSpecifications(ctx)
 	if err != nil {
-		if isNamespaceNotFound(err) {
+		if store.IsNamespaceNotFound(err) {
 			return 0, false, nil
 		}
 		return 0, false, fmt.Errorf("list indexes of %s: %w", a.responses.Name(), err)
@@ -295,23 +295,9 @@ func (a *Admin) createTTLIndexes(ctx context.Context, secs int32) error {
 
 func (a *Admin) dropTTLIndexes(ctx context.Context) error {
 	for _, c := range a.ttlIndexes() {
-		err := c.coll.Indexes().DropOne(ctx, TTLIndexName)
-		if err != nil && !isNamespaceNotFound(err) && !isIndexNotFound(err) {
-			return fmt.Errorf("drop index %s on %s: %w", TTLIndexName, c.coll.Name(), err)
+		if err := store.DropIndex(ctx, c.coll, TTLIndexName); err != nil {
+			return err
 		}
 	}
 	return nil
-}
-
-// isNamespaceNotFound reports MongoDB's NamespaceNotFound (26): the
-// collection does not exist yet.
-func isNamespaceNotFound(err error) bool {
-	var se mongo.ServerError
-	return errors.As(err, &se) && se.HasErrorCode(26)
-}
-
-// isIndexNotFound reports MongoDB's IndexNotFound (27).
-func isIndexNotFound(err error) bool {
-	var se mongo.ServerError
-	return errors.As(err, &se) && se.HasErrorCode(27)
 }

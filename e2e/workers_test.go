@@ -413,11 +413,9 @@ func TestWorkerKilled(t *testing.T) {
 			return false
 		}
 		if l.Host != seenHost || l.Worker != victimID {
-			seenHost, victimID, victimOn = l.Host, l.Worker, nil
-			for _, g := range f.origins {
-				if strings.TrimPrefix(g.srv.URL, "http://") == l.Host {
-					victimOn, seenAt = g, g.site.Counts().Bodies
-				}
+			seenHost, victimID, victimOn = l.Host, l.Worker, f.originOf(l.Host)
+			if victimOn != nil {
+				seenAt = victimOn.site.Counts().Bodies
 			}
 			return false
 		}
@@ -537,13 +535,21 @@ func (f *fleet) hostsHeldBy(t *testing.T, worker string) map[*gatedOrigin]bool {
 	}
 	held := map[*gatedOrigin]bool{}
 	for _, l := range leases {
-		for _, g := range f.origins {
-			if strings.TrimPrefix(g.srv.URL, "http://") == l.Host && time.Until(l.Until) > 0 {
-				held[g] = true
-			}
+		if g := f.originOf(l.Host); g != nil && time.Until(l.Until) > 0 {
+			held[g] = true
 		}
 	}
 	return held
+}
+
+// originOf returns the origin serving host (host:port), nil if none.
+func (f *fleet) originOf(host string) *gatedOrigin {
+	for _, g := range f.origins {
+		if strings.TrimPrefix(g.srv.URL, "http://") == host {
+			return g
+		}
+	}
+	return nil
 }
 
 // uncached returns how many pages g sent a body for are not in the cache.

@@ -11,6 +11,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"crawlcache/store"
 )
 
 // held is a lease this process won.
@@ -75,7 +77,7 @@ func (f *Frontier) Claim(ctx context.Context, runID, worker string, max int) ([]
 	for i, it := range items {
 		docs[i] = logDoc(runID, it, it.seq+1, Leased, worker, until, "", now)
 	}
-	lost, err := insertMany(ctx, f.direct, f.log, docs)
+	lost, err := store.InsertMany(ctx, f.direct, f.log, docs)
 	if err != nil {
 		f.mu.Lock()
 		f.markUncertainLocked(runID)
@@ -332,7 +334,7 @@ func (f *Frontier) finishElsewhere(ctx context.Context, id string, st State, err
 		if st != Done {
 			it.attempts++
 		}
-		err = insertOne(ctx, f.direct, f.log, logDoc(runID, it, l.Seq+1, st, "", time.Time{}, errMsg, now))
+		err = store.InsertOne(ctx, f.direct, f.log, logDoc(runID, it, l.Seq+1, st, "", time.Time{}, errMsg, now))
 		if err == nil {
 			f.mu.Lock()
 			f.touchLocked(runID, h)

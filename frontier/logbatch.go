@@ -83,14 +83,14 @@ func (b *logBatcher) flush(batch []*logReq) {
 	ctx, cancel := batchContext(batch)
 	defer cancel()
 	if len(batch) == 1 {
-		batch[0].done <- insertOne(ctx, b.direct, b.coll, batch[0].doc)
+		batch[0].done <- store.InsertOne(ctx, b.direct, b.coll, batch[0].doc)
 		return
 	}
 	docs := make([]any, len(batch))
 	for i, r := range batch {
 		docs[i] = r.doc
 	}
-	dups, err := insertMany(ctx, b.direct, b.coll, docs)
+	dups, err := store.InsertMany(ctx, b.direct, b.coll, docs)
 	for i, r := range batch {
 		switch {
 		case err != nil:

@@ -9,6 +9,8 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"crawlcache/store"
 )
 
 // insertBatch is how many entries one insertMany carries.
@@ -190,7 +192,7 @@ func (f *Frontier) Add(ctx context.Context, runID string, links []Link) (int, er
 			}
 			docs[i] = append(d, bson.E{Key: "added_at", Value: now})
 		}
-		failed, err := insertMany(ctx, f.direct, f.entries, docs)
+		failed, err := store.InsertMany(ctx, f.direct, f.entries, docs)
 		if err != nil {
 			return added, fmt.Errorf("add %d links to run %s: %w", len(batch), runID, err)
 		}

@@ -25,3 +25,16 @@ func IsUnavailable(err error) bool {
 	// Not any net.Error: *fs.PathError is one too.
 	return errors.As(err, &sse) || errors.As(err, &ce) || errors.As(err, &wqe)
 }
+
+// IsNamespaceNotFound reports MongoDB's NamespaceNotFound (26): the
+// collection does not exist (yet).
+func IsNamespaceNotFound(err error) bool {
+	var se mongo.ServerError
+	return errors.As(err, &se) && se.HasErrorCode(26)
+}
+
+// IsIndexNotFound reports MongoDB's IndexNotFound (27).
+func IsIndexNotFound(err error) bool {
+	var se mongo.ServerError
+	return errors.As(err, &se) && se.HasErrorCode(27)
+}

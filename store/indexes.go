@@ -19,15 +19,20 @@ import (
 // earlier version indexed. It is idempotent.
 func EnsureIndex(ctx context.Context, coll *mongo.Collection, name string, keys bson.D, pushdown bool) error {
 	if !pushdown {
-		err := coll.Indexes().DropOne(ctx, name)
-		var ce mongo.CommandError
-		if err != nil && !(errors.As(err, &ce) && (ce.Code == 27 || ce.Code == 26)) { // IndexNotFound, NamespaceNotFound
-			return fmt.Errorf("drop unused index %s on %s: %w", name, coll.Name(), err)
-		}
-		return nil
+		return DropIndex(ctx, coll, name)
 	}
 	if _, err := coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: keys, Options: options.Index().SetName(name)}); err != nil {
 		return fmt.Errorf("create index %s on %s: %w", name, coll.Name(), err)
+	}
+	return nil
+}
+
+// DropIndex drops index name of coll; an index or a collection that does
+// not exist is not an error.
+func DropIndex(ctx context.Context, coll *mongo.Collection, name string) error {
+	err := coll.Indexes().DropOne(ctx, name)
+	if err != nil && !IsNamespaceNotFound(err) && !IsIndexNotFound(err) {
+		return fmt.Errorf("drop index %s on %s: %w", name, coll.Name(), err)
 	}
 	return nil
 }
@@ -40,8 +45,8 @@ func EnsureIndex(ctx context.Context, coll *mongo.Collection, name string, keys 
 func EnsureCollections(ctx context.Context, db *mongo.Database, names ...string) error {
 	for _, name := range names {
 		err := db.CreateCollection(ctx, name)
-		var ce mongo.CommandError
-		if err != nil && !(errors.As(err, &ce) && ce.Code == 48) { // NamespaceExists
+		var se mongo.ServerError
+		if err != nil && !(errors.As(err, &se) && se.HasErrorCode(48)) { // NamespaceExists
 			return fmt.Errorf("create collection %s.%s: %w", db.Name(), name, err)
 		}
 	}
