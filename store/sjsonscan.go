@@ -257,20 +257,15 @@ func (d *sjsonDecoder) number() (string, error) {
 	case i < len(s) && s[i] == '0':
 		i++
 	case i < len(s) && '1' <= s[i] && s[i] <= '9':
-		for i < len(s) && '0' <= s[i] && s[i] <= '9' {
-			i++
-		}
+		i, _ = skipDigits(s, i)
 	default:
 		return "", d.errorf("want a number")
 	}
+	var ok bool
 	if i < len(s) && s[i] == '.' {
-		i++
-		if i >= len(s) || s[i] < '0' || s[i] > '9' {
+		if i, ok = skipDigits(s, i+1); !ok {
 			d.i = i
 			return "", d.errorf("invalid number")
-		}
-		for i < len(s) && '0' <= s[i] && s[i] <= '9' {
-			i++
 		}
 	}
 	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
@@ -278,16 +273,23 @@ func (d *sjsonDecoder) number() (string, error) {
 		if i < len(s) && (s[i] == '+' || s[i] == '-') {
 			i++
 		}
-		if i >= len(s) || s[i] < '0' || s[i] > '9' {
+		if i, ok = skipDigits(s, i); !ok {
 			d.i = i
 			return "", d.errorf("invalid number")
-		}
-		for i < len(s) && '0' <= s[i] && s[i] <= '9' {
-			i++
 		}
 	}
 	d.i = i
 	return s[start:i], nil
+}
+
+// skipDigits returns the index after the digits of s from i, and whether
+// there was at least one.
+func skipDigits(s string, i int) (int, bool) {
+	j := i
+	for j < len(s) && '0' <= s[j] && s[j] <= '9' {
+		j++
+	}
+	return j, j > i
 }
 
 // skip consumes one JSON value of any kind.
