@@ -15,7 +15,6 @@ import (
 	"crawlcache/cache"
 	"crawlcache/configs"
 	"crawlcache/crawler"
-	"crawlcache/frontier"
 	"crawlcache/pipeline"
 	"crawlcache/store"
 )
@@ -89,6 +88,10 @@ type Runner struct {
 	// the embedded store, so that workers started with Join on the same
 	// store share rate.per_host.
 	HostLeases bool
+
+	// fault, if set, is called at each step of committing a run's outputs
+	// and recording its end (fault-injection tests stop the process there).
+	fault func(step string)
 
 	workerOnce sync.Once
 }
@@ -324,184 +327,6 @@ const (
 	modeResume                  // an interrupted run, under the job lock
 	modeJoin                    // a running run, as an extra worker
 )
-
-// execute runs run until it ends and records how. lease is the job lock,
-// nil for a joined worker.
-func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, mode startMode, lease *Lease, revalidate bool) (*Outcome, error) {
-	log := r.log().With("job", job.Name, "run", run.ID)
-	runs, _ := r.db()
-	worker := r.worker()
-	bg := context.WithoutCancel(ctx)
-	resume := mode != modeNew
-	if lease != nil {
-		if err := lease.SetRun(ctx, run.ID); err != nil {
-			return nil, err
-		}
-	}
-
-	var reclaim []string
-	if mode == modeResume {
-		if err := runs.Reopen(ctx, run.ID); err != nil {
-			return nil, err
-		}
-		// Leases held by this worker's earlier session, and by workers
-		// that stopped reporting or whose process is gone, are taken over
-		// at once instead of after they expire. We hold the job lock, so
-		// no other `run` works on this run.
-		reclaim = append(reclaim, worker)
-		for id, w := range run.Workers {
-			if id != worker && (r.now().Sub(w.Heartbeat) > 2*r.reportEvery() || holderDeadWorker(w)) {
-				reclaim = append(reclaim, id)
-			}
-		}
-	}
-	if err := runs.JoinWorker(ctx, run.ID, Worker{ID: worker, Host: hostname(), PID: os.Getpid()}); err != nil {
-		return nil, err
-	}
-
-	var (
-		session Counters           // this process's counters, once the crawl returned
-		front   *frontier.Frontier // for the tally of a finished run
-	)
-	// finish records how the run ended and returns its outcome, also when
-	// the store is gone (then built from what this process knows).
-	finish := func(status Status, cause error) (*Outcome, error) {
-		cause = r.storeDown(cause)
-		down := errors.Is(cause, store.ErrUnreachable)
-		if down && status == StatusFailed {
-			status = StatusInterrupted // resumable once the store is back
-		}
-		cctx, cancel := cleanupCtx(ctx, down)
-		defer cancel()
-		msg := ""
-		if cause != nil {
-			msg = cause.Error()
-		}
-		// A joined worker records only completion: its interrupt or
-		// failure leaves the run to the others.
-		if mode != modeJoin || status == StatusCompleted {
-			var t Tally
-			if front != nil && !down {
-				var err error
-				if t, err = r.tally(cctx, runs, front, job, run.ID); err != nil {
-					log.Warn("count the run's pages and items; keeping the reported counters", "err", err)
-				}
-			}
-			if _, err := runs.FinishTally(cctx, run.ID, status, msg, t); err != nil {
-				if down { // already said; the record stays running until the next run
-					err = &StoreDownError{Store: r.Store.Describe(), Err: err}
-				}
-				switch err = r.storeDown(err); {
-				case !errors.Is(err, store.ErrUnreachable):
-					cause = errors.Join(cause, err)
-				case cause == nil: // completed, but the store did not take it
-					cause, status, down = err, StatusInterrupted, true
-				default:
-					down = true
-				}
-			}
-		}
-		var final *Run
-		if !down {
-			var err error
-			if final, err = runs.Get(cctx, run.ID); err != nil {
-				log.Warn("read the run record back", "err", err)
-			}
-		}
-		if final == nil {
-			final = localRecord(run, status, cause, session, mode, r.now())
-			return &Outcome{Run: final, Resumed: mode == modeResume, Session: session}, cause
-		}
-		return &Outcome{Run: final, Resumed: mode == modeResume, Session: sessionOf(final, worker)}, cause
-	}
-
-	if mode != modeJoin {
-		if err := r.prepareCache(ctx, job, log); err != nil {
-			return finish(StatusFailed, err)
-		}
-	}
-	var err error
-	front, err = frontier.New(ctx, r.Store.Database(Database), frontier.Options{
-		Now: r.Now, Lease: r.FrontierLease, Logger: log, FilterPushdown: r.Store.Capabilities().FilterPushdown,
-	})
-	if err != nil {
-		return finish(StatusFailed, err)
-	}
-	pipe, err := r.pipeline(job)
-	if err != nil {
-		return finish(StatusFailed, err)
-	}
-	if pipe != nil {
-		if err := pipe.Open(ctx, run.ID, resume); err != nil {
-			return finish(StatusFailed, fmt.Errorf("open outputs: %w", err))
-		}
-		defer func() { _ = pipe.Close() }()
-	}
-
-	// A lost lock (another process took the job over after our lease
-	// expired) stops the crawl.
-	crawlCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	if lease != nil {
-		go lease.KeepAlive(crawlCtx, func(err error) {
-			log.Error("job lock lost; stopping", "err", err)
-			cancel(err)
-		})
-	}
-	if revalidate {
-		crawlCtx = cache.WithRefresh(crawlCtx)
-	}
-
-	// A progress write that finds the store gone stops the crawl at once,
-	// rather than after the crawler's own store calls time out.
-	rep := &reporter{runs: runs, runID: run.ID, worker: worker, every: r.reportEvery(), now: r.now, show: r.Progress, log: log, down: cancel}
-	log.Info("run starting", "resume", resume, "revalidate", revalidate, "store", r.Store.Describe())
-	p, crawlErr := crawler.Run(crawlCtx, crawler.Options{
-		RunID: run.ID, Job: job.Name, Worker: worker,
-		Seeds: job.Seeds, AllowedDomains: job.AllowedDomains, MaxDepth: job.MaxDepth, MaxPages: job.MaxPages,
-		Include: job.Include, Exclude: job.Exclude, Follow: job.Follow,
-		UserAgent: job.UserAgent, Headers: job.Headers, Robots: job.Robots, Timeout: job.Timeout, MaxBodySize: job.MaxBodySize,
-		PerHost: job.Rate.PerHost, Burst: job.Rate.Burst, Parallelism: job.Rate.Parallelism,
-		RetryMax: job.Retry.Max, RetryBackoff: job.Retry.Backoff,
-		CacheDB: r.Store.Database(cache.DefaultDatabase), CachePolicy: job.Cache, SupportsTTL: r.Store.Capabilities().TTLIndexes,
-		FilterPushdown: r.Store.Capabilities().FilterPushdown,
-		Frontier:       front, Resume: resume, Reclaim: reclaim, HostLeases: hasOption(run, OptionHostLeases),
-		Pipeline: pipe, Progress: rep.update,
-		Now: r.Now, Logger: log, Upstream: r.Upstream, ShutdownGrace: r.ShutdownGrace, LeaseRenew: r.FrontierLease / 4,
-	})
-	session = countersOf(p)
-	lost := context.Cause(crawlCtx)
-	if store.IsUnavailable(crawlErr) || store.IsUnavailable(lost) {
-		rep.gone = true // the record keeps the last progress written
-	}
-	if !rep.gone {
-		if err := rep.flush(bg, p); err != nil {
-			log.Warn("write final progress", "err", err)
-		}
-	}
-	front.Forget(run.ID)
-
-	switch {
-	case store.IsUnavailable(lost) && !store.IsUnavailable(crawlErr):
-		return finish(StatusInterrupted, lost)
-	case crawlErr == nil:
-		if pipe != nil {
-			if err := pipe.Commit(bg); err != nil {
-				return finish(StatusFailed, fmt.Errorf("commit outputs: %w", err))
-			}
-		}
-		return finish(StatusCompleted, nil)
-	case errors.Is(lost, ErrLeaseLost):
-		return finish(StatusInterrupted, fmt.Errorf("%w: %w", crawler.ErrInterrupted, lost))
-	case errors.Is(crawlErr, crawler.ErrInterrupted) || ctx.Err() != nil:
-		if !errors.Is(crawlErr, crawler.ErrInterrupted) {
-			crawlErr = fmt.Errorf("%w: %w", crawler.ErrInterrupted, crawlErr)
-		}
-		return finish(StatusInterrupted, crawlErr)
-	default:
-		return finish(StatusFailed, crawlErr)
-	}
-}
 
 func holderDeadWorker(w Worker) bool {
 	return holderDead(Lock{Host: w.Host, PID: w.PID})

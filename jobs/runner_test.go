@@ -29,6 +29,10 @@ const (
 	helperEnv       = "CRAWLCACHE_JOBS_HELPER"
 	helperStoreEnv  = "CRAWLCACHE_JOBS_HELPER_STORE"
 	helperConfigEnv = "CRAWLCACHE_JOBS_HELPER_CONFIG"
+	// helperFaultEnv names a step of the end of a run (Runner.fault) at
+	// which the helper exits at once with helperFaultExit, as a crash.
+	helperFaultEnv  = "CRAWLCACHE_JOBS_HELPER_FAULT"
+	helperFaultExit = 3
 )
 
 func TestMain(m *testing.M) {
@@ -55,6 +59,13 @@ func helperMain() int {
 	// A store reached by URI makes the run use host leases; a short lease
 	// bounds how long the resume waits for the dead child's host lease.
 	r := &Runner{Store: s, ReportEvery: 50 * time.Millisecond, FrontierLease: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)}
+	if step := os.Getenv(helperFaultEnv); step != "" {
+		r.fault = func(at string) {
+			if at == step {
+				os.Exit(helperFaultExit) // no deferred call runs: as kill -9
+			}
+		}
+	}
 	if _, err := r.Run(ctx, job, StartOptions{}); err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1

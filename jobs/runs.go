@@ -133,6 +133,35 @@ type Run struct {
 	// Workers is keyed by worker id.
 	Workers map[string]Worker `bson:"workers,omitempty" json:"-"`
 	Error   string            `bson:"error,omitempty" json:"error,omitempty"`
+	// Commit is set once the run's crawl completed and the commit of its
+	// outputs began; nil before (and for runs of earlier releases).
+	Commit *CommitState `bson:"commit,omitempty" json:"commit,omitempty"`
+}
+
+// CommitState records how far the commit of a run's outputs went, one
+// output at a time, so that a resume after a failure or a crash at any
+// step finishes it without replacing an output already committed.
+type CommitState struct {
+	// Started is when the commit began: the crawl had completed, so a
+	// resume only finishes the commit.
+	Started time.Time `bson:"started" json:"started"`
+	// Outputs maps each committed output (OutputKey) to when it was.
+	Outputs map[string]time.Time `bson:"outputs,omitempty" json:"outputs,omitempty"`
+}
+
+// Committed reports whether the output with key (OutputKey) is committed.
+func (c *CommitState) Committed(key string) bool {
+	if c == nil {
+		return false
+	}
+	_, ok := c.Outputs[key]
+	return ok
+}
+
+// OutputKey names an output in CommitState.Outputs: its kind and its path
+// or collection, usable as a field name ("jsonl:out/items_jsonl").
+func OutputKey(kind, where string) string {
+	return sanitizeKey(kind + ":" + where)
 }
 
 // WorkerList returns the run's workers ordered by start time.
@@ -420,6 +449,32 @@ func (rs *Runs) FinishTally(ctx context.Context, runID string, status Status, ms
 		return false, fmt.Errorf("finish run %s as %s: %w", runID, status, err)
 	}
 	return res.ModifiedCount > 0, nil
+}
+
+// BeginCommit records that run runID completed its crawl and begins to
+// commit its outputs. It keeps an earlier start (a resume finishing the
+// commit).
+func (rs *Runs) BeginCommit(ctx context.Context, runID string) error {
+	now := rs.now().UTC()
+	_, err := rs.coll.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: runID}, {Key: "commit", Value: bson.D{{Key: "$exists", Value: false}}}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "commit", Value: CommitState{Started: now}}, {Key: "updated", Value: now}}}})
+	if err != nil {
+		return fmt.Errorf("record the start of the commit of run %s: %w", runID, err)
+	}
+	return nil
+}
+
+// OutputCommitted records that the output with key (OutputKey) of run
+// runID is committed: no resume writes it again.
+func (rs *Runs) OutputCommitted(ctx context.Context, runID, key string) error {
+	now := rs.now().UTC()
+	_, err := rs.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: runID}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "commit.outputs." + key, Value: now}, {Key: "updated", Value: now}}}})
+	if err != nil {
+		return fmt.Errorf("record the commit of output %s of run %s: %w", key, runID, err)
+	}
+	return nil
 }
 
 // Reopen marks an interrupted or failed run as running again for a resume,

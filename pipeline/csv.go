@@ -111,3 +111,16 @@ func (c csvFormat) scan(data []byte) ([]string, int64, error) {
 	}
 	return ids, good, nil
 }
+
+func (c csvFormat) firstRun(head []byte) string {
+	r := csv.NewReader(bytes.NewReader(head))
+	r.FieldsPerRecord = -1
+	if _, err := r.Read(); err != nil { // the header
+		return ""
+	}
+	rec, err := r.Read()
+	if err != nil || len(rec) < 2 || r.InputOffset() > int64(len(head)) || head[r.InputOffset()-1] != '\n' {
+		return ""
+	}
+	return rec[1]
+}

@@ -3,8 +3,10 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +24,9 @@ type fileFormat interface {
 	// by a crash) is to be dropped. An error means the file is not one this
 	// sink wrote (for example a CSV header with other columns).
 	scan(data []byte) (ids []string, good int64, err error)
+	// firstRun returns the run_id of the first record in the start of a
+	// file, or "" when there is none.
+	firstRun(head []byte) string
 }
 
 // fileSink writes items to <path>.<runID>.partial while the run goes on,
@@ -38,9 +43,15 @@ type fileSink struct {
 	seen    map[string]struct{}
 	buf     bytes.Buffer
 	err     error // sticky: the file is in an unknown state
+	// committed: Open found this run's output already committed at path
+	// (its partial file renamed): writes and Commit leave it alone.
+	committed bool
 }
 
-var _ Sink = (*fileSink)(nil)
+var (
+	_ Sink     = (*fileSink)(nil)
+	_ Finisher = (*fileSink)(nil)
+)
 
 // partialPath is where run runID's output for path grows until Commit.
 func partialPath(path, runID string) string {
@@ -62,6 +73,19 @@ func (s *fileSink) Open(ctx context.Context, runID string, resume bool) error {
 	s.partial = partialPath(s.path, runID)
 	s.seen = make(map[string]struct{})
 	s.err = nil
+	s.committed = false
+	if resume {
+		done, err := s.committedBy(runID)
+		if err != nil {
+			return fmt.Errorf("resume %s: %w", s.path, err)
+		}
+		if done {
+			// A resume must never replace a committed output with what
+			// the (drained) run would write again.
+			s.committed = true
+			return nil
+		}
+	}
 	flags := os.O_RDWR | os.O_CREATE
 	if !resume {
 		flags |= os.O_TRUNC
@@ -114,6 +138,9 @@ func (s *fileSink) recover(f *os.File) error {
 func (s *fileSink) Write(ctx context.Context, items []Item) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.committed {
+		return nil // every item of the run is in the committed file
+	}
 	if s.f == nil {
 		return fmt.Errorf("write items to %s: %w", s.path, ErrNotOpen)
 	}
@@ -154,6 +181,10 @@ func (s *fileSink) Write(ctx context.Context, items []Item) error {
 func (s *fileSink) Commit(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.committed {
+		s.committed = false
+		return nil
+	}
 	if s.f == nil {
 		return fmt.Errorf("commit %s: %w", s.path, ErrNotOpen)
 	}
@@ -178,6 +209,66 @@ func (s *fileSink) Commit(ctx context.Context) error {
 	return nil
 }
 
+// committedBy reports whether run runID's output was already committed:
+// its partial file is gone and the file at path holds the run's records
+// (the rename of Commit happened, and the process stopped before anyone
+// recorded it). An empty output cannot be told apart and reports false.
+func (s *fileSink) committedBy(runID string) (bool, error) {
+	if _, err := os.Stat(s.partial); !errors.Is(err, fs.ErrNotExist) {
+		return false, nil // there is a partial file to resume (or Open reports why not)
+	}
+	f, err := os.Open(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	head := make([]byte, 64<<10)
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	return s.format.firstRun(head[:n]) == runID, nil
+}
+
+// Finish completes the Commit of run runID after the process that began it
+// stopped (a failure or a crash between the steps of committing the run's
+// outputs): it renames the partial file into place when it is still
+// there, and does nothing when the rename already happened. The sink
+// need not be open. It returns an error wrapping ErrOutputMissing when
+// neither file exists.
+func (s *fileSink) Finish(ctx context.Context, runID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	partial := partialPath(s.path, runID)
+	f, err := os.OpenFile(partial, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(s.path); err != nil {
+			return fmt.Errorf("finish the commit of %s: neither it nor %s exists: %w", s.path, partial, ErrOutputMissing)
+		}
+		return nil // renamed before the process stopped
+	}
+	if err != nil {
+		return fmt.Errorf("finish the commit of %s: %w", s.path, err)
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(partial, s.path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(s.path))
+	}
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", s.path, err)
+	}
+	return nil
+}
+
 // syncDir makes a rename in dir durable.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
@@ -194,6 +285,7 @@ func syncDir(dir string) error {
 func (s *fileSink) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.committed = false
 	if s.f == nil {
 		return nil
 	}

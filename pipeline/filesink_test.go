@@ -309,3 +309,93 @@ func TestCSVTornHeader(t *testing.T) {
 		t.Errorf("lines: got %d, want %d (header and one item)", got, want)
 	}
 }
+
+// TestFileSinkNeverReplacesCommittedOutput: once Commit renamed run r1's
+// file into place, neither Open with resume (a resume of r1 after a crash
+// before the commit was recorded) nor Finish may truncate or replace it.
+func TestFileSinkNeverReplacesCommittedOutput(t *testing.T) {
+	ctx := context.Background()
+	for _, fc := range fileSinkCases {
+		t.Run(fc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "out")
+			s := fc.newSink(path)
+			if err := s.Open(ctx, "r1", false); err != nil {
+				t.Fatal(err)
+			}
+			want := append(page("r1", 1, 3), page("r1", 2, 2)...)
+			if err := s.Write(ctx, want); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			committed := mustRead(t, path)
+
+			again := fc.newSink(path)
+			if err := again.Open(ctx, "r1", true); err != nil {
+				t.Fatalf("open with resume after the commit: %v", err)
+			}
+			if err := again.Write(ctx, page("r1", 1, 3)); err != nil {
+				t.Fatalf("write after the commit: %v", err)
+			}
+			if err := again.Commit(ctx); err != nil {
+				t.Fatalf("commit again: %v", err)
+			}
+			if err := again.(Finisher).Finish(ctx, "r1"); err != nil {
+				t.Fatalf("finish a commit already done: %v", err)
+			}
+			if got := mustRead(t, path); !bytes.Equal(got, committed) {
+				t.Errorf("committed output changed:\n got %q\nwant %q", got, committed)
+			}
+			if _, err := os.Stat(partialPath(path, "r1")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("a partial file came back after the commit: %v", err)
+			}
+
+			// Another run's resume is not fooled by r1's file.
+			other := fc.newSink(path)
+			if err := other.Open(ctx, "r2", true); err != nil {
+				t.Fatal(err)
+			}
+			_ = other.Close()
+			if _, err := os.Stat(partialPath(path, "r2")); err != nil {
+				t.Errorf("run r2's resume did not open its own partial file: %v", err)
+			}
+		})
+	}
+}
+
+func TestFileSinkFinish(t *testing.T) {
+	ctx := context.Background()
+	for _, fc := range fileSinkCases {
+		t.Run(fc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "out")
+			s := fc.newSink(path)
+			if err := s.Open(ctx, "r1", false); err != nil {
+				t.Fatal(err)
+			}
+			want := page("r1", 1, 4)
+			if err := s.Write(ctx, want); err != nil {
+				t.Fatal(err)
+			}
+			_ = s.Close() // the process stopped before its Commit
+
+			f := fc.newSink(path).(Finisher)
+			if err := f.Finish(ctx, "r1"); err != nil {
+				t.Fatalf("finish: %v", err)
+			}
+			var ids []string
+			for _, it := range want {
+				ids = append(ids, it.ID)
+			}
+			if got := fc.ids(t, mustRead(t, path)); !sameSet(got, ids) {
+				t.Errorf("finished output holds %v, want %v", got, ids)
+			}
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Finish(ctx, "r1"); !errors.Is(err, ErrOutputMissing) {
+				t.Errorf("finish with both files gone: %v, want ErrOutputMissing", err)
+			}
+		})
+	}
+}

@@ -76,3 +76,17 @@ func itemKVs(it Item) []KV {
 	)
 	return append(kvs, it.Fields...)
 }
+
+func (jsonlFormat) firstRun(head []byte) string {
+	line, _, ok := bytes.Cut(head, []byte("\n"))
+	if !ok {
+		return ""
+	}
+	var rec struct {
+		RunID string `json:"run_id"`
+	}
+	if json.Unmarshal(line, &rec) != nil {
+		return ""
+	}
+	return rec.RunID
+}

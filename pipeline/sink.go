@@ -13,7 +13,8 @@ import (
 type Sink interface {
 	// Open prepares the sink for run runID. With resume, output the same
 	// run wrote before an interruption is kept and its items are not
-	// written again; without it, the run starts from empty.
+	// written again, and an output the run already committed is never
+	// truncated or replaced; without it, the run starts from empty.
 	Open(ctx context.Context, runID string, resume bool) error
 	// Write stores items. When it returns nil the items are durable (on
 	// disk, or acknowledged by the server), so the pages they came from may
@@ -29,8 +30,21 @@ type Sink interface {
 	Close() error
 }
 
+// Finisher is implemented by sinks whose Commit makes an output appear (the
+// file sinks). Finish completes, without Open, a Commit of run runID that a
+// failure or a crash interrupted, and does nothing when it is already
+// complete, so the commit of a run's outputs can be finished by a resume
+// whatever step it stopped at. A sink without Finish has nothing to do at
+// commit (its writes are final). Finish is safe to call more than once.
+type Finisher interface {
+	Finish(ctx context.Context, runID string) error
+}
+
 // Sentinel errors returned by sinks, checked with errors.Is.
 var (
+	// ErrOutputMissing is returned by Finish when neither the run's
+	// partial file nor its output exists (someone removed them).
+	ErrOutputMissing = errors.New("output is missing")
 	// ErrNotOpen is returned by Write or Commit before Open, or after
 	// Commit or Close.
 	ErrNotOpen = errors.New("sink is not open")

@@ -1,0 +1,313 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"crawlcache/cache"
+	"crawlcache/configs"
+	"crawlcache/crawler"
+	"crawlcache/frontier"
+	"crawlcache/pipeline"
+	"crawlcache/store"
+)
+
+// execution is this process's part in one run, from execute to its
+// outcome.
+type execution struct {
+	r      *Runner
+	ctx    context.Context
+	job    *configs.Job
+	run    *Run
+	mode   startMode
+	lease  *Lease // the job lock; nil for a joined worker
+	log    *slog.Logger
+	runs   *Runs
+	worker string
+
+	front   *frontier.Frontier // for the tally of a finished run
+	pipe    *pipeline.Pipeline // nil when the job has no outputs
+	opened  bool               // pipe's sinks are open
+	session Counters           // this process's counters, once the crawl returned
+}
+
+// execute runs run until it ends and records how. lease is the job lock,
+// nil for a joined worker.
+func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, mode startMode, lease *Lease, revalidate bool) (*Outcome, error) {
+	runs, _ := r.db()
+	x := &execution{
+		r: r, ctx: ctx, job: job, run: run, mode: mode, lease: lease, runs: runs, worker: r.worker(),
+		log: r.log().With("job", job.Name, "run", run.ID),
+	}
+	reclaim, err := x.start()
+	if err != nil {
+		return nil, err
+	}
+	if mode != modeJoin {
+		if err := r.prepareCache(ctx, job, x.log); err != nil {
+			return x.finish(StatusFailed, err)
+		}
+	}
+	x.front, err = frontier.New(ctx, r.Store.Database(Database), frontier.Options{
+		Now: r.Now, Lease: r.FrontierLease, Logger: x.log, FilterPushdown: r.Store.Capabilities().FilterPushdown,
+	})
+	if err != nil {
+		return x.finish(StatusFailed, err)
+	}
+	if x.pipe, err = r.pipeline(job); err != nil {
+		return x.finish(StatusFailed, err)
+	}
+	if mode == modeResume && run.Commit != nil {
+		// The crawl had completed: opening the outputs again would start
+		// empty files over the committed ones. Only the commit is left.
+		x.log.Info("the run's crawl had completed; finishing the commit of its outputs")
+		return x.complete()
+	}
+	if x.pipe != nil {
+		if err := x.pipe.Open(ctx, run.ID, mode != modeNew); err != nil {
+			return x.finish(StatusFailed, fmt.Errorf("open outputs: %w", err))
+		}
+		x.opened = true
+		defer func() { _ = x.pipe.Close() }()
+	}
+	crawlErr, lost := x.crawl(reclaim, revalidate)
+	return x.end(crawlErr, lost)
+}
+
+// start records this worker in the run (and, for a resume, reopens it) and
+// returns the workers whose frontier leases it takes over at once.
+func (x *execution) start() (reclaim []string, err error) {
+	if x.lease != nil {
+		if err := x.lease.SetRun(x.ctx, x.run.ID); err != nil {
+			return nil, err
+		}
+	}
+	if x.mode == modeResume {
+		if err := x.runs.Reopen(x.ctx, x.run.ID); err != nil {
+			return nil, err
+		}
+		// Leases held by this worker's earlier session, and by workers
+		// that stopped reporting or whose process is gone, are taken over
+		// at once instead of after they expire. We hold the job lock, so
+		// no other `run` works on this run.
+		reclaim = append(reclaim, x.worker)
+		for id, w := range x.run.Workers {
+			if id != x.worker && (x.r.now().Sub(w.Heartbeat) > 2*x.r.reportEvery() || holderDeadWorker(w)) {
+				reclaim = append(reclaim, id)
+			}
+		}
+	}
+	if err := x.runs.JoinWorker(x.ctx, x.run.ID, Worker{ID: x.worker, Host: hostname(), PID: os.Getpid()}); err != nil {
+		return nil, err
+	}
+	return reclaim, nil
+}
+
+// crawl runs the crawler until the frontier is drained or the crawl stops,
+// and returns the crawler's error and the cause that stopped it from
+// outside (a lost job lock, a store gone), if any.
+func (x *execution) crawl(reclaim []string, revalidate bool) (crawlErr, lost error) {
+	r, job, run := x.r, x.job, x.run
+	// A lost lock (another process took the job over after our lease
+	// expired) stops the crawl.
+	crawlCtx, cancel := context.WithCancelCause(x.ctx)
+	defer cancel(nil)
+	if x.lease != nil {
+		go x.lease.KeepAlive(crawlCtx, func(err error) {
+			x.log.Error("job lock lost; stopping", "err", err)
+			cancel(err)
+		})
+	}
+	if revalidate {
+		crawlCtx = cache.WithRefresh(crawlCtx)
+	}
+
+	// A progress write that finds the store gone stops the crawl at once,
+	// rather than after the crawler's own store calls time out.
+	rep := &reporter{runs: x.runs, runID: run.ID, worker: x.worker, every: r.reportEvery(), now: r.now, show: r.Progress, log: x.log, down: cancel}
+	x.log.Info("run starting", "resume", x.mode != modeNew, "revalidate", revalidate, "store", r.Store.Describe())
+	p, crawlErr := crawler.Run(crawlCtx, crawler.Options{
+		RunID: run.ID, Job: job.Name, Worker: x.worker,
+		Seeds: job.Seeds, AllowedDomains: job.AllowedDomains, MaxDepth: job.MaxDepth, MaxPages: job.MaxPages,
+		Include: job.Include, Exclude: job.Exclude, Follow: job.Follow,
+		UserAgent: job.UserAgent, Headers: job.Headers, Robots: job.Robots, Timeout: job.Timeout, MaxBodySize: job.MaxBodySize,
+		PerHost: job.Rate.PerHost, Burst: job.Rate.Burst, Parallelism: job.Rate.Parallelism,
+		RetryMax: job.Retry.Max, RetryBackoff: job.Retry.Backoff,
+		CacheDB: r.Store.Database(cache.DefaultDatabase), CachePolicy: job.Cache, SupportsTTL: r.Store.Capabilities().TTLIndexes,
+		FilterPushdown: r.Store.Capabilities().FilterPushdown,
+		Frontier:       x.front, Resume: x.mode != modeNew, Reclaim: reclaim, HostLeases: hasOption(run, OptionHostLeases),
+		Pipeline: x.pipe, Progress: rep.update,
+		Now: r.Now, Logger: x.log, Upstream: r.Upstream, ShutdownGrace: r.ShutdownGrace, LeaseRenew: r.FrontierLease / 4,
+	})
+	x.session = countersOf(p)
+	lost = context.Cause(crawlCtx)
+	if store.IsUnavailable(crawlErr) || store.IsUnavailable(lost) {
+		rep.gone = true // the record keeps the last progress written
+	}
+	if !rep.gone {
+		if err := rep.flush(context.WithoutCancel(x.ctx), p); err != nil {
+			x.log.Warn("write final progress", "err", err)
+		}
+	}
+	x.front.Forget(run.ID)
+	return crawlErr, lost
+}
+
+// end records how the crawl ended.
+func (x *execution) end(crawlErr, lost error) (*Outcome, error) {
+	switch {
+	case store.IsUnavailable(lost) && !store.IsUnavailable(crawlErr):
+		return x.finish(StatusInterrupted, lost)
+	case crawlErr == nil:
+		return x.complete()
+	case errors.Is(lost, ErrLeaseLost):
+		return x.finish(StatusInterrupted, fmt.Errorf("%w: %w", crawler.ErrInterrupted, lost))
+	case errors.Is(crawlErr, crawler.ErrInterrupted) || x.ctx.Err() != nil:
+		if !errors.Is(crawlErr, crawler.ErrInterrupted) {
+			crawlErr = fmt.Errorf("%w: %w", crawler.ErrInterrupted, crawlErr)
+		}
+		return x.finish(StatusInterrupted, crawlErr)
+	default:
+		return x.finish(StatusFailed, crawlErr)
+	}
+}
+
+// complete commits the outputs of a run whose crawl completed and records
+// the run completed; when an output fails to commit, the run is failed and
+// a resume finishes the commit.
+func (x *execution) complete() (*Outcome, error) {
+	if err := x.commitOutputs(); err != nil {
+		if !store.IsUnavailable(err) {
+			err = fmt.Errorf("commit outputs: %w (outputs already committed are kept: fix the cause, then `crawlcache resume %s` finishes the commit)", err, x.run.ID)
+		}
+		return x.finish(StatusFailed, err)
+	}
+	return x.finish(StatusCompleted, nil)
+}
+
+// fault calls the Runner's fault-injection hook.
+func (x *execution) fault(step string) {
+	if x.r.fault != nil {
+		x.r.fault(step)
+	}
+}
+
+// commitOutputs makes the run's outputs final one at a time. Under the job
+// lock it records in the run that the commit began, then each output once
+// it is committed, so that a resume after a failure or a crash at any step
+// finishes the commit: outputs recorded are left alone, a file output
+// whose partial file was already renamed is kept as it is, and the others
+// are renamed into place. An output that fails does not stop the others.
+// A joined worker commits its own file outputs without records.
+func (x *execution) commitOutputs() error {
+	if x.pipe == nil {
+		return nil
+	}
+	ctx := context.WithoutCancel(x.ctx)
+	if x.mode == modeJoin {
+		return x.pipe.Commit(ctx)
+	}
+	x.fault("commit-begin")
+	if x.run.Commit == nil {
+		if err := x.runs.BeginCommit(ctx, x.run.ID); err != nil {
+			return err
+		}
+	}
+	x.fault("commit-started")
+	var errs []error
+	for i, s := range x.pipe.Sinks {
+		o := x.job.Outputs[i]
+		where := o.Path
+		if o.Kind == configs.OutputMongoDB {
+			where = o.Collection
+		}
+		key := OutputKey(o.Kind, where)
+		if x.run.Commit.Committed(key) {
+			continue
+		}
+		x.fault("before " + key)
+		var err error
+		if x.opened {
+			err = s.Commit(ctx)
+		} else if f, ok := s.(pipeline.Finisher); ok {
+			err = f.Finish(ctx, x.run.ID)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s output %s: %w", o.Kind, where, err))
+			continue
+		}
+		x.fault("after " + key)
+		if err := x.runs.OutputCommitted(ctx, x.run.ID, key); err != nil {
+			return err
+		}
+		x.fault("recorded " + key)
+	}
+	return errors.Join(errs...)
+}
+
+// finish records how the run ended and returns its outcome, also when the
+// store is gone (then built from what this process knows).
+func (x *execution) finish(status Status, cause error) (*Outcome, error) {
+	r, run, mode := x.r, x.run, x.mode
+	cause = r.storeDown(cause)
+	down := errors.Is(cause, store.ErrUnreachable)
+	if down && status == StatusFailed {
+		status = StatusInterrupted // resumable once the store is back
+	}
+	cctx, cancel := cleanupCtx(x.ctx, down)
+	defer cancel()
+	// A joined worker records only completion: its interrupt or failure
+	// leaves the run to the others.
+	if mode != modeJoin || status == StatusCompleted {
+		status, cause, down = x.record(cctx, status, cause, down)
+	}
+	var final *Run
+	if !down {
+		var err error
+		if final, err = x.runs.Get(cctx, run.ID); err != nil {
+			x.log.Warn("read the run record back", "err", err)
+		}
+	}
+	if final == nil {
+		final = localRecord(run, status, cause, x.session, mode, r.now())
+		return &Outcome{Run: final, Resumed: mode == modeResume, Session: x.session}, cause
+	}
+	return &Outcome{Run: final, Resumed: mode == modeResume, Session: sessionOf(final, x.worker)}, cause
+}
+
+// record writes the run's end (status, error, tally) to its record and
+// returns the status, cause and store state as they then stand.
+func (x *execution) record(ctx context.Context, status Status, cause error, down bool) (Status, error, bool) {
+	msg := ""
+	if cause != nil {
+		msg = cause.Error()
+	}
+	var t Tally
+	if x.front != nil && !down {
+		var err error
+		if t, err = x.r.tally(ctx, x.runs, x.front, x.job, x.run.ID); err != nil {
+			x.log.Warn("count the run's pages and items; keeping the reported counters", "err", err)
+		}
+	}
+	x.fault("finish-before")
+	_, err := x.runs.FinishTally(ctx, x.run.ID, status, msg, t)
+	if err == nil {
+		x.fault("finish-after")
+		return status, cause, down
+	}
+	if down { // already said; the record stays running until the next run
+		err = &StoreDownError{Store: x.r.Store.Describe(), Err: err}
+	}
+	switch err = x.r.storeDown(err); {
+	case !errors.Is(err, store.ErrUnreachable):
+		cause = errors.Join(cause, err)
+	case cause == nil: // completed, but the store did not take it
+		cause, status, down = err, StatusInterrupted, true
+	default:
+		down = true
+	}
+	return status, cause, down
+}
