@@ -29,7 +29,8 @@ func proxyCommand() *cli.Command {
 		Flags: append(storeFlags(),
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8081", Usage: "address to listen on (loopback unless --public)", EnvVars: []string{"CRAWLCACHE_PROXY_LISTEN"}},
 			&cli.StringFlag{Name: "upstream", Usage: "origin URL for a reverse proxy, e.g. http://127.0.0.1:8000; empty = forward proxy", EnvVars: []string{"CRAWLCACHE_PROXY_UPSTREAM"}},
-			&cli.StringSliceFlag{Name: "allow", Usage: "hosts a forward proxy may reach (repeat or comma-separate; *.example.org for subdomains); default all", EnvVars: []string{"CRAWLCACHE_PROXY_ALLOW"}},
+			&cli.StringSliceFlag{Name: "allow", Usage: "destinations a forward proxy may reach: host[:port], *.example.org, 10.0.0.0/8, or * for every public host (repeat or comma-separate); a host without a port allows ports 80 and 443; loopback and private addresses only when named; default every public host, CONNECT to 443 only", EnvVars: []string{"CRAWLCACHE_PROXY_ALLOW"}},
+			&cli.StringFlag{Name: "max-request-body", Value: "1GiB", Usage: "largest request body forwarded (streamed, never held whole); past it 413", EnvVars: []string{"CRAWLCACHE_PROXY_MAX_REQUEST_BODY"}},
 			&cli.BoolFlag{Name: "public", Usage: "allow a non-loopback --listen address (an open proxy: combine with --allow)", EnvVars: []string{"CRAWLCACHE_PROXY_PUBLIC"}},
 			&cli.StringFlag{Name: "policy", Usage: "YAML file with cache policy keys (expire_after, urls_expire_after, cache_control, ...), as in a job's cache: section", EnvVars: []string{"CRAWLCACHE_PROXY_POLICY"}},
 			&cli.StringFlag{Name: "expire-after", Usage: "freshness lifetime: a duration, 0s (revalidate every time), never or do_not_cache (overrides --policy)", EnvVars: []string{"CRAWLCACHE_EXPIRE_AFTER"}},
@@ -87,9 +88,21 @@ func runProxy(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	maxReq, err := configs.ParseSize(c.String("max-request-body"))
+	if err != nil || maxReq == 0 {
+		return fmt.Errorf("--max-request-body %q: want a size > 0 like 1GiB or 10485760", c.String("max-request-body"))
+	}
 	return withStore(c, func(ctx context.Context, s *store.Store) error {
+		guard := &proxy.Guard{Allow: c.StringSlice("allow"), Deny: proxy.StoreAddrs(s.URI)}
+		if upstream != nil {
+			guard = proxy.ReverseGuard(upstream, guard.Deny)
+			if _, err := guard.Check(ctx, guard.Allow[0], false); errors.Is(err, proxy.ErrDenied) {
+				return fmt.Errorf("--upstream %s: %w", upstream, err)
+			}
+		}
 		db := s.Database(c.String("db"))
-		t, err := cache.New(ctx, db, cache.Options{Policy: pol, SupportsTTL: s.Capabilities().TTLIndexes, FilterPushdown: s.Capabilities().FilterPushdown})
+		t, err := cache.New(ctx, db, cache.Options{Policy: pol, SupportsTTL: s.Capabilities().TTLIndexes, FilterPushdown: s.Capabilities().FilterPushdown,
+			Upstream: proxy.NewUpstream(guard)})
 		if err != nil {
 			return err
 		}
@@ -98,7 +111,7 @@ func runProxy(c *cli.Context) error {
 		if err != nil {
 			return fmt.Errorf("proxy listen on %s: %w", listen, err)
 		}
-		h := &proxy.Handler{Transport: t, Upstream: upstream, Allow: c.StringSlice("allow")}
+		h := &proxy.Handler{Transport: t, Upstream: upstream, Guard: guard, MaxRequestBody: maxReq}
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
 
 		mode := "forward proxy for http:// URLs (https passes through CONNECT uncached)"

@@ -91,15 +91,22 @@ func newFixture(t *testing.T, forward bool, pol cache.Policy, allow ...string) *
 	f := &fixture{origin: newOrigin(t)}
 	f.now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Unix())
 	s := storetest.Open(t)
+	if allow == nil {
+		// The origin is on loopback, which a forward proxy reaches only
+		// when named.
+		allow = []string{strings.TrimPrefix(f.origin.URL, "http://")}
+	}
+	g := &proxy.Guard{Allow: allow}
 	tr, err := cache.New(context.Background(), s.Database("http_cache"), cache.Options{
-		Policy: pol,
-		Now:    func() time.Time { return time.Unix(f.now.Load(), 0) },
+		Policy:   pol,
+		Now:      func() time.Time { return time.Unix(f.now.Load(), 0) },
+		Upstream: proxy.NewUpstream(g),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tr.Close() })
-	h := &proxy.Handler{Transport: tr, Allow: allow}
+	h := &proxy.Handler{Transport: tr, Guard: g}
 	if !forward {
 		u, _ := url.Parse(f.origin.URL)
 		h.Upstream = u
