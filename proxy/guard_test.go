@@ -114,9 +114,9 @@ func TestGuardDialsTheCheckedAddress(t *testing.T) {
 
 func TestStoreAddrs(t *testing.T) {
 	for uri, want := range map[string]string{
-		"mongodb://127.0.0.1:35565/":                   "[127.0.0.1:35565]",
+		"mongodb://127.0.0.1:35565/":                    "[127.0.0.1:35565]",
 		"mongodb://user:pw@db1:27018,db2/?replicaSet=x": "[db1:27018 db2:27017]",
-		"mongodb+srv://cluster.example/":               "[]",
+		"mongodb+srv://cluster.example/":                "[]",
 	} {
 		if got := fmt.Sprint(proxy.StoreAddrs(uri)); got != want {
 			t.Errorf("StoreAddrs(%q) = %s, want %s", uri, got, want)
