@@ -122,6 +122,12 @@ func TestParseErrors(t *testing.T) {
 			[]string{"bad.yaml:5: extract.fields._id: field names must not be empty, start with _ or $, or contain '.'"}},
 		{"field name reserved for item metadata", ok + "extract:\n  fields:\n    url: {css: a, attr: href}\n",
 			[]string{`bad.yaml:5: extract.fields.url: "url" is reserved for item metadata (_id, run_id, job, url, index, fetched_at, served); choose another name`}},
+		{"output into crawlcache's runs collection", ok + "outputs:\n  - mongodb: {collection: runs}\n",
+			[]string{`bad.yaml:4: outputs[0].mongodb.collection: "runs" is one of crawlcache's own collections (reserved: ` + strings.Join(ReservedCollections(), ", ") + `); choose another name, e.g. items`}},
+		{"output into the cache's responses collection", ok + "outputs:\n  - jsonl: {path: a.jsonl}\n  - mongodb: {collection: responses}\n",
+			[]string{`bad.yaml:5: outputs[1].mongodb.collection: "responses" is one of crawlcache's own collections (reserved: ` + strings.Join(ReservedCollections(), ", ") + `); choose another name, e.g. items`}},
+		{"output into a case variant of frontier_log", ok + "outputs:\n  - mongodb: {collection: Frontier_Log}\n",
+			[]string{`bad.yaml:4: outputs[0].mongodb.collection: "Frontier_Log" is one of crawlcache's own collections (reserved: ` + strings.Join(ReservedCollections(), ", ") + `); choose another name, e.g. items`}},
 		{"extract without fields", ok + "extract:\n  item: article\n",
 			[]string{"bad.yaml:4: extract.fields: required: at least one field to extract"}},
 

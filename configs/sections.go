@@ -330,6 +330,11 @@ func (d *decoder) output(kind string, v *yaml.Node, p string) (Output, bool) {
 				d.errorf(c, join(p, "collection"), "invalid collection name %s", got(c))
 				return o, false
 			}
+			if isReservedCollection(s) {
+				d.errorf(c, join(p, "collection"), "%q is one of crawlcache's own collections (reserved: %s); choose another name, e.g. items",
+					s, strings.Join(reservedCollections, ", "))
+				return o, false
+			}
 			o.Collection = s
 		}
 		return o, true

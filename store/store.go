@@ -20,6 +20,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
 )
 
 // DefaultDataDir is where the embedded server keeps its files when neither a
@@ -176,10 +177,10 @@ func (s *Store) Close(ctx context.Context) error {
 }
 
 func connect(ctx context.Context, uri string, timeout time.Duration, monitor *event.CommandMonitor) (*mongo.Client, error) {
-	opts := options.Client().ApplyURI(uri).
-		SetServerSelectionTimeout(timeout).
-		SetConnectTimeout(timeout).
-		SetAppName("crawlcache")
+	opts, wait, err := clientOptions(uri, timeout)
+	if err != nil {
+		return nil, err
+	}
 	if monitor != nil {
 		opts.SetMonitor(monitor)
 	}
@@ -187,13 +188,53 @@ func connect(ctx context.Context, uri string, timeout time.Duration, monitor *ev
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w: %v", redactURI(uri), ErrUnreachable, err)
 	}
-	pctx, cancel := context.WithTimeout(ctx, timeout)
+	pctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	if err := client.Ping(pctx, nil); err != nil {
 		_ = client.Disconnect(context.Background())
-		return nil, fmt.Errorf("connect to %s (waited %s): %w: %v", redactURI(uri), timeout, ErrUnreachable, err)
+		return nil, fmt.Errorf("connect to %s (waited %s): %w: %v", redactURI(uri), wait, ErrUnreachable, err)
 	}
 	return client, nil
+}
+
+// clientOptions are the driver options for uri. The options the URI sets
+// win: crawlcache's defaults (timeout for server selection and for
+// connecting, the application name) apply only where the URI is silent,
+// so that `--store 'mongodb://host/?serverSelectionTimeoutMS=1000'` gives
+// up after one second. wait is how long the first ping may take: the
+// URI's serverSelectionTimeoutMS when it sets one, else timeout.
+func clientOptions(uri string, timeout time.Duration) (opts *options.ClientOptions, wait time.Duration, err error) {
+	cs, err := connstring.ParseAndValidate(uri)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store URI %s: %v", redactURI(uri), redactErr(err, uri))
+	}
+	opts = options.Client().ApplyURI(uri)
+	wait = timeout
+	if cs.ServerSelectionTimeoutSet {
+		wait = cs.ServerSelectionTimeout
+	} else {
+		opts.SetServerSelectionTimeout(timeout)
+	}
+	if !cs.ConnectTimeoutSet {
+		opts.SetConnectTimeout(timeout)
+	}
+	if cs.AppName == "" {
+		opts.SetAppName("crawlcache")
+	}
+	return opts, wait, nil
+}
+
+// redactErr is err's message with any password of uri hidden.
+func redactErr(err error, uri string) string {
+	msg := err.Error()
+	if _, rest, ok := strings.Cut(uri, "://"); ok {
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if _, pass, hasPass := strings.Cut(rest[:at], ":"); hasPass && pass != "" {
+				msg = strings.ReplaceAll(msg, pass, "xxxxx")
+			}
+		}
+	}
+	return msg
 }
 
 // probe asks the server what it can do. It creates and drops a TTL index on

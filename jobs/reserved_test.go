@@ -1,0 +1,31 @@
+package jobs
+
+import (
+	"slices"
+	"testing"
+
+	"crawlcache/cache"
+	"crawlcache/configs"
+	"crawlcache/frontier"
+	"crawlcache/proxy"
+)
+
+// TestReservedCollectionsCoverEveryOwnCollection guards the list validate
+// refuses as a mongodb output's collection: every collection crawlcache
+// writes must be on it, or a job could write items into crawlcache's state
+// (items in `runs` showed up as phantom runs).
+func TestReservedCollectionsCoverEveryOwnCollection(t *testing.T) {
+	reserved := configs.ReservedCollections()
+	own := []string{
+		RunsCollection, LocksCollection, CountersCollection,
+		frontier.EntriesCollection, frontier.LogCollection, frontier.HostLeasesCollection,
+		frontier.HostTokensCollection, frontier.WorkersCollection,
+		cache.ResponsesCollection, cache.RedirectsCollection, cache.RevalidationsCollection,
+		cache.VariantsCollection, cache.SettingsCollection, proxy.CountersCollection,
+	}
+	for _, name := range own {
+		if !slices.Contains(reserved, name) {
+			t.Errorf("collection %q is written by crawlcache but missing from configs.ReservedCollections() = %v", name, reserved)
+		}
+	}
+}
