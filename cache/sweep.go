@@ -22,8 +22,9 @@ var deleteBatch = 1000 // a var so tests can make batches small
 // the response's and its revalidation's) is older than the TTL, with their
 // revalidations and the redirects that lead to them. It does so only when
 // the TTL is enforced by the sweeper (MechanismSweeper): with a TTL index,
-// or with no TTL, it returns 0 and does nothing. The crawler calls it at the
-// start of every run. It returns the number of responses deleted.
+// or with no TTL, it returns 0 and does nothing. `crawlcache schedule` calls
+// it beside the runs (never in a run's path: it scans the whole cache). It
+// returns the number of responses deleted.
 //
 // A sweep scans the responses collection, which on the embedded server
 // decodes every document; it records when the oldest entry it kept will

@@ -22,8 +22,8 @@ const (
 	MechanismIndex = "ttl-index"
 	// MechanismSweeper: the server has no TTL indexes (the embedded store);
 	// the TTL is kept in the settings collection and Admin.Sweep deletes
-	// expired entries, at the start of every crawl and on
-	// `cache purge --expired`.
+	// expired entries, in `crawlcache schedule` and on
+	// `cache purge --expired` (never in a run's path: a sweep scans).
 	MechanismSweeper = "sweeper"
 )
 

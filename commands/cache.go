@@ -35,7 +35,7 @@ func cacheCommand() *cli.Command {
 				Usage: "set, show or remove the time to live of cached entries",
 				Description: "The TTL counts from validated_at: the last time the origin sent the entry or confirmed it\n" +
 					"with a 304. On MongoDB it is the TTL index ttl_idx; on the embedded store, which has no TTL\n" +
-					"indexes, a sweeper deletes expired entries at the start of every crawl and on\n" +
+					"indexes, a sweeper deletes expired entries in `crawlcache schedule` (beside the runs) and on\n" +
 					"`cache purge --expired`.",
 				Subcommands: []*cli.Command{
 					{
@@ -240,7 +240,7 @@ func mechanismText(mechanism string) string {
 	if mechanism == cache.MechanismIndex {
 		return "MongoDB TTL index " + cache.TTLIndexName + " (the server deletes expired entries, checking about once a minute)"
 	}
-	return "sweeper (this store has no TTL indexes: crawlcache deletes expired entries at the start of every crawl and on `cache purge --expired`)"
+	return "sweeper (this store has no TTL indexes: crawlcache deletes expired entries in `crawlcache schedule` (beside the runs, when due) and on `cache purge --expired`; a run never sweeps)"
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -341,7 +341,7 @@ func runTTLShow(c *cli.Context) error {
 			fmt.Fprintf(tw, "last sweep\t%s (%s), deleted %d\n", fmtTime(info.LastSweep), fmtAge(info.LastSweep, time.Now()), info.LastSweepDeleted)
 		}
 		if !info.NextSweep.IsZero() {
-			fmt.Fprintf(tw, "next sweep\t%s (%s): nothing expires before then, so crawls until then skip the sweep\n", fmtTime(info.NextSweep), fmtAge(info.NextSweep, time.Now()))
+			fmt.Fprintf(tw, "next sweep\t%s (%s): nothing expires before then, so sweeps until then do nothing\n", fmtTime(info.NextSweep), fmtAge(info.NextSweep, time.Now()))
 		}
 		return tw.Flush()
 	})

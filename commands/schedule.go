@@ -83,7 +83,21 @@ func schedule(ctx context.Context, c *cli.Context, s *store.Store, all []*config
 		log.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics", "health", "http://"+ln.Addr().String()+"/healthz")
 	}
 	log.Info("scheduler running", "jobs", len(next), "store", s.Describe(), "once", c.Bool("once"))
+	// Expired cache entries are swept here, beside the runs (a sweep scans
+	// the whole cache, so no run does it): with --once after the runs.
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	swept := make(chan struct{})
+	if c.Bool("once") {
+		close(swept)
+	} else {
+		go func() { defer close(swept); sweepLoop(sweepCtx, s, log) }()
+	}
 	sched.Loop(ctx, c.Bool("once"))
+	stopSweep()
+	<-swept
+	if c.Bool("once") {
+		sweepOnce(ctx, s, log)
+	}
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()

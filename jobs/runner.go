@@ -345,30 +345,25 @@ func (r *Runner) reportEvery() time.Duration {
 }
 
 // prepareCache applies the job's cache.ttl (never overwriting a different
-// TTL already set: that takes `crawlcache cache ttl`) and runs the expiry
-// sweeper, as every run does.
+// TTL already set: that takes `crawlcache cache ttl`). It does not sweep
+// expired entries: a sweep scans the whole cache, so it runs off the run's
+// path, in `schedule` and `cache purge --expired`.
 func (r *Runner) prepareCache(ctx context.Context, job *configs.Job, log *slog.Logger) error {
+	if !job.TTLSet {
+		return nil
+	}
 	admin := cache.NewAdmin(r.Store.Database(cache.DefaultDatabase), r.Store.Capabilities().TTLIndexes, r.Now)
-	if job.TTLSet {
-		if job.TTL > 0 {
-			info, err := admin.SetTTL(ctx, job.TTL, false)
-			if err != nil {
-				return fmt.Errorf("apply cache.ttl %s: %w", job.TTL, err)
-			}
-			if info.Kept {
-				log.Info("the store keeps its cache TTL; the job's cache.ttl is not applied (change it with `crawlcache cache ttl`)",
-					"store_ttl", info.TTL, "job_ttl", job.TTL)
-			}
-		} else if info, err := admin.TTL(ctx); err == nil && info.Set {
-			log.Info("the job asks for no cache TTL but the store has one; keeping it", "store_ttl", info.TTL)
+	if job.TTL > 0 {
+		info, err := admin.SetTTL(ctx, job.TTL, false)
+		if err != nil {
+			return fmt.Errorf("apply cache.ttl %s: %w", job.TTL, err)
 		}
-	}
-	n, err := admin.Sweep(ctx)
-	if err != nil {
-		return fmt.Errorf("sweep expired cache entries: %w", err)
-	}
-	if n > 0 {
-		log.Info("swept expired cache entries", "deleted", n)
+		if info.Kept {
+			log.Info("the store keeps its cache TTL; the job's cache.ttl is not applied (change it with `crawlcache cache ttl`)",
+				"store_ttl", info.TTL, "job_ttl", job.TTL)
+		}
+	} else if info, err := admin.TTL(ctx); err == nil && info.Set {
+		log.Info("the job asks for no cache TTL but the store has one; keeping it", "store_ttl", info.TTL)
 	}
 	return nil
 }
@@ -393,7 +388,7 @@ func (r *Runner) pipeline(job *configs.Job) (*pipeline.Pipeline, error) {
 	for _, o := range job.Outputs {
 		switch o.Kind {
 		case configs.OutputMongoDB:
-			p.Sinks = append(p.Sinks, pipeline.NewMongoSink(r.Store.Database(Database).Collection(o.Collection)))
+			p.Sinks = append(p.Sinks, pipeline.NewCountedMongoSink(r.Store.Database(Database).Collection(o.Collection), r.Store.Database(Database).Collection(CountersCollection)))
 		case configs.OutputJSONL:
 			p.Sinks = append(p.Sinks, pipeline.NewJSONLSink(o.Path))
 		case configs.OutputCSV:

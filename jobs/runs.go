@@ -34,6 +34,9 @@ const (
 	Database        = "crawlcache"
 	RunsCollection  = "runs"
 	LocksCollection = "locks"
+	// CountersCollection holds each run's item counter per mongodb output
+	// (_id "<run>/<collection>"), read by _id at the end of the run.
+	CountersCollection = "run_counters"
 )
 
 // Status is the state of a run.

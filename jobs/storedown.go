@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-
 	"crawlcache/configs"
 	"crawlcache/frontier"
+	"crawlcache/pipeline"
 	"crawlcache/store"
 )
 
@@ -90,11 +89,15 @@ func (r *Runner) tally(ctx context.Context, runs *Runs, front *frontier.Frontier
 		if o.Kind != configs.OutputMongoDB {
 			continue
 		}
-		n, err := r.Store.Database(Database).Collection(o.Collection).CountDocuments(ctx, bson.D{{Key: "run_id", Value: runID}})
+		// One document by _id: counting the items by run_id scanned every
+		// item of every run on the embedded store.
+		n, ok, err := pipeline.ItemCount(ctx, r.Store.Database(Database).Collection(CountersCollection), runID, o.Collection)
 		if err != nil {
-			return t, fmt.Errorf("count items of run %s in %s: %w", runID, o.Collection, err)
+			return t, err
 		}
-		t.Items = &n
+		if ok {
+			t.Items = &n
+		}
 		break
 	}
 	return t, nil

@@ -21,6 +21,8 @@ const duplicateKey = 11000
 // mongoSink writes items to a MongoDB collection, one document per item.
 type mongoSink struct {
 	coll       *mongo.Collection
+	counters   *mongo.Collection // nil: no item counter (see NewCountedMongoSink)
+	runID      string
 	open       atomic.Bool
 	written    atomic.Int64
 	duplicates atomic.Int64
@@ -46,6 +48,11 @@ func (s *mongoSink) Open(ctx context.Context, runID string, resume bool) error {
 	if err != nil {
 		return fmt.Errorf("create index on %s.run_id: %w", s.coll.Name(), err)
 	}
+	if s.counters != nil {
+		if err := s.openCounter(ctx, runID, resume); err != nil {
+			return err
+		}
+	}
 	s.open.Store(true)
 	return nil
 }
@@ -67,6 +74,9 @@ func (s *mongoSink) Write(ctx context.Context, items []Item) error {
 		}
 		s.duplicates.Add(int64(dups))
 		s.written.Add(int64(len(batch) - dups))
+		if err := s.count(ctx, int64(len(batch)-dups)); err != nil {
+			return err
+		}
 	}
 	return nil
 }
