@@ -64,8 +64,13 @@ type Document struct {
 	// Vary records the request header values the response varies on
 	// (canonical name → value), so a later request is matched against
 	// them. RFC mode only; each variant is its own Document (see Variants).
-	Vary    bson.M      `bson:"vary,omitempty"`
-	Request RequestInfo `bson:"request"`
+	Vary bson.M `bson:"vary,omitempty"`
+	// Credential is set when the request carried Authorization or Cookie:
+	// the entry is served only to the same credential (or job), and says
+	// so without revealing it. nil for a response fetched without
+	// credentials.
+	Credential *CredentialInfo `bson:"credential,omitempty"`
+	Request    RequestInfo     `bson:"request"`
 }
 
 // RequestInfo is the request that produced a Document, with secrets
@@ -100,7 +105,18 @@ type Redirect struct {
 	Location string `bson:"location,omitempty"`
 	// Expires is when the hop must be fetched again; nil means never.
 	Expires *time.Time `bson:"expires,omitempty"`
+	// KeyVersion is RedirectKeyVersion for hops recorded since keys were
+	// bound to credentials; an older hop cannot tell whether it was
+	// fetched with credentials and is never replayed (it is fetched again
+	// and replaced).
+	KeyVersion int `bson:"key_version,omitempty"`
+	// Credential is the hop's binding, as Document.Credential.
+	Credential *CredentialInfo `bson:"credential,omitempty"`
 }
+
+// RedirectKeyVersion is the Redirect.KeyVersion of hops recorded with
+// credential-bound keys.
+const RedirectKeyVersion = 2
 
 // Variants records that the responses for one primary key (the key of a
 // request without any Vary header: Key(req, body, p, nil)) vary on request

@@ -47,9 +47,10 @@ func (t *Transport) fromNetwork(c *call, st *cached, hadRev bool, fr freshness) 
 		res, err = t.fetch(c, st, hadRev)
 		leader = true
 	}
-	if !leader && err == nil && t.policy.CacheControl && res.e != nil && !varyMatches(c.req, res.vary) {
+	if !leader && err == nil && res.e != nil && ((t.varies() && !varyMatches(c.req, res.vary)) || !t.shareable(res.e)) {
 		// The leader's response varies on headers whose values differ
-		// in our request (or on "*"): it is not ours to share.
+		// in our request (or on "*"), or is for its client alone
+		// (shared role): it is not ours to share.
 		res, err = t.fetch(c, st, hadRev)
 		leader = true
 	}
@@ -147,7 +148,7 @@ func (t *Transport) fetch(c *call, st *cached, hadRev bool) (*fetched, error) {
 	}
 	t.store(c, st, e, hadRev)
 	res := &fetched{e: e, served: ServedMiss}
-	if t.policy.CacheControl {
+	if t.varies() {
 		res.vary = varyValues(c.req, e.header)
 	}
 	return res, nil
@@ -169,7 +170,7 @@ func (t *Transport) merge304(c *call, st *cached, resp *http.Response, hadRev bo
 			delta = h
 		}
 	}
-	mergeHeader(delta, resp.Header)
+	mergeHeader(delta, t.storableHeader(resp.Header))
 	now := t.now()
 	expires, _ := t.expiry(c, merged, st.e.status, now)
 	rev := &Revalidation{ID: c.key, ValidatedAt: now, Expires: expires, Headers: encodeHeader(delta)}
@@ -192,9 +193,13 @@ func (t *Transport) merge304(c *call, st *cached, resp *http.Response, hadRev bo
 // Vary values to record (RFC mode only).
 func (t *Transport) expiry(c *call, h http.Header, status int, now time.Time) (*time.Time, bson.M) {
 	if !t.policy.CacheControl {
-		return t.policy.crawlerExpiry(c.norm).expiresFor(now), nil
+		var vary bson.M
+		if t.varies() {
+			vary = varyValues(c.req, h)
+		}
+		return t.policy.crawlerExpiry(c.norm).expiresFor(now), vary
 	}
-	x := rfcFreshnessOf(h, status, now).expiresAt(now)
+	x := t.rfcFreshness(h, status, now).expiresAt(now)
 	return &x, varyValues(c.req, h)
 }
 
@@ -209,7 +214,11 @@ func (t *Transport) store(c *call, st *cached, e *entry, hadRev bool) {
 		}
 		t.notStored.Add(1)
 		return
-	case t.policy.CacheControl && !rfcStorable(c.reqCC, e.header), !t.storeOK():
+	case t.policy.CacheControl && !rfcStorable(c.reqCC, t.responseCC(e.header)), !t.storeOK():
+		t.notStored.Add(1)
+		return
+	}
+	if e = t.forRole(c, e); e == nil {
 		t.notStored.Add(1)
 		return
 	}
@@ -221,11 +230,12 @@ func (t *Transport) store(c *call, st *cached, e *entry, hadRev bool) {
 		isNew, hadRev = false, true
 	}
 	doc := newDocument(key, c.norm, c.req, e, t.policy, now, expires, vary, t.compress)
+	doc.Credential = c.cred.info
 	if err := t.coll.save(c.req.Context(), doc, isNew, hadRev); err != nil {
 		t.storeError(err)
 		return
 	}
-	if t.policy.CacheControl {
+	if t.varies() {
 		t.updateVariants(c, key, names, now)
 	}
 }
@@ -247,11 +257,14 @@ func (t *Transport) recordRedirect(c *call, st *cached, e *entry) {
 	r := &Redirect{
 		ID:        c.key,
 		URL:       c.norm,
-		Target:    Key(treq, nil, t.policy, nil),
+		Target:    c.cred.bind(Key(treq, nil, t.policy, nil)),
 		CreatedAt: now,
 		Status:    e.status,
 		Location:  loc,
 		Expires:   t.policy.crawlerExpiry(c.norm).expiresFor(now),
+
+		KeyVersion: RedirectKeyVersion,
+		Credential: c.cred.info,
 	}
 	if err := t.coll.saveRedirect(c.req.Context(), r); err != nil {
 		t.storeError(err)
@@ -271,8 +284,8 @@ func (t *Transport) fromRedirect(c *call, offline bool) (*http.Response, bool) {
 		t.storeError(err)
 		return nil, false
 	}
-	if r == nil {
-		return nil, false
+	if r == nil || r.KeyVersion < RedirectKeyVersion {
+		return nil, false // an older hop may have been fetched with credentials
 	}
 	served := ServedHit
 	if c.flags.refresh || (r.Expires != nil && !t.now().Before(*r.Expires)) {
@@ -333,6 +346,10 @@ func (t *Transport) startBackground(c *call, st *cached, hadRev bool) bool {
 
 // passThrough sends req upstream without the cache.
 func (t *Transport) passThrough(req *http.Request) (*http.Response, error) {
+	if h, stripped := withoutHopCredential(req.Header); stripped {
+		req = req.WithContext(req.Context())
+		req.Header = h
+	}
 	resp, err := t.upstream.RoundTrip(req)
 	if err != nil {
 		return nil, err
@@ -375,8 +392,15 @@ func (t *Transport) passThroughInvalidate(req *http.Request) (*http.Response, er
 				continue
 			}
 			r.Header = req.Header
-			if err := t.coll.invalidate(req.Context(), Key(r, nil, t.policy, nil)); err != nil {
-				t.storeError(err)
+			key := Key(r, nil, t.policy, nil)
+			keys := []string{key}
+			if b := t.cred.bindingOf(req); b.mac != "" {
+				keys = append(keys, b.bind(key)) // the requester's own entries too
+			}
+			for _, k := range keys {
+				if err := t.coll.invalidate(req.Context(), k); err != nil {
+					t.storeError(err)
+				}
 			}
 		}
 	}

@@ -98,8 +98,9 @@ func TestTransportRedactsSecrets(t *testing.T) {
 	})
 	e := newTransportEnv(t, Options{})
 	url := o.URL + "/private?page=1&api_key=SECRETKEY"
-	e.get(nil, url, "Authorization", "Bearer SECRETTOKEN", "Cookie", "session=SECRETCOOKIE", "Proxy-Authorization", "Basic SECRETPROXY", "User-Agent", "crawler")
-	raw := e.rawDoc(ResponsesCollection, keyOf(t, url, Policy{}))
+	hdr := []string{"Authorization", "Bearer SECRETTOKEN", "Cookie", "session=SECRETCOOKIE", "Proxy-Authorization", "Basic SECRETPROXY", "User-Agent", "crawler"}
+	e.get(nil, url, hdr...)
+	raw := e.rawDoc(ResponsesCollection, e.boundKey(url, hdr...))
 	if raw == nil {
 		t.Fatal("nothing stored")
 	}

@@ -61,6 +61,12 @@ type Policy struct {
 	// IgnoredParameters are query parameters dropped from the key and
 	// redacted in the stored request. If nil, DefaultIgnoredParameters.
 	IgnoredParameters []string
+	// Credentials says what the entries of requests carrying Authorization
+	// or Cookie are bound to: their credential values (CredentialsToken,
+	// the zero value) or the job (CredentialsJob, for a job whose token
+	// rotates; needs Options.Job). Either way no other credential, and no
+	// request without one, is served them.
+	Credentials CredentialMode
 }
 
 // DefaultAllowableCodes are the statuses stored when Policy.AllowableCodes

@@ -89,6 +89,28 @@ type Options struct {
 	// hit of a 50 KB HTML page about 4x cheaper (measured 10.3 ms → 2.4 ms
 	// per find). Entries stored either way are read either way.
 	CompressBodies bool
+	// Shared selects the cache's role (RFC 9111 §1). false, the zero
+	// value, is a private cache: one user's own requests, as the
+	// crawler's. true is a shared cache serving many clients, as the
+	// proxy's: s-maxage (§5.2.2.10) and proxy-revalidate (§5.2.2.8)
+	// apply in cache_control mode; a private response (§5.2.2.7) is never
+	// stored (under the crawler policy: only bound to the credential that
+	// fetched it), and the fields a qualified private="..." names are
+	// stored without; a response with Set-Cookie is never stored; in
+	// cache_control mode a response to a request with Authorization is
+	// stored only as §3.5 allows; and Vary is honoured under every policy.
+	// Credential isolation (credential.go) applies in both roles.
+	Shared bool
+	// CDNCacheControl makes a shared cache obey a response's
+	// CDN-Cache-Control field (RFC 9213) instead of its Cache-Control and
+	// Expires when that field is present and valid, as a CDN does: for a
+	// reverse proxy in front of its own origin. Ignored by a private cache.
+	CDNCacheControl bool
+	// Job names the job whose requests this Transport makes: with
+	// Policy.Credentials == CredentialsJob, entries of requests carrying
+	// credentials are bound to it instead of to the credential values. New
+	// returns an error when that policy has no Job.
+	Job string
 	// Responses, Redirects, Revalidations and Variants name the
 	// collections. If empty, ResponsesCollection, RedirectsCollection,
 	// RevalidationsCollection and VariantsCollection.
@@ -122,6 +144,8 @@ type Transport struct {
 	coll        collections
 	allowCodes  []int
 	allowMethod []string
+	shared, cdn bool
+	cred        credentials
 
 	flights flightGroup
 
@@ -151,6 +175,8 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Transport, err
 		compress:    opts.CompressBodies,
 		allowCodes:  opts.Policy.AllowableCodes,
 		allowMethod: opts.Policy.AllowableMethods,
+		shared:      opts.Shared,
+		cdn:         opts.CDNCacheControl && opts.Shared,
 		bgSlots:     make(chan struct{}, maxBackground),
 	}
 	if t.upstream == nil {
@@ -188,6 +214,11 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Transport, err
 	if err := t.coll.ensureIndexes(ctx, opts.FilterPushdown); err != nil {
 		return nil, err
 	}
+	cred, err := loadCredentials(ctx, db.Collection(SettingsCollection), opts)
+	if err != nil {
+		return nil, err
+	}
+	t.cred = cred
 	return t, nil
 }
 
@@ -274,6 +305,7 @@ type call struct {
 	norm    string // normalized URL
 	reqCC   cacheControl
 	flags   requestFlags
+	cred    binding // what the request's entries are bound to (credential.go)
 	absent  bool // the lookup answered and found no response document
 	// variants is the primary key's Variants (RFC mode), nil if none;
 	// primaryDoc says a response is stored under the primary key itself.
@@ -288,15 +320,17 @@ type call struct {
 // no extra headers and no other context (ctx nil), else a shallow copy with
 // its own header map and body reader.
 func (c *call) outgoing(ctx context.Context, extra http.Header) *http.Request {
-	if !c.hadBody && extra == nil && ctx == nil {
+	hdr, stripped := withoutHopCredential(c.req.Header)
+	if !c.hadBody && extra == nil && ctx == nil && !stripped {
 		return c.req
 	}
 	if ctx == nil {
 		ctx = c.req.Context()
 	}
 	out := c.req.WithContext(ctx)
+	out.Header = hdr
 	if extra != nil {
-		out.Header = c.req.Header.Clone()
+		out.Header = hdr.Clone()
 		for k, v := range extra {
 			out.Header[k] = v
 		}
@@ -358,7 +392,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	} else if t.policy.crawlerExpiry(norm).Kind == ExpireDoNotCache {
 		return t.passThrough(c.outgoing(nil, nil))
 	}
-	c.key = Key(req, c.body, t.policy, nil)
+	c.cred = t.cred.bindingOf(req)
+	c.key = t.keyOf(c, nil)
 	c.primary = c.key
 	return t.serve(c)
 }
@@ -404,7 +439,7 @@ func (t *Transport) serve(c *call) (*http.Response, error) {
 // nothing is stored there. Store errors and corrupt documents are logged
 // and counted, and make a miss.
 func (t *Transport) lookup(c *call) (*cached, bool) {
-	lk, err := t.coll.load(c.req.Context(), c.key, t.policy.CacheControl)
+	lk, err := t.coll.load(c.req.Context(), c.key, t.varies())
 	if err != nil {
 		t.storeError(err)
 		return nil, true
@@ -434,7 +469,10 @@ func (t *Transport) lookup(c *call) (*cached, bool) {
 		t.log.Warn("corrupt cached response, refetching", "url", c.norm, "err", err)
 		return nil, lk.rev != nil
 	}
-	if t.policy.CacheControl && !varyMatches(c.req, st.doc.Vary) {
+	if t.varies() && !varyMatches(c.req, st.doc.Vary) {
+		return nil, lk.rev != nil
+	}
+	if !bindingServes(c, st.doc) || !t.servesRole(c, st) {
 		return nil, lk.rev != nil
 	}
 	return st, lk.rev != nil
@@ -485,7 +523,7 @@ func (t *Transport) freshness(c *call, st *cached, now time.Time) freshness {
 		}
 		return fr
 	}
-	f := rfcFreshnessOf(st.e.header, st.e.status, st.validatedAt)
+	f := t.rfcFreshness(st.e.header, st.e.status, st.validatedAt)
 	age := f.initialAge + now.Sub(st.validatedAt)
 	fr := freshness{
 		fresh:          !f.noCache && age < f.lifetime,

@@ -62,7 +62,7 @@ func (p Policy) variantNames(h http.Header) []string {
 // and gets replaced. Every variant v lists was stored since v was.
 func (t *Transport) resolveVariant(c *call, v *Variants) (lk loaded, stale bool, err error) {
 	c.variants = v
-	c.key = Key(c.req, c.body, t.policy, varyHeader(v.Vary))
+	c.key = t.keyOf(c, varyHeader(v.Vary))
 	lk, err = t.coll.load(c.req.Context(), c.key, false)
 	if err != nil || lk.doc == nil || slices.Contains(v.Keys, c.key) || lk.doc.CreatedAt.After(v.Since) {
 		return lk, false, err
@@ -74,14 +74,14 @@ func (t *Transport) resolveVariant(c *call, v *Variants) (lk loaded, stale bool,
 // variant's key when e varies on request headers beyond match_headers,
 // else the primary key. names are those headers.
 func (t *Transport) storeKey(c *call, e *entry) (key string, names []string) {
-	if !t.policy.CacheControl {
+	if !t.varies() {
 		return c.key, nil
 	}
 	names = t.policy.variantNames(e.header)
 	if len(names) == 0 {
 		return c.primary, nil
 	}
-	return Key(c.req, c.body, t.policy, varyHeader(names)), names
+	return t.keyOf(c, varyHeader(names)), names
 }
 
 // updateVariants keeps the Variants document of c's primary key in step
