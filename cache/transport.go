@@ -306,7 +306,7 @@ type call struct {
 	reqCC   cacheControl
 	flags   requestFlags
 	cred    binding // what the request's entries are bound to (credential.go)
-	absent  bool // the lookup answered and found no response document
+	absent  bool    // the lookup answered and found no response document
 	// variants is the primary key's Variants (RFC mode), nil if none;
 	// primaryDoc says a response is stored under the primary key itself.
 	// Both are known only when looked is set (the lookup answered).
