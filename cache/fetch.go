@@ -32,6 +32,9 @@ type fetched struct {
 	// stream is a response whose body is over MaxBodySize, streaming from
 	// upstream. Only the leader may take it; waiters fetch for themselves.
 	stream *http.Response
+	// validatedAt is when a 304 refreshed e (ServedRevalidated): the
+	// response time its Age is computed from.
+	validatedAt time.Time
 }
 
 // fromNetwork fetches for c, coalesced with identical concurrent requests,
@@ -78,6 +81,9 @@ func (t *Transport) fromNetwork(c *call, st *cached, hadRev bool, fr freshness) 
 		t.misses.Add(1)
 	}
 	resp := res.e.response(c.req, res.served)
+	if res.served == ServedRevalidated {
+		setAge(resp.Header, res.validatedAt, t.now())
+	}
 	if res.bodyErr != nil {
 		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(res.e.body), errReader{res.bodyErr}))
 		resp.ContentLength = -1
@@ -125,6 +131,7 @@ func (t *Transport) fetch(c *call, st *cached, hadRev bool) (*fetched, error) {
 	if resp.Body == nil {
 		resp.Body = http.NoBody
 	}
+	fixDate(resp.Header, t.now())
 	if extra != nil && resp.StatusCode == http.StatusNotModified {
 		return t.merge304(c, st, resp, hadRev), nil
 	}
@@ -180,8 +187,9 @@ func (t *Transport) merge304(c *call, st *cached, resp *http.Response, hadRev bo
 		}
 	}
 	res := &fetched{
-		e:      &entry{status: st.e.status, proto: st.e.proto, header: merged, body: st.e.body, uncompressed: st.e.uncompressed},
-		served: ServedRevalidated,
+		e:           &entry{status: st.e.status, proto: st.e.proto, header: merged, body: st.e.body, uncompressed: st.e.uncompressed},
+		served:      ServedRevalidated,
+		validatedAt: now,
 	}
 	if st.doc != nil {
 		res.vary = st.doc.Vary
@@ -298,7 +306,7 @@ func (t *Transport) fromRedirect(c *call, offline bool) (*http.Response, bool) {
 		status: r.Status,
 		proto:  "HTTP/1.1",
 		header: http.Header{"Location": {r.Location}, "Content-Length": {"0"}},
-	}}
+	}, validatedAt: r.CreatedAt}
 	return t.fromStore(c, st, served), true
 }
 

@@ -116,29 +116,26 @@ type rfcFreshness struct {
 func rfcFreshnessOf(h http.Header, status int, responseTime time.Time) rfcFreshness {
 	cc := parseCacheControl(h.Values("Cache-Control"))
 	f := rfcFreshness{
-		noCache:        cc.has("no-cache"),
+		noCache:        cc.has("no-cache") && cc["no-cache"] == "",
 		mustRevalidate: cc.has("must-revalidate") || cc.has("proxy-revalidate"),
 		immutable:      cc.has("immutable"),
 	}
-	date, hasDate := parseHTTPDate(h.Get("Date"))
-	if !hasDate {
-		date = responseTime
-	}
+	date := dateValue(h, responseTime)
 	switch ma, ok := cc.seconds("max-age"); {
 	case ok:
 		f.lifetime = ma
-	case h.Get("Expires") != "":
-		if exp, ok := parseHTTPDate(h.Get("Expires")); ok && exp.After(date) {
+	case len(h.Values("Expires")) > 0:
+		// An invalid Expires (a second field line included) means
+		// already expired (§5.3).
+		if exp, ok := parseHTTPDateField(h.Values("Expires"), responseTime); ok && exp.After(date) {
 			f.lifetime = exp.Sub(date)
-		} // an invalid Expires means already expired
-	case slices.Contains(heuristicStatuses, status) && !cc.has("no-cache"):
-		if lm, ok := parseHTTPDate(h.Get("Last-Modified")); ok && date.After(lm) {
+		}
+	case slices.Contains(heuristicStatuses, status) && !f.noCache:
+		if lm, ok := parseHTTPDateField(h.Values("Last-Modified"), responseTime); ok && date.After(lm) {
 			f.lifetime = date.Sub(lm) / 10
 		}
 	}
-	apparent := max(0, responseTime.Sub(date))
-	age, _ := deltaSeconds(strings.TrimSpace(h.Get("Age")))
-	f.initialAge = max(apparent, age)
+	f.initialAge = initialAge(h, responseTime)
 	return f
 }
 
@@ -148,14 +145,6 @@ func (f rfcFreshness) expiresAt(t time.Time) time.Time {
 		return t
 	}
 	return t.Add(f.lifetime - f.initialAge)
-}
-
-func parseHTTPDate(s string) (time.Time, bool) {
-	if s == "" {
-		return time.Time{}, false
-	}
-	t, err := http.ParseTime(s)
-	return t, err == nil
 }
 
 // rfcStorable reports whether RFC 9111 allows storing the response to a

@@ -560,7 +560,9 @@ func (t *Transport) fromStore(c *call, st *cached, served string) *http.Response
 		t.stale.Add(1)
 	}
 	t.savedBytes.Add(int64(len(st.e.body)))
-	return st.e.response(c.req, served)
+	resp := st.e.response(c.req, served)
+	setAge(resp.Header, st.validatedAt, t.now())
+	return resp
 }
 
 // gatewayTimeout is the answer to only-if-cached with nothing usable
