@@ -125,6 +125,7 @@ func decodeEntry(doc *Document, rev *Revalidation) (e *entry, validatedAt time.T
 		if err != nil {
 			return nil, time.Time{}, nil, fmt.Errorf("decode revalidation %s: headers: %w", doc.ID, err)
 		}
+		header.Del("Age") // the 200's Age is no age of the 304's (RFC 9111 §4.2.3)
 		mergeHeader(header, revHeader)
 		validatedAt, expires = rev.ValidatedAt, rev.Expires
 	}

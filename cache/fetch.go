@@ -169,6 +169,7 @@ func (t *Transport) merge304(c *call, st *cached, resp *http.Response, hadRev bo
 	_ = resp.Body.Close()
 	resp.Header.Del(HeaderServed)
 	merged := st.e.header.Clone()
+	merged.Del("Age") // the age restarts at the 304 (RFC 9111 §4.2.3)
 	mergeHeader(merged, resp.Header)
 	// The revalidation keeps every 304 header since the body was stored.
 	delta := http.Header{}
