@@ -135,6 +135,9 @@ func (t *Transport) fetch(c *call, st *cached, hadRev bool) (*fetched, error) {
 	if extra != nil && resp.StatusCode == http.StatusNotModified {
 		return t.merge304(c, st, resp, hadRev), nil
 	}
+	if res := t.streamFetch(c, st, hadRev, resp); res != nil {
+		return res, nil
+	}
 	body, readErr := readLimited(resp.Body, resp.ContentLength, t.maxBody)
 	t.networkBytes.Add(int64(len(body)))
 	if readErr == nil && int64(len(body)) > t.maxBody {
@@ -347,7 +350,7 @@ func (t *Transport) startBackground(c *call, st *cached, hadRev bool) bool {
 			return
 		}
 		if leader && res.stream != nil {
-			_ = res.stream.Body.Close()
+			discardStream(res.stream)
 		}
 	}()
 	return true

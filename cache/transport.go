@@ -11,6 +11,7 @@ package cache
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -115,6 +116,13 @@ type Options struct {
 	// collections. If empty, ResponsesCollection, RedirectsCollection,
 	// RevalidationsCollection and VariantsCollection.
 	Responses, Redirects, Revalidations, Variants string
+	// Stream makes network bodies reach the caller as they arrive while a
+	// copy is kept to be stored (stream.go), for a proxy; the crawler
+	// leaves it off and gets whole bodies. Buffer is the budget those
+	// copies share (several Transports may share one); if nil, a budget
+	// of DefaultMaxBuffer. Past the budget, bodies stream uncached.
+	Stream bool
+	Buffer *Budget
 }
 
 // Stats are a Transport's counters since New.
@@ -158,6 +166,8 @@ type Transport struct {
 	storeDownUntil atomic.Int64 // unix nanoseconds; see storeOK
 	hits, misses, revalidated, stale, networkBytes, savedBytes,
 	storeErrors, tooLarge, notStored atomic.Int64
+
+	budget *Budget // non-nil when streaming (Options.Stream)
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -210,6 +220,9 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Transport, err
 		variants:      name(opts.Variants, VariantsCollection),
 		supportsTTL:   opts.SupportsTTL,
 		direct:        store.DirectFor(db.Client()),
+	}
+	if opts.Stream {
+		t.budget = cmp.Or(opts.Buffer, NewBudget(0))
 	}
 	if err := t.coll.ensureIndexes(ctx, opts.FilterPushdown); err != nil {
 		return nil, err
@@ -372,10 +385,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	c := &call{req: req, flags: flagsOf(req.Context())}
 	if req.Body != nil && req.Body != http.NoBody {
-		body, err := io.ReadAll(req.Body)
-		closeBody(req)
+		body, pass, err := t.readRequestBody(req)
 		if err != nil {
 			return nil, fmt.Errorf("read request body: %w", err)
+		}
+		if pass != nil {
+			return t.passThrough(pass)
 		}
 		c.body, c.hadBody = body, true
 	}

@@ -1,0 +1,233 @@
+package cache
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"sync/atomic"
+)
+
+// DefaultMaxBuffer is the in-flight buffering budget of a streaming
+// Transport whose Options.Buffer is nil.
+const DefaultMaxBuffer = 256 << 20
+
+// maxKeyedRequestBody is the largest request body a streaming Transport
+// reads to key a cacheable request (a GET or HEAD with a body); a larger one
+// is streamed upstream uncached.
+const maxKeyedRequestBody = 1 << 20
+
+// streamStores bounds the concurrent store writes of streamed bodies: each
+// one briefly holds its body several times over while it is encoded and
+// (on the embedded server) decoded again, outside the Budget.
+const streamStores = 2
+
+// Budget is a byte budget shared by streaming Transports: the bodies they
+// hold in memory while storing them never add up to more than its size.
+// Safe for concurrent use; create it with NewBudget.
+type Budget struct {
+	max     int64
+	used    atomic.Int64
+	peak    atomic.Int64
+	refused atomic.Int64
+	stores  chan struct{}
+}
+
+// NewBudget returns a budget of max bytes (DefaultMaxBuffer when max <= 0).
+func NewBudget(max int64) *Budget {
+	if max <= 0 {
+		max = DefaultMaxBuffer
+	}
+	return &Budget{max: max, stores: make(chan struct{}, streamStores)}
+}
+
+// Max is the budget's size in bytes.
+func (b *Budget) Max() int64 { return b.max }
+
+// InUse is the number of bytes held now.
+func (b *Budget) InUse() int64 { return b.used.Load() }
+
+// Peak is the most bytes ever held at once.
+func (b *Budget) Peak() int64 { return b.peak.Load() }
+
+// Refused counts responses that streamed through uncached because the
+// budget was spent.
+func (b *Budget) Refused() int64 { return b.refused.Load() }
+
+func (b *Budget) acquire(n int64) bool {
+	for {
+		u := b.used.Load()
+		if u+n > b.max {
+			return false
+		}
+		if b.used.CompareAndSwap(u, u+n) {
+			for p := b.peak.Load(); u+n > p && !b.peak.CompareAndSwap(p, u+n); p = b.peak.Load() {
+			}
+			return true
+		}
+	}
+}
+
+func (b *Budget) release(n int64) { b.used.Add(-n) }
+
+// readRequestBody reads a cacheable request's body for its key. A
+// streaming Transport reads at most maxKeyedRequestBody bytes: for a larger
+// body it returns pass, the request to send upstream uncached with the
+// whole body streaming (what was read, then the rest).
+func (t *Transport) readRequestBody(req *http.Request) (body []byte, pass *http.Request, err error) {
+	if t.budget == nil {
+		body, err = io.ReadAll(req.Body)
+		closeBody(req)
+		return body, nil, err
+	}
+	body, err = io.ReadAll(io.LimitReader(req.Body, maxKeyedRequestBody+1))
+	if err != nil {
+		closeBody(req)
+		return nil, nil, err
+	}
+	if len(body) <= maxKeyedRequestBody {
+		closeBody(req)
+		return body, nil, nil
+	}
+	pass = req.Clone(req.Context())
+	pass.Body = readCloser{io.MultiReader(bytes.NewReader(body), req.Body), req.Body}
+	pass.GetBody = nil
+	return nil, pass, nil
+}
+
+// streamFetch is fetch's path for a streaming Transport: resp's body
+// reaches the caller as it arrives, and is kept in memory (within the
+// budget and MaxBodySize) to be stored once it is whole. It returns nil for
+// a response without a body, which fetch stores the ordinary way.
+func (t *Transport) streamFetch(c *call, st *cached, hadRev bool, resp *http.Response) *fetched {
+	if t.budget == nil || resp.ContentLength == 0 || methodOf(c.req) == http.MethodHead {
+		return nil
+	}
+	if st != nil && resp.StatusCode >= 500 && t.policy.StaleIfError != 0 {
+		return nil // whole, so that stale_if_error can answer instead
+	}
+	resp.Header.Del(HeaderServed) // an upstream crawlcache's verdict is not ours
+	b := &teeBody{
+		t: t, c: c, st: st, hadRev: hadRev, body: resp.Body, want: resp.ContentLength,
+		e: &entry{status: resp.StatusCode, proto: resp.Proto, header: resp.Header.Clone(), uncompressed: resp.Uncompressed},
+	}
+	switch {
+	case b.want > t.maxBody:
+		t.tooLarge.Add(1)
+		t.notStored.Add(1)
+		b.done = true
+	case b.want > 0 && !t.budget.acquire(b.want):
+		t.budget.refused.Add(1)
+		t.notStored.Add(1)
+		b.done = true
+	case b.want > 0:
+		b.held, b.storing = b.want, true
+		b.buf = make([]byte, 0, b.want)
+	default:
+		b.storing = true // length unknown: the buffer grows within the budget
+	}
+	resp.Body = b
+	resp.Header.Set(HeaderServed, ServedMiss)
+	return &fetched{stream: resp, served: ServedMiss}
+}
+
+// teeBody passes a response body to the caller and keeps a copy while
+// storing is possible; the copy is stored when the body has been read
+// whole, and dropped (never stored truncated) otherwise.
+type teeBody struct {
+	t      *Transport
+	c      *call
+	st     *cached
+	hadRev bool
+	e      *entry
+	body   io.ReadCloser
+	want   int64 // Content-Length, or -1
+	read   int64
+	buf    []byte
+	held   int64 // budget bytes held for buf
+	// storing says the copy is being kept; done that it was stored or
+	// dropped.
+	storing, done bool
+}
+
+func (b *teeBody) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	b.read += int64(n)
+	b.t.networkBytes.Add(int64(n))
+	if b.storing && n > 0 && !b.keep(p[:n]) {
+		b.drop()
+	}
+	switch {
+	case !b.storing:
+	case err == io.EOF, err == nil && b.want >= 0 && b.read == b.want:
+		// Stored before the caller sees the last bytes, so a client
+		// that has the whole body finds it in the store.
+		b.finish()
+	case err != nil:
+		b.drop()
+	}
+	return n, err
+}
+
+// keep appends p to the copy, growing it within MaxBodySize and the
+// budget; false means it cannot.
+func (b *teeBody) keep(p []byte) bool {
+	need := int64(len(b.buf) + len(p))
+	if need > b.t.maxBody {
+		b.t.tooLarge.Add(1)
+		return false
+	}
+	if need > int64(cap(b.buf)) {
+		newCap := min(max(2*int64(cap(b.buf)), need, 64<<10), b.t.maxBody)
+		if !b.t.budget.acquire(newCap) {
+			b.t.budget.refused.Add(1)
+			return false
+		}
+		nb := make([]byte, len(b.buf), newCap)
+		copy(nb, b.buf)
+		b.t.budget.release(b.held)
+		b.buf, b.held = nb, newCap
+	}
+	b.buf = append(b.buf, p...)
+	return true
+}
+
+// finish stores the whole body and gives its memory back.
+func (b *teeBody) finish() {
+	b.storing, b.done = false, true
+	b.e.body = b.buf
+	b.t.budget.stores <- struct{}{}
+	b.t.store(b.c, b.st, b.e, b.hadRev)
+	<-b.t.budget.stores
+	b.release()
+}
+
+// drop gives up storing: the rest of the body streams through.
+func (b *teeBody) drop() {
+	if b.done {
+		return
+	}
+	b.storing, b.done = false, true
+	b.t.notStored.Add(1)
+	b.release()
+}
+
+func (b *teeBody) release() {
+	b.buf, b.e.body = nil, nil
+	b.t.budget.release(b.held)
+	b.held = 0
+}
+
+// Close drops a copy that was not read whole and closes the upstream body.
+func (b *teeBody) Close() error {
+	b.drop()
+	return b.body.Close()
+}
+
+// discardStream ends a streamed response nobody reads (a background
+// revalidation): a body being stored is read to its end so that it is.
+func discardStream(resp *http.Response) {
+	if b, ok := resp.Body.(*teeBody); ok && b.storing {
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}
+	_ = resp.Body.Close()
+}
