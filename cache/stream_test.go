@@ -64,8 +64,8 @@ func TestStreamStoresWithinLimits(t *testing.T) {
 		path       string
 		budget     int64
 		wantSecond string // served on the second request
-		refused    int64 // per request
-		tooLarge   int64 // per request
+		refused    int64  // per request
+		tooLarge   int64  // per request
 	}{
 		{"declared length, fits", "/n/5000", 1 << 20, ServedHit, 0, 0},
 		{"unknown length, fits", "/chunked/200000", 1 << 20, ServedHit, 0, 0},

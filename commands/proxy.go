@@ -30,6 +30,7 @@ func proxyCommand() *cli.Command {
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8081", Usage: "address to listen on (loopback unless --public)", EnvVars: []string{"CRAWLCACHE_PROXY_LISTEN"}},
 			&cli.StringFlag{Name: "upstream", Usage: "origin URL for a reverse proxy, e.g. http://127.0.0.1:8000; empty = forward proxy", EnvVars: []string{"CRAWLCACHE_PROXY_UPSTREAM"}},
 			&cli.StringSliceFlag{Name: "allow", Usage: "destinations a forward proxy may reach: host[:port], *.example.org, 10.0.0.0/8, or * for every public host (repeat or comma-separate); a host without a port allows ports 80 and 443; loopback and private addresses only when named; default every public host, CONNECT to 443 only", EnvVars: []string{"CRAWLCACHE_PROXY_ALLOW"}},
+			&cli.StringFlag{Name: "max-buffer", Value: "256MiB", Usage: "memory for response bodies being stored while they stream to clients, shared by all requests; past it responses stream through uncached", EnvVars: []string{"CRAWLCACHE_PROXY_MAX_BUFFER"}},
 			&cli.StringFlag{Name: "max-request-body", Value: "1GiB", Usage: "largest request body forwarded (streamed, never held whole); past it 413", EnvVars: []string{"CRAWLCACHE_PROXY_MAX_REQUEST_BODY"}},
 			&cli.BoolFlag{Name: "public", Usage: "allow a non-loopback --listen address (an open proxy: combine with --allow)", EnvVars: []string{"CRAWLCACHE_PROXY_PUBLIC"}},
 			&cli.StringFlag{Name: "policy", Usage: "YAML file with cache policy keys (expire_after, urls_expire_after, cache_control, ...), as in a job's cache: section", EnvVars: []string{"CRAWLCACHE_PROXY_POLICY"}},
@@ -92,6 +93,10 @@ func runProxy(c *cli.Context) error {
 	if err != nil || maxReq == 0 {
 		return fmt.Errorf("--max-request-body %q: want a size > 0 like 1GiB or 10485760", c.String("max-request-body"))
 	}
+	maxBuf, err := configs.ParseSize(c.String("max-buffer"))
+	if err != nil || maxBuf == 0 {
+		return fmt.Errorf("--max-buffer %q: want a size > 0 like 256MiB", c.String("max-buffer"))
+	}
 	return withStore(c, func(ctx context.Context, s *store.Store) error {
 		guard := &proxy.Guard{Allow: c.StringSlice("allow"), Deny: proxy.StoreAddrs(s.URI)}
 		if upstream != nil {
@@ -102,7 +107,7 @@ func runProxy(c *cli.Context) error {
 		}
 		db := s.Database(c.String("db"))
 		t, err := cache.New(ctx, db, cache.Options{Policy: pol, SupportsTTL: s.Capabilities().TTLIndexes, FilterPushdown: s.Capabilities().FilterPushdown,
-			Upstream: proxy.NewUpstream(guard)})
+			Upstream: proxy.NewUpstream(guard), Stream: true, Buffer: cache.NewBudget(maxBuf)})
 		if err != nil {
 			return err
 		}

@@ -101,6 +101,7 @@ func newFixture(t *testing.T, forward bool, pol cache.Policy, allow ...string) *
 		Policy:   pol,
 		Now:      func() time.Time { return time.Unix(f.now.Load(), 0) },
 		Upstream: proxy.NewUpstream(g),
+		Stream:   true, // as crawlcache proxy runs it
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,90 @@
+package proxy_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"crawlcache/cache"
+	"crawlcache/proxy"
+	"crawlcache/store/storetest"
+)
+
+// TestProxyStreamsWithoutStoring: a body over the largest stored size, or
+// past the buffering budget, streams to the client whole and is not stored;
+// a body within both is stored.
+func TestProxyStreamsWithoutStoring(t *testing.T) {
+	var hits atomic.Int64
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		n, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+		_, _ = io.Copy(w, io.LimitReader(zeros{}, int64(n)))
+	}))
+	defer o.Close()
+	cases := []struct {
+		name       string
+		size       int
+		wantSecond string
+	}{
+		{"within the limits: stored", 10000, cache.ServedHit},
+		{"over MaxBodySize: streamed, not stored", 3 << 20, cache.ServedMiss},
+		{"past the budget: streamed, not stored", 200000, cache.ServedMiss},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := storetest.Open(t)
+			budget := cache.NewBudget(100000)
+			tr, err := cache.New(context.Background(), s.Database("http_cache"), cache.Options{
+				Stream: true, Buffer: budget, MaxBodySize: 1 << 20,
+				Policy: cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireNever}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			p := httptest.NewServer(&proxy.Handler{Transport: tr, Upstream: mustURL(t, o.URL)})
+			defer p.Close()
+			hits.Store(0)
+			for i, want := range []string{cache.ServedMiss, c.wantSecond} {
+				resp, err := http.Get(p.URL + "/" + strconv.Itoa(c.size))
+				if err != nil {
+					t.Fatal(err)
+				}
+				n, err := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err != nil || n != int64(c.size) || resp.Header.Get(cache.HeaderServed) != want {
+					t.Errorf("request %d: %d bytes (err %v), served %q; want %d bytes, %q", i+1, n, err, resp.Header.Get(cache.HeaderServed), c.size, want)
+				}
+			}
+			stored, err := s.Database("http_cache").Collection(cache.ResponsesCollection).CountDocuments(context.Background(), bson.D{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantStored := int64(0)
+			if c.wantSecond == cache.ServedHit {
+				wantStored = 1
+			}
+			if stored != wantStored {
+				t.Errorf("%d responses stored, want %d", stored, wantStored)
+			}
+			if budget.InUse() != 0 || budget.Peak() > budget.Max() {
+				t.Errorf("budget in use %d, peak %d of %d; want 0 after the requests, peak within", budget.InUse(), budget.Peak(), budget.Max())
+			}
+		})
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
