@@ -123,12 +123,21 @@ func storeFlags() []cli.Flag {
 	}
 }
 
+// readOnlyCommands only read the store: they open a data directory that
+// cannot be written read-only, and refuse one that does not exist instead
+// of creating an empty store.
+var readOnlyCommands = map[string]bool{
+	"cache stats": true, "cache ls": true, "cache show": true, "cache ttl show": true,
+	"runs ls": true, "runs show": true,
+}
+
 // openStore opens the store named by the command's store flags.
 func openStore(c *cli.Context) (*store.Store, error) {
 	return store.Open(c.Context, store.Options{
-		URI:     c.String("store"),
-		DataDir: c.String("data-dir"),
-		Command: c.Command.FullName(),
+		URI:      c.String("store"),
+		DataDir:  c.String("data-dir"),
+		Command:  c.Command.FullName(),
+		ReadOnly: readOnlyCommands[commandPath(c)],
 	})
 }
 

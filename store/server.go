@@ -34,6 +34,14 @@ type ServerOptions struct {
 	// Logger receives the server's own messages at ERROR level only (it
 	// logs every failed command at WARN). If nil, slog.Default().
 	Logger *slog.Logger
+
+	// ReadOnly is for commands that only read. DataDir must exist (else an
+	// error wrapping ErrNoDataDir, and nothing is created). When the
+	// directory cannot be written (a read-only mount or permissions), the
+	// server opens its files read-only, writes no lock or owner file and
+	// leaves the _id indexes as they are; every write through it fails.
+	// A writable directory is opened as usual.
+	ReadOnly bool
 }
 
 // Owner is the content of the owner file of a served data directory.
@@ -64,7 +72,10 @@ type Server struct {
 	done   chan struct{}
 	once   sync.Once
 	dir    string
-	ids    *idIndexer
+	ids    *idIndexer // nil when read-only
+	// readOnly: the files are open read-only (ServerOptions.ReadOnly on a
+	// directory that cannot be written).
+	readOnly bool
 }
 
 // newServerMu serializes ferretdb.New, which sets FerretDB's global version
@@ -87,18 +98,36 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 	if err := checkLoopback(listen); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+	if opts.ReadOnly {
+		if err := checkDataDir(opts.DataDir); err != nil {
+			return nil, err
+		}
+	} else if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	abs, err := filepath.Abs(opts.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", opts.DataDir, err)
 	}
+	readOnly := false
+	lockMode := syscall.LOCK_EX
 	lock, err := os.OpenFile(filepath.Join(abs, lockFile), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil && opts.ReadOnly && readOnlyFS(err) {
+		// A directory nobody can write: no writer can hold it either, but a
+		// lock file left there still tells of one (a remount).
+		readOnly, lockMode = true, syscall.LOCK_SH
+		lock, err = os.Open(filepath.Join(abs, lockFile))
+		if errors.Is(err, os.ErrNotExist) {
+			lock, err = nil, nil
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open lock in data directory %s: %w", abs, err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if readOnly {
+		return startReadOnly(abs, listen, lock, opts.Logger)
+	}
+	if err := syscall.Flock(int(lock.Fd()), lockMode|syscall.LOCK_NB); err != nil {
 		lock.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			owner, rerr := readOwner(abs)
@@ -114,25 +143,10 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	newServerMu.Lock() // ferretdb.New writes package globals
-	fdb, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: listen},
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + abs + "/?_pragma=synchronous(" + sqliteSyncMode() + ")",
-		Logger:    slog.New(levelHandler{min: slog.LevelError, Handler: logger.Handler()}),
-	})
-	newServerMu.Unlock()
+	s, runCtx, err := serve(abs, listen, "file:"+abs+"/?_pragma=synchronous("+sqliteSyncMode()+")", lock, logger)
 	if err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("start embedded store on %s in %s: %w", listen, abs, err)
+		return nil, err
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	s := &Server{lock: lock, cancel: cancel, done: make(chan struct{}), dir: abs}
-	go func() {
-		defer close(s.done)
-		_ = fdb.Run(runCtx)
-	}()
-	s.uri = fdb.MongoDBURI()
 
 	s.ids = newIDIndexer(abs)
 	if err := s.ids.ensure(ctx); err != nil {
@@ -155,6 +169,33 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 	return s, nil
 }
 
+// serve starts FerretDB on the SQLite files sqliteURL names and returns the
+// running Server (holding lock) and the context that stops it.
+func serve(abs, listen, sqliteURL string, lock *os.File, logger *slog.Logger) (*Server, context.Context, error) {
+	newServerMu.Lock() // ferretdb.New writes package globals
+	fdb, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: listen},
+		Handler:   "sqlite",
+		SQLiteURL: sqliteURL,
+		Logger:    slog.New(levelHandler{min: slog.LevelError, Handler: logger.Handler()}),
+	})
+	newServerMu.Unlock()
+	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
+		return nil, nil, fmt.Errorf("start embedded store on %s in %s: %w", listen, abs, err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	s := &Server{lock: lock, cancel: cancel, done: make(chan struct{}), dir: abs}
+	go func() {
+		defer close(s.done)
+		_ = fdb.Run(runCtx)
+	}()
+	s.uri = fdb.MongoDBURI()
+	return s, runCtx, nil
+}
+
 // URI is the mongodb:// connection string of the server.
 func (s *Server) URI() string { return s.uri }
 
@@ -167,8 +208,12 @@ func (s *Server) Close() {
 		if s.ids != nil {
 			s.ids.close()
 		}
-		_ = os.Remove(filepath.Join(s.dir, ownerFile))
-		_ = s.lock.Close() // releases the flock
+		if !s.readOnly {
+			_ = os.Remove(filepath.Join(s.dir, ownerFile))
+		}
+		if s.lock != nil {
+			_ = s.lock.Close() // releases the flock
+		}
 	})
 }
 

@@ -52,6 +52,12 @@ type Options struct {
 	// Monitor, if set, sees every command the client sends (the bench
 	// counts round trips with it).
 	Monitor *event.CommandMonitor
+
+	// ReadOnly is for commands that only read (see ServerOptions.ReadOnly):
+	// a data directory that does not exist is an error wrapping
+	// ErrNoDataDir and is not created, and one that cannot be written is
+	// served read-only. Ignored when URI is set.
+	ReadOnly bool
 }
 
 // Store is an open connection to the deployment. It is safe for concurrent
@@ -70,6 +76,10 @@ type Store struct {
 
 	// DataDir is the embedded server's directory ("" for a URI).
 	DataDir string
+
+	// ReadOnly reports that this process serves DataDir read-only (it
+	// cannot be written): every write fails.
+	ReadOnly bool
 
 	caps   Capabilities
 	server *Server // non-nil when this process owns the embedded server
@@ -123,7 +133,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if dir == "" {
 		dir = DefaultDataDir
 	}
-	srv, err := StartServer(ctx, ServerOptions{DataDir: dir, Logger: logger, Command: opts.Command})
+	srv, err := StartServer(ctx, ServerOptions{DataDir: dir, Logger: logger, Command: opts.Command, ReadOnly: opts.ReadOnly})
 	var busy *BusyError
 	switch {
 	case errors.As(err, &busy):
@@ -144,6 +154,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		srv.Close()
 		return nil, err
+	}
+	if srv.readOnly { // no direct access, no probe: both write
+		return &Store{Client: client, URI: srv.URI(), Embedded: true, DataDir: dir, ReadOnly: true, server: srv}, nil
 	}
 	registerDirect(client, srv.dir) // DirectFor(client) reads srv's files
 	indexers.Store(client, srv.ids) // IndexIDs(client) indexes srv's tables
