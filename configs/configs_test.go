@@ -102,6 +102,7 @@ func TestEveryKey(t *testing.T) {
 			AllowableMethods:     []string{"GET"},
 			MatchHeaders:         []string{"Accept-Language"},
 			IgnoredParameters:    []string{},
+			Credentials:          cache.CredentialsJob,
 		}},
 		{"ttl", []any{job.TTL, job.TTLSet}, []any{time.Duration(0), true}},
 		{"extract", job.Extract, Extract{Item: "article", Fields: []Field{

@@ -18,6 +18,9 @@ type decoder struct {
 	file      string
 	errs      []*Error
 	lookupEnv func(string) (string, bool)
+	// noJob says the file configures a cache that serves no job (a
+	// proxy's policy): credentials: job is then a mistake.
+	noJob bool
 }
 
 // errorf records a mistake at n (the node's position) under key.

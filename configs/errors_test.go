@@ -100,6 +100,10 @@ func TestParseErrors(t *testing.T) {
 			[]string{`bad.yaml:4: cache.urls_expire_after["https://example.org/*"]: pattern must not include the scheme (write example.org/news/*)`}},
 		{"bad stale_if_error", ok + "cache: {stale_if_error: maybe}\n",
 			[]string{`bad.yaml:3: cache.stale_if_error: must be true, false or a duration >= 0 like 1h, got "maybe"`}},
+		{"bad credentials", ok + "cache:\n  credentials: user\n",
+			[]string{`bad.yaml:4: cache.credentials: must be token (entries bound to the credential values) or job (bound to this job, for a token that rotates), got "user"`}},
+		{"credentials not a string", ok + "cache: {credentials: [job]}\n",
+			[]string{`bad.yaml:3: cache.credentials: must be token (entries bound to the credential values) or job (bound to this job, for a token that rotates), got a list`}},
 		{"bad ttl", ok + "cache: {ttl: forever}\n",
 			[]string{`bad.yaml:3: cache.ttl: must be a duration > 0 like 168h, or none, got "forever"`}},
 

@@ -51,7 +51,7 @@ func parsePolicy(path string, data []byte) (*Job, error) {
 		policy.Cache, policy.TTL, policy.TTLSet = job.Cache, job.TTL, job.TTLSet
 		return policy, nil
 	}
-	d := &decoder{file: path, lookupEnv: os.LookupEnv}
+	d := &decoder{file: path, lookupEnv: os.LookupEnv, noJob: true}
 	d.cache(root, "", policy)
 	if err := joinErrors(d.errs); err != nil {
 		return nil, err

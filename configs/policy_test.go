@@ -56,6 +56,7 @@ func TestParsePolicyErrors(t *testing.T) {
 	}{
 		{"unknown key", "expire_afer: 1h\n", []string{"p.yaml:1: expire_afer: unknown key (did you mean expire_after?)"}},
 		{"bad value", "ttl: soon\n", []string{`p.yaml:1: ttl: must be a duration > 0 like 168h, or none, got "soon"`}},
+		{"credentials: job in a proxy policy", "credentials: job\n", []string{"p.yaml:1: credentials: job binds entries to a job, and a proxy serves no job: use token (each client's entries bound to its own credential)"}},
 		{"job file with a mistake", "name: x\nseeds: [nope]\n", []string{`p.yaml:2: seeds[0]: must be an absolute http(s) URL, got "nope"`}},
 	}
 	for _, tt := range tests {

@@ -22,6 +22,7 @@ var cacheKeys = []string{
 	"expire_after", "urls_expire_after", "cache_control", "stale_if_error",
 	"stale_while_revalidate", "only_if_cached", "allowable_codes",
 	"allowable_methods", "match_headers", "ignored_parameters", "ttl",
+	"credentials",
 }
 
 // cache reads the cache section into j.Cache, j.TTL and j.TTLSet.
@@ -116,6 +117,20 @@ func (d *decoder) cache(n *yaml.Node, p string, j *Job) {
 			}
 			return true
 		})
+	}
+	if v, ok := m["credentials"]; ok {
+		kp := join(p, "credentials")
+		s, isStr := scalar(v, "!!str")
+		switch {
+		case isStr && s.Value == "token":
+			pol.Credentials = cache.CredentialsToken
+		case isStr && s.Value == "job" && d.noJob:
+			d.errorf(v, kp, "job binds entries to a job, and a proxy serves no job: use token (each client's entries bound to its own credential)")
+		case isStr && s.Value == "job":
+			pol.Credentials = cache.CredentialsJob
+		default:
+			d.errorf(v, kp, "must be token (entries bound to the credential values) or job (bound to this job, for a token that rotates), got %s", got(v))
+		}
 	}
 	if v, ok := m["ttl"]; ok {
 		kp := join(p, "ttl")

@@ -320,9 +320,12 @@ func (c *crawl) run(ctx context.Context) (Progress, error) {
 		Parallelism: c.opts.Parallelism, RetryMax: c.opts.RetryMax,
 		RetryBackoff: c.opts.RetryBackoff, Timeout: c.opts.Timeout, Sleep: c.opts.sleep,
 	}
+	// A private cache (Shared false): one job's own requests. Job binds
+	// its credentialed entries under credentials: job.
 	ct, err := cache.New(ctx, c.opts.CacheDB, cache.Options{
 		Upstream: c.polite, Policy: c.opts.CachePolicy, Now: c.opts.Now, Logger: c.log,
 		SupportsTTL: c.opts.SupportsTTL, FilterPushdown: c.opts.FilterPushdown, MaxBodySize: c.maxBody,
+		Job: c.opts.Job,
 	})
 	if err != nil {
 		return Progress{}, fmt.Errorf("open http cache in store: %w", err)
