@@ -219,14 +219,14 @@ func (t *Transport) expiry(c *call, h http.Header, status int, now time.Time) (*
 // redirect hop.
 func (t *Transport) store(c *call, st *cached, e *entry, hadRev bool) {
 	switch {
-	case !slices.Contains(t.allowCodes, e.status):
+	case !t.policy.CacheControl && !slices.Contains(t.allowCodes, e.status):
 		if !t.policy.CacheControl && e.status >= 300 && e.status < 400 && e.header.Get("Location") != "" {
 			t.recordRedirect(c, st, e)
 			return
 		}
 		t.notStored.Add(1)
 		return
-	case t.policy.CacheControl && !rfcStorable(c.reqCC, t.responseCC(e.header)), !t.storeOK():
+	case t.policy.CacheControl && !t.rfcStorable(c.reqCC, t.responseCC(e.header), e.status), !t.storeOK():
 		t.notStored.Add(1)
 		return
 	}

@@ -147,18 +147,6 @@ func (f rfcFreshness) expiresAt(t time.Time) time.Time {
 	return t.Add(f.lifetime - f.initialAge)
 }
 
-// rfcStorable reports whether RFC 9111 allows storing the response to a
-// request with directives reqCC: no no-store on either side, no Vary: *.
-func rfcStorable(reqCC cacheControl, h http.Header) bool {
-	if reqCC.has("no-store") {
-		return false
-	}
-	if parseCacheControl(h.Values("Cache-Control")).has("no-store") {
-		return false
-	}
-	return !slices.Contains(varyNames(h), "*")
-}
-
 // crawlerExpiry is the crawler policy's expiry for a normalized URL: the
 // first urls_expire_after pattern that matches the URL without its scheme,
 // else expire_after.

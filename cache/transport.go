@@ -577,6 +577,9 @@ func (t *Transport) fromStore(c *call, st *cached, served string) *http.Response
 	t.savedBytes.Add(int64(len(st.e.body)))
 	resp := st.e.response(c.req, served)
 	setAge(resp.Header, st.validatedAt, t.now())
+	if t.policy.CacheControl {
+		withoutNoCacheFields(resp.Header) // not revalidated: §5.2.2.4
+	}
 	return resp
 }
 
