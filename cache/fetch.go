@@ -121,19 +121,20 @@ func (t *Transport) fetch(c *call, st *cached, hadRev bool) (*fetched, error) {
 			extra["If-Modified-Since"] = []string{lm}
 		}
 	}
-	resp, err := t.upstream.RoundTrip(c.outgoing(nil, extra))
+	resp, err := t.roundTrip(c.outgoing(nil, extra))
 	if err != nil {
 		return nil, err
 	}
-	if resp.Header == nil {
-		resp.Header = http.Header{}
-	}
-	if resp.Body == nil {
-		resp.Body = http.NoBody
-	}
-	fixDate(resp.Header, t.now())
 	if extra != nil && resp.StatusCode == http.StatusNotModified {
-		return t.merge304(c, st, resp, hadRev), nil
+		if selects304(st.e.header, resp.Header) {
+			return t.merge304(c, st, resp, hadRev), nil
+		}
+		// RFC 9111 §4.3.4: a 304 whose validators are not the stored
+		// response's updates nothing. Ask again without conditions.
+		discard(resp)
+		if resp, err = t.roundTrip(c.outgoing(nil, nil)); err != nil {
+			return nil, err
+		}
 	}
 	if res := t.streamFetch(c, st, hadRev, resp); res != nil {
 		return res, nil
@@ -157,6 +158,9 @@ func (t *Transport) fetch(c *call, st *cached, hadRev bool) (*fetched, error) {
 		return &fetched{e: e, served: ServedMiss, bodyErr: readErr, vary: varyValues(c.req, e.header)}, nil
 	}
 	t.store(c, st, e, hadRev)
+	if t.policy.CacheControl && methodOf(c.req) == http.MethodHead && e.status == http.StatusOK {
+		t.freshenFromHead(c, e.header)
+	}
 	res := &fetched{e: e, served: ServedMiss}
 	if t.varies() {
 		res.vary = varyValues(c.req, e.header)
@@ -168,28 +172,9 @@ func (t *Transport) fetch(c *call, st *cached, hadRev bool) (*fetched, error) {
 // document is not rewritten) and returns the stored response with the
 // 304's headers merged in.
 func (t *Transport) merge304(c *call, st *cached, resp *http.Response, hadRev bool) *fetched {
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	_ = resp.Body.Close()
+	discard(resp)
 	resp.Header.Del(HeaderServed)
-	merged := st.e.header.Clone()
-	merged.Del("Age") // the age restarts at the 304 (RFC 9111 §4.2.3)
-	mergeHeader(merged, resp.Header)
-	// The revalidation keeps every 304 header since the body was stored.
-	delta := http.Header{}
-	if st.rev != nil {
-		if h, err := decodeHeader(st.rev.Headers); err == nil {
-			delta = h
-		}
-	}
-	mergeHeader(delta, t.storableHeader(resp.Header))
-	now := t.now()
-	expires, _ := t.expiry(c, merged, st.e.status, now)
-	rev := &Revalidation{ID: c.key, ValidatedAt: now, Expires: expires, Headers: encodeHeader(delta)}
-	if t.storeOK() {
-		if err := t.coll.saveRevalidation(c.req.Context(), rev, !hadRev); err != nil {
-			t.storeError(err)
-		}
-	}
+	merged, now := t.freshen(c, st, resp.Header, hadRev)
 	res := &fetched{
 		e:           &entry{status: st.e.status, proto: st.e.proto, header: merged, body: st.e.body, uncompressed: st.e.uncompressed},
 		served:      ServedRevalidated,
@@ -199,6 +184,33 @@ func (t *Transport) merge304(c *call, st *cached, resp *http.Response, hadRev bo
 		res.vary = st.doc.Vary
 	}
 	return res
+}
+
+// freshen records that a 304 (or a HEAD response, RFC 9111 §4.3.5) with
+// header h confirmed st: a revalidation under c.key, not a rewrite of the
+// body document. It returns st's headers with h's merged in (§3.2) and
+// the time of the validation.
+func (t *Transport) freshen(c *call, st *cached, h http.Header, hadRev bool) (http.Header, time.Time) {
+	merged := st.e.header.Clone()
+	merged.Del("Age") // the age restarts at the 304 (RFC 9111 §4.2.3)
+	mergeHeader(merged, h)
+	// The revalidation keeps every 304 header since the body was stored.
+	delta := http.Header{}
+	if st.rev != nil {
+		if old, err := decodeHeader(st.rev.Headers); err == nil {
+			delta = old
+		}
+	}
+	mergeHeader(delta, t.storableHeader(h))
+	now := t.now()
+	expires, _ := t.expiry(c, merged, st.e.status, now)
+	rev := &Revalidation{ID: c.key, ValidatedAt: now, Expires: expires, Headers: encodeHeader(delta)}
+	if t.storeOK() {
+		if err := t.coll.saveRevalidation(c.req.Context(), rev, !hadRev); err != nil {
+			t.storeError(err)
+		}
+	}
+	return merged, now
 }
 
 // expiry is the expires field for a response validated at now, and the
