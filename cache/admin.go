@@ -70,6 +70,9 @@ type EntrySummary struct {
 	// (RFC mode, a response with Vary); several entries of one URL and
 	// method differ here. nil when the response does not vary.
 	Vary map[string]string
+	// Credential is set when the entry was fetched with credentials
+	// (CredentialOf): whom it is served to, never the credential itself.
+	Credential *CredentialInfo
 	// Revalidated is true when a 304 confirmed the entry after its body
 	// was stored.
 	Revalidated bool

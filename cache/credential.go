@@ -66,6 +66,10 @@ func (m CredentialMode) String() string {
 const (
 	BoundToToken = "token"
 	BoundToJob   = "job"
+	// BoundToUnknown marks an entry an earlier release stored for a
+	// request with credentials, without binding it: it is served to no
+	// one and replaced by the next fetch of its URL.
+	BoundToUnknown = "unknown"
 )
 
 // CredentialInfo says that a stored response was fetched with credentials
@@ -164,6 +168,23 @@ func bindingServes(c *call, doc *Document) bool {
 		return c.cred.info == nil && !legacyCredentialed(doc)
 	}
 	return c.cred.info != nil && hmac.Equal([]byte(doc.Credential.ID), []byte(c.cred.info.ID))
+}
+
+// CredentialOf says what a stored response is bound to: doc.Credential,
+// an Info with BoundTo BoundToUnknown for an entry an earlier release
+// stored for a request with credentials, or nil for an entry fetched
+// without credentials (served to requests without credentials).
+func CredentialOf(doc *Document) *CredentialInfo {
+	if doc.Credential != nil || !legacyCredentialed(doc) {
+		return doc.Credential
+	}
+	info := &CredentialInfo{BoundTo: BoundToUnknown}
+	for _, n := range credentialHeaders {
+		if _, ok := doc.Request.Headers[n]; ok {
+			info.Headers = append(info.Headers, n)
+		}
+	}
+	return info
 }
 
 // legacyCredentialed reports whether doc records a request that carried

@@ -267,7 +267,7 @@ var entryProjection = bson.D{
 	{Key: "_id", Value: 1}, {Key: "url", Value: 1}, {Key: "method", Value: 1},
 	{Key: "status", Value: 1}, {Key: "content_type", Value: 1}, {Key: "size", Value: 1},
 	{Key: "created_at", Value: 1}, {Key: "validated_at", Value: 1}, {Key: "expires", Value: 1},
-	{Key: "vary", Value: 1},
+	{Key: "vary", Value: 1}, {Key: "credential", Value: 1}, {Key: "request", Value: 1},
 }
 
 // scanEntries calls fn for each response matching filter, with its
@@ -286,16 +286,18 @@ func (a *Admin) scanEntries(ctx context.Context, filter bson.D, revs map[string]
 	defer cur.Close(ctx)
 	for cur.Next(ctx) {
 		var d struct {
-			ID          string     `bson:"_id"`
-			URL         string     `bson:"url"`
-			Method      string     `bson:"method"`
-			Status      int        `bson:"status"`
-			ContentType string     `bson:"content_type"`
-			Size        int64      `bson:"size"`
-			CreatedAt   time.Time  `bson:"created_at"`
-			ValidatedAt time.Time  `bson:"validated_at"`
-			Expires     *time.Time `bson:"expires"`
-			Vary        bson.M     `bson:"vary"`
+			ID          string          `bson:"_id"`
+			URL         string          `bson:"url"`
+			Method      string          `bson:"method"`
+			Status      int             `bson:"status"`
+			ContentType string          `bson:"content_type"`
+			Size        int64           `bson:"size"`
+			CreatedAt   time.Time       `bson:"created_at"`
+			ValidatedAt time.Time       `bson:"validated_at"`
+			Expires     *time.Time      `bson:"expires"`
+			Vary        bson.M          `bson:"vary"`
+			Credential  *CredentialInfo `bson:"credential"`
+			Request     RequestInfo     `bson:"request"`
 		}
 		if err := cur.Decode(&d); err != nil {
 			continue
@@ -304,6 +306,7 @@ func (a *Admin) scanEntries(ctx context.Context, filter bson.D, revs map[string]
 			Key: d.ID, URL: d.URL, Method: d.Method, Status: d.Status,
 			ContentType: d.ContentType, Size: d.Size,
 			CreatedAt: d.CreatedAt, ValidatedAt: d.ValidatedAt, Expires: d.Expires,
+			Credential: CredentialOf(&Document{Credential: d.Credential, Request: d.Request}),
 		}
 		if len(d.Vary) > 0 {
 			e.Vary = make(map[string]string, len(d.Vary))

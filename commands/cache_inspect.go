@@ -126,13 +126,17 @@ type entryJSON struct {
 	Revalidated bool       `json:"revalidated"`
 	Stale       bool       `json:"stale"`
 	Expired     bool       `json:"expired"`
+	// Credential is set for an entry fetched with credentials: whom it is
+	// served to (bound_to token or job, and a fingerprint), never the
+	// credential itself.
+	Credential *cache.CredentialInfo `json:"credential,omitempty"`
 }
 
 func toEntryJSON(e cache.EntrySummary) entryJSON {
 	j := entryJSON{
 		Key: e.Key, URL: e.URL, Method: e.Method, Status: e.Status, ContentType: e.ContentType, Size: e.Size,
 		CreatedAt: e.CreatedAt.UTC(), ValidatedAt: e.ValidatedAt.UTC(),
-		Revalidated: e.Revalidated, Stale: e.Stale, Expired: e.Expired,
+		Revalidated: e.Revalidated, Stale: e.Stale, Expired: e.Expired, Credential: e.Credential,
 	}
 	if e.Expires != nil {
 		t := e.Expires.UTC()
@@ -200,23 +204,24 @@ func runCacheLs(c *cli.Context) error {
 
 // showJSON is the JSON form of `cache show`.
 type showJSON struct {
-	Key          string              `json:"key"`
-	URL          string              `json:"url"`
-	Method       string              `json:"method"`
-	Status       int                 `json:"status"`
-	Proto        string              `json:"proto,omitempty"`
-	Headers      map[string][]string `json:"headers"`
-	ContentType  string              `json:"content_type,omitempty"`
-	Size         int64               `json:"size"`
-	CreatedAt    time.Time           `json:"created_at"`
-	ValidatedAt  time.Time           `json:"validated_at"`
-	Expires      *time.Time          `json:"expires"`
-	Revalidated  bool                `json:"revalidated"`
-	ETag         string              `json:"etag,omitempty"`
-	LastModified string              `json:"last_modified,omitempty"`
-	Request      cache.RequestInfo   `json:"request"`
-	Body         *string             `json:"body,omitempty"`
-	BodyBase64   *string             `json:"body_base64,omitempty"`
+	Key          string                `json:"key"`
+	URL          string                `json:"url"`
+	Method       string                `json:"method"`
+	Status       int                   `json:"status"`
+	Proto        string                `json:"proto,omitempty"`
+	Headers      map[string][]string   `json:"headers"`
+	ContentType  string                `json:"content_type,omitempty"`
+	Size         int64                 `json:"size"`
+	CreatedAt    time.Time             `json:"created_at"`
+	ValidatedAt  time.Time             `json:"validated_at"`
+	Expires      *time.Time            `json:"expires"`
+	Revalidated  bool                  `json:"revalidated"`
+	ETag         string                `json:"etag,omitempty"`
+	LastModified string                `json:"last_modified,omitempty"`
+	Credential   *cache.CredentialInfo `json:"credential,omitempty"`
+	Request      cache.RequestInfo     `json:"request"`
+	Body         *string               `json:"body,omitempty"`
+	BodyBase64   *string               `json:"body_base64,omitempty"`
 }
 
 func runCacheShow(c *cli.Context) error {
@@ -252,6 +257,7 @@ func runCacheShow(c *cli.Context) error {
 				Headers: resp.Header, ContentType: doc.ContentType, Size: doc.Size,
 				CreatedAt: doc.CreatedAt.UTC(), ValidatedAt: validated.UTC(), Revalidated: revalidated,
 				ETag: doc.ETag, LastModified: doc.LastModified, Request: doc.Request,
+				Credential: cache.CredentialOf(doc),
 			}
 			if expires != nil {
 				t := expires.UTC()
@@ -275,6 +281,7 @@ func runCacheShow(c *cli.Context) error {
 		fmt.Fprintf(tw, "key\t%s\n", doc.ID)
 		fmt.Fprintf(tw, "method\t%s\n", doc.Method)
 		fmt.Fprintf(tw, "size\t%d bytes\n", doc.Size)
+		fmt.Fprintf(tw, "credential\t%s\n", describeCredential(cache.CredentialOf(doc)))
 		fmt.Fprintf(tw, "created\t%s (%s)\n", fmtTime(doc.CreatedAt), fmtAge(doc.CreatedAt, now))
 		how := "fetched"
 		if revalidated {
@@ -396,4 +403,20 @@ func responses(n int64) string {
 		return "1 cached response"
 	}
 	return fmt.Sprintf("%d cached responses", n)
+}
+
+// describeCredential says whom an entry is served to, without the
+// credential (which is never stored).
+func describeCredential(c *cache.CredentialInfo) string {
+	if c == nil {
+		return "none: fetched without credentials, served to requests without them"
+	}
+	headers := strings.Join(c.Headers, " and ")
+	switch c.BoundTo {
+	case cache.BoundToToken:
+		return fmt.Sprintf("bound to the %s it was fetched with (id %s): served only to requests carrying the same", headers, c.ID)
+	case cache.BoundToJob:
+		return fmt.Sprintf("bound to its job (id %s; fetched with %s): served only to that job's requests with credentials", c.ID, headers)
+	}
+	return fmt.Sprintf("fetched with %s by an earlier release, not bound: served to no one, replaced on the next fetch", headers)
 }

@@ -185,7 +185,7 @@ func TestCacheInspectCommands(t *testing.T) {
 	}{
 		{"ls table", []string{"cache", "ls"}, 0, []string{"STATUS  SIZE", "200     12 B  fresh  1h ago", "https://example.org/a", "3 entries"}},
 		{"stats", []string{"cache", "stats"}, 0, []string{"entries           3", "ttl               none", "200     2", "404     1"}},
-		{"show text", []string{"cache", "show", "https://example.org/a"}, 0, []string{"key        k1", "HTTP/1.1 200 OK", "Content-Type: text/html", "<p>hello</p>"}},
+		{"show text", []string{"cache", "show", "https://example.org/a"}, 0, []string{"key         k1", "HTTP/1.1 200 OK", "Content-Type: text/html", "<p>hello</p>"}},
 		{"show headers only, flag after the url", []string{"cache", "show", "https://example.org/a", "--headers-only"}, 0, []string{"Etag: \"v1\""}},
 		{"show missing", []string{"cache", "show", "https://example.org/nope"}, 1, []string{"https://example.org/nope is not in the cache"}},
 		{"purge without criteria", []string{"cache", "purge"}, 2, []string{"cache purge: say what to delete: --expired"}},
