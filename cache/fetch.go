@@ -71,7 +71,7 @@ func (t *Transport) fromNetwork(c *call, st *cached, hadRev bool, fr freshness) 
 			return t.passThrough(c.outgoing(nil, nil))
 		}
 		t.misses.Add(1)
-		return res.stream, nil
+		return t.conditional(c, nil, res.stream), nil
 	}
 	switch res.served {
 	case ServedRevalidated:
@@ -87,8 +87,9 @@ func (t *Transport) fromNetwork(c *call, st *cached, hadRev bool, fr freshness) 
 	if res.bodyErr != nil {
 		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(res.e.body), errReader{res.bodyErr}))
 		resp.ContentLength = -1
+		return resp, nil
 	}
-	return resp, nil
+	return t.conditional(c, res.e, resp), nil
 }
 
 // staleIfError reports whether a failed revalidation (error or 5xx) may be

@@ -327,6 +327,10 @@ type call struct {
 	primaryDoc bool
 	looked     bool
 	hadBody    bool // req.Body was read (and closed) into body
+	// cond: the request has If-None-Match, If-Modified-Since, Range or
+	// If-Range, which the cache answers (conditional.go) and does not
+	// send upstream.
+	cond bool
 }
 
 // outgoing is the request sent upstream: req itself when it has no body,
@@ -334,7 +338,7 @@ type call struct {
 // its own header map and body reader.
 func (c *call) outgoing(ctx context.Context, extra http.Header) *http.Request {
 	hdr, stripped := withoutHopCredential(c.req.Header)
-	if !c.hadBody && extra == nil && ctx == nil && !stripped {
+	if !c.hadBody && extra == nil && ctx == nil && !stripped && !c.cond {
 		return c.req
 	}
 	if ctx == nil {
@@ -342,8 +346,11 @@ func (c *call) outgoing(ctx context.Context, extra http.Header) *http.Request {
 	}
 	out := c.req.WithContext(ctx)
 	out.Header = hdr
+	if c.cond {
+		out.Header = withoutClientConditionals(hdr)
+	}
 	if extra != nil {
-		out.Header = hdr.Clone()
+		out.Header = out.Header.Clone()
 		for k, v := range extra {
 			out.Header[k] = v
 		}
@@ -357,9 +364,10 @@ func (c *call) outgoing(ctx context.Context, extra http.Header) *http.Request {
 	return out
 }
 
-// bypassHeaders make a request uncacheable: the caller asked for something
-// other than the whole current representation.
-var bypassHeaders = []string{"Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"}
+// bypassHeaders make a request uncacheable: preconditions meant for the
+// origin (RFC 9111 §4.3.2). If-None-Match, If-Modified-Since, Range and
+// If-Range are answered by the cache (conditional.go).
+var bypassHeaders = []string{"If-Match", "If-Unmodified-Since"}
 
 // RoundTrip serves req from the store when the policy allows, else from
 // upstream, storing what the policy allows. It never mutates req, returns
@@ -383,7 +391,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return t.passThrough(req)
 	}
-	c := &call{req: req, flags: flagsOf(req.Context())}
+	c := &call{req: req, flags: flagsOf(req.Context()), cond: hasClientConditional(req.Header)}
 	if req.Body != nil && req.Body != http.NoBody {
 		body, pass, err := t.readRequestBody(req)
 		if err != nil {
@@ -444,6 +452,12 @@ func (t *Transport) serve(c *call) (*http.Response, error) {
 	}
 	if offline || c.reqCC.has("only-if-cached") {
 		return t.gatewayTimeout(c), nil
+	}
+	if c.cond {
+		// Nothing stored to answer from: the origin answers the
+		// client's own conditional or range request, uncached.
+		c.cond = false
+		return t.passThrough(c.outgoing(nil, nil))
 	}
 	return t.fromNetwork(c, nil, hadRev, freshness{})
 }
@@ -580,7 +594,7 @@ func (t *Transport) fromStore(c *call, st *cached, served string) *http.Response
 	if t.policy.CacheControl {
 		withoutNoCacheFields(resp.Header) // not revalidated: §5.2.2.4
 	}
-	return resp
+	return t.conditional(c, st.e, resp)
 }
 
 // gatewayTimeout is the answer to only-if-cached with nothing usable

@@ -1,0 +1,134 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"testing"
+	"time"
+)
+
+func TestTransportClientConditionals(t *testing.T) {
+	const lmAge = 10 * 24 * time.Hour
+	tests := []struct {
+		name      string
+		method    string        // GET if empty
+		req       []string      // the client's request headers; "LM" and "LM+N" become dates
+		advance   time.Duration // after the response was stored
+		empty     bool          // nothing stored before the request
+		want      int
+		served    string
+		body      string
+		cr        string // Content-Range
+		upstreamH string // a header the origin must not have seen from the client
+	}{
+		{name: "RFC 9110 §13.1.2 If-None-Match matches: 304", req: []string{"If-None-Match", `"v1"`}, want: 304, served: ServedHit},
+		{name: "RFC 9110 §13.1.2 If-None-Match weak comparison", req: []string{"If-None-Match", `W/"v1"`}, want: 304, served: ServedHit},
+		{name: "RFC 9110 §13.1.2 If-None-Match list", req: []string{"If-None-Match", `"x", "v1"`}, want: 304, served: ServedHit},
+		{name: "RFC 9110 §13.1.2 If-None-Match star", req: []string{"If-None-Match", "*"}, want: 304, served: ServedHit},
+		{name: "RFC 9110 §13.1.2 If-None-Match other tag: 200", req: []string{"If-None-Match", `"v0"`}, want: 200, served: ServedHit, body: "0123456789"},
+		{name: "RFC 9110 §13.2.2 If-None-Match decides before If-Modified-Since", req: []string{"If-None-Match", `"v0"`, "If-Modified-Since", "LM+60"}, want: 200, served: ServedHit, body: "0123456789"},
+		{name: "RFC 9110 §13.1.3 If-Modified-Since not modified since: 304", req: []string{"If-Modified-Since", "LM"}, want: 304, served: ServedHit},
+		{name: "RFC 9110 §13.1.3 If-Modified-Since modified since: 200", req: []string{"If-Modified-Since", "LM-60"}, want: 200, served: ServedHit, body: "0123456789"},
+		{name: "RFC 9110 §13.1.3 invalid If-Modified-Since is ignored", req: []string{"If-Modified-Since", "yesterday"}, want: 200, served: ServedHit, body: "0123456789"},
+		{name: "RFC 9110 §13.1.2 HEAD If-None-Match: 304", method: http.MethodHead, req: []string{"If-None-Match", `"v1"`}, empty: false, want: 304, served: ServedHit},
+		{name: "RFC 9110 §14.1.2 first-last", req: []string{"Range", "bytes=0-3"}, want: 206, served: ServedHit, body: "0123", cr: "bytes 0-3/10"},
+		{name: "RFC 9110 §14.1.2 first-", req: []string{"Range", "bytes=5-"}, want: 206, served: ServedHit, body: "56789", cr: "bytes 5-9/10"},
+		{name: "RFC 9110 §14.1.2 suffix", req: []string{"Range", "bytes=-3"}, want: 206, served: ServedHit, body: "789", cr: "bytes 7-9/10"},
+		{name: "RFC 9110 §14.1.2 suffix longer than the body", req: []string{"Range", "bytes=-30"}, want: 206, served: ServedHit, body: "0123456789", cr: "bytes 0-9/10"},
+		{name: "RFC 9110 §14.1.2 last past the end is clamped", req: []string{"Range", "bytes=8-100"}, want: 206, served: ServedHit, body: "89", cr: "bytes 8-9/10"},
+		{name: "RFC 9110 §15.5.17 unsatisfiable: 416", req: []string{"Range", "bytes=20-30"}, want: 416, served: ServedHit, cr: "bytes */10"},
+		{name: "RFC 9110 §15.5.17 zero suffix: 416", req: []string{"Range", "bytes=-0"}, want: 416, served: ServedHit, cr: "bytes */10"},
+		{name: "RFC 9110 §14.2 several ranges are served whole", req: []string{"Range", "bytes=0-1,5-6"}, want: 200, served: ServedHit, body: "0123456789"},
+		{name: "RFC 9110 §14.2 other unit is ignored", req: []string{"Range", "items=0-1"}, want: 200, served: ServedHit, body: "0123456789"},
+		{name: "RFC 9110 §14.1.1 last before first is invalid, ignored", req: []string{"Range", "bytes=5-2"}, want: 200, served: ServedHit, body: "0123456789"},
+		{name: "RFC 9110 §14.2 Range on HEAD is ignored", method: http.MethodHead, req: []string{"Range", "bytes=0-3"}, want: 200, served: ServedHit},
+		{name: "RFC 9110 §13.1.5 If-Range same strong tag: 206", req: []string{"Range", "bytes=0-3", "If-Range", `"v1"`}, want: 206, served: ServedHit, body: "0123", cr: "bytes 0-3/10"},
+		{name: "RFC 9110 §13.1.5 If-Range other tag: 200", req: []string{"Range", "bytes=0-3", "If-Range", `"v0"`}, want: 200, served: ServedHit, body: "0123456789"},
+		{name: "RFC 9110 §13.1.5 If-Range weak tag never matches", req: []string{"Range", "bytes=0-3", "If-Range", `W/"v1"`}, want: 200, served: ServedHit, body: "0123456789"},
+		{name: "RFC 9110 §13.1.5 If-Range same date: 206", req: []string{"Range", "bytes=0-3", "If-Range", "LM"}, want: 206, served: ServedHit, body: "0123", cr: "bytes 0-3/10"},
+		{name: "RFC 9110 §13.1.5 If-Range other date: 200", req: []string{"Range", "bytes=0-3", "If-Range", "LM+1"}, want: 200, served: ServedHit, body: "0123456789"},
+		{name: "RFC 9110 §13.2.2 If-None-Match before Range", req: []string{"If-None-Match", `"v1"`, "Range", "bytes=0-3"}, want: 304, served: ServedHit},
+		{name: "RFC 9111 §4.3.2 stale: revalidated with the cache's validators, then 304", req: []string{"If-None-Match", `"v1"`}, advance: 700 * time.Second, want: 304, served: ServedRevalidated, upstreamH: "If-Modified-Since"},
+		{name: "RFC 9111 §4.3.2 stale: revalidated, then 206", req: []string{"Range", "bytes=2-3"}, advance: 700 * time.Second, want: 206, served: ServedRevalidated, body: "23", cr: "bytes 2-3/10", upstreamH: "Range"},
+		{name: "RFC 9111 §4.3.2 nothing stored: the origin answers the range", empty: true, req: []string{"Range", "bytes=0-3"}, want: 206, served: ServedMiss, body: "0123", cr: "bytes 0-3/10"},
+		{name: "RFC 9111 §4.3.2 If-Match goes to the origin", req: []string{"If-Match", `"v1"`}, want: 200, served: ServedMiss, body: "0123456789"},
+	}
+	s := openTestStore(t)
+	for _, crawler := range []bool{false, true} {
+		for _, tc := range tests {
+			name := tc.name
+			if crawler {
+				name = "crawler policy " + name
+			}
+			t.Run(name, func(t *testing.T) {
+				clock := newTestClock()
+				modTime := clock.Now().Add(-lmAge)
+				o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Date", clock.Now().Format(http.TimeFormat))
+					w.Header().Set("Cache-Control", "max-age=600")
+					w.Header().Set("ETag", `"v1"`)
+					w.Header().Set("Content-Type", "text/plain")
+					http.ServeContent(w, r, "", modTime, bytes.NewReader([]byte("0123456789")))
+				})
+				p := Policy{CacheControl: !crawler}
+				if crawler {
+					p.ExpireAfter = Expiry{Kind: ExpireAfter, After: 600 * time.Second}
+				}
+				e := newTransportEnvOn(t, s, Options{Now: clock.Now, Policy: p})
+				method := tc.method
+				if method == "" {
+					method = http.MethodGet
+				}
+				if !tc.empty { // store the response to the same method
+					req, _ := http.NewRequestWithContext(context.Background(), method, o.URL+"/c", nil)
+					resp, err := e.tr.RoundTrip(req)
+					if err != nil || Served(resp) != ServedMiss {
+						t.Fatalf("first request: %v, served %q", err, Served(resp))
+					}
+					resp.Body.Close()
+				}
+				clock.Advance(tc.advance)
+				req, _ := http.NewRequestWithContext(context.Background(), method, o.URL+"/c", nil)
+				for i := 0; i+1 < len(tc.req); i += 2 {
+					v := tc.req[i+1]
+					if v == "LM" || len(v) > 2 && v[:2] == "LM" {
+						d, _ := time.ParseDuration(v[2:] + "s")
+						if v == "LM" {
+							d = 0
+						}
+						v = modTime.Add(d).UTC().Format(http.TimeFormat)
+					}
+					req.Header.Add(tc.req[i], v)
+				}
+				resp, err := e.tr.RoundTrip(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				var buf bytes.Buffer
+				buf.ReadFrom(resp.Body)
+				if resp.StatusCode != tc.want || Served(resp) != tc.served {
+					t.Fatalf("status %d served %q, want %d %q", resp.StatusCode, Served(resp), tc.want, tc.served)
+				}
+				if method == http.MethodGet && buf.String() != tc.body {
+					t.Errorf("body %q, want %q", buf.String(), tc.body)
+				}
+				if got := resp.Header.Get("Content-Range"); got != tc.cr {
+					t.Errorf("Content-Range %q, want %q", got, tc.cr)
+				}
+				if tc.want == 304 && (resp.Header.Get("ETag") != `"v1"` || resp.Header.Get("Content-Type") != "") {
+					t.Errorf("304 headers %v: want ETag and no Content-Type (RFC 9110 §15.4.5)", resp.Header)
+				}
+				if tc.want == 206 && resp.ContentLength != int64(len(tc.body)) {
+					t.Errorf("206 ContentLength %d, want %d", resp.ContentLength, len(tc.body))
+				}
+				if tc.upstreamH != "" {
+					if h := o.header(); tc.upstreamH == "Range" && h.Get("Range") != "" || tc.upstreamH != "Range" && h.Get("If-None-Match") != `"v1"` {
+						t.Errorf("origin saw %v: want the cache's own conditional, not the client's fields", h)
+					}
+				}
+			})
+		}
+	}
+}
