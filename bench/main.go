@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -29,7 +30,15 @@ type config struct {
 	cpuProfile  string
 	runs        int
 	bandwidth   int64
+	// only selects scenarios by name (see scenarioNames); empty means all.
+	only map[string]bool
 }
+
+// scenarioNames are the values of -only.
+var scenarioNames = []string{"cold", "crawl", "resume", "roundtrips", "rss", "links"}
+
+// want reports whether scenario name runs.
+func (c config) want(name string) bool { return len(c.only) == 0 || c.only[name] }
 
 func main() {
 	if os.Getenv(childEnv) != "" {
@@ -49,7 +58,19 @@ func main() {
 	flag.Int64Var(&cfg.bandwidth, "bandwidth", 1<<20, "bytes per second per connection of the re-crawl variant where bodies take transfer time")
 	flag.BoolVar(&cfg.skipRSS, "skip-rss", false, "skip the 100k-URL memory scenario (the slowest)")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write CPU, block and mutex profiles of each crawl to PREFIX.<crawl>[.block|.mutex].prof (the last round's)")
+	only := flag.String("only", "", "comma-separated scenarios to run, of "+strings.Join(scenarioNames, ", ")+
+		" (cold: only the cold crawl rows; links: the 1-million-link rows); empty runs every scenario but links")
 	flag.Parse()
+	if *only != "" {
+		cfg.only = map[string]bool{}
+		for _, n := range strings.Split(*only, ",") {
+			if !slices.Contains(scenarioNames, n) {
+				fmt.Fprintf(os.Stderr, "bench: -only: unknown scenario %q (want %s)\n", n, strings.Join(scenarioNames, ", "))
+				os.Exit(2)
+			}
+			cfg.only[n] = true
+		}
+	}
 	cfg.runs = max(cfg.runs, 1)
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 
@@ -83,33 +104,28 @@ func run(ctx context.Context, cfg config) (string, error) {
 		return func() { fmt.Fprintf(os.Stderr, " %.1fs\n", time.Since(start).Seconds()) }
 	}
 
-	done := step("cold, warm and re-crawl")
-	r, err := crawlScenarios(ctx, cfg)
-	done()
-	if err != nil {
-		return "", err
+	scenarios := []struct {
+		name, title string
+		run         func(context.Context, config) ([]row, error)
+	}{
+		{"crawl", "cold, warm and re-crawl", crawlScenarios},
+		{"resume", "resume after SIGKILL at 50%", resumeScenario},
+		{"roundtrips", "store round trips", func(ctx context.Context, _ config) ([]row, error) { return roundTrips(ctx) }},
+		{"rss", fmt.Sprintf("peak RSS with a %d-URL frontier", cfg.frontier), rssScenario},
+		{"links", "a million links", linkScenarios},
 	}
-	add(r...)
-
-	done = step("resume after SIGKILL at 50%")
-	r, err = resumeScenario(ctx, cfg)
-	done()
-	if err != nil {
-		return "", err
-	}
-	add(r...)
-
-	done = step("store round trips")
-	r, err = roundTrips(ctx)
-	done()
-	if err != nil {
-		return "", err
-	}
-	add(r...)
-
-	if !cfg.skipRSS {
-		done = step(fmt.Sprintf("peak RSS with a %d-URL frontier", cfg.frontier))
-		r, err = rssScenario(ctx, cfg)
+	for _, sc := range scenarios {
+		switch {
+		case sc.name == "crawl" && !cfg.want("crawl") && cfg.want("cold"):
+		case sc.name == "rss" && cfg.skipRSS:
+			continue
+		case sc.name == "links" && len(cfg.only) == 0:
+			continue // minutes long: run it with -only links
+		case !cfg.want(sc.name):
+			continue
+		}
+		done := step(sc.title)
+		r, err := sc.run(ctx, cfg)
 		done()
 		if err != nil {
 			return "", err

@@ -151,7 +151,11 @@ func (t *Transport) fetch(c *call, st *cached, hadRev bool) (*fetched, error) {
 		resp.Header.Set(HeaderServed, ServedMiss)
 		return &fetched{stream: resp, served: ServedMiss}, nil
 	}
-	_ = resp.Body.Close()
+	// The upstream body is closed once the response is stored, not when
+	// it has been read: a request slot below (the crawler's politeness)
+	// is held until then, so that a process killed at any instant has at
+	// most that many responses received but not yet durable.
+	defer resp.Body.Close()
 	resp.Header.Del(HeaderServed) // an upstream crawlcache's verdict is not ours
 	e := &entry{status: resp.StatusCode, proto: resp.Proto, header: resp.Header, body: body, uncompressed: resp.Uncompressed}
 	if readErr != nil {
@@ -173,7 +177,8 @@ func (t *Transport) fetch(c *call, st *cached, hadRev bool) (*fetched, error) {
 // document is not rewritten) and returns the stored response with the
 // 304's headers merged in.
 func (t *Transport) merge304(c *call, st *cached, resp *http.Response, hadRev bool) *fetched {
-	discard(resp)
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	defer resp.Body.Close() // once recorded: see fetch
 	resp.Header.Del(HeaderServed)
 	merged, now := t.freshen(c, st, resp.Header, hadRev)
 	res := &fetched{

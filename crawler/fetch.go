@@ -36,11 +36,12 @@ type pageState struct {
 }
 
 // fetcherFactor × Parallelism goroutines fetch pages, while the
-// politeness transport lets at most Parallelism requests reach the network
-// at once: a goroutine whose response is being stored, parsed or
-// acknowledged in the store does not hold a network slot, so the origin
-// sees the same concurrency and the store's latency no longer idles the
-// network. Measured with make bench's cold crawl (1000 pages, 20 ms
+// politeness transport lets at most Parallelism requests hold a network
+// slot at once, from the request until the cache has stored the response
+// (so a kill -9 costs at most Parallelism downloads): a goroutine whose
+// response is being parsed, written by the pipeline or acknowledged in the
+// store does not hold a slot, so the origin sees the same concurrency and
+// that work no longer idles the network. Measured with make bench's cold crawl (1000 pages, 20 ms
 // latency, parallelism 8): 0.75–0.80× plain colly with one goroutine per
 // slot, 0.93–0.96× with two.
 const fetcherFactor = 2

@@ -48,7 +48,9 @@ type Politeness struct {
 	Burst int
 	// Parallelism bounds concurrent network requests over all hosts; 0
 	// means unlimited. A slot is held from the request until its response
-	// body is closed or read to the end.
+	// body is closed (not merely read to the end): cache.Transport closes
+	// it once the response is stored, so a slot covers a response until it
+	// is durable.
 	Parallelism int
 	// RetryMax is how many times a transient failure is retried (so a
 	// request is sent at most RetryMax+1 times); 0 disables retries.
@@ -346,7 +348,9 @@ func (p *Politeness) attempt(req *http.Request) (*http.Response, error) {
 }
 
 // slotBody gives the global slot back and ends the attempt's timeout when
-// the body is closed or read to the end, whichever comes first.
+// the body is closed. Reading to the end is not enough: the slot bounds the
+// responses received and not yet durable (the cache closes the body after
+// its store write), which bounds what a kill -9 can cost in downloads.
 type slotBody struct {
 	io.ReadCloser
 	once  sync.Once
@@ -357,10 +361,6 @@ type slotBody struct {
 func (b *slotBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.bytes.Add(int64(n))
-	if err == io.EOF {
-		// Keep the attempt's context until Close: only the slot goes back.
-		b.once.Do(b.done)
-	}
 	return n, err
 }
 
