@@ -161,6 +161,23 @@ func isIgnoredParam(pair string, ignored []string) bool {
 	return false
 }
 
+// RedactURL returns rawURL as the cache writes a stored request's URL: the
+// values of p's ignored (secret) query parameters and a userinfo password
+// replaced by "REDACTED", everything else as written. It is for logs and
+// outputs that name a URL the crawl fetched. A URL that does not parse is
+// returned as "REDACTED" whole, since what in it is secret is unknown.
+func RedactURL(rawURL string, p Policy) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return redacted
+	}
+	return redactURL(u, p.ignoredParameters())
+}
+
+// SecretParameters is the effective list of ignored (secret) query
+// parameters: IgnoredParameters, or DefaultIgnoredParameters if nil.
+func (p Policy) SecretParameters() []string { return p.ignoredParameters() }
+
 // redactURL returns rawURL for the stored request: the values of ignored
 // (secret) parameters and the userinfo password replaced, everything else
 // as sent.

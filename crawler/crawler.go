@@ -198,7 +198,8 @@ type crawl struct {
 	robots  *robots
 	front   *frontier.Frontier
 	fetcher *fetcher
-	hosts   *hostGate // nil unless HostLeases
+	hosts   *hostGate   // nil unless HostLeases
+	secrets seedSecrets // written before the first fetch, read-only after
 
 	runCtx   context.Context // cancelled on interrupt or fatal error
 	fetchCtx context.Context // outlives runCtx by ShutdownGrace
@@ -250,6 +251,7 @@ func newCrawl(opts Options) (*crawl, error) {
 		inflight: make(map[string]frontier.Entry),
 		byPage:   make(map[string][]string),
 		changed:  make(chan struct{}, 1),
+		secrets:  make(seedSecrets),
 	}
 	if c.log == nil {
 		c.log = slog.Default()
@@ -409,7 +411,9 @@ func (c *crawl) run(ctx context.Context) (Progress, error) {
 
 // startFrontier adds the seeds, or reloads the run on resume.
 func (c *crawl) startFrontier(ctx context.Context) error {
+	c.front.RedactLog(c.opts.RunID, c.redact)
 	if c.opts.Resume {
+		c.learnSeeds()
 		counts, err := c.front.LoadRun(ctx, c.opts.RunID, c.opts.Reclaim...)
 		if err != nil {
 			return fmt.Errorf("resume run %s from frontier store: %w", c.opts.RunID, err)
@@ -422,9 +426,9 @@ func (c *crawl) startFrontier(ctx context.Context) error {
 	}
 	var links []frontier.Link
 	for _, s := range c.opts.Seeds {
-		l, ok := c.normalize(s)
+		l, ok := c.seedLink(s)
 		if !ok {
-			return fmt.Errorf("seed %q is not an absolute http(s) url", s)
+			return fmt.Errorf("seed %q is not an absolute http(s) url", c.redact(s))
 		}
 		l.Depth = 0
 		links = append(links, l)

@@ -139,7 +139,8 @@ func (f *fetcher) process(e frontier.Entry) {
 	if c.runCtx.Err() != nil {
 		return
 	}
-	u, err := url.Parse(e.URL)
+	reqURL := c.fetchURL(e)
+	u, err := url.Parse(reqURL)
 	if err != nil {
 		c.markFailed(e, fmt.Errorf("parse url: %w", err))
 		return
@@ -162,7 +163,7 @@ func (f *fetcher) process(e frontier.Entry) {
 		hdr = http.Header{}
 	}
 	hdr.Set("User-Agent", c.opts.UserAgent)
-	err = f.col.Request(http.MethodGet, e.URL, nil, cctx, hdr)
+	err = f.col.Request(http.MethodGet, reqURL, nil, cctx, hdr)
 	if st.resp == nil {
 		if err == nil {
 			err = errors.New("no response")
@@ -217,7 +218,7 @@ func (f *fetcher) handle(e frontier.Entry, st *pageState) {
 		return
 	}
 	pg := pipeline.Page{
-		RunID: c.opts.RunID, Job: c.opts.Job, URL: finalURL.String(), Status: status,
+		RunID: c.opts.RunID, Job: c.opts.Job, URL: c.redact(finalURL.String()), Status: status,
 		Header: utf8Header(*r.Headers), Body: r.Body, FetchedAt: c.now(), Served: served, Depth: e.Depth,
 	}
 	c.toPipeline(e, pg) // if the pipeline stopped, the entry is released at the end

@@ -42,6 +42,12 @@ func (c *crawl) filterLinks(e frontier.Entry, raws []string) []frontier.Link {
 			continue
 		}
 		seen[l.URL] = true
+		if len(c.secrets) > 0 {
+			// The page links to a seed with its secret: it is that seed.
+			if r := c.redact(l.URL); c.secrets[r] == l.URL {
+				l.URL = r
+			}
+		}
 		u, err := url.Parse(l.URL)
 		if err != nil || !c.hostAllowed(u) || !c.matches(l.URL) {
 			continue

@@ -137,7 +137,8 @@ func (c *crawl) markDone(id string) {
 // transport already retried transient failures RetryMax times.
 func (c *crawl) markFailed(e frontier.Entry, cause error) {
 	c.errs.Add(1)
-	c.log.Warn("page failed", "url", e.URL, "err", cause)
+	cause = c.scrubErr(e, cause)
+	c.log.Warn("page failed", "url", c.redact(e.URL), "err", cause)
 	if err := c.front.Fail(c.ackCtx, e.ID, cause, false); err != nil {
 		c.setFatal(fmt.Errorf("record failed url in frontier store: %w", err))
 		return
@@ -148,7 +149,8 @@ func (c *crawl) markFailed(e frontier.Entry, cause error) {
 // markSkipped records a URL that is not fetched (robots.txt) without
 // counting an error.
 func (c *crawl) markSkipped(e frontier.Entry, cause error) {
-	c.log.Debug("page skipped", "url", e.URL, "reason", cause)
+	cause = c.scrubErr(e, cause)
+	c.log.Debug("page skipped", "url", c.redact(e.URL), "reason", cause)
 	if err := c.front.Fail(c.ackCtx, e.ID, cause, false); err != nil {
 		c.setFatal(fmt.Errorf("record skipped url in frontier store: %w", err))
 		return

@@ -29,8 +29,9 @@ var (
 )
 
 // logDoc is the log record that moves entry id (of run runID) to state st
-// as change number seq.
-func logDoc(runID string, it qitem, seq int64, st State, worker string, until time.Time, errMsg string, now time.Time) bson.D {
+// as change number seq. Its url is redacted when the run asks for it (see
+// RedactLog).
+func (f *Frontier) logDoc(runID string, it qitem, seq int64, st State, worker string, until time.Time, errMsg string, now time.Time) bson.D {
 	id := entryID(runID, it.h)
 	d := bson.D{
 		{Key: "_id", Value: id + "#" + strconv.FormatInt(seq, 10)},
@@ -38,7 +39,7 @@ func logDoc(runID string, it qitem, seq int64, st State, worker string, until ti
 		{Key: "entry", Value: id},
 		{Key: "seq", Value: seq},
 		{Key: "state", Value: st},
-		{Key: "url", Value: it.url},
+		{Key: "url", Value: f.logURL(runID, it.url)},
 		{Key: "attempts", Value: it.attempts},
 	}
 	if st == Leased {
@@ -75,7 +76,7 @@ func (f *Frontier) Claim(ctx context.Context, runID, worker string, max int) ([]
 	until := now.Add(f.lease)
 	docs := make([]any, len(items))
 	for i, it := range items {
-		docs[i] = logDoc(runID, it, it.seq+1, Leased, worker, until, "", now)
+		docs[i] = f.logDoc(runID, it, it.seq+1, Leased, worker, until, "", now)
 	}
 	lost, err := store.InsertMany(ctx, f.direct, f.log, docs)
 	if err != nil {
@@ -154,7 +155,7 @@ func (f *Frontier) change(ctx context.Context, id string, st State, worker strin
 		it.attempts++
 	}
 	now := f.now().UTC().Truncate(time.Millisecond)
-	err := f.logBatch.insert(ctx, logDoc(h.runID, it, it.seq+1, st, h.worker, until, errMsg, now))
+	err := f.logBatch.insert(ctx, f.logDoc(h.runID, it, it.seq+1, st, h.worker, until, errMsg, now))
 	if err != nil {
 		f.mu.Lock()
 		f.markUncertainLocked(h.runID)
@@ -334,7 +335,7 @@ func (f *Frontier) finishElsewhere(ctx context.Context, id string, st State, err
 		if st != Done {
 			it.attempts++
 		}
-		err = store.InsertOne(ctx, f.direct, f.log, logDoc(runID, it, l.Seq+1, st, "", time.Time{}, errMsg, now))
+		err = store.InsertOne(ctx, f.direct, f.log, f.logDoc(runID, it, l.Seq+1, st, "", time.Time{}, errMsg, now))
 		if err == nil {
 			f.mu.Lock()
 			f.touchLocked(runID, h)

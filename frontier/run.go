@@ -38,6 +38,32 @@ type run struct {
 	// scans has one set per scan in progress: the entries this process
 	// changed since it started, whose state the scan must not override.
 	scans []*scanSet
+	// redact, if set, is applied to the url written in log records.
+	redact func(string) string
+}
+
+// RedactLog makes the log records of runID written by this Frontier carry
+// redact(url) instead of the entry's URL (which the crawler uses to keep
+// secret query parameters out of frontier_log). The entries themselves are
+// written as added. redact must be safe for concurrent use.
+func (f *Frontier) RedactLog(runID string, redact func(string) string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.runLocked(runID).redact = redact
+}
+
+// logURL is u as the log records of runID show it.
+func (f *Frontier) logURL(runID, u string) string {
+	f.mu.Lock()
+	var redact func(string) string
+	if r := f.runs[runID]; r != nil {
+		redact = r.redact
+	}
+	f.mu.Unlock()
+	if redact == nil {
+		return u
+	}
+	return redact(u)
 }
 
 // scanSet is the entries changed here while a scan runs.
