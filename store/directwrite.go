@@ -32,8 +32,9 @@ import (
 // ErrDirectUnsupported is returned (wrapped) by Direct's writes when they
 // cannot write a document themselves: its collection does not exist yet
 // (the server creates it), it has a value the encoder does not handle, a
-// non-string _id, or it is over 16 MiB. The caller writes through the
-// server, which creates, stores or refuses it with MongoDB's own error.
+// non-string _id, it is over 16 MiB, or it holds anything the server might
+// refuse (validate.go). The caller writes through the server, which
+// creates, stores or refuses it with its own error.
 var ErrDirectUnsupported = errors.New("not written directly")
 
 // maxDirectDoc is the largest document written directly: MongoDB's limit.
@@ -146,6 +147,14 @@ type encoded struct {
 }
 
 func encodeForWrite(doc bson.Raw) (encoded, error) {
+	// First: a document refused here must not reach the server because
+	// of another reason to hand it over.
+	if err := checkTopKeys(doc); err != nil {
+		if errors.Is(err, ErrUnreadableDocument) {
+			return encoded{}, err
+		}
+		return encoded{}, fmt.Errorf("%w: %v", ErrDirectUnsupported, err)
+	}
 	if len(doc) > maxDirectDoc {
 		return encoded{}, fmt.Errorf("%w: document of %d bytes", ErrDirectUnsupported, len(doc))
 	}

@@ -24,9 +24,12 @@ import (
 // become U+FFFD). It reads the text once, without building a tree of Go
 // values, because that is what made a find through FerretDB slow.
 
-// sjsonMaxDepth bounds the nesting of documents and arrays (BSON allows 100
-// in MongoDB) so that corrupt text cannot exhaust the stack.
-const sjsonMaxDepth = 200
+// sjsonMaxDepth bounds the nesting of the JSON text read, so that corrupt
+// text cannot exhaust the stack. SQLite refuses to store JSON nested deeper
+// than 1000 (its parser runs on every insert, for the _id index), so no
+// stored row is deeper: the server stores documents nested 300 deep, whose
+// schema nests three times deeper than the document.
+const sjsonMaxDepth = 1000
 
 // errSJSON is wrapped by every decoding error.
 var errSJSON = errors.New("invalid sjson")

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -32,14 +31,13 @@ var errSJSONEncode = errors.New("value not encodable as sjson")
 // read. _id keeps encoding/json's exact form because FerretDB finds
 // documents by comparing the stored _id's JSON text with its own encoding.
 func encodeSJSON(doc bson.Raw) ([]byte, error) {
-	buf := make([]byte, 0, len(doc)+len(doc)/8+256)
-	buf = append(buf, `{"$s":`...)
-	var err error
-	if buf, err = appendSchema(buf, doc, 0); err != nil {
-		return nil, err
-	}
 	elems, err := topElements(doc)
 	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 0, len(doc)+len(doc)/8+256)
+	buf = append(buf, `{"$s":`...)
+	if buf, err = appendSchema(buf, doc, 0); err != nil {
 		return nil, err
 	}
 	for _, e := range elems {
@@ -70,15 +68,6 @@ func topElements(doc bson.Raw) ([]bson.RawElement, error) {
 	return elems, nil
 }
 
-// checkKey refuses the field names FerretDB refuses or stores its own way
-// (empty, with a dot, starting with $), so that the server answers them.
-func checkKey(key string) error {
-	if key == "" || key[0] == '$' || strings.IndexByte(key, '.') >= 0 {
-		return fmt.Errorf("%w: field name %q", errSJSONEncode, key)
-	}
-	return nil
-}
-
 // maxSJSONDepth bounds nesting, like the BSON the server accepts.
 const maxSJSONDepth = 150
 
@@ -94,6 +83,9 @@ func appendSchema(buf []byte, doc bson.Raw, depth int) ([]byte, error) {
 	}
 	if len(elems) == 0 {
 		return append(buf, "{}"...), nil
+	}
+	if err := checkDuplicateKeys(len(elems), func(i int) string { return elems[i].Key() }); err != nil {
+		return nil, err
 	}
 	buf = append(buf, `{"p":{`...)
 	for i, e := range elems {
