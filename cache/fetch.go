@@ -41,6 +41,9 @@ type fetched struct {
 // revalidating st when it is set.
 func (t *Transport) fromNetwork(c *call, st *cached, hadRev bool, fr freshness) (*http.Response, error) {
 	ctx := c.req.Context()
+	// An error response that stale-if-error will answer with st must not
+	// replace it in the store (RFC 5861 §4).
+	c.keepOnError = st != nil && t.staleIfError(fr, errFlightAborted, nil)
 	res, err, leader := t.flights.do(ctx, c.key, func() (*fetched, error) {
 		return t.fetch(c, st, hadRev)
 	})
@@ -95,7 +98,7 @@ func (t *Transport) fromNetwork(c *call, st *cached, hadRev bool, fr freshness) 
 // staleIfError reports whether a failed revalidation (error or 5xx) may be
 // answered with the stale entry.
 func (t *Transport) staleIfError(fr freshness, err error, res *fetched) bool {
-	sie := t.policy.StaleIfError
+	sie := fr.sie
 	if sie == 0 || fr.mustRevalidate {
 		return false
 	}
@@ -244,7 +247,8 @@ func (t *Transport) store(c *call, st *cached, e *entry, hadRev bool) {
 		}
 		t.notStored.Add(1)
 		return
-	case t.policy.CacheControl && !t.rfcStorable(c.reqCC, t.responseCC(e.header), e.status), !t.storeOK():
+	case t.policy.CacheControl && !t.rfcStorable(c.reqCC, t.responseCC(e.header), e.status), !t.storeOK(),
+		c.keepOnError && e.status >= 500:
 		t.notStored.Add(1)
 		return
 	}

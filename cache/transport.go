@@ -331,6 +331,9 @@ type call struct {
 	// If-Range, which the cache answers (conditional.go) and does not
 	// send upstream.
 	cond bool
+	// keepOnError: a 5xx must not replace the stored response, which
+	// stale-if-error serves instead.
+	keepOnError bool
 }
 
 // outgoing is the request sent upstream: req itself when it has no body,
@@ -439,8 +442,8 @@ func (t *Transport) serve(c *call) (*http.Response, error) {
 			return t.fromStore(c, st, ServedStale), nil
 		case c.reqCC.has("only-if-cached"):
 			return t.gatewayTimeout(c), nil
-		case !fr.mustRevalidate && !c.flags.refresh && t.policy.StaleWhileRevalidate > 0 &&
-			now.Before(fr.expiresAt.Add(t.policy.StaleWhileRevalidate)) && t.startBackground(c, st, hadRev):
+		case !fr.mustRevalidate && !c.flags.refresh && fr.swr > 0 &&
+			now.Before(fr.expiresAt.Add(fr.swr)) && t.startBackground(c, st, hadRev):
 			return t.fromStore(c, st, ServedStale), nil
 		}
 		return t.fromNetwork(c, st, hadRev, fr)
@@ -533,6 +536,10 @@ type freshness struct {
 	staleOK        bool // the request accepts it stale (max-stale)
 	mustRevalidate bool // never serve it stale
 	expiresAt      time.Time
+	// swr and sie are how long past expiresAt it may be served while it
+	// is refreshed in the background, and when the origin fails (0: not
+	// at all; sie < 0: without limit). See staleWindows.
+	swr, sie time.Duration
 }
 
 func (t *Transport) freshness(c *call, st *cached, now time.Time) freshness {
@@ -540,7 +547,8 @@ func (t *Transport) freshness(c *call, st *cached, now time.Time) freshness {
 		// The crawler policy is evaluated now, against validated_at, so
 		// a changed expire_after applies to entries already stored.
 		exp := t.policy.crawlerExpiry(c.norm)
-		fr := freshness{fresh: exp.Kind == ExpireNever, expiresAt: st.validatedAt.Add(exp.After)}
+		fr := freshness{fresh: exp.Kind == ExpireNever, expiresAt: st.validatedAt.Add(exp.After),
+			swr: t.policy.StaleWhileRevalidate, sie: t.policy.StaleIfError}
 		switch exp.Kind {
 		case ExpireAfter:
 			fr.fresh = now.Before(fr.expiresAt)
@@ -559,6 +567,7 @@ func (t *Transport) freshness(c *call, st *cached, now time.Time) freshness {
 		mustRevalidate: f.mustRevalidate || f.noCache,
 		expiresAt:      f.expiresAt(st.validatedAt),
 	}
+	fr.swr, fr.sie = t.staleWindows(c.reqCC, st.e.header)
 	if d, ok := c.reqCC.seconds("max-age"); ok && age > d {
 		fr.fresh = false
 	}
