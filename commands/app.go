@@ -141,12 +141,19 @@ func openStore(c *cli.Context) (*store.Store, error) {
 	})
 }
 
-// withStore opens the store, runs fn and closes the store.
+// withStore opens the store, runs fn and closes the store. An error that
+// says the embedded store's files are damaged comes back naming the file
+// and the way out (store.DiagnoseCorrupt), checked once the store is closed.
 func withStore(c *cli.Context, fn func(ctx context.Context, s *store.Store) error) error {
+	dir := ""
+	if c.String("store") == "" {
+		dir = c.String("data-dir")
+	}
 	s, err := openStore(c)
 	if err != nil {
-		return err
+		return store.DiagnoseCorrupt(context.WithoutCancel(c.Context), dir, err)
 	}
-	defer s.Close(context.Background())
-	return fn(c.Context, s)
+	err = fn(c.Context, s)
+	s.Close(context.Background())
+	return store.DiagnoseCorrupt(context.WithoutCancel(c.Context), dir, err)
 }

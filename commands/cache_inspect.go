@@ -40,6 +40,16 @@ type statsJSON struct {
 	// Counters are the cumulative counters of long-running cache users
 	// (the proxy), by name.
 	Counters map[string]proxy.Counters `json:"counters,omitempty"`
+	// Files are the embedded store's database files (absent for a store
+	// reached by URI).
+	Files []fileJSON `json:"files,omitempty"`
+}
+
+// fileJSON is one database file of the embedded store.
+type fileJSON struct {
+	Name    string `json:"name"`
+	Size    int64  `json:"size"`
+	WALSize int64  `json:"wal_size"`
 }
 
 func runCacheStats(c *cli.Context) error {
@@ -52,6 +62,12 @@ func runCacheStats(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
+		var files []store.DataFile
+		if s.Embedded {
+			if files, err = store.DataFiles(s.DataDir); err != nil {
+				return err
+			}
+		}
 		statuses := make([]int, 0, len(st.ByStatus))
 		for code := range st.ByStatus {
 			statuses = append(statuses, code)
@@ -62,6 +78,9 @@ func runCacheStats(c *cli.Context) error {
 				Database: st.Database, Entries: st.Count, TotalSize: st.TotalSize, Stale: st.Stale, Expired: st.Expired,
 				Revalidations: st.Revalidations, Redirects: st.Redirects, TTL: toTTLJSON(st.TTL), ByStatus: map[string]int64{},
 				Counters: counters,
+			}
+			for _, f := range files {
+				j.Files = append(j.Files, fileJSON{Name: f.Name, Size: f.Size, WALSize: f.WALSize})
 			}
 			if st.Count > 0 {
 				oldest, newest := st.Oldest.UTC(), st.Newest.UTC()
@@ -99,6 +118,12 @@ func runCacheStats(c *cli.Context) error {
 			fmt.Fprintf(tw, "\nSTATUS\tENTRIES\n")
 			for _, code := range statuses {
 				fmt.Fprintf(tw, "%d\t%d\n", code, st.ByStatus[code])
+			}
+		}
+		if len(files) > 0 {
+			fmt.Fprintf(tw, "\nFILE\tSIZE\tWAL\n")
+			for _, f := range files {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Name, fmtSize(f.Size), fmtSize(f.WALSize))
 			}
 		}
 		if len(counters) > 0 {

@@ -12,8 +12,8 @@ import (
 func dbCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "db",
-		Usage: "the embedded store: db serve runs it for Compass, mongosh and other processes",
-		Subcommands: []*cli.Command{
+		Usage: "the embedded store: serve it for Compass, mongosh and other processes; check, recover and compact its files",
+		Subcommands: append([]*cli.Command{
 			{
 				Name:  "serve",
 				Usage: "run the embedded MongoDB-wire server in the foreground for Compass, mongosh and other crawlcache processes",
@@ -58,6 +58,6 @@ func dbCommand() *cli.Command {
 					return nil
 				},
 			},
-		},
+		}, dbMaintenanceCommands()...),
 	}
 }

@@ -209,9 +209,13 @@ func (e *CorruptError) Error() string {
 	if len(e.Files) > 0 {
 		what = strings.Join(e.Files, ", ")
 	}
-	return fmt.Sprintf("%s is damaged (%v). Nothing was changed. See what is damaged with `crawlcache db check --data-dir %s`; "+
+	cause := "SQLite: file is not a database"
+	if strings.Contains(e.Err.Error(), "database disk image is malformed") {
+		cause = "SQLite: database disk image is malformed"
+	}
+	return fmt.Sprintf("%s is damaged (%s). Nothing was changed. See what is damaged with `crawlcache db check --data-dir %s`; "+
 		"copy what can still be read into a new data directory with `crawlcache db recover --data-dir %s --out NEW_DIR` and use --data-dir NEW_DIR from then on",
-		what, e.Err, e.Dir, e.Dir)
+		what, cause, e.Dir, e.Dir)
 }
 
 // Unwrap returns the error that showed the damage.
