@@ -530,65 +530,6 @@ func decodeCached(lk loaded) (*cached, error) {
 	return st, nil
 }
 
-// freshness is the verdict on a stored entry at one instant.
-type freshness struct {
-	fresh          bool
-	staleOK        bool // the request accepts it stale (max-stale)
-	mustRevalidate bool // never serve it stale
-	expiresAt      time.Time
-	// swr and sie are how long past expiresAt it may be served while it
-	// is refreshed in the background, and when the origin fails (0: not
-	// at all; sie < 0: without limit). See staleWindows.
-	swr, sie time.Duration
-}
-
-func (t *Transport) freshness(c *call, st *cached, now time.Time) freshness {
-	if !t.policy.CacheControl {
-		// The crawler policy is evaluated now, against validated_at, so
-		// a changed expire_after applies to entries already stored.
-		exp := t.policy.crawlerExpiry(c.norm)
-		fr := freshness{fresh: exp.Kind == ExpireNever, expiresAt: st.validatedAt.Add(exp.After),
-			swr: t.policy.StaleWhileRevalidate, sie: t.policy.StaleIfError}
-		switch exp.Kind {
-		case ExpireAfter:
-			fr.fresh = now.Before(fr.expiresAt)
-		case ExpireNever:
-			fr.expiresAt = now // for stale windows after a forced refresh
-		}
-		if c.flags.refresh {
-			fr.fresh = false
-		}
-		return fr
-	}
-	f := t.rfcFreshness(st.e.header, st.e.status, st.validatedAt)
-	age := f.initialAge + now.Sub(st.validatedAt)
-	fr := freshness{
-		fresh:          !f.noCache && age < f.lifetime,
-		mustRevalidate: f.mustRevalidate || f.noCache,
-		expiresAt:      f.expiresAt(st.validatedAt),
-	}
-	fr.swr, fr.sie = t.staleWindows(c.reqCC, st.e.header)
-	if d, ok := c.reqCC.seconds("max-age"); ok && age > d {
-		fr.fresh = false
-	}
-	if d, ok := c.reqCC.seconds("min-fresh"); ok && f.lifetime-age < d {
-		fr.fresh = false
-	}
-	if c.reqCC.has("no-cache") {
-		fr.fresh = false
-	}
-	if c.flags.refresh && !(fr.fresh && f.immutable) {
-		fr.fresh = false
-	}
-	if !fr.fresh && !fr.mustRevalidate && !c.flags.refresh && !c.reqCC.has("no-cache") {
-		if v, ok := c.reqCC["max-stale"]; ok {
-			d, valid := deltaSeconds(v)
-			fr.staleOK = v == "" || (valid && now.Sub(fr.expiresAt) <= d)
-		}
-	}
-	return fr
-}
-
 // fromStore serves a stored entry.
 func (t *Transport) fromStore(c *call, st *cached, served string) *http.Response {
 	switch served {
