@@ -198,8 +198,9 @@ type crawl struct {
 	robots  *robots
 	front   *frontier.Frontier
 	fetcher *fetcher
-	hosts   *hostGate   // nil unless HostLeases
-	secrets seedSecrets // written before the first fetch, read-only after
+	hosts   *hostGate     // nil unless HostLeases
+	secrets seedSecrets   // written before the first fetch, read-only after
+	linkSel [][]simpleSel // follow selectors the tokenizer matches; nil: colly's parse
 
 	runCtx   context.Context // cancelled on interrupt or fatal error
 	fetchCtx context.Context // outlives runCtx by ShutdownGrace

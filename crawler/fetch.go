@@ -81,7 +81,27 @@ func newFetcher(c *crawl) *fetcher {
 			st.resp = r
 		}
 	})
-	for _, sel := range c.follow {
+	if groups, ok := parseSimpleFollow(c.follow); ok {
+		c.linkSel = groups // found with the tokenizer in handle: no parse tree
+	} else {
+		f.followParsed()
+	}
+	for range fetcherFactor * c.opts.Parallelism {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			for e := range f.work {
+				f.process(e)
+			}
+		}()
+	}
+	return f
+}
+
+// followParsed collects links through colly's parsed document, for follow
+// selectors the tokenizer cannot match.
+func (f *fetcher) followParsed() {
+	for _, sel := range f.c.follow {
 		f.col.OnHTML(sel, func(e *colly.HTMLElement) {
 			v := e.Attr("href")
 			if v == "" {
@@ -97,16 +117,6 @@ func newFetcher(c *crawl) *fetcher {
 			}
 		})
 	}
-	for range fetcherFactor * c.opts.Parallelism {
-		f.wg.Add(1)
-		go func() {
-			defer f.wg.Done()
-			for e := range f.work {
-				f.process(e)
-			}
-		}()
-	}
-	return f
 }
 
 // wait stops the fetchers once the queued entries are handled.
@@ -207,12 +217,9 @@ func (f *fetcher) handle(e frontier.Entry, st *pageState) {
 		return
 	}
 	finalURL := r.Request.URL
-	links := c.filterLinks(e, st.links)
-	if _, err := c.addLinks(c.ackCtx, links); err != nil {
-		c.setFatal(err)
-		return
+	if !c.addPageLinks(e, r, st) {
+		return // interrupted or failed: the entry is released at the end
 	}
-	c.signal()
 	if c.pagesCh == nil {
 		c.markDone(e.ID)
 		return
@@ -222,6 +229,58 @@ func (f *fetcher) handle(e frontier.Entry, st *pageState) {
 		Header: utf8Header(*r.Headers), Body: r.Body, FetchedAt: c.now(), Served: served, Depth: e.Depth,
 	}
 	c.toPipeline(e, pg) // if the pipeline stopped, the entry is released at the end
+}
+
+// linkChunk is how many links of a page are filtered and added at once: a
+// page of a million links is added in chunks, so that its links never sit
+// in memory all at once and an interrupt stops it between two chunks.
+const linkChunk = 5000
+
+// addPageLinks adds the links of e's page r to the frontier, chunk by
+// chunk. It returns false if the run was interrupted between two chunks
+// (the page is then done again on resume; adding links is idempotent) or
+// the store failed (then fatal).
+func (c *crawl) addPageLinks(e frontier.Entry, r *colly.Response, st *pageState) bool {
+	if c.opts.MaxDepth > 0 && e.Depth+1 > c.opts.MaxDepth {
+		return true
+	}
+	chunk := make([]string, 0, min(linkChunk, len(st.links)+64))
+	ok := true
+	flush := func() {
+		links := c.filterLinks(e, chunk)
+		chunk = chunk[:0]
+		if _, err := c.addLinks(c.ackCtx, links); err != nil {
+			c.setFatal(err)
+			ok = false
+			return
+		}
+		c.signal()
+	}
+	each := func(u string) bool {
+		chunk = append(chunk, u)
+		if len(chunk) == linkChunk {
+			flush()
+			if ok && c.runCtx.Err() != nil {
+				ok = false // interrupted in the middle of a huge page
+			}
+		}
+		return ok
+	}
+	if c.linkSel != nil {
+		if isHTML(*r.Headers, r.Body) {
+			scanLinks(r.Body, r.Request.URL.String(), c.linkSel, each)
+		}
+	} else {
+		for _, u := range st.links {
+			if !each(u) {
+				break
+			}
+		}
+	}
+	if ok && len(chunk) > 0 {
+		flush()
+	}
+	return ok
 }
 
 // countServed counts a page by how the cache served it.
