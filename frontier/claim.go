@@ -25,6 +25,9 @@ type held struct {
 
 var (
 	errNotHeld = errors.New("lease not held by this process")
+	// errNoLease is errNotHeld when this process holds no lease on the
+	// entry at all: it finished or released it (or never won it).
+	errNoLease = fmt.Errorf("%w: none held", errNotHeld)
 	errLost    = errors.New("state changed by another worker")
 )
 
@@ -147,7 +150,10 @@ func (f *Frontier) change(ctx context.Context, id string, st State, worker strin
 	f.mu.Lock()
 	h := f.held[id]
 	f.mu.Unlock()
-	if h == nil || (worker != "" && h.worker != worker) {
+	if h == nil {
+		return nil, errNoLease
+	}
+	if worker != "" && h.worker != worker {
 		return nil, errNotHeld
 	}
 	it := h.item
@@ -248,8 +254,10 @@ func (f *Frontier) Release(ctx context.Context, ids []string) error {
 
 // Renew extends worker's leases on ids to now+Lease; renew every Lease/3 or
 // so while working. A lease that expired is renewed too if no other worker
-// took the entry meanwhile. If some leases were lost (taken over after they
-// expired, or not held by worker in this process), Renew renews the rest and
+// took the entry meanwhile. An id this process holds no lease on any more
+// (done, failed or released since the caller listed it) is skipped. If
+// some leases were lost (taken over by another worker after they expired,
+// or held here by another worker name), Renew renews the rest and
 // returns an error wrapping ErrLeaseLost that names them: the caller may
 // still finish the page (Done records it), but another worker may fetch it
 // too.
@@ -259,6 +267,9 @@ func (f *Frontier) Renew(ctx context.Context, worker string, ids []string) error
 	for _, id := range ids {
 		_, err := f.change(ctx, id, Leased, worker, until, false, "")
 		switch {
+		case errors.Is(err, errNoLease):
+			// Finished or released here since the caller listed it (a
+			// page done while its renewal waited): nothing was lost.
 		case errors.Is(err, errNotHeld) || errors.Is(err, errLost):
 			lost = append(lost, id)
 		case err != nil:

@@ -140,6 +140,33 @@ func TestRenewAfterExpiryWhenNobodyTookOver(t *testing.T) {
 	}
 }
 
+// TestRenewSkipsFinishedEntries is issue 12 item 8's false "some leases
+// were lost" warning: a single worker lists its in-flight entries, some of
+// them are finished before the renewal reaches them, and Renew must not
+// call that a loss.
+func TestRenewSkipsFinishedEntries(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	f := newFrontier(t, openDB(t), clk)
+	mustAdd(t, f, "r", links(4, "a.example"))
+	es := mustClaim(t, f, "r", "A", 4)
+	if err := f.Done(ctx, es[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Fail(ctx, es[1].ID, errors.New("boom"), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Release(ctx, []string{es[2].ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Renew(ctx, "A", ids(es)); err != nil {
+		t.Errorf("Renew after three of four entries finished here = %v, want nil", err)
+	}
+	if err := f.Renew(ctx, "B", []string{es[3].ID}); !errors.Is(err, frontier.ErrLeaseLost) {
+		t.Errorf("Renew by a worker that does not hold the entry = %v, want ErrLeaseLost", err)
+	}
+}
+
 func TestReleaseReturnsWorkFirst(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
