@@ -32,10 +32,15 @@ type config struct {
 	bandwidth   int64
 	// only selects scenarios by name (see scenarioNames); empty means all.
 	only map[string]bool
+	// proxyClients download at once in the proxy scenarios; proxyLarge
+	// is the size of the body too large to store, proxyHuge of the single
+	// very large body (0 skips that row).
+	proxyClients          int
+	proxyLarge, proxyHuge int64
 }
 
 // scenarioNames are the values of -only.
-var scenarioNames = []string{"cold", "crawl", "resume", "roundtrips", "rss", "links"}
+var scenarioNames = []string{"cold", "crawl", "resume", "roundtrips", "rss", "links", "proxy"}
 
 // want reports whether scenario name runs.
 func (c config) want(name string) bool { return len(c.only) == 0 || c.only[name] }
@@ -58,6 +63,9 @@ func main() {
 	flag.Int64Var(&cfg.bandwidth, "bandwidth", 1<<20, "bytes per second per connection of the re-crawl variant where bodies take transfer time")
 	flag.BoolVar(&cfg.skipRSS, "skip-rss", false, "skip the 100k-URL memory scenario (the slowest)")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write CPU, block and mutex profiles of each crawl to PREFIX.<crawl>[.block|.mutex].prof (the last round's)")
+	flag.IntVar(&cfg.proxyClients, "proxy-clients", 100, "concurrent clients of the proxy memory scenarios")
+	flag.Int64Var(&cfg.proxyLarge, "proxy-large", 200<<20, "bytes of the body too large to store that every proxy client downloads")
+	flag.Int64Var(&cfg.proxyHuge, "proxy-huge", 5<<30, "bytes of the single very large body streamed through the proxy (0 skips that row)")
 	only := flag.String("only", "", "comma-separated scenarios to run, of "+strings.Join(scenarioNames, ", ")+
 		" (cold: only the cold crawl rows; links: the 1-million-link rows); empty runs every scenario but links")
 	flag.Parse()
@@ -113,6 +121,7 @@ func run(ctx context.Context, cfg config) (string, error) {
 		{"roundtrips", "store round trips", func(ctx context.Context, _ config) ([]row, error) { return roundTrips(ctx) }},
 		{"rss", fmt.Sprintf("peak RSS with a %d-URL frontier", cfg.frontier), rssScenario},
 		{"links", "a million links", linkScenarios},
+		{"proxy", fmt.Sprintf("proxy peak RSS, %d concurrent large downloads", cfg.proxyClients), proxyScenarios},
 	}
 	for _, sc := range scenarios {
 		switch {

@@ -104,9 +104,10 @@ func collyCrawl(seed string, parallelism int, cacheDir string) (int64, error) {
 
 // childSpec tells a child process what to do.
 type childSpec struct {
-	Mode    string // "crawl"
+	Mode    string // "crawl" or "proxy"
 	DataDir string
 	Crawl   crawlSpec
+	Args    []string // of `crawlcache` in "proxy" mode
 }
 
 // childResult is the last line a child prints.
@@ -120,6 +121,9 @@ func child() error {
 	var spec childSpec
 	if err := json.Unmarshal([]byte(os.Getenv(childEnv)), &spec); err != nil {
 		return err
+	}
+	if spec.Mode == "proxy" {
+		return proxyChild(spec.Args)
 	}
 	ctx := context.Background()
 	s, err := openStore(ctx, spec.DataDir)

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -17,6 +19,11 @@ import (
 	"crawlcache/proxy"
 	"crawlcache/store"
 )
+
+// proxyMinMemoryLimit is the least soft memory limit the proxy sets: the
+// embedded store, connections and copy buffers need some heap whatever
+// --max-buffer is.
+const proxyMinMemoryLimit = 64 << 20
 
 func proxyCommand() *cli.Command {
 	return &cli.Command{
@@ -96,6 +103,12 @@ func runProxy(c *cli.Context) error {
 	maxBuf, err := configs.ParseSize(c.String("max-buffer"))
 	if err != nil || maxBuf == 0 {
 		return fmt.Errorf("--max-buffer %q: want a size > 0 like 256MiB", c.String("max-buffer"))
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// The GC's default target lets the heap reach twice what is live;
+		// bodies held within --max-buffer come and go in bursts, so keep
+		// the heap within the budget instead.
+		debug.SetMemoryLimit(max(maxBuf, proxyMinMemoryLimit))
 	}
 	return withStore(c, func(ctx context.Context, s *store.Store) error {
 		guard := &proxy.Guard{Allow: c.StringSlice("allow"), Deny: proxy.StoreAddrs(s.URI)}
