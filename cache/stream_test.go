@@ -67,10 +67,10 @@ func TestStreamStoresWithinLimits(t *testing.T) {
 		refused    int64  // per request
 		tooLarge   int64  // per request
 	}{
-		{"declared length, fits", "/n/5000", 1 << 20, ServedHit, 0, 0},
-		{"unknown length, fits", "/chunked/200000", 1 << 20, ServedHit, 0, 0},
-		{"declared length over MaxBodySize", "/n/300000", 1 << 20, ServedMiss, 0, 1},
-		{"unknown length over MaxBodySize", "/chunked/300000", 1 << 20, ServedMiss, 0, 1},
+		{"declared length, fits", "/n/5000", 4 << 20, ServedHit, 0, 0},
+		{"unknown length, fits", "/chunked/200000", 4 << 20, ServedHit, 0, 0},
+		{"declared length over MaxBodySize", "/n/300000", 4 << 20, ServedMiss, 0, 1},
+		{"unknown length over MaxBodySize", "/chunked/300000", 4 << 20, ServedMiss, 0, 1},
 		{"declared length over the budget", "/n/100000", 50000, ServedMiss, 1, 0},
 		{"unknown length over the budget", "/chunked/100000", 50000, ServedMiss, 1, 0},
 	}
