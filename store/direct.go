@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,7 +70,7 @@ func (d *Direct) databaseFile(name string) (string, os.FileInfo, error) {
 	if name == "" || strings.ContainsAny(name, "/\\\x00") || name == "." || name == ".." {
 		return "", nil, fmt.Errorf("database name %q: %w", name, fs.ErrNotExist)
 	}
-	file := filepath.Join(d.dir, name+".sqlite")
+	file := ferretFile(d.dir, name)
 	info, err := os.Stat(file)
 	return file, info, err
 }
@@ -221,7 +220,7 @@ func (ddb *directDB) find(c *rawConn, coll, key string, refresh bool) (bson.Raw,
 // retryable reports errors after which a lookup with a fresh collection
 // list may succeed: the table was dropped since the list was read.
 func retryable(err error) bool {
-	return strings.Contains(err.Error(), "no such table")
+	return isNoSuchTable(err)
 }
 
 // database returns the handle of database name, opening it on first use and
@@ -300,10 +299,14 @@ func (d *Direct) close() {
 // has no such document: one read transaction sees both. (A LEFT JOIN
 // rather than a scalar subquery, which copies the value once more.)
 func lookupQuery(table string) string {
-	return `SELECT CAST(t._ferretdb_sjson AS BLOB) FROM _ferretdb_collections c` +
+	return `SELECT CAST(t.` + ferretDocColumn + ` AS BLOB) FROM ` + ferretMetadataTable + ` c` +
 		` LEFT JOIN ` + quoteIdent(table) + ` t ON t.` + idIndexExpr + ` = ?1` +
 		` WHERE c.name = ?2 AND c.table_name = ?3`
 }
+
+// collectionListQuery lists every collection of a database file and its
+// table.
+const collectionListQuery = `SELECT name, table_name FROM ` + ferretMetadataTable
 
 func quoteIdent(s string) string {
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
@@ -312,9 +315,9 @@ func quoteIdent(s string) string {
 // collectionTableNames maps every collection of the database to its table.
 // A database file FerretDB is still creating has none.
 func collectionTableNames(ctx context.Context, db *sql.DB) (map[string]string, error) {
-	rows, err := db.QueryContext(ctx, `SELECT name, table_name FROM _ferretdb_collections`)
+	rows, err := db.QueryContext(ctx, collectionListQuery)
 	if err != nil {
-		if strings.Contains(err.Error(), "no such table") {
+		if isNoSuchTable(err) {
 			return map[string]string{}, nil
 		}
 		return nil, err

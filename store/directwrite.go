@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
-	"strings"
 	"sync"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -129,7 +128,7 @@ func (w *writeDB) table(ctx context.Context, coll string, refresh bool) (string,
 		return "", fmt.Errorf("%w: collection %s does not exist yet", ErrDirectUnsupported, coll)
 	}
 	var capped int
-	q := `SELECT count(*) FROM pragma_table_info(?) WHERE name = '_ferretdb_record_id'`
+	q := `SELECT count(*) FROM pragma_table_info(?) WHERE name = '` + ferretRecordIDColumn + `'`
 	if err := w.db.QueryRowContext(ctx, q, t).Scan(&capped); err != nil {
 		return "", fmt.Errorf("read the columns of %s in %s: %w", t, w.file, err)
 	}
@@ -199,7 +198,7 @@ func (d *Direct) write(ctx context.Context, db, coll string, f func(tx *sql.Tx, 
 			}
 			return tx.Commit()
 		}()
-		if err != nil && attempt == 0 && strings.Contains(err.Error(), "no such table") {
+		if err != nil && attempt == 0 && isNoSuchTable(err) {
 			continue
 		}
 		return err
@@ -220,7 +219,7 @@ func (d *Direct) InsertMany(ctx context.Context, db, coll string, docs []bson.Ra
 	}
 	err = d.write(ctx, db, coll, func(tx *sql.Tx, table string) error {
 		dups = dups[:0]
-		q := `INSERT INTO ` + quoteIdent(table) + ` (_ferretdb_sjson) VALUES (?)`
+		q := `INSERT INTO ` + quoteIdent(table) + ` (` + ferretDocColumn + `) VALUES (?)`
 		for i, e := range enc {
 			if _, err := tx.ExecContext(ctx, q, e.text); err != nil {
 				if isUnique(err) {
@@ -268,14 +267,14 @@ func (d *Direct) Upsert(ctx context.Context, db, coll string, doc bson.Raw) erro
 	}
 	err = d.write(ctx, db, coll, func(tx *sql.Tx, table string) error {
 		t := quoteIdent(table)
-		res, err := tx.ExecContext(ctx, `UPDATE `+t+` SET _ferretdb_sjson = ?1 WHERE `+idIndexExpr+` = ?2`, e.text, e.id)
+		res, err := tx.ExecContext(ctx, `UPDATE `+t+` SET `+ferretDocColumn+` = ?1 WHERE `+idIndexExpr+` = ?2`, e.text, e.id)
 		if err != nil {
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil || n > 0 {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO `+t+` (_ferretdb_sjson) VALUES (?)`, e.text)
+		_, err = tx.ExecContext(ctx, `INSERT INTO `+t+` (`+ferretDocColumn+`) VALUES (?)`, e.text)
 		return err
 	})
 	if err != nil {

@@ -44,8 +44,6 @@ type idIndexer struct {
 	done map[string]bool    // "file/table" already indexed
 }
 
-const idIndexExpr = `_ferretdb_sjson->'$._id'`
-
 // indexers maps the client of every open in-process embedded store to its
 // server's indexer.
 var indexers sync.Map // *mongo.Client → *idIndexer
@@ -72,7 +70,7 @@ func newIDIndexer(dir string) *idIndexer {
 func (x *idIndexer) ensure(ctx context.Context) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	files, err := filepath.Glob(filepath.Join(x.dir, "*.sqlite"))
+	files, err := filepath.Glob(filepath.Join(x.dir, "*"+ferretFileExt))
 	if err != nil {
 		return err
 	}
@@ -124,7 +122,7 @@ func (x *idIndexer) ensure(ctx context.Context) error {
 				continue
 			}
 			if err := rebuildIDIndex(ctx, db, table); err != nil {
-				if strings.Contains(err.Error(), "no such table") {
+				if isNoSuchTable(err) {
 					continue // dropped meanwhile
 				}
 				return fmt.Errorf("index _id of table %s in %s: %w", table, file, err)
@@ -140,7 +138,7 @@ func (x *idIndexer) ensure(ctx context.Context) error {
 // drops the extra index earlier versions added. It does nothing when the
 // index is already rebuilt.
 func rebuildIDIndex(ctx context.Context, db *sql.DB, table string) error {
-	name := table + "__id_"
+	name := table + ferretIDIndexSuffix
 	var def sql.NullString
 	err := db.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?`, name).Scan(&def)
 	switch {
@@ -175,9 +173,9 @@ func rebuildIDIndex(ctx context.Context, db *sql.DB, table string) error {
 }
 
 func collectionTables(ctx context.Context, db *sql.DB) ([]string, error) {
-	rows, err := db.QueryContext(ctx, `SELECT table_name FROM _ferretdb_collections`)
+	rows, err := db.QueryContext(ctx, `SELECT table_name FROM `+ferretMetadataTable)
 	if err != nil {
-		if strings.Contains(err.Error(), "no such table") {
+		if isNoSuchTable(err) {
 			return nil, nil // a database file FerretDB is still creating
 		}
 		return nil, err

@@ -5,7 +5,6 @@ package store
 
 import (
 	"fmt"
-	"strings"
 	"sync"
 	"unsafe"
 
@@ -195,9 +194,9 @@ func (c *rawConn) find(table, key, coll string) (bson.Raw, error) {
 // database file FerretDB is still creating has none.
 func (c *rawConn) collections() (map[string]string, error) {
 	if c.list == 0 {
-		stmt, err := c.prepare(`SELECT name, table_name FROM _ferretdb_collections`)
+		stmt, err := c.prepare(collectionListQuery)
 		if err != nil {
-			if strings.Contains(err.Error(), "no such table") {
+			if isNoSuchTable(err) {
 				return map[string]string{}, nil
 			}
 			return nil, err

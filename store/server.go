@@ -72,7 +72,10 @@ type Server struct {
 	done   chan struct{}
 	once   sync.Once
 	dir    string
-	ids    *idIndexer // nil when read-only
+	ids    *idIndexer // nil when read-only or not direct
+	// direct: selfCheck passed, the store may read and write the files
+	// itself (ferret.go).
+	direct bool
 	// readOnly: the files are open read-only (ServerOptions.ReadOnly on a
 	// directory that cannot be written).
 	readOnly bool
@@ -148,14 +151,20 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 		return nil, err
 	}
 
-	s.ids = newIDIndexer(abs)
-	if err := s.ids.ensure(ctx); err != nil {
-		logger.Warn("index _id of existing collections; lookups will scan", "dir", abs, "err", err)
+	if err := selfCheck(ctx, abs); err != nil {
+		// One line: everything works, through the server, slower.
+		logger.Warn("embedded store: files left to FerretDB, every read and write goes through the server (slower)", "dir", abs, "reason", err)
+	} else {
+		s.direct = true
+		s.ids = newIDIndexer(abs)
+		if err := s.ids.ensure(ctx); err != nil {
+			logger.Warn("index _id of existing collections; lookups will scan", "dir", abs, "err", err)
+		}
+		var reported sync.Once
+		go s.ids.run(runCtx, 250*time.Millisecond, func(err error) {
+			reported.Do(func() { logger.Warn("index _id of new collections; lookups will scan", "dir", abs, "err", err) })
+		})
 	}
-	var reported sync.Once
-	go s.ids.run(runCtx, 250*time.Millisecond, func(err error) {
-		reported.Do(func() { logger.Warn("index _id of new collections; lookups will scan", "dir", abs, "err", err) })
-	})
 
 	command := opts.Command
 	if command == "" {

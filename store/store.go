@@ -158,8 +158,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if srv.readOnly { // no direct access, no probe: both write
 		return &Store{Client: client, URI: srv.URI(), Embedded: true, DataDir: dir, ReadOnly: true, server: srv}, nil
 	}
-	registerDirect(client, srv.dir) // DirectFor(client) reads srv's files
-	indexers.Store(client, srv.ids) // IndexIDs(client) indexes srv's tables
+	if srv.direct {
+		registerDirect(client, srv.dir) // DirectFor(client) reads srv's files
+		indexers.Store(client, srv.ids) // IndexIDs(client) indexes srv's tables
+	}
 	return &Store{Client: client, URI: srv.URI(), Embedded: true, DataDir: dir, caps: probe(ctx, client), server: srv}, nil
 }
 
