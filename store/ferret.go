@@ -61,7 +61,7 @@ const (
 		`name TEXT NOT NULL UNIQUE CHECK(name != ''), ` +
 		`table_name TEXT NOT NULL UNIQUE CHECK(table_name != ''), ` +
 		`settings TEXT NOT NULL CHECK(settings != '')) STRICT`
-	ferretTableDDL = `(` + ferretDocColumn + ` TEXT NOT NULL CHECK(` + ferretDocColumn + ` != '')) STRICT`
+	ferretTableDDL       = `(` + ferretDocColumn + ` TEXT NOT NULL CHECK(` + ferretDocColumn + ` != '')) STRICT`
 	ferretCappedTableDDL = `(` + ferretRecordIDColumn + ` INTEGER PRIMARY KEY, ` +
 		ferretDocColumn + ` TEXT NOT NULL CHECK(` + ferretDocColumn + ` != '')) STRICT`
 )
