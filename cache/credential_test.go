@@ -276,3 +276,33 @@ func TestReleaseFixtureCredentialedEntry(t *testing.T) {
 		})
 	}
 }
+
+// TestCredentialKeyCreatedOnceConcurrently: workers opening a new store at
+// the same time agree on one HMAC key.
+func TestCredentialKeyCreatedOnceConcurrently(t *testing.T) {
+	s := openTestStore(t)
+	db := testDB(t, s)
+	const n = 8
+	keys := make(chan string, n)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			cr, err := loadCredentials(context.Background(), db.Collection(SettingsCollection), Options{})
+			errs <- err
+			keys <- string(cr.key)
+		}()
+	}
+	first := ""
+	for i := range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("loadCredentials: %v", err)
+		}
+		k := <-keys
+		if i == 0 {
+			first = k
+		}
+		if k != first || len(k) != 32 {
+			t.Fatalf("worker %d got a different or short key (%d bytes)", i, len(k))
+		}
+	}
+}

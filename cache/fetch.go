@@ -241,7 +241,7 @@ func (t *Transport) expiry(c *call, h http.Header, status int, now time.Time) (*
 func (t *Transport) store(c *call, st *cached, e *entry, hadRev bool) {
 	switch {
 	case !t.policy.CacheControl && !slices.Contains(t.allowCodes, e.status):
-		if !t.policy.CacheControl && e.status >= 300 && e.status < 400 && e.header.Get("Location") != "" {
+		if !t.policy.CacheControl && e.status >= 300 && e.status < 400 && e.header.Get("Location") != "" && t.forRole(c, e) != nil {
 			t.recordRedirect(c, st, e)
 			return
 		}

@@ -1,8 +1,12 @@
 package cache
 
 import (
+	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -167,5 +171,87 @@ func TestCDNCacheControl(t *testing.T) {
 				t.Errorf("RFC 9213 §2.1: second request served %q, want %q", Served(resp), tc.want)
 			}
 		})
+	}
+}
+
+// TestSharedCoalescedClientsGetTheirOwn: in a shared cache a response
+// fetched for one client that carries Set-Cookie or private is not handed
+// to a concurrent client waiting on the same fetch (RFC 9111 §5.2.2.7,
+// §7.3): the waiter fetches its own. A plain response is shared.
+func TestSharedCoalescedClientsGetTheirOwn(t *testing.T) {
+	tests := []struct {
+		name       string
+		resp       []string
+		wantShared bool
+	}{
+		{"plain response is shared", []string{"Cache-Control", "max-age=60"}, true},
+		{"Set-Cookie", []string{"Cache-Control", "max-age=60", "Set-Cookie", "id=__N__"}, false},
+		{"private", []string{"Cache-Control", "private, max-age=60"}, false},
+		{"qualified private", []string{"Cache-Control", `private="X-User", max-age=60`, "X-User", "__N__"}, false},
+	}
+	for _, rm := range roleModes {
+		if !rm.shared {
+			continue
+		}
+		for _, tc := range tests {
+			t.Run(rm.name+"/"+tc.name, func(t *testing.T) {
+				var n atomic.Int64
+				entered, release := make(chan struct{}), make(chan struct{})
+				o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+					i := n.Add(1)
+					if i == 1 {
+						close(entered)
+						<-release
+					}
+					for k := 0; k+1 < len(tc.resp); k += 2 {
+						w.Header().Add(tc.resp[k], strings.ReplaceAll(tc.resp[k+1], "__N__", strconv.FormatInt(i, 10)))
+					}
+					fmt.Fprintf(w, "response %d", i)
+				})
+				e := newTransportEnv(t, Options{Shared: true, Policy: Policy{CacheControl: rm.cacheControl}})
+				joined := make(chan struct{})
+				e.tr.flights.joined = func(string) { close(joined) }
+				bodies := make(chan string, 2)
+				get := func() {
+					_, body := e.get(nil, o.URL+"/")
+					bodies <- string(body)
+				}
+				go get()
+				<-entered
+				go get()
+				<-joined
+				close(release)
+				got := []string{<-bodies, <-bodies}
+				slices.Sort(got)
+				want := []string{"response 1", "response 2"}
+				if tc.wantShared {
+					want = []string{"response 1", "response 1"}
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("bodies of two coalesced clients = %q, want %q", got, want)
+				}
+			})
+		}
+	}
+}
+
+// TestSharedRedirectWithSetCookieNotRecorded: a redirect hop that sets a
+// cookie (a login) is not replayed by a shared cache; a private one
+// records it (without the cookie, as every hop).
+func TestSharedRedirectWithSetCookieNotRecorded(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Set-Cookie", "session=1")
+			http.Redirect(w, r, "/home", http.StatusFound)
+		})
+		e := newTransportEnv(t, Options{Shared: shared})
+		e.get(nil, o.URL+"/login")
+		want := ServedHit
+		if shared {
+			want = ServedMiss
+		}
+		if resp, _ := e.get(nil, o.URL+"/login"); Served(resp) != want {
+			t.Errorf("shared %v: second request for the hop served %q, want %q", shared, Served(resp), want)
+		}
 	}
 }
