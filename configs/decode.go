@@ -264,6 +264,17 @@ func (d *decoder) positive(n *yaml.Node, path string) (float64, bool) {
 	return v, true
 }
 
+// ratio reads a number from 0 to 1 (a fraction, not a percentage).
+func (d *decoder) ratio(n *yaml.Node, path string) (float64, bool) {
+	s, ok := scalar(n, "!!int", "!!float")
+	var v float64
+	if !ok || s.Decode(&v) != nil || math.IsNaN(v) || v < 0 || v > 1 {
+		d.errorf(s, path, "must be a number from 0 to 1 (0.1 allows 10%% of the URLs to fail), got %s", got(n))
+		return 0, false
+	}
+	return v, true
+}
+
 // list reads a sequence and returns its items.
 func (d *decoder) list(n *yaml.Node, path, want string) ([]*yaml.Node, bool) {
 	n = resolve(n)

@@ -188,6 +188,10 @@ func TestParseErrors(t *testing.T) {
 		// negative and out-of-range numbers
 		{"negative max_pages", ok + "max_pages: -1\n",
 			[]string{"bad.yaml:3: max_pages: must be an integer >= 0, got -1"}},
+		{"max_error_ratio above 1", ok + "max_error_ratio: 10\n",
+			[]string{"bad.yaml:3: max_error_ratio: must be a number from 0 to 1 (0.1 allows 10% of the URLs to fail), got 10"}},
+		{"max_error_ratio as a percentage", ok + "max_error_ratio: 10%\n",
+			[]string{`bad.yaml:3: max_error_ratio: must be a number from 0 to 1 (0.1 allows 10% of the URLs to fail), got "10%"`}},
 		{"negative max_depth", ok + "max_depth: -3\n",
 			[]string{"bad.yaml:3: max_depth: must be an integer >= 0, got -3"}},
 		{"zero burst", ok + "rate: {burst: 0}\n",

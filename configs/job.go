@@ -32,6 +32,10 @@ const (
 	DefaultTimeout     = 30 * time.Second
 	DefaultMaxBodySize = 10 << 20 // 10 MiB, colly's own default
 	DefaultCollection  = "items"
+	// DefaultMaxErrorRatio lets one URL in ten fail for good before a
+	// completed run exits non-zero: a dead link in a nightly crawl must
+	// not fail it.
+	DefaultMaxErrorRatio = 0.1
 )
 
 // DefaultFollow is the selector list used when `follow` is absent.
@@ -53,6 +57,13 @@ type Job struct {
 	MaxDepth int
 	// MaxPages caps the pages fetched in one run; 0 means unlimited.
 	MaxPages int
+	// MaxErrorRatio is the share of the run's URLs (fetched plus failed)
+	// that may fail for good (network errors, timeouts, 5xx left after
+	// retries) before `run` and `resume` exit non-zero although the run
+	// completed; 0 means any failure does. A 404, a 410 and a page
+	// blocked by robots.txt are results, not failures. Default
+	// DefaultMaxErrorRatio.
+	MaxErrorRatio float64
 	// Include and Exclude filter discovered links: a link is followed only
 	// if it matches some Include (or Include is empty) and no Exclude.
 	Include, Exclude []*regexp.Regexp

@@ -17,7 +17,7 @@ var topKeys = []string{
 	"name", "seeds", "allowed_domains", "max_depth", "max_pages",
 	"include", "exclude", "follow", "user_agent", "headers", "robots",
 	"timeout", "max_body_size", "rate", "retry", "cache", "extract",
-	"outputs", "schedule",
+	"outputs", "schedule", "max_error_ratio",
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
@@ -31,6 +31,7 @@ func (d *decoder) job(root *yaml.Node, j *Job) {
 	j.MaxBodySize = DefaultMaxBodySize
 	j.Rate = Rate{PerHost: DefaultPerHost, Burst: DefaultBurst, Parallelism: DefaultParallelism}
 	j.Retry = Retry{Max: DefaultRetryMax, Backoff: DefaultBackoff}
+	j.MaxErrorRatio = DefaultMaxErrorRatio
 
 	if r := resolve(root); r == nil || r.Kind != yaml.MappingNode {
 		d.errorf(r, "", "a job file must be a mapping of keys (name, seeds, ...), got %s", got(r))
@@ -90,6 +91,9 @@ func (d *decoder) job(root *yaml.Node, j *Job) {
 	}
 	if n, ok := m["max_pages"]; ok {
 		j.MaxPages, _ = d.integer(n, "max_pages", 0)
+	}
+	if n, ok := m["max_error_ratio"]; ok {
+		j.MaxErrorRatio, _ = d.ratio(n, "max_error_ratio")
 	}
 	if n, ok := m["include"]; ok {
 		j.Include, j.IncludePatterns = d.regexps(n, "include")
