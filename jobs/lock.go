@@ -199,6 +199,23 @@ func (l *Locker) ClaimOccurrence(ctx context.Context, job string, at time.Time, 
 	return true, nil
 }
 
+// OccurrenceClaim returns who claimed the occurrence of job at `at` and
+// when; found is false when nobody did (or the claim was forgotten).
+func (l *Locker) OccurrenceClaim(ctx context.Context, job string, at time.Time) (owner string, claimed time.Time, found bool, err error) {
+	var doc struct {
+		Owner   string    `bson:"owner"`
+		Created time.Time `bson:"created"`
+	}
+	err = l.coll.FindOne(ctx, bson.D{{Key: "_id", Value: occurrenceID(job, at)}}).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return "", time.Time{}, false, nil
+	}
+	if err != nil {
+		return "", time.Time{}, false, fmt.Errorf("read the claim of the %s run of job %s: %w", at.UTC().Format(time.RFC3339), job, err)
+	}
+	return doc.Owner, doc.Created, true, nil
+}
+
 // ForgetOccurrence deletes the claim of an old occurrence (by _id).
 func (l *Locker) ForgetOccurrence(ctx context.Context, job string, at time.Time) error {
 	if _, err := l.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: occurrenceID(job, at)}}); err != nil {

@@ -190,7 +190,7 @@ func (s *Scheduler) Tick(ctx context.Context, now time.Time) []string {
 			continue
 		}
 		if !ok {
-			s.log.Debug("schedule: another scheduler claimed this run", "job", e.job.Name, "due", at)
+			s.skippedClaimed(ctx, e.job.Name, at)
 			continue
 		}
 		s.mu.Lock()
@@ -201,6 +201,23 @@ func (s *Scheduler) Tick(ctx context.Context, now time.Time) []string {
 		go s.run(ctx, e, at)
 	}
 	return started
+}
+
+// skippedClaimed says, at info level, that the occurrence of job at `at`
+// is not run here because another scheduler (or an earlier `schedule
+// --once` in the same minute) claimed it, naming the claim.
+func (s *Scheduler) skippedClaimed(ctx context.Context, job string, at time.Time) {
+	attrs := []any{"job", job, "due", at.UTC().Format(time.RFC3339)}
+	owner, claimed, found, err := s.o.Locker.OccurrenceClaim(ctx, job, at)
+	switch {
+	case err != nil:
+		attrs = append(attrs, "err", err)
+	case found:
+		attrs = append(attrs, "claimed_by", owner, "claimed_at", claimed.UTC().Format(time.RFC3339))
+	}
+	s.log.Info("schedule: skipped: this occurrence was already claimed, and each occurrence runs once per store "+
+		"(another scheduler took it, or an earlier `schedule --once` in the same minute did); "+
+		"to run the job now anyway, use `crawlcache run FILE`", attrs...)
 }
 
 func (s *Scheduler) run(ctx context.Context, e *entry, at time.Time) {

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,5 +141,51 @@ func TestSchedulerSkipsJobStillRunning(t *testing.T) {
 	sc.Wait()
 	if n != 1 {
 		t.Errorf("runs = %d, want 1", n)
+	}
+}
+
+// TestOnceInAClaimedMinuteSaysWhy: a `schedule --once` whose occurrence an
+// earlier one already claimed runs nothing and says so at info level,
+// naming the claim.
+func TestOnceInAClaimedMinuteSaysWhy(t *testing.T) {
+	s := storetest.Open(t)
+	ctx := context.Background()
+	clock := newFakeClock()
+	job := &configs.Job{Name: "nightly", Schedule: "@daily", Source: "nightly.yaml"}
+	ran := 0
+	newSched := func(owner string, log *slog.Logger) *Scheduler {
+		sc, err := NewScheduler(SchedulerOptions{
+			Jobs: []*configs.Job{job}, Locker: NewLocker(s.Database(Database), clock.Now), Owner: owner,
+			Run: func(context.Context, *configs.Job) (*Outcome, error) {
+				ran++
+				return &Outcome{Run: &Run{ID: "r", Job: job.Name, Status: StatusCompleted}}, nil
+			},
+			Start: clock.Now(), Metrics: NewMetrics(), Logger: log,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sc
+	}
+	now := clock.Now().Truncate(time.Minute)
+	first := newSched("first-once", slog.New(slog.DiscardHandler))
+	first.entries[0].next = now
+	first.Tick(ctx, now)
+	first.Wait()
+
+	var logs strings.Builder
+	second := newSched("second-once", slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	second.entries[0].next = now
+	if started := second.Tick(ctx, now); len(started) != 0 {
+		t.Errorf("second scheduler started %v in a claimed minute, want nothing", started)
+	}
+	second.Wait()
+	if ran != 1 {
+		t.Errorf("job ran %d times, want once", ran)
+	}
+	for _, want := range []string{"level=INFO", "skipped", "already claimed", "job=nightly", "claimed_by=first-once", "crawlcache run FILE"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("info log lacks %q:\n%s", want, logs.String())
+		}
 	}
 }
