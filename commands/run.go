@@ -23,8 +23,18 @@ import (
 // locked, previous run unfinished, bad config).
 const statusNotStarted = "not_started"
 
-// exitInterrupted is the exit status of a run stopped by Ctrl-C (128+SIGINT).
-const exitInterrupted = 130
+// Exit statuses of run, resume and worker (a contract with schedulers and
+// CI; README and docs/readme/jobs.md list them).
+const (
+	// exitFailed: the run failed, or could not start (job locked, previous
+	// run unfinished, invalid config, store unreachable).
+	exitFailed = 1
+	// exitTooManyErrors: the run completed (outputs committed) but fetched
+	// no page, or more URLs failed than the job's max_error_ratio allows.
+	exitTooManyErrors = 3
+	// exitInterrupted: stopped by Ctrl-C or SIGTERM (128+SIGINT); resumable.
+	exitInterrupted = 130
+)
 
 func runCommand() *cli.Command {
 	return &cli.Command{
@@ -33,7 +43,9 @@ func runCommand() *cli.Command {
 		ArgsUsage: "FILE",
 		Description: "Takes the job's lock, starts a new run (or, after an interrupted run, asks you to resume it),\n" +
 			"and crawls until the frontier is drained. Ctrl-C stops cleanly; `crawlcache resume RUN_ID` continues.\n" +
-			"Exit status: 0 completed, 1 failed or refused, 130 interrupted.",
+			"Exit status: 0 completed, 1 failed or not started (locked, unfinished previous run, bad config,\n" +
+			"store unreachable), 2 bad arguments, 3 completed but no page fetched or errors over max_error_ratio,\n" +
+			"130 interrupted (resumable).",
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the run summary as one JSON object on the last line of standard output", EnvVars: []string{"CRAWLCACHE_JSON"}},
 			&cli.BoolFlag{Name: "fresh", Usage: "start a new run even if the job's last run was interrupted", EnvVars: []string{"CRAWLCACHE_FRESH"}},
@@ -176,6 +188,13 @@ type runSummary struct {
 	ElapsedSeconds float64 `json:"elapsed_seconds"`
 	Config         string  `json:"config"`
 	Error          string  `json:"error,omitempty"`
+	// RobotsBlocked, Retries, ErrorRatio, ErrorsByKind and Statuses break
+	// the run down as Scrapy's stats do.
+	RobotsBlocked int64            `json:"robots_blocked"`
+	Retries       int64            `json:"retries"`
+	ErrorRatio    float64          `json:"error_ratio"`
+	ErrorsByKind  map[string]int64 `json:"errors_by_kind"`
+	Statuses      map[string]int64 `json:"statuses"`
 }
 
 func summaryOf(r *jobs.Run) runSummary {
@@ -186,6 +205,14 @@ func summaryOf(r *jobs.Run) runSummary {
 		NetworkBytes: r.Counters.NetworkBytes, SavedBytes: r.Counters.SavedBytes,
 		Queue: r.Queue, Resumes: r.Resumes, Started: r.Started.UTC().Format(time.RFC3339),
 		ElapsedSeconds: r.Elapsed().Seconds(), Config: r.ConfigPath, Error: r.Error,
+		RobotsBlocked: r.Counters.Robots, Retries: r.Counters.Retries, ErrorRatio: r.Counters.ErrorRatio(),
+		ErrorsByKind: r.Breakdown.ErrorKinds, Statuses: r.Breakdown.Statuses,
+	}
+	if s.ErrorsByKind == nil {
+		s.ErrorsByKind = map[string]int64{}
+	}
+	if s.Statuses == nil {
+		s.Statuses = map[string]int64{}
 	}
 	if r.Finished != nil {
 		s.Finished = r.Finished.UTC().Format(time.RFC3339)
@@ -224,7 +251,11 @@ func reportOutcome(c *cli.Context, out *jobs.Outcome, err error) error {
 	fmt.Fprintln(human)
 	jobs.WriteSummary(human, out.Run)
 	if c.Bool("json") {
-		b, jerr := json.Marshal(summaryOf(out.Run))
+		sum := summaryOf(out.Run)
+		if errors.Is(err, jobs.ErrTooManyErrors) {
+			sum.Error = err.Error()
+		}
+		b, jerr := json.Marshal(sum)
 		if jerr != nil {
 			return jerr
 		}
@@ -238,8 +269,10 @@ func reportOutcome(c *cli.Context, out *jobs.Outcome, err error) error {
 		return cli.Exit(fmt.Sprintf("run %s %s: %v: resume it with crawlcache resume %s once the store answers again", out.Run.ID, out.Run.Status, err, out.Run.ID), 1)
 	case errors.Is(err, crawler.ErrInterrupted):
 		return cli.Exit(fmt.Sprintf("interrupted: resume with crawlcache resume %s", out.Run.ID), exitInterrupted)
+	case errors.Is(err, jobs.ErrTooManyErrors):
+		return cli.Exit(fmt.Sprintf("run %s completed with %v", out.Run.ID, err), exitTooManyErrors)
 	default:
-		return cli.Exit(fmt.Sprintf("run %s failed: %v", out.Run.ID, err), 1)
+		return cli.Exit(fmt.Sprintf("run %s failed: %v", out.Run.ID, err), exitFailed)
 	}
 }
 

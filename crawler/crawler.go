@@ -166,6 +166,18 @@ type Options struct {
 type Progress struct {
 	Pages, Hits, Misses, Revalidated, Stale, Errors, Items, NetworkBytes, SavedBytes, Queue int64
 	Elapsed                                                                                 time.Duration
+	// Robots counts the distinct URLs (seeds, links, redirects) not
+	// fetched because robots.txt disallows them (not errors).
+	Robots int64
+	// Retries counts requests sent again after a transient failure.
+	Retries int64
+	// ErrorKinds splits Errors by kind: ErrorNetwork, ErrorTimeout,
+	// ErrorTooLarge, ErrorRedirect, ErrorOther, or "http_<status>" for a
+	// URL failed by its status. Nil when there is none.
+	ErrorKinds map[string]int64
+	// Statuses counts the responses received by HTTP status ("200",
+	// "404", "503"), those of failed URLs included. Nil when none.
+	Statuses map[string]int64
 }
 
 // Run crawls the run opts.RunID until its frontier is drained (it then
@@ -207,6 +219,7 @@ type crawl struct {
 	ackCtx   context.Context // never cancelled: acks and releases
 
 	pages, hits, misses, revalidated, stale, errs, items atomic.Int64
+	breakdown                                            breakdown
 
 	renewEvery atomic.Int64 // time.Duration; see Options.LeaseRenew
 	renewSet   sync.Once
@@ -506,6 +519,10 @@ func (c *crawl) progress() Progress {
 		st := c.cache.Stats()
 		p.NetworkBytes, p.SavedBytes = st.NetworkBytes, st.SavedBytes
 	}
+	if c.polite != nil {
+		p.Retries = c.polite.Stats().Retries
+	}
+	c.breakdown.fill(&p)
 	if c.front != nil {
 		c.mu.Lock()
 		p.Queue = int64(len(c.inflight))

@@ -200,14 +200,15 @@ func (f *fetcher) handle(e frontier.Entry, st *pageState) {
 		return
 	}
 	status := r.StatusCode
+	c.breakdown.status(status)
 	switch {
 	case status >= 300 && status < 400:
 		// Redirects are followed by the client; one that is left is a 304
 		// the cache could not answer or a redirect without a Location.
-		c.markFailed(e, fmt.Errorf("unfollowed redirect: status %d", status))
+		c.markFailed(e, fmt.Errorf("%w: status %d", errUnfollowedRedirect, status))
 		return
 	case status >= 500 || status == http.StatusTooManyRequests || status == http.StatusRequestTimeout:
-		c.markFailed(e, fmt.Errorf("status %d after %d retries", status, c.opts.RetryMax))
+		c.markFailed(e, &statusError{status: status, retries: c.opts.RetryMax})
 		return
 	}
 	served := r.Headers.Get(cache.HeaderServed)

@@ -53,6 +53,7 @@ func (c *crawl) filterLinks(e frontier.Entry, raws []string) []frontier.Link {
 			continue
 		}
 		if c.opts.Robots && !c.robots.Allowed(c.fetchCtx, u) {
+			c.breakdown.blocked(l.URL)
 			continue
 		}
 		l.Depth = e.Depth + 1

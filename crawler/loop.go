@@ -137,6 +137,7 @@ func (c *crawl) markDone(id string) {
 // transport already retried transient failures RetryMax times.
 func (c *crawl) markFailed(e frontier.Entry, cause error) {
 	c.errs.Add(1)
+	c.breakdown.failed(cause)
 	cause = c.scrubErr(e, cause)
 	c.log.Warn("page failed", "url", c.redact(e.URL), "err", cause)
 	if err := c.front.Fail(c.ackCtx, e.ID, cause, false); err != nil {
@@ -151,6 +152,9 @@ func (c *crawl) markFailed(e frontier.Entry, cause error) {
 func (c *crawl) markSkipped(e frontier.Entry, cause error) {
 	cause = c.scrubErr(e, cause)
 	c.log.Debug("page skipped", "url", c.redact(e.URL), "reason", cause)
+	if errors.Is(cause, ErrRobots) {
+		c.breakdown.blocked(e.URL)
+	}
 	if err := c.front.Fail(c.ackCtx, e.ID, cause, false); err != nil {
 		c.setFatal(fmt.Errorf("record skipped url in frontier store: %w", err))
 		return

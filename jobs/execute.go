@@ -185,7 +185,30 @@ func (x *execution) complete() (*Outcome, error) {
 		}
 		return x.finish(StatusFailed, err)
 	}
-	return x.finish(StatusCompleted, nil)
+	out, err := x.finish(StatusCompleted, nil)
+	if err != nil || x.mode == modeJoin || out.Run.Status != StatusCompleted {
+		return out, err
+	}
+	c := out.Run.Counters
+	if len(x.job.Outputs) > 0 && c.Pages > 0 && c.Items == 0 {
+		x.log.Warn("the extract section yielded no item on any page: check extract.item and the fields' selectors against a page (crawlcache cache show URL)",
+			"pages", c.Pages, "item", x.job.Extract.Item)
+	}
+	return out, verdict(c, x.job.MaxErrorRatio)
+}
+
+// verdict returns an error wrapping ErrTooManyErrors when a completed run
+// with counters c fetched no page, or when its failed URLs exceed
+// maxRatio of those it fetched or failed.
+func verdict(c Counters, maxRatio float64) error {
+	switch {
+	case c.Pages == 0:
+		return fmt.Errorf("%w: no page could be fetched (%d URLs failed, %d blocked by robots.txt)", ErrTooManyErrors, c.Errors, c.Robots)
+	case c.ErrorRatio() > maxRatio:
+		return fmt.Errorf("%w: %d of %d URLs failed (%.1f%%, more than max_error_ratio %g)",
+			ErrTooManyErrors, c.Errors, c.Pages+c.Errors, 100*c.ErrorRatio(), maxRatio)
+	}
+	return nil
 }
 
 // fault calls the Runner's fault-injection hook.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -129,12 +130,34 @@ func WriteSummary(w io.Writer, r *Run) {
 	fmt.Fprintf(tw, "pages\t%d\t%.1f/s\n", c.Pages, rate)
 	fmt.Fprintf(tw, "cache\thits %d\trevalidated (304) %d, misses %d, stale %d\n", c.Hits, c.Revalidated, c.Misses, c.Stale)
 	fmt.Fprintf(tw, "items\t%d\t\n", c.Items)
-	fmt.Fprintf(tw, "errors\t%d\t\n", c.Errors)
+	errs := ""
+	if c.Errors > 0 {
+		errs = fmt.Sprintf("%s (%.1f%% of %d URLs)", countList(r.Breakdown.ErrorKinds, " "), 100*c.ErrorRatio(), c.Pages+c.Errors)
+	}
+	fmt.Fprintf(tw, "errors\t%d\t%s\n", c.Errors, errs)
+	if len(r.Breakdown.Statuses) > 0 {
+		fmt.Fprintf(tw, "status\t%s\t\n", countList(r.Breakdown.Statuses, " ×"))
+	}
+	fmt.Fprintf(tw, "robots\t%d blocked\tretries %d\n", c.Robots, c.Retries)
 	fmt.Fprintf(tw, "bytes\t%s downloaded\t%s served from cache\n", HumanBytes(c.NetworkBytes), HumanBytes(c.SavedBytes))
 	_ = tw.Flush()
 	if r.Error != "" {
 		fmt.Fprintf(w, "error   %s\n", r.Error)
 	}
+}
+
+// countList formats counts as "a<sep>1, b<sep>2", keys in order.
+func countList(counts map[string]int64, sep string) string {
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s%s%d", k, sep, counts[k])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // HumanBytes formats n bytes with a binary unit (B, KiB, MiB, GiB).

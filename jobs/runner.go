@@ -38,6 +38,10 @@ const DefaultReportEvery = 2 * time.Second
 var (
 	// ErrPreviousRunUnfinished is wrapped by *UnfinishedError.
 	ErrPreviousRunUnfinished = errors.New("previous run did not finish")
+	// ErrTooManyErrors is wrapped by the error Run and Resume return for a
+	// run that completed (its outputs committed) but fetched no page, or
+	// whose failed URLs exceed the job's max_error_ratio.
+	ErrTooManyErrors = errors.New("too many errors")
 )
 
 // UnfinishedError is returned by Runner.Run when the job's last run was
@@ -440,14 +444,16 @@ type reporter struct {
 
 	gone bool // a write found the store gone: no more writes
 
-	written Counters // what the run record already has from this worker
-	last    time.Time
+	written      Counters  // what the run record already has from this worker
+	writtenSplit Breakdown // the same for the breakdown
+	last         time.Time
 }
 
 func countersOf(p crawler.Progress) Counters {
 	return Counters{
 		Pages: p.Pages, Hits: p.Hits, Misses: p.Misses, Revalidated: p.Revalidated, Stale: p.Stale,
 		Errors: p.Errors, Items: p.Items, NetworkBytes: p.NetworkBytes, SavedBytes: p.SavedBytes,
+		Robots: p.Robots, Retries: p.Retries,
 	}
 }
 
@@ -474,9 +480,10 @@ func (rp *reporter) update(p crawler.Progress) {
 // write).
 func (rp *reporter) flush(ctx context.Context, p crawler.Progress) error {
 	c := countersOf(p)
-	if err := rp.runs.Report(ctx, rp.runID, rp.worker, c, c.Sub(rp.written), p.Queue); err != nil {
+	split := Breakdown{ErrorKinds: p.ErrorKinds, Statuses: p.Statuses}
+	if err := rp.runs.report(ctx, rp.runID, rp.worker, c, c.Sub(rp.written), split.sub(rp.writtenSplit), p.Queue); err != nil {
 		return err
 	}
-	rp.written = c
+	rp.written, rp.writtenSplit = c, split
 	return nil
 }

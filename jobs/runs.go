@@ -73,6 +73,20 @@ type Counters struct {
 	Items        int64 `bson:"items" json:"items"`
 	NetworkBytes int64 `bson:"network_bytes" json:"network_bytes"`
 	SavedBytes   int64 `bson:"saved_bytes" json:"saved_bytes"`
+	// Robots counts URLs not fetched because robots.txt disallows them
+	// (not errors).
+	Robots int64 `bson:"robots_blocked" json:"robots_blocked"`
+	// Retries counts requests sent again after a transient failure.
+	Retries int64 `bson:"retries" json:"retries"`
+}
+
+// ErrorRatio is the share of the URLs that failed for good among those
+// fetched or failed: Errors / (Pages + Errors); 0 when there are none.
+func (c Counters) ErrorRatio() float64 {
+	if c.Errors <= 0 {
+		return 0
+	}
+	return float64(c.Errors) / float64(c.Pages+c.Errors)
 }
 
 // Sub returns c minus o, field by field.
@@ -82,6 +96,7 @@ func (c Counters) Sub(o Counters) Counters {
 		Revalidated: c.Revalidated - o.Revalidated, Stale: c.Stale - o.Stale,
 		Errors: c.Errors - o.Errors, Items: c.Items - o.Items,
 		NetworkBytes: c.NetworkBytes - o.NetworkBytes, SavedBytes: c.SavedBytes - o.SavedBytes,
+		Robots: c.Robots - o.Robots, Retries: c.Retries - o.Retries,
 	}
 }
 
@@ -92,6 +107,7 @@ func (c Counters) Add(o Counters) Counters {
 		Revalidated: c.Revalidated + o.Revalidated, Stale: c.Stale + o.Stale,
 		Errors: c.Errors + o.Errors, Items: c.Items + o.Items,
 		NetworkBytes: c.NetworkBytes + o.NetworkBytes, SavedBytes: c.SavedBytes + o.SavedBytes,
+		Robots: c.Robots + o.Robots, Retries: c.Retries + o.Retries,
 	}
 }
 
@@ -136,9 +152,56 @@ type Run struct {
 	// Workers is keyed by worker id.
 	Workers map[string]Worker `bson:"workers,omitempty" json:"-"`
 	Error   string            `bson:"error,omitempty" json:"error,omitempty"`
+	// Breakdown splits the run's errors by kind and its responses by
+	// HTTP status, summed over every worker and resume.
+	Breakdown Breakdown `bson:",inline" json:"-"`
 	// Commit is set once the run's crawl completed and the commit of its
 	// outputs began; nil before (and for runs of earlier releases).
 	Commit *CommitState `bson:"commit,omitempty" json:"commit,omitempty"`
+}
+
+// Breakdown splits a run's failed URLs by kind (crawler.ErrorNetwork, …,
+// "http_503") and its responses by HTTP status ("200", "404"), as Scrapy's
+// stats do. Nil maps are empty.
+type Breakdown struct {
+	ErrorKinds map[string]int64 `bson:"error_kinds,omitempty" json:"errors_by_kind,omitempty"`
+	Statuses   map[string]int64 `bson:"statuses,omitempty" json:"statuses,omitempty"`
+}
+
+// sub returns b minus o, key by key, leaving out zeros.
+func (b Breakdown) sub(o Breakdown) Breakdown {
+	diff := func(x, y map[string]int64) map[string]int64 {
+		var out map[string]int64
+		for k, v := range x {
+			if d := v - y[k]; d != 0 {
+				if out == nil {
+					out = map[string]int64{}
+				}
+				out[k] = d
+			}
+		}
+		return out
+	}
+	return Breakdown{ErrorKinds: diff(b.ErrorKinds, o.ErrorKinds), Statuses: diff(b.Statuses, o.Statuses)}
+}
+
+// inc returns the $inc fields that add b.
+func (b Breakdown) inc() bson.D {
+	var out bson.D
+	for _, m := range []struct {
+		prefix string
+		counts map[string]int64
+	}{{"error_kinds.", b.ErrorKinds}, {"statuses.", b.Statuses}} {
+		keys := make([]string, 0, len(m.counts))
+		for k := range m.counts {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			out = append(out, bson.E{Key: m.prefix + sanitizeKey(k), Value: m.counts[k]})
+		}
+	}
+	return out
 }
 
 // CommitState records how far the commit of a run's outputs went, one
@@ -326,6 +389,11 @@ func (rs *Runs) JoinWorker(ctx context.Context, runID string, w Worker) error {
 // Counters are incremented rather than set so that several workers (and
 // several resumes) add up.
 func (rs *Runs) Report(ctx context.Context, runID, workerID string, total, delta Counters, queue int64) error {
+	return rs.report(ctx, runID, workerID, total, delta, Breakdown{}, queue)
+}
+
+// report is Report that also adds split to the run's Breakdown.
+func (rs *Runs) report(ctx context.Context, runID, workerID string, total, delta Counters, split Breakdown, queue int64) error {
 	now := rs.now().UTC()
 	update := bson.D{{Key: "$set", Value: bson.D{
 		{Key: "workers." + workerID + ".counters", Value: total},
@@ -333,8 +401,8 @@ func (rs *Runs) Report(ctx context.Context, runID, workerID string, total, delta
 		{Key: "queue", Value: queue},
 		{Key: "updated", Value: now},
 	}}}
-	if delta != (Counters{}) {
-		update = append(update, bson.E{Key: "$inc", Value: incCounters(delta)})
+	if inc := append(incCounters(delta), split.inc()...); len(inc) > 0 {
+		update = append(update, bson.E{Key: "$inc", Value: inc})
 	}
 	if _, err := rs.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: runID}}, update); err != nil {
 		return fmt.Errorf("report progress of run %s: %w", runID, err)
@@ -358,6 +426,8 @@ func incCounters(d Counters) bson.D {
 	add("items", d.Items)
 	add("network_bytes", d.NetworkBytes)
 	add("saved_bytes", d.SavedBytes)
+	add("robots_blocked", d.Robots)
+	add("retries", d.Retries)
 	return out
 }
 
