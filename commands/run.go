@@ -29,6 +29,8 @@ const (
 	// exitFailed: the run failed, or could not start (job locked, previous
 	// run unfinished, invalid config, store unreachable).
 	exitFailed = 1
+	// exitUsage: wrong arguments or flags.
+	exitUsage = 2
 	// exitTooManyErrors: the run completed (outputs committed) but fetched
 	// no page, or more URLs failed than the job's max_error_ratio allows.
 	exitTooManyErrors = 3
@@ -56,7 +58,7 @@ func runCommand() *cli.Command {
 		}, storeFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return cli.Exit("usage: crawlcache run FILE (one job config)", 1)
+				return cli.Exit("usage: crawlcache run FILE (one job config)", exitUsage)
 			}
 			job, err := configs.Load(c.Args().First())
 			if err != nil {
@@ -97,7 +99,7 @@ func resumeCommand() *cli.Command {
 		}, storeFlags()...),
 		Action: func(c *cli.Context) error {
 			if (c.NArg() == 1) == (c.String("job") != "") || c.NArg() > 1 {
-				return cli.Exit("usage: crawlcache resume RUN_ID, or crawlcache resume --job NAME", 1)
+				return cli.Exit("usage: crawlcache resume RUN_ID, or crawlcache resume --job NAME", exitUsage)
 			}
 			reported := false
 			err := withStore(c, func(ctx context.Context, s *store.Store) error {

@@ -36,10 +36,10 @@ func workerCommand() *cli.Command {
 		}, storeFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
-				return cli.Exit("usage: crawlcache worker [--run ID | --job NAME] [--configs DIR]", 1)
+				return cli.Exit("usage: crawlcache worker [--run ID | --job NAME] [--configs DIR]", exitUsage)
 			}
 			if c.String("run") != "" && c.String("job") != "" {
-				return cli.Exit("worker: give --run or --job, not both", 1)
+				return cli.Exit("worker: give --run or --job, not both", exitUsage)
 			}
 			return withStore(c, func(ctx context.Context, s *store.Store) error {
 				r, rep := newRunner(c, s)
