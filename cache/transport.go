@@ -566,6 +566,9 @@ func (t *Transport) storeOK() bool {
 // storeError counts a store failure and logs the first one; the request
 // goes on over the network.
 func (t *Transport) storeError(err error) {
+	if errors.Is(err, context.Canceled) {
+		return // the request was cancelled (an interrupt), not a store failure
+	}
 	t.storeErrors.Add(1)
 	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) || errors.Is(err, mongo.ErrClientDisconnected) {
 		t.storeDownUntil.Store(time.Now().Add(storeBackoff).UnixNano())

@@ -165,7 +165,13 @@ func newRunner(c *cli.Context, s *store.Store) (*jobs.Runner, *jobs.Reporter) {
 	f, isFile := w.(*os.File)
 	rep := &jobs.Reporter{W: w, Live: isFile && term.IsTerminal(int(f.Fd()))}
 	log := slog.New(rep.LogHandler(slog.Default().Handler()))
-	return &jobs.Runner{Store: s, WorkerID: c.String("worker-id"), FrontierLease: c.Duration("lease"), Progress: rep.Update, Logger: log}, rep
+	return &jobs.Runner{
+		Store: s, WorkerID: c.String("worker-id"), FrontierLease: c.Duration("lease"), Progress: rep.Update, Logger: log,
+		OnInterrupt: func(n int) {
+			rep.Say(fmt.Sprintf("stopping: finishing %d pages in flight; Ctrl-C again to stop now", n))
+		},
+		StopNow: stopNow(c.Context),
+	}, rep
 }
 
 // runSummary is the --json output: one flat object whose keys are a
@@ -225,10 +231,16 @@ func summaryOf(r *jobs.Run) runSummary {
 // reportOutcome prints the end of a run (summary table, or JSON with
 // --json) and turns its status into the exit status.
 func reportOutcome(c *cli.Context, out *jobs.Outcome, err error) error {
+	if err != nil && c.Context.Err() != nil && !errors.Is(err, crawler.ErrInterrupted) && !errors.Is(err, jobs.ErrTooManyErrors) {
+		// Ctrl-C cut a store call short: that is the interrupt, not a
+		// store that went away.
+		err = fmt.Errorf("%w: %w", crawler.ErrInterrupted, context.Cause(c.Context))
+	}
 	if out == nil || out.Run == nil {
 		if err == nil {
 			return nil
 		}
+
 		if c.Bool("json") {
 			// Scripts always find one object on the last line.
 			job := ""
@@ -242,6 +254,9 @@ func reportOutcome(c *cli.Context, out *jobs.Outcome, err error) error {
 			}
 			b, _ := json.Marshal(runSummary{Job: job, Status: statusNotStarted, Error: err.Error()})
 			fmt.Fprintln(c.App.Writer, string(b))
+		}
+		if errors.Is(err, crawler.ErrInterrupted) {
+			return cli.Exit("interrupted before the run started", exitInterrupted)
 		}
 		return err
 	}

@@ -50,7 +50,7 @@ func scheduleCommand() *cli.Command {
 
 func schedule(ctx context.Context, c *cli.Context, s *store.Store, all []*configs.Job, ln net.Listener) error {
 	log := slog.Default()
-	runner := &jobs.Runner{Store: s, WorkerID: c.String("worker-id"), Logger: log}
+	runner := &jobs.Runner{Store: s, WorkerID: c.String("worker-id"), Logger: log, StopNow: stopNow(ctx)}
 	metrics := jobs.NewMetrics()
 	sched, err := jobs.NewScheduler(jobs.SchedulerOptions{
 		Jobs:   all,

@@ -142,6 +142,15 @@ type Options struct {
 	// shared by the run.
 	Upstream http.RoundTripper
 
+	// OnInterrupt, if set, is called once, at once, when ctx is cancelled
+	// while the crawl runs, with the number of pages in flight (being
+	// fetched or waiting to be written) that the crawl now finishes.
+	OnInterrupt func(inFlight int)
+	// StopNow, when closed after ctx is cancelled, ends the shutdown grace
+	// at once: fetches in flight are cancelled and pages not yet written
+	// are dropped; all of them stay in the frontier for a resume. Nil
+	// means wait the whole ShutdownGrace.
+	StopNow <-chan struct{}
 	// ShutdownGrace is how long in-flight pages may finish after ctx is
 	// cancelled before they are abandoned and released. If zero,
 	// DefaultShutdownGrace.
@@ -356,26 +365,13 @@ func (c *crawl) run(ctx context.Context) (Progress, error) {
 	fetchCtx, cancelFetch := context.WithCancel(c.ackCtx)
 	defer cancelFetch()
 	c.fetchCtx = fetchCtx
-	go func() {
-		select {
-		case <-runCtx.Done():
-		case <-fetchCtx.Done():
-			return
-		}
-		t := time.NewTimer(c.opts.ShutdownGrace)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			cancelFetch()
-		case <-fetchCtx.Done():
-		}
-	}()
 
 	c.robots = newRobots(&http.Client{Transport: ct, Timeout: 2 * c.opts.Timeout}, c.opts.UserAgent, c.opts.Headers, c.polite, c.log)
 	if c.opts.HostLeases {
 		c.hosts = newHostGate(c)
 	}
 	c.fetcher = newFetcher(c)
+	go c.watchInterrupt(ctx, cancelFetch)
 
 	if err := c.startFrontier(ctx); err != nil {
 		return c.progress(), err

@@ -243,6 +243,9 @@ func (c *crawl) stopPipeline() {
 	case <-t.C:
 		c.pipeCancel()
 		<-c.pipeDone
+	case <-c.opts.StopNow:
+		c.pipeCancel() // the pages not written stay in the frontier
+		<-c.pipeDone
 	}
 	c.pipeCancel()
 }

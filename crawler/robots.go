@@ -68,6 +68,10 @@ func (r *robots) fetch(ctx context.Context, u *url.URL) *robotstxt.RobotsData {
 	robotsURL := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/robots.txt"}).String()
 	data, err := r.get(ctx, robotsURL)
 	if err != nil {
+		if ctx.Err() != nil { // the run is stopping: nothing will be fetched
+			r.logger.Debug("robots.txt fetch cancelled", "url", robotsURL, "err", err)
+			return nil
+		}
 		r.logger.Warn("robots.txt unavailable, allowing the host", "url", robotsURL, "err", err)
 		return nil
 	}

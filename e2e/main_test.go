@@ -19,10 +19,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"text/template"
 	"time"
@@ -40,7 +38,7 @@ const cliEnv = "CRAWLCACHE_E2E_CLI"
 func TestMain(m *testing.M) {
 	if os.Getenv(cliEnv) == "1" {
 		// The same wiring as main.go.
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		ctx, stop := commands.SignalContext(context.Background(), os.Exit)
 		err := commands.Run(ctx, append([]string{"crawlcache"}, os.Args[1:]...))
 		stop()
 		os.Exit(commands.ExitCode(err, func(msg string) { fmt.Fprintln(os.Stderr, "crawlcache:", msg) }))

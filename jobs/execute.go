@@ -141,6 +141,7 @@ func (x *execution) crawl(reclaim []string, revalidate bool) (crawlErr, lost err
 		Frontier:       x.front, Resume: x.mode != modeNew, Reclaim: reclaim, HostLeases: hasOption(run, OptionHostLeases),
 		Pipeline: x.pipe, Progress: rep.update,
 		Now: r.Now, Logger: x.log, Upstream: r.Upstream, ShutdownGrace: r.ShutdownGrace, LeaseRenew: r.FrontierLease / 4,
+		OnInterrupt: r.OnInterrupt, StopNow: r.StopNow,
 	})
 	x.session = countersOf(p)
 	lost = context.Cause(crawlCtx)
@@ -275,6 +276,11 @@ func (x *execution) commitOutputs() error {
 // store is gone (then built from what this process knows).
 func (x *execution) finish(status Status, cause error) (*Outcome, error) {
 	r, run, mode := x.r, x.run, x.mode
+	if status == StatusFailed && x.ctx.Err() != nil && !errors.Is(cause, crawler.ErrInterrupted) {
+		// A step cut short by Ctrl-C: the run is interrupted, not failed
+		// (and the store did not go away).
+		status, cause = StatusInterrupted, fmt.Errorf("%w: %w", crawler.ErrInterrupted, context.Cause(x.ctx))
+	}
 	cause = r.storeDown(cause)
 	down := errors.Is(cause, store.ErrUnreachable)
 	if down && status == StatusFailed {

@@ -101,6 +101,21 @@ func (r *Reporter) Update(s Snapshot) {
 		"revalidated", s.Revalidated, "misses", s.Misses, "queue", s.Queue, "errors", s.Errors, "items", s.Items)
 }
 
+// Say writes msg on a line of its own at once, clearing the live line
+// first (the next Update draws it again).
+func (r *Reporter) Say(msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.W == nil {
+		return
+	}
+	if r.shown {
+		fmt.Fprintf(r.W, "\r%s\r", strings.Repeat(" ", r.width))
+		r.shown = false
+	}
+	fmt.Fprintln(r.W, msg)
+}
+
 // Done clears the live line, so the summary starts on a clean line.
 func (r *Reporter) Done() {
 	r.mu.Lock()

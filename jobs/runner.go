@@ -86,6 +86,15 @@ type Runner struct {
 	// ShutdownGrace is how long in-flight pages may finish after an
 	// interrupt; if zero, the crawler's default.
 	ShutdownGrace time.Duration
+	// OnInterrupt, if set, is called at once when ctx is cancelled during
+	// the crawl, with the number of pages in flight the run now finishes
+	// (crawler.Options.OnInterrupt).
+	OnInterrupt func(inFlight int)
+	// StopNow, closed after ctx is cancelled, cuts the shutdown grace
+	// short: fetches in flight are cancelled, the run is recorded
+	// interrupted, and those pages stay in the frontier for a resume. Nil
+	// waits the whole grace.
+	StopNow <-chan struct{}
 	// Upstream replaces the network transport below the cache (tests).
 	Upstream http.RoundTripper
 	// HostLeases makes new runs use host leases (OptionHostLeases) even on
@@ -157,7 +166,7 @@ func (r *Runner) Run(ctx context.Context, job *configs.Job, o StartOptions) (out
 	if _, err := r.pipeline(job); err != nil { // a bad extract spec fails before any record
 		return nil, err
 	}
-	defer func() { err = r.storeDown(err) }()
+	defer func() { err = r.endErr(ctx, err) }()
 	runs, locker := r.db()
 	lease, err := r.acquire(ctx, locker, job.Name)
 	if err != nil {
@@ -210,7 +219,7 @@ func (r *Runner) Resume(ctx context.Context, runID string, job *configs.Job) (ou
 	if _, err := r.pipeline(job); err != nil {
 		return nil, err
 	}
-	defer func() { err = r.storeDown(err) }()
+	defer func() { err = r.endErr(ctx, err) }()
 	runs, locker := r.db()
 	run, err := runs.Get(ctx, runID)
 	if err != nil {
@@ -237,6 +246,16 @@ func (r *Runner) Resume(ctx context.Context, runID string, job *configs.Job) (ou
 		r.log().Warn("the job's config changed since the run started; resuming with the current file", "run", runID, "config", job.Source)
 	}
 	return r.execute(ctx, job, run, modeResume, lease, hasOption(run, OptionRevalidate))
+}
+
+// endErr is the error Run, Resume and Join return: an interrupt when ctx
+// was cancelled (a store call cut short by Ctrl-C is not the store going
+// away), else err with a store that stopped answering said so.
+func (r *Runner) endErr(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil && !errors.Is(err, crawler.ErrInterrupted) && !errors.Is(err, ErrTooManyErrors) {
+		return fmt.Errorf("%w: %w", crawler.ErrInterrupted, context.Cause(ctx))
+	}
+	return r.storeDown(err)
 }
 
 // release gives the job lock up; when the store is gone (err says so) it
@@ -311,7 +330,7 @@ func (r *Runner) Join(ctx context.Context, runID string, job *configs.Job) (out 
 	if _, err := r.pipeline(job); err != nil {
 		return nil, err
 	}
-	defer func() { err = r.storeDown(err) }()
+	defer func() { err = r.endErr(ctx, err) }()
 	runs, _ := r.db()
 	run, err := runs.Get(ctx, runID)
 	if err != nil {
