@@ -132,3 +132,34 @@ func TestTransportClientConditionals(t *testing.T) {
 		}
 	}
 }
+
+func TestByteRange(t *testing.T) {
+	tests := []struct {
+		name            string
+		v               string
+		size            int64
+		first, last     int64
+		ok, satisfiable bool
+	}{
+		{"RFC 9110 §14.1.2 first-last", "bytes=0-3", 10, 0, 3, true, true},
+		{"RFC 9110 §14.1.2 unit is case-insensitive, spaces around", " Bytes = 2-3 ", 10, 2, 3, true, true},
+		{"RFC 9110 §14.1.2 last past int64 is clamped", "bytes=1-99999999999999999999", 10, 1, 9, true, true},
+		{"RFC 9110 §14.1.2 first past int64 is unsatisfiable", "bytes=99999999999999999999-", 10, 0, 0, true, false},
+		{"RFC 9110 §14.1.2 suffix past int64 is the whole body", "bytes=-99999999999999999999", 10, 0, 9, true, true},
+		{"RFC 9110 §14.1.2 first at the end is unsatisfiable", "bytes=10-", 10, 0, 0, true, false},
+		{"RFC 9110 §14.1.1 negative is malformed", "bytes=--1", 10, 0, 0, false, false},
+		{"RFC 9110 §14.1.1 no dash is malformed", "bytes=5", 10, 0, 0, false, false},
+		{"RFC 9110 §14.1.1 empty spec is malformed", "bytes=-", 10, 0, 0, false, false},
+		{"RFC 9110 §14.1.1 signs are malformed", "bytes=+1-2", 10, 0, 0, false, false},
+		{"RFC 9110 §14.2 several ranges are not one", "bytes=0-1, 3-4", 10, 0, 0, false, false},
+		{"RFC 9110 §14.1.1 zero-length body: served whole", "bytes=0-1", 0, 0, 0, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, l, ok, sat := byteRange(tc.v, tc.size)
+			if f != tc.first || l != tc.last || ok != tc.ok || sat != tc.satisfiable {
+				t.Errorf("byteRange(%q, %d) = %d, %d, %v, %v; want %d, %d, %v, %v", tc.v, tc.size, f, l, ok, sat, tc.first, tc.last, tc.ok, tc.satisfiable)
+			}
+		})
+	}
+}
