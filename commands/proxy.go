@@ -42,7 +42,9 @@ func proxyCommand() *cli.Command {
 			&cli.BoolFlag{Name: "public", Usage: "allow a non-loopback --listen address (an open proxy: combine with --allow)", EnvVars: []string{"CRAWLCACHE_PROXY_PUBLIC"}},
 			&cli.StringFlag{Name: "policy", Usage: "YAML file with cache policy keys (expire_after, urls_expire_after, cache_control, ...), as in a job's cache: section", EnvVars: []string{"CRAWLCACHE_PROXY_POLICY"}},
 			&cli.StringFlag{Name: "expire-after", Usage: "freshness lifetime: a duration, 0s (revalidate every time), never or do_not_cache (overrides --policy)", EnvVars: []string{"CRAWLCACHE_EXPIRE_AFTER"}},
-			&cli.BoolFlag{Name: "cache-control", Usage: "follow RFC 9111 private-cache rules (Cache-Control, Expires, Vary, Age) instead of the crawler policy", EnvVars: []string{"CRAWLCACHE_CACHE_CONTROL"}},
+			&cli.BoolFlag{Name: "cache-control", Usage: "follow RFC 9111 (Cache-Control, Expires, Vary, Age; shared-cache rules unless --private) instead of the crawler policy", EnvVars: []string{"CRAWLCACHE_CACHE_CONTROL"}},
+			&cli.BoolFlag{Name: "private", Usage: "be a private cache for a single user (RFC 9111): store private responses and Set-Cookie; default is a shared cache", EnvVars: []string{"CRAWLCACHE_PROXY_PRIVATE"}},
+			&cli.BoolFlag{Name: "cdn-cache-control", Usage: "reverse proxy acting as the origin's CDN: obey CDN-Cache-Control (RFC 9213) over Cache-Control", EnvVars: []string{"CRAWLCACHE_PROXY_CDN_CACHE_CONTROL"}},
 			&cli.DurationFlag{Name: "stale-if-error", Usage: "serve a stale entry for up to this long past expiry when the origin fails", EnvVars: []string{"CRAWLCACHE_STALE_IF_ERROR"}},
 			&cli.BoolFlag{Name: "only-if-cached", Usage: "offline replay: never use the network, 504 on a miss", EnvVars: []string{"CRAWLCACHE_ONLY_IF_CACHED"}},
 			&cli.StringFlag{Name: "db", Value: cache.DefaultDatabase, Usage: "database of the cache", EnvVars: []string{"CRAWLCACHE_CACHE_DB"}},
@@ -96,6 +98,9 @@ func runProxy(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.Bool("cdn-cache-control") && (upstream == nil || c.Bool("private")) {
+		return fmt.Errorf("--cdn-cache-control: only a shared reverse proxy (with --upstream, without --private) acts as a CDN for its origin")
+	}
 	maxReq, err := configs.ParseSize(c.String("max-request-body"))
 	if err != nil || maxReq == 0 {
 		return fmt.Errorf("--max-request-body %q: want a size > 0 like 1GiB or 10485760", c.String("max-request-body"))
@@ -120,7 +125,8 @@ func runProxy(c *cli.Context) error {
 		}
 		db := s.Database(c.String("db"))
 		t, err := cache.New(ctx, db, cache.Options{Policy: pol, SupportsTTL: s.Capabilities().TTLIndexes, FilterPushdown: s.Capabilities().FilterPushdown,
-			Upstream: proxy.NewUpstream(guard), Stream: true, Buffer: cache.NewBudget(maxBuf)})
+			Upstream: proxy.NewUpstream(guard), Stream: true, Buffer: cache.NewBudget(maxBuf),
+			Shared: !c.Bool("private"), CDNCacheControl: c.Bool("cdn-cache-control")})
 		if err != nil {
 			return err
 		}
@@ -137,7 +143,11 @@ func runProxy(c *cli.Context) error {
 			mode = "reverse proxy for " + upstream.String()
 		}
 		fmt.Fprintf(c.App.Writer, "crawlcache proxy on http://%s: %s\n", ln.Addr(), mode)
-		fmt.Fprintf(c.App.Writer, "cache: %s, db %s\n", s.Describe(), c.String("db"))
+		role := "shared cache (many clients; --private for one user)"
+		if c.Bool("private") {
+			role = "private cache (one user)"
+		}
+		fmt.Fprintf(c.App.Writer, "cache: %s, db %s, %s\n", s.Describe(), c.String("db"), role)
 		if upstream == nil {
 			fmt.Fprintf(c.App.Writer, "use it with: HTTP_PROXY=http://%s curl -i http://example.org/\n", ln.Addr())
 		}

@@ -194,11 +194,14 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 }
 
 // NewUpstream returns the transport a proxy sends its network requests
-// with: http.DefaultTransport's settings, no proxy of its own, and every
-// connection dialed through g, so only addresses g checked are reached.
+// with: http.DefaultTransport's settings, no proxy of its own, no
+// Accept-Encoding of its own (the client's is forwarded as sent, and
+// bodies pass encoded as the origin sent them), and every connection
+// dialed through g, so only addresses g checked are reached.
 func NewUpstream(g *Guard) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.Proxy = nil
+	t.DisableCompression = true
 	t.DialContext = g.DialContext
 	return t
 }

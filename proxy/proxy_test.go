@@ -102,6 +102,7 @@ func newFixture(t *testing.T, forward bool, pol cache.Policy, allow ...string) *
 		Now:      func() time.Time { return time.Unix(f.now.Load(), 0) },
 		Upstream: proxy.NewUpstream(g),
 		Stream:   true, // as crawlcache proxy runs it
+		Shared:   true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +121,7 @@ func newFixture(t *testing.T, forward bool, pol cache.Policy, allow ...string) *
 		f.client = &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu)}, CheckRedirect: noRedirect}
 		f.target = f.origin.URL
 	} else {
-		f.client = &http.Client{CheckRedirect: noRedirect}
+		f.client = &http.Client{Transport: &http.Transport{}, CheckRedirect: noRedirect}
 		f.target = f.proxy.URL
 	}
 	return f

@@ -1,6 +1,8 @@
 package proxy_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"io"
 	"net/http"
@@ -87,4 +89,52 @@ type zeros struct{}
 func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// TestVaryAcceptEncodingDefaultPolicy: under the proxy's default (crawler)
+// policy a shared cache honours Vary: Accept-Encoding (RFC 9111 §4.1):
+// after a client that accepts gzip, a client that does not never gets the
+// gzip bytes.
+func TestVaryAcceptEncodingDefaultPolicy(t *testing.T) {
+	modes(t, func(t *testing.T, forward bool) {
+		f := newFixture(t, forward, cache.Policy{})
+		plain := "<p>" + strings.Repeat("hello ", 50) + "</p>"
+		var zipped bytes.Buffer
+		zw := gzip.NewWriter(&zipped)
+		_, _ = io.WriteString(zw, plain)
+		_ = zw.Close()
+		mux := f.origin.Config.Handler
+		f.origin.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/gz" {
+				mux.ServeHTTP(w, r)
+				return
+			}
+			w.Header().Set("Vary", "Accept-Encoding")
+			w.Header().Set("Content-Type", "text/html")
+			if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+				w.Header().Set("Content-Encoding", "gzip")
+				_, _ = w.Write(zipped.Bytes())
+				return
+			}
+			_, _ = io.WriteString(w, plain)
+		})
+		tr := f.client.Transport.(*http.Transport)
+		tr.DisableCompression = true // the clients below say what they accept
+		for i, c := range []struct{ ae, wantEnc, wantBody, served string }{
+			{"gzip", "gzip", zipped.String(), cache.ServedMiss},
+			{"", "", plain, cache.ServedMiss},
+			{"gzip", "gzip", zipped.String(), cache.ServedHit},
+			{"", "", plain, cache.ServedHit},
+		} {
+			h := http.Header{}
+			if c.ae != "" {
+				h.Set("Accept-Encoding", c.ae)
+			}
+			resp, body := f.do(t, "GET", "/gz", h)
+			if got := resp.Header.Get("Content-Encoding"); got != c.wantEnc || body != c.wantBody || resp.Header.Get(cache.HeaderServed) != c.served {
+				t.Errorf("request %d (Accept-Encoding %q): Content-Encoding %q, served %q, body %d bytes; want %q, %q, %d bytes",
+					i+1, c.ae, got, resp.Header.Get(cache.HeaderServed), len(body), c.wantEnc, c.served, len(c.wantBody))
+			}
+		}
+	})
 }
