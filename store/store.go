@@ -49,6 +49,11 @@ type Options struct {
 	// the data directory while this process serves it.
 	Command string
 
+	// Migrations are the schema steps of the packages that use the store,
+	// run by Open after the store's own (schema.go). If nil, only the
+	// store's own are known.
+	Migrations []Migration
+
 	// Monitor, if set, sees every command the client sends (the bench
 	// counts round trips with it).
 	Monitor *event.CommandMonitor
@@ -82,7 +87,8 @@ type Store struct {
 	ReadOnly bool
 
 	caps   Capabilities
-	server *Server // non-nil when this process owns the embedded server
+	log    *slog.Logger // Options.Logger; nil: slog.Default()
+	server *Server      // non-nil when this process owns the embedded server
 }
 
 // Capabilities are the features of the server that change how crawlcache
@@ -106,8 +112,27 @@ var ErrUnreachable = errors.New("store unreachable")
 // For the embedded server it starts the server in-process, or, when another
 // crawlcache process already serves the data directory, connects to that
 // process. It returns an error wrapping ErrUnreachable when the server does
-// not answer, naming what was tried.
+// not answer, naming what was tried. It then brings the store to this
+// binary's schema version (schema.go): an error wrapping ErrSchemaTooNew
+// when a newer crawlcache wrote it.
 func Open(ctx context.Context, opts Options) (*Store, error) {
+	steps, err := knownMigrations(opts.Migrations)
+	if err != nil {
+		return nil, err
+	}
+	s, err := openStore(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.log = opts.Logger
+	if err := s.migrate(ctx, steps); err != nil {
+		_ = s.Close(context.Background())
+		return nil, err
+	}
+	return s, nil
+}
+
+func openStore(ctx context.Context, opts Options) (*Store, error) {
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.Default()
