@@ -53,34 +53,40 @@ func TestTransportAgeHeader(t *testing.T) {
 		{name: "RFC 9111 §5.1 miss has the origin's Age only", rfc: true, resp: []string{"Cache-Control", "no-store"}, want: ServedMiss, wantAge: ""},
 	}
 	s := openTestStore(t)
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			clock := newTestClock()
-			o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-				now := clock.Now()
-				w.Header().Set("Date", now.Format(http.TimeFormat))
-				if r.Header.Get("If-None-Match") != "" {
-					headerPairs(w.Header(), now, tc.resp304)
-					w.WriteHeader(http.StatusNotModified)
-					return
-				}
-				w.Header().Del("Date")
-				if !containsFold(tc.resp, "Date") {
+	for _, shared := range []bool{false, true} {
+		for _, tc := range tests {
+			name := tc.name
+			if shared {
+				name = "shared " + name
+			}
+			t.Run(name, func(t *testing.T) {
+				clock := newTestClock()
+				o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+					now := clock.Now()
 					w.Header().Set("Date", now.Format(http.TimeFormat))
+					if r.Header.Get("If-None-Match") != "" {
+						headerPairs(w.Header(), now, tc.resp304)
+						w.WriteHeader(http.StatusNotModified)
+						return
+					}
+					w.Header().Del("Date")
+					if !containsFold(tc.resp, "Date") {
+						w.Header().Set("Date", now.Format(http.TimeFormat))
+					}
+					headerPairs(w.Header(), now, tc.resp)
+					io.WriteString(w, "body")
+				})
+				e := newTransportEnvOn(t, s, Options{Now: clock.Now, Policy: Policy{CacheControl: tc.rfc}, Shared: shared})
+				e.expectServed(o.URL+"/age", ServedMiss)
+				clock.Advance(tc.advance)
+				resp, _ := e.get(nil, o.URL+"/age", tc.req...)
+				if got := Served(resp); got != tc.want {
+					t.Fatalf("served %q, want %q", got, tc.want)
 				}
-				headerPairs(w.Header(), now, tc.resp)
-				io.WriteString(w, "body")
+				if got := strings.Join(resp.Header.Values("Age"), ","); got != tc.wantAge && tc.want != ServedMiss {
+					t.Errorf("Age = %q, want %q", got, tc.wantAge)
+				}
 			})
-			e := newTransportEnvOn(t, s, Options{Now: clock.Now, Policy: Policy{CacheControl: tc.rfc}})
-			e.expectServed(o.URL+"/age", ServedMiss)
-			clock.Advance(tc.advance)
-			resp, _ := e.get(nil, o.URL+"/age", tc.req...)
-			if got := Served(resp); got != tc.want {
-				t.Fatalf("served %q, want %q", got, tc.want)
-			}
-			if got := strings.Join(resp.Header.Values("Age"), ","); got != tc.wantAge && tc.want != ServedMiss {
-				t.Errorf("Age = %q, want %q", got, tc.wantAge)
-			}
-		})
+		}
 	}
 }

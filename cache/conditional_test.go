@@ -55,11 +55,15 @@ func TestTransportClientConditionals(t *testing.T) {
 		{name: "RFC 9111 §4.3.2 If-Match goes to the origin", req: []string{"If-Match", `"v1"`}, want: 200, served: ServedMiss, body: "0123456789"},
 	}
 	s := openTestStore(t)
-	for _, crawler := range []bool{false, true} {
+	for _, mode := range []struct{ crawler, shared bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		crawler := mode.crawler
 		for _, tc := range tests {
 			name := tc.name
 			if crawler {
 				name = "crawler policy " + name
+			}
+			if mode.shared {
+				name = "shared " + name
 			}
 			t.Run(name, func(t *testing.T) {
 				clock := newTestClock()
@@ -75,7 +79,7 @@ func TestTransportClientConditionals(t *testing.T) {
 				if crawler {
 					p.ExpireAfter = Expiry{Kind: ExpireAfter, After: 600 * time.Second}
 				}
-				e := newTransportEnvOn(t, s, Options{Now: clock.Now, Policy: p})
+				e := newTransportEnvOn(t, s, Options{Now: clock.Now, Policy: p, Shared: mode.shared})
 				method := tc.method
 				if method == "" {
 					method = http.MethodGet
