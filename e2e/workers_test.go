@@ -139,7 +139,17 @@ func (p *proc) wait(t *testing.T, d time.Duration) int {
 	select {
 	case <-p.exited:
 	case <-time.After(d):
-		t.Fatalf("%s did not exit within %s; stderr:\n%s", p.name, d, p.stderr.String())
+		// SIGQUIT makes the Go runtime print every goroutine's stack, which
+		// says where a hung process waits; the buffers are read only once
+		// the process has exited (exec's copy goroutines write them).
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+		t.Fatalf("%s did not exit within %s; stderr (with goroutine stacks):\n%s", p.name, d, p.stderr.String())
 	}
 	if p.err == nil {
 		return 0
