@@ -18,16 +18,20 @@ var ErrDenied = errors.New("destination refused")
 // Guard decides which addresses a forward proxy may reach, and dials only
 // addresses it has checked, so a DNS name cannot change its answer between
 // the check and the connection (DNS rebinding). The zero value is usable:
-// every public address, plain HTTP to any port, tunnels to port 443 only,
-// the system resolver. It is safe for concurrent use once set up.
+// every public address, plain HTTP to ports 80, 443 and above 1024,
+// tunnels to port 443 only, the system resolver. It is safe for concurrent
+// use once set up.
 //
 // The rules, checked on every resolved address of a destination:
 //   - A Deny address (host:port, e.g. the store's own) is refused always.
 //   - Loopback, private (RFC 1918, RFC 4193), link-local, unspecified and
 //     multicast addresses are refused unless an Allow entry names the
 //     destination.
-//   - A tunnel (CONNECT) goes to port 443 only unless an Allow entry names
-//     the destination and its port.
+//   - A tunnel (CONNECT) goes to port 443 only, and plain HTTP to ports 80,
+//     443 and 1025-65535 only (Squid's default Safe_ports, less the
+//     protocols this proxy does not speak), unless an Allow entry names the
+//     destination and its port: a proxy must not carry requests to mail,
+//     SSH or other services' ports.
 //   - When Allow has entries, only destinations it names are reached (the
 //     entry "*" names every public address with the default port rules).
 //
@@ -86,6 +90,8 @@ func (g *Guard) Check(ctx context.Context, hostport string, tunnel bool) (*Targe
 		return nil, fmt.Errorf("%w: %s is not in the --allow list", ErrDenied, net.JoinHostPort(host, strconv.Itoa(port)))
 	case tunnel && port != 443:
 		return nil, fmt.Errorf("%w: CONNECT goes to port 443 only; name %s with --allow to tunnel to it", ErrDenied, net.JoinHostPort(host, strconv.Itoa(port)))
+	case !tunnel && port < 1025 && port != 80 && port != 443:
+		return nil, fmt.Errorf("%w: plain HTTP goes to ports 80, 443 and 1025-65535 only (port %d is another protocol's); name %s with --allow to reach it", ErrDenied, port, net.JoinHostPort(host, strconv.Itoa(port)))
 	}
 	return &Target{Host: host, Port: port, Addrs: addrs}, nil
 }
