@@ -81,7 +81,11 @@ func (g *Guard) Check(ctx context.Context, hostport string, tunnel bool) (*Targe
 		case g.denied(ctx, ap):
 			return nil, fmt.Errorf("%w: %s is the cache store's own address", ErrDenied, ap)
 		case !isPublic(a) && !named:
-			return nil, fmt.Errorf("%w: %s resolves to %s, a %s address; name it with --allow %s to reach it", ErrDenied, host, a, addrKind(a), net.JoinHostPort(host, strconv.Itoa(port)))
+			what := fmt.Sprintf("%s resolves to %s, a %s address", host, a, addrKind(a))
+			if a.String() == host {
+				what = fmt.Sprintf("%s is a %s address", host, addrKind(a))
+			}
+			return nil, fmt.Errorf("%w: %s; name it with --allow %s to reach it", ErrDenied, what, net.JoinHostPort(host, strconv.Itoa(port)))
 		}
 	}
 	switch {
