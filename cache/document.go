@@ -16,7 +16,7 @@ const (
 	// RevalidationsCollection holds one small Revalidation per key that was
 	// confirmed by a 304 since its body was stored. Kept apart from the body
 	// document because the embedded server rewrites the whole document on
-	// any update (28 ms for 50 KB, DESIGN.md), while a small upsert costs
+	// any update (28 ms for 50 KB, docs/architecture.md), while a small upsert costs
 	// well under a millisecond.
 	RevalidationsCollection = "revalidations"
 	// VariantsCollection holds one Variants document per URL (method,

@@ -20,7 +20,7 @@ const storeTimeout = 10 * time.Second
 
 // collections holds the transport's MongoDB collections. Every per-request
 // operation is an _id lookup or write: the embedded server pushes nothing
-// else down (DESIGN.md).
+// else down (docs/architecture.md).
 type collections struct {
 	responses     *mongo.Collection
 	redirects     *mongo.Collection

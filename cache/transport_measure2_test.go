@@ -187,7 +187,7 @@ func TestMeasureRevalidationSteps(t *testing.T) {
 	var save, missLoad time.Duration
 	for i := 0; i < n; i++ {
 		st := time.Now()
-		if _, err := tr.coll.load(ctx, fmt.Sprint("k", i)); err != nil {
+		if _, err := tr.coll.load(ctx, fmt.Sprint("k", i), true); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := tr.coll.findRedirect(ctx, fmt.Sprint("k", i)); err != nil {
@@ -207,7 +207,7 @@ func TestMeasureRevalidationSteps(t *testing.T) {
 	for i := 0; i < n; i++ {
 		id := fmt.Sprint("k", i)
 		st := time.Now()
-		if _, err := tr.coll.load(ctx, id); err != nil {
+		if _, err := tr.coll.load(ctx, id, true); err != nil {
 			t.Fatal(err)
 		}
 		load += time.Since(st)

@@ -8,7 +8,7 @@
 // below the cache, so a cache hit never waits and never takes a network
 // slot. The package is the only one that imports colly; it uses none of
 // colly's queue, visited set, cache directory, robots handling or limit
-// rules (see DESIGN.md for why each is unfit).
+// rules (docs/architecture.md says why each is unfit).
 package crawler
 
 import (
