@@ -32,6 +32,7 @@ func benchPage() string {
 //	upstream:   http.Transport only
 //	hit:        served from the store
 //	hit_compressed: the same with Options.CompressBodies
+//	hit_credential: a hit of a request with Authorization (HMAC of it, bound key)
 //	hit_rfc:    a hit under cache_control (response, revalidation and variants looked up)
 //	hit_vary:   a hit of a Vary variant under cache_control (then the variant's lookup)
 //	miss:       a new URL each time: lookup, fetch, store
@@ -107,6 +108,14 @@ func BenchmarkTransport(b *testing.B) {
 			get(b, tr, srv.URL+"/hitz", ServedHit)
 		}
 	})
+	b.Run("hit_credential", func(b *testing.B) {
+		tr := withAuth{newTr(b, "bench_hitc", Policy{})}
+		get(b, tr, srv.URL+"/hitc", ServedMiss)
+		b.SetBytes(int64(len(page)))
+		for b.Loop() {
+			get(b, tr, srv.URL+"/hitc", ServedHit)
+		}
+	})
 	for _, name := range []string{"hit_rfc", "hit_vary"} {
 		b.Run(name, func(b *testing.B) {
 			tr := newTr(b, "bench_"+name, Policy{CacheControl: true})
@@ -134,4 +143,12 @@ func BenchmarkTransport(b *testing.B) {
 			get(b, tr, srv.URL+"/reval", ServedRevalidated)
 		}
 	})
+}
+
+// withAuth sends every request (made by the benchmark itself) with a token.
+type withAuth struct{ tr *Transport }
+
+func (w withAuth) RoundTrip(req *http.Request) (*http.Response, error) {
+	req.Header.Set("Authorization", "Bearer bench-token")
+	return w.tr.RoundTrip(req)
 }

@@ -222,17 +222,15 @@ func loadCredentials(ctx context.Context, settings *mongo.Collection, opts Optio
 		return cr, errors.New("cache: credentials: job binds entries to a job, and this cache serves no job: use credentials: token")
 	}
 	for attempt := 0; attempt < 2; attempt++ {
-		var doc struct {
-			Key bson.Binary `bson:"key"`
-		}
-		err := settings.FindOne(ctx, bson.D{{Key: "_id", Value: credentialKeyID}}).Decode(&doc)
+		raw, err := settings.FindOne(ctx, bson.D{{Key: "_id", Value: credentialKeyID}}).Raw()
 		switch {
-		case err == nil && len(doc.Key.Data) >= 32:
-			cr.key = doc.Key.Data
-			return cr, nil
 		case err == nil:
-			return cr, fmt.Errorf("read credential key from %s: the stored key is %d bytes; delete the document {_id: %q} to make a new one (entries bound to credentials are then missed once)",
-				settings.Name(), len(doc.Key.Data), credentialKeyID)
+			if _, data, ok := raw.Lookup("key").BinaryOK(); ok && len(data) >= 32 {
+				cr.key = data
+				return cr, nil
+			}
+			return cr, fmt.Errorf("read credential key from %s: the document {_id: %q} holds no 32-byte binary key; delete it to make a new one (entries bound to credentials are then fetched again once)",
+				settings.Name(), credentialKeyID)
 		case !errors.Is(err, mongo.ErrNoDocuments):
 			return cr, fmt.Errorf("read credential key from %s: %w", settings.Name(), err)
 		}

@@ -306,3 +306,31 @@ func TestCredentialKeyCreatedOnceConcurrently(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCredentialBinding is what binding adds to a credentialed
+// request's key: the HMAC of its credentials and the bound key's hash.
+func BenchmarkCredentialBinding(b *testing.B) {
+	cr := credentials{key: []byte("0123456789abcdef0123456789abcdef")}
+	req, _ := http.NewRequest(http.MethodGet, "https://example.org/page?a=1", nil)
+	req.Header.Set("Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl")
+	req.Header.Set("Cookie", "session=0123456789abcdef; theme=dark")
+	key := Key(req, nil, Policy{}, nil)
+	for b.Loop() {
+		_ = cr.bindingOf(req).bind(key)
+	}
+}
+
+// TestCredentialKeyDamaged: a settings document that holds no usable key
+// stops New with a sentence saying how to fix it, instead of binding
+// entries to a key no other worker has.
+func TestCredentialKeyDamaged(t *testing.T) {
+	s := openTestStore(t)
+	db := testDB(t, s)
+	if _, err := db.Collection(SettingsCollection).InsertOne(context.Background(), bson.D{{Key: "_id", Value: credentialKeyID}, {Key: "key", Value: "short"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New(context.Background(), db, Options{})
+	if err == nil || !strings.Contains(err.Error(), `delete it to make a new one`) {
+		t.Errorf("New on a damaged credential key: %v, want an error saying to delete the document", err)
+	}
+}

@@ -255,3 +255,17 @@ func TestSharedRedirectWithSetCookieNotRecorded(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCDNCacheControl: any CDN-Cache-Control value parses without
+// panicking, and what it accepts reads back as Cache-Control directives.
+func FuzzCDNCacheControl(f *testing.F) {
+	for _, seed := range []string{"max-age=60", "no-store", "private, max-age=0", `max-age=60;a="x;y", no-cache=?0`, "Max-Age=1", `a="unterminated`, ", ,", "*x=tok/en:1"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		out, ok := cdnDirectives([]string{v})
+		if ok && len(parseCacheControl([]string{out})) == 0 {
+			t.Errorf("cdnDirectives(%q) = %q, ok, but it holds no directive", v, out)
+		}
+	})
+}
