@@ -56,6 +56,9 @@ type crawlSpec struct {
 	Policy              cache.Policy
 	Resume              bool
 	Reclaim             []string
+	MaxBodySize         int64
+	// Progress, if set, receives the crawl's progress (in this process).
+	Progress func(crawler.Progress) `json:"-"`
 }
 
 // crawlcacheCrawl runs one crawl on store s and returns its progress and
@@ -74,6 +77,7 @@ func crawlcacheCrawl(ctx context.Context, s *store.Store, spec crawlSpec) (crawl
 		CacheDB:     client.Database(cache.DefaultDatabase), CachePolicy: spec.Policy, SupportsTTL: s.Capabilities().TTLIndexes,
 		FilterPushdown: s.Capabilities().FilterPushdown,
 		Frontier:       fr, Resume: spec.Resume, Reclaim: spec.Reclaim,
+		MaxBodySize: spec.MaxBodySize, Progress: spec.Progress,
 		Logger: quiet,
 	})
 	return p, time.Since(start), err
@@ -131,6 +135,9 @@ func child() error {
 		return err
 	}
 	defer s.Close(ctx)
+	if spec.Mode == "interruptible" {
+		return interruptibleChild(ctx, s, spec)
+	}
 	p, d, err := crawlcacheCrawl(ctx, s, spec.Crawl)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -134,10 +135,13 @@ func (f *Frontier) popItems(runID string, max int) []qitem {
 }
 
 func (it qitem) entry(runID string, st State, worker string, until time.Time) Entry {
+	var host string
+	if u, err := url.Parse(it.url); err == nil {
+		host = u.Host
+	}
 	return Entry{
-		ID: entryID(runID, it.h), RunID: runID, URL: it.url, Host: it.host, Depth: int(it.depth),
-		State: st, Attempts: int(it.attempts), LeaseUntil: until, Worker: worker,
-		Parent: it.parent, AddedAt: it.addedAt, Seq: it.seq,
+		ID: entryID(runID, it.h), RunID: runID, URL: it.url, Host: host, Depth: int(it.depth),
+		State: st, Attempts: int(it.attempts), LeaseUntil: until, Worker: worker, Seq: it.seq,
 	}
 }
 

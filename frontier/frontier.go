@@ -96,9 +96,12 @@ type Entry struct {
 	LeaseUntil time.Time
 	Worker     string
 	Error      string
-	Parent     string
-	AddedAt    time.Time
-	DoneAt     time.Time
+	// Parent and AddedAt are in the stored entry (see Link); Claim leaves
+	// them empty, since a worker keeps millions of queued entries in
+	// memory without them.
+	Parent  string
+	AddedAt time.Time
+	DoneAt  time.Time
 	// Seq is the number of state changes so far; the next one is Seq+1.
 	Seq int64
 }

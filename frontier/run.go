@@ -22,8 +22,7 @@ const insertBatch = 500
 type run struct {
 	id      string
 	seen    map[hash16]struct{}
-	queue   []qitem // queue[head:] are waiting
-	head    int
+	queue   itemQueue
 	watch   []watchItem
 	reclaim map[string]bool // workers whose leases count as expired
 
@@ -85,16 +84,16 @@ func (f *Frontier) touchLocked(runID string, h hash16) {
 	}
 }
 
-// qitem is an entry believed claimable, with what a claim returns.
+// qitem is an entry believed claimable, with what a claim returns. It is
+// kept small (48 bytes and the URL): a run may queue millions. The host is
+// read from the URL when claimed; the parent and the time it was added are
+// only in the stored entry.
 type qitem struct {
 	h        hash16
 	seq      int64 // sequence number of its current state
 	attempts int32
 	depth    int32
 	url      string
-	host     string
-	parent   string
-	addedAt  time.Time
 }
 
 // watchItem is an entry leased by another worker until until.
@@ -103,35 +102,10 @@ type watchItem struct {
 	until time.Time
 }
 
-func (r *run) push(it qitem) { r.queue = append(r.queue, it) }
-
-func (r *run) pushFront(it qitem) {
-	if r.head > 0 {
-		r.head--
-		r.queue[r.head] = it
-		return
-	}
-	r.queue = slices.Insert(r.queue, 0, it)
-}
-
-func (r *run) pop() (qitem, bool) {
-	if r.head >= len(r.queue) {
-		return qitem{}, false
-	}
-	it := r.queue[r.head]
-	r.queue[r.head] = qitem{} // let the strings go
-	r.head++
-	if r.head == len(r.queue) {
-		r.queue, r.head = r.queue[:0], 0
-	} else if r.head > 1024 && r.head > len(r.queue)/2 {
-		n := copy(r.queue, r.queue[r.head:])
-		clear(r.queue[n:])
-		r.queue, r.head = r.queue[:n], 0
-	}
-	return it, true
-}
-
-func (r *run) queued() int { return len(r.queue) - r.head }
+func (r *run) push(it qitem)      { r.queue.push(it) }
+func (r *run) pushFront(it qitem) { r.queue.pushFront(it) }
+func (r *run) pop() (qitem, bool) { return r.queue.pop() }
+func (r *run) queued() int        { return r.queue.len() }
 
 // popExpired removes and returns a watched entry whose lease has ended.
 func (r *run) popExpired(now time.Time) (qitem, bool) {
@@ -187,8 +161,9 @@ func (f *Frontier) Add(ctx context.Context, runID string, links []Link) (int, er
 	f.mu.Lock()
 	r := f.runLocked(runID)
 	var cands []qitem
+	var candLink []int // index in links of each candidate
 	batchSeen := make(map[hash16]struct{}, len(links))
-	for _, l := range links {
+	for i, l := range links {
 		h := urlHash(l.URL)
 		if _, ok := r.seen[h]; ok {
 			continue
@@ -197,7 +172,8 @@ func (f *Frontier) Add(ctx context.Context, runID string, links []Link) (int, er
 			continue
 		}
 		batchSeen[h] = struct{}{}
-		cands = append(cands, qitem{h: h, depth: int32(l.Depth), url: l.URL, host: l.Host, parent: l.Parent, addedAt: now})
+		candLink = append(candLink, i)
+		cands = append(cands, qitem{h: h, depth: int32(l.Depth), url: l.URL})
 	}
 	f.mu.Unlock()
 
@@ -206,15 +182,16 @@ func (f *Frontier) Add(ctx context.Context, runID string, links []Link) (int, er
 		batch := cands[start:min(start+insertBatch, len(cands))]
 		docs := make([]any, len(batch))
 		for i, c := range batch {
+			l := links[candLink[start+i]]
 			d := bson.D{
 				{Key: "_id", Value: entryID(runID, c.h)},
 				{Key: "run_id", Value: runID},
 				{Key: "url", Value: c.url},
-				{Key: "host", Value: c.host},
+				{Key: "host", Value: l.Host},
 				{Key: "depth", Value: c.depth},
 			}
-			if c.parent != "" {
-				d = append(d, bson.E{Key: "parent", Value: c.parent})
+			if l.Parent != "" {
+				d = append(d, bson.E{Key: "parent", Value: l.Parent})
 			}
 			docs[i] = append(d, bson.E{Key: "added_at", Value: now})
 		}
@@ -361,7 +338,7 @@ func (f *Frontier) refresh(ctx context.Context, runID string, force bool) (Count
 		if !ok {
 			l.State = Pending
 		}
-		it := qitem{h: h, seq: l.Seq, attempts: l.Attempts, depth: e.Depth, url: e.URL, host: e.Host, parent: e.Parent, addedAt: e.AddedAt}
+		it := qitem{h: h, seq: l.Seq, attempts: l.Attempts, depth: e.Depth, url: e.URL}
 		switch l.State {
 		case Pending:
 			c.Pending++
@@ -393,24 +370,23 @@ func (f *Frontier) refresh(ctx context.Context, runID string, force bool) (Count
 	// its view replaces theirs. Entries added or released since the scan
 	// started keep their place after it. What this process holds stays out.
 	var newer []qitem
-	for _, it := range r.queue[r.head:] {
+	r.queue.each(func(it qitem) {
 		if _, scanned := seen[it.h]; !scanned {
 			newer = append(newer, it)
 		}
-	}
-	for _, it := range r.queue[r.head:] {
+	})
+	r.queue.each(func(it qitem) {
 		_, scanned := seen[it.h]
 		if _, changed := touched[it.h]; changed && scanned {
 			newer = append(newer, it) // requeued here during the scan
 		}
-	}
+	})
 	keep := func(h hash16) bool {
 		_, mine := f.held[entryID(runID, h)]
 		_, changed := touched[h]
 		return !mine && !changed
 	}
-	clear(r.queue)
-	r.queue, r.head = r.queue[:0], 0
+	r.queue.reset()
 	for _, it := range ready {
 		if keep(it.h) {
 			r.push(it)
