@@ -242,6 +242,8 @@ type crawl struct {
 	byPage   map[string][]string       // page URL → ids waiting for the pipeline
 	changed  chan struct{}
 
+	stopLoad func() // ends a background frontier load; nil if none
+
 	fatalOnce sync.Once
 	fatalErr  error
 	stop      context.CancelFunc
@@ -389,6 +391,9 @@ func (c *crawl) run(ctx context.Context) (Progress, error) {
 	}
 
 	loopErr := c.claimLoop()
+	if c.stopLoad != nil {
+		c.stopLoad()
+	}
 
 	// Shut down: fetchers finish (or give up after the grace period), the
 	// pipeline drains, and whatever is still leased goes back to pending.
@@ -422,6 +427,10 @@ func (c *crawl) run(ctx context.Context) (Progress, error) {
 // startFrontier adds the seeds, or reloads the run on resume.
 func (c *crawl) startFrontier(ctx context.Context) error {
 	c.front.RedactLog(c.opts.RunID, c.redact)
+	if c.opts.Resume && c.opts.MaxPages <= 0 {
+		c.learnSeeds()
+		return c.startLoading(ctx)
+	}
 	if c.opts.Resume {
 		c.learnSeeds()
 		counts, err := c.front.LoadRun(ctx, c.opts.RunID, c.opts.Reclaim...)
@@ -447,6 +456,42 @@ func (c *crawl) startFrontier(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// startLoading resumes a run without MaxPages: the frontier is read in
+// the background (frontier.StartLoadRun) while the crawl claims what it
+// has read, so a run of a million URLs fetches again within seconds. The
+// seeds are added again (a no-op for those already in the run), in case
+// the run stopped before they were.
+func (c *crawl) startLoading(ctx context.Context) error {
+	loadCtx, cancel := context.WithCancel(c.ackCtx)
+	c.stopLoad = cancel
+	loaded, err := c.front.StartLoadRun(loadCtx, c.opts.RunID, c.opts.Reclaim...)
+	if err != nil {
+		return fmt.Errorf("resume run %s from frontier store: %w", c.opts.RunID, err)
+	}
+	c.log.Info("resuming run; reading its frontier", "run", c.opts.RunID)
+	go func() {
+		res := <-loaded
+		if res.Err != nil && loadCtx.Err() != nil {
+			return // the run ended first
+		}
+		if res.Err != nil {
+			c.setFatal(fmt.Errorf("resume run %s from frontier store: %w", c.opts.RunID, res.Err))
+			return
+		}
+		n := res.Counts
+		c.log.Info("frontier read", "run", c.opts.RunID, "pending", n.Pending, "leased", n.Leased, "done", n.Done, "failed", n.Failed)
+		c.signal()
+	}()
+	var links []frontier.Link
+	for _, s := range c.opts.Seeds {
+		if l, ok := c.seedLink(s); ok {
+			links = append(links, l)
+		}
+	}
+	_, err = c.addLinks(ctx, links)
+	return err
 }
 
 // addLinks adds links to the frontier within MaxPages and returns how many

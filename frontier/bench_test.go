@@ -48,11 +48,20 @@ func BenchmarkClaimDone(b *testing.B) {
 	}
 }
 
-// BenchmarkAdd is the cost per new link added in batches of 1000.
+// BenchmarkAdd is the cost per new link added in batches of 1000, and
+// the heap the Frontier then holds per queued URL (B/url).
 func BenchmarkAdd(b *testing.B) {
 	f := newFrontier(b, openDB(b), newClock())
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
 	b.ResetTimer()
 	addN(b, f, "r", b.N)
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(b.N), "B/url")
+	runtime.KeepAlive(f)
 }
 
 // bigRun is a run of 100k entries of which 10k are done (20k log
@@ -105,6 +114,30 @@ func BenchmarkScan100k(b *testing.B) {
 			b.StartTimer()
 		}
 		b.ReportMetric(bytesPerEntry, "B/url")
+	})
+	b.Run("StartLoadRun to first claim", func(b *testing.B) {
+		for range b.N {
+			f := fresh()
+			loaded, err := f.StartLoadRun(ctx, "r")
+			if err != nil {
+				b.Fatal(err)
+			}
+			for {
+				es, err := f.Claim(ctx, "r", "w2", 1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(es) > 0 {
+					break
+				}
+				runtime.Gosched()
+			}
+			b.StopTimer()
+			if res := <-loaded; res.Err != nil || res.Counts.Pending != 90_000 {
+				b.Fatalf("StartLoadRun = %+v", res)
+			}
+			b.StartTimer()
+		}
 	})
 	b.Run("Drained", func(b *testing.B) {
 		for range b.N {

@@ -301,7 +301,7 @@ func (f *Frontier) Drained(ctx context.Context, runID string) (bool, error) {
 	}
 	r := f.runs[runID]
 	if r != nil {
-		busy = busy || r.queued() > 0 || (len(r.watch) > 0 && !f.scanDueLocked(r, f.now()))
+		busy = busy || r.loading || r.queued() > 0 || (len(r.watch) > 0 && !f.scanDueLocked(r, f.now()))
 	}
 	registered := r != nil && r.registered && !r.uncertain
 	f.mu.Unlock()

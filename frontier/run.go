@@ -39,6 +39,11 @@ type run struct {
 	scans []*scanSet
 	// redact, if set, is applied to the url written in log records.
 	redact func(string) string
+	// loading is set while StartLoadRun scans the entries in the
+	// background; addedWhileLoading are the entries Add inserted
+	// meanwhile (already queued: the scan may see them too).
+	loading           bool
+	addedWhileLoading map[hash16]struct{}
 }
 
 // RedactLog makes the log records of runID written by this Frontier carry
@@ -205,6 +210,9 @@ func (f *Frontier) Add(ctx context.Context, runID string, links []Link) (int, er
 			if !failed[i] {
 				r.push(c)
 				added++
+				if r.loading {
+					r.addedWhileLoading[c.h] = struct{}{}
+				}
 			}
 		}
 		f.mu.Unlock()
@@ -281,32 +289,12 @@ func (f *Frontier) refresh(ctx context.Context, runID string, force bool) (Count
 	// Log first: an entry added after this point is new anyway, and a
 	// state written after it only makes a queued item stale (a stale claim
 	// loses its insert and is dropped).
-	latest := make(map[string]logRec)
-	cur, err := f.log.Find(ctx, bson.D{{Key: "run_id", Value: runID}},
-		options.Find().SetProjection(bson.D{
-			{Key: "entry", Value: 1}, {Key: "seq", Value: 1}, {Key: "state", Value: 1},
-			{Key: "worker", Value: 1}, {Key: "lease_until", Value: 1}, {Key: "attempts", Value: 1},
-		}).SetBatchSize(5000))
+	latest, err := f.scanLog(ctx, runID)
 	if err != nil {
-		return c, fmt.Errorf("scan log: %w", err)
-	}
-	for cur.Next(ctx) {
-		var l logRec
-		if err := cur.Decode(&l); err != nil {
-			cur.Close(ctx)
-			return c, fmt.Errorf("scan log: decode %s: %w", cur.Current, err)
-		}
-		if old, ok := latest[l.Entry]; !ok || l.Seq > old.Seq {
-			latest[l.Entry] = l
-		}
-	}
-	err = cur.Err()
-	cur.Close(ctx)
-	if err != nil {
-		return c, fmt.Errorf("scan log: %w", err)
+		return c, err
 	}
 
-	cur, err = f.entries.Find(ctx, bson.D{{Key: "run_id", Value: runID}}, options.Find().SetBatchSize(5000))
+	cur, err := f.entries.Find(ctx, bson.D{{Key: "run_id", Value: runID}}, options.Find().SetBatchSize(5000))
 	if err != nil {
 		return c, fmt.Errorf("scan entries: %w", err)
 	}
@@ -318,14 +306,7 @@ func (f *Frontier) refresh(ctx context.Context, runID string, force bool) (Count
 	reclaim := r.reclaim
 	f.mu.Unlock()
 	for cur.Next(ctx) {
-		var e struct {
-			ID      string    `bson:"_id"`
-			URL     string    `bson:"url"`
-			Host    string    `bson:"host"`
-			Depth   int32     `bson:"depth"`
-			Parent  string    `bson:"parent"`
-			AddedAt time.Time `bson:"added_at"`
-		}
+		var e entryDoc
 		if err := cur.Decode(&e); err != nil {
 			return c, fmt.Errorf("scan entries: decode %s: %w", cur.Current, err)
 		}
@@ -411,6 +392,40 @@ func (f *Frontier) refresh(ctx context.Context, runID string, force bool) (Count
 	}
 	r.watch = append(r.watch, oldWatch...)
 	return c, nil
+}
+
+// scanLog reads the latest log record of every entry of runID.
+func (f *Frontier) scanLog(ctx context.Context, runID string) (map[string]logRec, error) {
+	latest := make(map[string]logRec)
+	cur, err := f.log.Find(ctx, bson.D{{Key: "run_id", Value: runID}},
+		options.Find().SetProjection(bson.D{
+			{Key: "entry", Value: 1}, {Key: "seq", Value: 1}, {Key: "state", Value: 1},
+			{Key: "worker", Value: 1}, {Key: "lease_until", Value: 1}, {Key: "attempts", Value: 1},
+		}).SetBatchSize(5000))
+	if err != nil {
+		return nil, fmt.Errorf("scan log: %w", err)
+	}
+	defer cur.Close(ctx)
+	for cur.Next(ctx) {
+		var l logRec
+		if err := cur.Decode(&l); err != nil {
+			return nil, fmt.Errorf("scan log: decode %s: %w", cur.Current, err)
+		}
+		if old, ok := latest[l.Entry]; !ok || l.Seq > old.Seq {
+			latest[l.Entry] = l
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return nil, fmt.Errorf("scan log: %w", err)
+	}
+	return latest, nil
+}
+
+// entryDoc is a document of the entries collection, as scans read it.
+type entryDoc struct {
+	ID    string `bson:"_id"`
+	URL   string `bson:"url"`
+	Depth int32  `bson:"depth"`
 }
 
 // errSkipped is refresh's answer when it did not scan.
