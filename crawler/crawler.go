@@ -460,9 +460,10 @@ func (c *crawl) startFrontier(ctx context.Context) error {
 
 // startLoading resumes a run without MaxPages: the frontier is read in
 // the background (frontier.StartLoadRun) while the crawl claims what it
-// has read, so a run of a million URLs fetches again within seconds. The
-// seeds are added again (a no-op for those already in the run), in case
-// the run stopped before they were.
+// has read, so a run of a million URLs fetches again within seconds. A
+// seed the run does not hold, in its redacted form or (written by an
+// earlier release) in clear, is added, in case the run stopped before its
+// seeds were.
 func (c *crawl) startLoading(ctx context.Context) error {
 	loadCtx, cancel := context.WithCancel(c.ackCtx)
 	c.stopLoad = cancel
@@ -486,7 +487,23 @@ func (c *crawl) startLoading(ctx context.Context) error {
 	}()
 	var links []frontier.Link
 	for _, s := range c.opts.Seeds {
-		if l, ok := c.seedLink(s); ok {
+		l, ok := c.seedLink(s)
+		if !ok {
+			continue
+		}
+		forms := []string{l.URL}
+		if clear, ok := c.secrets[l.URL]; ok {
+			forms = append(forms, clear)
+		}
+		known := false
+		for _, u := range forms {
+			has, err := c.front.Has(ctx, c.opts.RunID, u)
+			if err != nil {
+				return fmt.Errorf("resume run %s from frontier store: %w", c.opts.RunID, err)
+			}
+			known = known || has
+		}
+		if !known {
 			links = append(links, l)
 		}
 	}

@@ -2,12 +2,28 @@ package frontier
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
+
+// Has reports whether normalizedURL is an entry of runID in the store, in
+// any state. It is one lookup by _id.
+func (f *Frontier) Has(ctx context.Context, runID, normalizedURL string) (bool, error) {
+	err := f.entries.FindOne(ctx, bson.D{{Key: "_id", Value: ID(runID, normalizedURL)}},
+		options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return false, nil
+	}
+	return false, fmt.Errorf("look up %s in run %s: %w", normalizedURL, runID, err)
+}
 
 // loadChunk is how many scanned entries StartLoadRun hands to the queue at
 // once.
