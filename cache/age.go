@@ -29,8 +29,15 @@ func dateValue(h http.Header, responseTime time.Time) time.Time {
 func initialAge(h http.Header, responseTime time.Time) time.Duration {
 	apparent := max(0, responseTime.Sub(dateValue(h, responseTime)))
 	age, _ := parseAge(h.Values("Age"))
-	return max(apparent, age)
+	// Capped like delta-seconds (§1.2.2): a Date in year 1 would make
+	// time.Sub saturate, and adding the resident time would then
+	// overflow into a negative, forever fresh, age.
+	return min(max(apparent, age), maxAge)
 }
+
+// maxAge is the largest age the cache computes with: 2^31 seconds, about
+// 68 years.
+const maxAge = (1 << 31) * time.Second
 
 // currentAge is current_age at now of a response received at
 // responseTime: corrected_initial_age plus the time it has been stored.

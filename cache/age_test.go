@@ -50,6 +50,7 @@ func TestTransportAgeHeader(t *testing.T) {
 		{name: "RFC 9111 §4.3.4 revalidated: age restarts at the 304", rfc: true, resp: []string{"Cache-Control", "max-age=60", "ETag", `"a"`, "Age", "40"}, advance: 90 * time.Second, want: ServedRevalidated, wantAge: "0"},
 		{name: "RFC 9111 §4.3.4 revalidated: the 304's Age", rfc: true, resp: []string{"Cache-Control", "max-age=60", "ETag", `"a"`}, resp304: []string{"Age", "7"}, advance: 90 * time.Second, want: ServedRevalidated, wantAge: "7"},
 		{name: "RFC 9111 §5.1 crawler policy hit carries Age too", resp: []string{"Age", "5"}, advance: time.Hour, want: ServedHit, wantAge: "3605"},
+		{name: "RFC 9111 §1.2.2 a Date in year 1 is old, not fresh", rfc: true, resp: []string{"Cache-Control", "max-age=600", "Date", "Mon, 01 Jan 0001 00:00:00 GMT"}, advance: 30 * time.Second, want: ServedMiss},
 		{name: "RFC 9111 §5.1 miss has the origin's Age only", rfc: true, resp: []string{"Cache-Control", "no-store"}, want: ServedMiss, wantAge: ""},
 	}
 	s := openTestStore(t)

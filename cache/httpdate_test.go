@@ -90,7 +90,7 @@ func FuzzParseHTTPDate(f *testing.F) {
 	for _, seed := range []string{
 		"Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994",
 		"0", "-1", "Sun, 06 Nov 1994 08:49:37 UTC", "Thu, 31 Feb 1994 08:49:37 GMT", "10, 20", "99999999999999999999",
-		"Sat, 31 Dec 2016 23:59:60 GMT", "Saturday, 01-Jan-50 00:00:00 GMT", "sun nov  6 08:49:37 1994", ",,,,", "",
+		"Sat, 31 Dec 2016 23:59:60 GMT", "Mon, 01 Jan 0001 00:00:00 GMT", "Fri, 31 Dec 9999 23:59:59 GMT", "Saturday, 01-Jan-50 00:00:00 GMT", "sun nov  6 08:49:37 1994", ",,,,", "",
 	} {
 		f.Add(seed)
 	}
