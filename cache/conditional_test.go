@@ -167,3 +167,65 @@ func TestByteRange(t *testing.T) {
 		})
 	}
 }
+
+// TestTransportConcurrentConditionals: clients asking for different
+// ranges and conditionals of one stale entry at once (their revalidations
+// coalesce when they overlap) each get their own answer (RFC 9110
+// §13.2.2, §14).
+func TestTransportConcurrentConditionals(t *testing.T) {
+	clock := newTestClock()
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Date", clock.Now().Format(http.TimeFormat))
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("ETag", `"v1"`)
+		http.ServeContent(w, r, "", clock.Now().Add(-time.Hour), bytes.NewReader([]byte("0123456789")))
+	})
+	e := newTransportEnv(t, Options{Now: clock.Now, Policy: Policy{CacheControl: true}})
+	e.expectServed(o.URL+"/cc", ServedMiss)
+	clock.Advance(time.Hour)
+	type ask struct {
+		h    []string
+		want int
+		body string
+	}
+	asks := []ask{
+		{[]string{"Range", "bytes=0-1"}, 206, "01"},
+		{[]string{"Range", "bytes=-2"}, 206, "89"},
+		{[]string{"If-None-Match", `"v1"`}, 304, ""},
+		{nil, 200, "0123456789"},
+		{[]string{"Range", "bytes=50-"}, 416, ""},
+		{[]string{"If-None-Match", `"v0"`, "Range", "bytes=3-4"}, 206, "34"},
+	}
+	type result struct {
+		status int
+		body   string
+	}
+	results := make([]chan result, len(asks))
+	for i, a := range asks {
+		results[i] = make(chan result, 1)
+		go func() {
+			req, _ := http.NewRequest(http.MethodGet, o.URL+"/cc", nil)
+			for j := 0; j+1 < len(a.h); j += 2 {
+				req.Header.Set(a.h[j], a.h[j+1])
+			}
+			resp, err := e.tr.RoundTrip(req)
+			if err != nil {
+				results[i] <- result{status: -1, body: err.Error()}
+				return
+			}
+			var buf bytes.Buffer
+			buf.ReadFrom(resp.Body)
+			resp.Body.Close()
+			results[i] <- result{resp.StatusCode, buf.String()}
+		}()
+	}
+	for i, a := range asks {
+		r := <-results[i]
+		if r.status != a.want || r.body != a.body {
+			t.Errorf("%v: status %d body %q, want %d %q", a.h, r.status, r.body, a.want, a.body)
+		}
+	}
+	if n := o.notModified.Load(); n < 1 || n > int64(len(asks)) {
+		t.Errorf("origin answered %d 304s", n)
+	}
+}
