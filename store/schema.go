@@ -137,8 +137,10 @@ func (s *Store) where() string {
 }
 
 // migrate refuses a store newer than steps and brings an older one up to
-// the last of steps. A read-only store is only checked.
-func (s *Store) migrate(ctx context.Context, steps []Migration) error {
+// the last of steps. A read-only store is only checked. started is when
+// Open began: a process that owns the embedded store clears a lease taken
+// before, which only a process killed while migrating can have left.
+func (s *Store) migrate(ctx context.Context, steps []Migration, started time.Time) error {
 	target := 0
 	if len(steps) > 0 {
 		target = steps[len(steps)-1].Version
@@ -155,6 +157,11 @@ func (s *Store) migrate(ctx context.Context, steps []Migration) error {
 		}
 		if cur == target || s.ReadOnly {
 			return nil
+		}
+		if s.server != nil {
+			if err := s.clearStaleSchemaLease(ctx, started); err != nil {
+				return err
+			}
 		}
 		got, err := s.takeSchemaLease(ctx, holder)
 		if err != nil {
@@ -225,6 +232,18 @@ func (s *Store) takeSchemaLease(ctx context.Context, holder string) (bool, error
 		return false, fmt.Errorf("take over a lapsed schema migration lease: %w", err)
 	}
 	return res.ModifiedCount == 1, nil
+}
+
+// clearStaleSchemaLease deletes a lease taken before started (its expiry
+// is earlier than one taken since). Only the owner of the embedded store
+// may: no other process reached its server before it started.
+func (s *Store) clearStaleSchemaLease(ctx context.Context, started time.Time) error {
+	_, err := s.meta().DeleteOne(ctx, bson.D{{Key: "_id", Value: schemaLockID},
+		{Key: "expires_at", Value: bson.D{{Key: "$lt", Value: started.UTC().Add(schemaLease)}}}})
+	if err != nil {
+		return fmt.Errorf("clear the schema migration lease of a process that stopped while upgrading: %w", err)
+	}
+	return nil
 }
 
 func (s *Store) renewSchemaLease(ctx context.Context, holder string) error {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -216,5 +217,37 @@ func TestSchemaQuarantinesPoisonedRows(t *testing.T) {
 		if k.Collection != "responses" || !strings.Contains(k.SJSON, `"_id":"dup"`) && !strings.Contains(k.SJSON, `"_id":"ctl"`) {
 			t.Errorf("quarantined %+v, want a poisoned row of responses with its text", k)
 		}
+	}
+}
+
+// TestSchemaAfterAKilledUpgrade: a step that fails leaves the version where
+// it was, and the next start runs it again; a lease left by an owner killed
+// while upgrading does not make the next owner wait for it to lapse.
+func TestSchemaAfterAKilledUpgrade(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a wait for the lease would hit this
+	defer cancel()
+	dir := storetest.FixtureDir(t, storetest.FixtureE6C68C8)
+	fail := store.Migration{Version: 2, Name: "fails", Run: func(context.Context, *store.Store) error { return errors.New("disk full") }}
+	_, err := openWith(t, dir, fail)
+	if err == nil || !strings.Contains(err.Error(), "disk full") || !strings.Contains(err.Error(), "stays at version 1") {
+		t.Fatalf("open with a failing step: %v, want its error and the version it stays at", err)
+	}
+	s := mustOpenWith(t, dir)
+	// As a process killed in the middle of a step leaves it.
+	if _, err := s.Database("crawlcache").Collection("meta").InsertOne(ctx, bson.D{{Key: "_id", Value: "schema-lock"},
+		{Key: "holder", Value: "pid 1 (killed)"}, {Key: "expires_at", Value: time.Now().Add(5 * time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close(ctx)
+	ran := false
+	s, err = store.Open(ctx, store.Options{DataDir: dir, Logger: slog.New(slog.DiscardHandler), Migrations: []store.Migration{
+		{Version: 2, Name: "works", Run: func(context.Context, *store.Store) error { ran = true; return nil }},
+	}})
+	if err != nil {
+		t.Fatalf("open after the failure: %v", err)
+	}
+	defer s.Close(ctx)
+	if v, _ := s.SchemaVersion(ctx); !ran || v != 2 {
+		t.Errorf("step ran: %v, version %d; want it run and version 2", ran, v)
 	}
 }

@@ -120,12 +120,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	started := time.Now()
 	s, err := openStore(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
 	s.log = opts.Logger
-	if err := s.migrate(ctx, steps); err != nil {
+	if err := s.migrate(ctx, steps, started); err != nil {
 		_ = s.Close(context.Background())
 		return nil, err
 	}

@@ -85,3 +85,11 @@ func OpenFixture(tb testing.TB, name string) *store.Store {
 	tb.Helper()
 	return OpenDir(tb, FixtureDir(tb, name))
 }
+
+// OpenFixtureWith is OpenFixture with migration steps: the store is
+// upgraded by the store's own steps and then by migrations, as Open does
+// for a user's data directory written by that release.
+func OpenFixtureWith(tb testing.TB, name string, migrations ...store.Migration) *store.Store {
+	tb.Helper()
+	return OpenDirWith(tb, FixtureDir(tb, name), migrations...)
+}

@@ -22,9 +22,17 @@ func Open(tb testing.TB) *store.Store {
 // earlier store) and closes it when the test ends.
 func OpenDir(tb testing.TB, dir string) *store.Store {
 	tb.Helper()
+	return OpenDirWith(tb, dir)
+}
+
+// OpenDirWith is OpenDir with migration steps (store.Options.Migrations),
+// as the packages that own stored documents open the store: on a release
+// fixture (FixtureDir), it tests that their steps upgrade old data.
+func OpenDirWith(tb testing.TB, dir string, migrations ...store.Migration) *store.Store {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := store.Open(ctx, store.Options{DataDir: dir, Logger: slog.New(slog.DiscardHandler), Command: "test"})
+	s, err := store.Open(ctx, store.Options{DataDir: dir, Logger: slog.New(slog.DiscardHandler), Command: "test", Migrations: migrations})
 	if err != nil {
 		tb.Fatalf("open embedded store: %v", err)
 	}
