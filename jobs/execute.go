@@ -307,6 +307,23 @@ func (x *execution) finish(status Status, cause error) (*Outcome, error) {
 	return &Outcome{Run: final, Resumed: mode == modeResume, Session: sessionOf(final, x.worker)}, cause
 }
 
+// alone reports whether this process's counters are the whole run's: a
+// run it started and crawled alone, never resumed, with no other worker.
+// Its reports then already hold every page, error and item exactly once,
+// and the tally, which reads the run's whole frontier (seconds for a few
+// thousand pages, in silence at the end of the run), would change nothing.
+func (x *execution) alone(ctx context.Context) bool {
+	if x.mode != modeNew {
+		return false
+	}
+	rec, err := x.runs.Get(ctx, x.run.ID)
+	if err != nil {
+		return false
+	}
+	_, me := rec.Workers[x.worker]
+	return me && len(rec.Workers) == 1 && rec.Resumes == 0
+}
+
 // record writes the run's end (status, error, tally) to its record and
 // returns the status, cause and store state as they then stand.
 func (x *execution) record(ctx context.Context, status Status, cause error, down bool) (Status, error, bool) {
@@ -315,7 +332,7 @@ func (x *execution) record(ctx context.Context, status Status, cause error, down
 		msg = cause.Error()
 	}
 	var t Tally
-	if x.front != nil && !down {
+	if x.front != nil && !down && !x.alone(ctx) {
 		var err error
 		if t, err = x.r.tally(ctx, x.runs, x.front, x.job, x.run.ID); err != nil {
 			x.log.Warn("count the run's pages and items; keeping the reported counters", "err", err)
