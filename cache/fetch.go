@@ -40,6 +40,9 @@ type fetched struct {
 // fromNetwork fetches for c, coalesced with identical concurrent requests,
 // revalidating st when it is set.
 func (t *Transport) fromNetwork(c *call, st *cached, hadRev bool, fr freshness) (*http.Response, error) {
+	if resp, err, joined := t.joinStream(c); joined {
+		return resp, err
+	}
 	ctx := c.req.Context()
 	// An error response that stale-if-error will answer with st must not
 	// replace it in the store (RFC 5861 §4).
@@ -71,6 +74,9 @@ func (t *Transport) fromNetwork(c *call, st *cached, hadRev bool, fr freshness) 
 	}
 	if res.stream != nil {
 		if !leader {
+			if resp, err, joined := t.joinStream(c); joined {
+				return resp, err
+			}
 			return t.passThrough(c.outgoing(nil, nil))
 		}
 		t.misses.Add(1)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"sync"
 	"sync/atomic"
 )
 
@@ -136,6 +137,9 @@ func (t *Transport) streamFetch(c *call, st *cached, hadRev bool, resp *http.Res
 	default:
 		b.storing = true // length unknown: the buffer grows within the budget
 	}
+	if b.storing {
+		b.unpend = t.streams.start(c.key)
+	}
 	resp.Body = b
 	resp.Header.Set(HeaderServed, ServedMiss)
 	return &fetched{stream: resp, served: ServedMiss}
@@ -158,6 +162,7 @@ type teeBody struct {
 	// storing says the copy is being kept; done that it was stored or
 	// dropped.
 	storing, done bool
+	unpend        func() // wakes the requests waiting for this store
 }
 
 func (b *teeBody) Read(p []byte) (int, error) {
@@ -226,6 +231,10 @@ func (b *teeBody) release() {
 	b.buf, b.e.body = nil, nil
 	b.t.budget.release(b.held)
 	b.held = 0
+	if b.unpend != nil {
+		b.unpend()
+		b.unpend = nil
+	}
 }
 
 // Close drops a copy that was not read whole and closes the upstream body.
@@ -241,4 +250,68 @@ func discardStream(resp *http.Response) {
 		_, _ = io.Copy(io.Discard, resp.Body)
 	}
 	_ = resp.Body.Close()
+}
+
+// pendingStreams are the keys whose bodies are being kept to be stored. A
+// request for one of them waits for that store and is then served from it,
+// instead of downloading the body again: coalescing, for bodies that
+// stream. The zero value is usable.
+type pendingStreams struct {
+	mu sync.Mutex
+	m  map[string]chan struct{}
+	// joined, if set, is called when a request starts waiting (tests).
+	joined func(key string)
+}
+
+// start marks key pending and returns the func that ends it. A key that is
+// already pending stays with its first stream (the returned func does
+// nothing).
+func (p *pendingStreams) start(key string) func() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = make(map[string]chan struct{})
+	}
+	if _, ok := p.m[key]; ok {
+		return func() {}
+	}
+	ch := make(chan struct{})
+	p.m[key] = ch
+	return func() {
+		p.mu.Lock()
+		delete(p.m, key)
+		p.mu.Unlock()
+		close(ch)
+	}
+}
+
+func (p *pendingStreams) wait(key string) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.m[key]
+}
+
+// joinStream waits, when c's key is being streamed into the store, until
+// that stream ends, and then serves c again from the top (a hit when the
+// body was stored, else a fetch of its own). joined is false when there
+// was nothing to wait for. The error is c's context's when it ended first.
+func (t *Transport) joinStream(c *call) (resp *http.Response, err error, joined bool) {
+	if t.budget == nil {
+		return nil, nil, false
+	}
+	ch := t.streams.wait(c.key)
+	if ch == nil {
+		return nil, nil, false
+	}
+	if t.streams.joined != nil {
+		t.streams.joined(c.key)
+	}
+	select {
+	case <-ch:
+	case <-c.req.Context().Done():
+		return nil, c.req.Context().Err(), true
+	}
+	c.key = c.primary
+	resp, err = t.serve(c)
+	return resp, err, true
 }

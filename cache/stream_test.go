@@ -186,3 +186,48 @@ func TestStreamLargeRequestBodyPassesThrough(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamCoalesced: a request for a body that is being streamed into
+// the store waits for it and is served from the store, instead of
+// downloading the body again.
+func TestStreamCoalesced(t *testing.T) {
+	o := streamOrigin(t)
+	tr := newStreamTransport(t, nil, 0)
+	joined := make(chan struct{}, 1)
+	tr.streams.joined = func(string) { joined <- struct{}{} }
+	for _, path := range []string{"/n/100000", "/chunked/100000"} {
+		before := o.requests.Load()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, o.URL+path, nil)
+		leader, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type result struct {
+			served string
+			n      int
+			err    error
+		}
+		waiter := make(chan result, 1)
+		go func() {
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, o.URL+path, nil)
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				waiter <- result{err: err}
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			waiter <- result{resp.Header.Get(HeaderServed), len(b), err}
+		}()
+		<-joined // the second request waits for the leader's stream
+		_, _ = io.Copy(io.Discard, leader.Body)
+		leader.Body.Close()
+		got := <-waiter
+		if got.err != nil || got.served != ServedHit || got.n != 100000 {
+			t.Errorf("%s: the waiting request was served %q with %d bytes (err %v); want a hit of 100000", path, got.served, got.n, got.err)
+		}
+		if n := o.requests.Load() - before; n != 1 {
+			t.Errorf("%s: origin saw %d requests, want 1", path, n)
+		}
+	}
+}

@@ -167,7 +167,8 @@ type Transport struct {
 	hits, misses, revalidated, stale, networkBytes, savedBytes,
 	storeErrors, tooLarge, notStored atomic.Int64
 
-	budget *Budget // non-nil when streaming (Options.Stream)
+	budget  *Budget // non-nil when streaming (Options.Stream)
+	streams pendingStreams
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
