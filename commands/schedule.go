@@ -50,7 +50,12 @@ func scheduleCommand() *cli.Command {
 
 func schedule(ctx context.Context, c *cli.Context, s *store.Store, all []*configs.Job, ln net.Listener) error {
 	log := slog.Default()
-	runner := &jobs.Runner{Store: s, WorkerID: c.String("worker-id"), Logger: log, StopNow: stopNow(ctx)}
+	runner := &jobs.Runner{
+		Store: s, WorkerID: c.String("worker-id"), Logger: log, StopNow: stopNow(ctx),
+		OnInterrupt: func(n int) {
+			log.Info("stopping: finishing the pages in flight; Ctrl-C again to stop now", "in_flight", n)
+		},
+	}
 	metrics := jobs.NewMetrics()
 	sched, err := jobs.NewScheduler(jobs.SchedulerOptions{
 		Jobs:   all,

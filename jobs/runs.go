@@ -139,7 +139,9 @@ type Run struct {
 	// as the workers reported them (every ~2 s). When the run finishes,
 	// pages and errors are set from its frontier and items from its
 	// mongodb output (see Tally), so that a completed run counts every
-	// page and item once even after kill -9 and resume; the other
+	// page and item once even after kill -9 and resume (a run crawled by
+	// one process alone, never resumed, keeps its reports: they are
+	// exact, and the frontier is not read again); the other
 	// counters (hits, misses, revalidated, stale, bytes) stay the workers'
 	// sums and may miss a killed worker's last seconds.
 	Counters Counters `bson:"counters" json:"counters"`
