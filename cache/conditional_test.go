@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -55,7 +56,9 @@ func TestTransportClientConditionals(t *testing.T) {
 		{name: "RFC 9111 §4.3.2 If-Match goes to the origin", req: []string{"If-Match", `"v1"`}, want: 200, served: ServedMiss, body: "0123456789"},
 	}
 	s := openTestStore(t)
-	for _, mode := range []struct{ crawler, shared bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+	for _, mode := range []struct{ crawler, shared, stream bool }{
+		{false, false, false}, {true, false, false}, {false, true, false}, {true, true, false}, {false, true, true},
+	} {
 		crawler := mode.crawler
 		for _, tc := range tests {
 			name := tc.name
@@ -64,6 +67,9 @@ func TestTransportClientConditionals(t *testing.T) {
 			}
 			if mode.shared {
 				name = "shared " + name
+			}
+			if mode.stream {
+				name = "streaming " + name
 			}
 			t.Run(name, func(t *testing.T) {
 				clock := newTestClock()
@@ -79,7 +85,7 @@ func TestTransportClientConditionals(t *testing.T) {
 				if crawler {
 					p.ExpireAfter = Expiry{Kind: ExpireAfter, After: 600 * time.Second}
 				}
-				e := newTransportEnvOn(t, s, Options{Now: clock.Now, Policy: p, Shared: mode.shared})
+				e := newTransportEnvOn(t, s, Options{Now: clock.Now, Policy: p, Shared: mode.shared, Stream: mode.stream})
 				method := tc.method
 				if method == "" {
 					method = http.MethodGet
@@ -90,6 +96,7 @@ func TestTransportClientConditionals(t *testing.T) {
 					if err != nil || Served(resp) != ServedMiss {
 						t.Fatalf("first request: %v, served %q", err, Served(resp))
 					}
+					io.Copy(io.Discard, resp.Body) // a streamed body is stored once read whole
 					resp.Body.Close()
 				}
 				clock.Advance(tc.advance)

@@ -80,7 +80,10 @@ func (t *Transport) fromNetwork(c *call, st *cached, hadRev bool, fr freshness) 
 			return t.passThrough(c.outgoing(nil, nil))
 		}
 		t.misses.Add(1)
-		return t.conditional(c, nil, res.stream), nil
+		// Sent whole even to a conditional or range request: answering
+		// it would mean closing the body, and with it the copy being
+		// stored (or reading a body too large to keep just to drop it).
+		return res.stream, nil
 	}
 	switch res.served {
 	case ServedRevalidated:

@@ -34,44 +34,50 @@ func TestTransportStaleDirectives(t *testing.T) {
 		{name: "crawler policy ignores the response's stale-if-error", crawler: true, cc: "max-age=60, stale-if-error=600", fail: true, advance: 120 * time.Second, want: ServedMiss, status: 500, body: "v2"},
 	}
 	s := openTestStore(t)
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			clock := newTestClock()
-			var n atomic.Int64
-			o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Date", clock.Now().Format(http.TimeFormat))
-				w.Header().Set("Cache-Control", tc.cc)
-				i := n.Add(1)
-				if tc.fail && i > 1 {
-					w.WriteHeader(http.StatusInternalServerError)
+	for _, stream := range []bool{false, true} {
+		for _, tc := range tests {
+			name := tc.name
+			if stream {
+				name = "streaming " + name
+			}
+			t.Run(name, func(t *testing.T) {
+				clock := newTestClock()
+				var n atomic.Int64
+				o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Date", clock.Now().Format(http.TimeFormat))
+					w.Header().Set("Cache-Control", tc.cc)
+					i := n.Add(1)
+					if tc.fail && i > 1 {
+						w.WriteHeader(http.StatusInternalServerError)
+					}
+					fmt.Fprintf(w, "v%d", i)
+				})
+				p := tc.policy
+				p.CacheControl = !tc.crawler
+				if tc.crawler {
+					p.ExpireAfter = Expiry{Kind: ExpireAfter, After: time.Minute}
 				}
-				fmt.Fprintf(w, "v%d", i)
+				e := newTransportEnvOn(t, s, Options{Now: clock.Now, Policy: p, Stream: stream})
+				e.expectServed(o.URL+"/st", ServedMiss)
+				clock.Advance(tc.advance)
+				resp, body := e.get(nil, o.URL+"/st", tc.req...)
+				if Served(resp) != tc.want || resp.StatusCode != tc.status || string(body) != tc.body {
+					t.Fatalf("served %q %d %q, want %q %d %q", Served(resp), resp.StatusCode, body, tc.want, tc.status, tc.body)
+				}
+				if tc.kept { // the explicitly fresh 500 did not replace it
+					resp, body := e.get(nil, o.URL+"/st")
+					if resp.StatusCode != 200 || string(body) != "v1" {
+						t.Errorf("next request: served %q %d %q, want the stored v1 again", Served(resp), resp.StatusCode, body)
+					}
+				}
+				if tc.thenHit {
+					e.tr.Close() // waits for the background refresh
+					resp, body := e.get(nil, o.URL+"/st")
+					if Served(resp) != ServedHit || string(body) != "v2" {
+						t.Errorf("after the background refresh: served %q %q, want hit v2", Served(resp), body)
+					}
+				}
 			})
-			p := tc.policy
-			p.CacheControl = !tc.crawler
-			if tc.crawler {
-				p.ExpireAfter = Expiry{Kind: ExpireAfter, After: time.Minute}
-			}
-			e := newTransportEnvOn(t, s, Options{Now: clock.Now, Policy: p})
-			e.expectServed(o.URL+"/st", ServedMiss)
-			clock.Advance(tc.advance)
-			resp, body := e.get(nil, o.URL+"/st", tc.req...)
-			if Served(resp) != tc.want || resp.StatusCode != tc.status || string(body) != tc.body {
-				t.Fatalf("served %q %d %q, want %q %d %q", Served(resp), resp.StatusCode, body, tc.want, tc.status, tc.body)
-			}
-			if tc.kept { // the explicitly fresh 500 did not replace it
-				resp, body := e.get(nil, o.URL+"/st")
-				if resp.StatusCode != 200 || string(body) != "v1" {
-					t.Errorf("next request: served %q %d %q, want the stored v1 again", Served(resp), resp.StatusCode, body)
-				}
-			}
-			if tc.thenHit {
-				e.tr.Close() // waits for the background refresh
-				resp, body := e.get(nil, o.URL+"/st")
-				if Served(resp) != ServedHit || string(body) != "v2" {
-					t.Errorf("after the background refresh: served %q %q, want hit v2", Served(resp), body)
-				}
-			}
-		})
+		}
 	}
 }

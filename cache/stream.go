@@ -114,7 +114,7 @@ func (t *Transport) streamFetch(c *call, st *cached, hadRev bool, resp *http.Res
 	if t.budget == nil || resp.ContentLength == 0 || methodOf(c.req) == http.MethodHead {
 		return nil
 	}
-	if st != nil && resp.StatusCode >= 500 && t.policy.StaleIfError != 0 {
+	if c.keepOnError && resp.StatusCode >= 500 {
 		return nil // whole, so that stale_if_error can answer instead
 	}
 	resp.Header.Del(HeaderServed) // an upstream crawlcache's verdict is not ours
