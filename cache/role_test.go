@@ -269,3 +269,37 @@ func FuzzCDNCacheControl(f *testing.F) {
 		}
 	})
 }
+
+// TestShared304SetCookieNotStored: a 304 that sets a cookie gives it to
+// the client that revalidated, and the stored entry it refreshes never
+// replays it (RFC 9111 §4.3.4 merges the 304's fields; a shared cache
+// keeps Set-Cookie out).
+func TestShared304SetCookieNotStored(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		var n atomic.Int64
+		o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("ETag", `"v"`)
+			if n.Add(1) == 1 {
+				w.Header().Set("Cache-Control", "max-age=0")
+				io.WriteString(w, "body")
+				return
+			}
+			w.Header().Set("Cache-Control", "max-age=60")
+			w.Header().Set("Set-Cookie", "sid=revalidator")
+			w.WriteHeader(http.StatusNotModified)
+		})
+		e := newTransportEnv(t, Options{Shared: shared, Policy: Policy{CacheControl: true}})
+		e.expectServed(o.URL+"/", ServedMiss)
+		if resp, _ := e.get(nil, o.URL+"/"); Served(resp) != ServedRevalidated || resp.Header.Get("Set-Cookie") != "sid=revalidator" {
+			t.Fatalf("shared %v: revalidating client got %q with Set-Cookie %q, want revalidated with its cookie", shared, Served(resp), resp.Header.Get("Set-Cookie"))
+		}
+		resp, _ := e.get(nil, o.URL+"/")
+		want := "sid=revalidator" // a private cache: the same user
+		if shared {
+			want = ""
+		}
+		if Served(resp) != ServedHit || resp.Header.Get("Set-Cookie") != want {
+			t.Errorf("shared %v: next client got %q with Set-Cookie %q, want a hit with %q", shared, Served(resp), resp.Header.Get("Set-Cookie"), want)
+		}
+	}
+}
