@@ -199,6 +199,7 @@ func (s *Store) runMigrations(ctx context.Context, steps []Migration, holder str
 			return err
 		}
 		start := time.Now()
+		s.logger().Info("upgrading the store", "where", s.where(), "from", doc.Version, "to", m.Version, "step", m.Name)
 		if err := m.Run(ctx, s); err != nil {
 			return fmt.Errorf("upgrade the %s to schema version %d (%s): %w; it stays at version %d, and the next start retries", s.where(), m.Version, m.Name, err, doc.Version)
 		}
