@@ -209,7 +209,8 @@ func (d *Direct) write(ctx context.Context, db, coll string, f func(tx *sql.Tx, 
 // unordered insertMany: a document whose _id exists is skipped and its
 // index listed in dups; the others are stored. It returns an error
 // wrapping ErrDirectUnsupported, before writing anything, when any
-// document cannot be written directly.
+// document cannot be written directly, and ErrUnreadableDocument when any
+// is one the server could not read back.
 func (d *Direct) InsertMany(ctx context.Context, db, coll string, docs []bson.Raw) (dups []int, err error) {
 	enc := make([]encoded, len(docs))
 	for i, doc := range docs {

@@ -190,6 +190,7 @@ func TestDirectWriteParity(t *testing.T) {
 		bson.D{{Key: "_id", Value: "dup-top"}, {Key: "a", Value: 1}, {Key: "a", Value: 2}},
 		bson.D{{Key: "_id", Value: "dup-in-array"}, {Key: "l", Value: bson.A{bson.D{{Key: "x", Value: 1}, {Key: "x", Value: 1}}}}},
 		bson.D{{Key: "_id", Value: "bad-utf8-key"}, {Key: "h", Value: bson.D{{Key: "k\xff", Value: 1}}}},
+		bson.D{{Key: "_id", Value: "deeper than SQLite parses"}, {Key: "d", Value: deep(400)}},
 	)
 	var accepted, refused int
 	for i, doc := range docs {
