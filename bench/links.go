@@ -190,6 +190,9 @@ func linkScenarios(ctx context.Context, cfg config) ([]row, error) {
 		{"1,000 pages of 1,000 links", "/hubs", 1 + 1000 + million, 300},
 		{fmt.Sprintf("one page of 1,000,000 links (%.0f MB)", float64(len(site.bigPage))/(1<<20)), "/big", 1 + million, 800},
 	} {
+		if cfg.links != "" && !strings.HasPrefix(sc.seed, "/"+cfg.links) {
+			continue
+		}
 		dir, err := os.MkdirTemp("", "crawlcache-bench-links-")
 		if err != nil {
 			return nil, err

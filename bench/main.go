@@ -32,6 +32,9 @@ type config struct {
 	bandwidth   int64
 	// only selects scenarios by name (see scenarioNames); empty means all.
 	only map[string]bool
+	// links selects one of the million-link scenarios: "hubs", "big" or
+	// "" for both.
+	links string
 	// proxyClients download at once in the proxy scenarios; proxyLarge
 	// is the size of the body too large to store, proxyHuge of the single
 	// very large body (0 skips that row).
@@ -62,6 +65,7 @@ func main() {
 	flag.IntVar(&cfg.runs, "runs", 3, "rounds of the crawl scenarios; the table shows medians")
 	flag.Int64Var(&cfg.bandwidth, "bandwidth", 1<<20, "bytes per second per connection of the re-crawl variant where bodies take transfer time")
 	flag.BoolVar(&cfg.skipRSS, "skip-rss", false, "skip the 100k-URL memory scenario (the slowest)")
+	flag.StringVar(&cfg.links, "links", "", "with -only links: hubs (1,000 pages of 1,000 links) or big (one page of a million links); empty runs both")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write CPU, block and mutex profiles of each crawl to PREFIX.<crawl>[.block|.mutex].prof (the last round's)")
 	flag.IntVar(&cfg.proxyClients, "proxy-clients", 100, "concurrent clients of the proxy memory scenarios")
 	flag.Int64Var(&cfg.proxyLarge, "proxy-large", 200<<20, "bytes of the body too large to store that every proxy client downloads")
