@@ -98,16 +98,9 @@ func runProxy(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("cdn-cache-control") && (upstream == nil || c.Bool("private")) {
-		return fmt.Errorf("--cdn-cache-control: only a shared reverse proxy (with --upstream, without --private) acts as a CDN for its origin")
-	}
-	maxReq, err := configs.ParseSize(c.String("max-request-body"))
-	if err != nil || maxReq == 0 {
-		return fmt.Errorf("--max-request-body %q: want a size > 0 like 1GiB or 10485760", c.String("max-request-body"))
-	}
-	maxBuf, err := configs.ParseSize(c.String("max-buffer"))
-	if err != nil || maxBuf == 0 {
-		return fmt.Errorf("--max-buffer %q: want a size > 0 like 256MiB", c.String("max-buffer"))
+	maxReq, maxBuf, err := proxyLimits(c, upstream)
+	if err != nil {
+		return err
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// The GC's default target lets the heap reach twice what is live;
@@ -138,19 +131,7 @@ func runProxy(c *cli.Context) error {
 		h := &proxy.Handler{Transport: t, Upstream: upstream, Guard: guard, MaxRequestBody: maxReq}
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
 
-		mode := "forward proxy for http:// URLs (https passes through CONNECT uncached)"
-		if upstream != nil {
-			mode = "reverse proxy for " + upstream.String()
-		}
-		fmt.Fprintf(c.App.Writer, "crawlcache proxy on http://%s: %s\n", ln.Addr(), mode)
-		role := "shared cache (many clients; --private for one user)"
-		if c.Bool("private") {
-			role = "private cache (one user)"
-		}
-		fmt.Fprintf(c.App.Writer, "cache: %s, db %s, %s\n", s.Describe(), c.String("db"), role)
-		if upstream == nil {
-			fmt.Fprintf(c.App.Writer, "use it with: HTTP_PROXY=http://%s curl -i http://example.org/\n", ln.Addr())
-		}
+		printProxyBanner(c, ln.Addr(), upstream, s)
 		if c.Bool("public") {
 			slog.Warn("the proxy listens on a non-loopback address: anyone who reaches it can use it", "listen", listen, "allow", c.StringSlice("allow"))
 		}
@@ -184,4 +165,39 @@ func runProxy(c *cli.Context) error {
 			}
 		}
 	})
+}
+
+// proxyLimits checks the flags that bound what the proxy holds and does:
+// --max-request-body, --max-buffer and --cdn-cache-control.
+func proxyLimits(c *cli.Context, upstream *url.URL) (maxReq, maxBuf int64, err error) {
+	if c.Bool("cdn-cache-control") && (upstream == nil || c.Bool("private")) {
+		return 0, 0, fmt.Errorf("--cdn-cache-control: only a shared reverse proxy (with --upstream, without --private) acts as a CDN for its origin")
+	}
+	maxReq, err = configs.ParseSize(c.String("max-request-body"))
+	if err != nil || maxReq == 0 {
+		return 0, 0, fmt.Errorf("--max-request-body %q: want a size > 0 like 1GiB or 10485760", c.String("max-request-body"))
+	}
+	maxBuf, err = configs.ParseSize(c.String("max-buffer"))
+	if err != nil || maxBuf == 0 {
+		return 0, 0, fmt.Errorf("--max-buffer %q: want a size > 0 like 256MiB", c.String("max-buffer"))
+	}
+	return maxReq, maxBuf, nil
+}
+
+// printProxyBanner says where the proxy listens, what it proxies, its store
+// and its role.
+func printProxyBanner(c *cli.Context, addr net.Addr, upstream *url.URL, s *store.Store) {
+	mode := "forward proxy for http:// URLs (https passes through CONNECT uncached)"
+	if upstream != nil {
+		mode = "reverse proxy for " + upstream.String()
+	}
+	fmt.Fprintf(c.App.Writer, "crawlcache proxy on http://%s: %s\n", addr, mode)
+	role := "shared cache (many clients; --private for one user)"
+	if c.Bool("private") {
+		role = "private cache (one user)"
+	}
+	fmt.Fprintf(c.App.Writer, "cache: %s, db %s, %s\n", s.Describe(), c.String("db"), role)
+	if upstream == nil {
+		fmt.Fprintf(c.App.Writer, "use it with: HTTP_PROXY=http://%s curl -i http://example.org/\n", addr)
+	}
 }
