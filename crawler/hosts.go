@@ -18,7 +18,7 @@ const (
 )
 
 // hostGate makes a worker fetch only hosts it holds a lease on in the
-// frontier (issue 5): per-host politeness then holds for a fleet of workers
+// frontier: per-host politeness then holds for a fleet of workers
 // sharing one run, since only the holder sends requests to the host.
 //
 // A fetcher asks for the lease before each fetch; while another worker holds
