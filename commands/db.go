@@ -43,6 +43,9 @@ func dbCommand() *cli.Command {
 						return err
 					}
 					defer srv.Close()
+					if err := srv.Upgrade(c.Context, nil, nil); err != nil {
+						return err
+					}
 					fmt.Fprintf(c.App.Writer, "crawlcache embedded store serving %s\n", c.String("data-dir"))
 					fmt.Fprintf(c.App.Writer, "connection string: %s\n", srv.URI())
 					fmt.Fprintf(c.App.Writer, "  mongosh %s\n", srv.URI())

@@ -268,3 +268,24 @@ func (s *Store) releaseSchemaLease(holder string) error {
 	}
 	return nil
 }
+
+// Upgrade brings the data directory srv serves to this binary's schema
+// version, the store's own steps then migrations, as Open does for the
+// stores it opens: for a process that serves a data directory without
+// opening a Store on it (db serve), once, right after StartServer. logger
+// receives a line per step; nil means slog.Default(). It returns an error
+// wrapping ErrSchemaTooNew when a newer crawlcache wrote the directory.
+func (srv *Server) Upgrade(ctx context.Context, migrations []Migration, logger *slog.Logger) error {
+	steps, err := knownMigrations(migrations)
+	if err != nil {
+		return err
+	}
+	started := time.Now()
+	client, err := connect(ctx, srv.URI(), 10*time.Second, nil)
+	if err != nil {
+		return err
+	}
+	defer client.Disconnect(context.Background())
+	s := &Store{Client: client, URI: srv.URI(), Embedded: true, DataDir: srv.dir, ReadOnly: srv.readOnly, server: srv, log: logger}
+	return s.migrate(ctx, steps, started)
+}

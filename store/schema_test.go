@@ -174,8 +174,43 @@ func TestSchemaRefusesAVersionUsedTwice(t *testing.T) {
 // the upgrade the collection reads whole and the rows' text is kept in
 // crawlcache.quarantine.
 func TestSchemaQuarantinesPoisonedRows(t *testing.T) {
+	dir := storetest.FixtureDir(t, storetest.FixtureE6C68C8)
+	poison(t, dir)
+	checkQuarantined(t, storetest.OpenDir(t, dir))
+}
+
+// TestSchemaDbServeUpgrades: a data directory served by db serve
+// (StartServer, then Server.Upgrade) is upgraded by the server's process,
+// which owns the files: the poisoned rows are moved out too.
+func TestSchemaDbServeUpgrades(t *testing.T) {
 	ctx := context.Background()
 	dir := storetest.FixtureDir(t, storetest.FixtureE6C68C8)
+	poison(t, dir)
+	srv, err := store.StartServer(ctx, store.ServerOptions{DataDir: dir, Command: "db serve", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if err := srv.Upgrade(ctx, nil, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	s, err := store.Open(ctx, store.Options{DataDir: dir, Logger: slog.New(slog.DiscardHandler)}) // connects to the server
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	if v, err := s.SchemaVersion(ctx); err != nil || v != 1 {
+		t.Errorf("schema version: %d, %v; want 1", v, err)
+	}
+	checkQuarantined(t, s)
+	if err := srv.Upgrade(ctx, []store.Migration{{Version: 1, Name: "again", Run: func(context.Context, *store.Store) error { return nil }}}, nil); err == nil {
+		t.Errorf("upgrade with version 1 twice: no error")
+	}
+}
+
+// poison adds to the fixture's responses two rows FerretDB cannot read.
+func poison(t *testing.T, dir string) {
+	t.Helper()
 	conn, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "http_cache.sqlite"))
 	if err != nil {
 		t.Fatal(err)
@@ -193,8 +228,13 @@ func TestSchemaQuarantinesPoisonedRows(t *testing.T) {
 		}
 	}
 	_ = conn.Close()
+}
 
-	s := storetest.OpenDir(t, dir)
+// checkQuarantined: the poisoned rows are in crawlcache.quarantine, and the
+// collection reads whole.
+func checkQuarantined(t *testing.T, s *store.Store) {
+	t.Helper()
+	ctx := context.Background()
 	if got := countResponses(t, s); got != 10 {
 		t.Errorf("cached responses after the upgrade: %d, want the fixture's 10", got)
 	}
