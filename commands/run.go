@@ -89,7 +89,10 @@ func resumeCommand() *cli.Command {
 		ArgsUsage: "[RUN_ID]",
 		Description: "Pages fetched before the interruption come back from the cache; pending URLs are crawled;\n" +
 			"items already written are not written again. The job config is read from the path recorded\n" +
-			"in the run (override with --config).",
+			"in the run (override with --config). A run whose crawl completed but whose outputs were not all\n" +
+			"committed (a failure or a crash during the commit) only finishes the commit.\n" +
+			"Exit status as for run: 0 completed, 1 failed or not started, 2 bad arguments, 3 completed with\n" +
+			"too many errors (max_error_ratio), 130 interrupted.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "job", Usage: "resume the newest run of this job instead of naming a run", EnvVars: []string{"CRAWLCACHE_JOB"}},
 			&cli.StringFlag{Name: "config", Usage: "job config to use instead of the path recorded in the run", EnvVars: []string{"CRAWLCACHE_CONFIG"}},
