@@ -181,7 +181,10 @@ func (x *execution) end(crawlErr, lost error) (*Outcome, error) {
 // a resume finishes the commit.
 func (x *execution) complete() (*Outcome, error) {
 	if err := x.commitOutputs(); err != nil {
-		if !store.IsUnavailable(err) {
+		switch {
+		case errors.Is(err, pipeline.ErrOutputMissing):
+			err = fmt.Errorf("commit outputs: %w (the run's items for it are gone: start a new run with `crawlcache run %s`)", err, x.job.Source)
+		case !store.IsUnavailable(err):
 			err = fmt.Errorf("commit outputs: %w (outputs already committed are kept: fix the cause, then `crawlcache resume %s` finishes the commit)", err, x.run.ID)
 		}
 		return x.finish(StatusFailed, err)
