@@ -66,11 +66,7 @@ func privateFields(cc cacheControl) (unqualified bool, names []string) {
 	if !ok {
 		return false, nil
 	}
-	for _, n := range strings.Split(arg, ",") {
-		if n = strings.TrimSpace(n); n != "" {
-			names = append(names, http.CanonicalHeaderKey(n))
-		}
-	}
+	names = fieldNames(arg)
 	return len(names) == 0, names
 }
 
