@@ -40,10 +40,13 @@ type config struct {
 	// very large body (0 skips that row).
 	proxyClients          int
 	proxyLarge, proxyHuge int64
+	// historyItems and historyFrontier size the store of the history
+	// scenario.
+	historyItems, historyFrontier int
 }
 
 // scenarioNames are the values of -only.
-var scenarioNames = []string{"cold", "crawl", "resume", "roundtrips", "rss", "links", "proxy"}
+var scenarioNames = []string{"cold", "crawl", "resume", "roundtrips", "rss", "links", "proxy", "history"}
 
 // want reports whether scenario name runs.
 func (c config) want(name string) bool { return len(c.only) == 0 || c.only[name] }
@@ -64,6 +67,8 @@ func main() {
 	flag.StringVar(&cfg.out, "out", "docs/BENCH.md", "file the markdown table is written to")
 	flag.IntVar(&cfg.runs, "runs", 3, "rounds of the crawl scenarios; the table shows medians")
 	flag.Int64Var(&cfg.bandwidth, "bandwidth", 1<<20, "bytes per second per connection of the re-crawl variant where bodies take transfer time")
+	flag.IntVar(&cfg.historyItems, "history-items", 1000000, "items of earlier runs in the store of the history scenario")
+	flag.IntVar(&cfg.historyFrontier, "history-frontier", 1000000, "frontier entries of earlier runs in the store of the history scenario")
 	flag.BoolVar(&cfg.skipRSS, "skip-rss", false, "skip the 100k-URL memory scenario (the slowest)")
 	flag.StringVar(&cfg.links, "links", "", "with -only links: hubs (1,000 pages of 1,000 links) or big (one page of a million links); empty runs both")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write CPU, block and mutex profiles of each crawl to PREFIX.<crawl>[.block|.mutex].prof (the last round's)")
@@ -126,6 +131,7 @@ func run(ctx context.Context, cfg config) (string, error) {
 		{"rss", fmt.Sprintf("peak RSS with a %d-URL frontier", cfg.frontier), rssScenario},
 		{"links", "a million links", linkScenarios},
 		{"proxy", fmt.Sprintf("proxy peak RSS, %d concurrent large downloads", cfg.proxyClients), proxyScenarios},
+		{"history", "start and end of a run over the history of earlier runs", historyScenario},
 	}
 	for _, sc := range scenarios {
 		switch {

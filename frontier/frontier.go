@@ -39,7 +39,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"crawlcache/store"
 )
@@ -271,11 +270,14 @@ func (f *Frontier) stripe(key string) *sync.Mutex {
 	return &f.stripes[x%uint32(len(f.stripes))]
 }
 
-// Counts returns the number of entries of runID in each state. It scans the
-// run (see LoadRun for the cost) and refreshes this process's queue: call it
-// for reports, not per page.
+// Counts returns the number of entries of runID in each state, as the store
+// has them (a lease is counted leased until its holder finishes it, even
+// when expired). It reads the run's entries and log records: on the
+// embedded store served by this process only those (see scanRun), on
+// another store every document that has the run's run_id. It does not
+// change this process's queue. Call it for reports, not per page.
 func (f *Frontier) Counts(ctx context.Context, runID string) (Counts, error) {
-	c, err := f.refresh(ctx, runID, true)
+	c, err := f.count(ctx, runID)
 	if err != nil {
 		return c, fmt.Errorf("count frontier of run %s: %w", runID, err)
 	}
@@ -353,20 +355,18 @@ func (f *Frontier) register(ctx context.Context, runID string) error {
 // alone reports whether this Frontier is the only one registered for runID.
 // Every Frontier registers before it writes to a run, so then every entry
 // and state change of the run was made here, and this Frontier's memory of
-// the run is complete. The collection is small (one document per run and
-// worker), so this scan is cheap even on the embedded server.
+// the run is complete. It reads the run's documents only (see scanRun).
 func (f *Frontier) alone(ctx context.Context, runID string) (bool, error) {
-	cur, err := f.workers.Find(ctx, bson.D{{Key: "run_id", Value: runID}}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	var ids []string
+	err := f.scanRun(ctx, f.workers, runID, bson.D{{Key: "_id", Value: 1}}, func(doc bson.Raw) error {
+		id, _ := doc.Lookup("_id").StringValueOK()
+		ids = append(ids, id)
+		return nil
+	})
 	if err != nil {
 		return false, err
 	}
-	var docs []struct {
-		ID string `bson:"_id"`
-	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return false, err
-	}
-	return len(docs) == 1 && docs[0].ID == runID+"/"+f.instance, nil
+	return len(ids) == 1 && ids[0] == runID+"/"+f.instance, nil
 }
 
 func newInstanceID() string {
