@@ -117,8 +117,9 @@ func runProxy(c *cli.Context) error {
 			}
 		}
 		db := s.Database(c.String("db"))
+		budget := cache.NewBudget(maxBuf)
 		t, err := cache.New(ctx, db, cache.Options{Policy: pol, SupportsTTL: s.Capabilities().TTLIndexes, FilterPushdown: s.Capabilities().FilterPushdown,
-			Upstream: proxy.NewUpstream(guard), Stream: true, Buffer: cache.NewBudget(maxBuf),
+			Upstream: proxy.NewUpstream(guard), Stream: true, Buffer: budget,
 			Shared: !c.Bool("private"), CDNCacheControl: c.Bool("cdn-cache-control")})
 		if err != nil {
 			return err
@@ -157,7 +158,8 @@ func runProxy(c *cli.Context) error {
 					slog.Warn("save proxy counters", "err", ferr)
 				}
 				st := t.Stats()
-				fmt.Fprintf(c.App.Writer, "proxy stopped: %d hits, %d misses, %d revalidated, %d stale\n", st.Hits, st.Misses, st.Revalidated, st.Stale)
+				fmt.Fprintf(c.App.Writer, "proxy stopped: %d hits, %d misses, %d revalidated, %d stale; not stored: %d too large, %d past --max-buffer\n",
+					st.Hits, st.Misses, st.Revalidated, st.Stale, st.TooLarge, budget.Refused())
 				if err != nil && !errors.Is(err, http.ErrServerClosed) {
 					return fmt.Errorf("proxy shutdown: %w", err)
 				}
