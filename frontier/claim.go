@@ -37,14 +37,22 @@ var (
 // RedactLog).
 func (f *Frontier) logDoc(runID string, it qitem, seq int64, st State, worker string, until time.Time, errMsg string, now time.Time) bson.D {
 	id := entryID(runID, it.h)
+	u := f.logURL(runID, it.url)
 	d := bson.D{
 		{Key: "_id", Value: id + "#" + strconv.FormatInt(seq, 10)},
 		{Key: "run_id", Value: runID},
 		{Key: "entry", Value: id},
 		{Key: "seq", Value: seq},
 		{Key: "state", Value: st},
-		{Key: "url", Value: f.logURL(runID, it.url)},
+		{Key: "url", Value: u},
 		{Key: "attempts", Value: it.attempts},
+	}
+	if u != it.url {
+		d = append(d, bson.E{Key: "url_redacted", Value: true})
+	} else if it.depth >= 0 {
+		// With its depth, a record that leaves the entry claimable is
+		// enough to queue it on resume before the entries are scanned.
+		d = append(d, bson.E{Key: "depth", Value: it.depth})
 	}
 	if st == Leased {
 		d = append(d, bson.E{Key: "worker", Value: worker}, bson.E{Key: "lease_until", Value: until})
@@ -346,7 +354,7 @@ func (f *Frontier) finishElsewhere(ctx context.Context, id string, st State, err
 		if st != Done && l.State == Leased && l.LeaseUntil.After(now) {
 			return nil
 		}
-		it := qitem{h: h, url: l.URL, attempts: l.Attempts}
+		it := qitem{h: h, url: l.URL, attempts: l.Attempts, depth: -1} // depth unknown here
 		if st != Done {
 			it.attempts++
 		}

@@ -81,6 +81,7 @@ func (f *Frontier) StartLoadRun(ctx context.Context, runID string, reclaim ...st
 		done(err)
 		return nil, fmt.Errorf("load frontier of run %s: %w", runID, err)
 	}
+	f.queueFromLog(r, runID, latest, now, reclaimed)
 	ch := make(chan LoadResult, 1)
 	go func() {
 		start := time.Now()
@@ -95,6 +96,28 @@ func (f *Frontier) StartLoadRun(ctx context.Context, runID string, reclaim ...st
 		ch <- LoadResult{Counts: c, Err: err}
 	}()
 	return ch, nil
+}
+
+// queueFromLog queues at once the entries whose latest log record leaves
+// them claimable (released on an interrupt, a dead worker's leases) and
+// says their URL and depth: they are the work a resume should take up
+// first, and need not wait for the entries scan, which skips them.
+func (f *Frontier) queueFromLog(r *run, runID string, latest map[string]logRec, now time.Time, reclaim map[string]bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id, l := range latest {
+		claimable := l.State == Pending || (l.State == Leased && (reclaim[l.Worker] || !l.LeaseUntil.After(now)))
+		if !claimable || l.Depth == nil || l.URL == "" {
+			continue
+		}
+		rid, h, ok := splitID(id)
+		if !ok || rid != runID {
+			continue
+		}
+		r.seen[h] = struct{}{}
+		r.addedWhileLoading[h] = struct{}{}
+		r.push(qitem{h: h, seq: l.Seq, attempts: l.Attempts, depth: *l.Depth, url: l.URL})
+	}
 }
 
 // streamEntries scans runID's entries and queues the claimable ones chunk

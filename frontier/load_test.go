@@ -34,12 +34,21 @@ func TestStartLoadRunResumesWhileScanning(t *testing.T) {
 	if err != nil {
 		t.Fatalf("StartLoadRun: %v", err)
 	}
+	// The dead worker's lease is in the log with its URL: it is the first
+	// claim, before the entries are scanned.
+	first := mustClaim(t, f, "r", "w", 1)
+	if len(first) != 1 || first[0].ID != es[2].ID || first[0].Depth != all[2].Depth {
+		t.Fatalf("first claim = %+v, want the reclaimed %s at depth %d", first, es[2].URL, all[2].Depth)
+	}
+	claimed := map[string]int{first[0].URL: 1}
+	if err := f.Done(ctx, first[0].ID); err != nil {
+		t.Fatal(err)
+	}
 	// Add during the load: one known URL, one new.
 	newLink := frontier.Link{URL: "https://a.example/new", Host: "a.example", Depth: 1}
 	if n := mustAdd(t, f, "r", []frontier.Link{all[5], newLink}); n != 1 {
 		t.Errorf("Add during the load = %d new, want 1", n)
 	}
-	claimed := map[string]int{}
 	var res frontier.LoadResult
 	loading := true
 	for loading {

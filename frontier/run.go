@@ -257,6 +257,10 @@ type logRec struct {
 	Worker     string    `bson:"worker"`
 	LeaseUntil time.Time `bson:"lease_until"`
 	Attempts   int32     `bson:"attempts"`
+	// URL and Depth are set on records written since depth was recorded,
+	// when the URL is the entry's own (not redacted).
+	URL   string `bson:"url"`
+	Depth *int32 `bson:"depth"`
 }
 
 // refresh scans runID's entries and log, merges what is claimable into the
@@ -401,6 +405,7 @@ func (f *Frontier) scanLog(ctx context.Context, runID string) (map[string]logRec
 		options.Find().SetProjection(bson.D{
 			{Key: "entry", Value: 1}, {Key: "seq", Value: 1}, {Key: "state", Value: 1},
 			{Key: "worker", Value: 1}, {Key: "lease_until", Value: 1}, {Key: "attempts", Value: 1},
+			{Key: "url", Value: 1}, {Key: "depth", Value: 1},
 		}).SetBatchSize(5000))
 	if err != nil {
 		return nil, fmt.Errorf("scan log: %w", err)
