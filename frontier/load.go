@@ -76,7 +76,7 @@ func (f *Frontier) StartLoadRun(ctx context.Context, runID string, reclaim ...st
 		}
 		f.mu.Unlock()
 	}
-	latest, err := f.scanLog(ctx, runID)
+	latest, err := f.scanLog(ctx, runID, true)
 	if err != nil {
 		done(err)
 		return nil, fmt.Errorf("load frontier of run %s: %w", runID, err)

@@ -293,7 +293,7 @@ func (f *Frontier) refresh(ctx context.Context, runID string, force bool) (Count
 	// Log first: an entry added after this point is new anyway, and a
 	// state written after it only makes a queued item stale (a stale claim
 	// loses its insert and is dropped).
-	latest, err := f.scanLog(ctx, runID)
+	latest, err := f.scanLog(ctx, runID, false)
 	if err != nil {
 		return c, err
 	}
@@ -398,26 +398,40 @@ func (f *Frontier) refresh(ctx context.Context, runID string, force bool) (Count
 	return c, nil
 }
 
-// scanLog reads the latest log record of every entry of runID.
-func (f *Frontier) scanLog(ctx context.Context, runID string) (map[string]logRec, error) {
+// scanLog reads the latest log record of every entry of runID. byRange
+// reads it with scanRun (only the run's records, in one read transaction,
+// on the embedded store served here); refresh does not, see scanRun.
+func (f *Frontier) scanLog(ctx context.Context, runID string, byRange bool) (map[string]logRec, error) {
 	latest := make(map[string]logRec)
-	cur, err := f.log.Find(ctx, bson.D{{Key: "run_id", Value: runID}},
-		options.Find().SetProjection(bson.D{
-			{Key: "entry", Value: 1}, {Key: "seq", Value: 1}, {Key: "state", Value: 1},
-			{Key: "worker", Value: 1}, {Key: "lease_until", Value: 1}, {Key: "attempts", Value: 1},
-			{Key: "url", Value: 1}, {Key: "depth", Value: 1},
-		}).SetBatchSize(5000))
+	add := func(doc bson.Raw) error {
+		var l logRec
+		if err := bson.Unmarshal(doc, &l); err != nil {
+			return fmt.Errorf("decode %s: %w", doc, err)
+		}
+		if old, ok := latest[l.Entry]; !ok || l.Seq > old.Seq {
+			latest[l.Entry] = l
+		}
+		return nil
+	}
+	proj := bson.D{
+		{Key: "entry", Value: 1}, {Key: "seq", Value: 1}, {Key: "state", Value: 1},
+		{Key: "worker", Value: 1}, {Key: "lease_until", Value: 1}, {Key: "attempts", Value: 1},
+		{Key: "url", Value: 1}, {Key: "depth", Value: 1},
+	}
+	if byRange {
+		if err := f.scanRun(ctx, f.log, runID, proj, add); err != nil {
+			return nil, fmt.Errorf("scan log: %w", err)
+		}
+		return latest, nil
+	}
+	cur, err := f.log.Find(ctx, bson.D{{Key: "run_id", Value: runID}}, options.Find().SetProjection(proj).SetBatchSize(5000))
 	if err != nil {
 		return nil, fmt.Errorf("scan log: %w", err)
 	}
 	defer cur.Close(ctx)
 	for cur.Next(ctx) {
-		var l logRec
-		if err := cur.Decode(&l); err != nil {
-			return nil, fmt.Errorf("scan log: decode %s: %w", cur.Current, err)
-		}
-		if old, ok := latest[l.Entry]; !ok || l.Seq > old.Seq {
-			latest[l.Entry] = l
+		if err := add(cur.Current); err != nil {
+			return nil, fmt.Errorf("scan log: %w", err)
 		}
 	}
 	if err := cur.Err(); err != nil {
