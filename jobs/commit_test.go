@@ -206,3 +206,28 @@ func TestCommitCrashAtEveryStep(t *testing.T) {
 		})
 	}
 }
+
+// TestRunRecordsOfTheLastRelease: run records written by the previous
+// release (no commit state, no breakdown, no robots or retries counters)
+// read back with those empty, and summarise.
+func TestRunRecordsOfTheLastRelease(t *testing.T) {
+	s := storetest.OpenFixture(t, storetest.FixtureE6C68C8)
+	list, err := NewRuns(s.Database(Database), nil).List(context.Background(), ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 {
+		t.Fatalf("%d runs in the fixture, want 2", len(list))
+	}
+	for _, r := range list {
+		if r.Status != StatusCompleted || r.Commit != nil || r.Breakdown.ErrorKinds != nil || r.Breakdown.Statuses != nil ||
+			r.Counters.Robots != 0 || r.Counters.Retries != 0 || r.Counters.Pages == 0 {
+			t.Errorf("run %s read back as %+v", r.ID, r)
+		}
+		var b bytes.Buffer
+		WriteSummary(&b, r)
+		if !bytes.Contains(b.Bytes(), []byte("robots  0 blocked")) {
+			t.Errorf("summary of %s:\n%s", r.ID, b.String())
+		}
+	}
+}
