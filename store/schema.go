@@ -112,7 +112,7 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read the schema version: %w", err)
+		return 0, fmt.Errorf("read the schema version (%s.%s, _id %q): %w; if the document was edited by hand, delete it: the next start reruns every step, which is safe", metaDatabase, metaCollection, schemaDocID, err)
 	}
 	return doc.Version, nil
 }

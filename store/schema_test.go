@@ -291,3 +291,19 @@ func TestSchemaAfterAKilledUpgrade(t *testing.T) {
 		t.Errorf("step ran: %v, version %d; want it run and version 2", ran, v)
 	}
 }
+
+// TestSchemaDocumentEditedByHand: a schema document that does not decode
+// stops Open with a message that names it and says what to do.
+func TestSchemaDocumentEditedByHand(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := mustOpenWith(t, dir)
+	if _, err := s.Database("crawlcache").Collection("meta").UpdateOne(ctx, bson.D{{Key: "_id", Value: "schema"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "version", Value: "two"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close(ctx)
+	_, err := openWith(t, dir)
+	if err == nil || !strings.Contains(err.Error(), "crawlcache.meta") || !strings.Contains(err.Error(), "delete it") {
+		t.Errorf("open with a schema version %q: %v, want an error naming crawlcache.meta and saying what to do", "two", err)
+	}
+}
