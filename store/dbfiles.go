@@ -19,7 +19,7 @@ import (
 // recover, compact, and the sizes `cache stats` shows. None of it goes
 // through the server.
 
-const sqliteExt = ".sqlite"
+const sqliteExt = ferretFileExt
 
 // DataFile is one database file of a data directory.
 type DataFile struct {

@@ -158,7 +158,7 @@ func recoverTables(ctx context.Context, db *sql.DB) ([]collTable, error) {
 	var out []collTable
 	// No ORDER BY: it would read the name index, one more page that can
 	// be damaged.
-	rows, err := db.QueryContext(ctx, `SELECT name, table_name FROM _ferretdb_collections`)
+	rows, err := db.QueryContext(ctx, collectionListQuery)
 	if err == nil {
 		for rows.Next() {
 			var t collTable
@@ -202,7 +202,7 @@ func recoverTables(ctx context.Context, db *sql.DB) ([]collTable, error) {
 // batch by batch; an unreadable stretch of rows is skipped (see skip) and
 // recorded in cr.Lost. It returns an error only when coll refuses a write.
 func copyRows(ctx context.Context, db *sql.DB, table string, coll *mongo.Collection, cr *CollectionRecovery) error {
-	q := `SELECT rowid, CAST(_ferretdb_sjson AS BLOB) FROM ` + quoteIdent(table) + ` WHERE rowid > ? ORDER BY rowid LIMIT ?`
+	q := `SELECT rowid, CAST(` + ferretDocColumn + ` AS BLOB) FROM ` + quoteIdent(table) + ` WHERE rowid > ? ORDER BY rowid LIMIT ?`
 	var batch []any
 	flush := func() error {
 		if len(batch) == 0 {

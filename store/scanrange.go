@@ -67,7 +67,7 @@ func (d *Direct) ScanIDPrefix(ctx context.Context, db, coll, prefix string, fn f
 // scanRange calls fn with the documents of table whose _id JSON text is in
 // [lo, hi), in that order.
 func (c *rawConn) scanRange(ctx context.Context, table, lo, hi string, fn func(bson.Raw) error) error {
-	stmt, err := c.prepare(`SELECT CAST(_ferretdb_sjson AS BLOB) FROM ` + quoteIdent(table) +
+	stmt, err := c.prepare(`SELECT CAST(` + ferretDocColumn + ` AS BLOB) FROM ` + quoteIdent(table) +
 		` WHERE ` + idIndexExpr + ` >= ?1 AND ` + idIndexExpr + ` < ?2 ORDER BY ` + idIndexExpr)
 	if err != nil {
 		return err
