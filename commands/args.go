@@ -18,15 +18,31 @@ func Run(ctx context.Context, args []string) error {
 
 // Intersperse returns args with the flags of the innermost command moved
 // before its positional arguments: urfave/cli v2 stops parsing flags at the
-// first positional argument. Everything after "--" stays positional.
-// Unknown flags are moved too, so the parser reports them.
+// first positional argument. Global flags (--log-level, --log-format)
+// written after a command word move before the command, so
+// "crawlcache run --log-level debug x.yaml" works. Everything after "--"
+// stays positional. Unknown flags are moved too, so the parser reports them.
 func Intersperse(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
 	}
-	out := []string{args[0]}
+	var global, out []string
 	flags, commands := app.Flags, app.Commands
+	// take appends flag a (and its value) to dst, or to global when a is a
+	// global flag that the current command does not define itself.
 	i := 1
+	take := func(dst *[]string, a string) {
+		if !defines(flags, a) && defines(app.Flags, a) {
+			dst = &global
+		}
+		*dst = append(*dst, a)
+		if takesValue(flags, a) || (!defines(flags, a) && takesValue(app.Flags, a)) {
+			if i+1 < len(args) {
+				*dst = append(*dst, args[i+1])
+				i++
+			}
+		}
+	}
 	// The command path, with the flags written between its words.
 	for i < len(args) {
 		a := args[i]
@@ -34,11 +50,7 @@ func Intersperse(app *cli.App, args []string) []string {
 			break
 		}
 		if isFlag(a) {
-			out = append(out, a)
-			if takesValue(flags, a) && i+1 < len(args) {
-				out = append(out, args[i+1])
-				i++
-			}
+			take(&out, a)
 			i++
 			continue
 		}
@@ -62,17 +74,25 @@ func Intersperse(app *cli.App, args []string) []string {
 			positional = append(positional, a)
 			continue
 		}
-		moved = append(moved, a)
-		if takesValue(flags, a) && i+1 < len(args) {
-			moved = append(moved, args[i+1])
-			i++
-		}
+		take(&moved, a)
 	}
-	out = append(out, moved...)
+	out = append(append(append([]string{args[0]}, global...), out...), moved...)
 	if slices.Contains(moved, "--help") || slices.Contains(moved, "-h") {
 		return out // help takes no arguments ("run x.yaml --help")
 	}
 	return append(out, positional...)
+}
+
+// defines reports whether flag a (as written, "-x", "--name" or
+// "--name=v") is one of flags.
+func defines(flags []cli.Flag, a string) bool {
+	name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+	for _, f := range flags {
+		if slices.Contains(f.Names(), name) {
+			return true
+		}
+	}
+	return false
 }
 
 func isFlag(a string) bool { return len(a) > 1 && a[0] == '-' }
