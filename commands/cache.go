@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"crawlcache/cache"
+	"crawlcache/configs"
 	"crawlcache/store"
 )
 
@@ -157,19 +157,14 @@ func oneArg(c *cli.Context, what string) (string, error) {
 	return pos[0], nil
 }
 
-// parseCacheDuration reads a Go duration ("168h", "90m") or whole days
-// ("7d"). "none", "off" and "0" are zero.
+// parseCacheDuration reads a duration as job files do (configs.ParseDuration:
+// "168h", "90m", "7d", "1d12h"). "none", "off" and "0" are zero.
 func parseCacheDuration(s string) (time.Duration, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "none", "off", "0", "never":
 		return 0, nil
 	}
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
-			return time.Duration(n) * 24 * time.Hour, nil
-		}
-	}
-	d, err := time.ParseDuration(s)
+	d, err := configs.ParseDuration(s)
 	if err != nil || d < 0 {
 		return 0, fmt.Errorf("%q is not a duration: use e.g. 168h, 7d, 90m or none", s)
 	}

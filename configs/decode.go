@@ -316,18 +316,12 @@ func (d *decoder) duration(n *yaml.Node, path string) (time.Duration, bool) {
 			return v, true
 		}
 	}
-	d.errorf(s, path, "must be a duration like 30s or 1h30m, got %s", got(n))
+	d.errorf(s, path, "must be a duration like 30s, 1h30m or 7d, got %s", got(n))
 	return 0, false
 }
 
-// parseDuration is time.ParseDuration that also takes a unitless zero.
-func parseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if s == "0" {
-		return 0, nil
-	}
-	return time.ParseDuration(s)
-}
+// parseDuration is ParseDuration: every duration key reads days too.
+func parseDuration(s string) (time.Duration, error) { return ParseDuration(s) }
 
 // size reads a byte count: an integer, or a number with a unit (KB, MB,
 // GB are powers of 1000; KiB, MiB, GiB powers of 1024).

@@ -89,9 +89,9 @@ func TestParseErrors(t *testing.T) {
 
 		// durations
 		{"duration without unit", ok + "timeout: 10\n",
-			[]string{"bad.yaml:3: timeout: must be a duration like 30s or 1h30m, got 10"}},
-		{"duration in days", ok + "retry: {backoff: 1d}\n",
-			[]string{`bad.yaml:3: retry.backoff: must be a duration like 30s or 1h30m, got "1d"`}},
+			[]string{"bad.yaml:3: timeout: must be a duration like 30s, 1h30m or 7d, got 10"}},
+		{"duration in weeks", ok + "retry: {backoff: 1w}\n",
+			[]string{`bad.yaml:3: retry.backoff: must be a duration like 30s, 1h30m or 7d, got "1w"`}},
 		{"bad expire_after", ok + "cache:\n  expire_after: soon\n",
 			[]string{`bad.yaml:4: cache.expire_after: must be a duration >= 0 like 1h, never or do_not_cache, got "soon"`}},
 		{"bad urls_expire_after value", ok + "cache:\n  urls_expire_after:\n    'example.org/a/*': 1h\n    'example.org/b/*': sometimes\n",

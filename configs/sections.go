@@ -380,9 +380,14 @@ func checkSchedule(s string) (err error) {
 		return fmt.Errorf("must be a cron expression like '0 */6 * * *' or '@every 6h', got an empty string")
 	}
 	if rest, ok := strings.CutPrefix(s, "@every "); ok {
-		if d, perr := time.ParseDuration(strings.TrimSpace(rest)); perr == nil && d < time.Second {
-			return fmt.Errorf("@every needs a duration of at least 1s, got %q", rest)
+		d, perr := ParseDuration(rest)
+		if perr != nil {
+			return fmt.Errorf("@every: %v", perr)
 		}
+		if d < time.Second {
+			return fmt.Errorf("@every needs a duration of at least 1s, got %q", strings.TrimSpace(rest))
+		}
+		return nil
 	}
 	defer func() {
 		if r := recover(); r != nil {

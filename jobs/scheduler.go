@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,6 +69,14 @@ type entry struct {
 // to the process start, so that schedulers started at different times
 // compute the same occurrences.
 func ParseSchedule(spec string) (cron.Schedule, error) {
+	if rest, ok := strings.CutPrefix(strings.TrimSpace(spec), "@every "); ok {
+		// Days ("@every 1d") are read as job files read every duration.
+		d, err := configs.ParseDuration(rest)
+		if err != nil || d < time.Second {
+			return nil, fmt.Errorf("parse schedule %q: @every needs a duration of at least 1s like 6h or 1d", spec)
+		}
+		return alignedEvery(cron.Every(d).Delay), nil
+	}
 	s, err := cron.ParseStandard(spec)
 	if err != nil {
 		return nil, fmt.Errorf("parse schedule %q: %w", spec, err)

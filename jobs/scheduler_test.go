@@ -22,6 +22,8 @@ func TestParseScheduleEveryAligned(t *testing.T) {
 		{"every hour from mid-hour", "@every 1h", time.Date(2026, 11, 27, 4, 20, 5, 0, time.UTC), time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC)},
 		{"every 15m on the boundary", "@every 15m", time.Date(2026, 11, 27, 4, 15, 0, 0, time.UTC), time.Date(2026, 11, 27, 4, 30, 0, 0, time.UTC)},
 		{"cron every 6h", "0 */6 * * *", time.Date(2026, 11, 27, 4, 20, 0, 0, time.UTC), time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)},
+		{"every day written in days", "@every 1d", time.Date(2026, 11, 27, 4, 20, 0, 0, time.UTC), time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)},
+		{"every 1d12h", "@every 1d12h", time.Date(2026, 11, 27, 4, 20, 0, 0, time.UTC), time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)}, // multiples of 36h (time.Truncate)
 		{"daily", "@daily", time.Date(2026, 11, 27, 4, 20, 0, 0, time.UTC), time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)},
 	}
 	for _, tc := range tests {
@@ -34,6 +36,9 @@ func TestParseScheduleEveryAligned(t *testing.T) {
 				t.Errorf("Next(%s) = %s, want %s", tc.from, got, tc.want)
 			}
 		})
+	}
+	if _, err := ParseSchedule("@every 1w"); err == nil || strings.Contains(err.Error(), "unknown unit") {
+		t.Errorf("@every 1w: err = %v, want an error without Go's parser message", err)
 	}
 	if _, err := ParseSchedule("every tuesday"); err == nil {
 		t.Errorf("bad spec: err = nil, want an error")
