@@ -295,8 +295,12 @@ func (p *pendingStreams) wait(key string) <-chan struct{} {
 // that stream ends, and then serves c again from the top (a hit when the
 // body was stored, else a fetch of its own). joined is false when there
 // was nothing to wait for. The error is c's context's when it ended first.
+//
+// A request waits once: when the body was not stored (the response was not
+// storable after all), it fetches for itself rather than queueing behind
+// the next identical request.
 func (t *Transport) joinStream(c *call) (resp *http.Response, err error, joined bool) {
-	if t.budget == nil {
+	if t.budget == nil || c.joined {
 		return nil, nil, false
 	}
 	ch := t.streams.wait(c.key)
@@ -311,7 +315,7 @@ func (t *Transport) joinStream(c *call) (resp *http.Response, err error, joined 
 	case <-c.req.Context().Done():
 		return nil, c.req.Context().Err(), true
 	}
-	c.key = c.primary
+	c.key, c.joined = c.primary, true
 	resp, err = t.serve(c)
 	return resp, err, true
 }

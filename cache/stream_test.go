@@ -11,15 +11,19 @@ import (
 )
 
 // streamOrigin serves /n/<size> with Content-Length and /chunked/<size>
-// without, bodies of <size> bytes, cacheable for an hour.
+// without, bodies of <size> bytes, cacheable for an hour; /nf/<size> is a
+// 500 with such a body.
 func streamOrigin(t *testing.T) *origin {
 	return newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		parts := strings.Split(r.URL.Path, "/")
 		n, _ := strconv.Atoi(parts[len(parts)-1])
 		w.Header().Set("Cache-Control", "max-age=3600")
 		body := bytes.Repeat([]byte("abcdefgh"), n/8+1)[:n]
-		if parts[1] == "n" {
+		if parts[1] != "chunked" {
 			w.Header().Set("Content-Length", strconv.Itoa(n))
+		}
+		if parts[1] == "nf" { // a status the crawler policy does not store
+			w.WriteHeader(http.StatusInternalServerError)
 		}
 		for len(body) > 0 { // several writes, so chunked bodies are chunked
 			k := min(len(body), 4096)
@@ -195,7 +199,15 @@ func TestStreamCoalesced(t *testing.T) {
 	tr := newStreamTransport(t, nil, 0)
 	joined := make(chan struct{}, 1)
 	tr.streams.joined = func(string) { joined <- struct{}{} }
-	for _, path := range []string{"/n/100000", "/chunked/100000"} {
+	for _, c := range []struct {
+		path, served string
+		origin       int64
+	}{
+		{"/n/100000", ServedHit, 1},
+		{"/chunked/100000", ServedHit, 1},
+		{"/nf/100000", ServedMiss, 2}, // not stored: the waiter fetches for itself, once
+	} {
+		path := c.path
 		before := o.requests.Load()
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, o.URL+path, nil)
 		leader, err := tr.RoundTrip(req)
@@ -223,11 +235,11 @@ func TestStreamCoalesced(t *testing.T) {
 		_, _ = io.Copy(io.Discard, leader.Body)
 		leader.Body.Close()
 		got := <-waiter
-		if got.err != nil || got.served != ServedHit || got.n != 100000 {
-			t.Errorf("%s: the waiting request was served %q with %d bytes (err %v); want a hit of 100000", path, got.served, got.n, got.err)
+		if got.err != nil || got.served != c.served || got.n != 100000 {
+			t.Errorf("%s: the waiting request was served %q with %d bytes (err %v); want %q with 100000", path, got.served, got.n, got.err, c.served)
 		}
-		if n := o.requests.Load() - before; n != 1 {
-			t.Errorf("%s: origin saw %d requests, want 1", path, n)
+		if n := o.requests.Load() - before; n != c.origin {
+			t.Errorf("%s: origin saw %d requests, want %d", path, n, c.origin)
 		}
 	}
 }

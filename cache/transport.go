@@ -328,6 +328,7 @@ type call struct {
 	primaryDoc bool
 	looked     bool
 	hadBody    bool // req.Body was read (and closed) into body
+	joined     bool // waited once for a body streamed into the store (stream.go)
 	// cond: the request has If-None-Match, If-Modified-Since, Range or
 	// If-Range, which the cache answers (conditional.go) and does not
 	// send upstream.
