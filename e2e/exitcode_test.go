@@ -45,7 +45,7 @@ func TestCLIExitStatus(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, dataDir := t.TempDir(), t.TempDir()
 			yaml := fmt.Sprintf("name: exit%d\nseeds: [%s]\nallowed_domains: [127.0.0.1]\nretry: {max: 0}\nrate: {per_host: 1000, burst: 10}\n"+
-				"extract: {fields: {title: {css: h1}}}\noutputs: [{jsonl: {path: %s}}]\n%s\n", i, tc.seed, filepath.Join(dir, "out.jsonl"), tc.extra)
+				"extract: {fields: {title: {css: h1}}}\noutputs: [{jsonl: {path: '%s'}}]\n%s\n", i, tc.seed, filepath.Join(dir, "out.jsonl"), tc.extra)
 			job := filepath.Join(dir, "job.yaml")
 			if err := os.WriteFile(job, []byte(yaml), 0o644); err != nil {
 				t.Fatal(err)
