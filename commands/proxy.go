@@ -102,6 +102,9 @@ func runProxy(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := proxy.CheckAllow(c.StringSlice("allow")); err != nil {
+		return err
+	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// The GC's default target lets the heap reach twice what is live;
 		// bodies held within --max-buffer come and go in bursts, so keep

@@ -21,6 +21,7 @@ func TestProxyFlagsRefused(t *testing.T) {
 		{"CDN-Cache-Control in a private cache", []string{"--cdn-cache-control", "--private", "--upstream", "http://127.0.0.1:9"}, "--cdn-cache-control"},
 		{"no buffer", []string{"--max-buffer", "0"}, "--max-buffer"},
 		{"malformed body limit", []string{"--max-request-body", "lots"}, "--max-request-body"},
+		{"an --allow entry that is a URL", []string{"--allow", "http://localhost:8000"}, "--allow"},
 		{"upstream is the store", []string{"--upstream", "http://" + storeAddr}, "store's own address"},
 	}
 	for _, c := range cases {

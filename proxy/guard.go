@@ -305,3 +305,33 @@ func splitHostPort(hostport string, tunnel bool) (string, int, error) {
 	}
 	return host, port, nil
 }
+
+// CheckAllow returns an error naming the first entry of allow that can
+// never match a destination (a URL, a bad port, a malformed prefix), so a
+// typo is reported at start-up instead of as refusals later.
+func CheckAllow(allow []string) error {
+	for _, raw := range allow {
+		e := strings.TrimSpace(raw)
+		host, port := e, ""
+		if h, p, err := net.SplitHostPort(e); err == nil {
+			host, port = h, p
+		}
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		if port != "" {
+			if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+				return fmt.Errorf("--allow %q: bad port %q (want host, host:port, *.domain, a prefix like 10.0.0.0/8, or *)", raw, port)
+			}
+		}
+		switch {
+		case host == "" || strings.Contains(host, "://"):
+			return fmt.Errorf("--allow %q: want host, host:port, *.domain, a prefix like 10.0.0.0/8, or * (not a URL)", raw)
+		case strings.Contains(host, "/"):
+			if _, err := netip.ParsePrefix(host); err != nil {
+				return fmt.Errorf("--allow %q: bad address prefix: %v", raw, err)
+			}
+		case strings.ContainsAny(host, " \t,@?#"):
+			return fmt.Errorf("--allow %q: not a host name", raw)
+		}
+	}
+	return nil
+}

@@ -126,3 +126,29 @@ func TestStoreAddrs(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckAllow(t *testing.T) {
+	for _, c := range []struct {
+		entry string
+		ok    bool
+	}{
+		{"example.org", true},
+		{"127.0.0.1:8000", true},
+		{"[::1]:8080", true},
+		{"[::1]", true},
+		{"*.example.org", true},
+		{"10.0.0.0/8", true},
+		{"10.0.0.0/8:8080", true},
+		{"*", true},
+		{"*:8443", true},
+		{"http://localhost:8000", false},
+		{"localhost:http", false},
+		{"localhost:0", false},
+		{"10.0.0.0/99", false},
+		{"", false},
+	} {
+		if err := proxy.CheckAllow([]string{c.entry}); (err == nil) != c.ok {
+			t.Errorf("CheckAllow(%q) = %v, want ok=%v", c.entry, err, c.ok)
+		}
+	}
+}
