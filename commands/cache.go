@@ -86,10 +86,13 @@ func cacheCommand() *cli.Command {
 				Name:      "show",
 				Usage:     "show a cached response: metadata, status, headers and body",
 				ArgsUsage: "URL",
-				Description: "Finds the entry a plain GET of URL uses. Text bodies are printed; a binary body is\n" +
-					"summarised on a terminal and written as is when output is redirected.",
+				Description: "Finds the entry a plain GET of URL uses. A URL without a scheme (127.0.0.1:8090/x) is\n" +
+					"taken as http://. Text bodies are printed; on a terminal, a binary body or one holding\n" +
+					"control bytes (escape sequences) is summarised instead, unless --raw. Redirected output\n" +
+					"gets the body as stored.",
 				Flags: cacheFlags(jsonFlag(),
 					&cli.BoolFlag{Name: "headers-only", Usage: "leave the body out", EnvVars: []string{"CRAWLCACHE_SHOW_HEADERS_ONLY"}},
+					&cli.BoolFlag{Name: "raw", Usage: "print the body as stored, even binary or control bytes on a terminal", EnvVars: []string{"CRAWLCACHE_SHOW_RAW"}},
 				),
 				Action: runCacheShow,
 			},
@@ -298,8 +301,8 @@ func runTTLSet(c *cli.Context) error {
 		case !info.Set:
 			fmt.Fprintln(w, "TTL removed: cached entries are kept until purged.")
 		case info.Kept:
-			fmt.Fprintf(w, "TTL unchanged: it is already %s, not %s. Run again with --overwrite to replace it.\n",
-				fmtDuration(info.TTL), fmtDuration(info.Requested))
+			return cli.Exit(fmt.Sprintf("TTL unchanged: it is already %s, not %s. Run again with --overwrite to replace it.",
+				fmtDuration(info.TTL), fmtDuration(info.Requested)), 1)
 		case before.Set && before.TTL == info.TTL:
 			fmt.Fprintf(w, "TTL is already %s; enforced by the %s.\n", fmtDuration(info.TTL), mechanismText(info.Mechanism))
 		default:

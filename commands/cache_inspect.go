@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/base64"
@@ -10,11 +11,13 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -184,6 +187,9 @@ func runCacheLs(c *cli.Context) error {
 	if c.Int("limit") < 0 {
 		return cli.Exit("cache ls: --limit must be 0 (all) or more", 2)
 	}
+	if err := checkMatch(c); err != nil {
+		return err
+	}
 	opts := cache.ListOptions{Expired: c.Bool("expired"), Stale: c.Bool("stale"), Match: c.String("match"), Limit: c.Int("limit")}
 	return withAdmin(c, func(ctx context.Context, a *cache.Admin, _ *store.Store) error {
 		entries, err := a.List(ctx, opts)
@@ -253,6 +259,9 @@ func runCacheShow(c *cli.Context) error {
 	rawURL, err := oneArg(c, "URL")
 	if err != nil {
 		return err
+	}
+	if !strings.Contains(rawURL, "://") {
+		rawURL = "http://" + rawURL // as --match, the scheme is optional
 	}
 	return withAdmin(c, func(ctx context.Context, a *cache.Admin, _ *store.Store) error {
 		doc, rev, err := a.Show(ctx, rawURL)
@@ -343,19 +352,60 @@ func runCacheShow(c *cli.Context) error {
 			return nil
 		}
 		fmt.Fprintln(w)
-		if binary && isTerminal(w) {
-			fmt.Fprintf(w, "[binary body: %d bytes of %s, not shown on a terminal; redirect the output to a file, or use --json for base64]\n",
-				len(body), cmp.Or(resp.Header.Get("Content-Type"), "unknown type"))
-			return nil
-		}
-		if _, err := w.Write(body); err != nil {
-			return err
-		}
-		if !binary && !strings.HasSuffix(string(body), "\n") {
-			fmt.Fprintln(w)
-		}
-		return nil
+		return writeBody(w, body, binary, resp.Header.Get("Content-Type"), isTerminal(w) && !c.Bool("raw"))
 	})
+}
+
+// writeBody prints a stored body. safe asks for nothing a terminal would
+// interpret: a binary body, or text holding control bytes other than tab,
+// newline and carriage return (an escape sequence can rewrite the screen or
+// the window title), is summarised instead.
+func writeBody(w io.Writer, body []byte, binary bool, contentType string, safe bool) error {
+	if safe && (binary || hasControlBytes(body)) {
+		what := "body holding terminal control bytes"
+		if binary {
+			what = "binary body"
+		}
+		_, err := fmt.Fprintf(w, "[%s: %d bytes of %s, not shown on a terminal; use --raw to print it as stored, --json for an escaped copy, or redirect the output to a file]\n",
+			what, len(body), cmp.Or(contentType, "unknown type"))
+		return err
+	}
+	if _, err := w.Write(body); err != nil {
+		return err
+	}
+	if !binary && !bytes.HasSuffix(body, []byte("\n")) {
+		_, err := fmt.Fprintln(w)
+		return err
+	}
+	return nil
+}
+
+// hasControlBytes reports whether b holds C0 or C1 control characters
+// other than tab, newline and carriage return, or DEL, or is not UTF-8.
+func hasControlBytes(b []byte) bool {
+	if !utf8.Valid(b) {
+		return true
+	}
+	for _, r := range string(b) {
+		if (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || (r >= 0x7f && r <= 0x9f) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkMatch refuses a --match pattern that job files refuse in
+// urls_expire_after (an unclosed '[' or a trailing '\\'), instead of
+// letting it match nothing.
+func checkMatch(c *cli.Context) error {
+	m := c.String("match")
+	if m == "" {
+		return nil
+	}
+	if _, err := path.Match(m, ""); err != nil || strings.TrimSpace(m) == "" {
+		return cli.Exit(fmt.Sprintf("%s --match %q: invalid glob pattern: '*' matches any run of characters, '?' one, and '[' must be closed", commandPath(c), m), 2)
+	}
+	return nil
 }
 
 // isTerminal reports whether w is a terminal (a character device).
@@ -370,6 +420,9 @@ func isTerminal(w io.Writer) bool {
 
 func runCachePurge(c *cli.Context) error {
 	opts := cache.PurgeOptions{Expired: c.Bool("expired"), Stale: c.Bool("stale"), Match: c.String("match")}
+	if err := checkMatch(c); err != nil {
+		return err
+	}
 	if s := c.String("older-than"); s != "" {
 		d, err := parseCacheDuration(s)
 		if err != nil || d <= 0 {

@@ -72,7 +72,7 @@ func TestCacheTTLCommands(t *testing.T) {
 	}{
 		{"show before any ttl", []string{"cache", "ttl", "show"}, 0, []string{"ttl          none", "mechanism    sweeper (when set)"}},
 		{"set", []string{"cache", "ttl", "set", "168h"}, 0, []string{"TTL set to 168h (7d)", "Enforced by the sweeper"}},
-		{"set a different ttl without overwrite", []string{"cache", "ttl", "set", "24h"}, 0, []string{"TTL unchanged: it is already 168h (7d), not 24h. Run again with --overwrite to replace it."}},
+		{"set a different ttl without overwrite", []string{"cache", "ttl", "set", "24h"}, 1, []string{"TTL unchanged: it is already 168h (7d), not 24h. Run again with --overwrite to replace it."}},
 		{"set the same ttl", []string{"cache", "ttl", "set", "7d"}, 0, []string{"TTL is already 168h (7d)"}},
 		{"overwrite, flag after the argument", []string{"cache", "ttl", "set", "24h", "--overwrite"}, 0, []string{"TTL set to 24h"}},
 		{"show", []string{"cache", "ttl", "show"}, 0, []string{"ttl          24h", "counts from  validated_at", "mechanism    sweeper (this store has no TTL indexes"}},
@@ -177,21 +177,26 @@ func TestCacheInspectCommands(t *testing.T) {
 	cli.put("k1", "https://example.org/a", 200, now.Add(-time.Hour), "<p>hello</p>", "text/html")
 	cli.put("k2", "https://example.org/b", 404, now.Add(-72*time.Hour), "gone", "text/plain")
 	cli.put("k3", "https://other.example/c.png", 200, now.Add(-time.Minute), bson.Binary{Data: []byte{0x89, 'P', 'N', 'G', 0}}, "image/png")
+	cli.put("k4", "http://127.0.0.1:8090/x", 200, now.Add(-time.Minute), "plain", "text/plain")
 	steps := []struct {
 		name     string
 		args     []string
 		wantCode int
 		want     []string
 	}{
-		{"ls table", []string{"cache", "ls"}, 0, []string{"STATUS  SIZE", "200     12 B  fresh  1h ago", "https://example.org/a", "3 entries"}},
-		{"stats", []string{"cache", "stats"}, 0, []string{"entries           3", "ttl               none", "200     2", "404     1"}},
+		{"ls table", []string{"cache", "ls"}, 0, []string{"STATUS  SIZE", "200     12 B  fresh  1h ago", "https://example.org/a", "4 entries"}},
+		{"stats", []string{"cache", "stats"}, 0, []string{"entries           4", "ttl               none", "200     3", "404     1"}},
 		{"show text", []string{"cache", "show", "https://example.org/a"}, 0, []string{"key         k1", "HTTP/1.1 200 OK", "Content-Type: text/html", "<p>hello</p>"}},
 		{"show headers only, flag after the url", []string{"cache", "show", "https://example.org/a", "--headers-only"}, 0, []string{"Etag: \"v1\""}},
+		{"show without a scheme is http", []string{"cache", "show", "127.0.0.1:8090/x"}, 0, []string{"url         http://127.0.0.1:8090/x", "plain"}},
+		{"ls bad pattern", []string{"cache", "ls", "--match", "["}, 2, []string{`cache ls --match "[": invalid glob pattern`}},
+		{"purge bad pattern", []string{"cache", "purge", "--match", "["}, 2, []string{`cache purge --match "[": invalid glob pattern`}},
 		{"show missing", []string{"cache", "show", "https://example.org/nope"}, 1, []string{"https://example.org/nope is not in the cache"}},
 		{"purge without criteria", []string{"cache", "purge"}, 2, []string{"cache purge: say what to delete: --expired"}},
 		{"purge expired without a ttl", []string{"cache", "purge", "--expired"}, 0, []string{"No TTL is set", "deleted 0 cached responses"}},
 		{"purge older than", []string{"cache", "purge", "--older-than", "2d"}, 0, []string{"deleted 1 cached response "}},
 		{"purge match, json", []string{"cache", "purge", "--match", "*.png", "--json"}, 0, []string{`"deleted": 1`}},
+		{"purge match without a scheme", []string{"cache", "purge", "--match", "127.0.0.1:8090/*"}, 0, []string{"deleted 1 cached response "}},
 		{"clear without --yes", []string{"cache", "clear"}, 2, []string{"run it again with --yes"}},
 		{"clear", []string{"cache", "clear", "--yes"}, 0, []string{"deleted 1 cached response from http_cache"}},
 		{"ls empty", []string{"cache", "ls"}, 0, []string{"no cached entries match"}},
@@ -230,5 +235,44 @@ func TestCacheShowBinaryJSON(t *testing.T) {
 	}
 	if got.Status != 200 || got.Body != nil || got.BodyBase64 != "iVBORwA=" || got.Headers["Content-Type"][0] != "image/png" {
 		t.Errorf("show --json of a binary body: got %+v, want status 200, body_base64 iVBORwA=, no body", got)
+	}
+}
+
+// TestCacheShowBodyOnTerminal: a terminal never receives binary bytes or
+// escape sequences from a stored body unless --raw asks for them.
+func TestCacheShowBodyOnTerminal(t *testing.T) {
+	const esc = "title\x1b]0;pwned\x07\x1b[2J"
+	tests := []struct {
+		name    string
+		body    string
+		binary  bool
+		safe    bool
+		want    string
+		summary bool
+	}{
+		{"text on a terminal", "<p>hi</p>\n\tok\r\n", false, true, "<p>hi</p>\n\tok\r\n", false},
+		{"text gets a final newline", "hi", false, true, "hi\n", false},
+		{"escape sequences on a terminal", esc, false, true, "[body holding terminal control bytes: 19 bytes of text/html, not shown on a terminal; use --raw", true},
+		{"C1 control on a terminal", "a\u009bb", false, true, "[body holding terminal control bytes", true},
+		{"invalid UTF-8 on a terminal", "a\xffb", false, true, "[body holding terminal control bytes", true},
+		{"binary on a terminal", "\x89PNG\x00", true, true, "[binary body: 5 bytes of text/html", true},
+		{"escape sequences with --raw or redirected", esc, false, false, esc + "\n", false},
+		{"binary with --raw or redirected", "\x89PNG\x00", true, false, "\x89PNG\x00", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			if err := writeBody(&out, []byte(tt.body), tt.binary, "text/html", tt.safe); err != nil {
+				t.Fatal(err)
+			}
+			got := out.String()
+			if tt.summary {
+				if !strings.HasPrefix(got, tt.want) || strings.ContainsAny(got, "\x1b\x00\x07") {
+					t.Errorf("got %q, want a summary starting %q and no control bytes", got, tt.want)
+				}
+			} else if got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"crawlcache/configs"
 	"crawlcache/crawler"
+	"crawlcache/frontier"
 	"crawlcache/jobs"
 	"crawlcache/store"
 )
@@ -158,7 +159,7 @@ func workerIDFlag() cli.Flag {
 
 // leaseFlag is --lease of every command that crawls (run, resume, worker).
 func leaseFlag() cli.Flag {
-	return &cli.DurationFlag{Name: "lease", Usage: "lease of a claimed URL and of a host; if this process is killed, its work returns to other workers after it (default 2m)", EnvVars: []string{"CRAWLCACHE_LEASE"}}
+	return &cli.DurationFlag{Name: "lease", Value: frontier.DefaultLease, Usage: "lease of a claimed URL and of a host; if this process is killed, its work returns to other workers after it", EnvVars: []string{"CRAWLCACHE_LEASE"}}
 }
 
 // newRunner builds a Runner with the progress display: a live line when
