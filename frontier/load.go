@@ -121,14 +121,12 @@ func (f *Frontier) queueFromLog(r *run, runID string, latest map[string]logRec, 
 }
 
 // streamEntries scans runID's entries and queues the claimable ones chunk
-// by chunk; latest is the log as read before the scan.
+// by chunk; latest is the log as read before the scan. On the embedded
+// store served here it reads the run's entries by _id range (scanRun): in
+// _id order, which is random, so that pending entries come at once even
+// when the run's first million were done; elsewhere in the server's order.
 func (f *Frontier) streamEntries(ctx context.Context, r *run, runID string, latest map[string]logRec, now time.Time, reclaim map[string]bool) (Counts, error) {
 	var c Counts
-	cur, err := f.entries.Find(ctx, bson.D{{Key: "run_id", Value: runID}}, options.Find().SetBatchSize(5000))
-	if err != nil {
-		return c, fmt.Errorf("scan entries: %w", err)
-	}
-	defer cur.Close(ctx)
 	var ready []qitem
 	var watch []watchItem
 	var scanned []hash16
@@ -146,14 +144,17 @@ func (f *Frontier) streamEntries(ctx context.Context, r *run, runID string, late
 		f.mu.Unlock()
 		ready, watch, scanned = ready[:0], watch[:0], scanned[:0]
 	}
-	for cur.Next(ctx) {
+	err := f.scanRun(ctx, f.entries, runID, bson.D{{Key: "url", Value: 1}, {Key: "depth", Value: 1}}, func(doc bson.Raw) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		var e entryDoc
-		if err := cur.Decode(&e); err != nil {
-			return c, fmt.Errorf("scan entries: decode %s: %w", cur.Current, err)
+		if err := bson.Unmarshal(doc, &e); err != nil {
+			return fmt.Errorf("decode %s: %w", doc, err)
 		}
 		_, h, ok := splitID(e.ID)
 		if !ok {
-			continue // not made by ID; leave it alone
+			return nil // not made by ID; leave it alone
 		}
 		scanned = append(scanned, h)
 		l, ok := latest[e.ID]
@@ -180,9 +181,10 @@ func (f *Frontier) streamEntries(ctx context.Context, r *run, runID string, late
 		if len(scanned) >= loadChunk {
 			flush()
 		}
-	}
+		return nil
+	})
 	flush()
-	if err := cur.Err(); err != nil {
+	if err != nil {
 		return c, fmt.Errorf("scan entries: %w", err)
 	}
 	return c, nil
