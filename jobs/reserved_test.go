@@ -8,6 +8,7 @@ import (
 	"crawlcache/configs"
 	"crawlcache/frontier"
 	"crawlcache/proxy"
+	"crawlcache/store"
 )
 
 // TestReservedCollectionsCoverEveryOwnCollection guards the list validate
@@ -22,6 +23,7 @@ func TestReservedCollectionsCoverEveryOwnCollection(t *testing.T) {
 		frontier.HostTokensCollection, frontier.WorkersCollection,
 		cache.ResponsesCollection, cache.RedirectsCollection, cache.RevalidationsCollection,
 		cache.VariantsCollection, cache.SettingsCollection, proxy.CountersCollection,
+		store.QuarantineCollection, "meta", // the store's schema version (store/schema.go)
 	}
 	for _, name := range own {
 		if !slices.Contains(reserved, name) {

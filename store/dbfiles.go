@@ -261,13 +261,16 @@ func lockDir(dir string, exclusive bool) (*os.File, error) {
 	} else if lock, err = os.Open(path); errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
+	if err != nil && exclusive && readOnlyFS(err) {
+		return nil, fmt.Errorf("data directory %s cannot be written (%v): this command rewrites its files", abs, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("lock data directory %s: %w", abs, err)
 	}
 	if err := syscall.Flock(int(lock.Fd()), how|syscall.LOCK_NB); err != nil {
 		lock.Close()
 		if owner, rerr := readOwner(abs); rerr == nil {
-			return nil, &BusyError{Dir: abs, Owner: owner}
+			return nil, fmt.Errorf("%w: stop it first (this command works on the files directly)", &BusyError{Dir: abs, Owner: owner})
 		}
 		return nil, fmt.Errorf("data directory %s is locked by another process: stop it and retry", abs)
 	}

@@ -164,9 +164,16 @@ func TestRecover(t *testing.T) {
 	if err != nil || runs != 2 {
 		t.Errorf("runs in the recovered directory = %d, %v; want the fixture's 2", runs, err)
 	}
-	if _, err := store.Recover(ctx, dir, out, slog.New(slog.DiscardHandler)); err == nil {
-		t.Errorf("a second Recover into the same, now filled, directory succeeded; want a refusal")
+	for name, bad := range map[string]string{
+		"the same, now filled, directory":    out,
+		"a directory inside the damaged one": filepath.Join(dir, "recovered"),
+		"the damaged directory itself":       dir,
+	} {
+		if _, err := store.Recover(ctx, dir, bad, slog.New(slog.DiscardHandler)); err == nil {
+			t.Errorf("Recover into %s succeeded; want a refusal", name)
+		}
 	}
+	sameFiles(t, dir, before)
 }
 
 func TestCompact(t *testing.T) {

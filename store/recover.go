@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -97,6 +98,14 @@ func Recover(ctx context.Context, dir, out string, logger *slog.Logger) (*Recove
 	files, err := DataFiles(dir)
 	if err != nil {
 		return nil, err
+	}
+	absDir, err1 := filepath.Abs(dir)
+	absOut, err2 := filepath.Abs(out)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, err
+	}
+	if rel, err := filepath.Rel(absDir, absOut); err == nil && (rel == "." || !strings.HasPrefix(rel, "..")) {
+		return nil, fmt.Errorf("recover into %s: it is inside the damaged data directory %s, which recover never changes; name a directory outside it", out, dir)
 	}
 	if ents, err := os.ReadDir(out); err == nil && len(ents) > 0 {
 		return nil, fmt.Errorf("recover into %s: the directory is not empty; name a new one", out)
