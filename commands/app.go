@@ -4,9 +4,11 @@
 package commands
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -32,15 +34,14 @@ func App() *cli.App {
 				Usage:   "log level: debug, info, warn or error",
 				EnvVars: []string{"CRAWLCACHE_LOG_LEVEL"},
 			},
+			&cli.StringFlag{
+				Name:    "log-format",
+				Value:   "text",
+				Usage:   "log format on standard error: text (key=value) or json (one object per line, for log shippers)",
+				EnvVars: []string{"CRAWLCACHE_LOG_FORMAT"},
+			},
 		},
-		Before: func(c *cli.Context) error {
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-				return cli.Exit(fmt.Sprintf("--log-level %q: want debug, info, warn or error", c.String("log-level")), 2)
-			}
-			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
-			return nil
-		},
+		Before: setLogger,
 		Commands: []*cli.Command{
 			dbCommand(),
 			siteCommand(),
@@ -60,6 +61,26 @@ func App() *cli.App {
 	app.OnUsageError = usageError
 	setUsageErrors(app.Commands)
 	return app
+}
+
+// setLogger installs the default slog logger on the app's standard error,
+// as --log-level and --log-format ask.
+func setLogger(c *cli.Context) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return cli.Exit(fmt.Sprintf("--log-level %q: want debug, info, warn or error", c.String("log-level")), 2)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	w := cmp.Or[io.Writer](c.App.ErrWriter, os.Stderr)
+	switch f := strings.ToLower(strings.TrimSpace(c.String("log-format"))); f {
+	case "text", "":
+		slog.SetDefault(slog.New(slog.NewTextHandler(w, opts)))
+	case "json":
+		slog.SetDefault(slog.New(slog.NewJSONHandler(w, opts)))
+	default:
+		return cli.Exit(fmt.Sprintf("--log-format %q: want text or json", c.String("log-format")), 2)
+	}
+	return nil
 }
 
 // usageError turns a flag mistake into one line and exit status 2, instead
