@@ -54,12 +54,16 @@ func App() *cli.App {
 			scheduleCommand(),
 			demoCommand(),
 			workerCommand(),
+			completionCommand(),
 		},
+		// Candidates for the completion scripts (`crawlcache completion`).
+		EnableBashCompletion: true,
 		// Errors are printed once, by main.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 	app.OnUsageError = usageError
 	setUsageErrors(app.Commands)
+	setLeafCompletion(app.Commands)
 	return app
 }
 

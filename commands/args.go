@@ -23,8 +23,8 @@ func Run(ctx context.Context, args []string) error {
 // "crawlcache run --log-level debug x.yaml" works. Everything after "--"
 // stays positional. Unknown flags are moved too, so the parser reports them.
 func Intersperse(app *cli.App, args []string) []string {
-	if len(args) < 2 {
-		return args
+	if len(args) < 2 || args[len(args)-1] == completionFlag {
+		return args // a completion request must stay as the shell wrote it
 	}
 	var global, out []string
 	flags, commands := app.Flags, app.Commands
@@ -94,6 +94,10 @@ func defines(flags []cli.Flag, a string) bool {
 	}
 	return false
 }
+
+// completionFlag ends the command line of a completion request: urfave/cli
+// then prints candidates instead of running the command.
+const completionFlag = "--generate-bash-completion"
 
 func isFlag(a string) bool { return len(a) > 1 && a[0] == '-' }
 
