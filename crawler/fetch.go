@@ -41,9 +41,11 @@ type pageState struct {
 // (so a kill -9 costs at most Parallelism downloads): a goroutine whose
 // response is being parsed, written by the pipeline or acknowledged in the
 // store does not hold a slot, so the origin sees the same concurrency and
-// that work no longer idles the network. Measured with make bench's cold crawl (1000 pages, 20 ms
-// latency, parallelism 8): 0.75–0.80× plain colly with one goroutine per
-// slot, 0.93–0.96× with two.
+// that work no longer idles the network. Measured with make bench's cold
+// crawl (1000 pages, 20 ms latency, parallelism 8): 0.75–0.80× plain colly
+// with one goroutine per slot, 0.93–0.96× with two while a slot ended when
+// the body was read; 0.78–0.82× on a busy machine (median 0.89× before,
+// alternately) since a slot ends when the response is stored.
 const fetcherFactor = 2
 
 // claimFactor × Parallelism entries at most are claimed and not yet
