@@ -403,7 +403,7 @@ func checkMatch(c *cli.Context) error {
 		return nil
 	}
 	if _, err := path.Match(m, ""); err != nil || strings.TrimSpace(m) == "" {
-		return cli.Exit(fmt.Sprintf("%s --match %q: invalid glob pattern: '*' matches any run of characters, '?' one, and '[' must be closed", commandPath(c), m), 2)
+		return cli.Exit(fmt.Sprintf("%s --match %q: invalid glob pattern (an unclosed '[' or a trailing '\\'): '*' matches any run of characters and '?' one", commandPath(c), m), 2)
 	}
 	return nil
 }

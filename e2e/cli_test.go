@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -250,5 +251,52 @@ func TestCLIFlagsAfterFile(t *testing.T) {
 	}
 	if m := runJSON(t, res); m["status"] != "completed" {
 		t.Errorf("status %v, want completed", m["status"])
+	}
+}
+
+// TestCLIGlobalFlagsAfterCommand is the regression test for
+// `crawlcache run --log-level debug FILE` being refused: global flags may
+// follow the command and take effect there; --log-format json makes every
+// log record on standard error one JSON object (the run summary that
+// follows them is not a log record).
+func TestCLIGlobalFlagsAfterCommand(t *testing.T) {
+	requireCommands(t, "run")
+	site := smallSite(3, testsite.Options{Seed: 29})
+	srv := site.Start()
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	cfg := writeJob(t, jobSpec{Name: "globals", Base: srv.URL, Dir: dir})
+	levels := func(stderr string) map[string]int {
+		got := map[string]int{}
+		for _, line := range strings.Split(stderr, "\n") {
+			if strings.HasPrefix(line, "time=") {
+				t.Errorf("text log record with --log-format json: %q", line)
+			}
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) == nil {
+				got[fmt.Sprint(rec["level"])]++
+			}
+		}
+		return got
+	}
+	// The harness sets CRAWLCACHE_LOG_LEVEL=warn: the flag after the
+	// command must win.
+	res := runCLI(t, dir, nil, "run", "--log-level", "info", "--log-format", "json", cfg, "--json", "--data-dir", t.TempDir())
+	if res.Code != 0 {
+		t.Fatalf("crawlcache run --log-level info --log-format json FILE: exit %d, stderr %q; want the run to complete", res.Code, res.Stderr)
+	}
+	if got := levels(res.Stderr); got["INFO"] == 0 {
+		t.Errorf("no JSON INFO record with --log-level info --log-format json after the command:\n%s", res.Stderr)
+	}
+	env := []string{"CRAWLCACHE_LOG_LEVEL=info", "CRAWLCACHE_LOG_FORMAT=json"}
+	res = runCLI(t, dir, env, "run", cfg, "--json", "--log-level=error", "--data-dir", t.TempDir())
+	if res.Code != 0 {
+		t.Fatalf("crawlcache run FILE --log-level=error: exit %d, stderr %q; want the run to complete", res.Code, res.Stderr)
+	}
+	if m := runJSON(t, res); m["status"] != "completed" {
+		t.Errorf("status %v, want completed", m["status"])
+	}
+	if got := levels(res.Stderr); got["INFO"] != 0 {
+		t.Errorf("INFO records with --log-level=error after the file: %v\n%s", got, res.Stderr)
 	}
 }
