@@ -411,7 +411,7 @@ func (r *Runner) pipeline(job *configs.Job) (*pipeline.Pipeline, error) {
 	for _, o := range job.Outputs {
 		switch o.Kind {
 		case configs.OutputMongoDB:
-			p.Sinks = append(p.Sinks, pipeline.NewCountedMongoSink(r.Store.Database(Database).Collection(o.Collection), r.Store.Database(Database).Collection(CountersCollection)))
+			p.Sinks = append(p.Sinks, pipeline.NewCountedMongoSink(r.Store.Database(Database).Collection(o.Collection), r.Store.Database(Database).Collection(CountersCollection), r.worker()))
 		case configs.OutputJSONL:
 			p.Sinks = append(p.Sinks, pipeline.NewJSONLSink(o.Path))
 		case configs.OutputCSV:

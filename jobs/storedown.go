@@ -91,7 +91,14 @@ func (r *Runner) tally(ctx context.Context, runs *Runs, front *frontier.Frontier
 		}
 		// One document by _id: counting the items by run_id scanned every
 		// item of every run on the embedded store.
-		n, ok, err := pipeline.ItemCount(ctx, r.Store.Database(Database).Collection(CountersCollection), runID, o.Collection)
+		workers := make([]string, 0, len(rec.Workers)+1)
+		for id := range rec.Workers {
+			workers = append(workers, id)
+		}
+		if _, ok := rec.Workers[r.worker()]; !ok {
+			workers = append(workers, r.worker())
+		}
+		n, ok, err := pipeline.ItemCount(ctx, r.Store.Database(Database).Collection(CountersCollection), runID, o.Collection, workers)
 		if err != nil {
 			return t, err
 		}

@@ -16,74 +16,118 @@ import (
 // that pushes down only _id equality (11.9 s at 100k items on the embedded
 // store, growing with every run).
 
-// counterID is the _id of the item counter of run runID in coll.
+// counterID is the _id of the base count of run runID in coll: the items
+// stored before any counter existed (a run of an earlier release resumed),
+// else 0. It is written once and never updated.
 func counterID(runID, coll string) string { return runID + "/" + coll }
 
+// workerCounterID is the _id of the items worker stored for run runID in
+// coll. Only that worker writes it, with its absolute total: increments of
+// one shared document are lost when workers update it at once on a server
+// whose updates read, then rewrite the document (FerretDB).
+func workerCounterID(runID, coll, worker string) string {
+	return runID + "/" + coll + "/" + worker
+}
+
 // ItemCount returns the number of items run runID wrote to the collection
-// named coll, as counted in counters by a sink made with
-// NewCountedMongoSink, and false when counters has no count for them (a run
-// with no such sink). It reads one document by _id.
-func ItemCount(ctx context.Context, counters *mongo.Collection, runID, coll string) (int64, bool, error) {
+// named coll, as counted in counters by the sinks made with
+// NewCountedMongoSink by the run's workers, and false when counters has no
+// count for the run (a run with no such sink). It reads one document by _id
+// per worker: never the items.
+func ItemCount(ctx context.Context, counters *mongo.Collection, runID, coll string, workers []string) (int64, bool, error) {
+	base, ok, err := readCount(ctx, counters, counterID(runID, coll))
+	if err != nil || !ok {
+		return 0, false, err
+	}
+	total := base
+	for _, w := range workers {
+		n, _, err := readCount(ctx, counters, workerCounterID(runID, coll, w))
+		if err != nil {
+			return 0, false, err
+		}
+		total += n
+	}
+	return total, true, nil
+}
+
+// readCount reads the items field of counter id.
+func readCount(ctx context.Context, counters *mongo.Collection, id string) (int64, bool, error) {
 	var doc struct {
 		Items int64 `bson:"items"`
 	}
-	err := counters.FindOne(ctx, bson.D{{Key: "_id", Value: counterID(runID, coll)}}).Decode(&doc)
+	err := counters.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc)
 	switch {
 	case errors.Is(err, mongo.ErrNoDocuments):
 		return 0, false, nil
 	case err != nil:
-		return 0, false, fmt.Errorf("read item count of run %s in %s: %w", runID, coll, err)
+		return 0, false, fmt.Errorf("read item count %s: %w", id, err)
 	}
 	return doc.Items, true, nil
 }
 
-// NewCountedMongoSink is NewMongoSink that also keeps the number of items
-// the run stored in coll in a document of counters (_id "<run>/<coll>"):
-// Open creates it at 0 for a new run, and each Write adds the items it
-// inserted (duplicates of items already stored are not counted again).
-// Resuming a run that has no counter (one started by an earlier release)
-// counts its items in coll once, with a scan, to start it.
+// NewCountedMongoSink is NewMongoSink that also counts the items the run
+// stored in coll, in documents of counters: a base count written at the
+// run's first Open (0 for a new run; resuming a run of an earlier release,
+// which has none, counts its items in coll once, with a scan), and worker's
+// own total, which each Write raises by the items it inserted (duplicates of
+// items already stored are not counted again). ItemCount adds them up.
 //
 // The count is exact unless the process dies between an insert and the
 // counter's update: the items of that last batch are then stored but not
 // counted (at most 500 per process killed).
-func NewCountedMongoSink(coll, counters *mongo.Collection) Sink {
-	return &mongoSink{coll: coll, counters: counters}
+func NewCountedMongoSink(coll, counters *mongo.Collection, worker string) Sink {
+	return &mongoSink{coll: coll, counters: counters, worker: worker}
 }
 
-// openCounter creates or checks the counter at Open.
+// openCounter makes sure the run's base count exists and loads this
+// worker's total, never resetting either: workers joining a run open their
+// sinks while others already count. Two openers racing to create the base
+// both succeed (the loser's insert is a duplicate key: the base is there).
 func (s *mongoSink) openCounter(ctx context.Context, runID string, resume bool) error {
 	s.runID = runID
-	id := counterID(runID, s.coll.Name())
-	if resume {
-		if _, ok, err := ItemCount(ctx, s.counters, runID, s.coll.Name()); err != nil || ok {
-			return err
-		}
-	}
-	var n int64
-	if resume { // a run of an earlier release: count once
-		var err error
-		if n, err = s.coll.CountDocuments(ctx, bson.D{{Key: "run_id", Value: runID}}); err != nil {
-			return fmt.Errorf("count items of run %s in %s: %w", runID, s.coll.Name(), err)
-		}
-	}
-	_, err := s.counters.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}},
-		bson.D{{Key: "_id", Value: id}, {Key: "run_id", Value: runID}, {Key: "collection", Value: s.coll.Name()}, {Key: "items", Value: n}},
-		options.Replace().SetUpsert(true))
+	coll := s.coll.Name()
+	_, ok, err := readCount(ctx, s.counters, counterID(runID, coll))
 	if err != nil {
-		return fmt.Errorf("start item count of run %s in %s: %w", runID, s.coll.Name(), err)
+		return err
 	}
+	if !ok {
+		var n int64
+		if resume { // a run of an earlier release: count once
+			if n, err = s.coll.CountDocuments(ctx, bson.D{{Key: "run_id", Value: runID}}); err != nil {
+				return fmt.Errorf("count items of run %s in %s: %w", runID, coll, err)
+			}
+		}
+		_, err = s.counters.InsertOne(ctx, bson.D{{Key: "_id", Value: counterID(runID, coll)},
+			{Key: "run_id", Value: runID}, {Key: "collection", Value: coll}, {Key: "items", Value: n}})
+		if err != nil && !mongo.IsDuplicateKeyError(err) {
+			return fmt.Errorf("start item count of run %s in %s: %w", runID, coll, err)
+		}
+	}
+	own, _, err := readCount(ctx, s.counters, workerCounterID(runID, coll, s.worker))
+	if err != nil {
+		return err
+	}
+	s.countMu.Lock()
+	s.counted = own
+	s.countMu.Unlock()
 	return nil
 }
 
-// count adds n inserted items to the counter.
+// count adds n inserted items to this worker's total and writes the total.
 func (s *mongoSink) count(ctx context.Context, n int64) error {
 	if s.counters == nil || n == 0 {
 		return nil
 	}
-	_, err := s.counters.UpdateOne(ctx, bson.D{{Key: "_id", Value: counterID(s.runID, s.coll.Name())}},
-		bson.D{{Key: "$inc", Value: bson.D{{Key: "items", Value: n}}}}, options.UpdateOne().SetUpsert(true))
+	s.countMu.Lock() // totals are written in the order they are reached
+	defer s.countMu.Unlock()
+	s.counted += n
+	id := workerCounterID(s.runID, s.coll.Name(), s.worker)
+	_, err := s.counters.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}},
+		bson.D{{Key: "_id", Value: id}, {Key: "run_id", Value: s.runID}, {Key: "collection", Value: s.coll.Name()},
+			{Key: "worker", Value: s.worker}, {Key: "items", Value: s.counted}},
+		options.Replace().SetUpsert(true))
 	if err != nil {
+		s.counted -= n
 		return fmt.Errorf("count %d items of run %s in %s: %w", n, s.runID, s.coll.Name(), err)
 	}
 	return nil

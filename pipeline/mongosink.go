@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -22,7 +23,10 @@ const duplicateKey = 11000
 type mongoSink struct {
 	coll       *mongo.Collection
 	counters   *mongo.Collection // nil: no item counter (see NewCountedMongoSink)
+	worker     string            // whose total the counter keeps
 	runID      string
+	countMu    sync.Mutex
+	counted    int64 // this worker's total for the run, as last written
 	open       atomic.Bool
 	written    atomic.Int64
 	duplicates atomic.Int64
