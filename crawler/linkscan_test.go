@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gocolly/colly/v2"
@@ -79,4 +80,25 @@ func TestParseSimpleFollow(t *testing.T) {
 			t.Errorf("parseSimpleFollow(%q) simple = %v, want %v", tt.sel, got, tt.simple)
 		}
 	}
+}
+
+// FuzzScanLinks feeds the tokenizer hostile pages: it must not panic, and
+// every link it yields must be an absolute http(s) or other scheme URL.
+func FuzzScanLinks(f *testing.F) {
+	for _, s := range []string{
+		`<a href="/a">a</a><base href="//x/">`,
+		`<a href='`, `<a href=">`, `<base href="javascript:alert(1)"><a href="x">`,
+		`<A HREF=/Q?A=1&amp;B=2>`, `<svg><a href="/in-svg"/></svg>`, "<a href=\"\x00\xff\">",
+	} {
+		f.Add(s)
+	}
+	groups, _ := parseSimpleFollow([]string{"a[href]", "[src]"})
+	f.Fuzz(func(t *testing.T, page string) {
+		scanLinks([]byte(page), "http://example.org/dir/page", groups, func(u string) bool {
+			if !strings.Contains(u, ":") {
+				t.Errorf("link %q is not absolute", u)
+			}
+			return true
+		})
+	})
 }
