@@ -33,7 +33,7 @@ func demoCommand() *cli.Command {
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8089", Usage: "address of the demo shop (the seeds of --config are pointed at it)", EnvVars: []string{"CRAWLCACHE_DEMO_LISTEN"}},
 			&cli.StringFlag{Name: "config", Value: "configs/example.yaml", Usage: "job config to crawl the shop with", EnvVars: []string{"CRAWLCACHE_DEMO_CONFIG"}},
 			&cli.IntFlag{Name: "pages", Value: 300, Usage: "product pages in the shop", EnvVars: []string{"CRAWLCACHE_DEMO_PAGES"}},
-			&cli.DurationFlag{Name: "latency", Value: 5 * time.Millisecond, Usage: "delay of every shop response", EnvVars: []string{"CRAWLCACHE_DEMO_LATENCY"}},
+			durationFlag("latency", 5*time.Millisecond, "delay of every shop response", "CRAWLCACHE_DEMO_LATENCY"),
 		}, storeFlags()...),
 		Action: demo,
 	}
@@ -52,7 +52,7 @@ func demo(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("demo shop: listen on %s: %w", c.String("listen"), err)
 	}
-	site := testsite.New(testsite.Options{Pages: c.Int("pages"), Seed: 1, Latency: c.Duration("latency"), Clock: time.Now, NoRequestLog: true})
+	site := testsite.New(testsite.Options{Pages: c.Int("pages"), Seed: 1, Latency: flagDuration(c, "latency"), Clock: time.Now, NoRequestLog: true})
 	srv := &http.Server{Handler: site, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer func() {
@@ -64,7 +64,7 @@ func demo(c *cli.Context) error {
 	base := "http://" + ln.Addr().String()
 	job.Seeds = []string{base + "/"}
 
-	fmt.Fprintf(w, "demo shop   %s/  (%d product pages, ETag + Last-Modified, robots.txt, %s latency)\n", base, c.Int("pages"), c.Duration("latency"))
+	fmt.Fprintf(w, "demo shop   %s/  (%d product pages, ETag + Last-Modified, robots.txt, %s latency)\n", base, c.Int("pages"), flagDuration(c, "latency"))
 	return withStore(c, func(ctx context.Context, s *store.Store) error {
 		fmt.Fprintf(w, "store       %s\n", s.Describe())
 		fmt.Fprintf(w, "job         %s (%s)\n", job.Name, job.Source)

@@ -30,17 +30,17 @@ func siteCommand() *cli.Command {
 					&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8089", Usage: "address to listen on", EnvVars: []string{"CRAWLCACHE_SITE_LISTEN"}},
 					&cli.IntFlag{Name: "pages", Value: 300, Usage: "number of product pages", EnvVars: []string{"CRAWLCACHE_SITE_PAGES"}},
 					&cli.Int64Flag{Name: "seed", Value: 1, Usage: "site generator seed (same seed, same site)", EnvVars: []string{"CRAWLCACHE_SITE_SEED"}},
-					&cli.DurationFlag{Name: "latency", Usage: "delay before every response, e.g. 20ms", EnvVars: []string{"CRAWLCACHE_SITE_LATENCY"}},
+					durationFlag("latency", 0, "delay before every response, e.g. 20ms", "CRAWLCACHE_SITE_LATENCY"),
 					&cli.Int64Flag{Name: "bandwidth", Usage: "bytes per second of a body's transfer, added after --latency (0: unlimited; 304s carry no body)", EnvVars: []string{"CRAWLCACHE_SITE_BANDWIDTH"}},
 					&cli.StringFlag{Name: "cache-control", Value: "max-age=0", Usage: "Cache-Control header of pages", EnvVars: []string{"CRAWLCACHE_SITE_CACHE_CONTROL"}},
-					&cli.DurationFlag{Name: "crawl-delay", Usage: "Crawl-delay announced in robots.txt (0: none)", EnvVars: []string{"CRAWLCACHE_SITE_CRAWL_DELAY"}},
+					durationFlag("crawl-delay", 0, "Crawl-delay announced in robots.txt (0: none)", "CRAWLCACHE_SITE_CRAWL_DELAY"),
 					&cli.Float64Flag{Name: "error-rate", Usage: "fraction of requests answered 500/502/503/504", EnvVars: []string{"CRAWLCACHE_SITE_ERROR_RATE"}},
 					&cli.Float64Flag{Name: "timeout-rate", Usage: "fraction of requests never answered", EnvVars: []string{"CRAWLCACHE_SITE_TIMEOUT_RATE"}},
 					&cli.Float64Flag{Name: "reset-rate", Usage: "fraction of requests whose connection is reset", EnvVars: []string{"CRAWLCACHE_SITE_RESET_RATE"}},
 					&cli.Float64Flag{Name: "rate-limit-rate", Usage: "fraction of requests answered 429 with Retry-After", EnvVars: []string{"CRAWLCACHE_SITE_RATE_LIMIT_RATE"}},
 					&cli.Float64Flag{Name: "change", Value: 0.1, Usage: "fraction of product pages changed every --change-every", EnvVars: []string{"CRAWLCACHE_SITE_CHANGE"}},
 					&cli.StringFlag{Name: "control", Value: "/_testsite/", Usage: "path prefix of the control endpoints (GET counts, POST reset, POST change?fraction=); empty disables them", EnvVars: []string{"CRAWLCACHE_SITE_CONTROL"}},
-					&cli.DurationFlag{Name: "change-every", Usage: "change --change of the pages at this interval (0: never)", EnvVars: []string{"CRAWLCACHE_SITE_CHANGE_EVERY"}},
+					durationFlag("change-every", 0, "change --change of the pages at this interval (0: never)", "CRAWLCACHE_SITE_CHANGE_EVERY"),
 				},
 				Action: serveSite,
 			},
@@ -55,11 +55,11 @@ func serveSite(c *cli.Context) error {
 	site := testsite.New(testsite.Options{
 		Pages:        c.Int("pages"),
 		Seed:         c.Int64("seed"),
-		Latency:      c.Duration("latency"),
+		Latency:      flagDuration(c, "latency"),
 		Bandwidth:    c.Int64("bandwidth"),
 		Clock:        time.Now,
 		CacheControl: c.String("cache-control"),
-		CrawlDelay:   c.Duration("crawl-delay"),
+		CrawlDelay:   flagDuration(c, "crawl-delay"),
 		Control:      c.String("control"),
 		NoRequestLog: true, // nobody reads it in this process
 		Faults: testsite.Faults{
@@ -79,7 +79,7 @@ func serveSite(c *cli.Context) error {
 
 	w := c.App.Writer
 	fmt.Fprintf(w, "demo shop with %d product pages at http://%s/\n", c.Int("pages"), ln.Addr())
-	if every := c.Duration("change-every"); every > 0 {
+	if every := flagDuration(c, "change-every"); every > 0 {
 		fmt.Fprintf(w, "changing %.0f%% of the pages every %s\n", 100*c.Float64("change"), every)
 		go func() {
 			t := time.NewTicker(every)

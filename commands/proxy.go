@@ -45,7 +45,7 @@ func proxyCommand() *cli.Command {
 			&cli.BoolFlag{Name: "cache-control", Usage: "follow RFC 9111 (Cache-Control, Expires, Vary, Age; shared-cache rules unless --private) instead of the crawler policy", EnvVars: []string{"CRAWLCACHE_CACHE_CONTROL"}},
 			&cli.BoolFlag{Name: "private", Usage: "be a private cache for a single user (RFC 9111): store private responses and Set-Cookie; default is a shared cache", EnvVars: []string{"CRAWLCACHE_PROXY_PRIVATE"}},
 			&cli.BoolFlag{Name: "cdn-cache-control", Usage: "reverse proxy acting as the origin's CDN: obey CDN-Cache-Control (RFC 9213) over Cache-Control", EnvVars: []string{"CRAWLCACHE_PROXY_CDN_CACHE_CONTROL"}},
-			&cli.DurationFlag{Name: "stale-if-error", Usage: "serve a stale entry for up to this long past expiry when the origin fails", EnvVars: []string{"CRAWLCACHE_STALE_IF_ERROR"}},
+			durationFlag("stale-if-error", 0, "serve a stale entry for up to this long past expiry when the origin fails", "CRAWLCACHE_STALE_IF_ERROR"),
 			&cli.BoolFlag{Name: "only-if-cached", Usage: "offline replay: never use the network, 504 on a miss", EnvVars: []string{"CRAWLCACHE_ONLY_IF_CACHED"}},
 			&cli.StringFlag{Name: "db", Value: cache.DefaultDatabase, Usage: "database of the cache", EnvVars: []string{"CRAWLCACHE_CACHE_DB"}},
 		),
@@ -73,7 +73,7 @@ func proxyPolicy(c *cli.Context) (cache.Policy, error) {
 		pol.CacheControl = c.Bool("cache-control")
 	}
 	if c.IsSet("stale-if-error") {
-		pol.StaleIfError = c.Duration("stale-if-error")
+		pol.StaleIfError = flagDuration(c, "stale-if-error")
 	}
 	if c.IsSet("only-if-cached") {
 		pol.OnlyIfCached = c.Bool("only-if-cached")

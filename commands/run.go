@@ -159,7 +159,7 @@ func workerIDFlag() cli.Flag {
 
 // leaseFlag is --lease of every command that crawls (run, resume, worker).
 func leaseFlag() cli.Flag {
-	return &cli.DurationFlag{Name: "lease", Value: frontier.DefaultLease, Usage: "lease of a claimed URL and of a host; if this process is killed, its work returns to other workers after it", EnvVars: []string{"CRAWLCACHE_LEASE"}}
+	return durationFlag("lease", frontier.DefaultLease, "lease of a claimed URL and of a host; if this process is killed, its work returns to other workers after it", "CRAWLCACHE_LEASE")
 }
 
 // newRunner builds a Runner with the progress display: a live line when
@@ -170,7 +170,7 @@ func newRunner(c *cli.Context, s *store.Store) (*jobs.Runner, *jobs.Reporter) {
 	rep := &jobs.Reporter{W: w, Live: isFile && term.IsTerminal(int(f.Fd()))}
 	log := slog.New(rep.LogHandler(slog.Default().Handler()))
 	return &jobs.Runner{
-		Store: s, WorkerID: c.String("worker-id"), FrontierLease: c.Duration("lease"), Progress: rep.Update, Logger: log,
+		Store: s, WorkerID: c.String("worker-id"), FrontierLease: flagDuration(c, "lease"), Progress: rep.Update, Logger: log,
 		OnInterrupt: func(n int) {
 			rep.Say(fmt.Sprintf("stopping: finishing %d pages in flight; Ctrl-C again to stop now", n))
 		},

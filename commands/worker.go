@@ -29,7 +29,7 @@ func workerCommand() *cli.Command {
 			&cli.StringFlag{Name: "run", Usage: "join only this run (exit status 1 if it is not running)", EnvVars: []string{"CRAWLCACHE_RUN"}},
 			&cli.StringFlag{Name: "job", Usage: "join only running runs of this job", EnvVars: []string{"CRAWLCACHE_JOB"}},
 			&cli.StringFlag{Name: "configs", Usage: "find a run's job config in this directory by job name (default: the path recorded in the run)", EnvVars: []string{"CRAWLCACHE_CONFIGS"}},
-			&cli.DurationFlag{Name: "wait", Usage: "keep looking this long for a running run before giving up (0: look once)", EnvVars: []string{"CRAWLCACHE_WAIT"}},
+			durationFlag("wait", 0, "keep looking this long for a running run before giving up (0: look once)", "CRAWLCACHE_WAIT"),
 			leaseFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per joined run on standard output", EnvVars: []string{"CRAWLCACHE_JSON"}},
 			workerIDFlag(),
@@ -44,7 +44,7 @@ func workerCommand() *cli.Command {
 			return withStore(c, func(ctx context.Context, s *store.Store) error {
 				r, rep := newRunner(c, s)
 				outs, err := r.Work(ctx, jobs.WorkOptions{
-					RunID: c.String("run"), Job: c.String("job"), Wait: c.Duration("wait"),
+					RunID: c.String("run"), Job: c.String("job"), Wait: flagDuration(c, "wait"),
 					LoadJob: jobLoader(c.String("configs")),
 				})
 				rep.Done()
