@@ -77,3 +77,28 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	return days + d, nil
 }
+
+// ParseEvery reads the interval of an "@every D" schedule (an optional
+// CRON_TZ= or TZ= prefix is ignored: an interval has no time zone), with
+// ParseDuration, so "@every 1d" works. ok is false when spec is not an
+// @every schedule. The interval must be at least 1s.
+func ParseEvery(spec string) (d time.Duration, ok bool, err error) {
+	s := strings.TrimSpace(spec)
+	if strings.HasPrefix(s, "CRON_TZ=") || strings.HasPrefix(s, "TZ=") {
+		if _, rest, found := strings.Cut(s, " "); found {
+			s = strings.TrimSpace(rest)
+		}
+	}
+	rest, ok := strings.CutPrefix(s, "@every ")
+	if !ok {
+		return 0, false, nil
+	}
+	d, err = ParseDuration(rest)
+	if err != nil {
+		return 0, true, fmt.Errorf("@every: %w", err)
+	}
+	if d < time.Second {
+		return 0, true, fmt.Errorf("@every needs a duration of at least 1s, got %q", strings.TrimSpace(rest))
+	}
+	return d, true, nil
+}

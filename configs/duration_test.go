@@ -49,7 +49,7 @@ func TestParseDuration(t *testing.T) {
 // TestJobDurationsTakeDays is the regression test for days being refused
 // in job files while `cache ttl set 7d` accepted them.
 func TestJobDurationsTakeDays(t *testing.T) {
-	src := ok + "timeout: 1d\nschedule: '@every 1d12h'\ncache:\n  expire_after: 7d\n  urls_expire_after:\n    'example.org/x': 2d\n  stale_if_error: 1d\n  ttl: 30d\n"
+	src := ok + "timeout: 1d\nschedule: 'CRON_TZ=Europe/Paris @every 1d12h'\ncache:\n  expire_after: 7d\n  urls_expire_after:\n    'example.org/x': 2d\n  stale_if_error: 1d\n  ttl: 30d\n"
 	job, err := parseTest("days.yaml", src)
 	if err != nil {
 		t.Fatalf("parse: %v", err)
@@ -75,6 +75,7 @@ func TestDurationErrorsNameFileLineKey(t *testing.T) {
 	}{
 		{"bad unit", ok + "timeout: 3w\n", `bad.yaml:3: timeout: must be a duration like 30s, 1h30m or 7d, got "3w"`},
 		{"@every bad unit", ok + "schedule: '@every 1w'\n", `bad.yaml:3: schedule: @every: "1w" is not a duration`},
+		{"@every with a time zone, bad unit", ok + "schedule: 'CRON_TZ=UTC @every 1w'\n", `bad.yaml:3: schedule: @every: "1w" is not a duration`},
 		{"@every too short", ok + "schedule: '@every 10ms'\n", `bad.yaml:3: schedule: @every needs a duration of at least 1s`},
 	}
 	for _, tt := range tests {

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
@@ -379,15 +378,8 @@ func checkSchedule(s string) (err error) {
 	if s == "" {
 		return fmt.Errorf("must be a cron expression like '0 */6 * * *' or '@every 6h', got an empty string")
 	}
-	if rest, ok := strings.CutPrefix(s, "@every "); ok {
-		d, perr := ParseDuration(rest)
-		if perr != nil {
-			return fmt.Errorf("@every: %v", perr)
-		}
-		if d < time.Second {
-			return fmt.Errorf("@every needs a duration of at least 1s, got %q", strings.TrimSpace(rest))
-		}
-		return nil
+	if _, ok, err := ParseEvery(s); ok {
+		return err
 	}
 	defer func() {
 		if r := recover(); r != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -69,11 +68,10 @@ type entry struct {
 // to the process start, so that schedulers started at different times
 // compute the same occurrences.
 func ParseSchedule(spec string) (cron.Schedule, error) {
-	if rest, ok := strings.CutPrefix(strings.TrimSpace(spec), "@every "); ok {
-		// Days ("@every 1d") are read as job files read every duration.
-		d, err := configs.ParseDuration(rest)
-		if err != nil || d < time.Second {
-			return nil, fmt.Errorf("parse schedule %q: @every needs a duration of at least 1s like 6h or 1d", spec)
+	// Days ("@every 1d") are read as job files read every duration.
+	if d, ok, err := configs.ParseEvery(spec); ok {
+		if err != nil {
+			return nil, fmt.Errorf("parse schedule %q: %w", spec, err)
 		}
 		return alignedEvery(cron.Every(d).Delay), nil
 	}

@@ -24,6 +24,7 @@ func TestParseScheduleEveryAligned(t *testing.T) {
 		{"cron every 6h", "0 */6 * * *", time.Date(2026, 11, 27, 4, 20, 0, 0, time.UTC), time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)},
 		{"every day written in days", "@every 1d", time.Date(2026, 11, 27, 4, 20, 0, 0, time.UTC), time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)},
 		{"every 1d12h", "@every 1d12h", time.Date(2026, 11, 27, 4, 20, 0, 0, time.UTC), time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)}, // multiples of 36h (time.Truncate)
+		{"every day with a time zone", "TZ=Asia/Tokyo @every 1d", time.Date(2026, 11, 27, 4, 20, 0, 0, time.UTC), time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)},
 		{"daily", "@daily", time.Date(2026, 11, 27, 4, 20, 0, 0, time.UTC), time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)},
 	}
 	for _, tc := range tests {
