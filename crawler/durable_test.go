@@ -85,7 +85,7 @@ func (b *probeBody) Close() error {
 	return err
 }
 
-// TestReceivedNotDurableAtMostParallelism is issue 12 item 2: a kill -9 may
+// TestReceivedNotDurableAtMostParallelism: a kill -9 may
 // cost at most Parallelism downloads, because a response holds its request
 // slot until the cache has stored it. The origin holds every page until all
 // slots are taken, so the crawl runs at full concurrency from then on.

@@ -23,7 +23,7 @@ type originFunc func(*http.Request) *http.Response
 
 func (f originFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r), nil }
 
-// TestResumeOldFrontierWithSecretInClear is issue 12 item 3 on data of the
+// TestResumeOldFrontierWithSecretInClear: secret parameters on data of the
 // previous release: its frontier holds a seed with its api_key in clear.
 // Such a run still resumes (the entry is fetched as stored, with its key),
 // and what this release writes for it (log records, items, log lines)

@@ -12,7 +12,7 @@ import (
 
 // TestScanLinksMatchesColly checks that the tokenizer finds the same links,
 // in the same order, as colly's parsed document does for the same simple
-// selectors (issue 12 item 8: no parse tree for a page of a million links).
+// selectors (no parse tree for a page of a million links).
 func TestScanLinksMatchesColly(t *testing.T) {
 	tests := []struct {
 		name, page string

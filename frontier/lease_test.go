@@ -140,7 +140,7 @@ func TestRenewAfterExpiryWhenNobodyTookOver(t *testing.T) {
 	}
 }
 
-// TestRenewSkipsFinishedEntries is issue 12 item 8's false "some leases
+// TestRenewSkipsFinishedEntries is the false "some leases
 // were lost" warning: a single worker lists its in-flight entries, some of
 // them are finished before the renewal reaches them, and Renew must not
 // call that a loss.

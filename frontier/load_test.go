@@ -8,7 +8,7 @@ import (
 	"crawlcache/frontier"
 )
 
-// TestStartLoadRunResumesWhileScanning is issue 12 item 8's slow resume: a
+// TestStartLoadRunResumesWhileScanning is the slow resume of a big run: a
 // run is read in the background while it is crawled. Every pending entry
 // (and the crashed worker's lease) is claimed exactly once, finished ones
 // never, links added meanwhile are not queued twice, Drained stays false

@@ -38,7 +38,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// TestSecretsNeverWrittenInClear is issue 12 item 3: a job whose header
+// TestSecretsNeverWrittenInClear: a job whose header
 // carries a bearer token and whose seeds carry ?api_key= is interrupted
 // while its seed is fetched, resumed, and then every log line, every output
 // file and every file of the data directory (SQLite files included, after
