@@ -260,13 +260,15 @@ func runCacheShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	hint := ""
 	if !strings.Contains(rawURL, "://") {
 		rawURL = "http://" + rawURL // as --match, the scheme is optional
+		hint = "; without a scheme http:// is assumed: write https:// for an https page"
 	}
 	return withAdmin(c, func(ctx context.Context, a *cache.Admin, _ *store.Store) error {
 		doc, rev, err := a.Show(ctx, rawURL)
 		if errors.Is(err, cache.ErrNotFound) {
-			return cli.Exit(fmt.Sprintf("cache show: %s is not in the cache (database %s); list what is with `crawlcache cache ls --match GLOB`", rawURL, c.String("db")), 1)
+			return cli.Exit(fmt.Sprintf("cache show: %s is not in the cache (database %s)%s; list what is with `crawlcache cache ls --match GLOB`", rawURL, c.String("db"), hint), 1)
 		}
 		if err != nil {
 			return err

@@ -191,6 +191,7 @@ func TestCacheInspectCommands(t *testing.T) {
 		{"show without a scheme is http", []string{"cache", "show", "127.0.0.1:8090/x"}, 0, []string{"url         http://127.0.0.1:8090/x", "plain"}},
 		{"ls bad pattern", []string{"cache", "ls", "--match", "["}, 2, []string{`cache ls --match "[": invalid glob pattern`}},
 		{"purge bad pattern", []string{"cache", "purge", "--match", "["}, 2, []string{`cache purge --match "[": invalid glob pattern`}},
+		{"show https page without a scheme", []string{"cache", "show", "example.org/a"}, 1, []string{"http://example.org/a is not in the cache (database http_cache); without a scheme http:// is assumed: write https:// for an https page"}},
 		{"show missing", []string{"cache", "show", "https://example.org/nope"}, 1, []string{"https://example.org/nope is not in the cache"}},
 		{"purge without criteria", []string{"cache", "purge"}, 2, []string{"cache purge: say what to delete: --expired"}},
 		{"purge expired without a ttl", []string{"cache", "purge", "--expired"}, 0, []string{"No TTL is set", "deleted 0 cached responses"}},
