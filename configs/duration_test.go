@@ -90,3 +90,26 @@ func TestDurationErrorsNameFileLineKey(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseDuration: never panics, never leaks Go's parser message, agrees
+// with time.ParseDuration on what it accepts, and reads "Nd" as N×24h.
+func FuzzParseDuration(f *testing.F) {
+	for _, s := range []string{"0", "1d", "1d12h", "1.5d", "-2d3h", "90s", "1h30m", "1w", "", "d", "9223372036854775807ns", "106751d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ParseDuration(s)
+		if err != nil {
+			if strings.Contains(err.Error(), "time:") {
+				t.Errorf("ParseDuration(%q) error %q leaks Go's parser message", s, err)
+			}
+			return
+		}
+		if want, gerr := time.ParseDuration(strings.TrimSpace(s)); gerr == nil && got != want {
+			t.Errorf("ParseDuration(%q) = %v, time.ParseDuration = %v", s, got, want)
+		}
+		if days, derr := ParseDuration(s + "1d"); derr == nil && days-got != 24*time.Hour && got >= 0 {
+			t.Errorf("ParseDuration(%q) = %v but %q = %v: a day is not 24h", s, got, s+"1d", days)
+		}
+	})
+}
