@@ -86,10 +86,8 @@ func cacheCommand() *cli.Command {
 				Name:      "show",
 				Usage:     "show a cached response: metadata, status, headers and body",
 				ArgsUsage: "URL",
-				Description: "Finds the entry a plain GET of URL uses. A URL without a scheme (127.0.0.1:8090/x) is\n" +
-					"taken as http://. Text bodies are printed; on a terminal, a binary body or one holding\n" +
-					"control bytes (escape sequences) is summarised instead, unless --raw. Redirected output\n" +
-					"gets the body as stored.",
+				Description: "Finds the entry a plain GET of URL uses; a URL without a scheme (127.0.0.1:8090/x) is http://.\n" +
+					"On a terminal, a binary body or one holding control bytes is summarised unless --raw.",
 				Flags: cacheFlags(jsonFlag(),
 					&cli.BoolFlag{Name: "headers-only", Usage: "leave the body out", EnvVars: []string{"CRAWLCACHE_SHOW_HEADERS_ONLY"}},
 					&cli.BoolFlag{Name: "raw", Usage: "print the body as stored, even binary or control bytes on a terminal", EnvVars: []string{"CRAWLCACHE_SHOW_RAW"}},

@@ -260,11 +260,7 @@ func runCacheShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	hint := ""
-	if !strings.Contains(rawURL, "://") {
-		rawURL = "http://" + rawURL // as --match, the scheme is optional
-		hint = "; without a scheme http:// is assumed: write https:// for an https page"
-	}
+	rawURL, hint := showURL(rawURL)
 	return withAdmin(c, func(ctx context.Context, a *cache.Admin, _ *store.Store) error {
 		doc, rev, err := a.Show(ctx, rawURL)
 		if errors.Is(err, cache.ErrNotFound) {
@@ -356,6 +352,16 @@ func runCacheShow(c *cli.Context) error {
 		fmt.Fprintln(w)
 		return writeBody(w, body, binary, resp.Header.Get("Content-Type"), isTerminal(w) && !c.Bool("raw"))
 	})
+}
+
+// showURL adds http:// to a URL written without a scheme, as --match
+// makes the scheme optional, and returns the hint to give if nothing is
+// found there.
+func showURL(raw string) (url, hint string) {
+	if strings.Contains(raw, "://") {
+		return raw, ""
+	}
+	return "http://" + raw, "; without a scheme http:// is assumed: write https:// for an https page"
 }
 
 // writeBody prints a stored body. safe asks for nothing a terminal would
