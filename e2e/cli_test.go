@@ -32,7 +32,7 @@ func TestCLIConfigMistakes(t *testing.T) {
 	}{
 		{"unknown key", head + "max_dept: 3\n", ":3: max_dept"},
 		{"wrong type", head + "rate:\n  per_host: fast\n", ":4: rate.per_host"},
-		{"bad duration", head + "retry:\n  backoff: 1d\n", ":4: retry.backoff"},
+		{"bad duration", head + "retry:\n  backoff: 1w\n", ":4: retry.backoff"},
 		{"bad regexp", head + "include: ['(unclosed']\n", ":3: include[0]"},
 		{"bad selector", head + "extract:\n  fields:\n    title: {css: 'h1 >'}\n", ":5: extract.fields.title.css"},
 		{"bad cron", head + "schedule: '61 * * * *'\n", ":3: schedule"},
