@@ -367,9 +367,11 @@ func TestWorkerKilled(t *testing.T) {
 	if soak() {
 		pages = 170
 	}
-	// A slow enough crawl (~6 s per host) that the victim reports pages
-	// (every 2 s) well before the end.
-	f := newFleet(t, fleetSpec{Hosts: 3, Pages: pages, Latency: 3 * time.Millisecond, PerHost: 10, Burst: 2})
+	// A slow enough crawl (~12 s per host) that the victim reports pages
+	// (every 2 s) well before the end, and still has pages of its host to
+	// fetch when it is frozen (at 10 per second, a victim that took a host
+	// late sometimes finished it, and the whole run, before the kill).
+	f := newFleet(t, fleetSpec{Hosts: 3, Pages: pages, Latency: 3 * time.Millisecond, PerHost: 5, Burst: 2})
 	job, err := configs.Load(f.cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -455,6 +457,11 @@ func TestWorkerKilled(t *testing.T) {
 			cur := victimOn.active.Load()
 			if prev > 0 && cur == 0 {
 				break
+			}
+			select {
+			case <-victim.exited:
+				t.Fatalf("%s finished before it could be killed (%d of %d bodies sent, try %d): the crawl is too short for this test\nstdout:\n%s", victimID, bodies(), reachable, tries, victim.stdout.String())
+			default:
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("no response from %s for a minute", victimOn.srv.URL)
