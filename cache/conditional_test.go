@@ -86,12 +86,13 @@ func TestTransportClientConditionals(t *testing.T) {
 					p.ExpireAfter = Expiry{Kind: ExpireAfter, After: 600 * time.Second}
 				}
 				e := newTransportEnvOn(t, s, Options{Now: clock.Now, Policy: p, Shared: mode.shared, Stream: mode.stream})
+				tp := uniquePath(t) // the store is shared and a later origin may get an earlier one's port
 				method := tc.method
 				if method == "" {
 					method = http.MethodGet
 				}
 				if !tc.empty { // store the response to the same method
-					req, _ := http.NewRequestWithContext(context.Background(), method, o.URL+"/c", nil)
+					req, _ := http.NewRequestWithContext(context.Background(), method, o.URL+"/c"+tp, nil)
 					resp, err := e.tr.RoundTrip(req)
 					if err != nil || Served(resp) != ServedMiss {
 						t.Fatalf("first request: %v, served %q", err, Served(resp))
@@ -100,7 +101,7 @@ func TestTransportClientConditionals(t *testing.T) {
 					resp.Body.Close()
 				}
 				clock.Advance(tc.advance)
-				req, _ := http.NewRequestWithContext(context.Background(), method, o.URL+"/c", nil)
+				req, _ := http.NewRequestWithContext(context.Background(), method, o.URL+"/c"+tp, nil)
 				for i := 0; i+1 < len(tc.req); i += 2 {
 					v := tc.req[i+1]
 					if v == "LM" || len(v) > 2 && v[:2] == "LM" {

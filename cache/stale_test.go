@@ -58,21 +58,22 @@ func TestTransportStaleDirectives(t *testing.T) {
 					p.ExpireAfter = Expiry{Kind: ExpireAfter, After: time.Minute}
 				}
 				e := newTransportEnvOn(t, s, Options{Now: clock.Now, Policy: p, Stream: stream})
-				e.expectServed(o.URL+"/st", ServedMiss)
+				tp := uniquePath(t) // the store is shared and a later origin may get an earlier one's port
+				e.expectServed(o.URL+"/st"+tp, ServedMiss)
 				clock.Advance(tc.advance)
-				resp, body := e.get(nil, o.URL+"/st", tc.req...)
+				resp, body := e.get(nil, o.URL+"/st"+tp, tc.req...)
 				if Served(resp) != tc.want || resp.StatusCode != tc.status || string(body) != tc.body {
 					t.Fatalf("served %q %d %q, want %q %d %q", Served(resp), resp.StatusCode, body, tc.want, tc.status, tc.body)
 				}
 				if tc.kept { // the explicitly fresh 500 did not replace it
-					resp, body := e.get(nil, o.URL+"/st")
+					resp, body := e.get(nil, o.URL+"/st"+tp)
 					if resp.StatusCode != 200 || string(body) != "v1" {
 						t.Errorf("next request: served %q %d %q, want the stored v1 again", Served(resp), resp.StatusCode, body)
 					}
 				}
 				if tc.thenHit {
 					e.tr.Close() // waits for the background refresh
-					resp, body := e.get(nil, o.URL+"/st")
+					resp, body := e.get(nil, o.URL+"/st"+tp)
 					if Served(resp) != ServedHit || string(body) != "v2" {
 						t.Errorf("after the background refresh: served %q %q, want hit v2", Served(resp), body)
 					}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -510,4 +511,12 @@ func TestTransportOddHeadersReplay(t *testing.T) {
 			t.Errorf("replayed header %s = %q, want %q", name, got, want)
 		}
 	}
+}
+
+// uniquePath returns a path suffix unique to the running (sub)test. Table
+// tests that share one store give each case its own URL with it: an origin
+// started by a later case can get the port of an earlier, closed one, and
+// would then find that case's stored response.
+func uniquePath(t *testing.T) string {
+	return "/" + url.PathEscape(t.Name())
 }

@@ -52,9 +52,10 @@ func TestTransport304SelectsStoredResponse(t *testing.T) {
 				p.ExpireAfter = Expiry{Kind: ExpireAfter, After: time.Minute}
 			}
 			e := newTransportEnvOn(t, s, Options{Now: clock.Now, Policy: p})
-			e.expectServed(o.URL+"/r", ServedMiss)
+			tp := uniquePath(t) // the store is shared and a later origin may get an earlier one's port
+			e.expectServed(o.URL+"/r"+tp, ServedMiss)
 			clock.Advance(61 * time.Second)
-			resp, body := e.get(nil, o.URL+"/r")
+			resp, body := e.get(nil, o.URL+"/r"+tp)
 			if Served(resp) != tc.want || string(body) != tc.wantBody {
 				t.Fatalf("served %q body %q, want %q %q", Served(resp), body, tc.want, tc.wantBody)
 			}
@@ -62,7 +63,7 @@ func TestTransport304SelectsStoredResponse(t *testing.T) {
 				t.Errorf("304's header merged = %v, want %v", got, tc.want == ServedRevalidated)
 			}
 			// What is stored now answers a fresh hit with the same body.
-			resp, body = e.get(nil, o.URL+"/r")
+			resp, body = e.get(nil, o.URL+"/r"+tp)
 			if Served(resp) != ServedHit || string(body) != tc.wantBody {
 				t.Errorf("next request: served %q body %q, want hit %q", Served(resp), body, tc.wantBody)
 			}
@@ -105,15 +106,16 @@ func TestTransportHeadFreshensGet(t *testing.T) {
 				io.WriteString(w, "body")
 			})
 			e := newTransportEnvOn(t, s, Options{Now: clock.Now, Policy: Policy{CacheControl: true}})
-			e.expectServed(o.URL+"/h", ServedMiss)
+			tp := uniquePath(t) // the store is shared and a later origin may get an earlier one's port
+			e.expectServed(o.URL+"/h"+tp, ServedMiss)
 			clock.Advance(tc.advance)
-			req, _ := http.NewRequestWithContext(context.Background(), http.MethodHead, o.URL+"/h", nil)
+			req, _ := http.NewRequestWithContext(context.Background(), http.MethodHead, o.URL+"/h"+tp, nil)
 			resp, err := e.tr.RoundTrip(req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
-			resp, body := e.get(nil, o.URL+"/h")
+			resp, body := e.get(nil, o.URL+"/h"+tp)
 			if Served(resp) != tc.want || string(body) != "body" {
 				t.Fatalf("GET after HEAD: served %q body %q, want %q body", Served(resp), body, tc.want)
 			}
