@@ -162,21 +162,11 @@ func (f *Frontier) streamEntries(ctx context.Context, r *run, runID string, late
 			l.State = Pending
 		}
 		it := qitem{h: h, seq: l.Seq, attempts: l.Attempts, depth: e.Depth, url: e.URL}
-		switch l.State {
-		case Pending:
-			c.Pending++
+		switch place(&c, l, reclaim, now) {
+		case placeReady:
 			ready = append(ready, it)
-		case Leased:
-			c.Leased++
-			if reclaim[l.Worker] || !l.LeaseUntil.After(now) {
-				ready = append(ready, it)
-			} else {
-				watch = append(watch, watchItem{it, l.LeaseUntil})
-			}
-		case Done:
-			c.Done++
-		case Failed:
-			c.Failed++
+		case placeWatch:
+			watch = append(watch, watchItem{it, l.LeaseUntil})
 		}
 		if len(scanned) >= loadChunk {
 			flush()
@@ -188,4 +178,35 @@ func (f *Frontier) streamEntries(ctx context.Context, r *run, runID string, late
 		return c, fmt.Errorf("scan entries: %w", err)
 	}
 	return c, nil
+}
+
+// placement says where a loaded entry goes.
+type placement int
+
+const (
+	placeNone  placement = iota // done or failed: not queued
+	placeReady                  // claimable now
+	placeWatch                  // leased: claimable when its lease ends
+)
+
+// place counts an entry in c by its latest log record l and says where it
+// goes: a pending entry, or one leased by a worker in reclaim or whose lease
+// has ended by now, is ready; one leased by a live worker is watched.
+func place(c *Counts, l logRec, reclaim map[string]bool, now time.Time) placement {
+	switch l.State {
+	case Pending:
+		c.Pending++
+		return placeReady
+	case Leased:
+		c.Leased++
+		if reclaim[l.Worker] || !l.LeaseUntil.After(now) {
+			return placeReady
+		}
+		return placeWatch
+	case Done:
+		c.Done++
+	case Failed:
+		c.Failed++
+	}
+	return placeNone
 }

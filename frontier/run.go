@@ -324,21 +324,11 @@ func (f *Frontier) refresh(ctx context.Context, runID string, force bool) (Count
 			l.State = Pending
 		}
 		it := qitem{h: h, seq: l.Seq, attempts: l.Attempts, depth: e.Depth, url: e.URL}
-		switch l.State {
-		case Pending:
-			c.Pending++
+		switch place(&c, l, reclaim, now) {
+		case placeReady:
 			ready = append(ready, it)
-		case Leased:
-			c.Leased++
-			if reclaim[l.Worker] || !l.LeaseUntil.After(now) {
-				ready = append(ready, it)
-			} else {
-				watch = append(watch, watchItem{it, l.LeaseUntil})
-			}
-		case Done:
-			c.Done++
-		case Failed:
-			c.Failed++
+		case placeWatch:
+			watch = append(watch, watchItem{it, l.LeaseUntil})
 		}
 	}
 	if err := cur.Err(); err != nil {
