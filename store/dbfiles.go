@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -80,6 +81,13 @@ func openSnapshot(f DataFile) (db *sql.DB, close func(), err error) {
 	for _, suffix := range []string{"", "-wal"} {
 		if err := copyFile(f.Path+suffix, filepath.Join(tmp, f.Name+suffix)); err != nil {
 			cleanup()
+			if suffix == "-wal" && errors.Is(err, fs.ErrNotExist) {
+				// The last connection of a store that was closing
+				// checkpointed the WAL into the file and removed it after
+				// DataFiles saw it: the file alone now holds every write.
+				f.WALSize = 0
+				return openSnapshot(f)
+			}
 			return nil, nil, fmt.Errorf("snapshot %s: %w", f.Name, err)
 		}
 	}
