@@ -308,7 +308,7 @@ func (d *decoder) strs(n *yaml.Node, path string, check func(item *yaml.Node, pa
 func (d *decoder) duration(n *yaml.Node, path string) (time.Duration, bool) {
 	s, ok := scalar(n, "!!str", "!!int", "!!float")
 	if ok {
-		if v, err := parseDuration(s.Value); err == nil {
+		if v, err := ParseDuration(s.Value); err == nil {
 			if v < 0 {
 				d.errorf(s, path, "must not be negative, got %s", got(n))
 				return 0, false
@@ -319,9 +319,6 @@ func (d *decoder) duration(n *yaml.Node, path string) (time.Duration, bool) {
 	d.errorf(s, path, "must be a duration like 30s, 1h30m or 7d, got %s", got(n))
 	return 0, false
 }
-
-// parseDuration is ParseDuration: every duration key reads days too.
-func parseDuration(s string) (time.Duration, error) { return ParseDuration(s) }
 
 // size reads a byte count: an integer, or a number with a unit (KB, MB,
 // GB are powers of 1000; KiB, MiB, GiB powers of 1024).

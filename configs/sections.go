@@ -69,7 +69,7 @@ func (d *decoder) cache(n *yaml.Node, p string, j *Job) {
 				pol.StaleIfError = -1 // without limit
 			}
 		} else if s, ok := scalar(v, "!!str", "!!int"); ok {
-			if dur, err := parseDuration(s.Value); err == nil && dur >= 0 {
+			if dur, err := ParseDuration(s.Value); err == nil && dur >= 0 {
 				pol.StaleIfError = dur
 			} else {
 				d.errorf(s, kp, "must be true, false or a duration >= 0 like 1h, got %s", got(v))
@@ -136,7 +136,7 @@ func (d *decoder) cache(n *yaml.Node, p string, j *Job) {
 		if s, ok := scalar(v, "!!str"); ok && strings.TrimSpace(s.Value) == "none" {
 			j.TTL, j.TTLSet = 0, true
 		} else if s, ok := scalar(v, "!!str", "!!int", "!!float"); ok {
-			if dur, err := parseDuration(s.Value); err == nil && dur > 0 {
+			if dur, err := ParseDuration(s.Value); err == nil && dur > 0 {
 				j.TTL, j.TTLSet = dur, true
 			} else {
 				d.errorf(s, kp, "must be a duration > 0 like 168h, or none, got %s", got(v))
@@ -172,7 +172,7 @@ func ParseExpiry(s string) (cache.Expiry, error) {
 	case "do_not_cache":
 		return cache.Expiry{Kind: cache.ExpireDoNotCache}, nil
 	default:
-		if dur, err := parseDuration(v); err == nil && dur >= 0 {
+		if dur, err := ParseDuration(v); err == nil && dur >= 0 {
 			return cache.Expiry{Kind: cache.ExpireAfter, After: dur}, nil
 		}
 	}
