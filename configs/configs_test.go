@@ -87,7 +87,7 @@ func TestEveryKey(t *testing.T) {
 		{"robots", job.Robots, false},
 		{"timeout", job.Timeout, 90 * time.Second},
 		{"max_body_size", job.MaxBodySize, int64(2 << 20)},
-		{"rate", job.Rate, Rate{PerHost: 0.5, Burst: 4, Parallelism: 16}},
+		{"rate", job.Rate, Rate{PerHost: 0.5, Burst: 4, Parallelism: 16, PerHostParallelism: 2}},
 		{"retry", job.Retry, Retry{Max: 0, Backoff: 250 * time.Millisecond}},
 		{"cache", job.Cache, cache.Policy{
 			ExpireAfter: cache.Expiry{Kind: cache.ExpireAfter, After: 0},

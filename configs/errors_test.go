@@ -70,6 +70,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{`bad.yaml:3: max_depth: must be an integer >= 0, got "3"`}},
 		{"float where an integer is expected", ok + "rate: {parallelism: 2.5}\n",
 			[]string{`bad.yaml:3: rate.parallelism: must be an integer >= 1, got 2.5`}},
+		{"negative per-host parallelism", ok + "rate: {per_host_parallelism: -1}\n",
+			[]string{`bad.yaml:3: rate.per_host_parallelism: must be an integer >= 0, got -1`}},
 		{"string where a bool is expected", ok + "robots: \"yes\"\n",
 			[]string{`bad.yaml:3: robots: must be true or false, got "yes"`}},
 		{"scalar where a list is expected", "name: t\nseeds: http://example.org/\n",

@@ -129,6 +129,10 @@ type Rate struct {
 	// Parallelism is the number of concurrent network requests overall
 	// (>= 1). Default 8.
 	Parallelism int
+	// PerHostParallelism is the number of concurrent network requests to
+	// one host (host:port) in this process (>= 0); 0, the default, means
+	// only Parallelism bounds them.
+	PerHostParallelism int
 }
 
 // Retry controls retries of transient errors (network errors, 5xx, 429).

@@ -343,7 +343,7 @@ func truncate(s string, n int) string {
 
 // rate reads the rate section over the defaults in r.
 func (d *decoder) rate(n *yaml.Node, path string, r *Rate) {
-	m, ok := d.fields(n, path, "per_host", "burst", "parallelism")
+	m, ok := d.fields(n, path, "per_host", "burst", "parallelism", "per_host_parallelism")
 	if !ok {
 		return
 	}
@@ -360,6 +360,11 @@ func (d *decoder) rate(n *yaml.Node, path string, r *Rate) {
 	if v, ok := m["parallelism"]; ok {
 		if i, ok := d.integer(v, join(path, "parallelism"), 1); ok {
 			r.Parallelism = i
+		}
+	}
+	if v, ok := m["per_host_parallelism"]; ok {
+		if i, ok := d.integer(v, join(path, "per_host_parallelism"), 0); ok {
+			r.PerHostParallelism = i
 		}
 	}
 }

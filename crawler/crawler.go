@@ -104,6 +104,9 @@ type Options struct {
 	Parallelism  int
 	RetryMax     int
 	RetryBackoff time.Duration
+	// PerHostParallelism bounds concurrent network requests to one host
+	// (host:port) in this process; 0 means only Parallelism does.
+	PerHostParallelism int
 
 	// CacheDB holds the HTTP cache; CachePolicy, SupportsTTL and
 	// FilterPushdown configure it (see cache.Options).
@@ -344,7 +347,7 @@ func (c *crawl) run(ctx context.Context) (Progress, error) {
 	}
 	c.polite = &Politeness{
 		Upstream: upstream, PerHost: c.opts.PerHost, Burst: c.opts.Burst,
-		Parallelism: c.opts.Parallelism, RetryMax: c.opts.RetryMax,
+		Parallelism: c.opts.Parallelism, PerHostParallelism: c.opts.PerHostParallelism, RetryMax: c.opts.RetryMax,
 		RetryBackoff: c.opts.RetryBackoff, Timeout: c.opts.Timeout, Sleep: c.opts.sleep,
 	}
 	// A private cache (Shared false): one job's own requests. Job binds

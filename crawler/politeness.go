@@ -52,6 +52,11 @@ type Politeness struct {
 	// it once the response is stored, so a slot covers a response until it
 	// is durable.
 	Parallelism int
+	// PerHostParallelism bounds concurrent network requests to one host
+	// (host:port), like Scrapy's CONCURRENT_REQUESTS_PER_DOMAIN; 0 means
+	// only Parallelism bounds them. A host slot is held like a global slot,
+	// from before the host's token is taken until the body is closed.
+	PerHostParallelism int
 	// RetryMax is how many times a transient failure is retried (so a
 	// request is sent at most RetryMax+1 times); 0 disables retries.
 	RetryMax int
@@ -79,6 +84,7 @@ type Politeness struct {
 
 // hostState is the politeness state of one host (host:port).
 type hostState struct {
+	slots       chan struct{} // nil unless PerHostParallelism > 0
 	mu          sync.Mutex
 	lim         *rate.Limiter
 	crawlDelay  time.Duration
@@ -167,6 +173,9 @@ func (p *Politeness) host(h string) *hostState {
 	if !ok {
 		b := max(p.Burst, 1)
 		hs = &hostState{lim: rate.NewLimiter(p.limit(0), b)}
+		if p.PerHostParallelism > 0 {
+			hs.slots = make(chan struct{}, p.PerHostParallelism)
+		}
 		p.hosts[h] = hs
 	}
 	return hs
@@ -240,7 +249,7 @@ func (p *Politeness) RoundTrip(req *http.Request) (*http.Response, error) {
 			hs.stats.Retries++
 			hs.mu.Unlock()
 		}
-		resp, err := p.attempt(req)
+		resp, err := p.attempt(req, hs)
 		if ctx.Err() != nil {
 			if resp != nil {
 				resp.Body.Close()
@@ -270,10 +279,36 @@ func (p *Politeness) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// waitTurn waits for the host's pause to end and for a token from its
-// bucket, then for a global slot (in that order, so a slow host never holds
-// a slot while it waits).
+// waitTurn waits for a slot of the host (PerHostParallelism), for the
+// host's pause to end and for a token from its bucket, then for a global
+// slot (in that order: a slow host never holds a global slot while it
+// waits, and a token is taken only when the request can use it, so host
+// slots freed together never release a burst the bucket did not allow).
 func (p *Politeness) waitTurn(ctx context.Context, hs *hostState) error {
+	if hs.slots != nil {
+		select {
+		case hs.slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := p.waitToken(ctx, hs); err != nil {
+		hs.release()
+		return err
+	}
+	return nil
+}
+
+// release gives a host slot back; a no-op without PerHostParallelism.
+func (hs *hostState) release() {
+	if hs.slots != nil {
+		<-hs.slots
+	}
+}
+
+// waitToken waits for the host's pause to end and for a token, then for a
+// global slot.
+func (p *Politeness) waitToken(ctx context.Context, hs *hostState) error {
 	now := p.now()
 	hs.mu.Lock()
 	var delay time.Duration
@@ -310,14 +345,15 @@ func (p *Politeness) waitTurn(ctx context.Context, hs *hostState) error {
 	return nil
 }
 
-// attempt sends one network request holding a global slot until the body
-// is done.
-func (p *Politeness) attempt(req *http.Request) (*http.Response, error) {
+// attempt sends one network request holding a global slot (and a slot of
+// its host) until the body is done.
+func (p *Politeness) attempt(req *http.Request, hs *hostState) (*http.Response, error) {
 	p.requests.Add(1)
 	release := func() {
 		if p.slots != nil {
 			<-p.slots
 		}
+		hs.release()
 	}
 	ctx, cancel := req.Context(), context.CancelFunc(func() {})
 	if p.Timeout > 0 {

@@ -135,7 +135,7 @@ func (x *execution) crawl(reclaim []string, revalidate bool) (crawlErr, lost err
 		Include: job.Include, Exclude: job.Exclude, Follow: job.Follow,
 		UserAgent: job.UserAgent, Headers: job.Headers, Robots: job.Robots, Timeout: job.Timeout, MaxBodySize: job.MaxBodySize,
 		PerHost: job.Rate.PerHost, Burst: job.Rate.Burst, Parallelism: job.Rate.Parallelism,
-		RetryMax: job.Retry.Max, RetryBackoff: job.Retry.Backoff,
+		RetryMax: job.Retry.Max, RetryBackoff: job.Retry.Backoff, PerHostParallelism: job.Rate.PerHostParallelism,
 		CacheDB: r.Store.Database(cache.DefaultDatabase), CachePolicy: job.Cache, SupportsTTL: r.Store.Capabilities().TTLIndexes,
 		FilterPushdown: r.Store.Capabilities().FilterPushdown,
 		Frontier:       x.front, Resume: x.mode != modeNew, Reclaim: reclaim, HostLeases: hasOption(run, OptionHostLeases),
