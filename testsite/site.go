@@ -338,6 +338,9 @@ func (s *Site) ETag(path string) string {
 func (s *Site) lookup(pathQuery string) (p *page, contentType string) {
 	path, query, _ := strings.Cut(pathQuery, "?")
 	const html = "text/html; charset=utf-8"
+	if p, ct, ok := s.lookupApp(path, query); ok {
+		return p, ct
+	}
 	switch {
 	case path == "/":
 		return s.cached("/", 0, func(int) []byte { return s.renderHome() }), html
