@@ -35,7 +35,7 @@ var directs sync.Map // *mongo.Client → *Direct
 const directMaxConns = 8
 
 // errDirectClosed is returned by FindRaw after the store closed.
-var errDirectClosed = errors.New("store closed")
+var errDirectClosed = ErrClosed
 
 // Direct reads documents by _id from the files of the embedded server
 // running in this process. It is safe for concurrent use. Get one with
@@ -92,6 +92,9 @@ type directDB struct {
 
 // DirectFor returns the direct reader of the embedded server that client is
 // connected to when that server runs in this process, else nil.
+//
+// Deprecated: use Store.Collection, whose handles read directly when
+// they can; DirectFor goes when frontier uses the contract.
 func DirectFor(client *mongo.Client) *Direct {
 	if client == nil {
 		return nil
@@ -102,19 +105,18 @@ func DirectFor(client *mongo.Client) *Direct {
 	return nil
 }
 
-// registerDirect makes DirectFor(client) read the server's files in dir.
-func registerDirect(client *mongo.Client, dir string) {
+// newDirect returns the direct reader and writer of the server's files in
+// dir.
+func newDirect(dir string) *Direct {
 	pinAllocatorOnce.Do(pinAllocator)
-	directs.Store(client, &Direct{dir: dir, dbs: map[string]*directDB{}})
+	return &Direct{dir: dir, dbs: map[string]*directDB{}}
 }
 
-// unregisterDirect closes the reader of client, if any.
-func unregisterDirect(client *mongo.Client) {
-	if d, ok := directs.LoadAndDelete(client); ok {
-		d.(*Direct).close()
-		d.(*Direct).w.close()
-	}
-}
+// registerDirect makes DirectFor(client) return d.
+func registerDirect(client *mongo.Client, d *Direct) { directs.Store(client, d) }
+
+// unregisterDirect forgets the reader of client (the Store closes it).
+func unregisterDirect(client *mongo.Client) { directs.Delete(client) }
 
 // FindRaw returns the document with string _id id in collection coll of
 // database db, as BSON byte-identical in content and field order to what

@@ -54,6 +54,8 @@ var indexers sync.Map // *mongo.Client → *idIndexer
 // collection scans it: a cold crawl's first misses). Call it after
 // creating collections that are about to be used. It does nothing for
 // other clients.
+//
+// Deprecated: (*Store).EnsureCollections indexes new collections.
 func IndexIDs(ctx context.Context, client *mongo.Client) error {
 	x, ok := indexers.Load(client)
 	if !ok {

@@ -17,6 +17,8 @@ import (
 // on every insert (for a 44 KB page, about as much as the insert itself
 // spends elsewhere in SQLite). Dropping also cleans data directories an
 // earlier version indexed. It is idempotent.
+//
+// Deprecated: use (*Collection).EnsureIndex.
 func EnsureIndex(ctx context.Context, coll *mongo.Collection, name string, keys bson.D, pushdown bool) error {
 	if !pushdown {
 		return DropIndex(ctx, coll, name)
@@ -29,6 +31,8 @@ func EnsureIndex(ctx context.Context, coll *mongo.Collection, name string, keys 
 
 // DropIndex drops index name of coll; an index or a collection that does
 // not exist is not an error.
+//
+// Deprecated: use (*Collection).DropIndex.
 func DropIndex(ctx context.Context, coll *mongo.Collection, name string) error {
 	err := coll.Indexes().DropOne(ctx, name)
 	if err != nil && !IsNamespaceNotFound(err) && !IsIndexNotFound(err) {
@@ -42,6 +46,8 @@ func DropIndex(ctx context.Context, coll *mongo.Collection, name string) error {
 // on an in-process embedded server, indexes their _id at once (IndexIDs):
 // lookups in them are fast from the first request. Only creating a
 // collection can fail it.
+//
+// Deprecated: use (*Store).EnsureCollections.
 func EnsureCollections(ctx context.Context, db *mongo.Database, names ...string) error {
 	for _, name := range names {
 		err := db.CreateCollection(ctx, name)

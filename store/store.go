@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -89,6 +90,9 @@ type Store struct {
 	caps   Capabilities
 	log    *slog.Logger // Options.Logger; nil: slog.Default()
 	server *Server      // non-nil when this process owns the embedded server
+	direct *Direct      // non-nil: the embedded implementation (collection.go)
+	ids    *idIndexer   // the server's _id indexer, with direct
+	incMu  sync.Mutex   // serializes Collection.Inc without AtomicUpdates
 }
 
 // Capabilities are the features of the server that change how crawlcache
@@ -103,6 +107,11 @@ type Capabilities struct {
 	// indexes. FerretDB's SQLite handler pushes down only _id equality, so
 	// every other find scans the collection.
 	FilterPushdown bool
+
+	// AtomicUpdates is true when concurrent updates of one document never
+	// lose one another's changes (MongoDB). FerretDB v1 reads the document,
+	// then rewrites it, so two concurrent $inc may count once.
+	AtomicUpdates bool
 }
 
 // ErrUnreachable is wrapped by Open when no server answered.
@@ -184,11 +193,14 @@ func openStore(ctx context.Context, opts Options) (*Store, error) {
 	if srv.readOnly { // no direct access, no probe: both write
 		return &Store{Client: client, URI: srv.URI(), Embedded: true, DataDir: dir, ReadOnly: true, server: srv}, nil
 	}
+	s := &Store{Client: client, URI: srv.URI(), Embedded: true, DataDir: dir, caps: probe(ctx, client), server: srv}
 	if srv.direct {
-		registerDirect(client, srv.dir) // DirectFor(client) reads srv's files
-		indexers.Store(client, srv.ids) // IndexIDs(client) indexes srv's tables
+		s.direct = newDirect(srv.dir)
+		s.ids = srv.ids
+		registerDirect(client, s.direct) // the old entry points (DirectFor, IndexIDs)
+		indexers.Store(client, srv.ids)
 	}
-	return &Store{Client: client, URI: srv.URI(), Embedded: true, DataDir: dir, caps: probe(ctx, client), server: srv}, nil
+	return s, nil
 }
 
 // Capabilities reports what the server supports, probed once at Open.
@@ -210,6 +222,10 @@ func (s *Store) Describe() string {
 func (s *Store) Close(ctx context.Context) error {
 	unregisterDirect(s.Client)
 	indexers.Delete(s.Client)
+	if s.direct != nil {
+		s.direct.close()
+		s.direct.w.close()
+	}
 	err := s.Client.Disconnect(ctx)
 	if s.server != nil {
 		s.server.Close()
@@ -287,6 +303,7 @@ func probe(ctx context.Context, client *mongo.Client) Capabilities {
 	if err := client.Database("admin").RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&hello); err == nil {
 		if _, ferret := hello["ferretdbVersion"]; !ferret {
 			caps.FilterPushdown = true
+			caps.AtomicUpdates = true
 		}
 	}
 	coll := client.Database("crawlcache").Collection("_probe")

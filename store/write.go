@@ -19,6 +19,9 @@ var replaceUpsert = options.Replace().SetUpsert(true)
 
 // InsertOne inserts doc into coll. An existing _id is a duplicate-key
 // error (mongo.IsDuplicateKeyError).
+//
+// Deprecated: use (*Collection).Insert; kept until frontier, jobs and
+// pipeline use the contract.
 func InsertOne(ctx context.Context, d *Direct, coll *mongo.Collection, doc any) error {
 	if d != nil {
 		raw, err := bson.Marshal(doc)
@@ -37,6 +40,8 @@ func InsertOne(ctx context.Context, d *Direct, coll *mongo.Collection, doc any) 
 // InsertMany inserts docs into coll like an unordered insertMany and
 // returns the positions of the documents whose _id was already there. Any
 // other failure is err. Through d, the documents go in one transaction.
+//
+// Deprecated: use (*Collection).InsertMany.
 func InsertMany(ctx context.Context, d *Direct, coll *mongo.Collection, docs []any) (dups map[int]bool, err error) {
 	dups = make(map[int]bool)
 	if d != nil {
@@ -73,6 +78,8 @@ func InsertMany(ctx context.Context, d *Direct, coll *mongo.Collection, docs []a
 
 // Upsert replaces the document with _id id in coll by doc, or inserts doc
 // when there is none.
+//
+// Deprecated: use (*Collection).Upsert.
 func Upsert(ctx context.Context, d *Direct, coll *mongo.Collection, id string, doc any) error {
 	if d != nil {
 		raw, err := bson.Marshal(doc)
@@ -89,6 +96,8 @@ func Upsert(ctx context.Context, d *Direct, coll *mongo.Collection, id string, d
 }
 
 // DeleteOne deletes the document with _id id from coll, if there is one.
+//
+// Deprecated: use (*Collection).Delete.
 func DeleteOne(ctx context.Context, d *Direct, coll *mongo.Collection, id string) error {
 	if d != nil {
 		return d.DeleteOne(ctx, coll.Database().Name(), coll.Name(), id)

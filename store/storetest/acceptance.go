@@ -1,0 +1,246 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"crawlcache/store"
+)
+
+// RunAcceptance runs the storage contract's acceptance suite against the
+// implementation open returns (a fresh one per case): every operation the
+// packages use, unique-_id conflicts, concurrent writers, counters, scans,
+// TTL, and the failure modes (a collection that does not exist, a store
+// closed or gone). An implementation is done when it passes.
+func RunAcceptance(t *testing.T, open func(t testing.TB) Impl) {
+	cases := []struct {
+		name string
+		run  func(t *testing.T, im Impl)
+	}{
+		{"missing collection reads as empty", testMissing},
+		{"insert, get, duplicate _id", testInsertGet},
+		{"insert many reports duplicates", testInsertMany},
+		{"upsert inserts then replaces", testUpsert},
+		{"delete", testDelete},
+		{"scan, find one, count", testScan},
+		{"scan by _id prefix", testScanIDPrefix},
+		{"update one and many", testUpdate},
+		{"find one and update", testFindOneAndUpdate},
+		{"concurrent writers", testConcurrentWriters},
+		{"concurrent inserts of one _id", testConcurrentDuplicate},
+		{"counters under concurrency", testCounters},
+		{"secondary index", testIndex},
+		{"ttl", testTTL},
+		{"closed store", testClosed},
+		{"store gone", testGone},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			im := open(t)
+			tc.run(t, im)
+		})
+	}
+}
+
+// acceptanceDoc is the document the suite stores.
+type acceptanceDoc struct {
+	ID   string    `bson:"_id"`
+	N    int64     `bson:"n"`
+	Tag  string    `bson:"tag,omitempty"`
+	Body []byte    `bson:"body,omitempty"`
+	At   time.Time `bson:"at,omitempty"`
+}
+
+func coll(t testing.TB, im Impl, name string) *store.Collection {
+	t.Helper()
+	c := im.Store.Collection(im.DB, name)
+	if c.Direct() != im.Direct {
+		t.Fatalf("%s: Direct() = %v, want %v", c, c.Direct(), im.Direct)
+	}
+	return c
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func decode(t testing.TB, raw bson.Raw) acceptanceDoc {
+	t.Helper()
+	var d acceptanceDoc
+	if err := bson.Unmarshal(raw, &d); err != nil {
+		t.Fatalf("decode %v: %v", raw, err)
+	}
+	return d
+}
+
+func mustGet(t testing.TB, c *store.Collection, id string) acceptanceDoc {
+	t.Helper()
+	raw, err := c.Get(ctxT(t), id)
+	if err != nil {
+		t.Fatalf("Get(%q): %v", id, err)
+	}
+	return decode(t, raw)
+}
+
+func ids(t testing.TB, c *store.Collection, filter any, opts store.FindOptions) []string {
+	t.Helper()
+	var got []string
+	err := c.Scan(ctxT(t), filter, opts, func(raw bson.Raw) error {
+		got = append(got, decode(t, raw).ID)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Scan(%v): %v", filter, err)
+	}
+	return got
+}
+
+func testMissing(t *testing.T, im Impl) {
+	ctx := ctxT(t)
+	c := coll(t, im, "missing")
+	if _, err := c.Get(ctx, "a"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get: err = %v, want ErrNotFound", err)
+	}
+	if _, err := c.FindOne(ctx, bson.D{{Key: "n", Value: 1}}, store.FindOptions{}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("FindOne: err = %v, want ErrNotFound", err)
+	}
+	if got := ids(t, c, bson.D{}, store.FindOptions{}); len(got) != 0 {
+		t.Errorf("Scan: got %v, want nothing", got)
+	}
+	n := 0
+	if err := c.ScanIDPrefix(ctx, "a", func(bson.Raw) error { n++; return nil }); err != nil || n != 0 {
+		t.Errorf("ScanIDPrefix: %d documents, err %v; want 0, nil", n, err)
+	}
+	if n, err := c.Count(ctx, bson.D{}); err != nil || n != 0 {
+		t.Errorf("Count = %d, %v; want 0, nil", n, err)
+	}
+	if err := c.Delete(ctx, "a"); err != nil {
+		t.Errorf("Delete: %v", err)
+	}
+	if n, err := c.DeleteMany(ctx, bson.D{}); err != nil || n != 0 {
+		t.Errorf("DeleteMany = %d, %v; want 0, nil", n, err)
+	}
+	if names, err := c.Indexes(ctx); err != nil || len(names) != 0 {
+		t.Errorf("Indexes = %v, %v; want none", names, err)
+	}
+	if _, ok, err := c.TTL(ctx, "ttl"); err != nil || ok {
+		t.Errorf("TTL: ok %v, err %v; want false, nil", ok, err)
+	}
+	if err := c.DropIndex(ctx, "x"); err != nil {
+		t.Errorf("DropIndex: %v", err)
+	}
+	if err := c.Drop(ctx); err != nil {
+		t.Errorf("Drop: %v", err)
+	}
+	if _, err := im.Store.Collection("acceptance_no_such_db", "c").Get(ctx, "a"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get in a missing database: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testInsertGet(t *testing.T, im Impl) {
+	ctx := ctxT(t)
+	c := coll(t, im, "docs")
+	if err := im.Store.EnsureCollections(ctx, im.DB, "docs"); err != nil {
+		t.Fatal(err)
+	}
+	body := []byte("<html>\x00\xff body</html>")
+	want := acceptanceDoc{ID: "page/1", N: 7, Tag: "<a&b>", Body: body, At: time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC)}
+	if err := c.Insert(ctx, want); err != nil {
+		t.Fatalf("Insert: %v", err)
+	}
+	got := mustGet(t, c, "page/1")
+	if got.ID != want.ID || got.N != want.N || got.Tag != want.Tag || string(got.Body) != string(body) || !got.At.Equal(want.At) {
+		t.Errorf("Get = %+v, want %+v", got, want)
+	}
+	err := c.Insert(ctx, acceptanceDoc{ID: "page/1", N: 8})
+	if !errors.Is(err, store.ErrDuplicateID) {
+		t.Fatalf("second Insert of one _id: err = %v, want ErrDuplicateID", err)
+	}
+	if got := mustGet(t, c, "page/1"); got.N != 7 {
+		t.Errorf("after a refused Insert n = %d, want 7 (unchanged)", got.N)
+	}
+	// A document the direct path hands to the server (not a string _id
+	// elsewhere, a bson.D) still goes in.
+	if err := c.Insert(ctx, bson.D{{Key: "_id", Value: "page/2"}, {Key: "n", Value: int64(2)}}); err != nil {
+		t.Fatalf("Insert bson.D: %v", err)
+	}
+	if got := mustGet(t, c, "page/2"); got.N != 2 {
+		t.Errorf("Get(page/2).n = %d, want 2", got.N)
+	}
+	if _, err := c.Get(ctx, "page/3"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get of a missing _id: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testInsertMany(t *testing.T, im Impl) {
+	ctx := ctxT(t)
+	c := coll(t, im, "many")
+	if err := c.Insert(ctx, acceptanceDoc{ID: "b", N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	dups, err := c.InsertMany(ctx, []any{acceptanceDoc{ID: "a", N: 2}, acceptanceDoc{ID: "b", N: 2}, acceptanceDoc{ID: "c", N: 2}})
+	if err != nil {
+		t.Fatalf("InsertMany: %v", err)
+	}
+	if want := map[int]bool{1: true}; fmt.Sprint(dups) != fmt.Sprint(want) {
+		t.Errorf("InsertMany dups = %v, want %v", dups, want)
+	}
+	for id, n := range map[string]int64{"a": 2, "b": 1, "c": 2} {
+		if got := mustGet(t, c, id); got.N != n {
+			t.Errorf("%s.n = %d, want %d", id, got.N, n)
+		}
+	}
+	if dups, err := c.InsertMany(ctx, nil); err != nil || len(dups) != 0 {
+		t.Errorf("InsertMany(nil) = %v, %v", dups, err)
+	}
+}
+
+func testUpsert(t *testing.T, im Impl) {
+	ctx := ctxT(t)
+	c := coll(t, im, "upsert")
+	for _, n := range []int64{1, 2} {
+		if err := c.Upsert(ctx, "k", acceptanceDoc{ID: "k", N: n}); err != nil {
+			t.Fatalf("Upsert n=%d: %v", n, err)
+		}
+		if got := mustGet(t, c, "k"); got.N != n {
+			t.Errorf("after Upsert n=%d: got n=%d", n, got.N)
+		}
+	}
+	if n, err := c.Count(ctx, bson.D{}); err != nil || n != 1 {
+		t.Errorf("Count = %d, %v; want 1", n, err)
+	}
+}
+
+func testDelete(t *testing.T, im Impl) {
+	ctx := ctxT(t)
+	c := coll(t, im, "del")
+	for _, id := range []string{"a", "b", "c"} {
+		if err := c.Insert(ctx, acceptanceDoc{ID: id, N: 1, Tag: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Delete(ctx, "a"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if _, err := c.Get(ctx, "a"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get after Delete: err = %v, want ErrNotFound", err)
+	}
+	if err := c.Delete(ctx, "a"); err != nil {
+		t.Errorf("Delete of a missing _id: %v", err)
+	}
+	n, err := c.DeleteMany(ctx, bson.D{{Key: "tag", Value: "b"}})
+	if err != nil || n != 1 {
+		t.Errorf("DeleteMany = %d, %v; want 1", n, err)
+	}
+	if got := ids(t, c, bson.D{}, store.FindOptions{}); !slices.Equal(got, []string{"c"}) {
+		t.Errorf("left %v, want [c]", got)
+	}
+}
