@@ -94,8 +94,8 @@ func TestParse(t *testing.T) {
 		},
 		{
 			name: "text with BOM and blank lines", kind: Text,
-			body: []byte("\ufeffhttps://shop.example/1\n\n  https://shop.example/2  \r\nmailto:x@example.org\n"),
-			want: []Entry{{"https://shop.example/1", time.Time{}}, {"https://shop.example/2", time.Time{}}},
+			body:    []byte("\ufeffhttps://shop.example/1\n\n  https://shop.example/2  \r\nmailto:x@example.org\n"),
+			want:    []Entry{{"https://shop.example/1", time.Time{}}, {"https://shop.example/2", time.Time{}}},
 			skipped: 1,
 		},
 		{
