@@ -436,7 +436,7 @@ func (t *Transport) serve(c *call) (*http.Response, error) {
 	}
 	if st != nil {
 		now := t.now()
-		fr := t.freshness(c, st, now)
+		fr := applyLastMod(c, st, t.freshness(c, st, now))
 		switch {
 		case fr.fresh:
 			return t.fromStore(c, st, ServedHit), nil
