@@ -103,6 +103,9 @@ type Job struct {
 	// Outputs are where items are written, in file order. Empty means items
 	// are not written (the crawl only fills the cache).
 	Outputs []Output
+	// Sitemaps are the sitemaps read at the start of each run; the zero
+	// value reads none.
+	Sitemaps Sitemaps
 	// Schedule is a 5-field cron expression or a descriptor such as
 	// "@every 6h" or "@daily"; empty means the job runs only on demand.
 	Schedule string

@@ -17,7 +17,7 @@ var topKeys = []string{
 	"name", "seeds", "allowed_domains", "max_depth", "max_pages",
 	"include", "exclude", "follow", "user_agent", "headers", "robots",
 	"timeout", "max_body_size", "rate", "retry", "cache", "extract",
-	"outputs", "schedule", "max_error_ratio",
+	"outputs", "schedule", "max_error_ratio", "sitemaps", "trust_lastmod",
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
@@ -140,6 +140,7 @@ func (d *decoder) job(root *yaml.Node, j *Job) {
 	if n, ok := m["outputs"]; ok {
 		j.Outputs = d.outputs(n, "outputs")
 	}
+	d.sitemaps(m, j)
 	if n, ok := m["schedule"]; ok {
 		if s, ok := d.str(n, "schedule"); ok {
 			if err := checkSchedule(s); err != nil {

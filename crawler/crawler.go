@@ -124,6 +124,10 @@ type Options struct {
 	// instead of after they expire.
 	Reclaim []string
 
+	// Sitemaps are read before the crawl starts; their URLs are added
+	// like seeds and their <lastmod>s passed to the cache (sitemaps.go).
+	Sitemaps SitemapOptions
+
 	// Pipeline, if not nil, receives every 2xx page; Run sets its
 	// OnPageDone (calling any previous hook after its own) and acknowledges
 	// a URL when the pipeline reports the page's items written. If nil,
@@ -217,14 +221,15 @@ type crawl struct {
 	allowed []string
 	maxBody int64
 
-	polite  *Politeness
-	cache   *cache.Transport
-	robots  *robots
-	front   *frontier.Frontier
-	fetcher *fetcher
-	hosts   *hostGate     // nil unless HostLeases
-	secrets seedSecrets   // written before the first fetch, read-only after
-	linkSel [][]simpleSel // follow selectors the tokenizer matches; nil: colly's parse
+	polite   *Politeness
+	cache    *cache.Transport
+	robots   *robots
+	front    *frontier.Frontier
+	fetcher  *fetcher
+	hosts    *hostGate     // nil unless HostLeases
+	secrets  seedSecrets   // written before the first fetch, read-only after
+	linkSel  [][]simpleSel // follow selectors the tokenizer matches; nil: colly's parse
+	lastMods *lastMods     // sitemap <lastmod>s; nil unless the run reads sitemaps
 
 	runCtx   context.Context // cancelled on interrupt or fatal error
 	fetchCtx context.Context // outlives runCtx by ShutdownGrace
@@ -318,6 +323,9 @@ func newCrawl(opts Options) (*crawl, error) {
 		return nil, err
 	}
 	c.allowed = allowed
+	if opts.Sitemaps.Discover || len(opts.Sitemaps.URLs) > 0 {
+		c.lastMods = &lastMods{m: map[string]time.Time{}, trust: opts.Sitemaps.TrustLastMod}
+	}
 	return c, nil
 }
 
@@ -379,6 +387,9 @@ func (c *crawl) run(ctx context.Context) (Progress, error) {
 	go c.watchInterrupt(ctx, cancelFetch)
 
 	if err := c.startFrontier(ctx); err != nil {
+		return c.progress(), err
+	}
+	if err := c.readSitemaps(runCtx); err != nil {
 		return c.progress(), err
 	}
 	c.startPipeline()

@@ -74,7 +74,7 @@ func newFetcher(c *crawl) *fetcher {
 		colly.MaxBodySize(bodyLimit),    // see above
 		colly.StdlibContext(c.fetchCtx), // in-flight requests outlive an interrupt by the grace period
 	)
-	f.col.WithTransport(c.cache)
+	f.col.WithTransport(c.pageTransport())
 	f.col.SetRequestTimeout(0) // per network attempt in Politeness; a hit or a wait is not a timeout
 	f.col.DisableCookies()
 	f.col.SetRedirectHandler(f.redirect)

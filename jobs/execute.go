@@ -142,6 +142,7 @@ func (x *execution) crawl(reclaim []string, revalidate bool) (crawlErr, lost err
 		Pipeline: x.pipe, Progress: rep.update,
 		Now: r.Now, Logger: x.log, Upstream: r.Upstream, ShutdownGrace: r.ShutdownGrace, LeaseRenew: r.FrontierLease / 4,
 		OnInterrupt: r.OnInterrupt, StopNow: r.StopNow,
+		Sitemaps: crawler.SitemapOptions{Discover: job.Sitemaps.Discover, URLs: job.Sitemaps.URLs, TrustLastMod: job.Sitemaps.TrustLastMod},
 	})
 	x.session = countersOf(p)
 	lost = context.Cause(crawlCtx)

@@ -326,7 +326,7 @@ func (s *Site) Change(fraction float64) []string {
 // ETag returns the current ETag of the page at path (path and query as
 // requested, e.g. "/products/3"), or "" if there is no such page.
 func (s *Site) ETag(path string) string {
-	p, _ := s.lookup(path)
+	p, _ := s.lookup("", path)
 	if p == nil {
 		return ""
 	}
@@ -334,8 +334,9 @@ func (s *Site) ETag(path string) string {
 }
 
 // lookup returns the page for a request path and raw query, or nil for
-// 404. contentType is that of the page.
-func (s *Site) lookup(pathQuery string) (p *page, contentType string) {
+// 404. contentType is that of the page. origin ("http://host:port") makes
+// the sitemap's URLs absolute.
+func (s *Site) lookup(origin, pathQuery string) (p *page, contentType string) {
 	path, query, _ := strings.Cut(pathQuery, "?")
 	const html = "text/html; charset=utf-8"
 	if p, ct, ok := s.lookupApp(path, query); ok {
@@ -347,7 +348,7 @@ func (s *Site) lookup(pathQuery string) (p *page, contentType string) {
 	case path == "/robots.txt":
 		return s.cached("/robots.txt", 0, func(int) []byte { return []byte(s.opts.Robots) }), "text/plain; charset=utf-8"
 	case path == "/sitemap.xml":
-		body := s.renderSitemap() // not cached: Change alters its lastmods
+		body := s.renderSitemap(origin) // not cached: Change alters its lastmods
 		return &page{body: body, etag: etagFor(body, 0), modTime: s.base}, "application/xml; charset=utf-8"
 	case strings.HasPrefix(path, "/products/"):
 		id, ok := parseID(path[len("/products/"):], s.opts.Pages)
@@ -421,13 +422,13 @@ func (s *Site) cached(key string, id int, gen func(version int) []byte) *page {
 	return p
 }
 
-// renderSitemap lists the content pages. Its <loc>s are absolute paths
-// rather than absolute URLs so that the body does not depend on the host.
-func (s *Site) renderSitemap() []byte {
+// renderSitemap lists the content pages with absolute URLs on origin, as
+// the sitemaps protocol requires.
+func (s *Site) renderSitemap(origin string) []byte {
 	var b strings.Builder
 	b.WriteString("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n")
 	for id := 1; id <= s.opts.Pages; id++ {
-		fmt.Fprintf(&b, "<url><loc>/products/%d</loc><lastmod>%s</lastmod></url>\n", id, s.modTime(id).Format("2006-01-02"))
+		fmt.Fprintf(&b, "<url><loc>%s/products/%d</loc><lastmod>%s</lastmod></url>\n", origin, id, s.modTime(id).Format("2006-01-02"))
 	}
 	b.WriteString("</urlset>\n")
 	return []byte(b.String())
@@ -477,7 +478,11 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.rec.add(entry, StatusAborted, 0)
 		return
 	}
-	p, contentType := s.lookup(key)
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	p, contentType := s.lookup(scheme+"://"+r.Host, key)
 	if p == nil {
 		s.writeSimple(w, r, entry, http.StatusNotFound, "not found")
 		return
