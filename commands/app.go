@@ -48,6 +48,7 @@ func App() *cli.App {
 			proxyCommand(),
 			cacheCommand(),
 			validateCommand(),
+			extractCommand(),
 			runCommand(),
 			resumeCommand(),
 			runsCommand(),

@@ -266,12 +266,18 @@ func newCrawl(opts Options) (*crawl, error) {
 	switch {
 	case opts.RunID == "":
 		return nil, errors.New("crawl: run id is required")
-	case opts.CacheDB == nil:
-		return nil, errors.New("crawl: cache database is required")
 	case opts.Frontier == nil:
 		return nil, errors.New("crawl: frontier is required")
 	case !opts.Resume && len(opts.Seeds) == 0:
 		return nil, errors.New("crawl: at least one seed is required")
+	}
+	return buildCrawl(opts)
+}
+
+// buildCrawl fills in the defaults of opts; Run and Inspect share it.
+func buildCrawl(opts Options) (*crawl, error) {
+	if opts.CacheDB == nil {
+		return nil, errors.New("crawl: cache database is required")
 	}
 	c := &crawl{
 		opts:     opts,
@@ -347,29 +353,11 @@ func newUpstream(parallelism int) *http.Transport {
 
 func (c *crawl) run(ctx context.Context) (Progress, error) {
 	c.start = time.Now()
-	upstream := c.opts.Upstream
-	if upstream == nil {
-		t := newUpstream(c.opts.Parallelism)
-		defer t.CloseIdleConnections()
-		upstream = t
-	}
-	c.polite = &Politeness{
-		Upstream: upstream, PerHost: c.opts.PerHost, Burst: c.opts.Burst,
-		Parallelism: c.opts.Parallelism, PerHostParallelism: c.opts.PerHostParallelism, RetryMax: c.opts.RetryMax,
-		RetryBackoff: c.opts.RetryBackoff, Timeout: c.opts.Timeout, Sleep: c.opts.sleep,
-	}
-	// A private cache (Shared false): one job's own requests. Job binds
-	// its credentialed entries under credentials: job.
-	ct, err := cache.New(ctx, c.opts.CacheDB, cache.Options{
-		Upstream: c.polite, Policy: c.opts.CachePolicy, Now: c.opts.Now, Logger: c.log,
-		SupportsTTL: c.opts.SupportsTTL, FilterPushdown: c.opts.FilterPushdown, MaxBodySize: c.maxBody,
-		Job: c.opts.Job,
-	})
+	closeTransports, err := c.openTransports(ctx)
 	if err != nil {
-		return Progress{}, fmt.Errorf("open http cache in store: %w", err)
+		return Progress{}, err
 	}
-	defer ct.Close()
-	c.cache = ct
+	defer closeTransports()
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -379,7 +367,6 @@ func (c *crawl) run(ctx context.Context) (Progress, error) {
 	defer cancelFetch()
 	c.fetchCtx = fetchCtx
 
-	c.robots = newRobots(&http.Client{Transport: ct, Timeout: 2 * c.opts.Timeout}, c.opts.UserAgent, c.opts.Headers, c.polite, c.log)
 	if c.opts.HostLeases {
 		c.hosts = newHostGate(c)
 	}

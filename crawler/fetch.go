@@ -63,16 +63,32 @@ type fetcher struct {
 
 func newFetcher(c *crawl) *fetcher {
 	f := &fetcher{c: c, work: make(chan frontier.Entry, claimFactor*c.opts.Parallelism)}
+	f.collector(c.fetchCtx)
+	for range fetcherFactor * c.opts.Parallelism {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			for e := range f.work {
+				f.process(e)
+			}
+		}()
+	}
+	return f
+}
+
+// collector sets up f's colly collector, whose requests use ctx.
+func (f *fetcher) collector(ctx context.Context) {
+	c := f.c
 	// colly reads at most MaxBodySize bytes and silently truncates; one
 	// byte more than the limit tells a too-large body from a whole one.
 	bodyLimit := int(min(c.maxBody+1, math.MaxInt32))
 	f.col = colly.NewCollector(
 		colly.UserAgent(c.opts.UserAgent),
-		colly.AllowURLRevisit(),         // the frontier dedupes, not colly
-		colly.IgnoreRobotsTxt(),         // robots are checked (and cached) here
-		colly.ParseHTTPErrorResponse(),  // every status reaches OnResponse
-		colly.MaxBodySize(bodyLimit),    // see above
-		colly.StdlibContext(c.fetchCtx), // in-flight requests outlive an interrupt by the grace period
+		colly.AllowURLRevisit(),        // the frontier dedupes, not colly
+		colly.IgnoreRobotsTxt(),        // robots are checked (and cached) here
+		colly.ParseHTTPErrorResponse(), // every status reaches OnResponse
+		colly.MaxBodySize(bodyLimit),   // see above
+		colly.StdlibContext(ctx),       // in-flight requests outlive an interrupt by the grace period
 	)
 	f.col.WithTransport(c.pageTransport())
 	f.col.SetRequestTimeout(0) // per network attempt in Politeness; a hit or a wait is not a timeout
@@ -88,16 +104,6 @@ func newFetcher(c *crawl) *fetcher {
 	} else {
 		f.followParsed()
 	}
-	for range fetcherFactor * c.opts.Parallelism {
-		f.wg.Add(1)
-		go func() {
-			defer f.wg.Done()
-			for e := range f.work {
-				f.process(e)
-			}
-		}()
-	}
-	return f
 }
 
 // followParsed collects links through colly's parsed document, for follow
@@ -136,7 +142,9 @@ func (f *fetcher) redirect(req *http.Request, via []*http.Request) error {
 	if !f.c.hostAllowed(req.URL) {
 		return fmt.Errorf("%w: %s", errDomainNotAllowed, req.URL.Host)
 	}
-	if f.c.opts.Robots && !f.c.robots.Allowed(req.Context(), req.URL) {
+	// The run's context, not the request's: Inspect's requests may carry
+	// a cache mode that must not apply to robots.txt.
+	if f.c.opts.Robots && !f.c.robots.Allowed(f.c.fetchCtx, req.URL) {
 		return fmt.Errorf("redirect to %s: %w", req.URL, ErrRobots)
 	}
 	return nil
@@ -167,15 +175,7 @@ func (f *fetcher) process(e frontier.Entry) {
 		c.markSkipped(e, ErrRobots)
 		return
 	}
-	st := &pageState{}
-	cctx := colly.NewContext()
-	cctx.Put(stateKey, st)
-	hdr := c.opts.Headers.Clone()
-	if hdr == nil {
-		hdr = http.Header{}
-	}
-	hdr.Set("User-Agent", c.opts.UserAgent)
-	err = f.col.Request(http.MethodGet, reqURL, nil, cctx, hdr)
+	st, err := f.get(reqURL)
 	if st.resp == nil {
 		if err == nil {
 			err = errors.New("no response")
@@ -193,6 +193,21 @@ func (f *fetcher) process(e frontier.Entry) {
 	f.handle(e, st)
 }
 
+// get requests reqURL with the job's headers through the collector; the
+// state holds the response, if one came.
+func (f *fetcher) get(reqURL string) (*pageState, error) {
+	st := &pageState{}
+	cctx := colly.NewContext()
+	cctx.Put(stateKey, st)
+	hdr := f.c.opts.Headers.Clone()
+	if hdr == nil {
+		hdr = http.Header{}
+	}
+	hdr.Set("User-Agent", f.c.opts.UserAgent)
+	err := f.col.Request(http.MethodGet, reqURL, nil, cctx, hdr)
+	return st, err
+}
+
 // handle finishes an entry that got a response.
 func (f *fetcher) handle(e frontier.Entry, st *pageState) {
 	c := f.c
@@ -203,14 +218,8 @@ func (f *fetcher) handle(e frontier.Entry, st *pageState) {
 	}
 	status := r.StatusCode
 	c.breakdown.status(status)
-	switch {
-	case status >= 300 && status < 400:
-		// Redirects are followed by the client; one that is left is a 304
-		// the cache could not answer or a redirect without a Location.
-		c.markFailed(e, fmt.Errorf("%w: status %d", errUnfollowedRedirect, status))
-		return
-	case status >= 500 || status == http.StatusTooManyRequests || status == http.StatusRequestTimeout:
-		c.markFailed(e, &statusError{status: status, retries: c.opts.RetryMax})
+	if err := c.statusFailure(status); err != nil {
+		c.markFailed(e, err)
 		return
 	}
 	served := r.Headers.Get(cache.HeaderServed)
@@ -232,6 +241,20 @@ func (f *fetcher) handle(e frontier.Entry, st *pageState) {
 		Header: utf8Header(*r.Headers), Body: r.Body, FetchedAt: c.now(), Served: served, Depth: e.Depth,
 	}
 	c.toPipeline(e, pg) // if the pipeline stopped, the entry is released at the end
+}
+
+// statusFailure is why a response with status fails its URL, nil when the
+// status is an answer (2xx, or a 4xx other than 408 and 429).
+func (c *crawl) statusFailure(status int) error {
+	switch {
+	case status >= 300 && status < 400:
+		// Redirects are followed by the client; one that is left is a 304
+		// the cache could not answer or a redirect without a Location.
+		return fmt.Errorf("%w: status %d", errUnfollowedRedirect, status)
+	case status >= 500 || status == http.StatusTooManyRequests || status == http.StatusRequestTimeout:
+		return &statusError{status: status, retries: c.opts.RetryMax}
+	}
+	return nil
 }
 
 // linkChunk is how many links of a page are filtered and added at once: a
@@ -259,7 +282,7 @@ func (c *crawl) addPageLinks(e frontier.Entry, r *colly.Response, st *pageState)
 		}
 		c.signal()
 	}
-	each := func(u string) bool {
+	c.pageLinks(r, st, func(u string) bool {
 		chunk = append(chunk, u)
 		if len(chunk) == linkChunk {
 			flush()
@@ -268,22 +291,27 @@ func (c *crawl) addPageLinks(e frontier.Entry, r *colly.Response, st *pageState)
 			}
 		}
 		return ok
-	}
-	if c.linkSel != nil {
-		if isHTML(*r.Headers, r.Body) {
-			scanLinks(r.Body, r.Request.URL.String(), c.linkSel, each)
-		}
-	} else {
-		for _, u := range st.links {
-			if !each(u) {
-				break
-			}
-		}
-	}
+	})
 	if ok && len(chunk) > 0 {
 		flush()
 	}
 	return ok
+}
+
+// pageLinks calls each with the absolute URL of every link the follow
+// selectors find on r, in page order, until each returns false.
+func (c *crawl) pageLinks(r *colly.Response, st *pageState, each func(string) bool) {
+	if c.linkSel != nil {
+		if isHTML(*r.Headers, r.Body) {
+			scanLinks(r.Body, r.Request.URL.String(), c.linkSel, each)
+		}
+		return
+	}
+	for _, u := range st.links {
+		if !each(u) {
+			return
+		}
+	}
 }
 
 // countServed counts a page by how the cache served it.

@@ -27,6 +27,17 @@ func (c *crawl) normalize(raw string) (frontier.Link, bool) {
 	return frontier.Link{URL: n, Host: u.Host}, true
 }
 
+// Reasons a link found on a page is not followed (LinkVerdict.Skip).
+const (
+	SkipNotHTTP   = "scheme"    // not an http(s) URL (mailto:, javascript:, unparsable)
+	SkipDuplicate = "duplicate" // listed earlier on the same page
+	SkipDepth     = "depth"     // beyond max_depth
+	SkipDomain    = "domain"    // host not in allowed_domains
+	SkipExclude   = "exclude"   // matches an exclude pattern
+	SkipInclude   = "include"   // matches no include pattern
+	SkipRobots    = "robots"    // disallowed by robots.txt
+)
+
 // filterLinks turns the raw links found on e's page into the frontier links
 // to add: normalized, deduplicated, within depth, domains, include/exclude
 // and robots.txt.
@@ -37,48 +48,69 @@ func (c *crawl) filterLinks(e frontier.Entry, raws []string) []frontier.Link {
 	seen := make(map[string]bool, len(raws))
 	var out []frontier.Link
 	for _, raw := range raws {
-		l, ok := c.normalize(raw)
-		if !ok || seen[l.URL] {
-			continue
+		if l, skip, _ := c.judgeLink(e, raw, seen); skip == "" {
+			out = append(out, l)
 		}
-		seen[l.URL] = true
-		if len(c.secrets) > 0 {
-			// The page links to a seed with its secret: it is that seed.
-			if r := c.redact(l.URL); c.secrets[r] == l.URL {
-				l.URL = r
-			}
-		}
-		u, err := url.Parse(l.URL)
-		if err != nil || !c.hostAllowed(u) || !c.matches(l.URL) {
-			continue
-		}
-		if c.opts.Robots && !c.robots.Allowed(c.fetchCtx, u) {
-			c.breakdown.blocked(l.URL)
-			continue
-		}
-		l.Depth = e.Depth + 1
-		l.Parent = e.URL
-		out = append(out, l)
 	}
 	return out
 }
 
-// matches applies Include and Exclude to a normalized URL.
-func (c *crawl) matches(u string) bool {
+// judgeLink decides on one raw link of e's page: the frontier link to
+// add, or why not (a Skip* reason, and the rule that decided when there
+// is one: the pattern, the depth limit). seen holds the links already
+// judged on the page.
+func (c *crawl) judgeLink(e frontier.Entry, raw string, seen map[string]bool) (l frontier.Link, skip, rule string) {
+	l, ok := c.normalize(raw)
+	if !ok {
+		return frontier.Link{URL: raw}, SkipNotHTTP, ""
+	}
+	if seen[l.URL] {
+		return l, SkipDuplicate, ""
+	}
+	seen[l.URL] = true
+	if len(c.secrets) > 0 {
+		// The page links to a seed with its secret: it is that seed.
+		if r := c.redact(l.URL); c.secrets[r] == l.URL {
+			l.URL = r
+		}
+	}
+	l.Depth = e.Depth + 1
+	l.Parent = e.URL
+	if c.opts.MaxDepth > 0 && l.Depth > c.opts.MaxDepth {
+		return l, SkipDepth, fmt.Sprintf("max_depth %d", c.opts.MaxDepth)
+	}
+	u, err := url.Parse(l.URL)
+	if err != nil || !c.hostAllowed(u) {
+		return l, SkipDomain, ""
+	}
+	if skip, rule := c.patternSkip(l.URL); skip != "" {
+		return l, skip, rule
+	}
+	if c.opts.Robots && !c.robots.Allowed(c.fetchCtx, u) {
+		c.breakdown.blocked(l.URL)
+		return l, SkipRobots, ""
+	}
+	return l, "", ""
+}
+
+// patternSkip applies Exclude and Include to a normalized URL: it returns
+// SkipExclude and the first exclude pattern it matches, SkipInclude when
+// it matches no include pattern, or "" when the link may be followed.
+func (c *crawl) patternSkip(u string) (skip, rule string) {
 	for _, re := range c.opts.Exclude {
 		if re.MatchString(u) {
-			return false
+			return SkipExclude, re.String()
 		}
 	}
 	if len(c.opts.Include) == 0 {
-		return true
+		return "", ""
 	}
 	for _, re := range c.opts.Include {
 		if re.MatchString(u) {
-			return true
+			return "", ""
 		}
 	}
-	return false
+	return SkipInclude, ""
 }
 
 // hostAllowed reports whether u's host is an allowed domain or a subdomain

@@ -129,21 +129,14 @@ func (x *execution) crawl(reclaim []string, revalidate bool) (crawlErr, lost err
 	// rather than after the crawler's own store calls time out.
 	rep := &reporter{runs: x.runs, runID: run.ID, worker: x.worker, every: r.reportEvery(), now: r.now, show: r.Progress, log: x.log, down: cancel}
 	x.log.Info("run starting", "resume", x.mode != modeNew, "revalidate", revalidate, "store", r.Store.Describe())
-	p, crawlErr := crawler.Run(crawlCtx, crawler.Options{
-		RunID: run.ID, Job: job.Name, Worker: x.worker,
-		Seeds: job.Seeds, AllowedDomains: job.AllowedDomains, MaxDepth: job.MaxDepth, MaxPages: job.MaxPages,
-		Include: job.Include, Exclude: job.Exclude, Follow: job.Follow,
-		UserAgent: job.UserAgent, Headers: job.Headers, Robots: job.Robots, Timeout: job.Timeout, MaxBodySize: job.MaxBodySize,
-		PerHost: job.Rate.PerHost, Burst: job.Rate.Burst, Parallelism: job.Rate.Parallelism,
-		RetryMax: job.Retry.Max, RetryBackoff: job.Retry.Backoff, PerHostParallelism: job.Rate.PerHostParallelism,
-		CacheDB: r.Store.Database(cache.DefaultDatabase), CachePolicy: job.Cache, SupportsTTL: r.Store.Capabilities().TTLIndexes,
-		FilterPushdown: r.Store.Capabilities().FilterPushdown,
-		Frontier:       x.front, Resume: x.mode != modeNew, Reclaim: reclaim, HostLeases: hasOption(run, OptionHostLeases),
-		Pipeline: x.pipe, Progress: rep.update,
-		Now: r.Now, Logger: x.log, Upstream: r.Upstream, ShutdownGrace: r.ShutdownGrace, LeaseRenew: r.FrontierLease / 4,
-		OnInterrupt: r.OnInterrupt, StopNow: r.StopNow,
-		Sitemaps: crawler.SitemapOptions{Discover: job.Sitemaps.Discover, URLs: job.Sitemaps.URLs, TrustLastMod: job.Sitemaps.TrustLastMod},
-	})
+	// The job's options (crawlopts.go), then this run's.
+	opts := r.crawlerOptions(job)
+	opts.RunID, opts.Worker = run.ID, x.worker
+	opts.Frontier, opts.Resume, opts.Reclaim, opts.HostLeases = x.front, x.mode != modeNew, reclaim, hasOption(run, OptionHostLeases)
+	opts.Pipeline, opts.Progress = x.pipe, rep.update
+	opts.Logger, opts.ShutdownGrace, opts.LeaseRenew = x.log, r.ShutdownGrace, r.FrontierLease/4
+	opts.OnInterrupt, opts.StopNow = r.OnInterrupt, r.StopNow
+	p, crawlErr := crawler.Run(crawlCtx, opts)
 	x.session = countersOf(p)
 	lost = context.Cause(crawlCtx)
 	if store.IsUnavailable(crawlErr) || store.IsUnavailable(lost) {

@@ -397,13 +397,11 @@ func (r *Runner) pipeline(job *configs.Job) (*pipeline.Pipeline, error) {
 	if len(job.Outputs) == 0 {
 		return nil, nil
 	}
-	spec := pipeline.ExtractSpec{Item: job.Extract.Item}
 	var columns []string
 	for _, f := range job.Extract.Fields {
-		spec.Fields = append(spec.Fields, pipeline.Field{Name: f.Name, CSS: f.CSS, Attr: f.Attr, Text: f.Text, HTML: f.HTML, All: f.All})
 		columns = append(columns, f.Name)
 	}
-	ex, err := pipeline.NewExtractor(spec)
+	ex, err := extractor(job)
 	if err != nil {
 		return nil, fmt.Errorf("job %s extract: %w", job.Name, err)
 	}

@@ -1,0 +1,36 @@
+package jobs
+
+import (
+	"crawlcache/cache"
+	"crawlcache/configs"
+	"crawlcache/crawler"
+	"crawlcache/pipeline"
+)
+
+// crawlerOptions are the crawler options a job and this Runner's store
+// give every run of the job; execute adds the run's own (run id, frontier,
+// pipeline, hooks). Runner.Extract uses the same, so that what it shows
+// for a page is what a run does with it.
+func (r *Runner) crawlerOptions(job *configs.Job) crawler.Options {
+	return crawler.Options{
+		Job:   job.Name,
+		Seeds: job.Seeds, AllowedDomains: job.AllowedDomains, MaxDepth: job.MaxDepth, MaxPages: job.MaxPages,
+		Include: job.Include, Exclude: job.Exclude, Follow: job.Follow,
+		UserAgent: job.UserAgent, Headers: job.Headers, Robots: job.Robots, Timeout: job.Timeout, MaxBodySize: job.MaxBodySize,
+		PerHost: job.Rate.PerHost, Burst: job.Rate.Burst, Parallelism: job.Rate.Parallelism,
+		RetryMax: job.Retry.Max, RetryBackoff: job.Retry.Backoff, PerHostParallelism: job.Rate.PerHostParallelism,
+		CacheDB: r.Store.Database(cache.DefaultDatabase), CachePolicy: job.Cache, SupportsTTL: r.Store.Capabilities().TTLIndexes,
+		FilterPushdown: r.Store.Capabilities().FilterPushdown,
+		Now:            r.Now, Upstream: r.Upstream,
+		Sitemaps: crawler.SitemapOptions{Discover: job.Sitemaps.Discover, URLs: job.Sitemaps.URLs, TrustLastMod: job.Sitemaps.TrustLastMod},
+	}
+}
+
+// extractor is the job's extract section as a pipeline.Extractor.
+func extractor(job *configs.Job) (*pipeline.Extractor, error) {
+	spec := pipeline.ExtractSpec{Item: job.Extract.Item}
+	for _, f := range job.Extract.Fields {
+		spec.Fields = append(spec.Fields, pipeline.Field{Name: f.Name, CSS: f.CSS, Attr: f.Attr, Text: f.Text, HTML: f.HTML, All: f.All})
+	}
+	return pipeline.NewExtractor(spec)
+}
