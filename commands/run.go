@@ -207,6 +207,10 @@ type runSummary struct {
 	ErrorRatio    float64          `json:"error_ratio"`
 	ErrorsByKind  map[string]int64 `json:"errors_by_kind"`
 	Statuses      map[string]int64 `json:"statuses"`
+	// Parsed and Reused: HTML pages parsed in the run, and those whose
+	// links and items came from a stored parse instead.
+	Parsed int64 `json:"parsed"`
+	Reused int64 `json:"reused"`
 }
 
 func summaryOf(r *jobs.Run) runSummary {
@@ -219,6 +223,7 @@ func summaryOf(r *jobs.Run) runSummary {
 		ElapsedSeconds: r.Elapsed().Seconds(), Config: r.ConfigPath, Error: r.Error,
 		RobotsBlocked: r.Counters.Robots, Retries: r.Counters.Retries, ErrorRatio: r.Counters.ErrorRatio(),
 		ErrorsByKind: r.Breakdown.ErrorKinds, Statuses: r.Breakdown.Statuses,
+		Parsed: r.Counters.Parsed, Reused: r.Counters.Reused,
 	}
 	if s.ErrorsByKind == nil {
 		s.ErrorsByKind = map[string]int64{}

@@ -29,6 +29,7 @@ import (
 
 	"crawlcache/cache"
 	"crawlcache/frontier"
+	"crawlcache/parses"
 	"crawlcache/pipeline"
 )
 
@@ -136,6 +137,11 @@ type Options struct {
 	// Progress is called about once a second and once at the end, from one
 	// goroutine. It may be nil.
 	Progress func(Progress)
+	// Parses, if not nil, keeps each HTML page's links and items and
+	// reuses them when a later run gets the same body (a 304, a fresh hit,
+	// or a 200 with the same body hash) under the same follow and extract
+	// rules, instead of parsing the page again. Nil: every page is parsed.
+	Parses *parses.Store
 	// HostLeases makes a worker fetch only hosts it holds a lease for in
 	// the frontier, so the per-host rate holds for a fleet of workers.
 	HostLeases bool
@@ -194,6 +200,10 @@ type Progress struct {
 	// Statuses counts the responses received by HTTP status ("200",
 	// "404", "503"), those of failed URLs included. Nil when none.
 	Statuses map[string]int64
+	// Parsed counts the HTML pages whose links and items were found by
+	// parsing their body in this run; Reused those taken from a stored
+	// parse result (Options.Parses).
+	Parsed, Reused int64
 }
 
 // Run crawls the run opts.RunID until its frontier is drained (it then
@@ -230,6 +240,13 @@ type crawl struct {
 	secrets  seedSecrets   // written before the first fetch, read-only after
 	linkSel  [][]simpleSel // follow selectors the tokenizer matches; nil: colly's parse
 	lastMods *lastMods     // sitemap <lastmod>s; nil unless the run reads sitemaps
+	// linkFinder finds links of the other follow selectors when parse
+	// results are reused (colly would parse every page); rules is the
+	// digest of the follow and extract rules parse records are kept under.
+	linkFinder *pipeline.LinkFinder
+	rules      string
+
+	parsed, reused, reuseErrs atomic.Int64
 
 	runCtx   context.Context // cancelled on interrupt or fatal error
 	fetchCtx context.Context // outlives runCtx by ShutdownGrace
@@ -331,6 +348,9 @@ func buildCrawl(opts Options) (*crawl, error) {
 	c.allowed = allowed
 	if opts.Sitemaps.Discover || len(opts.Sitemaps.URLs) > 0 {
 		c.lastMods = &lastMods{m: map[string]time.Time{}, trust: opts.Sitemaps.TrustLastMod}
+	}
+	if opts.Parses != nil {
+		c.rules = c.rulesDigest()
 	}
 	return c, nil
 }
@@ -573,6 +593,7 @@ func (c *crawl) progress() Progress {
 		Pages: c.pages.Load(), Hits: c.hits.Load(), Misses: c.misses.Load(),
 		Revalidated: c.revalidated.Load(), Stale: c.stale.Load(), Errors: c.errs.Load(),
 		Items: c.items.Load(), Elapsed: time.Since(c.start),
+		Parsed: c.parsed.Load(), Reused: c.reused.Load(),
 	}
 	if c.cache != nil {
 		st := c.cache.Stats()

@@ -17,6 +17,7 @@ import (
 	"crawlcache/cache"
 	"crawlcache/frontier"
 	"crawlcache/pipeline"
+	"crawlcache/store"
 	"crawlcache/store/storetest"
 	"crawlcache/testsite"
 )
@@ -25,6 +26,7 @@ import (
 // second run sees the first run's cache).
 type env struct {
 	t     *testing.T
+	st    *store.Store
 	db    *mongo.Database
 	front *frontier.Frontier
 }
@@ -37,7 +39,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatalf("frontier.New: %v", err)
 	}
-	return &env{t: t, db: db, front: f}
+	return &env{t: t, st: st, db: db, front: f}
 }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }

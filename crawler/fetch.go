@@ -101,6 +101,8 @@ func (f *fetcher) collector(ctx context.Context) {
 	})
 	if groups, ok := parseSimpleFollow(c.follow); ok {
 		c.linkSel = groups // found with the tokenizer in handle: no parse tree
+	} else if c.opts.Parses != nil {
+		c.linkFinder = pipeline.NewLinkFinder(c.follow) // parsed only when no stored parse serves
 	} else {
 		f.followParsed()
 	}
@@ -229,16 +231,22 @@ func (f *fetcher) handle(e frontier.Entry, st *pageState) {
 		return
 	}
 	finalURL := r.Request.URL
-	if !c.addPageLinks(e, r, st) {
+	pp := c.lookupParse(r, c.redact(finalURL.String()))
+	c.countParse(r, pp)
+	if !c.addPageLinks(e, r, st, pp) {
 		return // interrupted or failed: the entry is released at the end
 	}
 	if c.pagesCh == nil {
+		c.saveParse(pp, nil)
 		c.markDone(e.ID)
 		return
 	}
 	pg := pipeline.Page{
 		RunID: c.opts.RunID, Job: c.opts.Job, URL: c.redact(finalURL.String()), Status: status,
 		Header: utf8Header(*r.Headers), Body: r.Body, FetchedAt: c.now(), Served: served, Depth: e.Depth,
+	}
+	if pp != nil {
+		pg.Stored, pg.Meta = pp.stored, pp
 	}
 	c.toPipeline(e, pg) // if the pipeline stopped, the entry is released at the end
 }
@@ -266,8 +274,11 @@ const linkChunk = 5000
 // chunk. It returns false if the run was interrupted between two chunks
 // (the page is then done again on resume; adding links is idempotent) or
 // the store failed (then fatal).
-func (c *crawl) addPageLinks(e frontier.Entry, r *colly.Response, st *pageState) bool {
+func (c *crawl) addPageLinks(e frontier.Entry, r *colly.Response, st *pageState, pp *pageParse) bool {
 	if c.opts.MaxDepth > 0 && e.Depth+1 > c.opts.MaxDepth {
+		if pp != nil && pp.rec == nil {
+			c.findLinks(r, st, pp, func(string) bool { return true }) // for the record only
+		}
 		return true
 	}
 	chunk := make([]string, 0, min(linkChunk, len(st.links)+64))
@@ -282,7 +293,7 @@ func (c *crawl) addPageLinks(e frontier.Entry, r *colly.Response, st *pageState)
 		}
 		c.signal()
 	}
-	c.pageLinks(r, st, func(u string) bool {
+	c.findLinks(r, st, pp, func(u string) bool {
 		chunk = append(chunk, u)
 		if len(chunk) == linkChunk {
 			flush()
@@ -301,17 +312,7 @@ func (c *crawl) addPageLinks(e frontier.Entry, r *colly.Response, st *pageState)
 // pageLinks calls each with the absolute URL of every link the follow
 // selectors find on r, in page order, until each returns false.
 func (c *crawl) pageLinks(r *colly.Response, st *pageState, each func(string) bool) {
-	if c.linkSel != nil {
-		if isHTML(*r.Headers, r.Body) {
-			scanLinks(r.Body, r.Request.URL.String(), c.linkSel, each)
-		}
-		return
-	}
-	for _, u := range st.links {
-		if !each(u) {
-			return
-		}
-	}
+	c.findLinks(r, st, nil, each)
 }
 
 // countServed counts a page by how the cache served it.

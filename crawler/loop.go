@@ -203,8 +203,16 @@ func (c *crawl) startPipeline() {
 	if p == nil {
 		return
 	}
-	prev := p.OnPageDone
-	c.restoreHook = func() { p.OnPageDone = prev }
+	prev, prevParsed := p.OnPageDone, p.OnParsed
+	c.restoreHook = func() { p.OnPageDone, p.OnParsed = prev, prevParsed }
+	if c.opts.Parses != nil {
+		p.OnParsed = func(pg pipeline.Page, items []pipeline.Item) {
+			c.onParsed(pg, items)
+			if prevParsed != nil {
+				prevParsed(pg, items)
+			}
+		}
+	}
 	p.OnPageDone = func(pg pipeline.Page, n int) {
 		c.ack(pg, n)
 		if prev != nil {

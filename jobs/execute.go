@@ -11,6 +11,7 @@ import (
 	"crawlcache/configs"
 	"crawlcache/crawler"
 	"crawlcache/frontier"
+	"crawlcache/parses"
 	"crawlcache/pipeline"
 	"crawlcache/store"
 )
@@ -134,6 +135,7 @@ func (x *execution) crawl(reclaim []string, revalidate bool) (crawlErr, lost err
 	opts.RunID, opts.Worker = run.ID, x.worker
 	opts.Frontier, opts.Resume, opts.Reclaim, opts.HostLeases = x.front, x.mode != modeNew, reclaim, hasOption(run, OptionHostLeases)
 	opts.Pipeline, opts.Progress = x.pipe, rep.update
+	opts.Parses = parses.New(r.Store.Collection(Database, parses.DefaultCollection))
 	opts.Logger, opts.ShutdownGrace, opts.LeaseRenew = x.log, r.ShutdownGrace, r.FrontierLease/4
 	opts.OnInterrupt, opts.StopNow = r.OnInterrupt, r.StopNow
 	p, crawlErr := crawler.Run(crawlCtx, opts)

@@ -470,7 +470,7 @@ func countersOf(p crawler.Progress) Counters {
 	return Counters{
 		Pages: p.Pages, Hits: p.Hits, Misses: p.Misses, Revalidated: p.Revalidated, Stale: p.Stale,
 		Errors: p.Errors, Items: p.Items, NetworkBytes: p.NetworkBytes, SavedBytes: p.SavedBytes,
-		Robots: p.Robots, Retries: p.Retries,
+		Robots: p.Robots, Retries: p.Retries, Parsed: p.Parsed, Reused: p.Reused,
 	}
 }
 

@@ -78,6 +78,10 @@ type Counters struct {
 	Robots int64 `bson:"robots_blocked" json:"robots_blocked"`
 	// Retries counts requests sent again after a transient failure.
 	Retries int64 `bson:"retries" json:"retries"`
+	// Parsed counts HTML pages parsed in the run; Reused those whose links
+	// and items came from a stored parse of the same body instead.
+	Parsed int64 `bson:"parsed" json:"parsed"`
+	Reused int64 `bson:"reused" json:"reused"`
 }
 
 // ErrorRatio is the share of the URLs that failed for good among those
@@ -97,6 +101,7 @@ func (c Counters) Sub(o Counters) Counters {
 		Errors: c.Errors - o.Errors, Items: c.Items - o.Items,
 		NetworkBytes: c.NetworkBytes - o.NetworkBytes, SavedBytes: c.SavedBytes - o.SavedBytes,
 		Robots: c.Robots - o.Robots, Retries: c.Retries - o.Retries,
+		Parsed: c.Parsed - o.Parsed, Reused: c.Reused - o.Reused,
 	}
 }
 
@@ -108,6 +113,7 @@ func (c Counters) Add(o Counters) Counters {
 		Errors: c.Errors + o.Errors, Items: c.Items + o.Items,
 		NetworkBytes: c.NetworkBytes + o.NetworkBytes, SavedBytes: c.SavedBytes + o.SavedBytes,
 		Robots: c.Robots + o.Robots, Retries: c.Retries + o.Retries,
+		Parsed: c.Parsed + o.Parsed, Reused: c.Reused + o.Reused,
 	}
 }
 
@@ -430,6 +436,8 @@ func incCounters(d Counters) bson.D {
 	add("saved_bytes", d.SavedBytes)
 	add("robots_blocked", d.Robots)
 	add("retries", d.Retries)
+	add("parsed", d.Parsed)
+	add("reused", d.Reused)
 	return out
 }
 

@@ -88,12 +88,13 @@ type compiledField struct {
 type Extractor struct {
 	item   goquery.Matcher // nil: one item per page
 	fields []compiledField
+	rules  string // see Rules
 }
 
 // NewExtractor validates spec and compiles its selectors once. The error
 // names the offending field (or the item selector).
 func NewExtractor(spec ExtractSpec) (*Extractor, error) {
-	e := &Extractor{}
+	e := &Extractor{rules: specRules(spec)}
 	if spec.Item != "" {
 		sel, err := cascadia.Compile(spec.Item)
 		if err != nil {
@@ -186,6 +187,9 @@ func hasAttr(n *html.Node, name string) bool {
 func (e *Extractor) Extract(p Page) ([]Item, error) {
 	if !isHTML(p) {
 		return nil, nil
+	}
+	if p.Stored != nil {
+		return storedItems(p, p.Stored), nil
 	}
 	r, err := utf8Reader(p.Body, p.Header.Get("Content-Type"))
 	if err != nil {

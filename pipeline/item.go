@@ -48,6 +48,14 @@ type Page struct {
 	// Served is one of the Served* constants.
 	Served string
 	Depth  int
+	// Stored, if not nil, holds the fields of the page's items from an
+	// earlier parse of the same body with the same rules (one entry per
+	// item, fields in ExtractSpec order): Extract then builds the items
+	// from them without parsing the body.
+	Stored [][]KV
+	// Meta is carried unchanged to OnParsed and OnPageDone; the pipeline
+	// never reads it.
+	Meta any
 }
 
 // KV is one extracted field of an item. Value is a string, nil (the

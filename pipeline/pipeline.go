@@ -52,6 +52,11 @@ type Pipeline struct {
 	// passed to OnPageDone like any other page, so a resume does not try it
 	// again.
 	OnExtractError func(p Page, err error)
+	// OnParsed, if set, is called (from an extract goroutine) for every
+	// HTML page whose items were extracted by parsing its body (not from
+	// Page.Stored), with its items, before they are written; p.Body is
+	// still set. The crawler stores the parse result here.
+	OnParsed func(p Page, items []Item)
 
 	pages         atomic.Int64
 	items         atomic.Int64
@@ -140,6 +145,8 @@ func (p *Pipeline) extractLoop(ctx context.Context, pages <-chan Page, out chan<
 				p.OnExtractError(pg, err)
 			}
 			items = nil
+		} else if p.OnParsed != nil && pg.Stored == nil && isHTML(pg) {
+			p.OnParsed(pg, items)
 		}
 		pg.Body = nil // the items hold what is needed; do not keep bodies queued
 		select {

@@ -1,0 +1,204 @@
+package crawler
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/gocolly/colly/v2"
+
+	"crawlcache/cache"
+	"crawlcache/parses"
+	"crawlcache/pipeline"
+)
+
+// reuseTimeout bounds one lookup or save of a parse record: a slow store
+// costs a parse, never a stuck page.
+const reuseTimeout = 10 * time.Second
+
+// pageParse is what the crawl knows of one HTML page's parse: the record
+// it may reuse, or the parse it makes and then stores. It rides along with
+// the page to the pipeline in pipeline.Page.Meta.
+type pageParse struct {
+	id, key, url, bodyHash string
+	rec                    *parses.Record // reused; nil: parsed this run
+	stored                 [][]pipeline.KV
+	links                  []string // found this run (rec == nil)
+	tooMany                bool     // more links than a record keeps
+}
+
+// rulesDigest is the digest of the run's follow and extract rules.
+func (c *crawl) rulesDigest() string {
+	extract := ""
+	if c.opts.Pipeline != nil && c.opts.Pipeline.Extractor != nil {
+		extract = c.opts.Pipeline.Extractor.Rules()
+	}
+	return parses.Rules(c.follow, extract)
+}
+
+// lookupParse returns the parse state of r's page when parse results are
+// reused (Options.Parses) and the page is HTML, with the stored record
+// when one was made from this very body under the same rules; nil
+// otherwise. A store error is logged once and costs a parse.
+func (c *crawl) lookupParse(r *colly.Response, pageURL string) *pageParse {
+	if c.opts.Parses == nil || !isHTML(*r.Headers, r.Body) {
+		return nil
+	}
+	req := &http.Request{Method: http.MethodGet, URL: r.Request.URL, Header: http.Header{}}
+	if r.Request.Headers != nil {
+		req.Header = *r.Request.Headers
+	}
+	key := cache.Key(req, nil, c.opts.CachePolicy, nil)
+	pp := &pageParse{id: parses.ID(key, c.rules), key: key, url: pageURL, bodyHash: parses.BodyHash(r.Body)}
+	ctx, cancel := context.WithTimeout(c.ackCtx, reuseTimeout)
+	defer cancel()
+	rec, err := c.opts.Parses.Lookup(ctx, pp.id, pp.bodyHash)
+	if err != nil {
+		c.reuseErr(err)
+		return pp
+	}
+	if rec != nil {
+		if stored, ok := parses.StoredFields(rec); ok {
+			pp.rec, pp.stored = rec, stored
+		}
+	}
+	return pp
+}
+
+// reuseErr logs the first store error of the parse records at WARN and
+// later ones at DEBUG.
+func (c *crawl) reuseErr(err error) {
+	if c.reuseErrs.Add(1) == 1 {
+		c.log.Warn("parse results: store error; pages are parsed instead", "err", err)
+		return
+	}
+	c.log.Debug("parse results: store error", "err", err)
+}
+
+// countParse counts r's page as parsed or, when pp has a stored parse,
+// as reused. Pages that are not HTML are neither.
+func (c *crawl) countParse(r *colly.Response, pp *pageParse) {
+	if pp == nil {
+		if c.opts.Parses == nil && isHTML(*r.Headers, r.Body) {
+			c.parsed.Add(1)
+		}
+		return
+	}
+	if pp.rec != nil {
+		c.reused.Add(1)
+		return
+	}
+	c.parsed.Add(1)
+}
+
+// collect remembers a link found by this run's parse of pp's page, for its
+// record.
+func (pp *pageParse) collect(u string) {
+	if pp == nil || pp.rec != nil || pp.tooMany {
+		return
+	}
+	if len(pp.links) >= parses.MaxLinks {
+		pp.tooMany, pp.links = true, nil
+		return
+	}
+	pp.links = append(pp.links, u)
+}
+
+// saveParse stores the record of pp's page made this run, with the fields
+// of its items. A store error is logged, not fatal: the page is parsed
+// again next time.
+func (c *crawl) saveParse(pp *pageParse, items []pipeline.Item) {
+	if pp == nil || pp.rec != nil || pp.tooMany {
+		return
+	}
+	rec := &parses.Record{
+		ID: pp.id, URL: pp.url, CacheKey: pp.key, Rules: c.rules, BodyHash: pp.bodyHash,
+		Links: pp.links, Items: parses.ItemFields(items), ParsedAt: c.now().UTC(),
+	}
+	ctx, cancel := context.WithTimeout(c.ackCtx, reuseTimeout)
+	defer cancel()
+	if _, err := c.opts.Parses.Save(ctx, rec); err != nil {
+		c.reuseErr(err)
+	}
+}
+
+// onParsed is the pipeline's OnParsed hook: the page was parsed for its
+// items, so its parse result is stored.
+func (c *crawl) onParsed(pg pipeline.Page, items []pipeline.Item) {
+	if pp, ok := pg.Meta.(*pageParse); ok {
+		c.saveParse(pp, items)
+	}
+}
+
+// findLinks calls each with the links of r's page: from its stored parse,
+// from the tokenizer (simple follow selectors) or from a goquery parse
+// (the others, when parse results are reused; colly's parse otherwise).
+// It stops when each returns false.
+func (c *crawl) findLinks(r *colly.Response, st *pageState, pp *pageParse, each func(string) bool) {
+	switch {
+	case pp != nil && pp.rec != nil:
+		for _, u := range pp.rec.Links {
+			if !each(u) {
+				return
+			}
+		}
+	case c.linkSel != nil:
+		if isHTML(*r.Headers, r.Body) {
+			scanLinks(r.Body, r.Request.URL.String(), c.linkSel, func(u string) bool {
+				pp.collect(u)
+				return each(u)
+			})
+		}
+	case c.linkFinder != nil:
+		c.parsedLinks(r, pp, each)
+	default:
+		for _, u := range st.links {
+			if !each(u) {
+				return
+			}
+		}
+	}
+}
+
+// parsedLinks finds the links of r's page with the pipeline's goquery
+// link finder and resolves them as colly would.
+func (c *crawl) parsedLinks(r *colly.Response, pp *pageParse, each func(string) bool) {
+	pg := pipeline.Page{URL: r.Request.URL.String(), Status: r.StatusCode, Header: *r.Headers, Body: r.Body}
+	values, base, err := c.linkFinder.Find(pg)
+	if err != nil {
+		return // a page the parser refuses has no links, as with colly
+	}
+	resolveLinks(pg.URL, base, values, func(u string) bool {
+		pp.collect(u)
+		return each(u)
+	})
+}
+
+// resolveLinks resolves attribute values found on the page at pageURL
+// against its <base href> (if any, resolved against pageURL) as colly's
+// Request.AbsoluteURL does: fragments-only values are dropped.
+func resolveLinks(pageURL, baseHref string, values []string, yield func(string) bool) {
+	base, err := linkParser.Parse(pageURL)
+	if err != nil {
+		return
+	}
+	if baseHref != "" {
+		if u, err := base.Parse(baseHref); err == nil {
+			if b, err := linkParser.Parse(u.Href(false)); err == nil {
+				base = b
+			}
+		}
+	}
+	for _, v := range values {
+		if v == "" || v[0] == '#' {
+			continue
+		}
+		u, err := base.Parse(v)
+		if err != nil {
+			continue
+		}
+		if !yield(u.Href(false)) {
+			return
+		}
+	}
+}
