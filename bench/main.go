@@ -46,7 +46,7 @@ type config struct {
 }
 
 // scenarioNames are the values of -only.
-var scenarioNames = []string{"cold", "crawl", "resume", "roundtrips", "rss", "links", "proxy", "history"}
+var scenarioNames = []string{"cold", "crawl", "resume", "roundtrips", "rss", "links", "proxy", "history", "incremental"}
 
 // want reports whether scenario name runs.
 func (c config) want(name string) bool { return len(c.only) == 0 || c.only[name] }
@@ -132,6 +132,7 @@ func run(ctx context.Context, cfg config) (string, error) {
 		{"links", "a million links", linkScenarios},
 		{"proxy", fmt.Sprintf("proxy peak RSS, %d concurrent large downloads", cfg.proxyClients), proxyScenarios},
 		{"history", "start and end of a run over the history of earlier runs", historyScenario},
+		{"incremental", "incremental re-crawls on a CPU-bound site", incrementalScenarios},
 	}
 	for _, sc := range scenarios {
 		switch {
