@@ -55,7 +55,7 @@ func incCrawl(ctx context.Context, s *store.Store, id, seed string, pol cache.Po
 		RunID: id, Job: "bench-incremental", Seeds: []string{seed}, Robots: true, Parallelism: parallelism,
 		CacheDB: s.Client.Database(cache.DefaultDatabase), CachePolicy: pol, SupportsTTL: s.Capabilities().TTLIndexes,
 		FilterPushdown: s.Capabilities().FilterPushdown, Frontier: fr, Pipeline: pipe,
-		Parses: parses.New(store.CollectionByID(db, parses.DefaultCollection)), Logger: quiet,
+		Parses: parses.New(s.Collection("crawlcache", parses.DefaultCollection)), Logger: quiet,
 	}
 	return crawler.Run(ctx, o)
 }
