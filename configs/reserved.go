@@ -15,7 +15,7 @@ var reservedCollections = []string{
 	// db crawlcache
 	"runs", "locks", "run_counters",
 	"frontier", "frontier_log", "host_leases", "host_lease_tokens", "frontier_workers",
-	"_probe", "meta", "quarantine",
+	"_probe", "meta", "quarantine", "parses",
 	// db http_cache
 	"responses", "redirects", "revalidations", "variants", "settings", "counters",
 }
