@@ -68,9 +68,12 @@ func (f *Frontier) logDoc(runID string, it qitem, seq int64, st State, worker st
 // whose lease expired (work of a crashed worker). It takes entries from this
 // process's queue (one insert each, all in one request), then entries whose
 // leases it saw expire, and only then, at a bounded rate, scans the store for
-// entries other workers added or abandoned. Fewer than max, even none, does
-// not mean the run is finished: see Drained. No two Frontiers ever hold the
-// same entry at once.
+// entries other workers added or abandoned. Entries that another worker
+// claimed first are dropped and replaced from the queue, so Claim returns
+// none only when this process has nothing (left) to offer; that still does
+// not mean the run is finished: see Drained. On an error it returns the
+// entries it won before it, if any. No two Frontiers ever hold the same
+// entry at once.
 func (f *Frontier) Claim(ctx context.Context, runID, worker string, max int) ([]Entry, error) {
 	if max <= 0 {
 		return nil, nil
@@ -78,12 +81,30 @@ func (f *Frontier) Claim(ctx context.Context, runID, worker string, max int) ([]
 	if err := f.register(ctx, runID); err != nil {
 		return nil, err
 	}
-	items := f.popItems(runID, max)
-	if len(items) == 0 {
-		f.refreshInBackground(runID)
-		return nil, nil
+	var out []Entry
+	for len(out) < max {
+		items := f.popItems(runID, max-len(out))
+		if len(items) == 0 {
+			if len(out) == 0 {
+				f.refreshInBackground(runID)
+			}
+			return out, nil
+		}
+		won, lost, err := f.claimItems(ctx, runID, worker, items)
+		out = append(out, won...)
+		if err != nil || lost == 0 {
+			return out, err
+		}
+		// Some were claimed by another worker first: take the next ones
+		// (each round consumes the queue, so this ends).
 	}
+	return out, nil
+}
 
+// claimItems leases items to worker, in one request, and returns the
+// entries won and how many another worker had claimed first. On an error
+// the items go back to the front of the queue.
+func (f *Frontier) claimItems(ctx context.Context, runID, worker string, items []qitem) ([]Entry, int, error) {
 	now := f.now().UTC().Truncate(time.Millisecond)
 	until := now.Add(f.lease)
 	docs := make([]any, len(items))
@@ -99,7 +120,7 @@ func (f *Frontier) Claim(ctx context.Context, runID, worker string, max int) ([]
 			r.pushFront(items[i])
 		}
 		f.mu.Unlock()
-		return nil, fmt.Errorf("claim %d entries of run %s: %w", len(items), runID, err)
+		return nil, 0, fmt.Errorf("claim %d entries of run %s: %w", len(items), runID, err)
 	}
 	out := make([]Entry, 0, len(items)-len(lost))
 	f.mu.Lock()
@@ -118,7 +139,7 @@ func (f *Frontier) Claim(ctx context.Context, runID, worker string, max int) ([]
 		f.touchLocked(runID, it.h)
 		out = append(out, it.entry(runID, Leased, worker, until))
 	}
-	return out, nil
+	return out, len(lost), nil
 }
 
 // popItems takes up to max items from runID's queue, then from its watched

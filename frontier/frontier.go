@@ -15,10 +15,12 @@
 //
 // Each Frontier keeps, per run, the URLs it has seen and a queue of
 // claimable entries (with their URLs) in memory, filled by Add and by
-// scans. Scans read the whole collection on the embedded server, so they
-// happen only on resume (LoadRun), for Counts, in Drained when other
-// workers share the run, and in the background, at a bounded rate, when the
-// local queue is empty and other workers share the run. Every Frontier
+// scans. A scan reads one run's documents (by _id range on the embedded
+// store served by this process, by run_id elsewhere) and costs what the
+// run holds, so scans happen only on resume (LoadRun), for Counts, in
+// Drained when other workers share the run, and in the background, at a
+// bounded rate, when the local queue is empty and other workers share the
+// run. Every Frontier
 // registers in frontier_workers before writing to a run; one that finds
 // itself alone there knows the whole run and needs no scan.
 //
@@ -386,9 +388,9 @@ func isDup(err error) bool { return mongo.IsDuplicateKeyError(err) }
 
 // Purge deletes every entry and log record of runID and this process's
 // memory of it, and returns how many documents it deleted. Call it when a
-// finished run's frontier is no longer wanted (it cannot be resumed after):
-// on the embedded server every scan reads every run's documents, so old runs
-// slow down LoadRun and Drained of new ones. It scans both collections once.
+// finished run's frontier is no longer wanted (it cannot be resumed after)
+// and its space is. It scans the collections once (on the embedded server,
+// every run's documents): an admin operation, not part of a run.
 func (f *Frontier) Purge(ctx context.Context, runID string) (int64, error) {
 	var n int64
 	for _, c := range []*mongo.Collection{f.log, f.entries, f.workers} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -64,7 +65,7 @@ func (f *Frontier) StartLoadRun(ctx context.Context, runID string, reclaim ...st
 	}
 	r.loading, r.scanning = true, true
 	r.addedWhileLoading = make(map[hash16]struct{})
-	reclaimed := r.reclaim
+	reclaimed := maps.Clone(r.reclaim)
 	f.mu.Unlock()
 	done := func(err error) {
 		f.mu.Lock()
@@ -76,7 +77,7 @@ func (f *Frontier) StartLoadRun(ctx context.Context, runID string, reclaim ...st
 		}
 		f.mu.Unlock()
 	}
-	latest, err := f.scanLog(ctx, runID, true)
+	latest, err := f.scanLog(ctx, runID)
 	if err != nil {
 		done(err)
 		return nil, fmt.Errorf("load frontier of run %s: %w", runID, err)
@@ -126,7 +127,6 @@ func (f *Frontier) queueFromLog(r *run, runID string, latest map[string]logRec, 
 // _id order, which is random, so that pending entries come at once even
 // when the run's first million were done; elsewhere in the server's order.
 func (f *Frontier) streamEntries(ctx context.Context, r *run, runID string, latest map[string]logRec, now time.Time, reclaim map[string]bool) (Counts, error) {
-	var c Counts
 	var ready []qitem
 	var watch []watchItem
 	var scanned []hash16
@@ -144,29 +144,16 @@ func (f *Frontier) streamEntries(ctx context.Context, r *run, runID string, late
 		f.mu.Unlock()
 		ready, watch, scanned = ready[:0], watch[:0], scanned[:0]
 	}
-	err := f.scanRun(ctx, f.entries, runID, bson.D{{Key: "url", Value: 1}, {Key: "depth", Value: 1}}, func(doc bson.Raw) error {
+	c, err := f.readEntries(ctx, runID, latest, reclaim, now, func(it qitem, p placement, until time.Time) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		var e entryDoc
-		if err := bson.Unmarshal(doc, &e); err != nil {
-			return fmt.Errorf("decode %s: %w", doc, err)
-		}
-		_, h, ok := splitID(e.ID)
-		if !ok {
-			return nil // not made by ID; leave it alone
-		}
-		scanned = append(scanned, h)
-		l, ok := latest[e.ID]
-		if !ok {
-			l.State = Pending
-		}
-		it := qitem{h: h, seq: l.Seq, attempts: l.Attempts, depth: e.Depth, url: e.URL}
-		switch place(&c, l, reclaim, now) {
+		scanned = append(scanned, it.h)
+		switch p {
 		case placeReady:
 			ready = append(ready, it)
 		case placeWatch:
-			watch = append(watch, watchItem{it, l.LeaseUntil})
+			watch = append(watch, watchItem{it, until})
 		}
 		if len(scanned) >= loadChunk {
 			flush()
@@ -174,10 +161,7 @@ func (f *Frontier) streamEntries(ctx context.Context, r *run, runID string, late
 		return nil
 	})
 	flush()
-	if err != nil {
-		return c, fmt.Errorf("scan entries: %w", err)
-	}
-	return c, nil
+	return c, err
 }
 
 // placement says where a loaded entry goes.

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"crawlcache/store"
 )
@@ -227,8 +227,8 @@ func (f *Frontier) Add(ctx context.Context, runID string, links []Link) (int, er
 // held by the workers named in reclaim count as expired at once: pass the
 // worker names of a process known to be dead (for example on resume on the
 // same machine), so that its in-flight pages need not wait for the lease.
-// LoadRun returns the run's counts. It scans the run's entries and log: on
-// the embedded server, the whole of both collections.
+// LoadRun returns the run's counts. It scans the run's entries and log
+// (only the run's documents, see Counts).
 func (f *Frontier) LoadRun(ctx context.Context, runID string, reclaim ...string) (Counts, error) {
 	if err := f.register(ctx, runID); err != nil {
 		return Counts{}, err
@@ -265,20 +265,20 @@ type logRec struct {
 
 // refresh scans runID's entries and log, merges what is claimable into the
 // local queue and returns the counts. Unless force, it does nothing (and
-// returns zero counts) when a scan ran recently (see Options.ScanInterval).
+// returns errSkipped) when a scan ran recently (see Options.ScanInterval).
+// It reads only the run's documents (scanRun).
 func (f *Frontier) refresh(ctx context.Context, runID string, force bool) (Counts, error) {
-	var c Counts
 	now := f.now()
 	f.mu.Lock()
 	r := f.runLocked(runID)
 	if !force && !f.scanDueLocked(r, now) {
 		f.mu.Unlock()
-		return c, errSkipped
+		return Counts{}, errSkipped
 	}
 	r.scanning = true
 	sc := &scanSet{touched: make(map[hash16]struct{})}
-	touched := sc.touched
 	r.scans = append(r.scans, sc)
+	reclaim := maps.Clone(r.reclaim)
 	f.mu.Unlock()
 	start := time.Now()
 	defer func() {
@@ -289,86 +289,89 @@ func (f *Frontier) refresh(ctx context.Context, runID string, force bool) (Count
 		r.lastScanCost = time.Since(start)
 		f.mu.Unlock()
 	}()
+	found, err := f.scanState(ctx, runID, reclaim, now)
+	if err != nil {
+		return found.counts, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mergeScanLocked(r, found, sc.touched)
+	return found.counts, nil
+}
 
+// scanResult is what one scan of a run found.
+type scanResult struct {
+	counts Counts
+	ready  []qitem     // claimable now, by depth
+	watch  []watchItem // leased by live workers
+	seen   map[hash16]struct{}
+}
+
+// scanState reads runID's log, then its entries, and sorts them by where
+// they go (see place).
+func (f *Frontier) scanState(ctx context.Context, runID string, reclaim map[string]bool, now time.Time) (scanResult, error) {
+	res := scanResult{seen: make(map[hash16]struct{})}
 	// Log first: an entry added after this point is new anyway, and a
 	// state written after it only makes a queued item stale (a stale claim
 	// loses its insert and is dropped).
-	latest, err := f.scanLog(ctx, runID, false)
+	latest, err := f.scanLog(ctx, runID)
 	if err != nil {
-		return c, err
+		return res, err
 	}
-
-	cur, err := f.entries.Find(ctx, bson.D{{Key: "run_id", Value: runID}}, options.Find().SetBatchSize(5000))
-	if err != nil {
-		return c, fmt.Errorf("scan entries: %w", err)
-	}
-	defer cur.Close(ctx)
-	var ready []qitem
-	var watch []watchItem
-	seen := make(map[hash16]struct{})
-	f.mu.Lock()
-	reclaim := r.reclaim
-	f.mu.Unlock()
-	for cur.Next(ctx) {
-		var e entryDoc
-		if err := cur.Decode(&e); err != nil {
-			return c, fmt.Errorf("scan entries: decode %s: %w", cur.Current, err)
-		}
-		_, h, ok := splitID(e.ID)
-		if !ok {
-			continue // not made by ID; leave it alone
-		}
-		seen[h] = struct{}{}
-		l, ok := latest[e.ID]
-		if !ok {
-			l.State = Pending
-		}
-		it := qitem{h: h, seq: l.Seq, attempts: l.Attempts, depth: e.Depth, url: e.URL}
-		switch place(&c, l, reclaim, now) {
+	res.counts, err = f.readEntries(ctx, runID, latest, reclaim, now, func(it qitem, p placement, until time.Time) error {
+		res.seen[it.h] = struct{}{}
+		switch p {
 		case placeReady:
-			ready = append(ready, it)
+			res.ready = append(res.ready, it)
 		case placeWatch:
-			watch = append(watch, watchItem{it, l.LeaseUntil})
+			res.watch = append(res.watch, watchItem{it, until})
 		}
+		return nil
+	})
+	if err != nil {
+		return res, err
 	}
-	if err := cur.Err(); err != nil {
-		return c, fmt.Errorf("scan entries: %w", err)
-	}
-	slices.SortStableFunc(ready, func(a, b qitem) int { return int(a.depth - b.depth) })
+	slices.SortStableFunc(res.ready, func(a, b qitem) int { return int(a.depth - b.depth) })
+	return res, nil
+}
 
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for h := range seen {
+// mergeScanLocked replaces r's queue and watch list by what a scan found.
+// The scan saw the entries queued here in a state at least as recent: its
+// view replaces theirs. Entries added, released or otherwise changed here
+// since the scan started (touched) keep their place after it. What this
+// process holds stays out. f.mu must be held.
+func (f *Frontier) mergeScanLocked(r *run, found scanResult, touched map[hash16]struct{}) {
+	for h := range found.seen {
 		r.seen[h] = struct{}{}
 	}
-	// The scan saw the entries queued here in a state at least as recent:
-	// its view replaces theirs. Entries added or released since the scan
-	// started keep their place after it. What this process holds stays out.
 	var newer []qitem
 	r.queue.each(func(it qitem) {
-		if _, scanned := seen[it.h]; !scanned {
+		if _, scanned := found.seen[it.h]; !scanned {
 			newer = append(newer, it)
 		}
 	})
 	r.queue.each(func(it qitem) {
-		_, scanned := seen[it.h]
+		_, scanned := found.seen[it.h]
 		if _, changed := touched[it.h]; changed && scanned {
 			newer = append(newer, it) // requeued here during the scan
 		}
 	})
+	mine := func(h hash16) bool {
+		_, ok := f.held[entryID(r.id, h)]
+		return ok
+	}
 	keep := func(h hash16) bool {
-		_, mine := f.held[entryID(runID, h)]
 		_, changed := touched[h]
-		return !mine && !changed
+		return !mine(h) && !changed
 	}
 	r.queue.reset()
-	for _, it := range ready {
+	for _, it := range found.ready {
 		if keep(it.h) {
 			r.push(it)
 		}
 	}
 	for _, it := range newer {
-		if _, mine := f.held[entryID(runID, it.h)]; !mine {
+		if !mine(it.h) {
 			r.push(it)
 		}
 	}
@@ -379,21 +382,25 @@ func (f *Frontier) refresh(ctx context.Context, runID string, force bool) (Count
 		}
 	}
 	r.watch = r.watch[:0]
-	for _, w := range watch {
+	for _, w := range found.watch {
 		if keep(w.h) {
 			r.watch = append(r.watch, w)
 		}
 	}
 	r.watch = append(r.watch, oldWatch...)
-	return c, nil
 }
 
-// scanLog reads the latest log record of every entry of runID. byRange
-// reads it with scanRun (only the run's records, in one read transaction,
-// on the embedded store served here); refresh does not, see scanRun.
-func (f *Frontier) scanLog(ctx context.Context, runID string, byRange bool) (map[string]logRec, error) {
+// scanLog reads the latest log record of every entry of runID: only the
+// run's records (scanRun), in one read transaction on the embedded store
+// served here.
+func (f *Frontier) scanLog(ctx context.Context, runID string) (map[string]logRec, error) {
 	latest := make(map[string]logRec)
-	add := func(doc bson.Raw) error {
+	proj := bson.D{
+		{Key: "entry", Value: 1}, {Key: "seq", Value: 1}, {Key: "state", Value: 1},
+		{Key: "worker", Value: 1}, {Key: "lease_until", Value: 1}, {Key: "attempts", Value: 1},
+		{Key: "url", Value: 1}, {Key: "depth", Value: 1},
+	}
+	err := f.scanRun(ctx, f.log, runID, proj, func(doc bson.Raw) error {
 		var l logRec
 		if err := bson.Unmarshal(doc, &l); err != nil {
 			return fmt.Errorf("decode %s: %w", doc, err)
@@ -402,32 +409,39 @@ func (f *Frontier) scanLog(ctx context.Context, runID string, byRange bool) (map
 			latest[l.Entry] = l
 		}
 		return nil
-	}
-	proj := bson.D{
-		{Key: "entry", Value: 1}, {Key: "seq", Value: 1}, {Key: "state", Value: 1},
-		{Key: "worker", Value: 1}, {Key: "lease_until", Value: 1}, {Key: "attempts", Value: 1},
-		{Key: "url", Value: 1}, {Key: "depth", Value: 1},
-	}
-	if byRange {
-		if err := f.scanRun(ctx, f.log, runID, proj, add); err != nil {
-			return nil, fmt.Errorf("scan log: %w", err)
-		}
-		return latest, nil
-	}
-	cur, err := f.log.Find(ctx, bson.D{{Key: "run_id", Value: runID}}, options.Find().SetProjection(proj).SetBatchSize(5000))
+	})
 	if err != nil {
 		return nil, fmt.Errorf("scan log: %w", err)
 	}
-	defer cur.Close(ctx)
-	for cur.Next(ctx) {
-		if err := add(cur.Current); err != nil {
-			return nil, fmt.Errorf("scan log: %w", err)
-		}
-	}
-	if err := cur.Err(); err != nil {
-		return nil, fmt.Errorf("scan log: %w", err)
-	}
 	return latest, nil
+}
+
+// readEntries reads runID's entries (scanRun) and calls fn, stopping at its
+// first error, with each one made by ID, where it goes by its latest
+// record in latest (see place; an entry without one is pending) and, for
+// placeWatch, when its lease ends. It returns the run's counts.
+func (f *Frontier) readEntries(ctx context.Context, runID string, latest map[string]logRec, reclaim map[string]bool, now time.Time, fn func(it qitem, p placement, until time.Time) error) (Counts, error) {
+	var c Counts
+	err := f.scanRun(ctx, f.entries, runID, bson.D{{Key: "url", Value: 1}, {Key: "depth", Value: 1}}, func(doc bson.Raw) error {
+		var e entryDoc
+		if err := bson.Unmarshal(doc, &e); err != nil {
+			return fmt.Errorf("decode %s: %w", doc, err)
+		}
+		_, h, ok := splitID(e.ID)
+		if !ok {
+			return nil // not made by ID; leave it alone
+		}
+		l, ok := latest[e.ID]
+		if !ok {
+			l.State = Pending
+		}
+		it := qitem{h: h, seq: l.Seq, attempts: l.Attempts, depth: e.Depth, url: e.URL}
+		return fn(it, place(&c, l, reclaim, now), l.LeaseUntil)
+	})
+	if err != nil {
+		return c, fmt.Errorf("scan entries: %w", err)
+	}
+	return c, nil
 }
 
 // entryDoc is a document of the entries collection, as scans read it.

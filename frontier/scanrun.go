@@ -17,13 +17,10 @@ import (
 // finding by run_id there decodes every document of every run, so a run's
 // start and end cost grew with the history in the store. Elsewhere it
 // finds by run_id (MongoDB uses the run_id indexes). projection applies to
-// the find only: the range read returns whole documents.
-//
-// refresh still finds by run_id through the server: reading its scans by
-// range made a concurrent-claims test lose claims now and then (the merge of
-// a scan into the queue races with claims in a way the slower server read
-// did not show), so only the reads that do not feed the queue (Counts,
-// alone) use the range read until that is understood.
+// the find only: the range read returns whole documents. Every scan of a
+// run goes through it: resume (LoadRun, StartLoadRun), Drained and the
+// background scans (refresh), Counts and alone. On that path a run id
+// may hold only letters, digits and . _ - : (run ids made by jobs do).
 func (f *Frontier) scanRun(ctx context.Context, coll *mongo.Collection, runID string, projection bson.D, fn func(bson.Raw) error) error {
 	sep := "-"
 	if coll == f.workers {
