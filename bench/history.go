@@ -124,7 +124,8 @@ func fillHistory(ctx context.Context, s *store.Store, items, entries int) error 
 	db := s.Database(jobs.Database)
 	direct := store.DirectFor(s.Client)
 	runs := jobs.NewRuns(db, nil)
-	// The index every run's mongodb output creates (pipeline.NewMongoSink).
+	// The index earlier releases' mongodb outputs created on every store
+	// (the run's sink drops it on the embedded store).
 	if _, err := db.Collection("items").Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "run_id", Value: 1}}}); err != nil {
 		return err
 	}

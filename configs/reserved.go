@@ -13,7 +13,7 @@ import (
 // collection the code writes is listed here.
 var reservedCollections = []string{
 	// db crawlcache
-	"runs", "locks", "run_counters",
+	"runs", "locks", "run_counters", "last_runs",
 	"frontier", "frontier_log", "host_leases", "host_lease_tokens", "frontier_workers",
 	"_probe", "meta", "quarantine", "parses",
 	// db http_cache

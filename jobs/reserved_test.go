@@ -18,7 +18,7 @@ import (
 func TestReservedCollectionsCoverEveryOwnCollection(t *testing.T) {
 	reserved := configs.ReservedCollections()
 	own := []string{
-		RunsCollection, LocksCollection, CountersCollection,
+		RunsCollection, LocksCollection, CountersCollection, LastRunsCollection,
 		frontier.EntriesCollection, frontier.LogCollection, frontier.HostLeasesCollection,
 		frontier.HostTokensCollection, frontier.WorkersCollection,
 		cache.ResponsesCollection, cache.RedirectsCollection, cache.RevalidationsCollection,

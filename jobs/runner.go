@@ -409,7 +409,11 @@ func (r *Runner) pipeline(job *configs.Job) (*pipeline.Pipeline, error) {
 	for _, o := range job.Outputs {
 		switch o.Kind {
 		case configs.OutputMongoDB:
-			p.Sinks = append(p.Sinks, pipeline.NewCountedMongoSink(r.Store.Database(Database).Collection(o.Collection), r.Store.Database(Database).Collection(CountersCollection), r.worker()))
+			db := r.Store.Database(Database)
+			p.Sinks = append(p.Sinks, pipeline.NewCountedMongoSink(db.Collection(o.Collection), pipeline.MongoSinkOptions{
+				Counters: db.Collection(CountersCollection), Worker: r.worker(),
+				IndexRunID: r.Store.Capabilities().FilterPushdown,
+			}))
 		case configs.OutputJSONL:
 			p.Sinks = append(p.Sinks, pipeline.NewJSONLSink(o.Path))
 		case configs.OutputCSV:

@@ -292,6 +292,7 @@ func sanitizeKey(s string) string {
 // NewRuns. It is safe for concurrent use.
 type Runs struct {
 	coll *mongo.Collection
+	last *mongo.Collection // LastRunsCollection
 	now  func() time.Time
 }
 
@@ -301,11 +302,11 @@ func NewRuns(db *mongo.Database, now func() time.Time) *Runs {
 	if now == nil {
 		now = time.Now
 	}
-	return &Runs{coll: db.Collection(RunsCollection), now: now}
+	return &Runs{coll: db.Collection(RunsCollection), last: db.Collection(LastRunsCollection), now: now}
 }
 
 // Create inserts r, filling Started and Updated when zero and Status with
-// running when empty.
+// running when empty, and records it as its job's newest run (see Last).
 func (rs *Runs) Create(ctx context.Context, r *Run) error {
 	now := rs.now().UTC()
 	if r.Started.IsZero() {
@@ -316,6 +317,9 @@ func (rs *Runs) Create(ctx context.Context, r *Run) error {
 	}
 	if r.Status == "" {
 		r.Status = StatusRunning
+	}
+	if err := rs.setLast(ctx, r); err != nil {
+		return err
 	}
 	if _, err := rs.coll.InsertOne(ctx, r); err != nil {
 		return fmt.Errorf("create run %s: %w", r.ID, err)
@@ -364,15 +368,6 @@ func (rs *Runs) List(ctx context.Context, o ListOptions) ([]*Run, error) {
 		return nil, fmt.Errorf("list runs: %w", err)
 	}
 	return out, nil
-}
-
-// Last returns the job's newest run, or nil when it has none.
-func (rs *Runs) Last(ctx context.Context, job string) (*Run, error) {
-	runs, err := rs.List(ctx, ListOptions{Job: job, Limit: 1})
-	if err != nil || len(runs) == 0 {
-		return nil, err
-	}
-	return runs[0], nil
 }
 
 // JoinWorker adds (or refreshes) worker w in the run's record.

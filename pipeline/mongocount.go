@@ -65,18 +65,39 @@ func readCount(ctx context.Context, counters *mongo.Collection, id string) (int6
 	return doc.Items, true, nil
 }
 
+// MongoSinkOptions configures NewCountedMongoSink. The zero value is
+// NewMongoSink's: no counter, no index.
+type MongoSinkOptions struct {
+	// Counters is the collection that counts the items each run stored
+	// (see ItemCount). If nil, nothing is counted.
+	Counters *mongo.Collection
+
+	// Worker names whose total the counter keeps (one per process).
+	Worker string
+
+	// IndexRunID makes Open create the index {run_id: 1} (run_id_1) on the
+	// items collection; without it Open drops that index if it is there.
+	// Set it where the server uses secondary indexes
+	// (store.Capabilities.FilterPushdown: MongoDB), for queries by run in
+	// Compass or mongosh and the one count of a resumed run of an earlier
+	// release. The embedded store never uses it (it scans for every filter
+	// but _id) and would parse every inserted item to maintain it.
+	IndexRunID bool
+}
+
 // NewCountedMongoSink is NewMongoSink that also counts the items the run
-// stored in coll, in documents of counters: a base count written at the
+// stored in coll, in documents of o.Counters: a base count written at the
 // run's first Open (0 for a new run; resuming a run of an earlier release,
-// which has none, counts its items in coll once, with a scan), and worker's
-// own total, which each Write raises by the items it inserted (duplicates of
-// items already stored are not counted again). ItemCount adds them up.
+// which has none, counts its items in coll once, with a scan), and
+// o.Worker's own total, which each Write raises by the items it inserted
+// (duplicates of items already stored are not counted again). ItemCount
+// adds them up.
 //
 // The count is exact unless the process dies between an insert and the
 // counter's update: the items of that last batch are then stored but not
 // counted (at most 500 per process killed).
-func NewCountedMongoSink(coll, counters *mongo.Collection, worker string) Sink {
-	return &mongoSink{coll: coll, counters: counters, worker: worker}
+func NewCountedMongoSink(coll *mongo.Collection, o MongoSinkOptions) Sink {
+	return &mongoSink{coll: coll, counters: o.Counters, worker: o.Worker, indexRunID: o.IndexRunID}
 }
 
 // openCounter makes sure the run's base count exists and loads this

@@ -49,7 +49,7 @@ func TestCountedMongoSink(t *testing.T) {
 		{"a worker joins the run", "r1", "w1", false, [][]Item{testItems("r1", "https://example.org/c", 1)}, 6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sink := NewCountedMongoSink(coll, counters, tc.worker)
+			sink := NewCountedMongoSink(coll, MongoSinkOptions{Counters: counters, Worker: tc.worker})
 			if err := sink.Open(ctx, tc.run, tc.resume); err != nil {
 				t.Fatal(err)
 			}
@@ -86,7 +86,7 @@ func TestCountedMongoSinkConcurrentOpen(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sink := NewCountedMongoSink(coll, counters, ids[i])
+			sink := NewCountedMongoSink(coll, MongoSinkOptions{Counters: counters, Worker: ids[i]})
 			if errs[i] = sink.Open(ctx, "r1", false); errs[i] != nil {
 				return
 			}

@@ -10,6 +10,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"crawlcache/store"
 )
 
 // mongoBatch bounds the documents sent in one insertMany (the driver splits
@@ -24,6 +26,7 @@ type mongoSink struct {
 	coll       *mongo.Collection
 	counters   *mongo.Collection // nil: no item counter (see NewCountedMongoSink)
 	worker     string            // whose total the counter keeps
+	indexRunID bool              // see MongoSinkOptions
 	runID      string
 	countMu    sync.Mutex
 	counted    int64 // this worker's total for the run, as last written
@@ -41,16 +44,20 @@ var _ Sink = (*mongoSink)(nil)
 //
 // Items are inserted in batches with insertMany{ordered: false}; a
 // duplicate _id (code 11000: the item was already written by this run,
-// before a resume) is ignored, any other error is returned. Open creates an
-// index on run_id. Commit and Close do nothing: the caller owns the client.
+// before a resume) is ignored, any other error is returned. It creates no
+// index (see MongoSinkOptions.IndexRunID). Commit and Close do nothing:
+// the caller owns the client.
 func NewMongoSink(coll *mongo.Collection) Sink {
-	return &mongoSink{coll: coll}
+	return NewCountedMongoSink(coll, MongoSinkOptions{})
 }
 
+// runIDIndex is the name of the index on run_id (MongoDB's default name for
+// {run_id: 1}, the one earlier releases created everywhere).
+const runIDIndex = "run_id_1"
+
 func (s *mongoSink) Open(ctx context.Context, runID string, resume bool) error {
-	_, err := s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "run_id", Value: 1}}})
-	if err != nil {
-		return fmt.Errorf("create index on %s.run_id: %w", s.coll.Name(), err)
+	if err := s.ensureIndex(ctx); err != nil {
+		return err
 	}
 	if s.counters != nil {
 		if err := s.openCounter(ctx, runID, resume); err != nil {
@@ -59,6 +66,19 @@ func (s *mongoSink) Open(ctx context.Context, runID string, resume bool) error {
 	}
 	s.open.Store(true)
 	return nil
+}
+
+// ensureIndex creates the run_id index with IndexRunID and otherwise drops
+// it if there (earlier releases created it on every store).
+func (s *mongoSink) ensureIndex(ctx context.Context) error {
+	if s.indexRunID {
+		_, err := s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "run_id", Value: 1}}, Options: options.Index().SetName(runIDIndex)})
+		if err != nil {
+			return fmt.Errorf("create index on %s.run_id: %w", s.coll.Name(), err)
+		}
+		return nil
+	}
+	return store.DropIndex(ctx, s.coll, runIDIndex)
 }
 
 func (s *mongoSink) Write(ctx context.Context, items []Item) error {

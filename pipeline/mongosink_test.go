@@ -131,3 +131,46 @@ func TestMongoSinkOtherErrorsAreReturned(t *testing.T) {
 		})
 	}
 }
+
+// The run_id index of the items collection exists only where it is asked
+// for (a server that uses secondary indexes); otherwise Open removes the
+// one earlier releases created on every store, which the embedded store
+// never used and maintained on every insert.
+func TestMongoSinkRunIDIndex(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name       string
+		indexRunID bool
+		before     bool // the collection has the index already (earlier release)
+		want       bool
+	}{
+		{"asked for", true, false, true},
+		{"asked for, already there", true, true, true},
+		{"not asked for, earlier release's index", false, true, false},
+		{"not asked for, none", false, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			coll := storetest.Open(t).Database("crawlcache_test").Collection("items")
+			if tc.before {
+				if _, err := coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "run_id", Value: 1}}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sink := NewCountedMongoSink(coll, MongoSinkOptions{IndexRunID: tc.indexRunID})
+			if err := sink.Open(ctx, "r1", false); err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			specs, err := coll.Indexes().ListSpecifications(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := false
+			for _, s := range specs {
+				got = got || s.Name == "run_id_1"
+			}
+			if got != tc.want {
+				t.Errorf("index run_id_1 present = %v, want %v (indexes %v)", got, tc.want, specs)
+			}
+		})
+	}
+}
