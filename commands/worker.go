@@ -23,7 +23,8 @@ func workerCommand() *cli.Command {
 			"while it holds that host's lease, so rate.per_host holds for the whole fleet. It never starts a run:\n" +
 			"start one with `crawlcache run FILE --store URI`. Without --run or --job it joins every running run,\n" +
 			"one after another, and exits when none is left (status 0, also when there was nothing to do),\n" +
-			"which suits systemd Restart=always. The run is completed by whichever worker sees it drained.\n" +
+			"which suits systemd Restart=always. The run is completed by whichever worker sees it drained;\n" +
+			"exit status 3 when a run it joined completed with too many errors (max_error_ratio), as for run.\n" +
 			"Ctrl-C hands this worker's URLs back and exits with status 130; the run goes on.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "run", Usage: "join only this run (exit status 1 if it is not running)", EnvVars: []string{"CRAWLCACHE_RUN"}},
@@ -88,7 +89,8 @@ type workSummary struct {
 
 // reportWork prints each joined run and turns the outcome into the exit
 // status: 0 when every join ended normally (or there was nothing to join),
-// 130 when interrupted, 1 otherwise.
+// 130 when interrupted, 3 when a run it joined completed with too many
+// errors (max_error_ratio), 1 otherwise.
 func reportWork(c *cli.Context, worker string, outs []*jobs.Outcome, err error) error {
 	human := c.App.Writer
 	if c.Bool("json") {
@@ -104,7 +106,11 @@ func reportWork(c *cli.Context, worker string, outs []*jobs.Outcome, err error) 
 		fmt.Fprintf(human, "worker  %s: %d pages (hits %d, 304s %d, misses %d), %d errors, %d items\n",
 			worker, s.Pages, s.Hits, s.Revalidated, s.Misses, s.Errors, s.Items)
 		if c.Bool("json") {
-			b, jerr := json.Marshal(workSummary{summaryOf(out.Run), worker, s})
+			sum := summaryOf(out.Run)
+			if out.Verdict != nil {
+				sum.Error = out.Verdict.Error()
+			}
+			b, jerr := json.Marshal(workSummary{sum, worker, s})
 			if jerr != nil {
 				return jerr
 			}
@@ -116,6 +122,13 @@ func reportWork(c *cli.Context, worker string, outs []*jobs.Outcome, err error) 
 		return nil
 	case errors.Is(err, crawler.ErrInterrupted):
 		return cli.Exit("worker interrupted: its URLs were handed back; the run goes on", exitInterrupted)
+	case errors.Is(err, jobs.ErrTooManyErrors):
+		for _, out := range outs {
+			if out != nil && out.Run != nil && out.Verdict != nil {
+				return cli.Exit(fmt.Sprintf("worker: run %s completed with %v", out.Run.ID, out.Verdict), exitTooManyErrors)
+			}
+		}
+		return cli.Exit(fmt.Sprintf("worker: %v", err), exitTooManyErrors)
 	case errors.Is(err, jobs.ErrNoRunningRun) && c.String("run") == "":
 		fmt.Fprintf(errWriter(c), "crawlcache worker: %v: nothing to do (%s)\n", err, time.Now().UTC().Format(time.RFC3339))
 		return nil

@@ -186,15 +186,18 @@ func (x *execution) complete() (*Outcome, error) {
 		return x.finish(StatusFailed, err)
 	}
 	out, err := x.finish(StatusCompleted, nil)
-	if err != nil || x.mode == modeJoin || out.Run.Status != StatusCompleted {
+	if err != nil || out.Run.Status != StatusCompleted {
 		return out, err
 	}
 	c := out.Run.Counters
-	if len(x.job.Outputs) > 0 && c.Pages > 0 && c.Items == 0 {
+	if x.mode != modeJoin && len(x.job.Outputs) > 0 && c.Pages > 0 && c.Items == 0 {
 		x.log.Warn("the extract section yielded no item on any page: check extract.item and the fields' selectors against a page (crawlcache cache show URL)",
 			"pages", c.Pages, "item", x.job.Extract.Item)
 	}
-	return out, verdict(c, x.job.MaxErrorRatio)
+	// Every process that saw the run complete judges it, a joined worker
+	// too, so that each exits as the run deserves.
+	out.Verdict = verdict(c, x.job.MaxErrorRatio)
+	return out, out.Verdict
 }
 
 // verdict returns an error wrapping ErrTooManyErrors when a completed run

@@ -38,7 +38,7 @@ const DefaultReportEvery = 2 * time.Second
 var (
 	// ErrPreviousRunUnfinished is wrapped by *UnfinishedError.
 	ErrPreviousRunUnfinished = errors.New("previous run did not finish")
-	// ErrTooManyErrors is wrapped by the error Run and Resume return for a
+	// ErrTooManyErrors is wrapped by the error Run, Resume and Join return for a
 	// run that completed (its outputs committed) but fetched no page, or
 	// whose failed URLs exceed the job's max_error_ratio.
 	ErrTooManyErrors = errors.New("too many errors")
@@ -325,7 +325,8 @@ func (r *Runner) liveWorkers(run *Run) int {
 // whichever worker is first); when interrupted it just leaves, and the
 // run goes on. File outputs are written per machine, so a fleet should
 // use the mongodb output. It returns an error wrapping ErrNotResumable
-// when the run is not running.
+// when the run is not running, and one wrapping ErrTooManyErrors (with the
+// Outcome) when the run completed with too many errors, as Run does.
 func (r *Runner) Join(ctx context.Context, runID string, job *configs.Job) (out *Outcome, err error) {
 	if _, err := r.pipeline(job); err != nil {
 		return nil, err

@@ -584,4 +584,8 @@ type Outcome struct {
 	Session Counters
 	// Resumed is true when this was a resume of an earlier run.
 	Resumed bool
+	// Verdict wraps ErrTooManyErrors when the run completed but fetched no
+	// page or failed more URLs than the job's max_error_ratio allows (it is
+	// also the error returned with the Outcome); nil otherwise.
+	Verdict error
 }

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"crawlcache/configs"
 	"crawlcache/store/storetest"
@@ -192,5 +193,54 @@ outputs: [{jsonl: {path: %s}}]
 	}
 	if !strings.Contains(logs.String(), "yielded no item on any page") || !strings.Contains(logs.String(), "item=div.no-such-thing") {
 		t.Errorf("warnings lack the empty-extract one:\n%s", logs.String())
+	}
+}
+
+// TestJoinedWorkerJudgesTheRun: a worker that joined a run (Runner.Work,
+// the `worker` command) and saw it complete judges it like `run` does:
+// ErrTooManyErrors, with the Outcome's Verdict, when failures exceed
+// max_error_ratio, nothing when they are within it.
+func TestJoinedWorkerJudgesTheRun(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name     string
+		statuses map[string]int
+		wantErr  bool
+	}{
+		{"within max_error_ratio", map[string]int{"/a": 200, "/b": 200, "/c": 200, "/d": 200, "/e": 200, "/f": 200, "/g": 200, "/h": 200, "/i": 200, "/gone": 404}, false},
+		{"half the pages 500", map[string]int{"/a": 500, "/b": 500, "/c": 200}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := storetest.Open(t)
+			base := statusSite(t, tc.statuses)
+			dir := t.TempDir()
+			job := loadYAML(t, dir, fmt.Sprintf(`name: verdict
+seeds: [%s/]
+allowed_domains: [127.0.0.1]
+rate: {per_host: 1000, burst: 10, parallelism: 2}
+retry: {max: 1, backoff: 1ms}
+timeout: 5s
+extract: {item: article.product, fields: {title: {css: h2}}}
+outputs: [{mongodb: {collection: items}}]
+`, base))
+			// A running run whose starter has not added its seeds yet: the
+			// worker crawls it alone and completes it.
+			run := &Run{ID: NewRunID(job.Name, time.Now()), Job: job.Name, ConfigPath: job.Source, Options: []string{OptionHostLeases}}
+			if err := NewRuns(s.Database(Database), nil).Create(ctx, run); err != nil {
+				t.Fatal(err)
+			}
+			r := &Runner{Store: s, WorkerID: "worker-b", Logger: slog.New(slog.DiscardHandler)}
+			outs, err := r.Work(ctx, WorkOptions{RunID: run.ID, LoadJob: func(context.Context, *Run) (*configs.Job, error) { return job, nil }})
+			if len(outs) != 1 || outs[0].Run.Status != StatusCompleted {
+				t.Fatalf("outcomes %+v, err %v; want the run completed", outs, err)
+			}
+			if got := errors.Is(err, ErrTooManyErrors); got != tc.wantErr {
+				t.Errorf("err = %v; want ErrTooManyErrors: %v", err, tc.wantErr)
+			}
+			if got := outs[0].Verdict != nil; got != tc.wantErr {
+				t.Errorf("Outcome.Verdict = %v; want set: %v", outs[0].Verdict, tc.wantErr)
+			}
+		})
 	}
 }

@@ -49,6 +49,8 @@ type WorkOptions struct {
 //   - an error wrapping ErrNoRunningRun when it joined nothing;
 //   - an error wrapping crawler.ErrInterrupted when ctx was cancelled
 //     during a join (the run goes on without this worker);
+//   - an error wrapping ErrTooManyErrors when a run it joined completed
+//     with too many errors (see Outcome.Verdict), as Run and Resume do;
 //   - the first other join error (a failed join does not stop the others).
 func (r *Runner) Work(ctx context.Context, o WorkOptions) ([]*Outcome, error) {
 	if o.LoadJob == nil {
@@ -102,7 +104,9 @@ func (r *Runner) Work(ctx context.Context, o WorkOptions) ([]*Outcome, error) {
 			return outs, errors.Join(firstErr, err)
 		}
 		if err != nil {
-			r.log().Warn("worker: join failed", "run", next.ID, "err", err)
+			if !errors.Is(err, ErrTooManyErrors) {
+				r.log().Warn("worker: join failed", "run", next.ID, "err", err)
+			}
 			if firstErr == nil {
 				firstErr = err
 			}
