@@ -80,6 +80,10 @@ func interruptibleChild(ctx context.Context, s *store.Store, spec childSpec) err
 	defer stop()
 	var mu sync.Mutex
 	enc := json.NewEncoder(os.Stdout)
+	if spec.MemProfile != "" {
+		stopWatch := memWatch(spec.MemProfile)
+		defer func() { fmt.Fprintf(os.Stderr, "\n  memory at peak (%s): %s\n", spec.MemProfile, stopWatch()) }()
+	}
 	spec.Crawl.Progress = func(p crawler.Progress) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -206,6 +210,9 @@ func linkScenarios(ctx context.Context, cfg config) ([]row, error) {
 			RunID: "links", Seed: srv.URL + sc.seed, Worker: "bench-links", Parallelism: cfg.parallelism,
 			Policy: pol, MaxBodySize: 64 << 20,
 		}}
+		if cfg.memProfile != "" {
+			spec.MemProfile = cfg.memProfile + "." + sc.seed[1:]
+		}
 		fmt.Fprintf(os.Stderr, "\n  %s: discovering...", sc.name)
 		first, err := runInterruptible(spec, site, func(l childLine) bool { return l.Pages+l.Queue >= sc.total }, false, 20*time.Minute)
 		if err != nil {
@@ -213,6 +220,9 @@ func linkScenarios(ctx context.Context, cfg config) ([]row, error) {
 		}
 		fmt.Fprintf(os.Stderr, " resuming...")
 		spec.Crawl.Resume = true
+		if spec.MemProfile != "" {
+			spec.MemProfile += ".resume"
+		}
 		again, err := runInterruptible(spec, site, nil, true, 10*time.Minute)
 		if err != nil {
 			return nil, fmt.Errorf("%s, resume: %w", sc.name, err)

@@ -28,6 +28,7 @@ type config struct {
 	out         string
 	skipRSS     bool
 	cpuProfile  string
+	memProfile  string
 	runs        int
 	bandwidth   int64
 	// only selects scenarios by name (see scenarioNames); empty means all.
@@ -72,6 +73,7 @@ func main() {
 	flag.BoolVar(&cfg.skipRSS, "skip-rss", false, "skip the 100k-URL memory scenario (the slowest)")
 	flag.StringVar(&cfg.links, "links", "", "with -only links: hubs (1,000 pages of 1,000 links) or big (one page of a million links); empty runs both")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write CPU, block and mutex profiles of each crawl to PREFIX.<crawl>[.block|.mutex].prof (the last round's)")
+	flag.StringVar(&cfg.memProfile, "memprofile", "", "with -only links: write a heap profile of each crawling child at its peak RSS to PREFIX.<scenario>[.resume].heap.prof, and the Go runtime's memory statistics at that peak to stderr")
 	flag.IntVar(&cfg.proxyClients, "proxy-clients", 100, "concurrent clients of the proxy memory scenarios")
 	flag.Int64Var(&cfg.proxyLarge, "proxy-large", 200<<20, "bytes of the body too large to store that every proxy client downloads")
 	flag.Int64Var(&cfg.proxyHuge, "proxy-huge", 5<<30, "bytes of the single very large body streamed through the proxy (0 skips that row)")

@@ -112,6 +112,9 @@ type childSpec struct {
 	DataDir string
 	Crawl   crawlSpec
 	Args    []string // of `crawlcache` in "proxy" mode
+	// MemProfile, if set, is the prefix of the heap profile an
+	// interruptible child writes at its peak RSS (see memWatch).
+	MemProfile string `json:",omitempty"`
 }
 
 // childResult is the last line a child prints.
@@ -146,13 +149,16 @@ func child() error {
 }
 
 // peakRSS reads VmHWM (peak resident set size) of this process in KiB.
-func peakRSS() int64 {
+func peakRSS() int64 { return procStatusKB("VmHWM") }
+
+// procStatusKB reads a field of /proc/self/status in KiB, or -1.
+func procStatusKB(field string) int64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return -1
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			return n
 		}

@@ -262,23 +262,61 @@ func unescapeName(key string) string {
 // compressMin is the smallest body worth compressing.
 const compressMin = 1024
 
+// compressLarge is the size from which a body is stored gzip-compressed
+// even without CompressBodies. Storing a body as a string costs several
+// copies of it at once on its way to the store (the document, the wire
+// message, and on the embedded server its JSON encoding and SQLite's
+// record and pages): storing a 29 MB page of a million links as text
+// raised the peak RSS of a crawl by about 700 MB, compressed (3.5 MB) by
+// a few MB. A page this large is no easier to read in Compass as a string.
+const compressLarge = 4 << 20
+
 // encodeBody stores a body as a string when it is valid UTF-8 text that
 // MongoDB tools show readably, else as binary; with compress, bodies of
-// compressMin bytes or more are gzip-compressed binary instead (encoding
-// "gzip") when that makes them smaller. Every form replays the exact bytes.
+// compressMin bytes or more, and without it bodies of compressLarge bytes
+// or more, are gzip-compressed binary instead (encoding "gzip") when that
+// makes them smaller. Every form replays the exact bytes.
 func encodeBody(body []byte, h http.Header, compress bool) (v any, encoding string) {
 	if len(body) == 0 {
 		return nil, ""
 	}
-	if compress && len(body) >= compressMin {
-		var buf bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-		_, _ = zw.Write(body)
-		if zw.Close() == nil && buf.Len() < len(body) {
-			return bson.Binary{Subtype: bson.TypeBinaryGeneric, Data: buf.Bytes()}, "gzip"
+	if (compress && len(body) >= compressMin) || len(body) >= compressLarge {
+		if z, ok := gzipSmaller(body); ok {
+			return bson.Binary{Subtype: bson.TypeBinaryGeneric, Data: z}, "gzip"
 		}
 	}
 	return encodeBodyPlain(body, h), ""
+}
+
+// gzipSmaller compresses body, or reports false once the result would not
+// be smaller (an image, an archive), without buffering more than body.
+func gzipSmaller(body []byte) ([]byte, bool) {
+	w := &cappedBuffer{max: len(body) - 1}
+	zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	if _, err := zw.Write(body); err != nil {
+		return nil, false
+	}
+	if zw.Close() != nil {
+		return nil, false
+	}
+	return w.b, true
+}
+
+// errCapped stops a compression whose output would not be smaller.
+var errCapped = errors.New("compressed body not smaller")
+
+// cappedBuffer collects at most max bytes.
+type cappedBuffer struct {
+	b   []byte
+	max int
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if len(c.b)+len(p) > c.max {
+		return 0, errCapped
+	}
+	c.b = append(c.b, p...)
+	return len(p), nil
 }
 
 func encodeBodyPlain(body []byte, h http.Header) any {
