@@ -53,8 +53,7 @@ func incCrawl(ctx context.Context, s *store.Store, id, seed string, pol cache.Po
 	pipe := &pipeline.Pipeline{Extractor: ex, Sinks: []pipeline.Sink{&countSink{}}, Workers: 2}
 	o := crawler.Options{
 		RunID: id, Job: "bench-incremental", Seeds: []string{seed}, Robots: true, Parallelism: parallelism,
-		CacheDB: s.Client.Database(cache.DefaultDatabase), CachePolicy: pol, SupportsTTL: s.Capabilities().TTLIndexes,
-		FilterPushdown: s.Capabilities().FilterPushdown, Frontier: fr, Pipeline: pipe,
+		Store: s, CachePolicy: pol, Frontier: fr, Pipeline: pipe,
 		Parses: parses.New(s.Collection("crawlcache", parses.DefaultCollection)), Logger: quiet,
 	}
 	return crawler.Run(ctx, o)

@@ -18,8 +18,6 @@ import (
 	"github.com/gocolly/colly/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"crawlcache/cache"
 	"crawlcache/crawler"
@@ -74,9 +72,8 @@ func crawlcacheCrawl(ctx context.Context, s *store.Store, spec crawlSpec) (crawl
 		RunID: spec.RunID, Job: "bench", Worker: spec.Worker,
 		Seeds: []string{spec.Seed}, Robots: true,
 		Parallelism: spec.Parallelism,
-		CacheDB:     client.Database(cache.DefaultDatabase), CachePolicy: spec.Policy, SupportsTTL: s.Capabilities().TTLIndexes,
-		FilterPushdown: s.Capabilities().FilterPushdown,
-		Frontier:       fr, Resume: spec.Resume, Reclaim: spec.Reclaim,
+		Store:       s, CachePolicy: spec.Policy,
+		Frontier: fr, Resume: spec.Resume, Reclaim: spec.Reclaim,
 		MaxBodySize: spec.MaxBodySize, Progress: spec.Progress,
 		Logger: quiet,
 	})
@@ -239,15 +236,11 @@ func resumeScenario(ctx context.Context, cfg config) ([]row, error) {
 
 // storedPaths lists the request paths whose responses are in the cache.
 func storedPaths(ctx context.Context, s *store.Store) (map[string]bool, error) {
-	coll := s.Database(cache.DefaultDatabase).Collection(cache.ResponsesCollection)
-	cur, err := coll.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "url", Value: 1}}))
-	if err != nil {
-		return nil, fmt.Errorf("list stored responses: %w", err)
-	}
+	coll := s.Collection(cache.DefaultDatabase, cache.ResponsesCollection)
 	var docs []struct {
 		URL string `bson:"url"`
 	}
-	if err := cur.All(ctx, &docs); err != nil {
+	if err := coll.All(ctx, bson.D{}, store.FindOptions{Projection: bson.D{{Key: "url", Value: 1}}}, &docs); err != nil {
 		return nil, fmt.Errorf("list stored responses: %w", err)
 	}
 	paths := make(map[string]bool, len(docs))
@@ -286,11 +279,11 @@ func roundTrips(ctx context.Context) ([]row, error) {
 		return nil, err
 	}
 	defer s.Close(context.Background())
-	byURI, err := mongo.Connect(options.Client().ApplyURI(s.URI).SetMonitor(mon))
+	byURI, err := store.Open(ctx, store.Options{URI: s.URI, Logger: quiet, Monitor: mon})
 	if err != nil {
 		return nil, err
 	}
-	defer byURI.Disconnect(context.Background())
+	defer byURI.Close(context.Background())
 
 	body := strings.Repeat("<p>crawlcache bench page</p>\n", 1700) // ~50 KB
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -304,11 +297,10 @@ func roundTrips(ctx context.Context) ([]row, error) {
 	}))
 	defer origin.Close()
 
-	measureWith := func(client *mongo.Client, prefix string) (hit, miss, reval perPage, err error) {
-		direct := store.DirectFor(client)
+	measureWith := func(st *store.Store, prefix string) (hit, miss, reval perPage, err error) {
 		var now atomic.Int64
 		now.Store(time.Now().Unix())
-		t, err := cache.New(ctx, client.Database(cache.DefaultDatabase), cache.Options{
+		t, err := cache.New(ctx, st, cache.Options{
 			Policy: cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireAfter, After: time.Hour}},
 			Now:    func() time.Time { return time.Unix(now.Load(), 0) },
 			Logger: quiet,
@@ -319,10 +311,7 @@ func roundTrips(ctx context.Context) ([]row, error) {
 		const n = 20
 		measure := func(want string) (perPage, error) {
 			c0 := commands.Load()
-			var d0 store.DirectStats
-			if direct != nil {
-				d0 = direct.Stats()
-			}
+			d0, direct := st.DirectStats()
 			for i := range n {
 				req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/%s/p%d", origin.URL, prefix, i), nil)
 				resp, err := t.RoundTrip(req)
@@ -339,8 +328,8 @@ func roundTrips(ctx context.Context) ([]row, error) {
 				return perPage{}, err
 			}
 			p := perPage{commands: float64(commands.Load()-c0) / n}
-			if direct != nil {
-				d1 := direct.Stats()
+			if direct {
+				d1, _ := st.DirectStats()
 				p.reads, p.writes = float64(d1.Reads-d0.Reads)/n, float64(d1.Writes-d0.Writes)/n
 			}
 			return p, nil
@@ -355,7 +344,7 @@ func roundTrips(ctx context.Context) ([]row, error) {
 		reval, err = measure("revalidated")
 		return hit, miss, reval, err
 	}
-	inHit, inMiss, inReval, err := measureWith(s.Client, "in")
+	inHit, inMiss, inReval, err := measureWith(s, "in")
 	if err != nil {
 		return nil, err
 	}

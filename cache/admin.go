@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"crawlcache/store"
 )
 
 // Admin inspects and maintains the cache stored in one database: TTL,
@@ -21,35 +22,35 @@ import (
 // It is safe for concurrent use, including alongside Transports writing to
 // the same database.
 type Admin struct {
-	db            *mongo.Database
-	responses     *mongo.Collection
-	revalidations *mongo.Collection
-	redirects     *mongo.Collection
-	variants      *mongo.Collection
-	settings      *mongo.Collection
+	db            string
+	responses     collection
+	revalidations collection
+	redirects     collection
+	variants      collection
+	settings      collection
 	supportsTTL   bool
 	now           func() time.Time
 }
 
-// NewAdmin returns an Admin over the cache in db (usually
-// DefaultDatabase). supportsTTL says whether the server has TTL indexes
-// (store.Capabilities.TTLIndexes); without them the TTL is kept in the
-// settings collection and enforced by Sweep. now is the clock; nil means
-// time.Now.
-func NewAdmin(db *mongo.Database, supportsTTL bool, now func() time.Time) *Admin {
+// NewAdmin returns an Admin over the cache in database db of st (usually
+// DefaultDatabase). On a server without TTL indexes (the embedded store)
+// the TTL is kept in the settings collection and enforced by Sweep. now is
+// the clock; nil means time.Now.
+func NewAdmin(st *store.Store, db string, now func() time.Time) *Admin {
 	if now == nil {
 		now = time.Now
 	}
-	return &Admin{
+	a := &Admin{
 		db:            db,
-		responses:     db.Collection(ResponsesCollection),
-		revalidations: db.Collection(RevalidationsCollection),
-		redirects:     db.Collection(RedirectsCollection),
-		variants:      db.Collection(VariantsCollection),
-		settings:      db.Collection(SettingsCollection),
-		supportsTTL:   supportsTTL,
+		responses:     st.Collection(db, ResponsesCollection),
+		revalidations: st.Collection(db, RevalidationsCollection),
+		redirects:     st.Collection(db, RedirectsCollection),
+		variants:      st.Collection(db, VariantsCollection),
+		settings:      st.Collection(db, SettingsCollection),
 		now:           now,
 	}
+	a.supportsTTL = a.responses.TTLIndexes()
+	return a
 }
 
 // EntrySummary is one cached response without its body, as listed by
@@ -165,7 +166,7 @@ func (a *Admin) eachEntry(ctx context.Context, fn func(EntrySummary)) (TTLInfo, 
 // Stats counts the cache's entries, sizes, stale and expired entries and
 // statuses, and reports the TTL. It scans the responses collection.
 func (a *Admin) Stats(ctx context.Context) (CollectionStats, error) {
-	st := CollectionStats{Database: a.db.Name(), ByStatus: map[int]int64{}}
+	st := CollectionStats{Database: a.db, ByStatus: map[int]int64{}}
 	info, err := a.eachEntry(ctx, func(e EntrySummary) {
 		st.Count++
 		st.TotalSize += e.Size
@@ -187,13 +188,13 @@ func (a *Admin) Stats(ctx context.Context) (CollectionStats, error) {
 		return st, err
 	}
 	st.TTL = info
-	if st.Revalidations, err = a.revalidations.CountDocuments(ctx, bson.D{}); err != nil {
+	if st.Revalidations, err = a.revalidations.Count(ctx, bson.D{}); err != nil {
 		return st, fmt.Errorf("count revalidations: %w", err)
 	}
-	if st.Redirects, err = a.redirects.CountDocuments(ctx, bson.D{}); err != nil {
+	if st.Redirects, err = a.redirects.Count(ctx, bson.D{}); err != nil {
 		return st, fmt.Errorf("count redirects: %w", err)
 	}
-	if st.Varying, err = a.variants.CountDocuments(ctx, bson.D{}); err != nil {
+	if st.Varying, err = a.variants.Count(ctx, bson.D{}); err != nil {
 		return st, fmt.Errorf("count variants: %w", err)
 	}
 	return st, nil
@@ -259,12 +260,12 @@ func (a *Admin) Purge(ctx context.Context, opts PurgeOptions) (int64, error) {
 func (a *Admin) Clear(ctx context.Context) (int64, error) {
 	var n int64
 	for i, c := range a.dataCollections() {
-		res, err := c.DeleteMany(ctx, bson.D{})
+		deleted, err := c.DeleteMany(ctx, bson.D{})
 		if err != nil {
 			return n, fmt.Errorf("clear %s: %w", c.Name(), err)
 		}
 		if i == 0 {
-			n = res.DeletedCount
+			n = deleted
 		}
 	}
 	return n, nil
@@ -285,11 +286,11 @@ func (a *Admin) Show(ctx context.Context, rawURL string) (*Document, *Revalidati
 	}
 	var doc *Document
 	var d Document
-	err = a.responses.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&d)
+	err = getDoc(ctx, a.responses, key, &d)
 	switch {
 	case err == nil:
 		doc = &d
-	case errors.Is(err, mongo.ErrNoDocuments):
+	case errors.Is(err, store.ErrNotFound):
 		if doc, err = a.findVariant(ctx, key); err != nil {
 			return nil, nil, err
 		}
@@ -302,9 +303,9 @@ func (a *Admin) Show(ctx context.Context, rawURL string) (*Document, *Revalidati
 		return nil, nil, fmt.Errorf("find cached response %s: %w", key, err)
 	}
 	var rev Revalidation
-	err = a.revalidations.FindOne(ctx, bson.D{{Key: "_id", Value: doc.ID}}).Decode(&rev)
+	err = getDoc(ctx, a.revalidations, doc.ID, &rev)
 	switch {
-	case errors.Is(err, mongo.ErrNoDocuments):
+	case errors.Is(err, store.ErrNotFound):
 		return doc, nil, nil
 	case err != nil:
 		return nil, nil, fmt.Errorf("find revalidation %s: %w", doc.ID, err)
@@ -317,9 +318,9 @@ func (a *Admin) Show(ctx context.Context, rawURL string) (*Document, *Revalidati
 // or none of its variants is stored.
 func (a *Admin) findVariant(ctx context.Context, primary string) (*Document, error) {
 	var v Variants
-	err := a.variants.FindOne(ctx, bson.D{{Key: "_id", Value: primary}}).Decode(&v)
+	err := getDoc(ctx, a.variants, primary, &v)
 	switch {
-	case errors.Is(err, mongo.ErrNoDocuments):
+	case errors.Is(err, store.ErrNotFound):
 		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("find variants %s: %w", primary, err)
@@ -327,9 +328,9 @@ func (a *Admin) findVariant(ctx context.Context, primary string) (*Document, err
 	var best *Document
 	for _, key := range v.Keys {
 		var d Document
-		err := a.responses.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&d)
+		err := getDoc(ctx, a.responses, key, &d)
 		switch {
-		case errors.Is(err, mongo.ErrNoDocuments):
+		case errors.Is(err, store.ErrNotFound):
 			continue
 		case err != nil:
 			return nil, fmt.Errorf("find cached response %s: %w", key, err)
@@ -351,12 +352,8 @@ func (a *Admin) findByURL(ctx context.Context, rawURL string) (*Document, error)
 			forms = append(forms, u)
 		}
 	}
-	cur, err := a.responses.Find(ctx, bson.D{{Key: "url", Value: bson.D{{Key: "$in", Value: forms}}}})
-	if err != nil {
-		return nil, fmt.Errorf("find cached response for %s: %w", rawURL, err)
-	}
 	var docs []Document
-	if err := cur.All(ctx, &docs); err != nil {
+	if err := a.responses.All(ctx, bson.D{{Key: "url", Value: bson.D{{Key: "$in", Value: forms}}}}, store.FindOptions{}, &docs); err != nil {
 		return nil, fmt.Errorf("find cached response for %s: %w", rawURL, err)
 	}
 	if len(docs) == 0 {
@@ -384,4 +381,14 @@ func urlMatches(pattern, rawURL string) bool {
 		rawURL = rest
 	}
 	return globMatch(pattern, rawURL)
+}
+
+// getDoc decodes the document with _id id of coll into v; an error
+// wrapping store.ErrNotFound when there is none.
+func getDoc(ctx context.Context, coll entries, id string, v any) error {
+	raw, err := coll.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	return bson.Unmarshal(raw, v)
 }

@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"crawlcache/cache"
 	"crawlcache/store"
@@ -55,13 +53,22 @@ func newAdminStore(t *testing.T) adminStore {
 
 // admin returns an Admin over a fresh database named after the test, with
 // its clock at adminT0.
-func (as adminStore) admin(t *testing.T) (*cache.Admin, *mongo.Database, *adminClock) {
+func (as adminStore) admin(t *testing.T) (*cache.Admin, testDatabase, *adminClock) {
 	t.Helper()
 	clock := &adminClock{t: adminT0}
-	db := as.s.Database(fmt.Sprintf("t%x", time.Now().UnixNano()))
-	t.Cleanup(func() { _ = db.Drop(context.Background()) })
-	return cache.NewAdmin(db, as.s.Capabilities().TTLIndexes, clock.Now), db, clock
+	db := testDatabase{as.s, fmt.Sprintf("t%x", time.Now().UnixNano())}
+	t.Cleanup(func() { _ = as.s.DropDatabase(context.Background(), db.name) })
+	return cache.NewAdmin(as.s, db.name, clock.Now), db, clock
 }
+
+// testDatabase is a database of a test store.
+type testDatabase struct {
+	s    *store.Store
+	name string
+}
+
+// Collection is the handle of collection name.
+func (d testDatabase) Collection(name string) *store.Collection { return d.s.Collection(d.name, name) }
 
 // ago is adminT0 minus d.
 func ago(d time.Duration) time.Time { return adminT0.Add(-d) }
@@ -69,7 +76,7 @@ func ago(d time.Duration) time.Time { return adminT0.Add(-d) }
 func ptr(t time.Time) *time.Time { return &t }
 
 // putDoc stores a response as the transport would.
-func putDoc(t *testing.T, db *mongo.Database, key, url string, status int, validated time.Time, expires *time.Time) {
+func putDoc(t *testing.T, db testDatabase, key, url string, status int, validated time.Time, expires *time.Time) {
 	t.Helper()
 	body := "<html>" + key + "</html>"
 	doc := cache.Document{
@@ -81,40 +88,36 @@ func putDoc(t *testing.T, db *mongo.Database, key, url string, status int, valid
 		CreatedAt:   validated, ValidatedAt: validated, Expires: expires,
 		Request: cache.RequestInfo{Method: "GET", URL: url},
 	}
-	if _, err := db.Collection(cache.ResponsesCollection).InsertOne(context.Background(), doc); err != nil {
+	if err := db.Collection(cache.ResponsesCollection).Insert(context.Background(), doc); err != nil {
 		t.Fatalf("insert response %s: %v", key, err)
 	}
 }
 
 // putRev stores a revalidation (a 304) for key.
-func putRev(t *testing.T, db *mongo.Database, key string, validated time.Time, expires *time.Time) {
+func putRev(t *testing.T, db testDatabase, key string, validated time.Time, expires *time.Time) {
 	t.Helper()
 	rev := cache.Revalidation{ID: key, ValidatedAt: validated, Expires: expires, Headers: bson.M{"Etag": `"v2"`}}
-	if _, err := db.Collection(cache.RevalidationsCollection).InsertOne(context.Background(), rev); err != nil {
+	if err := db.Collection(cache.RevalidationsCollection).Insert(context.Background(), rev); err != nil {
 		t.Fatalf("insert revalidation %s: %v", key, err)
 	}
 }
 
 // putRedirect stores a redirect hop from key to target.
-func putRedirect(t *testing.T, db *mongo.Database, key, target string, created time.Time) {
+func putRedirect(t *testing.T, db testDatabase, key, target string, created time.Time) {
 	t.Helper()
 	r := cache.Redirect{ID: key, URL: "https://example.org/r/" + key, Target: target, CreatedAt: created}
-	if _, err := db.Collection(cache.RedirectsCollection).InsertOne(context.Background(), r); err != nil {
+	if err := db.Collection(cache.RedirectsCollection).Insert(context.Background(), r); err != nil {
 		t.Fatalf("insert redirect %s: %v", key, err)
 	}
 }
 
 // ids lists the _ids in a collection, sorted.
-func ids(t *testing.T, db *mongo.Database, coll string) []string {
+func ids(t *testing.T, db testDatabase, coll string) []string {
 	t.Helper()
-	cur, err := db.Collection(coll).Find(context.Background(), bson.D{}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
-	if err != nil {
-		t.Fatalf("list %s: %v", coll, err)
-	}
 	var docs []struct {
 		ID string `bson:"_id"`
 	}
-	if err := cur.All(context.Background(), &docs); err != nil {
+	if err := db.Collection(coll).All(context.Background(), bson.D{}, store.FindOptions{Projection: bson.D{{Key: "_id", Value: 1}}}, &docs); err != nil {
 		t.Fatalf("list %s: %v", coll, err)
 	}
 	out := []string{}
@@ -237,7 +240,7 @@ func TestAdminShow(t *testing.T) {
 	putDoc(t, db, "get-new", "https://example.org/p", 200, ago(2*time.Hour), nil)
 	putRev(t, db, "get-new", ago(time.Hour), nil)
 	head := cache.Document{ID: "head", URL: "https://example.org/p", Method: "HEAD", Status: 200, Headers: bson.M{}, CreatedAt: ago(time.Minute), ValidatedAt: ago(time.Minute)}
-	if _, err := db.Collection(cache.ResponsesCollection).InsertOne(ctx, head); err != nil {
+	if err := db.Collection(cache.ResponsesCollection).Insert(ctx, head); err != nil {
 		t.Fatal(err)
 	}
 
@@ -322,8 +325,8 @@ func TestAdminSeesTransportWrites(t *testing.T) {
 		fmt.Fprint(w, "<p>"+r.URL.Path+"</p>")
 	}))
 	t.Cleanup(origin.Close)
-	tr, err := cache.New(ctx, db, cache.Options{
-		Now:    clock.Now,
+	tr, err := cache.New(ctx, db.s, cache.Options{
+		Database: db.name, Now: clock.Now,
 		Policy: cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireAfter, After: time.Hour}},
 	})
 	if err != nil {
@@ -339,7 +342,7 @@ func TestAdminSeesTransportWrites(t *testing.T) {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	a := cache.NewAdmin(db, false, clock.Now)
+	a := cache.NewAdmin(db.s, db.name, clock.Now)
 
 	clock.Set(ago(48 * time.Hour))
 	get("/kept")

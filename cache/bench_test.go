@@ -62,8 +62,8 @@ func BenchmarkTransport(b *testing.B) {
 	var runs atomic.Int64 // each run its own database, so -count works
 	newTr := func(b *testing.B, db string, p Policy, compress ...bool) *Transport {
 		db = fmt.Sprintf("%s_%d", db, runs.Add(1))
-		tr, err := New(context.Background(), s.Database(db), Options{
-			Upstream: upstream, Policy: p, Logger: slog.New(slog.DiscardHandler), CompressBodies: len(compress) > 0,
+		tr, err := New(context.Background(), s, Options{
+			Database: db, Upstream: upstream, Policy: p, Logger: slog.New(slog.DiscardHandler), CompressBodies: len(compress) > 0,
 		})
 		if err != nil {
 			b.Fatal(err)

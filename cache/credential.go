@@ -13,7 +13,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"crawlcache/store"
 )
 
 // Credential isolation. A request carrying Authorization or Cookie is
@@ -216,13 +217,13 @@ func withoutHopCredential(h http.Header) (http.Header, bool) {
 // loadCredentials reads the store's HMAC key from settings, creating it
 // on first use. Concurrent first uses (two workers) agree: the key is
 // inserted under a fixed _id, and the loser reads the winner's.
-func loadCredentials(ctx context.Context, settings *mongo.Collection, opts Options) (credentials, error) {
+func loadCredentials(ctx context.Context, settings entries, opts Options) (credentials, error) {
 	cr := credentials{mode: opts.Policy.Credentials, job: opts.Job}
 	if cr.mode == CredentialsJob && cr.job == "" {
 		return cr, errors.New("cache: credentials: job binds entries to a job, and this cache serves no job: use credentials: token")
 	}
 	for attempt := 0; attempt < 2; attempt++ {
-		raw, err := settings.FindOne(ctx, bson.D{{Key: "_id", Value: credentialKeyID}}).Raw()
+		raw, err := settings.Get(ctx, credentialKeyID)
 		switch {
 		case err == nil:
 			if _, data, ok := raw.Lookup("key").BinaryOK(); ok && len(data) >= 32 {
@@ -231,14 +232,14 @@ func loadCredentials(ctx context.Context, settings *mongo.Collection, opts Optio
 			}
 			return cr, fmt.Errorf("read credential key from %s: the document {_id: %q} holds no 32-byte binary key; delete it to make a new one (entries bound to credentials are then fetched again once)",
 				settings.Name(), credentialKeyID)
-		case !errors.Is(err, mongo.ErrNoDocuments):
+		case !errors.Is(err, store.ErrNotFound):
 			return cr, fmt.Errorf("read credential key from %s: %w", settings.Name(), err)
 		}
 		key := make([]byte, 32)
 		if _, err := rand.Read(key); err != nil {
 			return cr, fmt.Errorf("make credential key: %w", err)
 		}
-		_, err = settings.InsertOne(ctx, bson.D{
+		err = settings.Insert(ctx, bson.D{
 			{Key: "_id", Value: credentialKeyID},
 			{Key: "key", Value: bson.Binary{Subtype: bson.TypeBinaryGeneric, Data: key}},
 			{Key: "created_at", Value: time.Now()},
@@ -247,7 +248,7 @@ func loadCredentials(ctx context.Context, settings *mongo.Collection, opts Optio
 		case err == nil:
 			cr.key = key
 			return cr, nil
-		case !mongo.IsDuplicateKeyError(err):
+		case !errors.Is(err, store.ErrDuplicateID):
 			return cr, fmt.Errorf("store credential key in %s: %w", settings.Name(), err)
 		}
 	}

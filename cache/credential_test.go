@@ -14,6 +14,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"crawlcache/store/storetest"
+
+	"crawlcache/store"
 )
 
 // boundKey is the key the env's transport stores a GET of url with the
@@ -163,19 +165,19 @@ func TestCredentialKeyKeptInStore(t *testing.T) {
 	second.expectServed(o.URL+"/", ServedHit, "Authorization", "Bearer SECRET-A")
 	second.expectServed(o.URL+"/", ServedMiss, "Authorization", "Bearer SECRET-B")
 	for _, coll := range []string{ResponsesCollection, SettingsCollection} {
-		cur, err := second.db.Collection(coll).Find(context.Background(), bson.D{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for cur.Next(context.Background()) {
+		err := second.db.Collection(coll).Scan(context.Background(), bson.D{}, store.FindOptions{}, func(raw bson.Raw) error {
 			var m bson.M
-			if err := bson.Unmarshal(cur.Current, &m); err != nil {
+			if err := bson.Unmarshal(raw, &m); err != nil {
 				t.Fatal(err)
 			}
 			delete(m, "body") // the test origin echoes the credential
 			if s := fmt.Sprint(m); strings.Contains(s, "SECRET") {
 				t.Errorf("%s holds a credential: %s", coll, s)
 			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 	raw := second.rawDoc(ResponsesCollection, second.boundKey(o.URL+"/", "Authorization", "Bearer SECRET-A"))
@@ -205,7 +207,7 @@ func TestCredentialsJobMode(t *testing.T) {
 	}
 	token := newTransportEnvOn(t, s, Options{})
 	token.expectServed(o.URL+"/", ServedMiss, "Authorization", "Bearer tuesday")
-	if _, err := New(context.Background(), token.db, Options{Policy: pol}); err == nil || !strings.Contains(err.Error(), "credentials: job") {
+	if _, err := New(context.Background(), token.store, token.db.options(Options{Policy: pol})); err == nil || !strings.Contains(err.Error(), "credentials: job") {
 		t.Errorf("New with credentials: job and no job: err %v, want an error naming credentials: job", err)
 	}
 }
@@ -326,10 +328,10 @@ func BenchmarkCredentialBinding(b *testing.B) {
 func TestCredentialKeyDamaged(t *testing.T) {
 	s := openTestStore(t)
 	db := testDB(t, s)
-	if _, err := db.Collection(SettingsCollection).InsertOne(context.Background(), bson.D{{Key: "_id", Value: credentialKeyID}, {Key: "key", Value: "short"}}); err != nil {
+	if err := db.Collection(SettingsCollection).Insert(context.Background(), bson.D{{Key: "_id", Value: credentialKeyID}, {Key: "key", Value: "short"}}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := New(context.Background(), db, Options{})
+	_, err := New(context.Background(), s, db.options(Options{}))
 	if err == nil || !strings.Contains(err.Error(), `delete it to make a new one`) {
 		t.Errorf("New on a damaged credential key: %v, want an error saying to delete the document", err)
 	}

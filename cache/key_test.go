@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"crawlcache/store"
 )
 
 func TestNormalizeURL(t *testing.T) {
@@ -250,13 +252,9 @@ func TestReadmeQueries(t *testing.T) {
 	}
 	coll := e.db.Collection(ResponsesCollection)
 	urls := func(filter bson.D) []string {
-		cur, err := coll.Find(context.Background(), filter)
-		if err != nil {
-			t.Fatalf("find %v: %v", filter, err)
-		}
 		var docs []Document
-		if err := cur.All(context.Background(), &docs); err != nil {
-			t.Fatal(err)
+		if err := coll.All(context.Background(), filter, store.FindOptions{}, &docs); err != nil {
+			t.Fatalf("find %v: %v", filter, err)
 		}
 		var out []string
 		for _, d := range docs {

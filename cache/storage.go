@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"crawlcache/store"
 )
@@ -18,19 +16,79 @@ import (
 // network instead of hanging the crawl.
 const storeTimeout = 10 * time.Second
 
-// collections holds the transport's MongoDB collections. Every per-request
-// operation is an _id lookup or write: the embedded server pushes nothing
-// else down (docs/architecture.md).
+// The cache's storage contract: what it needs of each of its collections,
+// in the small interfaces below. *store.Collection implements them (the
+// checks after them); which store serves them, and whether lookups and
+// writes by _id go straight to the embedded store's files, is decided
+// once, when the store is opened.
+
+// entries is what a Transport needs, per request, of the responses,
+// revalidations, redirects and variants collections: everything by _id,
+// because the embedded server pushes nothing else down
+// (docs/architecture.md).
+type entries interface {
+	// Get returns the document with _id id, or an error wrapping
+	// store.ErrNotFound (also when the collection does not exist).
+	Get(ctx context.Context, id string) (bson.Raw, error)
+	// Insert stores doc; an error wrapping store.ErrDuplicateID when its
+	// _id is taken.
+	Insert(ctx context.Context, doc any) error
+	// Upsert replaces the document with _id id by doc, or inserts it.
+	Upsert(ctx context.Context, id string, doc any) error
+	// Delete deletes the document with _id id; none is not an error.
+	Delete(ctx context.Context, id string) error
+	// DeleteMany deletes the documents filter matches (here: by _id).
+	DeleteMany(ctx context.Context, filter any) (int64, error)
+	// UpdateOne applies an update document ($set, $addToSet, …) to the
+	// document filter matches (with upsert, inserts one).
+	UpdateOne(ctx context.Context, filter, update any, upsert bool) (store.UpdateResult, error)
+	// Direct reports that the operations by _id write the embedded
+	// store's files in this process rather than going through a server.
+	Direct() bool
+	// TTLIndexes reports that the server expires documents by a TTL
+	// index (MongoDB).
+	TTLIndexes() bool
+	// Name is the collection's name, for messages.
+	Name() string
+}
+
+// scans is what Admin needs to inspect and sweep a collection: scans,
+// counts and deletes by filter (each reads the whole collection on the
+// embedded server: never per request).
+type scans interface {
+	Scan(ctx context.Context, filter any, opts store.FindOptions, fn func(bson.Raw) error) error
+	All(ctx context.Context, filter any, opts store.FindOptions, out any) error
+	Count(ctx context.Context, filter any) (int64, error)
+}
+
+// indexes is what the cache needs to keep its indexes: the url index
+// inspection uses (only where the server uses it) and the TTL index
+// (MongoDB; store.ErrNoTTLIndexes elsewhere, where Admin sweeps).
+type indexes interface {
+	EnsureIndex(ctx context.Context, name string, keys bson.D) error
+	DropIndex(ctx context.Context, name string) error
+	EnsureTTL(ctx context.Context, name, field string, after time.Duration) error
+	TTL(ctx context.Context, name string) (time.Duration, bool, error)
+}
+
+// collection is one of the cache's collections, as Admin uses it.
+type collection interface {
+	entries
+	scans
+	indexes
+}
+
+var (
+	_ entries    = (*store.Collection)(nil)
+	_ collection = (*store.Collection)(nil)
+)
+
+// collections holds the transport's collections.
 type collections struct {
-	responses     *mongo.Collection
-	redirects     *mongo.Collection
-	revalidations *mongo.Collection
-	variants      *mongo.Collection
-	supportsTTL   bool
-	// direct reads documents from the embedded server's files when it
-	// runs in this process (nil otherwise): a hit then costs a fraction
-	// of a find through the server (store.Direct).
-	direct *store.Direct
+	responses     entries
+	redirects     entries
+	revalidations entries
+	variants      entries
 
 	// writeMu lets one response or revalidation write at a time reach the
 	// server when it goes through the wire. SQLite serializes writers
@@ -41,22 +99,24 @@ type collections struct {
 	writeMu sync.Mutex
 }
 
-var replaceUpsert = options.Replace().SetUpsert(true)
-
-// ensureIndexes creates the url indexes inspection commands use when the
-// server can use them (pushdown), and drops them when it cannot: then they
-// only slow every insert down. It is idempotent.
-func (c *collections) ensureIndexes(ctx context.Context, pushdown bool) error {
-	if err := store.EnsureCollections(ctx, c.responses.Database(), c.responses.Name(), c.redirects.Name(), c.revalidations.Name(), c.variants.Name()); err != nil {
+// ensureIndexes creates the url indexes inspection commands use where the
+// server can use them, and drops them where it cannot (store.Collection's
+// EnsureIndex decides): there they only slow every insert down. It is
+// idempotent.
+func ensureIndexes(ctx context.Context, st *store.Store, db string, names collectionNames) error {
+	if err := st.EnsureCollections(ctx, db, names.responses, names.redirects, names.revalidations, names.variants); err != nil {
 		return err
 	}
-	for _, coll := range []*mongo.Collection{c.responses, c.redirects} {
-		if err := store.EnsureIndex(ctx, coll, "url", bson.D{{Key: "url", Value: 1}}, pushdown); err != nil {
+	for _, name := range []string{names.responses, names.redirects} {
+		if err := st.Collection(db, name).EnsureIndex(ctx, "url", bson.D{{Key: "url", Value: 1}}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// collectionNames are the names of a Transport's collections.
+type collectionNames struct{ responses, redirects, revalidations, variants string }
 
 // loaded is the outcome of looking a key up.
 type loaded struct {
@@ -70,22 +130,11 @@ type loaded struct {
 
 // findByID decodes the document with _id key from coll into v; found is
 // false when there is none. A document that does not decode is reported
-// as decodeErr, not as err. It reads through c.direct when there is one;
-// if that fails otherwise than by finding nothing, through the server,
-// which has the last word on what is stored.
-func (c *collections) findByID(ctx context.Context, coll *mongo.Collection, key string, v any) (found bool, decodeErr, err error) {
-	if c.direct != nil {
-		raw, err := c.direct.FindRaw(ctx, coll.Database().Name(), coll.Name(), key)
-		switch {
-		case err == nil:
-			return true, bson.Unmarshal(raw, v), nil
-		case errors.Is(err, mongo.ErrNoDocuments):
-			return false, nil, nil
-		}
-	}
-	raw, err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Raw()
+// as decodeErr, not as err.
+func (c *collections) findByID(ctx context.Context, coll entries, key string, v any) (found bool, decodeErr, err error) {
+	raw, err := coll.Get(ctx, key)
 	switch {
-	case errors.Is(err, mongo.ErrNoDocuments):
+	case errors.Is(err, store.ErrNotFound):
 		return false, nil, nil
 	case err != nil:
 		return false, nil, err
@@ -144,27 +193,22 @@ func (c *collections) load(ctx context.Context, key string, withVariants bool) (
 	return out, nil
 }
 
-// insertOne, upsert and deleteOne write through c.direct when they can
-// (store.InsertOne), else through the server, one writer at a time (see
-// writeMu).
-func (c *collections) insertOne(ctx context.Context, coll *mongo.Collection, v any) error {
-	defer c.wireLock()()
-	return store.InsertOne(ctx, c.direct, coll, v)
+// insertOne and upsert write one at a time when writes go through the
+// server (see writeMu).
+func (c *collections) insertOne(ctx context.Context, coll entries, v any) error {
+	defer c.wireLock(coll)()
+	return coll.Insert(ctx, v)
 }
 
-func (c *collections) upsert(ctx context.Context, coll *mongo.Collection, id string, v any) error {
-	defer c.wireLock()()
-	return store.Upsert(ctx, c.direct, coll, id, v)
+func (c *collections) upsert(ctx context.Context, coll entries, id string, v any) error {
+	defer c.wireLock(coll)()
+	return coll.Upsert(ctx, id, v)
 }
 
-func (c *collections) deleteOne(ctx context.Context, coll *mongo.Collection, id string) error {
-	return store.DeleteOne(ctx, c.direct, coll, id)
-}
-
-// wireLock takes writeMu when writes go through the server and returns
-// its release.
-func (c *collections) wireLock() func() {
-	if c.direct != nil {
+// wireLock takes writeMu when coll's writes go through the server and
+// returns its release.
+func (c *collections) wireLock(coll entries) func() {
+	if coll.Direct() {
 		return func() {}
 	}
 	c.writeMu.Lock()
@@ -186,7 +230,7 @@ func (c *collections) save(ctx context.Context, doc *Document, isNew, hadRev boo
 		switch {
 		case err == nil:
 			return nil
-		case !mongo.IsDuplicateKeyError(err):
+		case !errors.Is(err, store.ErrDuplicateID):
 			return fmt.Errorf("store response %s: %w", doc.ID, err)
 		}
 	}
@@ -194,7 +238,7 @@ func (c *collections) save(ctx context.Context, doc *Document, isNew, hadRev boo
 		return fmt.Errorf("store response %s: %w", doc.ID, err)
 	}
 	if hadRev {
-		if err := c.deleteOne(ctx, c.revalidations, doc.ID); err != nil {
+		if err := c.revalidations.Delete(ctx, doc.ID); err != nil {
 			return fmt.Errorf("delete revalidation %s: %w", doc.ID, err)
 		}
 	}
@@ -217,19 +261,19 @@ func (c *collections) saveRevalidation(ctx context.Context, rev *Revalidation, i
 	if isNew {
 		err = c.insertOne(ctx, c.revalidations, rev)
 	}
-	if !isNew || mongo.IsDuplicateKeyError(err) {
+	if !isNew || errors.Is(err, store.ErrDuplicateID) {
 		err = c.upsert(ctx, c.revalidations, rev.ID, rev)
 	}
 	if err != nil {
 		return fmt.Errorf("store revalidation %s: %w", rev.ID, err)
 	}
-	if c.supportsTTL {
+	if c.responses.TTLIndexes() {
 		set := bson.D{{Key: "validated_at", Value: rev.ValidatedAt}}
 		update := bson.D{{Key: "$set", Value: append(set, bson.E{Key: "expires", Value: rev.Expires})}}
 		if rev.Expires == nil {
 			update = bson.D{{Key: "$set", Value: set}, {Key: "$unset", Value: bson.D{{Key: "expires", Value: ""}}}}
 		}
-		if _, err := c.responses.UpdateOne(ctx, bson.D{{Key: "_id", Value: rev.ID}}, update); err != nil {
+		if _, err := c.responses.UpdateOne(ctx, bson.D{{Key: "_id", Value: rev.ID}}, update, false); err != nil {
 			return fmt.Errorf("refresh validated_at of %s: %w", rev.ID, err)
 		}
 	}
@@ -267,9 +311,8 @@ func (c *collections) saveRedirect(ctx context.Context, r *Redirect) error {
 func (c *collections) invalidate(ctx context.Context, key string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	filter := bson.D{{Key: "_id", Value: key}}
-	for _, coll := range []*mongo.Collection{c.responses, c.revalidations, c.redirects} {
-		if _, err := coll.DeleteOne(ctx, filter); err != nil {
+	for _, coll := range []entries{c.responses, c.revalidations, c.redirects} {
+		if err := coll.Delete(ctx, key); err != nil {
 			return fmt.Errorf("invalidate %s in %s: %w", key, coll.Name(), err)
 		}
 	}
@@ -280,9 +323,8 @@ func (c *collections) invalidate(ctx context.Context, key string) error {
 func (c *collections) invalidateResponse(ctx context.Context, key string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	filter := bson.D{{Key: "_id", Value: key}}
-	for _, coll := range []*mongo.Collection{c.responses, c.revalidations} {
-		if _, err := coll.DeleteOne(ctx, filter); err != nil {
+	for _, coll := range []entries{c.responses, c.revalidations} {
+		if err := coll.Delete(ctx, key); err != nil {
 			return fmt.Errorf("delete %s from %s: %w", key, coll.Name(), err)
 		}
 	}

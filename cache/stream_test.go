@@ -36,7 +36,7 @@ func streamOrigin(t *testing.T) *origin {
 func newStreamTransport(t *testing.T, budget *Budget, maxBody int64) *Transport {
 	t.Helper()
 	s := openTestStore(t)
-	tr, err := New(t.Context(), testDB(t, s), Options{Stream: true, Buffer: budget, MaxBodySize: maxBody})
+	tr, err := New(t.Context(), s, testDB(t, s).options(Options{Stream: true, Buffer: budget, MaxBodySize: maxBody}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"crawlcache/store"
 )
 
 // deleteBatch is how many _ids one deleteMany names. The embedded server
@@ -120,11 +120,11 @@ func (a *Admin) deleteEntries(ctx context.Context, ids []string, guard bson.D) (
 	for start := 0; start < len(ids); start += deleteBatch {
 		batch := ids[start:min(start+deleteBatch, len(ids))]
 		in := bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: batch}}}}
-		res, err := a.responses.DeleteMany(ctx, append(in, guard...))
+		deleted, err := a.responses.DeleteMany(ctx, append(in, guard...))
 		if err != nil {
 			return n, fmt.Errorf("delete cached responses: %w", err)
 		}
-		n += res.DeletedCount
+		n += deleted
 		if _, err := a.revalidations.DeleteMany(ctx, in); err != nil {
 			return n, fmt.Errorf("delete revalidations: %w", err)
 		}
@@ -143,15 +143,12 @@ func (a *Admin) deleteEntries(ctx context.Context, ids []string, guard bson.D) (
 // URL then has no variant stored). Variants documents are small, so one
 // scan is cheap.
 func (a *Admin) forgetVariants(ctx context.Context, deleted []string) error {
-	cur, err := a.variants.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "keys", Value: 1}}))
-	if err != nil {
-		return fmt.Errorf("scan variants: %w", err)
-	}
 	var all []struct {
 		ID   string   `bson:"_id"`
 		Keys []string `bson:"keys"`
 	}
-	if err := cur.All(ctx, &all); err != nil {
+	proj := store.FindOptions{Projection: bson.D{{Key: "_id", Value: 1}, {Key: "keys", Value: 1}}}
+	if err := a.variants.All(ctx, bson.D{}, proj, &all); err != nil {
 		return fmt.Errorf("scan variants: %w", err)
 	}
 	gone := make(map[string]bool, len(deleted))
@@ -173,7 +170,7 @@ func (a *Admin) forgetVariants(ctx context.Context, deleted []string) error {
 		default:
 			// $pullAll, not a replace: a variant listed meanwhile stays.
 			update := bson.D{{Key: "$pullAll", Value: bson.D{{Key: "keys", Value: removed}}}}
-			if _, err := a.variants.UpdateOne(ctx, bson.D{{Key: "_id", Value: v.ID}}, update); err != nil {
+			if _, err := a.variants.UpdateOne(ctx, bson.D{{Key: "_id", Value: v.ID}}, update, false); err != nil {
 				return fmt.Errorf("update variants %s: %w", v.ID, err)
 			}
 		}
@@ -192,15 +189,12 @@ func (a *Admin) forgetVariants(ctx context.Context, deleted []string) error {
 // deleteRedirectsTo deletes the redirects whose chain ends in one of the
 // deleted keys. Redirect documents are small, so one scan is cheap.
 func (a *Admin) deleteRedirectsTo(ctx context.Context, deleted []string) error {
-	cur, err := a.redirects.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "target", Value: 1}}))
-	if err != nil {
-		return fmt.Errorf("scan redirects: %w", err)
-	}
 	var hops []struct {
 		ID     string `bson:"_id"`
 		Target string `bson:"target"`
 	}
-	if err := cur.All(ctx, &hops); err != nil {
+	proj := store.FindOptions{Projection: bson.D{{Key: "_id", Value: 1}, {Key: "target", Value: 1}}}
+	if err := a.redirects.All(ctx, bson.D{}, proj, &hops); err != nil {
 		return fmt.Errorf("scan redirects: %w", err)
 	}
 	gone := make(map[string]bool, len(deleted))
@@ -237,24 +231,20 @@ type revMeta struct {
 // scanRevalidations reads every revalidation (small documents) by _id.
 func (a *Admin) scanRevalidations(ctx context.Context) (map[string]revMeta, error) {
 	proj := bson.D{{Key: "_id", Value: 1}, {Key: "validated_at", Value: 1}, {Key: "expires", Value: 1}}
-	cur, err := a.revalidations.Find(ctx, bson.D{}, options.Find().SetProjection(proj))
-	if err != nil {
-		return nil, fmt.Errorf("scan revalidations: %w", err)
-	}
-	defer cur.Close(ctx)
 	revs := make(map[string]revMeta)
-	for cur.Next(ctx) {
+	err := a.revalidations.Scan(ctx, bson.D{}, store.FindOptions{Projection: proj}, func(raw bson.Raw) error {
 		var r struct {
 			ID          string     `bson:"_id"`
 			ValidatedAt time.Time  `bson:"validated_at"`
 			Expires     *time.Time `bson:"expires"`
 		}
-		if err := cur.Decode(&r); err != nil {
-			continue // a corrupt revalidation is ignored, as the transport does
+		if err := bson.Unmarshal(raw, &r); err != nil {
+			return nil // a corrupt revalidation is ignored, as the transport does
 		}
 		revs[r.ID] = revMeta{ValidatedAt: r.ValidatedAt, Expires: r.Expires}
-	}
-	if err := cur.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("scan revalidations: %w", err)
 	}
 	return revs, nil
@@ -279,12 +269,7 @@ func (a *Admin) scanEntries(ctx context.Context, filter bson.D, revs map[string]
 	if filter == nil {
 		filter = bson.D{}
 	}
-	cur, err := a.responses.Find(ctx, filter, options.Find().SetProjection(entryProjection))
-	if err != nil {
-		return fmt.Errorf("scan cached responses: %w", err)
-	}
-	defer cur.Close(ctx)
-	for cur.Next(ctx) {
+	err := a.responses.Scan(ctx, filter, store.FindOptions{Projection: entryProjection}, func(raw bson.Raw) error {
 		var d struct {
 			ID          string          `bson:"_id"`
 			URL         string          `bson:"url"`
@@ -299,8 +284,8 @@ func (a *Admin) scanEntries(ctx context.Context, filter bson.D, revs map[string]
 			Credential  *CredentialInfo `bson:"credential"`
 			Request     RequestInfo     `bson:"request"`
 		}
-		if err := cur.Decode(&d); err != nil {
-			continue
+		if err := bson.Unmarshal(raw, &d); err != nil {
+			return nil
 		}
 		e := EntrySummary{
 			Key: d.ID, URL: d.URL, Method: d.Method, Status: d.Status,
@@ -318,14 +303,15 @@ func (a *Admin) scanEntries(ctx context.Context, filter bson.D, revs map[string]
 			e.ValidatedAt, e.Expires, e.Revalidated = r.ValidatedAt, r.Expires, true
 		}
 		fn(e)
-	}
-	if err := cur.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("scan cached responses: %w", err)
 	}
 	return nil
 }
 
 // dataCollections lists the cache's data collections (not settings).
-func (a *Admin) dataCollections() []*mongo.Collection {
-	return []*mongo.Collection{a.responses, a.revalidations, a.redirects, a.variants}
+func (a *Admin) dataCollections() []collection {
+	return []collection{a.responses, a.revalidations, a.redirects, a.variants}
 }

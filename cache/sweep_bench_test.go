@@ -39,8 +39,8 @@ func BenchmarkSweep(b *testing.B) {
 			var deleted int64
 			for i := 0; b.Loop(); i++ {
 				b.StopTimer()
-				db := s.Database(fmt.Sprintf("bench%d", i))
-				a := cache.NewAdmin(db, false, func() time.Time { return adminT0 })
+				db := testDatabase{s, fmt.Sprintf("bench%d", i)}
+				a := cache.NewAdmin(s, db.name, func() time.Time { return adminT0 })
 				docs := make([]any, 0, bc.n)
 				var revs []any
 				for j := range bc.n {
@@ -75,7 +75,7 @@ func BenchmarkSweep(b *testing.B) {
 				}
 				deleted = n
 				b.StopTimer()
-				_ = db.Drop(ctx)
+				_ = s.DropDatabase(ctx, db.name)
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(deleted), "deleted/op")

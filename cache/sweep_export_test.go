@@ -9,3 +9,8 @@ func SetDeleteBatch(tb testing.TB, n int) {
 	deleteBatch = n
 	tb.Cleanup(func() { deleteBatch = old })
 }
+
+// AssumeTTLIndexes makes a take the TTL-index path, as on a server that
+// reports TTL indexes, to test what happens when the server then refuses
+// one.
+func AssumeTTLIndexes(a *Admin) { a.supportsTTL = true }

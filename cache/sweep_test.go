@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"crawlcache/cache"
 )
@@ -27,7 +26,7 @@ import (
 //	revalidations: refreshed, staleRev, orphan (30h ago, no response)
 //	redirects: toOld → old, chain → toOld, toFresh → fresh (1h ago),
 //	           oldHop → fresh (created 48h ago)
-func sweepFixture(t *testing.T, db *mongo.Database) {
+func sweepFixture(t *testing.T, db testDatabase) {
 	t.Helper()
 	ctx := context.Background()
 	doc := func(key, url string, validated time.Time, expires *time.Time) any {
@@ -74,7 +73,7 @@ type sweepState struct {
 	responses, revalidations, redirects []string
 }
 
-func stateOf(t *testing.T, db *mongo.Database) sweepState {
+func stateOf(t *testing.T, db testDatabase) sweepState {
 	t.Helper()
 	return sweepState{
 		responses:     ids(t, db, cache.ResponsesCollection),

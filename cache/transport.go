@@ -23,8 +23,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/mongo"
-
 	"crawlcache/store"
 )
 
@@ -69,16 +67,9 @@ type Options struct {
 	// Logger receives store errors (the first at WARN, later ones at
 	// DEBUG) and corrupt documents. If nil, slog.Default().
 	Logger *slog.Logger
-	// SupportsTTL is store.Capabilities().TTLIndexes: when true a 304 also
-	// sets validated_at and expires on the response document, for the TTL
-	// index.
-	SupportsTTL bool
-	// FilterPushdown is store.Capabilities().FilterPushdown: the url
-	// indexes inspection commands use are created only when the server can
-	// use them. The embedded server scans for any filter but _id, so there
-	// an index would only cost a parse of the stored JSON on every insert
-	// (and is dropped if an earlier version created it).
-	FilterPushdown bool
+	// Database is the store database of the cache's collections. If
+	// empty, DefaultDatabase.
+	Database string
 	// MaxBodySize is the largest body stored. Larger bodies stream to the
 	// caller uncached and are counted in Stats.TooLarge. If 0,
 	// DefaultMaxBodySize.
@@ -173,10 +164,16 @@ type Transport struct {
 
 var _ http.RoundTripper = (*Transport)(nil)
 
-// New returns a Transport storing in db and creates its indexes (plain
-// indexes only; idempotent). It returns an error when the indexes cannot be
-// created, which usually means the store is unreachable.
-func New(ctx context.Context, db *mongo.Database, opts Options) (*Transport, error) {
+// New returns a Transport storing in st (database opts.Database) and
+// creates its collections and indexes (idempotent): the url indexes
+// inspection commands use only where the server uses them (MongoDB; the
+// embedded server scans for any filter but _id, so there an index would
+// only cost a parse of the stored JSON on every insert). With a server
+// that has TTL indexes a 304 also sets validated_at and expires on the
+// response document, for the TTL index. It returns an error when the
+// collections cannot be created, which usually means the store is
+// unreachable.
+func New(ctx context.Context, st *store.Store, opts Options) (*Transport, error) {
 	t := &Transport{
 		upstream:    opts.Upstream,
 		policy:      opts.Policy,
@@ -208,27 +205,26 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Transport, err
 	if t.allowMethod == nil {
 		t.allowMethod = []string{http.MethodGet, http.MethodHead}
 	}
-	name := func(n, def string) *mongo.Collection {
-		if n == "" {
-			n = def
-		}
-		return db.Collection(n)
+	db := cmp.Or(opts.Database, DefaultDatabase)
+	names := collectionNames{
+		responses:     cmp.Or(opts.Responses, ResponsesCollection),
+		redirects:     cmp.Or(opts.Redirects, RedirectsCollection),
+		revalidations: cmp.Or(opts.Revalidations, RevalidationsCollection),
+		variants:      cmp.Or(opts.Variants, VariantsCollection),
 	}
 	t.coll = collections{
-		responses:     name(opts.Responses, ResponsesCollection),
-		redirects:     name(opts.Redirects, RedirectsCollection),
-		revalidations: name(opts.Revalidations, RevalidationsCollection),
-		variants:      name(opts.Variants, VariantsCollection),
-		supportsTTL:   opts.SupportsTTL,
-		direct:        store.DirectFor(db.Client()),
+		responses:     st.Collection(db, names.responses),
+		redirects:     st.Collection(db, names.redirects),
+		revalidations: st.Collection(db, names.revalidations),
+		variants:      st.Collection(db, names.variants),
 	}
 	if opts.Stream {
 		t.budget = cmp.Or(opts.Buffer, NewBudget(0))
 	}
-	if err := t.coll.ensureIndexes(ctx, opts.FilterPushdown); err != nil {
+	if err := ensureIndexes(ctx, st, db, names); err != nil {
 		return nil, err
 	}
-	cred, err := loadCredentials(ctx, db.Collection(SettingsCollection), opts)
+	cred, err := loadCredentials(ctx, st.Collection(db, SettingsCollection), opts)
 	if err != nil {
 		return nil, err
 	}
@@ -572,7 +568,7 @@ func (t *Transport) storeError(err error) {
 		return // the request was cancelled (an interrupt), not a store failure
 	}
 	t.storeErrors.Add(1)
-	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) || errors.Is(err, mongo.ErrClientDisconnected) {
+	if store.IsUnavailable(err) || errors.Is(err, store.ErrClosed) {
 		t.storeDownUntil.Store(time.Now().Add(storeBackoff).UnixNano())
 	}
 	if t.storeErrLogged.CompareAndSwap(false, true) {

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"crawlcache/store"
 	"crawlcache/store/storetest"
@@ -116,25 +115,40 @@ var droppedTestDBs sync.Map
 
 // testDB is the database a test keeps its cache in: http_cache on a fresh
 // embedded store, a per-test database on a shared deployment.
-func testDB(t *testing.T, s *store.Store) *mongo.Database {
+func testDB(t *testing.T, s *store.Store) tdb {
 	t.Helper()
 	if s.Embedded {
-		return s.Database(DefaultDatabase)
+		return tdb{s, DefaultDatabase}
 	}
 	sum := sha256.Sum256([]byte(t.Name()))
-	db := s.Database("crawlcache_test_" + hex.EncodeToString(sum[:8]))
-	if _, seen := droppedTestDBs.LoadOrStore(db.Name(), true); !seen {
-		_ = db.Drop(context.Background()) // left over from an aborted run
-		t.Cleanup(func() { _ = db.Drop(context.Background()); droppedTestDBs.Delete(db.Name()) })
+	db := tdb{s, "crawlcache_test_" + hex.EncodeToString(sum[:8])}
+	if _, seen := droppedTestDBs.LoadOrStore(db.name, true); !seen {
+		_ = s.DropDatabase(context.Background(), db.name) // left over from an aborted run
+		t.Cleanup(func() { _ = s.DropDatabase(context.Background(), db.name); droppedTestDBs.Delete(db.name) })
 	}
 	return db
+}
+
+// tdb is a database of a test store.
+type tdb struct {
+	s    *store.Store
+	name string
+}
+
+// Collection is the handle of collection name.
+func (d tdb) Collection(name string) *store.Collection { return d.s.Collection(d.name, name) }
+
+// options is opts with the cache in this database.
+func (d tdb) options(opts Options) Options {
+	opts.Database = d.name
+	return opts
 }
 
 // transportEnv is a Transport on a fresh store.
 type transportEnv struct {
 	t     *testing.T
 	store *store.Store
-	db    *mongo.Database
+	db    tdb
 	tr    *Transport
 	clock *testClock
 }
@@ -154,7 +168,7 @@ func newTransportEnvOn(t *testing.T, s *store.Store, opts Options) *transportEnv
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	db := testDB(t, s)
-	tr, err := New(context.Background(), db, opts)
+	tr, err := New(context.Background(), s, db.options(opts))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -202,7 +216,7 @@ func (e *transportEnv) expectServed(url, want string, header ...string) []byte {
 // there is none.
 func (e *transportEnv) rawDoc(collection, key string) bson.Raw {
 	e.t.Helper()
-	raw, err := e.db.Collection(collection).FindOne(context.Background(), bson.D{{Key: "_id", Value: key}}).Raw()
+	raw, err := e.db.Collection(collection).Get(context.Background(), key)
 	if err != nil {
 		return nil
 	}
@@ -418,7 +432,7 @@ func TestTransportCorruptDocumentIsAMiss(t *testing.T) {
 			url := o.URL + "/corrupt/" + string(rune('a'+i))
 			tc.doc["_id"] = keyOf(t, url, Policy{})
 			coll := e.db.Collection(ResponsesCollection)
-			if _, err := coll.InsertOne(context.Background(), tc.doc); err != nil {
+			if err := coll.Insert(context.Background(), tc.doc); err != nil {
 				t.Fatal(err)
 			}
 			if body := e.expectServed(url, ServedMiss); string(body) != "fresh" {

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"crawlcache/store"
 )
@@ -114,12 +112,12 @@ func (a *Admin) TTL(ctx context.Context) (TTLInfo, error) {
 		return info, err
 	}
 	if a.supportsTTL {
-		secs, ok, err := a.indexTTL(ctx)
+		ttl, ok, err := a.responses.TTL(ctx, TTLIndexName)
 		if err != nil {
 			return info, err
 		}
 		if ok {
-			info.Set, info.TTL, info.Mechanism = true, time.Duration(secs)*time.Second, MechanismIndex
+			info.Set, info.TTL, info.Mechanism = true, ttl, MechanismIndex
 			return info, nil
 		}
 	}
@@ -175,10 +173,10 @@ func (a *Admin) SetTTL(ctx context.Context, d time.Duration, overwrite bool) (TT
 				return cur, err
 			}
 		}
-		switch err := a.createTTLIndexes(ctx, int32(d/time.Second)); {
+		switch err := a.createTTLIndexes(ctx, d); {
 		case err == nil:
 			mechanism = MechanismIndex
-		case store.IsNotImplemented(err):
+		case errors.Is(err, store.ErrNoTTLIndexes):
 			// The capability probe said yes but this server refuses: the
 			// sweeper enforces the TTL instead.
 		default:
@@ -193,7 +191,7 @@ func (a *Admin) SetTTL(ctx context.Context, d time.Duration, overwrite bool) (TT
 		Mechanism: mechanism,
 		UpdatedAt: a.now().UTC(),
 	}
-	if _, err := a.settings.ReplaceOne(ctx, bson.D{{Key: "_id", Value: ttlSettingID}}, setting, options.Replace().SetUpsert(true)); err != nil {
+	if err := a.settings.Upsert(ctx, ttlSettingID, setting); err != nil {
 		return cur, fmt.Errorf("save ttl setting: %w", err)
 	}
 	return TTLInfo{TTL: d, Set: true, Mechanism: mechanism, Field: TTLField, Requested: d}, nil
@@ -207,7 +205,7 @@ func (a *Admin) RemoveTTL(ctx context.Context) error {
 			return err
 		}
 	}
-	if _, err := a.settings.DeleteOne(ctx, bson.D{{Key: "_id", Value: ttlSettingID}}); err != nil {
+	if err := a.settings.Delete(ctx, ttlSettingID); err != nil {
 		return fmt.Errorf("remove ttl setting: %w", err)
 	}
 	return nil
@@ -215,11 +213,14 @@ func (a *Admin) RemoveTTL(ctx context.Context) error {
 
 func (a *Admin) readTTLSetting(ctx context.Context) (ttlSetting, bool, error) {
 	var s ttlSetting
-	err := a.settings.FindOne(ctx, bson.D{{Key: "_id", Value: ttlSettingID}}).Decode(&s)
+	raw, err := a.settings.Get(ctx, ttlSettingID)
 	switch {
-	case errors.Is(err, mongo.ErrNoDocuments):
+	case errors.Is(err, store.ErrNotFound):
 		return s, false, nil
 	case err != nil:
+		return s, false, fmt.Errorf("read ttl setting: %w", err)
+	}
+	if err := bson.Unmarshal(raw, &s); err != nil {
 		return s, false, fmt.Errorf("read ttl setting: %w", err)
 	}
 	return s, true, nil
@@ -234,7 +235,7 @@ func (a *Admin) recordSweep(ctx context.Context, ttl time.Duration, at, next tim
 		{Key: "next_sweep_at", Value: next.UTC()},
 	}}}
 	filter := bson.D{{Key: "_id", Value: ttlSettingID}, {Key: "ttl_seconds", Value: int64(ttl / time.Second)}}
-	if _, err := a.settings.UpdateOne(ctx, filter, update); err != nil {
+	if _, err := a.settings.UpdateOne(ctx, filter, update, false); err != nil {
 		return fmt.Errorf("record sweep: %w", err)
 	}
 	return nil
@@ -243,7 +244,7 @@ func (a *Admin) recordSweep(ctx context.Context, ttl time.Duration, at, next tim
 // ttlIndexed names a collection that gets a TTL index and the field the
 // index counts from.
 type ttlIndexed struct {
-	coll  *mongo.Collection
+	coll  collection
 	field string
 }
 
@@ -263,30 +264,11 @@ func (a *Admin) ttlIndexes() []ttlIndexed {
 	}
 }
 
-// indexTTL returns expireAfterSeconds of the responses TTL index, if any.
-func (a *Admin) indexTTL(ctx context.Context) (int32, bool, error) {
-	specs, err := a.responses.Indexes().ListSpecifications(ctx)
-	if err != nil {
-		if store.IsNamespaceNotFound(err) {
-			return 0, false, nil
-		}
-		return 0, false, fmt.Errorf("list indexes of %s: %w", a.responses.Name(), err)
-	}
-	for _, s := range specs {
-		if s.Name == TTLIndexName && s.ExpireAfterSeconds != nil {
-			return *s.ExpireAfterSeconds, true, nil
-		}
-	}
-	return 0, false, nil
-}
-
-func (a *Admin) createTTLIndexes(ctx context.Context, secs int32) error {
+// createTTLIndexes makes the TTL indexes, each expiring after d; an error
+// wrapping store.ErrNoTTLIndexes when the server has none.
+func (a *Admin) createTTLIndexes(ctx context.Context, d time.Duration) error {
 	for _, c := range a.ttlIndexes() {
-		_, err := c.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
-			Keys:    bson.D{{Key: c.field, Value: 1}},
-			Options: options.Index().SetName(TTLIndexName).SetExpireAfterSeconds(secs),
-		})
-		if err != nil {
+		if err := c.coll.EnsureTTL(ctx, TTLIndexName, c.field, d); err != nil {
 			return fmt.Errorf("create index %s on %s.%s: %w", TTLIndexName, c.coll.Name(), c.field, err)
 		}
 	}
@@ -295,7 +277,7 @@ func (a *Admin) createTTLIndexes(ctx context.Context, secs int32) error {
 
 func (a *Admin) dropTTLIndexes(ctx context.Context) error {
 	for _, c := range a.ttlIndexes() {
-		if err := store.DropIndex(ctx, c.coll, TTLIndexName); err != nil {
+		if err := c.coll.DropIndex(ctx, TTLIndexName); err != nil {
 			return err
 		}
 	}

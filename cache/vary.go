@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // Vary variants (RFC mode). A URL whose responses carry Vary keeps one
@@ -151,9 +149,9 @@ func (c *collections) saveVariants(ctx context.Context, v *Variants, isNew bool)
 			{Key: "$set", Value: bson.D{{Key: "updated_at", Value: v.UpdatedAt}}},
 			{Key: "$addToSet", Value: bson.D{{Key: "keys", Value: bson.D{{Key: "$each", Value: v.Keys}}}}},
 		}
-		_, err = c.variants.UpdateOne(ctx, bson.D{{Key: "_id", Value: v.ID}}, update, options.UpdateOne().SetUpsert(true))
+		_, err = c.variants.UpdateOne(ctx, bson.D{{Key: "_id", Value: v.ID}}, update, true)
 	} else {
-		_, err = c.variants.ReplaceOne(ctx, bson.D{{Key: "_id", Value: v.ID}}, v, replaceUpsert)
+		err = c.variants.Upsert(ctx, v.ID, v)
 	}
 	if err != nil {
 		return fmt.Errorf("store variants %s: %w", v.ID, err)
@@ -169,7 +167,7 @@ func (c *collections) addVariant(ctx context.Context, primary, key string, now t
 		{Key: "$set", Value: bson.D{{Key: "updated_at", Value: now}}},
 		{Key: "$addToSet", Value: bson.D{{Key: "keys", Value: key}}},
 	}
-	if _, err := c.variants.UpdateOne(ctx, bson.D{{Key: "_id", Value: primary}}, update); err != nil {
+	if _, err := c.variants.UpdateOne(ctx, bson.D{{Key: "_id", Value: primary}}, update, false); err != nil {
 		return fmt.Errorf("add variant %s to %s: %w", key, primary, err)
 	}
 	return nil
@@ -195,7 +193,7 @@ func (c *collections) dropVariants(ctx context.Context, primary, keep string) er
 			return err
 		}
 	}
-	if _, err := c.variants.DeleteOne(ctx, bson.D{{Key: "_id", Value: primary}}); err != nil {
+	if err := c.variants.Delete(ctx, primary); err != nil {
 		return fmt.Errorf("delete variants %s: %w", primary, err)
 	}
 	return nil
@@ -211,7 +209,7 @@ func (c *collections) deleteResponses(ctx context.Context, keys []string) error 
 	if len(keys) == 1 {
 		filter = bson.D{{Key: "_id", Value: keys[0]}}
 	}
-	for _, coll := range []*mongo.Collection{c.responses, c.revalidations} {
+	for _, coll := range []entries{c.responses, c.revalidations} {
 		if _, err := coll.DeleteMany(ctx, filter); err != nil {
 			return fmt.Errorf("delete variants from %s: %w", coll.Name(), err)
 		}

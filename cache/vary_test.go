@@ -130,7 +130,7 @@ func TestVaryVariantsHitIndependently(t *testing.T) {
 		t.Errorf("variants keys = %v, want %v", got, want)
 	}
 
-	st, err := NewAdmin(e.db, false, e.clock.Now).Stats(context.Background())
+	st, err := NewAdmin(e.store, e.db.name, e.clock.Now).Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestVaryStarIsNotStored(t *testing.T) {
 	if e.rawDoc(ResponsesCollection, primary) != nil || e.variantsDoc(primary) != nil {
 		t.Error("a Vary: * response left a response or variants document")
 	}
-	if n, _ := e.db.Collection(ResponsesCollection).CountDocuments(context.Background(), bson.D{}); n != 0 {
+	if n, _ := e.db.Collection(ResponsesCollection).Count(context.Background(), bson.D{}); n != 0 {
 		t.Errorf("responses stored = %d, want 0", n)
 	}
 }
@@ -244,7 +244,7 @@ func TestVaryUnlistedVariantIsNotServedAfterInvalidation(t *testing.T) {
 	frKey := variantKey(t, url, "fr", p, "Accept-Language")
 	ctx := context.Background()
 	if _, err := e.db.Collection(VariantsCollection).UpdateOne(ctx, bson.D{{Key: "_id", Value: primary}},
-		bson.D{{Key: "$pull", Value: bson.D{{Key: "keys", Value: frKey}}}}); err != nil {
+		bson.D{{Key: "$pull", Value: bson.D{{Key: "keys", Value: frKey}}}}, false); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.Advance(time.Second)
@@ -320,7 +320,7 @@ func TestVaryChangedVarySet(t *testing.T) {
 	if e.variantsDoc(primary) != nil {
 		t.Error("variants document survived the origin dropping Vary")
 	}
-	if n, _ := e.db.Collection(ResponsesCollection).CountDocuments(context.Background(), bson.D{}); n != 1 {
+	if n, _ := e.db.Collection(ResponsesCollection).Count(context.Background(), bson.D{}); n != 1 {
 		t.Errorf("responses stored = %d, want 1 (under the primary key)", n)
 	}
 	e.langSteps(url, []langStep{{"", ServedHit, "hello in "}, {"fr", ServedHit, "hello in "}})
@@ -416,7 +416,7 @@ func TestVaryAdminPurgeAndClear(t *testing.T) {
 	e.clock.Advance(time.Second)
 	e.langSteps(url, []langStep{{"fr", ServedMiss, "hello in fr"}})
 	ctx := context.Background()
-	admin := NewAdmin(e.db, false, e.clock.Now)
+	admin := NewAdmin(e.store, e.db.name, e.clock.Now)
 	list, err := admin.List(ctx, ListOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -467,7 +467,7 @@ func TestVarySweepDropsVariantsDocument(t *testing.T) {
 	e.clock.Advance(2 * time.Hour)
 	e.langSteps(url, []langStep{{"fr", ServedMiss, "hello in fr"}})
 	ctx := context.Background()
-	admin := NewAdmin(e.db, false, e.clock.Now)
+	admin := NewAdmin(e.store, e.db.name, e.clock.Now)
 	if _, err := admin.SetTTL(ctx, 90*time.Minute, false); err != nil {
 		t.Fatal(err)
 	}

@@ -133,7 +133,7 @@ func cacheFlags(extra ...cli.Flag) []cli.Flag {
 // withAdmin opens the store and runs fn with an Admin over --db.
 func withAdmin(c *cli.Context, fn func(ctx context.Context, a *cache.Admin, s *store.Store) error) error {
 	return withStore(c, func(ctx context.Context, s *store.Store) error {
-		return fn(ctx, cache.NewAdmin(s.Database(c.String("db")), s.Capabilities().TTLIndexes, time.Now), s)
+		return fn(ctx, cache.NewAdmin(s, c.String("db"), time.Now), s)
 	})
 }
 

@@ -15,7 +15,7 @@ import (
 func TestCacheStatsShowsProxyCounters(t *testing.T) {
 	cli := newCacheCLI(t)
 	st := cache.Stats{Hits: 7, Misses: 3, Revalidated: 2, NetworkBytes: 3000, SavedBytes: 9000}
-	if err := proxy.NewCounterSink(cli.db, "proxy", func() cache.Stats { return st }).Flush(context.Background()); err != nil {
+	if err := proxy.NewCounterSink(cli.s, cache.DefaultDatabase, "proxy", func() cache.Stats { return st }).Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	out, code := cli.run("cache", "stats", "--json")

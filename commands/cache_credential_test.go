@@ -21,7 +21,7 @@ func TestCacheShowsCredentialBinding(t *testing.T) {
 		io.WriteString(w, "page")
 	}))
 	t.Cleanup(origin.Close)
-	tr, err := cache.New(context.Background(), cli.db, cache.Options{})
+	tr, err := cache.New(context.Background(), cli.s, cache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,8 +33,8 @@ func TestCacheShowsCredentialBinding(t *testing.T) {
 	}
 	resp.Body.Close()
 	cli.put("legacy", "https://example.org/old", 200, time.Now(), "old", "text/plain")
-	if _, err := cli.db.Collection(cache.ResponsesCollection).UpdateOne(context.Background(),
-		map[string]string{"_id": "legacy"}, map[string]any{"$set": map[string]any{"request.headers": map[string]string{"Cookie": "REDACTED"}}}); err != nil {
+	if _, err := cli.coll(cache.ResponsesCollection).UpdateOne(context.Background(),
+		map[string]string{"_id": "legacy"}, map[string]any{"$set": map[string]any{"request.headers": map[string]string{"Cookie": "REDACTED"}}}, false); err != nil {
 		t.Fatal(err)
 	}
 

@@ -61,7 +61,7 @@ func runCacheStats(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		counters, err := proxy.ReadCounters(ctx, s.Database(c.String("db")))
+		counters, err := proxy.ReadCounters(ctx, s, c.String("db"))
 		if err != nil {
 			return err
 		}

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"crawlcache/cache"
+	"crawlcache/store"
 	"crawlcache/store/storetest"
 )
 
@@ -20,12 +20,17 @@ import (
 type cacheCLI struct {
 	t   *testing.T
 	uri string
-	db  *mongo.Database
+	s   *store.Store
+}
+
+// coll is the handle of the cache collection name.
+func (c cacheCLI) coll(name string) *store.Collection {
+	return c.s.Collection(cache.DefaultDatabase, name)
 }
 
 func newCacheCLI(t *testing.T) cacheCLI {
 	s := storetest.Open(t)
-	return cacheCLI{t: t, uri: s.URI, db: s.Database(cache.DefaultDatabase)}
+	return cacheCLI{t: t, uri: s.URI, s: s}
 }
 
 // run runs `crawlcache args... --store URI` and returns its output and
@@ -57,7 +62,7 @@ func (c cacheCLI) put(key, url string, status int, validated time.Time, body any
 		Size: int64(size), CreatedAt: validated, ValidatedAt: validated, ETag: `"v1"`,
 		Request: cache.RequestInfo{Method: "GET", URL: url},
 	}
-	if _, err := c.db.Collection(cache.ResponsesCollection).InsertOne(context.Background(), doc); err != nil {
+	if err := c.coll(cache.ResponsesCollection).Insert(context.Background(), doc); err != nil {
 		c.t.Fatalf("insert %s: %v", key, err)
 	}
 }

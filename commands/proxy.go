@@ -119,9 +119,9 @@ func runProxy(c *cli.Context) error {
 				return fmt.Errorf("--upstream %s: %w", upstream, err)
 			}
 		}
-		db := s.Database(c.String("db"))
+		db := c.String("db")
 		budget := cache.NewBudget(maxBuf)
-		t, err := cache.New(ctx, db, cache.Options{Policy: pol, SupportsTTL: s.Capabilities().TTLIndexes, FilterPushdown: s.Capabilities().FilterPushdown,
+		t, err := cache.New(ctx, s, cache.Options{Database: db, Policy: pol,
 			Upstream: proxy.NewUpstream(guard), Stream: true, Buffer: budget,
 			Shared: !c.Bool("private"), CDNCacheControl: c.Bool("cdn-cache-control")})
 		if err != nil {
@@ -140,7 +140,7 @@ func runProxy(c *cli.Context) error {
 			slog.Warn("the proxy listens on a non-loopback address: anyone who reaches it can use it", "listen", listen, "allow", c.StringSlice("allow"))
 		}
 
-		counters := proxy.NewCounterSink(db, "proxy", t.Stats)
+		counters := proxy.NewCounterSink(s, db, "proxy", t.Stats)
 		errc := make(chan error, 1)
 		go func() { errc <- srv.Serve(ln) }()
 		tick := time.NewTicker(10 * time.Second)

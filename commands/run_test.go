@@ -206,15 +206,11 @@ func TestRunLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close(ctx)
-	cur, err := s.Database(jobs.Database).Collection(frontier.LogCollection).Find(ctx, bson.D{{Key: "state", Value: "leased"}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var claims []struct {
 		At    time.Time `bson:"at"`
 		Until time.Time `bson:"lease_until"`
 	}
-	if err := cur.All(ctx, &claims); err != nil {
+	if err := s.Collection(jobs.Database, frontier.LogCollection).All(ctx, bson.D{{Key: "state", Value: "leased"}}, store.FindOptions{}, &claims); err != nil {
 		t.Fatal(err)
 	}
 	if len(claims) == 0 {

@@ -33,7 +33,7 @@ func sweepLoop(ctx context.Context, s *store.Store, log *slog.Logger) {
 
 // sweepOnce runs one sweep if one is due.
 func sweepOnce(ctx context.Context, s *store.Store, log *slog.Logger) {
-	admin := cache.NewAdmin(s.Database(cache.DefaultDatabase), s.Capabilities().TTLIndexes, nil)
+	admin := cache.NewAdmin(s, cache.DefaultDatabase, nil)
 	n, err := admin.Sweep(ctx)
 	switch {
 	case err != nil && ctx.Err() == nil:

@@ -40,7 +40,7 @@ func TestRunLeavesSweepToSchedule(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close(ctx)
-		n, err := s.Database(cache.DefaultDatabase).Collection(cache.ResponsesCollection).CountDocuments(ctx, bson.D{{Key: "_id", Value: "old-entry"}})
+		n, err := s.Collection(cache.DefaultDatabase, cache.ResponsesCollection).Count(ctx, bson.D{{Key: "_id", Value: "old-entry"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,7 +55,7 @@ func TestRunLeavesSweepToSchedule(t *testing.T) {
 		old := time.Now().Add(-2 * time.Hour)
 		doc := cache.Document{ID: "old-entry", URL: "http://example.invalid/", Method: "GET", Status: 200, Proto: "HTTP/1.1",
 			Body: "x", CreatedAt: old, ValidatedAt: old, Request: cache.RequestInfo{Method: "GET", URL: "http://example.invalid/"}}
-		if _, err := s.Database(cache.DefaultDatabase).Collection(cache.ResponsesCollection).InsertOne(ctx, doc); err != nil {
+		if err := s.Collection(cache.DefaultDatabase, cache.ResponsesCollection).Insert(ctx, doc); err != nil {
 			t.Fatal(err)
 		}
 		s.Close(ctx)

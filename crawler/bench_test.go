@@ -27,17 +27,17 @@ func BenchmarkCrawl(b *testing.B) {
 			srv := site.Start()
 			b.Cleanup(srv.Close)
 			opts := func(i int) Options {
-				db := st.Database("bench")
+				db := "bench"
 				if !warm {
-					db = st.Database("bench" + strconv.Itoa(i))
+					db = "bench" + strconv.Itoa(i)
 				}
-				f, err := frontier.New(context.Background(), db, frontier.Options{Logger: slog.New(slog.DiscardHandler)})
+				f, err := frontier.New(context.Background(), st.Database(db), frontier.Options{Logger: slog.New(slog.DiscardHandler)})
 				if err != nil {
 					b.Fatal(err)
 				}
 				o := Options{
 					RunID: "run" + strconv.Itoa(i), Worker: "bench", Seeds: []string{srv.URL + "/"}, Robots: true,
-					Parallelism: 8, CacheDB: db, Frontier: f, Logger: slog.New(slog.DiscardHandler), Timeout: 10 * time.Second,
+					Parallelism: 8, Store: st, CacheDatabase: db, Frontier: f, Logger: slog.New(slog.DiscardHandler), Timeout: 10 * time.Second,
 				}
 				if warm && i >= 0 { // not the run that fills the cache
 					o.PerHost, o.Burst = 1, 1

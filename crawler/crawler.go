@@ -25,12 +25,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/mongo"
-
 	"crawlcache/cache"
 	"crawlcache/frontier"
 	"crawlcache/parses"
 	"crawlcache/pipeline"
+	"crawlcache/store"
 )
 
 // Defaults used when the corresponding Options field is zero.
@@ -59,7 +58,7 @@ var (
 	ErrRobots = errors.New("disallowed by robots.txt")
 )
 
-// Options configures one Run. RunID, CacheDB and Frontier are required, and
+// Options configures one Run. RunID, Store and Frontier are required, and
 // Seeds unless Resume.
 type Options struct {
 	// RunID names the run in the frontier; Job is copied into pages and
@@ -109,12 +108,12 @@ type Options struct {
 	// (host:port) in this process; 0 means only Parallelism does.
 	PerHostParallelism int
 
-	// CacheDB holds the HTTP cache; CachePolicy, SupportsTTL and
-	// FilterPushdown configure it (see cache.Options).
-	CacheDB        *mongo.Database
-	CachePolicy    cache.Policy
-	SupportsTTL    bool
-	FilterPushdown bool
+	// Store holds the HTTP cache, in database CacheDatabase (if empty,
+	// cache.DefaultDatabase); CachePolicy configures it (see
+	// cache.Options).
+	Store         *store.Store
+	CacheDatabase string
+	CachePolicy   cache.Policy
 
 	// Frontier holds the run's URLs. Resume continues an existing run: the
 	// seeds are not added, and the frontier is reloaded from the store.
@@ -293,8 +292,8 @@ func newCrawl(opts Options) (*crawl, error) {
 
 // buildCrawl fills in the defaults of opts; Run and Inspect share it.
 func buildCrawl(opts Options) (*crawl, error) {
-	if opts.CacheDB == nil {
-		return nil, errors.New("crawl: cache database is required")
+	if opts.Store == nil {
+		return nil, errors.New("crawl: store is required")
 	}
 	c := &crawl{
 		opts:     opts,

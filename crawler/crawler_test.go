@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/mongo"
-
 	"crawlcache/cache"
 	"crawlcache/frontier"
 	"crawlcache/pipeline"
@@ -27,19 +25,20 @@ import (
 type env struct {
 	t     *testing.T
 	st    *store.Store
-	db    *mongo.Database
 	front *frontier.Frontier
 }
+
+// envDatabase holds a test's frontier and cache.
+const envDatabase = "crawlcache"
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	st := storetest.Open(t)
-	db := st.Database("crawlcache")
-	f, err := frontier.New(context.Background(), db, frontier.Options{Logger: quiet()})
+	f, err := frontier.New(context.Background(), st.Database(envDatabase), frontier.Options{Logger: quiet()})
 	if err != nil {
 		t.Fatalf("frontier.New: %v", err)
 	}
-	return &env{t: t, st: st, db: db, front: f}
+	return &env{t: t, st: st, front: f}
 }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -122,7 +121,7 @@ func (e *env) options(runID, seed string, rec *recorder) Options {
 	o := Options{
 		RunID: runID, Job: "test", Worker: "w-" + runID, Seeds: []string{seed},
 		Robots: true, Parallelism: 4, RetryMax: 2, RetryBackoff: time.Millisecond,
-		CacheDB: e.db, Frontier: e.front, Logger: quiet(), Timeout: 10 * time.Second,
+		Store: e.st, CacheDatabase: envDatabase, Frontier: e.front, Logger: quiet(), Timeout: 10 * time.Second,
 	}
 	if rec != nil {
 		o.Pipeline = rec.pipe

@@ -11,9 +11,9 @@ import (
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"crawlcache/cache"
+	"crawlcache/store"
 )
 
 // durableProbe is the network below the crawler's politeness: it counts the
@@ -22,7 +22,7 @@ import (
 // already be in the cache).
 type durableProbe struct {
 	up        http.RoundTripper
-	responses *mongo.Collection
+	responses *store.Collection
 	full      func() // called once when open first reaches limit
 	limit     int
 
@@ -58,7 +58,7 @@ func (p *durableProbe) closed(u string, check bool) {
 		key, err := cache.KeyForURL(http.MethodGet, u, cache.Policy{})
 		n, cerr := int64(0), err
 		if err == nil {
-			n, cerr = p.responses.CountDocuments(context.Background(), bson.D{{Key: "_id", Value: key}})
+			n, cerr = p.responses.Count(context.Background(), bson.D{{Key: "_id", Value: key}})
 		}
 		if cerr != nil || n == 0 {
 			p.mu.Lock()
@@ -110,7 +110,7 @@ func TestReceivedNotDurableAtMostParallelism(t *testing.T) {
 			}))
 			t.Cleanup(srv.Close)
 			probe := &durableProbe{
-				up: http.DefaultTransport, responses: e.db.Collection(cache.ResponsesCollection),
+				up: http.DefaultTransport, responses: e.st.Collection(envDatabase, cache.ResponsesCollection),
 				limit: par, full: func() { close(gate) },
 			}
 			rec := newRecorder(t)

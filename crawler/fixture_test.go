@@ -36,26 +36,29 @@ func TestResumeOldFrontierWithSecretInClear(t *testing.T) {
 	)
 	ctx := context.Background()
 	s := storetest.OpenFixture(t, storetest.FixtureE6C68C8)
-	db := s.Database("crawlcache")
 	id := frontier.ID(runID, seed)
 	var old bson.M
-	if err := db.Collection(frontier.EntriesCollection).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&old); err != nil {
+	raw, err := s.Collection("crawlcache", frontier.EntriesCollection).Get(ctx, id)
+	if err == nil {
+		err = bson.Unmarshal(raw, &old)
+	}
+	if err != nil {
 		t.Fatalf("the fixture's frontier has no entry for the seed in clear: %v", err)
 	}
 	// The old run is made interrupted, as the previous release's Release
 	// would have left it: the seed back to pending.
-	n, err := db.Collection(frontier.LogCollection).CountDocuments(ctx, bson.D{{Key: "entry", Value: id}})
+	n, err := s.Collection("crawlcache", frontier.LogCollection).Count(ctx, bson.D{{Key: "entry", Value: id}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.InsertOne(ctx, nil, db.Collection(frontier.LogCollection), bson.D{
+	if err := s.Collection("crawlcache", frontier.LogCollection).Insert(ctx, bson.D{
 		{Key: "_id", Value: id + "#" + itoa(n+1)}, {Key: "run_id", Value: runID}, {Key: "entry", Value: id},
 		{Key: "seq", Value: n + 1}, {Key: "state", Value: "pending"}, {Key: "url", Value: seed}, {Key: "attempts", Value: 0},
 	}); err != nil {
 		t.Fatal(err)
 	}
 
-	f, err := frontier.New(ctx, db, frontier.Options{Logger: quiet()})
+	f, err := frontier.New(ctx, s.Database("crawlcache"), frontier.Options{Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +75,7 @@ func TestResumeOldFrontierWithSecretInClear(t *testing.T) {
 	var logs lockedLog
 	_, err = Run(ctx, Options{
 		RunID: runID, Job: "fixture-private", Worker: "w", Seeds: []string{seed}, Resume: true,
-		CacheDB: s.Database(cache.DefaultDatabase), Frontier: f, Pipeline: rec.pipe, Upstream: origin,
+		Store: s, Frontier: f, Pipeline: rec.pipe, Upstream: origin,
 		CachePolicy: cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireAfter}}, // revalidate: the origin sees the request
 		Follow:      []string{"none"}, Logger: logs.logger(),
 	})
@@ -87,12 +90,9 @@ func TestResumeOldFrontierWithSecretInClear(t *testing.T) {
 		t.Errorf("origin requests = %q, want the seed with its key", requested)
 	}
 	mu.Unlock()
-	cur, err := db.Collection(frontier.LogCollection).Find(ctx, bson.D{{Key: "entry", Value: id}, {Key: "seq", Value: bson.D{{Key: "$gt", Value: n + 1}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var recs []bson.M
-	if err := cur.All(ctx, &recs); err != nil {
+	filter := bson.D{{Key: "entry", Value: id}, {Key: "seq", Value: bson.D{{Key: "$gt", Value: n + 1}}}}
+	if err := s.Collection("crawlcache", frontier.LogCollection).All(ctx, filter, store.FindOptions{}, &recs); err != nil {
 		t.Fatal(err)
 	}
 	if len(recs) == 0 {

@@ -218,7 +218,7 @@ func TestReuseOnPreviousReleaseData(t *testing.T) {
 		rec := itemRecorder(t, spec)
 		o := Options{
 			RunID: id, Job: "fixture-public", Worker: "w", Seeds: []string{"http://127.0.0.1:18089/"}, MaxPages: 8,
-			CacheDB: s.Database(cache.DefaultDatabase), Frontier: f, Pipeline: rec.pipe, Upstream: offline,
+			Store: s, Frontier: f, Pipeline: rec.pipe, Upstream: offline,
 			CachePolicy: cache.Policy{OnlyIfCached: true}, Logger: quiet(),
 		}
 		if reuse {

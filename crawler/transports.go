@@ -27,10 +27,9 @@ func (c *crawl) openTransports(ctx context.Context) (func(), error) {
 	}
 	// A private cache (Shared false): one job's own requests. Job binds
 	// its credentialed entries under credentials: job.
-	ct, err := cache.New(ctx, c.opts.CacheDB, cache.Options{
-		Upstream: c.polite, Policy: c.opts.CachePolicy, Now: c.opts.Now, Logger: c.log,
-		SupportsTTL: c.opts.SupportsTTL, FilterPushdown: c.opts.FilterPushdown, MaxBodySize: c.maxBody,
-		Job: c.opts.Job,
+	ct, err := cache.New(ctx, c.opts.Store, cache.Options{
+		Database: c.opts.CacheDatabase, Upstream: c.polite, Policy: c.opts.CachePolicy, Now: c.opts.Now, Logger: c.log,
+		MaxBodySize: c.maxBody, Job: c.opts.Job,
 	})
 	if err != nil {
 		closeIdle()

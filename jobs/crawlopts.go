@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"crawlcache/cache"
 	"crawlcache/configs"
 	"crawlcache/crawler"
 	"crawlcache/pipeline"
@@ -19,9 +18,8 @@ func (r *Runner) crawlerOptions(job *configs.Job) crawler.Options {
 		UserAgent: job.UserAgent, Headers: job.Headers, Robots: job.Robots, Timeout: job.Timeout, MaxBodySize: job.MaxBodySize,
 		PerHost: job.Rate.PerHost, Burst: job.Rate.Burst, Parallelism: job.Rate.Parallelism,
 		RetryMax: job.Retry.Max, RetryBackoff: job.Retry.Backoff, PerHostParallelism: job.Rate.PerHostParallelism,
-		CacheDB: r.Store.Database(cache.DefaultDatabase), CachePolicy: job.Cache, SupportsTTL: r.Store.Capabilities().TTLIndexes,
-		FilterPushdown: r.Store.Capabilities().FilterPushdown,
-		Now:            r.Now, Upstream: r.Upstream,
+		Store: r.Store, CachePolicy: job.Cache,
+		Now: r.Now, Upstream: r.Upstream,
 		Sitemaps: crawler.SitemapOptions{Discover: job.Sitemaps.Discover, URLs: job.Sitemaps.URLs, TrustLastMod: job.Sitemaps.TrustLastMod},
 	}
 }

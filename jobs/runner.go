@@ -376,7 +376,7 @@ func (r *Runner) prepareCache(ctx context.Context, job *configs.Job, log *slog.L
 	if !job.TTLSet {
 		return nil
 	}
-	admin := cache.NewAdmin(r.Store.Database(cache.DefaultDatabase), r.Store.Capabilities().TTLIndexes, r.Now)
+	admin := cache.NewAdmin(r.Store, cache.DefaultDatabase, r.Now)
 	if job.TTL > 0 {
 		info, err := admin.SetTTL(ctx, job.TTL, false)
 		if err != nil {

@@ -7,10 +7,9 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"crawlcache/cache"
+	"crawlcache/store"
 )
 
 // CountersCollection holds cumulative counters of long-running cache users
@@ -40,18 +39,31 @@ func (c Counters) minus(o Counters) Counters {
 		StoreErrors: c.StoreErrors - o.StoreErrors}
 }
 
-// ReadCounters returns every document of the counters collection of db, by
-// name (a handful of documents).
-func ReadCounters(ctx context.Context, db *mongo.Database) (map[string]Counters, error) {
-	cur, err := db.Collection(CountersCollection).Find(ctx, bson.D{})
-	if err != nil {
-		return nil, fmt.Errorf("read counters: %w", err)
-	}
+// counterStore is what the proxy's counters need of the counters
+// collection (*store.Collection implements it).
+type counterStore interface {
+	// Inc adds inc's fields to the document with _id id and sets set's,
+	// creating it when there is none; concurrent Incs in one process never
+	// lose an increment.
+	Inc(ctx context.Context, id string, inc, set any) (bson.Raw, error)
+	// All decodes every document filter matches into out.
+	All(ctx context.Context, filter any, opts store.FindOptions, out any) error
+}
+
+var _ counterStore = (*store.Collection)(nil)
+
+// ReadCounters returns every document of the counters collection of
+// database db of st, by name (a handful of documents).
+func ReadCounters(ctx context.Context, st *store.Store, db string) (map[string]Counters, error) {
+	return readCounters(ctx, st.Collection(db, CountersCollection))
+}
+
+func readCounters(ctx context.Context, coll counterStore) (map[string]Counters, error) {
 	var docs []struct {
 		ID       string   `bson:"_id"`
 		Counters Counters `bson:",inline"`
 	}
-	if err := cur.All(ctx, &docs); err != nil {
+	if err := coll.All(ctx, bson.D{}, store.FindOptions{}, &docs); err != nil {
 		return nil, fmt.Errorf("read counters: %w", err)
 	}
 	out := make(map[string]Counters, len(docs))
@@ -66,16 +78,17 @@ func ReadCounters(ctx context.Context, db *mongo.Database) (map[string]Counters,
 // the last flush, so several proxies may share one document. It is safe for
 // concurrent use.
 type CounterSink struct {
-	coll  *mongo.Collection
+	coll  counterStore
 	id    string
 	stats func() cache.Stats
 	mu    sync.Mutex
 	last  Counters
 }
 
-// NewCounterSink returns a sink for the document _id name in db.
-func NewCounterSink(db *mongo.Database, name string, stats func() cache.Stats) *CounterSink {
-	return &CounterSink{coll: db.Collection(CountersCollection), id: name, stats: stats}
+// NewCounterSink returns a sink for the document _id name in the counters
+// collection of database db of st.
+func NewCounterSink(st *store.Store, db, name string, stats func() cache.Stats) *CounterSink {
+	return &CounterSink{coll: st.Collection(db, CountersCollection), id: name, stats: stats}
 }
 
 // Flush adds the counters' growth since the previous Flush to the stored
@@ -88,9 +101,7 @@ func (s *CounterSink) Flush(ctx context.Context) error {
 		return nil
 	}
 	// UpdatedAt is zero in the delta, so omitempty leaves it out of $inc.
-	_, err := s.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: s.id}},
-		bson.D{{Key: "$inc", Value: now.minus(s.last)}, {Key: "$set", Value: bson.D{{Key: "updated_at", Value: time.Now().UTC()}}}},
-		options.UpdateOne().SetUpsert(true))
+	_, err := s.coll.Inc(ctx, s.id, now.minus(s.last), bson.D{{Key: "updated_at", Value: time.Now().UTC()}})
 	if err != nil {
 		return fmt.Errorf("save counters %s: %w", s.id, err)
 	}

@@ -97,7 +97,7 @@ func newFixture(t *testing.T, forward bool, pol cache.Policy, allow ...string) *
 		allow = []string{strings.TrimPrefix(f.origin.URL, "http://")}
 	}
 	g := &proxy.Guard{Allow: allow}
-	tr, err := cache.New(context.Background(), s.Database("http_cache"), cache.Options{
+	tr, err := cache.New(context.Background(), s, cache.Options{
 		Policy:   pol,
 		Now:      func() time.Time { return time.Unix(f.now.Load(), 0) },
 		Upstream: proxy.NewUpstream(g),
@@ -290,9 +290,8 @@ func TestCheckListen(t *testing.T) {
 
 func TestCounterSinkAddsDeltas(t *testing.T) {
 	s := storetest.Open(t)
-	db := s.Database("http_cache")
 	var st cache.Stats
-	sink := proxy.NewCounterSink(db, "proxy", func() cache.Stats { return st })
+	sink := proxy.NewCounterSink(s, "http_cache", "proxy", func() cache.Stats { return st })
 	ctx := context.Background()
 	st.Hits, st.Misses = 3, 2
 	if err := sink.Flush(ctx); err != nil {
@@ -303,7 +302,11 @@ func TestCounterSinkAddsDeltas(t *testing.T) {
 		t.Fatal(err)
 	}
 	var doc struct{ Hits, Misses int64 }
-	if err := db.Collection(proxy.CountersCollection).FindOne(ctx, bson.D{{Key: "_id", Value: "proxy"}}).Decode(&doc); err != nil {
+	raw, err := s.Collection("http_cache", proxy.CountersCollection).Get(ctx, "proxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bson.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)
 	}
 	if doc.Hits != 5 || doc.Misses != 2 {

@@ -193,7 +193,7 @@ func TestRequestBodyLimit(t *testing.T) {
 	}))
 	defer o.Close()
 	s := storetest.Open(t)
-	tr, err := cache.New(t.Context(), s.Database("http_cache"), cache.Options{})
+	tr, err := cache.New(t.Context(), s, cache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

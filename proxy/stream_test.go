@@ -44,7 +44,7 @@ func TestProxyStreamsWithoutStoring(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			s := storetest.Open(t)
 			budget := cache.NewBudget(100000)
-			tr, err := cache.New(context.Background(), s.Database("http_cache"), cache.Options{
+			tr, err := cache.New(context.Background(), s, cache.Options{
 				Stream: true, Buffer: budget, MaxBodySize: 1 << 20,
 				Policy: cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireNever}},
 			})
@@ -66,7 +66,7 @@ func TestProxyStreamsWithoutStoring(t *testing.T) {
 					t.Errorf("request %d: %d bytes (err %v), served %q; want %d bytes, %q", i+1, n, err, resp.Header.Get(cache.HeaderServed), c.size, want)
 				}
 			}
-			stored, err := s.Database("http_cache").Collection(cache.ResponsesCollection).CountDocuments(context.Background(), bson.D{})
+			stored, err := s.Collection("http_cache", cache.ResponsesCollection).Count(context.Background(), bson.D{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -135,3 +135,13 @@ func (s *Store) DropDatabase(ctx context.Context, db string) error {
 	}
 	return nil
 }
+
+// DirectStats returns what the embedded implementation read and wrote
+// straight in the files since the store opened, and false when the store
+// uses the wire implementation.
+func (s *Store) DirectStats() (DirectStats, bool) {
+	if s.direct == nil {
+		return DirectStats{}, false
+	}
+	return s.direct.Stats(), true
+}

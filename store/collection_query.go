@@ -69,8 +69,8 @@ func (c *Collection) FindOne(ctx context.Context, filter any, opts FindOptions) 
 }
 
 // Scan calls fn with every document filter matches, and stops at fn's
-// first error, which it returns. The documents fn gets are its own (they
-// stay valid after fn returns). On the embedded store a filter other than
+// first error, which it returns. A document fn gets is valid only until fn
+// returns (decode it, or copy it). On the embedded store a filter other than
 // _id equality reads the whole collection: for resume, commands and
 // reports. A collection that does not exist has no documents.
 func (c *Collection) Scan(ctx context.Context, filter any, opts FindOptions, fn func(bson.Raw) error) error {
@@ -80,7 +80,7 @@ func (c *Collection) Scan(ctx context.Context, filter any, opts FindOptions, fn 
 	}
 	defer cur.Close(context.WithoutCancel(ctx))
 	for cur.Next(ctx) {
-		if err := fn(bson.Raw(append([]byte(nil), cur.Current...))); err != nil {
+		if err := fn(cur.Current); err != nil {
 			return err
 		}
 	}

@@ -1,6 +1,6 @@
 //go:build measure
 
-package cache
+package store
 
 import (
 	"bytes"
@@ -9,25 +9,104 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
-	_ "modernc.org/sqlite"
-
-	"crawlcache/store/storetest"
 )
 
+// Measurements of the embedded server through the wire (not assertions):
+// go test -tags measure -run TestMeasure -v ./store/
+
+// measurePage is a 50 KB HTML page.
+func measurePage() string {
+	var b strings.Builder
+	b.WriteString("<!doctype html><html><head><title>bench</title></head><body>\n")
+	for i := 0; b.Len() < 50_000; i++ {
+		fmt.Fprintf(&b, "<p class=\"row\">Paragraph %d: the quick brown fox jumps over the lazy dog — <a href=\"/item/%d\">item %d</a></p>\n", i, i, i)
+	}
+	b.WriteString("</body></html>\n")
+	return b.String()
+}
+
+// TestMeasureStoreOps times the store operations the transport uses.
+// go test -tags measure -run TestMeasureStoreOps -v ./store/
+func TestMeasureStoreOps(t *testing.T) {
+	ctx := context.Background()
+	s := openDir(t, t.TempDir())
+	db := s.Client.Database("m")
+	resp := db.Collection("responses")
+	revs := db.Collection("revalidations")
+	body := measurePage()
+	doc := func(id string) bson.M {
+		return bson.M{"_id": id, "url": "https://e/" + id, "status": 200, "headers": bson.M{"Content-Type": "text/html"}, "body": body, "size": len(body), "validated_at": time.Now()}
+	}
+	chk := func(_ any, err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 40
+	timeit := func(name string, f func(i int)) {
+		st := time.Now()
+		for i := 0; i < n; i++ {
+			f(i)
+		}
+		t.Logf("%-40s %8.2f ms/op", name, float64(time.Since(st).Microseconds())/1000/n)
+	}
+	upsert := options.Replace().SetUpsert(true)
+	timeit("insertOne 50KB", func(i int) { chk(resp.InsertOne(ctx, doc(fmt.Sprint("a", i)))) })
+	timeit("replaceOne upsert 50KB new", func(i int) {
+		chk(resp.ReplaceOne(ctx, bson.M{"_id": fmt.Sprint("b", i)}, doc(fmt.Sprint("b", i)), upsert))
+	})
+	timeit("replaceOne upsert 50KB existing", func(i int) {
+		chk(resp.ReplaceOne(ctx, bson.M{"_id": fmt.Sprint("b", i)}, doc(fmt.Sprint("b", i)), upsert))
+	})
+	timeit("replaceOne 50KB existing no upsert", func(i int) {
+		chk(resp.ReplaceOne(ctx, bson.M{"_id": fmt.Sprint("b", i)}, doc(fmt.Sprint("b", i))))
+	})
+	timeit("find 50KB by _id", func(i int) { _, _ = resp.FindOne(ctx, bson.M{"_id": fmt.Sprint("a", i)}).Raw() })
+	timeit("find missing _id (responses)", func(i int) { _, _ = resp.FindOne(ctx, bson.M{"_id": fmt.Sprint("zz", i)}).Raw() })
+	timeit("find missing _id (empty coll)", func(i int) { _, _ = revs.FindOne(ctx, bson.M{"_id": fmt.Sprint("zz", i)}).Raw() })
+	rev := func(id string) bson.M {
+		return bson.M{"_id": id, "validated_at": time.Now(), "headers": bson.M{"Date": "x", "ETag": "y"}}
+	}
+	timeit("insertOne small rev", func(i int) { chk(revs.InsertOne(ctx, rev(fmt.Sprint("r", i)))) })
+	timeit("replaceOne upsert small rev new", func(i int) {
+		chk(revs.ReplaceOne(ctx, bson.M{"_id": fmt.Sprint("s", i)}, rev(fmt.Sprint("s", i)), upsert))
+	})
+	timeit("replaceOne upsert small rev existing", func(i int) {
+		chk(revs.ReplaceOne(ctx, bson.M{"_id": fmt.Sprint("s", i)}, rev(fmt.Sprint("s", i)), upsert))
+	})
+	timeit("find small rev", func(i int) { _, _ = revs.FindOne(ctx, bson.M{"_id": fmt.Sprint("s", i)}).Raw() })
+	timeit("deleteOne missing", func(i int) { chk(revs.DeleteOne(ctx, bson.M{"_id": fmt.Sprint("none", i)})) })
+	timeit("find 50KB + rev concurrently", func(i int) {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); _, _ = revs.FindOne(ctx, bson.M{"_id": fmt.Sprint("s", i)}).Raw() }()
+		_, _ = resp.FindOne(ctx, bson.M{"_id": fmt.Sprint("a", i)}).Raw()
+		wg.Wait()
+	})
+	timeit("find 50KB then rev sequentially", func(i int) {
+		_, _ = resp.FindOne(ctx, bson.M{"_id": fmt.Sprint("a", i)}).Raw()
+		_, _ = revs.FindOne(ctx, bson.M{"_id": fmt.Sprint("s", i)}).Raw()
+	})
+	timeit("find 50KB with $in rev-less agg", func(i int) {
+		_, _ = resp.FindOne(ctx, bson.M{"_id": fmt.Sprint("a", i)}).Raw()
+	})
+}
+
 // TestMeasureFindScaling: does a find by _id get slower as the collection
-// grows? go test -tags measure -run TestMeasureFindScaling -v ./cache/
+// grows? go test -tags measure -run TestMeasureFindScaling -v ./store/
 func TestMeasureFindScaling(t *testing.T) {
 	ctx := context.Background()
-	s := storetest.Open(t)
-	coll := s.Database("m").Collection("responses")
-	body := benchPage()
+	s := openDir(t, t.TempDir())
+	coll := s.Client.Database("m").Collection("responses")
+	body := measurePage()
 	total := 0
 	for _, n := range []int{10, 100, 300, 600} {
 		var docs []any
@@ -49,7 +128,7 @@ func TestMeasureFindScaling(t *testing.T) {
 		}
 		miss := time.Since(st) / k
 		var explain bson.M
-		_ = s.Database("m").RunCommand(ctx, bson.D{{Key: "explain", Value: bson.D{{Key: "find", Value: "responses"}, {Key: "filter", Value: bson.D{{Key: "_id", Value: "x"}}}}}}).Decode(&explain)
+		_ = s.Client.Database("m").RunCommand(ctx, bson.D{{Key: "explain", Value: bson.D{{Key: "find", Value: "responses"}, {Key: "filter", Value: bson.D{{Key: "_id", Value: "x"}}}}}}).Decode(&explain)
 		t.Logf("docs %4d: find existing %v, find missing %v; explain %v", n, hit, miss, explain["queryPlanner"])
 	}
 }
@@ -60,9 +139,9 @@ func TestMeasureFindScaling(t *testing.T) {
 // exact expression fix it?
 func TestMeasureIDIndexFix(t *testing.T) {
 	ctx := context.Background()
-	s := storetest.Open(t)
-	coll := s.Database("m").Collection("responses")
-	body := benchPage()
+	s := openDir(t, t.TempDir())
+	coll := s.Client.Database("m").Collection("responses")
+	body := measurePage()
 	var docs []any
 	for i := 0; i < 300; i++ {
 		docs = append(docs, bson.M{"_id": fmt.Sprintf("%032x", i), "body": body, "status": 200})
@@ -108,10 +187,10 @@ func TestMeasureIDIndexFix(t *testing.T) {
 // alternating A/B to spread the noise of a shared machine.
 func TestMeasureConcurrentLoad(t *testing.T) {
 	ctx := context.Background()
-	s := storetest.Open(t)
-	db := s.Database("m")
+	s := openDir(t, t.TempDir())
+	db := s.Client.Database("m")
 	resp, revs := db.Collection("responses"), db.Collection("revalidations")
-	body := benchPage()
+	body := measurePage()
 	for i := 0; i < 20; i++ {
 		id := fmt.Sprintf("%032x", i)
 		if _, err := resp.InsertOne(ctx, bson.M{"_id": id, "body": body}); err != nil {
@@ -149,9 +228,9 @@ func TestMeasureConcurrentLoad(t *testing.T) {
 // embedded server as a string or as binary?
 func TestMeasureBodyForm(t *testing.T) {
 	ctx := context.Background()
-	s := storetest.Open(t)
-	db := s.Database("m")
-	body := benchPage()
+	s := openDir(t, t.TempDir())
+	db := s.Client.Database("m")
+	body := measurePage()
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
 	zw.Write([]byte(body))
@@ -172,56 +251,4 @@ func TestMeasureBodyForm(t *testing.T) {
 	}
 	t.Logf("find 50 KB body as string %v/op, as binary %v/op, gzip-compressed binary (%d bytes) %v/op",
 		res["string"]/30, res["binary"]/30, gz.Len(), res["gzip"]/30)
-}
-
-// TestMeasureRevalidationSteps times the store steps of a revalidation.
-func TestMeasureRevalidationSteps(t *testing.T) {
-	ctx := context.Background()
-	s := storetest.Open(t)
-	tr, err := New(ctx, s.Database("m"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := benchPage()
-	const n = 30
-	var save, missLoad time.Duration
-	for i := 0; i < n; i++ {
-		st := time.Now()
-		if _, err := tr.coll.load(ctx, fmt.Sprint("k", i), true); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tr.coll.findRedirect(ctx, fmt.Sprint("k", i)); err != nil {
-			t.Fatal(err)
-		}
-		missLoad += time.Since(st)
-		st = time.Now()
-		now := time.Now()
-		doc := &Document{ID: fmt.Sprint("k", i), URL: "https://e/", Method: "GET", Status: 200, Headers: bson.M{"Content-Type": "text/html"}, Body: body, Size: int64(len(body)), CreatedAt: now, ValidatedAt: now}
-		if err := tr.coll.save(ctx, doc, true, false); err != nil {
-			t.Fatal(err)
-		}
-		save += time.Since(st)
-	}
-	t.Logf("miss lookups (response, revalidation, redirect) %v, insert 50 KB %v", missLoad/n, save/n)
-	var load, revNew, revOld time.Duration
-	for i := 0; i < n; i++ {
-		id := fmt.Sprint("k", i)
-		st := time.Now()
-		if _, err := tr.coll.load(ctx, id, true); err != nil {
-			t.Fatal(err)
-		}
-		load += time.Since(st)
-		rev := &Revalidation{ID: id, ValidatedAt: time.Now(), Headers: bson.M{"Date": "x"}}
-		st = time.Now()
-		if err := tr.coll.saveRevalidation(ctx, rev, true); err != nil {
-			t.Fatal(err)
-		}
-		revNew += time.Since(st)
-		st = time.Now()
-		if err := tr.coll.saveRevalidation(ctx, rev, false); err != nil {
-			t.Fatal(err)
-		}
-		revOld += time.Since(st)
-	}
-	t.Logf("load %v, first revalidation (insert) %v, later revalidation (upsert) %v", load/n, revNew/n, revOld/n)
 }
