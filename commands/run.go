@@ -198,8 +198,11 @@ type runSummary struct {
 	Started        string  `json:"started"`
 	Finished       string  `json:"finished,omitempty"`
 	ElapsedSeconds float64 `json:"elapsed_seconds"`
-	Config         string  `json:"config"`
-	Error          string  `json:"error,omitempty"`
+	// ActiveSeconds is ElapsedSeconds without the time between a resumed
+	// run's sessions.
+	ActiveSeconds float64 `json:"active_seconds"`
+	Config        string  `json:"config"`
+	Error         string  `json:"error,omitempty"`
 	// RobotsBlocked, Retries, ErrorRatio, ErrorsByKind and Statuses break
 	// the run down as Scrapy's stats do.
 	RobotsBlocked int64            `json:"robots_blocked"`
@@ -220,7 +223,7 @@ func summaryOf(r *jobs.Run) runSummary {
 		Stale: r.Counters.Stale, Errors: r.Counters.Errors, Items: r.Counters.Items,
 		NetworkBytes: r.Counters.NetworkBytes, SavedBytes: r.Counters.SavedBytes,
 		Queue: r.Queue, Resumes: r.Resumes, Started: r.Started.UTC().Format(time.RFC3339),
-		ElapsedSeconds: r.Elapsed().Seconds(), Config: r.ConfigPath, Error: r.Error,
+		ElapsedSeconds: r.Elapsed().Seconds(), ActiveSeconds: r.Active().Seconds(), Config: r.ConfigPath, Error: r.Error,
 		RobotsBlocked: r.Counters.Robots, Retries: r.Counters.Retries, ErrorRatio: r.Counters.ErrorRatio(),
 		ErrorsByKind: r.Breakdown.ErrorKinds, Statuses: r.Breakdown.Statuses,
 		Parsed: r.Counters.Parsed, Reused: r.Counters.Reused,

@@ -203,6 +203,9 @@ type Progress struct {
 	// parsing their body in this run; Reused those taken from a stored
 	// parse result (Options.Parses).
 	Parsed, Reused int64
+	// Loading is true while a resume still reads the run's frontier in
+	// the background: Queue is then only what was read so far.
+	Loading bool
 }
 
 // Run crawls the run opts.RunID until its frontier is drained (it then
@@ -266,7 +269,8 @@ type crawl struct {
 	byPage   map[string][]string       // page URL → ids waiting for the pipeline
 	changed  chan struct{}
 
-	stopLoad func() // ends a background frontier load; nil if none
+	stopLoad func()      // ends a background frontier load; nil if none
+	loading  atomic.Bool // a background frontier load is reading
 
 	fatalOnce sync.Once
 	fatalErr  error
@@ -492,8 +496,10 @@ func (c *crawl) startLoading(ctx context.Context) error {
 		return fmt.Errorf("resume run %s from frontier store: %w", c.opts.RunID, err)
 	}
 	c.log.Info("resuming run; reading its frontier", "run", c.opts.RunID)
+	c.loading.Store(true)
 	go func() {
 		res := <-loaded
+		c.loading.Store(false)
 		if res.Err != nil && loadCtx.Err() != nil {
 			return // the run ended first
 		}
@@ -608,6 +614,7 @@ func (c *crawl) progress() Progress {
 		c.mu.Unlock()
 		p.Queue += int64(c.front.Queued(c.opts.RunID))
 	}
+	p.Loading = c.loading.Load()
 	return p
 }
 

@@ -87,7 +87,7 @@ func (x *execution) start() (reclaim []string, err error) {
 		}
 	}
 	if x.mode == modeResume {
-		if err := x.runs.Reopen(x.ctx, x.run.ID); err != nil {
+		if err := x.runs.Reopen(x.ctx, x.run); err != nil {
 			return nil, err
 		}
 		// Leases held by this worker's earlier session, and by workers

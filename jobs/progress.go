@@ -17,8 +17,13 @@ type Snapshot struct {
 	Counters
 	// Queue is the number of URLs waiting in the frontier.
 	Queue int64
-	// Elapsed is the time since this process started the run.
+	// Elapsed is the time since this process started the run (this
+	// session: a resumed run's earlier sessions and the time between them
+	// are not in it).
 	Elapsed time.Duration
+	// QueueUnknown is true while a resume still reads the run's frontier:
+	// Queue is then a lower bound, and no ETA is shown.
+	QueueUnknown bool
 }
 
 // Rate is pages per second over Elapsed (0 before any time passed).
@@ -44,10 +49,32 @@ type Reporter struct {
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
 
-	mu    sync.Mutex
-	last  time.Time
-	shown bool
-	width int
+	mu     sync.Mutex
+	last   time.Time
+	shown  bool
+	width  int
+	recent []Snapshot // the last RecentWindow of updates, for the current rate
+}
+
+// RecentWindow is the span over which the live line's rate (and its ETA)
+// is measured: recent enough to follow a crawl that moves from cache hits
+// to downloads, long enough not to jump with every page.
+const RecentWindow = 10 * time.Second
+
+// recentRate is pages per second over the last RecentWindow of updates
+// ending with s, or over the whole session while it is shorter.
+func (r *Reporter) recentRate(s Snapshot) float64 {
+	r.recent = append(r.recent, s)
+	drop := 0
+	for drop < len(r.recent)-1 && s.Elapsed-r.recent[drop+1].Elapsed >= RecentWindow {
+		drop++
+	}
+	r.recent = r.recent[drop:]
+	first := r.recent[0]
+	if span := s.Elapsed - first.Elapsed; span >= RecentWindow/2 {
+		return float64(s.Pages-first.Pages) / span.Seconds()
+	}
+	return s.Rate()
 }
 
 // Update shows s if enough time passed since the last output.
@@ -69,6 +96,7 @@ func (r *Reporter) Update(s Snapshot) {
 			every = 250 * time.Millisecond
 		}
 	}
+	rate := r.recentRate(s)
 	if !r.last.IsZero() && t.Sub(r.last) < every {
 		return
 	}
@@ -83,7 +111,7 @@ func (r *Reporter) Update(s Snapshot) {
 		if r.W == nil {
 			return
 		}
-		line := ProgressLine(s)
+		line := ProgressLine(s, rate)
 		pad := ""
 		if n := r.width - len(line); n > 0 {
 			pad = strings.Repeat(" ", n)
@@ -97,8 +125,12 @@ func (r *Reporter) Update(s Snapshot) {
 	if log == nil {
 		log = slog.Default()
 	}
-	log.Info("progress", "pages", s.Pages, "pages_per_s", fmt.Sprintf("%.1f", s.Rate()), "hits", s.Hits,
-		"revalidated", s.Revalidated, "misses", s.Misses, "queue", s.Queue, "errors", s.Errors, "items", s.Items)
+	attrs := []any{"elapsed", s.Elapsed.Round(time.Second), "pages", s.Pages, "pages_per_s", fmt.Sprintf("%.1f", rate), "hits", s.Hits,
+		"revalidated", s.Revalidated, "misses", s.Misses, "queue", s.Queue, "errors", s.Errors, "items", s.Items}
+	if eta, ok := s.ETA(rate); ok {
+		attrs = append(attrs, "eta", eta.Round(time.Second))
+	}
+	log.Info("progress", attrs...)
 }
 
 // Say writes msg on a line of its own at once, clearing the live line
@@ -126,10 +158,46 @@ func (r *Reporter) Done() {
 	}
 }
 
-// ProgressLine formats s as the live progress line.
-func ProgressLine(s Snapshot) string {
-	return fmt.Sprintf("pages %d  %.1f/s  hits %d / 304s %d / misses %d  queue %d  errors %d",
-		s.Pages, s.Rate(), s.Hits, s.Revalidated, s.Misses, s.Queue, s.Errors)
+// ETA is how long the URLs waiting take at rate pages per second; false
+// when that is not known (the frontier is still being read, nothing is
+// waiting, or no page was done yet). Links found later add to it.
+func (s Snapshot) ETA(rate float64) (time.Duration, bool) {
+	if s.QueueUnknown || s.Queue <= 0 || rate <= 0 {
+		return 0, false
+	}
+	return time.Duration(float64(s.Queue) / rate * float64(time.Second)), true
+}
+
+// ProgressLine formats s as the live progress line, with rate (pages per
+// second) and the ETA it gives:
+//
+//	1m05s  pages 724  11.1/s  ETA 23s  items 630  hits 0 / 304s 0 / misses 724  errors 0  queue 251
+func ProgressLine(s Snapshot, rate float64) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s  pages %d  %.1f/s", clock(s.Elapsed), s.Pages, rate)
+	if eta, ok := s.ETA(rate); ok {
+		fmt.Fprintf(&b, "  ETA %s", clock(eta))
+	}
+	fmt.Fprintf(&b, "  items %d  hits %d / 304s %d / misses %d  errors %d  queue %d",
+		s.Items, s.Hits, s.Revalidated, s.Misses, s.Errors, s.Queue)
+	if s.QueueUnknown {
+		b.WriteString("+ (reading the frontier)")
+	}
+	return b.String()
+}
+
+// clock formats d for the live line: 42s, 3m05s, 2h03m, 3d04h.
+func clock(d time.Duration) string {
+	s := int64(d.Round(time.Second) / time.Second)
+	switch {
+	case s < 60:
+		return fmt.Sprintf("%ds", s)
+	case s < 3600:
+		return fmt.Sprintf("%dm%02ds", s/60, s%60)
+	case s < 86400:
+		return fmt.Sprintf("%dh%02dm", s/3600, s%3600/60)
+	}
+	return fmt.Sprintf("%dd%02dh", s/86400, s%86400/3600)
 }
 
 // WriteSummary writes the end-of-run summary table of r to w.
@@ -137,11 +205,16 @@ func WriteSummary(w io.Writer, r *Run) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	c := r.Counters
 	el := r.Elapsed().Round(time.Millisecond)
+	active := r.Active().Round(time.Millisecond)
 	rate := 0.0
-	if el > 0 {
-		rate = float64(c.Pages) / el.Seconds()
+	if active > 0 {
+		rate = float64(c.Pages) / active.Seconds()
 	}
-	fmt.Fprintf(tw, "run\t%s\t%s in %s\n", r.ID, r.Status, el)
+	if active < el { // resumed: the rate leaves the time between sessions out
+		fmt.Fprintf(tw, "run\t%s\t%s in %s (crawling %s, idle %s between sessions)\n", r.ID, r.Status, el, active, (el - active).Round(time.Second))
+	} else {
+		fmt.Fprintf(tw, "run\t%s\t%s in %s\n", r.ID, r.Status, el)
+	}
 	fmt.Fprintf(tw, "pages\t%d\t%.1f/s\n", c.Pages, rate)
 	fmt.Fprintf(tw, "cache\thits %d\trevalidated (304) %d, misses %d, stale %d\n", c.Hits, c.Revalidated, c.Misses, c.Stale)
 	fmt.Fprintf(tw, "items\t%d\t\n", c.Items)

@@ -41,10 +41,60 @@ func TestReporter(t *testing.T) {
 			if got != tc.want {
 				t.Errorf("outputs = %d, want %d\nlive: %q\nlogs: %s", got, tc.want, live.String(), logs.String())
 			}
-			if tc.live && !strings.Contains(live.String(), "hits 1 / 304s 2 / misses 3  queue 5  errors 4") {
+			if tc.live && !strings.Contains(live.String(), "hits 1 / 304s 2 / misses 3  errors 4  queue 5") {
 				t.Errorf("live line %q lacks the counters", live.String())
 			}
 		})
+	}
+}
+
+func TestProgressLine(t *testing.T) {
+	base := Snapshot{Counters: Counters{Pages: 724, Items: 630, Hits: 100, Revalidated: 24, Misses: 600, Errors: 2}, Queue: 251, Elapsed: 65 * time.Second}
+	tests := []struct {
+		name string
+		snap func(Snapshot) Snapshot
+		rate float64
+		want string
+	}{
+		{"queue known: an ETA", func(s Snapshot) Snapshot { return s }, 11.1,
+			"1m05s  pages 724  11.1/s  ETA 23s  items 630  hits 100 / 304s 24 / misses 600  errors 2  queue 251"},
+		{"frontier still being read: no ETA", func(s Snapshot) Snapshot { s.QueueUnknown = true; return s }, 11.1,
+			"1m05s  pages 724  11.1/s  items 630  hits 100 / 304s 24 / misses 600  errors 2  queue 251+ (reading the frontier)"},
+		{"nothing waiting: no ETA", func(s Snapshot) Snapshot { s.Queue = 0; return s }, 11.1,
+			"1m05s  pages 724  11.1/s  items 630  hits 100 / 304s 24 / misses 600  errors 2  queue 0"},
+		{"no page yet: no ETA", func(s Snapshot) Snapshot { s.Elapsed = 2 * time.Second; return s }, 0,
+			"2s  pages 724  0.0/s  items 630  hits 100 / 304s 24 / misses 600  errors 2  queue 251"},
+		{"long run", func(s Snapshot) Snapshot { s.Elapsed = 26*time.Hour + 3*time.Minute; s.Queue = 40000; return s }, 2,
+			"1d02h  pages 724  2.0/s  ETA 5h33m  items 630"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ProgressLine(tc.snap(base), tc.rate); !strings.HasPrefix(got, tc.want) {
+				t.Errorf("ProgressLine =\n  %q\nwant\n  %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestReporterRecentRate: the live line's rate is over the last
+// RecentWindow, so a crawl that turns from fast cache hits to slow
+// downloads shows the slow rate (and an ETA from it), not the average.
+func TestReporterRecentRate(t *testing.T) {
+	var live bytes.Buffer
+	r := &Reporter{W: &live, Live: true, LiveInterval: time.Nanosecond}
+	pages := int64(0)
+	for sec := 1; sec <= 30; sec++ {
+		if sec <= 10 {
+			pages += 100 // hits
+		} else {
+			pages += 2 // downloads
+		}
+		r.Update(Snapshot{Counters: Counters{Pages: pages}, Queue: 100, Elapsed: time.Duration(sec) * time.Second})
+	}
+	lines := strings.Split(live.String(), "\r")
+	last := strings.TrimSpace(lines[len(lines)-1])
+	if !strings.Contains(last, "2.0/s  ETA 50s") {
+		t.Errorf("last live line %q: want the last 10s's rate, 2.0/s, and ETA 50s (average would be %.1f/s)", last, float64(pages)/30)
 	}
 }
 

@@ -482,7 +482,7 @@ func countersOf(p crawler.Progress) Counters {
 // update is called by the crawler from one goroutine.
 func (rp *reporter) update(p crawler.Progress) {
 	if rp.show != nil {
-		rp.show(Snapshot{Counters: countersOf(p), Queue: p.Queue, Elapsed: p.Elapsed})
+		rp.show(Snapshot{Counters: countersOf(p), Queue: p.Queue, Elapsed: p.Elapsed, QueueUnknown: p.Loading})
 	}
 	if t := rp.now(); t.Sub(rp.last) >= rp.every && !rp.gone {
 		rp.last = t

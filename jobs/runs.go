@@ -155,6 +155,11 @@ type Run struct {
 	Queue int64 `bson:"queue" json:"queue"`
 	// Resumes counts how many times the run was resumed.
 	Resumes int `bson:"resumes" json:"resumes"`
+	// IdleSeconds is the time between the run's sessions: from the last
+	// heartbeat of an interrupted (or killed) session to the resume that
+	// followed, summed. Absent (0) in runs of earlier releases and in runs
+	// never resumed.
+	IdleSeconds float64 `bson:"idle_seconds,omitempty" json:"idle_seconds,omitempty"`
 	// Options records per-run overrides such as "revalidate".
 	Options []string `bson:"options,omitempty" json:"options,omitempty"`
 	// Workers is keyed by worker id.
@@ -557,14 +562,18 @@ func (rs *Runs) OutputCommitted(ctx context.Context, runID, key string) error {
 
 // Reopen marks an interrupted or failed run as running again for a resume,
 // counting the resume and clearing its end time and error.
-func (rs *Runs) Reopen(ctx context.Context, runID string) error {
+func (rs *Runs) Reopen(ctx context.Context, run *Run) error {
+	runID := run.ID
 	now := rs.now().UTC()
+	// The time since the last session stopped is not the run's: its rate
+	// is measured without it (Run.Active).
+	idle := max(now.Sub(run.lastActive()), 0).Seconds()
 	res, err := rs.coll.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: runID}, {Key: "status", Value: bson.D{{Key: "$ne", Value: StatusCompleted}}}},
 		bson.D{
 			{Key: "$set", Value: bson.D{{Key: "status", Value: StatusRunning}, {Key: "updated", Value: now}}},
 			{Key: "$unset", Value: bson.D{{Key: "finished", Value: ""}, {Key: "error", Value: ""}}},
-			{Key: "$inc", Value: bson.D{{Key: "resumes", Value: 1}}},
+			{Key: "$inc", Value: bson.D{{Key: "resumes", Value: 1}, {Key: "idle_seconds", Value: idle}}},
 		})
 	if err != nil {
 		return fmt.Errorf("reopen run %s: %w", runID, err)
