@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin/crawlcache
 PKGS    ?= ./...
 
-.PHONY: build test test-short race bench lint run soak clean
+.PHONY: build test test-short race bench lint run soak clean check-warc
 
 build:
 	$(GO) build -o $(BIN) .
@@ -33,6 +33,16 @@ lint:
 	$(GO) vet $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+## check-warc: an independent reader (npm's warcio) must list a `cache export`
+## file's records, statuses and payload digests (TestWarcioIndex). Needs npm;
+## without it, or without the npm registry, the check is skipped with a note.
+WARCIO_DIR ?= .cache/warcio
+check-warc:
+	@if ! command -v npm >/dev/null 2>&1; then echo "check-warc: npm not found, skipped"; \
+	elif ! npm install --silent --no-audit --no-fund --prefix $(WARCIO_DIR) warcio@2.4.11 >/dev/null 2>&1; then \
+		echo "check-warc: could not install warcio from npm, skipped"; \
+	else CRAWLCACHE_WARCIO=$(CURDIR)/$(WARCIO_DIR)/node_modules/.bin/warcio $(GO) test -count=1 -run TestWarcioIndex -v ./warc/; fi
 
 ## soak: long reliability tests (kill -9 loops, store outages, 600-page fault crawl).
 soak:

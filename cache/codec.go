@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -34,7 +35,8 @@ type entry struct {
 	proto        string
 	header       http.Header
 	body         []byte
-	uncompressed bool // see Document.Uncompressed
+	uncompressed bool   // see Document.Uncompressed
+	reason       string // see Document.Reason
 }
 
 // response builds an independent *http.Response for req: its own header map
@@ -53,7 +55,7 @@ func (e *entry) response(req *http.Request, served string) *http.Response {
 		proto, major, minor = "HTTP/1.1", 1, 1
 	}
 	status := strconv.Itoa(e.status)
-	if text := http.StatusText(e.status); text != "" {
+	if text := cmp.Or(e.reason, http.StatusText(e.status)); text != "" {
 		status += " " + text
 	}
 	resp := &http.Response{
@@ -129,7 +131,7 @@ func decodeEntry(doc *Document, rev *Revalidation) (e *entry, validatedAt time.T
 		mergeHeader(header, revHeader)
 		validatedAt, expires = rev.ValidatedAt, rev.Expires
 	}
-	return &entry{status: doc.Status, proto: doc.Proto, header: header, body: body, uncompressed: doc.Uncompressed}, validatedAt, expires, nil
+	return &entry{status: doc.Status, proto: doc.Proto, header: header, body: body, uncompressed: doc.Uncompressed, reason: doc.Reason}, validatedAt, expires, nil
 }
 
 // revApplies reports whether rev is newer than doc's body. Equal times
@@ -389,6 +391,7 @@ func newDocument(key, norm string, req *http.Request, e *entry, p Policy, now ti
 		Method:       methodOf(req),
 		Status:       e.status,
 		Proto:        e.proto,
+		Reason:       e.reason,
 		Uncompressed: e.uncompressed,
 		Headers:      encodeHeader(e.header),
 		Body:         body,
@@ -461,4 +464,15 @@ func varyMatches(req *http.Request, vary bson.M) bool {
 		}
 	}
 	return true
+}
+
+// ReasonPhrase returns the reason phrase of a status line ("200 Okay" →
+// "Okay"), or "" when it is the standard phrase for code (or absent):
+// only unusual phrases are worth storing.
+func ReasonPhrase(code int, status string) string {
+	reason := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(status), strconv.Itoa(code)))
+	if reason == http.StatusText(code) {
+		return ""
+	}
+	return reason
 }

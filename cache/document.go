@@ -38,6 +38,10 @@ type Document struct {
 	Status int    `bson:"status"`
 	// Proto is the origin's protocol, e.g. "HTTP/1.1".
 	Proto string `bson:"proto,omitempty"`
+	// Reason is the origin's reason phrase when it is not the standard
+	// one for Status ("200 Okay"); absent otherwise, and in documents
+	// written before it was kept (the standard phrase is used then).
+	Reason string `bson:"reason,omitempty"`
 	// Uncompressed is http.Response.Uncompressed: the origin sent the body
 	// gzip-encoded and net/http decoded it (and dropped Content-Encoding).
 	// Replayed as is, so that a client that decodes by itself (colly, for

@@ -169,7 +169,7 @@ func (t *Transport) fetch(c *call, st *cached, hadRev bool) (*fetched, error) {
 	// most that many responses received but not yet durable.
 	defer resp.Body.Close()
 	resp.Header.Del(HeaderServed) // an upstream crawlcache's verdict is not ours
-	e := &entry{status: resp.StatusCode, proto: resp.Proto, header: resp.Header, body: body, uncompressed: resp.Uncompressed}
+	e := &entry{status: resp.StatusCode, proto: resp.Proto, header: resp.Header, body: body, uncompressed: resp.Uncompressed, reason: ReasonPhrase(resp.StatusCode, resp.Status)}
 	if readErr != nil {
 		t.notStored.Add(1) // never store a truncated body
 		return &fetched{e: e, served: ServedMiss, bodyErr: readErr, vary: varyValues(c.req, e.header)}, nil
@@ -194,7 +194,7 @@ func (t *Transport) merge304(c *call, st *cached, resp *http.Response, hadRev bo
 	resp.Header.Del(HeaderServed)
 	merged, now := t.freshen(c, st, resp.Header, hadRev)
 	res := &fetched{
-		e:           &entry{status: st.e.status, proto: st.e.proto, header: merged, body: st.e.body, uncompressed: st.e.uncompressed},
+		e:           &entry{status: st.e.status, proto: st.e.proto, header: merged, body: st.e.body, uncompressed: st.e.uncompressed, reason: st.e.reason},
 		served:      ServedRevalidated,
 		validatedAt: now,
 	}

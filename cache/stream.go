@@ -120,7 +120,7 @@ func (t *Transport) streamFetch(c *call, st *cached, hadRev bool, resp *http.Res
 	resp.Header.Del(HeaderServed) // an upstream crawlcache's verdict is not ours
 	b := &teeBody{
 		t: t, c: c, st: st, hadRev: hadRev, body: resp.Body, want: resp.ContentLength,
-		e: &entry{status: resp.StatusCode, proto: resp.Proto, header: resp.Header.Clone(), uncompressed: resp.Uncompressed},
+		e: &entry{status: resp.StatusCode, proto: resp.Proto, header: resp.Header.Clone(), uncompressed: resp.Uncompressed, reason: ReasonPhrase(resp.StatusCode, resp.Status)},
 	}
 	switch {
 	case b.want > t.maxBody:

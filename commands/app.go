@@ -153,7 +153,7 @@ func storeFlags() []cli.Flag {
 // cannot be written read-only, and refuse one that does not exist instead
 // of creating an empty store.
 var readOnlyCommands = map[string]bool{
-	"cache stats": true, "cache ls": true, "cache show": true, "cache ttl show": true,
+	"cache stats": true, "cache ls": true, "cache show": true, "cache ttl show": true, "cache export": true,
 	"runs ls": true, "runs show": true,
 }
 

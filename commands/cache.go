@@ -26,7 +26,7 @@ func cacheCommand() *cli.Command {
 	}
 	return &cli.Command{
 		Name:  "cache",
-		Usage: "inspect and maintain the HTTP response cache (TTL, stats, ls, show, purge, clear)",
+		Usage: "inspect and maintain the HTTP response cache (TTL, stats, ls, show, purge, export, import, clear)",
 		Description: "The cache lives in the database --db (default http_cache): collection responses (one document\n" +
 			"per cached response), revalidations (304s), redirects and settings.",
 		Subcommands: []*cli.Command{
@@ -107,6 +107,8 @@ func cacheCommand() *cli.Command {
 				),
 				Action: runCachePurge,
 			},
+			cacheExportCommand(jsonFlag),
+			cacheImportCommand(jsonFlag),
 			{
 				Name:  "clear",
 				Usage: "delete every cached entry, revalidation and redirect (the TTL setting stays)",
