@@ -11,8 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
+	"crawlcache/store"
 )
 
 // Record is one cached response with its body and the request that
@@ -132,17 +131,17 @@ func (a *Admin) record(ctx context.Context, key string) (*Record, error) {
 // none). It returns an error wrapping ErrNotFound when there is none.
 func (a *Admin) byKey(ctx context.Context, key string) (*Document, *Revalidation, error) {
 	var doc Document
-	err := a.responses.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&doc)
+	err := getDoc(ctx, a.responses, key, &doc)
 	switch {
-	case errors.Is(err, mongo.ErrNoDocuments):
+	case errors.Is(err, store.ErrNotFound):
 		return nil, nil, fmt.Errorf("cached response %s: %w", key, ErrNotFound)
 	case err != nil:
 		return nil, nil, fmt.Errorf("find cached response %s: %w", key, err)
 	}
 	var rev Revalidation
-	err = a.revalidations.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&rev)
+	err = getDoc(ctx, a.revalidations, key, &rev)
 	switch {
-	case errors.Is(err, mongo.ErrNoDocuments):
+	case errors.Is(err, store.ErrNotFound):
 		return &doc, nil, nil
 	case err != nil:
 		return nil, nil, fmt.Errorf("find revalidation %s: %w", key, err)
@@ -213,10 +212,10 @@ func (a *Admin) Import(ctx context.Context, rec *Record) (stored bool, err error
 	if !rec.CreatedAt.IsZero() && rec.CreatedAt.Before(at) {
 		d.CreatedAt = rec.CreatedAt.UTC().Truncate(time.Millisecond)
 	}
-	if _, err := a.responses.ReplaceOne(ctx, bson.D{{Key: "_id", Value: key}}, d, replaceUpsert); err != nil {
+	if err := a.responses.Upsert(ctx, key, d); err != nil {
 		return false, fmt.Errorf("store imported response %s: %w", key, err)
 	}
-	if _, err := a.revalidations.DeleteOne(ctx, bson.D{{Key: "_id", Value: key}}); err != nil {
+	if err := a.revalidations.Delete(ctx, key); err != nil {
 		return false, fmt.Errorf("delete revalidation %s: %w", key, err)
 	}
 	return true, nil

@@ -81,7 +81,7 @@ func origin(t *testing.T) *httptest.Server {
 func fill(t *testing.T, s storeDB, base string) {
 	t.Helper()
 	ctx := context.Background()
-	tr, err := cache.New(ctx, s.store.Database(cache.DefaultDatabase), cache.Options{Logger: slog.New(slog.DiscardHandler)})
+	tr, err := cache.New(ctx, s.store, cache.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func export(t *testing.T, a *cache.Admin, opts cache.ExportOptions) ([]byte, []*
 
 func newStore(t *testing.T) storeDB {
 	s := storetest.Open(t)
-	return storeDB{store: s, admin: cache.NewAdmin(s.Database(cache.DefaultDatabase), s.Capabilities().TTLIndexes, nil)}
+	return storeDB{store: s, admin: cache.NewAdmin(s, cache.DefaultDatabase, nil)}
 }
 
 // TestRoundTrip fills a cache from an origin, exports it, imports the file
