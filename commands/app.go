@@ -40,6 +40,11 @@ func App() *cli.App {
 				Usage:   "log format on standard error: text (key=value) or json (one object per line, for log shippers)",
 				EnvVars: []string{"CRAWLCACHE_LOG_FORMAT"},
 			},
+			&cli.StringFlag{
+				Name:    "chromium",
+				Usage:   "Chromium executable for jobs with a render section (default: chromium, chromium-browser or google-chrome on PATH)",
+				EnvVars: []string{"CRAWLCACHE_CHROMIUM"},
+			},
 		},
 		Before: setLogger,
 		Commands: []*cli.Command{

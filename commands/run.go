@@ -174,7 +174,7 @@ func newRunner(c *cli.Context, s *store.Store) (*jobs.Runner, *jobs.Reporter) {
 		OnInterrupt: func(n int) {
 			rep.Say(fmt.Sprintf("stopping: finishing %d pages in flight; Ctrl-C again to stop now", n))
 		},
-		StopNow: stopNow(c.Context),
+		StopNow: stopNow(c.Context), Chromium: c.String("chromium"),
 	}, rep
 }
 

@@ -51,7 +51,7 @@ func scheduleCommand() *cli.Command {
 func schedule(ctx context.Context, c *cli.Context, s *store.Store, all []*configs.Job, ln net.Listener) error {
 	log := slog.Default()
 	runner := &jobs.Runner{
-		Store: s, WorkerID: c.String("worker-id"), Logger: log, StopNow: stopNow(ctx),
+		Store: s, WorkerID: c.String("worker-id"), Logger: log, StopNow: stopNow(ctx), Chromium: c.String("chromium"),
 		OnInterrupt: func(n int) {
 			log.Info("stopping: finishing the pages in flight; Ctrl-C again to stop now", "in_flight", n)
 		},

@@ -106,6 +106,10 @@ type Job struct {
 	// Sitemaps are the sitemaps read at the start of each run; the zero
 	// value reads none.
 	Sitemaps Sitemaps
+	// Render loads pages in headless Chromium before links and items are
+	// taken from them. Without a render section it is the zero value (off);
+	// with one, its absent keys hold their defaults.
+	Render Render
 	// Schedule is a 5-field cron expression or a descriptor such as
 	// "@every 6h" or "@daily"; empty means the job runs only on demand.
 	Schedule string

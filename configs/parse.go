@@ -17,7 +17,7 @@ var topKeys = []string{
 	"name", "seeds", "allowed_domains", "max_depth", "max_pages",
 	"include", "exclude", "follow", "user_agent", "headers", "robots",
 	"timeout", "max_body_size", "rate", "retry", "cache", "extract",
-	"outputs", "schedule", "max_error_ratio", "sitemaps", "trust_lastmod",
+	"outputs", "schedule", "max_error_ratio", "sitemaps", "trust_lastmod", "render",
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
@@ -141,6 +141,10 @@ func (d *decoder) job(root *yaml.Node, j *Job) {
 		j.Outputs = d.outputs(n, "outputs")
 	}
 	d.sitemaps(m, j)
+	if n, ok := m["render"]; ok {
+		j.Render = defaultRender()
+		d.render(n, "render", &j.Render)
+	}
 	if n, ok := m["schedule"]; ok {
 		if s, ok := d.str(n, "schedule"); ok {
 			if err := checkSchedule(s); err != nil {

@@ -144,6 +144,10 @@ type Options struct {
 	// HostLeases makes a worker fetch only hosts it holds a lease for in
 	// the frontier, so the per-host rate holds for a fleet of workers.
 	HostLeases bool
+	// Render, if not nil, loads matching pages in headless Chromium
+	// before links are found and the pipeline sees them (render.go). Run
+	// fails at once when Chromium is missing.
+	Render *RenderOptions
 
 	// Now is the clock for the cache and page timestamps. If nil, time.Now.
 	Now func() time.Time
@@ -239,6 +243,7 @@ type crawl struct {
 	front    *frontier.Frontier
 	fetcher  *fetcher
 	hosts    *hostGate     // nil unless HostLeases
+	render   *renderer     // nil unless Render
 	secrets  seedSecrets   // written before the first fetch, read-only after
 	linkSel  [][]simpleSel // follow selectors the tokenizer matches; nil: colly's parse
 	lastMods *lastMods     // sitemap <lastmod>s; nil unless the run reads sitemaps
@@ -390,6 +395,12 @@ func (c *crawl) run(ctx context.Context) (Progress, error) {
 	defer cancelFetch()
 	c.fetchCtx = fetchCtx
 
+	if c.opts.Render != nil {
+		if c.render, err = newRenderer(ctx, c); err != nil {
+			return Progress{}, err
+		}
+		defer c.render.close()
+	}
 	if c.opts.HostLeases {
 		c.hosts = newHostGate(c)
 	}

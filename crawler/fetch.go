@@ -231,6 +231,9 @@ func (f *fetcher) handle(e frontier.Entry, st *pageState) {
 		return
 	}
 	finalURL := r.Request.URL
+	if c.render != nil && c.render.applies(r) && !c.render.page(e, r, st) {
+		return // failed (marked) or interrupted (released at the end)
+	}
 	pp := c.lookupParse(r, c.redact(finalURL.String()))
 	c.countParse(r, pp)
 	if !c.addPageLinks(e, r, st, pp) {

@@ -21,6 +21,7 @@ func (r *Runner) crawlerOptions(job *configs.Job) crawler.Options {
 		Store: r.Store, CachePolicy: job.Cache,
 		Now: r.Now, Upstream: r.Upstream,
 		Sitemaps: crawler.SitemapOptions{Discover: job.Sitemaps.Discover, URLs: job.Sitemaps.URLs, TrustLastMod: job.Sitemaps.TrustLastMod},
+		Render:   r.renderOptions(job),
 	}
 }
 

@@ -97,6 +97,9 @@ type Runner struct {
 	StopNow <-chan struct{}
 	// Upstream replaces the network transport below the cache (tests).
 	Upstream http.RoundTripper
+	// Chromium is the browser for jobs that render pages; if empty, one
+	// found on PATH (render.FindChromium).
+	Chromium string
 	// HostLeases makes new runs use host leases (OptionHostLeases) even on
 	// the embedded store, so that workers started with Join on the same
 	// store share rate.per_host.
@@ -164,6 +167,9 @@ func (r *Runner) db() (*Runs, *Locker) {
 // answering, and is the cause otherwise.
 func (r *Runner) Run(ctx context.Context, job *configs.Job, o StartOptions) (out *Outcome, err error) {
 	if _, err := r.pipeline(job); err != nil { // a bad extract spec fails before any record
+		return nil, err
+	}
+	if err := r.checkRender(job); err != nil { // no browser: fail before any record
 		return nil, err
 	}
 	defer func() { err = r.endErr(ctx, err) }()

@@ -16,10 +16,9 @@ import (
 	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
-)
 
-// headerServed is cache.HeaderServed: how the cache served a response.
-const headerServed = "X-Crawlcache"
+	"crawlcache/cache"
+)
 
 // paused is called in the tab's event loop for each request the browser
 // pauses: it must return at once, so the request is answered in a
@@ -133,6 +132,7 @@ func (s *session) roundTrip(ev *fetch.EventRequestPaused, u *url.URL, res *Resou
 			req.AddCookie(c)
 		}
 	}
+	res.header = replayHeader(req.Header, opts.Headers)
 	s.p.requests.Add(1)
 	resp, err := opts.Transport.RoundTrip(req)
 	if err != nil {
@@ -150,7 +150,7 @@ func (s *session) roundTrip(ev *fetch.EventRequestPaused, u *url.URL, res *Resou
 		s.jar.SetCookies(u, resp.Cookies())
 	}
 	res.Status = resp.StatusCode
-	res.Served = resp.Header.Get(headerServed)
+	res.Served = resp.Header.Get(cache.HeaderServed)
 	return resp.StatusCode, resp.Header, data, nil
 }
 
@@ -243,7 +243,7 @@ func referrer(policy string, from, target *url.URL) string {
 // whole and decoded, and the cache's own header is not the origin's.
 var droppedResponseHeaders = map[string]bool{
 	"content-encoding": true, "content-length": true, "transfer-encoding": true,
-	"connection": true, "keep-alive": true, strings.ToLower(headerServed): true,
+	"connection": true, "keep-alive": true, strings.ToLower(cache.HeaderServed): true,
 }
 
 // fulfill answers the paused request with a response.
@@ -276,3 +276,18 @@ func (s *session) fail(ev *fetch.EventRequestPaused, reason network.ErrorReason)
 
 // cmdCtx is the context of answers to the browser: the attempt's.
 func (s *session) cmdCtx() context.Context { return s.ctx }
+
+// replayHeader is what Store keeps of a request's header to ask for it
+// again with the same cache key: everything but User-Agent, Referer,
+// cookies and the job's credentials (added again by whoever asks).
+func replayHeader(h, credentials http.Header) map[string]string {
+	out := map[string]string{}
+	for k, vs := range h {
+		switch {
+		case k == "User-Agent", k == "Referer", k == "Cookie", k == "Authorization", k == "Proxy-Authorization", credentials[k] != nil:
+			continue
+		}
+		out[k] = strings.Join(vs, ", ")
+	}
+	return out
+}

@@ -165,6 +165,8 @@ type Resource struct {
 	// SHA256 is the hex SHA-256 of the body given to the browser.
 	SHA256 string `json:"sha256,omitempty"`
 	Bytes  int    `json:"bytes,omitempty"`
+
+	header map[string]string // sent, for Store (replayHeader)
 }
 
 // FindChromium returns the browser executable: path if it is not empty
