@@ -57,6 +57,8 @@ func schedule(ctx context.Context, c *cli.Context, s *store.Store, all []*config
 		},
 	}
 	metrics := jobs.NewMetrics()
+	metrics.SetVersion(Version)
+	runner.Progress = metrics.Progress
 	sched, err := jobs.NewScheduler(jobs.SchedulerOptions{
 		Jobs:   all,
 		Locker: jobs.NewLocker(s.Database(jobs.Database), nil),

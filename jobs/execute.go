@@ -128,7 +128,7 @@ func (x *execution) crawl(reclaim []string, revalidate bool) (crawlErr, lost err
 
 	// A progress write that finds the store gone stops the crawl at once,
 	// rather than after the crawler's own store calls time out.
-	rep := &reporter{runs: x.runs, runID: run.ID, worker: x.worker, every: r.reportEvery(), now: r.now, show: r.Progress, log: x.log, down: cancel}
+	rep := &reporter{runs: x.runs, job: job.Name, runID: run.ID, worker: x.worker, every: r.reportEvery(), now: r.now, show: r.Progress, log: x.log, down: cancel}
 	x.log.Info("run starting", "resume", x.mode != modeNew, "revalidate", revalidate, "store", r.Store.Describe())
 	// The job's options (crawlopts.go), then this run's.
 	opts := r.crawlerOptions(job)

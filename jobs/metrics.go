@@ -2,6 +2,10 @@ package jobs
 
 import (
 	"net/http"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -9,10 +13,14 @@ import (
 )
 
 // Metrics are the scheduler's Prometheus metrics, in their own registry.
-// Their names are a contract with dashboards; see docs/readme/jobs.md. It is
-// safe for concurrent use.
+// Their names are a contract with dashboards; see docs/readme/jobs.md. The
+// run counters move while a run goes (Progress), not only when it ends. It
+// is safe for concurrent use.
 type Metrics struct {
 	reg         *prometheus.Registry
+	build       *prometheus.GaugeVec
+	queued      *prometheus.GaugeVec
+	nextRun     *prometheus.GaugeVec
 	runs        *prometheus.CounterVec
 	running     *prometheus.GaugeVec
 	pages       *prometheus.CounterVec
@@ -23,6 +31,9 @@ type Metrics struct {
 	saved       *prometheus.CounterVec
 	lastSuccess *prometheus.GaugeVec
 	duration    *prometheus.GaugeVec
+
+	mu       sync.Mutex
+	reported map[string]Counters // per run: what Progress already added
 }
 
 // NewMetrics returns the metrics, registered in a new registry together
@@ -30,7 +41,17 @@ type Metrics struct {
 func NewMetrics() *Metrics {
 	job := []string{"job"}
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		reg:      prometheus.NewRegistry(),
+		reported: map[string]Counters{},
+		build: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "crawlcache_build_info", Help: "Always 1; its labels say which crawlcache (version, VCS revision) and which Go built it.",
+		}, []string{"version", "revision", "goversion"}),
+		queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "crawlcache_frontier_queued_urls", Help: "URLs waiting in the frontier of the job's run in progress here (0 when none runs).",
+		}, job),
+		nextRun: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "crawlcache_next_run_timestamp_seconds", Help: "Unix time of the job's next scheduled occurrence.",
+		}, job),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crawlcache_runs_total", Help: "Runs finished, by job and final status.",
 		}, []string{"job", "status"}),
@@ -38,16 +59,16 @@ func NewMetrics() *Metrics {
 			Name: "crawlcache_run_in_progress", Help: "1 while a run of the job is in progress in this scheduler.",
 		}, job),
 		pages: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "crawlcache_pages_total", Help: "Pages crawled by finished runs.",
+			Name: "crawlcache_pages_total", Help: "Pages crawled, counted as they are done.",
 		}, job),
 		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crawlcache_cache_responses_total", Help: "Pages by how the cache served them: hit, miss, revalidated (304) or stale.",
 		}, []string{"job", "served"}),
 		items: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "crawlcache_items_total", Help: "Items extracted by finished runs.",
+			Name: "crawlcache_items_total", Help: "Items extracted and written, counted as they are written.",
 		}, job),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "crawlcache_page_errors_total", Help: "Pages that failed in finished runs.",
+			Name: "crawlcache_page_errors_total", Help: "URLs that failed for good, counted as they fail.",
 		}, job),
 		network: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crawlcache_network_bytes_total", Help: "Body bytes downloaded from origins.",
@@ -62,9 +83,32 @@ func NewMetrics() *Metrics {
 			Name: "crawlcache_last_run_duration_seconds", Help: "Wall time of the job's last finished run.",
 		}, job),
 	}
-	m.reg.MustRegister(m.runs, m.running, m.pages, m.responses, m.items, m.errors, m.network, m.saved, m.lastSuccess, m.duration,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.build, m.queued, m.nextRun, m.runs, m.running, m.pages, m.responses, m.items, m.errors, m.network, m.saved,
+		m.lastSuccess, m.duration, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.SetVersion("")
 	return m
+}
+
+// SetVersion sets crawlcache_build_info's version label (the release,
+// e.g. commands.Version); empty means the module version Go recorded.
+// The revision is the VCS revision Go recorded, if any.
+func (m *Metrics) SetVersion(version string) {
+	revision := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if version == "" {
+			version = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				revision = s.Value
+			}
+		}
+	}
+	if version == "" {
+		version = "unknown"
+	}
+	m.build.Reset()
+	m.build.WithLabelValues(version, revision, runtime.Version()).Set(1)
 }
 
 // Registry returns the registry the metrics live in.
@@ -85,25 +129,67 @@ func (m *Metrics) Register(job string) {
 	m.errors.WithLabelValues(job).Add(0)
 	m.network.WithLabelValues(job).Add(0)
 	m.saved.WithLabelValues(job).Add(0)
+	m.queued.WithLabelValues(job).Set(0)
+	m.lastSuccess.WithLabelValues(job).Add(0)
+	m.duration.WithLabelValues(job).Add(0)
+	m.nextRun.WithLabelValues(job).Add(0)
+}
+
+// NextRun sets the job's next scheduled occurrence.
+func (m *Metrics) NextRun(job string, at time.Time) {
+	m.nextRun.WithLabelValues(job).Set(float64(at.Unix()))
+}
+
+// Progress adds what a run in progress did since its last snapshot to the
+// counters, and sets its job's frontier gauge: dashboards see pages,
+// responses, items, errors and bytes as they happen. Use it as
+// Runner.Progress.
+func (m *Metrics) Progress(s Snapshot) {
+	if s.Job == "" {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.addLocked(s.Job, s.RunID, s.Counters)
+	m.queued.WithLabelValues(s.Job).Set(float64(s.Queue))
+}
+
+// addLocked adds c minus what was already added for run in this process
+// (Finished forgets the run, so a later resume here starts from zero).
+func (m *Metrics) addLocked(job, run string, c Counters) {
+	prev := m.reported[run]
+	m.reported[run] = c
+	d := c.Sub(prev)
+	add := func(cv *prometheus.CounterVec, v int64, labels ...string) {
+		if v > 0 {
+			cv.WithLabelValues(labels...).Add(float64(v))
+		}
+	}
+	add(m.pages, d.Pages, job)
+	add(m.responses, d.Hits, job, "hit")
+	add(m.responses, d.Misses, job, "miss")
+	add(m.responses, d.Revalidated, job, "revalidated")
+	add(m.responses, d.Stale, job, "stale")
+	add(m.items, d.Items, job)
+	add(m.errors, d.Errors, job)
+	add(m.network, d.NetworkBytes, job)
+	add(m.saved, d.SavedBytes, job)
 }
 
 // Started marks a run of job in progress.
 func (m *Metrics) Started(job string) { m.running.WithLabelValues(job).Set(1) }
 
 // Finished records a finished run. The counters are this process's share
-// of the run (c), so that a resumed run is not counted twice.
+// of the run (c), so that a resumed run is not counted twice; what
+// Progress already added of it is not added again.
 func (m *Metrics) Finished(r *Run, c Counters) {
+	m.mu.Lock()
+	m.addLocked(r.Job, r.ID, c)
+	delete(m.reported, r.ID)
+	m.mu.Unlock()
 	m.running.WithLabelValues(r.Job).Set(0)
+	m.queued.WithLabelValues(r.Job).Set(0)
 	m.runs.WithLabelValues(r.Job, string(r.Status)).Inc()
-	m.pages.WithLabelValues(r.Job).Add(float64(c.Pages))
-	m.responses.WithLabelValues(r.Job, "hit").Add(float64(c.Hits))
-	m.responses.WithLabelValues(r.Job, "miss").Add(float64(c.Misses))
-	m.responses.WithLabelValues(r.Job, "revalidated").Add(float64(c.Revalidated))
-	m.responses.WithLabelValues(r.Job, "stale").Add(float64(c.Stale))
-	m.items.WithLabelValues(r.Job).Add(float64(c.Items))
-	m.errors.WithLabelValues(r.Job).Add(float64(c.Errors))
-	m.network.WithLabelValues(r.Job).Add(float64(c.NetworkBytes))
-	m.saved.WithLabelValues(r.Job).Add(float64(c.SavedBytes))
 	m.duration.WithLabelValues(r.Job).Set(r.Elapsed().Seconds())
 	if r.Status == StatusCompleted && r.Finished != nil {
 		m.lastSuccess.WithLabelValues(r.Job).Set(float64(r.Finished.Unix()))

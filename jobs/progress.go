@@ -14,6 +14,8 @@ import (
 
 // Snapshot is a run's progress at one moment, as this process sees it.
 type Snapshot struct {
+	// Job and RunID name the run.
+	Job, RunID string
 	Counters
 	// Queue is the number of URLs waiting in the frontier.
 	Queue int64

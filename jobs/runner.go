@@ -462,6 +462,7 @@ func sessionOf(run *Run, worker string) Counters {
 // (every `every`) and display updates.
 type reporter struct {
 	runs   *Runs
+	job    string
 	runID  string
 	worker string
 	every  time.Duration
@@ -488,7 +489,7 @@ func countersOf(p crawler.Progress) Counters {
 // update is called by the crawler from one goroutine.
 func (rp *reporter) update(p crawler.Progress) {
 	if rp.show != nil {
-		rp.show(Snapshot{Counters: countersOf(p), Queue: p.Queue, Elapsed: p.Elapsed, QueueUnknown: p.Loading})
+		rp.show(Snapshot{Job: rp.job, RunID: rp.runID, Counters: countersOf(p), Queue: p.Queue, Elapsed: p.Elapsed, QueueUnknown: p.Loading})
 	}
 	if t := rp.now(); t.Sub(rp.last) >= rp.every && !rp.gone {
 		rp.last = t

@@ -122,9 +122,11 @@ func NewScheduler(o SchedulerOptions) (*Scheduler, error) {
 		if err != nil {
 			return nil, fmt.Errorf("job %s (%s): %w", j.Name, j.Source, err)
 		}
-		s.entries = append(s.entries, &entry{job: j, sched: sc, next: sc.Next(o.Start)})
+		e := &entry{job: j, sched: sc, next: sc.Next(o.Start)}
+		s.entries = append(s.entries, e)
 		if o.Metrics != nil {
 			o.Metrics.Register(j.Name)
+			o.Metrics.NextRun(j.Name, e.next)
 		}
 	}
 	sort.Slice(s.entries, func(i, k int) bool { return s.entries[i].job.Name < s.entries[k].job.Name })
@@ -173,6 +175,9 @@ func (s *Scheduler) Tick(ctx context.Context, now time.Time) []string {
 		}
 		at := e.next
 		e.next = e.sched.Next(now)
+		if s.o.Metrics != nil {
+			s.o.Metrics.NextRun(e.job.Name, e.next)
+		}
 		e.seen = append(e.seen, at)
 		if len(e.seen) > 3 {
 			// No scheduler is three occurrences late: that claim is no
