@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"crawlcache/configs"
 	"crawlcache/frontier"
@@ -30,7 +29,8 @@ const historyRuns = 100
 // mongodb output, on a store that holds cfg.historyItems items and
 // cfg.historyFrontier frontier entries (each with a done record in the
 // frontier log) of earlier runs, against the same run on an empty store.
-// The history is written with the direct writers (store.InsertMany).
+// The history is written as the packages write (store.Collection.InsertMany:
+// directly into the embedded store's files).
 func historyScenario(ctx context.Context, cfg config) ([]row, error) {
 	start, end, err := timeOneRun(ctx, cfg.historyItems, cfg.historyFrontier)
 	if err != nil {
@@ -121,12 +121,10 @@ outputs:
 // fillHistory writes items and frontier records of historyRuns completed
 // runs of the same job, as those runs would have left them.
 func fillHistory(ctx context.Context, s *store.Store, items, entries int) error {
-	db := s.Database(jobs.Database)
-	direct := store.DirectFor(s.Client)
-	runs := jobs.NewRuns(db, nil)
+	runs := jobs.NewRuns(s.Database(jobs.Database), nil)
 	// The index earlier releases' mongodb outputs created on every store
 	// (the run's sink drops it on the embedded store).
-	if _, err := db.Collection("items").Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "run_id", Value: 1}}}); err != nil {
+	if err := s.Collection(jobs.Database, "items").CreateIndex(ctx, "run_id_1", bson.D{{Key: "run_id", Value: 1}}); err != nil {
 		return err
 	}
 	at := time.Now().Add(-time.Duration(historyRuns) * time.Hour)
@@ -145,7 +143,7 @@ func fillHistory(ctx context.Context, s *store.Store, items, entries int) error 
 				for j := i; j < min(i+batch, n); j++ {
 					docs = append(docs, doc(j))
 				}
-				if _, err := store.InsertMany(ctx, direct, db.Collection(coll), docs); err != nil {
+				if _, err := s.Collection(jobs.Database, coll).InsertMany(ctx, docs); err != nil {
 					return fmt.Errorf("write history into %s: %w", coll, err)
 				}
 			}

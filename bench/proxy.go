@@ -129,7 +129,7 @@ func runProxyLoad(ctx context.Context, origin string, paths []string, size int64
 		return res, err
 	}
 	defer s.Close(context.Background())
-	res.stored, err = s.Database(cache.DefaultDatabase).Collection(cache.ResponsesCollection).CountDocuments(ctx, bson.D{})
+	res.stored, err = s.Collection(cache.DefaultDatabase, cache.ResponsesCollection).Count(ctx, bson.D{})
 	return res, err
 }
 

@@ -17,7 +17,6 @@ import (
 
 	"github.com/gocolly/colly/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/event"
 
 	"crawlcache/cache"
 	"crawlcache/crawler"
@@ -62,8 +61,7 @@ type crawlSpec struct {
 // crawlcacheCrawl runs one crawl on store s and returns its progress and
 // wall time.
 func crawlcacheCrawl(ctx context.Context, s *store.Store, spec crawlSpec) (crawler.Progress, time.Duration, error) {
-	client := s.Client
-	fr, err := frontier.New(ctx, client.Database("crawlcache"), frontier.Options{FilterPushdown: s.Capabilities().FilterPushdown, Logger: quiet})
+	fr, err := frontier.New(ctx, s.Database("crawlcache"), frontier.Options{FilterPushdown: s.Capabilities().FilterPushdown, Logger: quiet})
 	if err != nil {
 		return crawler.Progress{}, 0, err
 	}
@@ -273,13 +271,13 @@ func roundTrips(ctx context.Context) ([]row, error) {
 	}
 	defer os.RemoveAll(dir)
 	var commands atomic.Int64
-	mon := &event.CommandMonitor{Started: func(context.Context, *event.CommandStartedEvent) { commands.Add(1) }}
-	s, err := store.Open(ctx, store.Options{DataDir: dir, Logger: quiet, Command: "bench", Monitor: mon})
+	count := func(string, bson.Raw) { commands.Add(1) }
+	s, err := store.Open(ctx, store.Options{DataDir: dir, Logger: quiet, Command: "bench", OnCommand: count})
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close(context.Background())
-	byURI, err := store.Open(ctx, store.Options{URI: s.URI, Logger: quiet, Monitor: mon})
+	byURI, err := store.Open(ctx, store.Options{URI: s.URI, Logger: quiet, OnCommand: count})
 	if err != nil {
 		return nil, err
 	}

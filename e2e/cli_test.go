@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-
 	"crawlcache/jobs"
 	"crawlcache/testsite"
 )
@@ -170,7 +168,7 @@ func TestCLIRunJSON(t *testing.T) {
 			t.Fatalf("%s: run: exit %d, stderr %s", tc.name, res.Code, res.Stderr)
 		}
 		id, _ := runJSON(t, res)["run_id"].(string)
-		if err := s.Database(jobs.Database).Collection(jobs.RunsCollection).FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Err(); err != nil {
+		if _, err := s.Collection(jobs.Database, jobs.RunsCollection).Get(context.Background(), id); err != nil {
 			t.Errorf("%s: run %s is not in the store at %s: %v", tc.name, id, s.URI, err)
 		}
 		res = runCLI(t, dir, tc.env, append([]string{"runs", "ls", "--json"}, tc.args...)...)

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"crawlcache/cache"
 	"crawlcache/configs"
@@ -39,8 +38,8 @@ func TestCorruptCacheDocuments(t *testing.T) {
 	}
 	pages := first.Run.Counters.Pages
 
-	responses := s.Database(cache.DefaultDatabase).Collection(cache.ResponsesCollection)
-	revalidations := s.Database(cache.DefaultDatabase).Collection(cache.RevalidationsCollection)
+	responses := s.Collection(cache.DefaultDatabase, cache.ResponsesCollection)
+	revalidations := s.Collection(cache.DefaultDatabase, cache.RevalidationsCollection)
 	keyOf := func(path string) string {
 		k, err := cache.KeyForURL(http.MethodGet, srv.URL+path, job.Cache)
 		if err != nil {
@@ -50,7 +49,11 @@ func TestCorruptCacheDocuments(t *testing.T) {
 	}
 	load := func(path string) bson.M {
 		var doc bson.M
-		if err := responses.FindOne(ctx, bson.D{{Key: "_id", Value: keyOf(path)}}).Decode(&doc); err != nil {
+		raw, err := responses.Get(ctx, keyOf(path))
+		if err == nil {
+			err = bson.Unmarshal(raw, &doc)
+		}
+		if err != nil {
 			t.Fatalf("cached document of %s: %v", path, err)
 		}
 		return doc
@@ -76,14 +79,14 @@ func TestCorruptCacheDocuments(t *testing.T) {
 	}
 	for _, tc := range cases {
 		doc := tc.edit(load(tc.path))
-		if _, err := responses.ReplaceOne(ctx, bson.D{{Key: "_id", Value: keyOf(tc.path)}}, doc); err != nil {
+		if err := responses.Upsert(ctx, keyOf(tc.path), doc); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 	}
 	// A nonsense revalidation record next to an intact response: ignored
 	// (the page stays a hit).
-	if _, err := revalidations.ReplaceOne(ctx, bson.D{{Key: "_id", Value: keyOf("/products/11")}},
-		bson.M{"_id": keyOf("/products/11"), "validated_at": "now", "headers": 3}, options.Replace().SetUpsert(true)); err != nil {
+	if err := revalidations.Upsert(ctx, keyOf("/products/11"),
+		bson.M{"_id": keyOf("/products/11"), "validated_at": "now", "headers": 3}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -107,7 +110,7 @@ func TestCorruptCacheDocuments(t *testing.T) {
 	if got := after.Bodies - before.Bodies; got != len(cases) {
 		t.Errorf("origin sent %d bodies in the second run, want %d (only the broken entries)", got, len(cases))
 	}
-	checkItemsOnce(t, "second run mongodb", mongoItems(t, s.Database(jobs.Database), second.Run.ID), site, srv.URL)
+	checkItemsOnce(t, "second run mongodb", mongoItems(t, s, second.Run.ID), site, srv.URL)
 
 	// The broken entries were stored again: a third run is all hits.
 	third, err := r.Run(ctx, job, jobs.StartOptions{})

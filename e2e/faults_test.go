@@ -118,7 +118,7 @@ func testOriginFaults(t *testing.T, pages int) {
 			t.Errorf("origin never sent %s", p.Path)
 		}
 	}
-	checkItemsOnce(t, "mongodb", mongoItems(t, s.Database(jobs.Database), out.Run.ID), site, srv.URL)
+	checkItemsOnce(t, "mongodb", mongoItems(t, s, out.Run.ID), site, srv.URL)
 	checkItemsOnce(t, "jsonl", jsonlItems(t, dir+"/faults.jsonl"), site, srv.URL)
 	checkItemsOnce(t, "csv", csvItems(t, dir+"/faults.csv"), site, srv.URL)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -16,10 +17,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"crawlcache/cache"
 	"crawlcache/configs"
@@ -289,7 +286,7 @@ func testKillResume(t *testing.T, mode killMode, pages, kills int, fixedAt float
 	}
 	t.Logf("origin: %d bodies for %d reachable URLs (+ robots.txt); %d URLs sent more than once; run counters %+v", counts.Bodies, reachable, twice, run.Counters)
 	// The counters are checked by TestRunCountersAfterKill.
-	checkItemsOnce(t, "mongodb", mongoItems(t, s.Database(jobs.Database), run.ID), site, base)
+	checkItemsOnce(t, "mongodb", mongoItems(t, s, run.ID), site, base)
 	checkItemsOnce(t, "jsonl", jsonlItems(t, filepath.Join(dir, "killed.jsonl")), site, base)
 	checkItemsOnce(t, "csv", csvItems(t, filepath.Join(dir, "killed.csv")), site, base)
 	return run, reachable
@@ -306,12 +303,12 @@ func waitCached(t *testing.T, dataDir string, policy cache.Policy, g *gatedOrigi
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	client, err := mongo.Connect(options.Client().ApplyURI(uri))
+	st, err := store.Open(ctx, store.Options{URI: uri, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer client.Disconnect(context.Background())
-	coll := client.Database(cache.DefaultDatabase).Collection(cache.ResponsesCollection)
+	defer st.Close(context.Background())
+	coll := st.Collection(cache.DefaultDatabase, cache.ResponsesCollection)
 	cached := map[string]bool{}
 	for {
 		missing := ""
@@ -325,11 +322,11 @@ func waitCached(t *testing.T, dataDir string, policy cache.Policy, g *gatedOrigi
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Err()
+			_, err = coll.Get(ctx, key)
 			switch {
 			case err == nil:
 				cached[p] = true
-			case errors.Is(err, mongo.ErrNoDocuments):
+			case errors.Is(err, store.ErrNotFound):
 				missing = p
 			default:
 				t.Fatalf("look up %s in the child's cache: %v", p, err)

@@ -26,9 +26,10 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"crawlcache/commands"
+	"crawlcache/jobs"
+	"crawlcache/store"
 	"crawlcache/testsite"
 )
 
@@ -197,16 +198,12 @@ type itemDoc struct {
 	Title any    `bson:"title" json:"title"`
 }
 
-// mongoItems returns the items of run in db.items.
-func mongoItems(t *testing.T, db *mongo.Database, runID string) []itemDoc {
+// mongoItems returns the items of run in crawlcache.items.
+func mongoItems(t *testing.T, s *store.Store, runID string) []itemDoc {
 	t.Helper()
 	ctx := context.Background()
-	cur, err := db.Collection("items").Find(ctx, bson.D{{Key: "run_id", Value: runID}})
-	if err != nil {
-		t.Fatalf("find items: %v", err)
-	}
 	var docs []itemDoc
-	if err := cur.All(ctx, &docs); err != nil {
+	if err := s.Collection(jobs.Database, "items").All(ctx, bson.D{{Key: "run_id", Value: runID}}, store.FindOptions{}, &docs); err != nil {
 		t.Fatalf("read items: %v", err)
 	}
 	return docs

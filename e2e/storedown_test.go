@@ -164,7 +164,7 @@ func testStoreGoesAway(t *testing.T, pages int) {
 	if twice > 16 {
 		t.Errorf("%d pages fetched twice, want at most 16 (the pages in flight)", twice)
 	}
-	checkItemsOnce(t, "mongodb", mongoItems(t, s2.Database(jobs.Database), res.Run.ID), site, origin.URL)
+	checkItemsOnce(t, "mongodb", mongoItems(t, s2, res.Run.ID), site, origin.URL)
 	checkItemsOnce(t, "jsonl", jsonlItems(t, dir+"/gone.jsonl"), site, origin.URL)
 	checkItemsOnce(t, "csv", csvItems(t, dir+"/gone.csv"), site, origin.URL)
 }
@@ -264,7 +264,7 @@ func TestSoakStoreGoesAwayCLI(t *testing.T) {
 	if m["status"] != "completed" {
 		t.Errorf("resume status %v, want completed", m["status"])
 	}
-	checkItemsOnce(t, "mongodb", mongoItems(t, s2.Database(jobs.Database), m["run_id"].(string)), site, g.srv.URL)
+	checkItemsOnce(t, "mongodb", mongoItems(t, s2, m["run_id"].(string)), site, g.srv.URL)
 }
 
 // TestSoakUnreachableStoreURI runs a job against a URI where nothing

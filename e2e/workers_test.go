@@ -19,8 +19,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"crawlcache/cache"
 	"crawlcache/configs"
@@ -36,7 +34,7 @@ import (
 type fleet struct {
 	dataDir, dir, uri, cfg string
 	origins                []*gatedOrigin
-	db                     *mongo.Database
+	st                     *store.Store // connected by URI
 	perHost                float64
 	burst                  int
 }
@@ -66,12 +64,11 @@ func newFleet(t *testing.T, spec fleetSpec) *fleet {
 	}
 	t.Cleanup(srv.Close)
 	f.uri = srv.URI()
-	client, err := mongo.Connect(options.Client().ApplyURI(f.uri))
+	f.st, err = store.Open(ctx, store.Options{URI: f.uri, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	f.db = client.Database(jobs.Database)
+	t.Cleanup(func() { _ = f.st.Close(context.Background()) })
 
 	var seeds []string
 	for i := range spec.Hosts {
@@ -175,7 +172,7 @@ func mustSucceed(t *testing.T, ps ...*proc) {
 // exactly one.
 func (f *fleet) onlyRun(t *testing.T) *jobs.Run {
 	t.Helper()
-	list, err := jobs.NewRuns(f.db, nil).List(context.Background(), jobs.ListOptions{Job: "fleet"})
+	list, err := jobs.NewRuns(f.st.Database(jobs.Database), nil).List(context.Background(), jobs.ListOptions{Job: "fleet"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +187,7 @@ func (f *fleet) waitRunning(t *testing.T) string {
 	t.Helper()
 	var id string
 	poll(t, time.Minute, "the run record", func() bool {
-		r, err := jobs.NewRuns(f.db, nil).Last(context.Background(), "fleet")
+		r, err := jobs.NewRuns(f.st.Database(jobs.Database), nil).Last(context.Background(), "fleet")
 		if err == nil && r != nil {
 			id = r.ID
 		}
@@ -204,7 +201,7 @@ func (f *fleet) waitRunning(t *testing.T) string {
 // MongoDB; it returns the bodies sent and the reachable URLs.
 func (f *fleet) checkOnce(t *testing.T, run *jobs.Run) (bodies, reachable int) {
 	t.Helper()
-	items := mongoItems(t, f.db, run.ID)
+	items := mongoItems(t, f.st, run.ID)
 	for _, g := range f.origins {
 		base := g.srv.URL
 		counts := g.site.Counts()
@@ -401,7 +398,7 @@ func TestWorkerKilled(t *testing.T) {
 	// three more bodies since. The first worker holds every host while it
 	// has work for it, so joined workers get hosts late in the run.
 	var (
-		leases   = f.db.Collection("host_leases")
+		leases   = f.st.Collection(jobs.Database, "host_leases")
 		seenHost string
 		seenAt   int
 		victimOn *gatedOrigin
@@ -420,7 +417,10 @@ func TestWorkerKilled(t *testing.T) {
 			Worker string    `bson:"worker"`
 			Until  time.Time `bson:"until"`
 		}
-		err := leases.FindOne(context.Background(), bson.D{{Key: "worker", Value: bson.D{{Key: "$in", Value: bson.A{"w-1", "w-2"}}}}}).Decode(&l)
+		raw, err := leases.FindOne(context.Background(), bson.D{{Key: "worker", Value: bson.D{{Key: "$in", Value: bson.A{"w-1", "w-2"}}}}}, store.FindOptions{})
+		if err == nil {
+			err = bson.Unmarshal(raw, &l)
+		}
 		if err != nil || time.Until(l.Until) <= 0 {
 			return false
 		}
@@ -539,15 +539,11 @@ func TestWorkerKilled(t *testing.T) {
 // hostsHeldBy returns the origins whose host lease worker holds now.
 func (f *fleet) hostsHeldBy(t *testing.T, worker string) map[*gatedOrigin]bool {
 	t.Helper()
-	cur, err := f.db.Collection("host_leases").Find(context.Background(), bson.D{{Key: "worker", Value: worker}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var leases []struct {
 		Host  string    `bson:"_id"`
 		Until time.Time `bson:"until"`
 	}
-	if err := cur.All(context.Background(), &leases); err != nil {
+	if err := f.st.Collection(jobs.Database, "host_leases").All(context.Background(), bson.D{{Key: "worker", Value: worker}}, store.FindOptions{}, &leases); err != nil {
 		t.Fatal(err)
 	}
 	held := map[*gatedOrigin]bool{}
@@ -572,7 +568,7 @@ func (f *fleet) originOf(host string) *gatedOrigin {
 // uncached returns how many pages g sent a body for are not in the cache.
 func (f *fleet) uncached(t *testing.T, g *gatedOrigin, job *configs.Job) int {
 	t.Helper()
-	responses := f.db.Client().Database(cache.DefaultDatabase).Collection(cache.ResponsesCollection)
+	responses := f.st.Collection(cache.DefaultDatabase, cache.ResponsesCollection)
 	counts, n := g.site.Counts(), 0
 	for _, p := range counts.Paths() {
 		if counts.Status(p, http.StatusOK) == 0 {
@@ -582,7 +578,7 @@ func (f *fleet) uncached(t *testing.T, g *gatedOrigin, job *configs.Job) int {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := responses.FindOne(context.Background(), bson.D{{Key: "_id", Value: key}}).Err(); err != nil {
+		if _, err := responses.Get(context.Background(), key); err != nil {
 			n++
 		}
 	}
@@ -596,10 +592,6 @@ func (f *fleet) uncached(t *testing.T, g *gatedOrigin, job *configs.Job) int {
 func (f *fleet) inFlight(t *testing.T, runID, worker string, job *configs.Job) (leased, cached int) {
 	t.Helper()
 	ctx := context.Background()
-	cur, err := f.db.Collection("frontier_log").Find(ctx, bson.D{{Key: "run_id", Value: runID}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var log []struct {
 		Entry  string `bson:"entry"`
 		Seq    int    `bson:"seq"`
@@ -607,7 +599,7 @@ func (f *fleet) inFlight(t *testing.T, runID, worker string, job *configs.Job) (
 		URL    string `bson:"url"`
 		Worker string `bson:"worker"`
 	}
-	if err := cur.All(ctx, &log); err != nil {
+	if err := f.st.Collection(jobs.Database, "frontier_log").All(ctx, bson.D{{Key: "run_id", Value: runID}}, store.FindOptions{}, &log); err != nil {
 		t.Fatal(err)
 	}
 	type latest struct {
@@ -620,7 +612,7 @@ func (f *fleet) inFlight(t *testing.T, runID, worker string, job *configs.Job) (
 			last[l.Entry] = latest{l.Seq, l.State, l.URL, l.Worker}
 		}
 	}
-	responses := f.db.Client().Database(cache.DefaultDatabase).Collection(cache.ResponsesCollection)
+	responses := f.st.Collection(cache.DefaultDatabase, cache.ResponsesCollection)
 	for _, l := range last {
 		if l.state != "leased" || l.owner != worker {
 			continue
@@ -630,7 +622,7 @@ func (f *fleet) inFlight(t *testing.T, runID, worker string, job *configs.Job) (
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := responses.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Err(); err == nil {
+		if _, err := responses.Get(ctx, key); err == nil {
 			cached++
 		}
 	}
@@ -724,7 +716,7 @@ func TestWorkerInterrupted(t *testing.T) {
 	// Interrupt it once it has claimed URLs, so that it has leases to hand
 	// back.
 	poll(t, time.Minute, "the worker to claim URLs", func() bool {
-		n, err := f.db.Collection("frontier_log").CountDocuments(context.Background(),
+		n, err := f.st.Collection(jobs.Database, "frontier_log").Count(context.Background(),
 			bson.D{{Key: "run_id", Value: runID}, {Key: "worker", Value: "w-1"}, {Key: "state", Value: "leased"}})
 		select {
 		case <-w.exited:

@@ -28,6 +28,17 @@ func (c *Collection) EnsureIndex(ctx context.Context, name string, keys bson.D) 
 	return nil
 }
 
+// CreateIndex creates the secondary index name on keys on any server,
+// even one that never uses it (the embedded store, where it costs a parse
+// of the stored JSON per insert): for tests, and to reproduce data that
+// earlier releases indexed. Packages keep their indexes with EnsureIndex.
+func (c *Collection) CreateIndex(ctx context.Context, name string, keys bson.D) error {
+	if _, err := c.wire.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: keys, Options: options.Index().SetName(name)}); err != nil {
+		return c.wrap("create index "+name+" on", err)
+	}
+	return nil
+}
+
 // DropIndex drops index name; an index or a collection that does not
 // exist is not an error.
 func (c *Collection) DropIndex(ctx context.Context, name string) error {

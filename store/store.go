@@ -59,6 +59,13 @@ type Options struct {
 	// counts round trips with it).
 	Monitor *event.CommandMonitor
 
+	// OnCommand, if set, is called with every command the client sends to
+	// the server: its name (find, insert, …) and the command document
+	// (tests and the bench count round trips with it, without importing
+	// the driver). The operations the embedded implementation does in the
+	// files send none.
+	OnCommand func(name string, command bson.Raw)
+
 	// ReadOnly is for commands that only read (see ServerOptions.ReadOnly):
 	// a data directory that does not exist is an error wrapping
 	// ErrNoDataDir and is not created, and one that cannot be written is
@@ -155,7 +162,7 @@ func openStore(ctx context.Context, opts Options) (*Store, error) {
 		if !strings.HasPrefix(opts.URI, "mongodb://") && !strings.HasPrefix(opts.URI, "mongodb+srv://") {
 			return nil, fmt.Errorf("store URI %q: must start with mongodb:// or mongodb+srv://", redactURI(opts.URI))
 		}
-		client, err := connect(ctx, opts.URI, timeout, opts.Monitor)
+		client, err := connect(ctx, opts.URI, timeout, monitorOf(opts))
 		if err != nil {
 			return nil, err
 		}
@@ -177,7 +184,7 @@ func openStore(ctx context.Context, opts Options) (*Store, error) {
 				dir, busy.Owner.Command, busy.Owner.PID, busy.Owner.Started.Format(time.RFC3339), dir, "mongodb://127.0.0.1:27017/")
 		}
 		logger.Info("data directory is served by another crawlcache process; connecting to it", "dir", dir, "uri", busy.Owner.URI, "pid", busy.Owner.PID)
-		client, err := connect(ctx, busy.Owner.URI, timeout, opts.Monitor)
+		client, err := connect(ctx, busy.Owner.URI, timeout, monitorOf(opts))
 		if err != nil {
 			return nil, fmt.Errorf("data directory %s is served by pid %d at %s: %w", dir, busy.Owner.PID, busy.Owner.URI, err)
 		}
@@ -185,7 +192,7 @@ func openStore(ctx context.Context, opts Options) (*Store, error) {
 	case err != nil:
 		return nil, err
 	}
-	client, err := connect(ctx, srv.URI(), timeout, opts.Monitor)
+	client, err := connect(ctx, srv.URI(), timeout, monitorOf(opts))
 	if err != nil {
 		srv.Close()
 		return nil, err
@@ -231,6 +238,26 @@ func (s *Store) Close(ctx context.Context) error {
 		s.server.Close()
 	}
 	return err
+}
+
+// monitorOf is the driver's monitor for opts.Monitor and opts.OnCommand,
+// nil when neither is set.
+func monitorOf(opts Options) *event.CommandMonitor {
+	if opts.OnCommand == nil {
+		return opts.Monitor
+	}
+	m := &event.CommandMonitor{}
+	if opts.Monitor != nil {
+		*m = *opts.Monitor
+	}
+	inner := m.Started
+	m.Started = func(ctx context.Context, e *event.CommandStartedEvent) {
+		opts.OnCommand(e.CommandName, e.Command)
+		if inner != nil {
+			inner(ctx, e)
+		}
+	}
+	return m
 }
 
 func connect(ctx context.Context, uri string, timeout time.Duration, monitor *event.CommandMonitor) (*mongo.Client, error) {
