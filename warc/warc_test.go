@@ -127,7 +127,9 @@ func export(t *testing.T, a *cache.Admin, opts cache.ExportOptions) ([]byte, []*
 	return buf.Bytes(), recs
 }
 
-func newStore(t *testing.T) storeDB {
+func newStore(t *testing.T) storeDB { return newStoreTB(t) }
+
+func newStoreTB(t testing.TB) storeDB {
 	s := storetest.Open(t)
 	return storeDB{store: s, admin: cache.NewAdmin(s, cache.DefaultDatabase, nil)}
 }

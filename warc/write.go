@@ -43,6 +43,7 @@ var recordOptions = []gowarc.WarcRecordOption{
 type Writer struct {
 	out     io.Writer
 	m       gowarc.Marshaler
+	zw      *gzip.Writer // reset for each record: a new one allocates ~1 MB
 	infoID  string
 	Records int // records written so far, warcinfo included
 }
@@ -61,7 +62,7 @@ type Info struct {
 // NewWriter writes the warcinfo record to out and returns a Writer for the
 // records that follow.
 func NewWriter(out io.Writer, info Info) (*Writer, error) {
-	w := &Writer{out: out, m: gowarc.NewMarshaler()}
+	w := &Writer{out: out, m: gowarc.NewMarshaler(), zw: gzip.NewWriter(out)}
 	var block strings.Builder
 	fields := append([][2]string{{"software", info.Software}, {"format", "WARC File Format 1.1"},
 		{"conformsTo", "https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/"}}, info.Fields...)
@@ -132,7 +133,8 @@ func (w *Writer) write(b gowarc.WarcRecordBuilder) (string, error) {
 		return "", fmt.Errorf("build %s record: %w", "WARC", err)
 	}
 	defer rec.Close()
-	zw := gzip.NewWriter(w.out)
+	zw := w.zw
+	zw.Reset(w.out)
 	if _, _, err := w.m.Marshal(zw, rec, 0); err != nil {
 		return "", fmt.Errorf("write %s record: %w", rec.Type(), err)
 	}
