@@ -30,37 +30,7 @@ func cacheCommand() *cli.Command {
 		Description: "The cache lives in the database --db (default http_cache): collection responses (one document\n" +
 			"per cached response), revalidations (304s), redirects and settings.",
 		Subcommands: []*cli.Command{
-			{
-				Name:  "ttl",
-				Usage: "set, show or remove the time to live of cached entries",
-				Description: "The TTL counts from validated_at: the last time the origin sent the entry or confirmed it\n" +
-					"with a 304. On MongoDB it is the TTL index ttl_idx; on the embedded store, which has no TTL\n" +
-					"indexes, a sweeper deletes expired entries in `crawlcache schedule` (beside the runs) and on\n" +
-					"`cache purge --expired`.",
-				Subcommands: []*cli.Command{
-					{
-						Name:      "set",
-						Usage:     "set the TTL (e.g. 168h, 7d, 90m; 0 or none removes it)",
-						ArgsUsage: "DURATION",
-						Description: "Without --overwrite a different TTL that is already set stays, and you are told so;\n" +
-							"with --overwrite it is replaced.",
-						Flags:  cacheFlags(&cli.BoolFlag{Name: "overwrite", Usage: "replace a different TTL that is already set", EnvVars: []string{"CRAWLCACHE_TTL_OVERWRITE"}}),
-						Action: runTTLSet,
-					},
-					{
-						Name:   "show",
-						Usage:  "show the TTL and the mechanism that enforces it (TTL index or sweeper)",
-						Flags:  cacheFlags(jsonFlag()),
-						Action: runTTLShow,
-					},
-					{
-						Name:   "remove",
-						Usage:  "remove the TTL: entries are kept until purged",
-						Flags:  cacheFlags(),
-						Action: runTTLRemove,
-					},
-				},
-			},
+			cacheTTLCommand(jsonFlag),
 			{
 				Name:   "stats",
 				Usage:  "count entries, sizes, stale and expired entries and statuses, and show the TTL",
@@ -116,6 +86,41 @@ func cacheCommand() *cli.Command {
 					&cli.BoolFlag{Name: "yes", Usage: "confirm: really delete everything", EnvVars: []string{"CRAWLCACHE_CLEAR_YES"}},
 				),
 				Action: runCacheClear,
+			},
+		},
+	}
+}
+
+// cacheTTLCommand is `cache ttl` and its subcommands.
+func cacheTTLCommand(jsonFlag func() cli.Flag) *cli.Command {
+	return &cli.Command{
+		Name:  "ttl",
+		Usage: "set, show or remove the time to live of cached entries",
+		Description: "The TTL counts from validated_at: the last time the origin sent the entry or confirmed it\n" +
+			"with a 304. On MongoDB it is the TTL index ttl_idx; on the embedded store, which has no TTL\n" +
+			"indexes, a sweeper deletes expired entries in `crawlcache schedule` (beside the runs) and on\n" +
+			"`cache purge --expired`.",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "set",
+				Usage:     "set the TTL (e.g. 168h, 7d, 90m; 0 or none removes it)",
+				ArgsUsage: "DURATION",
+				Description: "Without --overwrite a different TTL that is already set stays, and you are told so;\n" +
+					"with --overwrite it is replaced.",
+				Flags:  cacheFlags(&cli.BoolFlag{Name: "overwrite", Usage: "replace a different TTL that is already set", EnvVars: []string{"CRAWLCACHE_TTL_OVERWRITE"}}),
+				Action: runTTLSet,
+			},
+			{
+				Name:   "show",
+				Usage:  "show the TTL and the mechanism that enforces it (TTL index or sweeper)",
+				Flags:  cacheFlags(jsonFlag()),
+				Action: runTTLShow,
+			},
+			{
+				Name:   "remove",
+				Usage:  "remove the TTL: entries are kept until purged",
+				Flags:  cacheFlags(),
+				Action: runTTLRemove,
 			},
 		},
 	}

@@ -404,8 +404,12 @@ func (d *sjsonDecoder) value(dst []byte, key string, el *sjsonElem, depth int) (
 	case kindNull:
 		return dst, d.errorf("want null for %q", key)
 	}
+	return d.numberValue(dst, key, el)
+}
 
-	// Numbers.
+// numberValue reads the JSON number at d.i, typed by el, and appends it as
+// the BSON element key.
+func (d *sjsonDecoder) numberValue(dst []byte, key string, el *sjsonElem) ([]byte, error) {
 	num, err := d.number()
 	if err != nil {
 		return dst, err
