@@ -65,7 +65,8 @@ type crawl struct {
 	linkSel  [][]simpleSel // follow selectors the tokenizer matches; nil: colly's parse
 	lastMods *lastMods     // sitemap <lastmod>s; nil unless the run reads sitemaps
 	// linkFinder finds links of the other follow selectors when parse
-	// results are reused (colly would parse every page); rules is the
+	// results are reused (colly would parse every page), and of the pages
+	// the tokenizer would read differently (readPage); rules is the
 	// digest of the follow and extract rules parse records are kept under.
 	linkFinder *pipeline.LinkFinder
 	rules      string

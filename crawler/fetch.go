@@ -100,7 +100,8 @@ func (f *fetcher) collector(ctx context.Context) {
 		}
 	})
 	if groups, ok := parseSimpleFollow(c.follow); ok {
-		c.linkSel = groups // found with the tokenizer in handle: no parse tree
+		c.linkSel = groups                              // found with the tokenizer in handle: no parse tree
+		c.linkFinder = pipeline.NewLinkFinder(c.follow) // for pages the tokenizer reads differently
 	} else if c.opts.Parses != nil {
 		c.linkFinder = pipeline.NewLinkFinder(c.follow) // parsed only when no stored parse serves
 	} else {

@@ -8,17 +8,28 @@ import (
 
 	whatwg "github.com/nlnwa/whatwg-url/url"
 	"golang.org/x/net/html"
-	"golang.org/x/net/html/atom"
 )
 
 // A page's links are found with x/net/html's tokenizer, without building
-// its parse tree, when every follow selector is simple (tag, tag[attr],
-// [attr], *[attr], and comma-separated lists of those, such as the default
-// a[href]): the tree of a 20 MB page of a million links takes about 360 MB,
-// the tokenizer a few kilobytes. Other selectors go through colly's parsed
-// document, as before. The results are the same: href, else src, of each
+// its parse tree, when every follow selector is simple (tag or tag[attr],
+// and comma-separated lists of those, such as the default a[href]) and
+// names an element the tree builder keeps where it is written: the tree
+// of a 20 MB page of a million links takes about 360 MB, the tokenizer a
+// few kilobytes. The results are the same: href, else src, of each
 // matching element, selector by selector in document order, resolved
-// against the first <base href> with colly's URL parser.
+// against the first <base href> with colly's URL parser. A first pass
+// over the page looks for what the tree builder would move, drop, rename
+// or read differently (see needsTree); such a page is parsed. Other
+// selectors ([href], div a, a[href^=http], ...) always go through a
+// parsed document.
+
+// tokenTags are the elements a simple selector may name for the
+// tokenizer: where needsTree finds nothing, the tree builder keeps them
+// in the tree, in document order, with their attributes as written.
+var tokenTags = map[string]bool{
+	"a": true, "area": true, "link": true, "img": true, "script": true, "iframe": true,
+	"embed": true, "source": true, "track": true, "audio": true, "video": true,
+}
 
 // simpleSel is one simple selector; an empty field matches anything.
 type simpleSel struct{ tag, attr string }
@@ -27,7 +38,8 @@ var simpleSelRE = regexp.MustCompile(`^(\*|[a-zA-Z][a-zA-Z0-9-]*)?(?:\[([a-zA-Z_
 
 // parseSimpleFollow returns the selectors as groups of simple selectors
 // (one group per selector, one element per comma-separated part), or false
-// when one of them needs a real CSS engine.
+// when one of them needs a parsed document: a CSS engine, or a tag
+// outside tokenTags (a selector without a tag included).
 func parseSimpleFollow(sels []string) ([][]simpleSel, bool) {
 	var groups [][]simpleSel
 	for _, sel := range sels {
@@ -35,14 +47,10 @@ func parseSimpleFollow(sels []string) ([][]simpleSel, bool) {
 		for _, part := range strings.Split(sel, ",") {
 			part = strings.TrimSpace(part)
 			m := simpleSelRE.FindStringSubmatch(part)
-			if part == "" || m == nil {
+			if part == "" || m == nil || !tokenTags[strings.ToLower(m[1])] {
 				return nil, false
 			}
-			tag := strings.ToLower(m[1])
-			if tag == "*" {
-				tag = ""
-			}
-			g = append(g, simpleSel{tag: tag, attr: strings.ToLower(m[2])})
+			g = append(g, simpleSel{tag: strings.ToLower(m[1]), attr: strings.ToLower(m[2])})
 		}
 		groups = append(groups, g)
 	}
@@ -64,13 +72,19 @@ func isHTML(h http.Header, body []byte) bool {
 }
 
 // scanLinks calls yield with the absolute URL of every link of body (the
-// page at pageURL) that groups select, until yield returns false.
-func scanLinks(body []byte, pageURL string, groups [][]simpleSel, yield func(string) bool) {
+// page at pageURL) that groups select, until yield returns false. It
+// returns false, before yielding anything, when the page needs its parse
+// tree to find the same links (needsTree).
+func scanLinks(body []byte, pageURL string, groups [][]simpleSel, yield func(string) bool) bool {
+	href, hasBase, tree := readPage(body)
+	if tree {
+		return false
+	}
 	base, err := linkParser.Parse(pageURL)
 	if err != nil {
-		return
+		return true
 	}
-	if href, ok := baseHref(body); ok {
+	if hasBase {
 		if u, err := base.Parse(href); err == nil {
 			if b, err := linkParser.Parse(u.Href(false)); err == nil {
 				base = b
@@ -96,10 +110,11 @@ func scanLinks(body []byte, pageURL string, groups [][]simpleSel, yield func(str
 				continue
 			}
 			if !yield(u.Href(false)) {
-				return
+				return true
 			}
 		}
 	}
+	return true
 }
 
 // matchLink reads the current tag's attributes and returns its href (else
@@ -161,47 +176,4 @@ func attrValue(attrs [][2]string, key string) string {
 		}
 	}
 	return ""
-}
-
-// baseHref is the href of the first <base href> of body.
-func baseHref(body []byte) (string, bool) {
-	if !containsBaseTag(body) {
-		return "", false
-	}
-	z := html.NewTokenizer(bytes.NewReader(body))
-	for {
-		tt := z.Next()
-		if tt == html.ErrorToken {
-			return "", false
-		}
-		if tt != html.StartTagToken && tt != html.SelfClosingTagToken {
-			continue
-		}
-		name, hasAttr := z.TagName()
-		if atom.Lookup(name) != atom.Base {
-			continue
-		}
-		for hasAttr {
-			var k, v []byte
-			k, v, hasAttr = z.TagAttr()
-			if string(k) == "href" {
-				return string(v), true
-			}
-		}
-	}
-}
-
-// containsBaseTag reports whether body has "<base" in any case, without
-// copying it.
-func containsBaseTag(body []byte) bool {
-	for i := 0; ; {
-		j := bytes.IndexByte(body[i:], '<')
-		if j < 0 {
-			return false
-		}
-		i += j + 1
-		if len(body)-i >= 4 && bytes.EqualFold(body[i:i+4], []byte("base")) {
-			return true
-		}
-	}
 }

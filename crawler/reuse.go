@@ -143,11 +143,14 @@ func (c *crawl) findLinks(r *colly.Response, st *pageState, pp *pageParse, each 
 			}
 		}
 	case c.linkSel != nil:
-		if isHTML(*r.Headers, r.Body) {
-			scanLinks(r.Body, r.Request.URL.String(), c.linkSel, func(u string) bool {
-				pp.collect(u)
-				return each(u)
-			})
+		if !isHTML(*r.Headers, r.Body) {
+			return
+		}
+		if !scanLinks(r.Body, r.Request.URL.String(), c.linkSel, func(u string) bool {
+			pp.collect(u)
+			return each(u)
+		}) {
+			c.parsedLinks(r, pp, each) // a page the tokenizer would read differently
 		}
 	case c.linkFinder != nil:
 		c.parsedLinks(r, pp, each)
