@@ -290,11 +290,25 @@ func encodeBody(body []byte, h http.Header, compress bool) (v any, encoding stri
 	return encodeBodyPlain(body, h), ""
 }
 
+// compressSample is how much of a large body is compressed first to see
+// whether compressing it is worth it.
+const compressSample = 64 << 10
+
 // gzipSmaller compresses body, or reports false once the result would not
-// be smaller (an image, an archive), without buffering more than body.
+// be smaller (an image, an archive), without buffering more than body. A
+// body of more than four samples whose first sample does not shrink by a
+// tenth is not compressed at all.
 func gzipSmaller(body []byte) ([]byte, bool) {
+	zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	if len(body) > 4*compressSample {
+		sample := &cappedBuffer{max: compressSample * 9 / 10}
+		zw.Reset(sample)
+		if _, err := zw.Write(body[:compressSample]); err != nil || zw.Close() != nil {
+			return nil, false
+		}
+	}
 	w := &cappedBuffer{max: len(body) - 1}
-	zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	zw.Reset(w)
 	if _, err := zw.Write(body); err != nil {
 		return nil, false
 	}
