@@ -53,7 +53,7 @@ func (o *sitemapOrigin) serve(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
 <sitemap><loc>%[1]s/s1.xml.gz</loc></sitemap><sitemap><loc>%[1]s/s2.xml</loc></sitemap>
 <sitemap><loc>%[1]s/broken.xml</loc></sitemap><sitemap><loc>%[1]s/gone.xml</loc></sitemap>
-<sitemap><loc>https://elsewhere.example/s.xml</loc></sitemap></sitemapindex>`, base)
+<sitemap><loc>https://elsewhere.example/s.xml</loc></sitemap><sitemap><loc>%[1]s/index.xml</loc></sitemap></sitemapindex>`, base)
 	case "/s1.xml.gz":
 		var buf bytes.Buffer
 		zw := gzip.NewWriter(&buf)
@@ -147,6 +147,9 @@ func TestSitemaps(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("log does not mention %q:\n%s", want, out)
 		}
+	}
+	if n, _ := o.counts("/index.xml"); n != 1 {
+		t.Errorf("requests for /index.xml = %d, want 1 (it lists itself: read once)", n)
 	}
 	if strings.Contains(out, "sitemap.xml") {
 		t.Errorf("a missing /sitemap.xml (guessed) must not be a warning:\n%s", out)
