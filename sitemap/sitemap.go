@@ -189,8 +189,12 @@ type limitReader struct {
 
 var errLimit = errors.New("size limit reached")
 
-// maxBytes is MaxBytes, lowered by tests that need not read 50 MiB.
-var maxBytes int64 = MaxBytes
+// maxBytes and maxURLs are MaxBytes and MaxURLs, lowered by tests that
+// need not read 50 MiB or 50,000 URLs to check what happens past them.
+var (
+	maxBytes int64 = MaxBytes
+	maxURLs        = MaxURLs
+)
 
 func (l *limitReader) Read(p []byte) (int, error) {
 	if l.n <= 0 {
@@ -225,7 +229,7 @@ func (p *parser) add(loc, lastmod string) error {
 		p.sm.Skipped++
 		return nil
 	}
-	if len(p.sm.Entries) == MaxURLs {
+	if len(p.sm.Entries) == maxURLs {
 		return ErrTooManyURLs
 	}
 	if relative {

@@ -145,17 +145,13 @@ func TestParseHostile(t *testing.T) {
 	xxe := `<?xml version="1.0"?>
 <!DOCTYPE urlset [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
 <urlset><url><loc>https://shop.example/ok</loc></url><url><loc>https://shop.example/&xxe;</loc></url></urlset>`
-	var many strings.Builder
-	many.WriteString(`<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">`)
-	for i := range MaxURLs + 10 {
-		fmt.Fprintf(&many, "<url><loc>https://shop.example/%d</loc></url>", i)
-	}
-	many.WriteString("</urlset>")
-	// A gzip bomb: 60 MB of zeros in a few KB.
-	bomb := gz(t, bytes.Repeat([]byte{' '}, 60<<20))
-	// The plain files are checked against a 1 MiB limit (setLimit) to keep
-	// the test fast; the gzip bomb against the real one.
-	huge := append([]byte(`<urlset><url><loc>https://shop.example/1</loc></url>`), bytes.Repeat([]byte("<!-- padding -->"), (1<<20)/16+1)...)
+	// Checked against limits of 256 KiB and 1,000 URLs, to stay fast under
+	// the race detector; TestParseProtocolLimits uses the real ones.
+	setLimit(t, 256<<10)
+	setMaxURLs(t, 1000)
+	many := manyURLs(maxURLs + 10)
+	bomb := gz(t, bytes.Repeat([]byte{' '}, 2<<20)) // 2 MiB of spaces in a few KB
+	huge := append([]byte(`<urlset><url><loc>https://shop.example/1</loc></url>`), bytes.Repeat([]byte("<!-- padding -->"), (256<<10)/16+1)...)
 	badGzip := gz(t, []byte(urlset))
 	badGzip = badGzip[:len(badGzip)/2]
 	cases := []struct {
@@ -166,8 +162,8 @@ func TestParseHostile(t *testing.T) {
 	}{
 		{"entity expansion (billion laughs)", []byte(laughs), ErrMalformed, 0},
 		{"external entity (XXE)", []byte(xxe), ErrMalformed, 1},
-		{"more than 50,000 URLs", []byte(many.String()), ErrTooManyURLs, MaxURLs},
-		{"gzip bomb over 50 MiB", bomb, ErrTooLarge, 0},
+		{"more URLs than the limit", many, ErrTooManyURLs, 1000},
+		{"gzip bomb over the limit", bomb, ErrTooLarge, 0},
 		{"plain file over the limit", huge, ErrTooLarge, 1},
 		{"truncated gzip", badGzip, ErrMalformed, 0},
 		{"not gzip after magic", []byte{0x1f, 0x8b, 0, 0, 0}, ErrMalformed, 0},
@@ -180,9 +176,6 @@ func TestParseHostile(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.name == "plain file over the limit" {
-				setLimit(t, 1<<20)
-			}
 			sm, err := Parse(bytes.NewReader(tc.body), base)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
@@ -205,7 +198,7 @@ func TestParseHostile(t *testing.T) {
 // TestParseReadsAtMostTheLimit checks that an endless body is not read
 // to its end.
 func TestParseReadsAtMostTheLimit(t *testing.T) {
-	setLimit(t, 1<<20)
+	setLimit(t, 256<<10)
 	r := &countingReader{r: io.MultiReader(strings.NewReader("<urlset>"), endless{})}
 	if _, err := Parse(r, nil); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("err = %v, want ErrTooLarge", err)
@@ -213,6 +206,43 @@ func TestParseReadsAtMostTheLimit(t *testing.T) {
 	if r.n > maxBytes+64<<10 {
 		t.Errorf("read %d bytes, want about %d", r.n, maxBytes)
 	}
+}
+
+// manyURLs is a urlset of n URLs.
+func manyURLs(n int) []byte {
+	var b strings.Builder
+	b.WriteString(`<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">`)
+	for i := range n {
+		fmt.Fprintf(&b, "<url><loc>https://shop.example/%d</loc></url>", i)
+	}
+	b.WriteString("</urlset>")
+	return []byte(b.String())
+}
+
+// TestParseProtocolLimits checks the real limits: 50,000 URLs are read and
+// the 50,001st is refused; a gzip bomb stops at 50 MiB of output.
+func TestParseProtocolLimits(t *testing.T) {
+	if raceEnabled {
+		t.Skip("reads 50 MiB: too slow under the race detector (TestParseHostile checks the same code with lower limits)")
+	}
+	if sm, err := Parse(bytes.NewReader(manyURLs(MaxURLs)), nil); err != nil || len(sm.Entries) != MaxURLs {
+		t.Errorf("50,000 URLs: %d entries, %v; want all, no error", len(sm.Entries), err)
+	}
+	if sm, err := Parse(bytes.NewReader(manyURLs(MaxURLs+1)), nil); !errors.Is(err, ErrTooManyURLs) || len(sm.Entries) != MaxURLs {
+		t.Errorf("50,001 URLs: %d entries, %v; want 50,000 and ErrTooManyURLs", len(sm.Entries), err)
+	}
+	bomb := gz(t, bytes.Repeat([]byte{' '}, 60<<20))
+	r := &countingReader{r: bytes.NewReader(bomb)}
+	if _, err := Parse(r, nil); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("60 MiB gzip bomb: %v, want ErrTooLarge", err)
+	}
+}
+
+func setMaxURLs(t *testing.T, n int) {
+	t.Helper()
+	old := maxURLs
+	maxURLs = n
+	t.Cleanup(func() { maxURLs = old })
 }
 
 func setLimit(t *testing.T, n int64) {
