@@ -416,11 +416,8 @@ func (r *Runner) pipeline(job *configs.Job) (*pipeline.Pipeline, error) {
 	for _, o := range job.Outputs {
 		switch o.Kind {
 		case configs.OutputMongoDB:
-			db := r.Store.Database(Database)
-			p.Sinks = append(p.Sinks, pipeline.NewCountedMongoSink(db.Collection(o.Collection), pipeline.MongoSinkOptions{
-				Counters: db.Collection(CountersCollection), Worker: r.worker(),
-				IndexRunID: r.Store.Capabilities().FilterPushdown,
-			}))
+			p.Sinks = append(p.Sinks, pipeline.NewCountedMongoSink(r.Store.Collection(Database, o.Collection),
+				r.Store.Collection(Database, CountersCollection), r.worker()))
 		case configs.OutputJSONL:
 			p.Sinks = append(p.Sinks, pipeline.NewJSONLSink(o.Path))
 		case configs.OutputCSV:

@@ -98,7 +98,7 @@ func (r *Runner) tally(ctx context.Context, runs *Runs, front *frontier.Frontier
 		if _, ok := rec.Workers[r.worker()]; !ok {
 			workers = append(workers, r.worker())
 		}
-		n, ok, err := pipeline.ItemCount(ctx, r.Store.Database(Database).Collection(CountersCollection), runID, o.Collection, workers)
+		n, ok, err := pipeline.ItemCount(ctx, r.Store.Collection(Database, CountersCollection), runID, o.Collection, workers)
 		if err != nil {
 			return t, err
 		}

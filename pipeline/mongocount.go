@@ -6,8 +6,8 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"crawlcache/store"
 )
 
 // The item counter of a run's mongodb output is one small document, found by
@@ -34,7 +34,7 @@ func workerCounterID(runID, coll, worker string) string {
 // NewCountedMongoSink by the run's workers, and false when counters has no
 // count for the run (a run with no such sink). It reads one document by _id
 // per worker: never the items.
-func ItemCount(ctx context.Context, counters *mongo.Collection, runID, coll string, workers []string) (int64, bool, error) {
+func ItemCount(ctx context.Context, counters Collection, runID, coll string, workers []string) (int64, bool, error) {
 	base, ok, err := readCount(ctx, counters, counterID(runID, coll))
 	if err != nil || !ok {
 		return 0, false, err
@@ -51,53 +51,36 @@ func ItemCount(ctx context.Context, counters *mongo.Collection, runID, coll stri
 }
 
 // readCount reads the items field of counter id.
-func readCount(ctx context.Context, counters *mongo.Collection, id string) (int64, bool, error) {
+func readCount(ctx context.Context, counters Collection, id string) (int64, bool, error) {
 	var doc struct {
 		Items int64 `bson:"items"`
 	}
-	err := counters.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc)
+	raw, err := counters.Get(ctx, id)
 	switch {
-	case errors.Is(err, mongo.ErrNoDocuments):
+	case errors.Is(err, store.ErrNotFound):
 		return 0, false, nil
 	case err != nil:
+		return 0, false, fmt.Errorf("read item count %s: %w", id, err)
+	}
+	if err := bson.Unmarshal(raw, &doc); err != nil {
 		return 0, false, fmt.Errorf("read item count %s: %w", id, err)
 	}
 	return doc.Items, true, nil
 }
 
-// MongoSinkOptions configures NewCountedMongoSink. The zero value is
-// NewMongoSink's: no counter, no index.
-type MongoSinkOptions struct {
-	// Counters is the collection that counts the items each run stored
-	// (see ItemCount). If nil, nothing is counted.
-	Counters *mongo.Collection
-
-	// Worker names whose total the counter keeps (one per process).
-	Worker string
-
-	// IndexRunID makes Open create the index {run_id: 1} (run_id_1) on the
-	// items collection; without it Open drops that index if it is there.
-	// Set it where the server uses secondary indexes
-	// (store.Capabilities.FilterPushdown: MongoDB), for queries by run in
-	// Compass or mongosh and the one count of a resumed run of an earlier
-	// release. The embedded store never uses it (it scans for every filter
-	// but _id) and would parse every inserted item to maintain it.
-	IndexRunID bool
-}
-
 // NewCountedMongoSink is NewMongoSink that also counts the items the run
-// stored in coll, in documents of o.Counters: a base count written at the
+// stored in coll, in documents of counters: a base count written at the
 // run's first Open (0 for a new run; resuming a run of an earlier release,
 // which has none, counts its items in coll once, with a scan), and
-// o.Worker's own total, which each Write raises by the items it inserted
+// worker's own total, which each Write raises by the items it inserted
 // (duplicates of items already stored are not counted again). ItemCount
-// adds them up.
+// adds them up. With counters nil it is NewMongoSink.
 //
 // The count is exact unless the process dies between an insert and the
 // counter's update: the items of that last batch are then stored but not
 // counted (at most 500 per process killed).
-func NewCountedMongoSink(coll *mongo.Collection, o MongoSinkOptions) Sink {
-	return &mongoSink{coll: coll, counters: o.Counters, worker: o.Worker, indexRunID: o.IndexRunID}
+func NewCountedMongoSink(coll, counters Collection, worker string) Sink {
+	return &mongoSink{coll: coll, counters: counters, worker: worker}
 }
 
 // openCounter makes sure the run's base count exists and loads this
@@ -114,13 +97,13 @@ func (s *mongoSink) openCounter(ctx context.Context, runID string, resume bool) 
 	if !ok {
 		var n int64
 		if resume { // a run of an earlier release: count once
-			if n, err = s.coll.CountDocuments(ctx, bson.D{{Key: "run_id", Value: runID}}); err != nil {
+			if n, err = s.coll.Count(ctx, bson.D{{Key: "run_id", Value: runID}}); err != nil {
 				return fmt.Errorf("count items of run %s in %s: %w", runID, coll, err)
 			}
 		}
-		_, err = s.counters.InsertOne(ctx, bson.D{{Key: "_id", Value: counterID(runID, coll)},
+		err = s.counters.Insert(ctx, bson.D{{Key: "_id", Value: counterID(runID, coll)},
 			{Key: "run_id", Value: runID}, {Key: "collection", Value: coll}, {Key: "items", Value: n}})
-		if err != nil && !mongo.IsDuplicateKeyError(err) {
+		if err != nil && !errors.Is(err, store.ErrDuplicateID) {
 			return fmt.Errorf("start item count of run %s in %s: %w", runID, coll, err)
 		}
 	}
@@ -143,10 +126,9 @@ func (s *mongoSink) count(ctx context.Context, n int64) error {
 	defer s.countMu.Unlock()
 	s.counted += n
 	id := workerCounterID(s.runID, s.coll.Name(), s.worker)
-	_, err := s.counters.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}},
+	err := s.counters.Upsert(ctx, id,
 		bson.D{{Key: "_id", Value: id}, {Key: "run_id", Value: s.runID}, {Key: "collection", Value: s.coll.Name()},
-			{Key: "worker", Value: s.worker}, {Key: "items", Value: s.counted}},
-		options.Replace().SetUpsert(true))
+			{Key: "worker", Value: s.worker}, {Key: "items", Value: s.counted}})
 	if err != nil {
 		s.counted -= n
 		return fmt.Errorf("count %d items of run %s in %s: %w", n, s.runID, s.coll.Name(), err)

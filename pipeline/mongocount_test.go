@@ -15,8 +15,8 @@ import (
 // (no counter) is resumed.
 func TestCountedMongoSink(t *testing.T) {
 	ctx := context.Background()
-	db := storetest.Open(t).Database("crawlcache_test")
-	coll, counters := db.Collection("items"), db.Collection("run_counters")
+	s := storetest.Open(t)
+	coll, counters := s.Collection("crawlcache_test", "items"), s.Collection("crawlcache_test", "run_counters")
 	pageA := testItems("r1", "https://example.org/a", 3)
 	pageB := testItems("r1", "https://example.org/b", 2)
 	old := testItems("r0", "https://example.org/a", 4)
@@ -49,7 +49,7 @@ func TestCountedMongoSink(t *testing.T) {
 		{"a worker joins the run", "r1", "w1", false, [][]Item{testItems("r1", "https://example.org/c", 1)}, 6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sink := NewCountedMongoSink(coll, MongoSinkOptions{Counters: counters, Worker: tc.worker})
+			sink := NewCountedMongoSink(coll, counters, tc.worker)
 			if err := sink.Open(ctx, tc.run, tc.resume); err != nil {
 				t.Fatal(err)
 			}
@@ -73,8 +73,8 @@ func TestCountedMongoSink(t *testing.T) {
 // increments of one shared document were lost on the embedded store).
 func TestCountedMongoSinkConcurrentOpen(t *testing.T) {
 	ctx := context.Background()
-	db := storetest.Open(t).Database("crawlcache_test")
-	coll, counters := db.Collection("items"), db.Collection("run_counters")
+	s := storetest.Open(t)
+	coll, counters := s.Collection("crawlcache_test", "items"), s.Collection("crawlcache_test", "run_counters")
 	const workers = 8
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
@@ -86,7 +86,7 @@ func TestCountedMongoSinkConcurrentOpen(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sink := NewCountedMongoSink(coll, MongoSinkOptions{Counters: counters, Worker: ids[i]})
+			sink := NewCountedMongoSink(coll, counters, ids[i])
 			if errs[i] = sink.Open(ctx, "r1", false); errs[i] != nil {
 				return
 			}

@@ -2,14 +2,11 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"crawlcache/store"
 )
@@ -18,15 +15,27 @@ import (
 // further by message size).
 const mongoBatch = 500
 
-// duplicateKey is the server's error code for an _id that already exists.
-const duplicateKey = 11000
+// Collection is what the mongodb sink needs of a store collection: batch
+// inserts that report duplicate _ids, documents by _id, one count and the
+// run_id index. *store.Collection has it; its errors wrap
+// store.ErrNotFound (Get) and store.ErrDuplicateID (Insert).
+type Collection interface {
+	Name() string
+	InsertMany(ctx context.Context, docs []any) (dups map[int]bool, err error)
+	Insert(ctx context.Context, doc any) error
+	Get(ctx context.Context, id string) (bson.Raw, error)
+	Upsert(ctx context.Context, id string, doc any) error
+	Count(ctx context.Context, filter any) (int64, error)
+	EnsureIndex(ctx context.Context, name string, keys bson.D) error
+}
+
+var _ Collection = (*store.Collection)(nil)
 
 // mongoSink writes items to a MongoDB collection, one document per item.
 type mongoSink struct {
-	coll       *mongo.Collection
-	counters   *mongo.Collection // nil: no item counter (see NewCountedMongoSink)
-	worker     string            // whose total the counter keeps
-	indexRunID bool              // see MongoSinkOptions
+	coll       Collection
+	counters   Collection // nil: no item counter (see NewCountedMongoSink)
+	worker     string     // whose total the counter keeps
 	runID      string
 	countMu    sync.Mutex
 	counted    int64 // this worker's total for the run, as last written
@@ -42,22 +51,24 @@ var _ Sink = (*mongoSink)(nil)
 // {_id, run_id, job, url, index, fetched_at (a date), served, <fields>...}.
 // A field without a match is null; an All field is an array.
 //
-// Items are inserted in batches with insertMany{ordered: false}; a
-// duplicate _id (code 11000: the item was already written by this run,
-// before a resume) is ignored, any other error is returned. It creates no
-// index (see MongoSinkOptions.IndexRunID). Commit and Close do nothing:
-// the caller owns the client.
-func NewMongoSink(coll *mongo.Collection) Sink {
-	return NewCountedMongoSink(coll, MongoSinkOptions{})
+// Items are inserted in batches, unordered; a duplicate _id (the item was
+// already written by this run, before a resume) is ignored, any other
+// error is returned. Open makes sure of the index on run_id where the
+// server uses secondary indexes (MongoDB), for queries by run in Compass
+// or mongosh, and drops it elsewhere: the embedded store never uses it and
+// would parse every inserted item to maintain it (Collection.EnsureIndex).
+// Commit and Close do nothing: the caller owns the store.
+func NewMongoSink(coll Collection) Sink {
+	return NewCountedMongoSink(coll, nil, "")
 }
 
 // runIDIndex is the name of the index on run_id (MongoDB's default name for
-// {run_id: 1}, the one earlier releases created everywhere).
+// {run_id: 1}, the one earlier releases created on every store).
 const runIDIndex = "run_id_1"
 
 func (s *mongoSink) Open(ctx context.Context, runID string, resume bool) error {
-	if err := s.ensureIndex(ctx); err != nil {
-		return err
+	if err := s.coll.EnsureIndex(ctx, runIDIndex, bson.D{{Key: "run_id", Value: 1}}); err != nil {
+		return fmt.Errorf("index items of %s by run: %w", s.coll.Name(), err)
 	}
 	if s.counters != nil {
 		if err := s.openCounter(ctx, runID, resume); err != nil {
@@ -66,19 +77,6 @@ func (s *mongoSink) Open(ctx context.Context, runID string, resume bool) error {
 	}
 	s.open.Store(true)
 	return nil
-}
-
-// ensureIndex creates the run_id index with IndexRunID and otherwise drops
-// it if there (earlier releases created it on every store).
-func (s *mongoSink) ensureIndex(ctx context.Context) error {
-	if s.indexRunID {
-		_, err := s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "run_id", Value: 1}}, Options: options.Index().SetName(runIDIndex)})
-		if err != nil {
-			return fmt.Errorf("create index on %s.run_id: %w", s.coll.Name(), err)
-		}
-		return nil
-	}
-	return store.DropIndex(ctx, s.coll, runIDIndex)
 }
 
 func (s *mongoSink) Write(ctx context.Context, items []Item) error {
@@ -91,36 +89,17 @@ func (s *mongoSink) Write(ctx context.Context, items []Item) error {
 		for i, it := range batch {
 			docs[i] = itemDocument(it)
 		}
-		_, err := s.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-		dups, err := onlyDuplicates(err)
+		dups, err := s.coll.InsertMany(ctx, docs)
 		if err != nil {
 			return fmt.Errorf("insert %d items into %s: %w", len(batch), s.coll.Name(), err)
 		}
-		s.duplicates.Add(int64(dups))
-		s.written.Add(int64(len(batch) - dups))
-		if err := s.count(ctx, int64(len(batch)-dups)); err != nil {
+		s.duplicates.Add(int64(len(dups)))
+		s.written.Add(int64(len(batch) - len(dups)))
+		if err := s.count(ctx, int64(len(batch)-len(dups))); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// onlyDuplicates returns how many writes failed with a duplicate key, and
-// err itself if anything else went wrong.
-func onlyDuplicates(err error) (int, error) {
-	if err == nil {
-		return 0, nil
-	}
-	var bwe mongo.BulkWriteException
-	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
-		return 0, err
-	}
-	for _, we := range bwe.WriteErrors {
-		if we.Code != duplicateKey {
-			return 0, err
-		}
-	}
-	return len(bwe.WriteErrors), nil
 }
 
 // itemDocument is the stored form of an item.

@@ -8,6 +8,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"crawlcache/store"
 	"crawlcache/store/storetest"
 )
 
@@ -18,7 +19,7 @@ import (
 func TestPipelineCrashAndResumeExactlyOnce(t *testing.T) {
 	ctx := context.Background()
 	s := storetest.Open(t)
-	coll := s.Database("crawlcache_test").Collection("items")
+	coll := s.Collection("crawlcache_test", "items")
 	dir := t.TempDir()
 	jsonlPath := filepath.Join(dir, "out", "items.jsonl")
 	csvPath := filepath.Join(dir, "out", "items.csv")
@@ -106,14 +107,10 @@ func TestPipelineCrashAndResumeExactlyOnce(t *testing.T) {
 		}
 	}
 	var gotMongo []string
-	cur, err := coll.Find(ctx, bson.D{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var docs []struct {
 		ID string `bson:"_id"`
 	}
-	if err := cur.All(ctx, &docs); err != nil {
+	if err := coll.All(ctx, bson.D{}, store.FindOptions{}, &docs); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range docs {

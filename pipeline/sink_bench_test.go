@@ -33,7 +33,7 @@ func benchmarkSink(b *testing.B, sink Sink) {
 
 func BenchmarkMongoSinkWrite(b *testing.B) {
 	s := storetest.Open(b)
-	benchmarkSink(b, NewMongoSink(s.Database("bench").Collection("items")))
+	benchmarkSink(b, NewMongoSink(s.Collection("bench", "items")))
 }
 
 func BenchmarkJSONLSinkWrite(b *testing.B) {
