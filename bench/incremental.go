@@ -41,8 +41,7 @@ func (s *countSink) Write(_ context.Context, items []pipeline.Item) error {
 
 // incCrawl runs one crawl of seed with incSpec and parse reuse on s.
 func incCrawl(ctx context.Context, s *store.Store, id, seed string, pol cache.Policy, parallelism int) (crawler.Progress, error) {
-	db := s.Database("crawlcache")
-	fr, err := frontier.New(ctx, db, frontier.Options{FilterPushdown: s.Capabilities().FilterPushdown, Logger: quiet})
+	fr, err := frontier.New(ctx, s, "crawlcache", frontier.Options{Logger: quiet})
 	if err != nil {
 		return crawler.Progress{}, err
 	}

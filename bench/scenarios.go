@@ -61,7 +61,7 @@ type crawlSpec struct {
 // crawlcacheCrawl runs one crawl on store s and returns its progress and
 // wall time.
 func crawlcacheCrawl(ctx context.Context, s *store.Store, spec crawlSpec) (crawler.Progress, time.Duration, error) {
-	fr, err := frontier.New(ctx, s.Database("crawlcache"), frontier.Options{FilterPushdown: s.Capabilities().FilterPushdown, Logger: quiet})
+	fr, err := frontier.New(ctx, s, "crawlcache", frontier.Options{Logger: quiet})
 	if err != nil {
 		return crawler.Progress{}, 0, err
 	}

@@ -31,7 +31,7 @@ func BenchmarkCrawl(b *testing.B) {
 				if !warm {
 					db = "bench" + strconv.Itoa(i)
 				}
-				f, err := frontier.New(context.Background(), st.Database(db), frontier.Options{Logger: slog.New(slog.DiscardHandler)})
+				f, err := frontier.New(context.Background(), st, db, frontier.Options{Logger: slog.New(slog.DiscardHandler)})
 				if err != nil {
 					b.Fatal(err)
 				}

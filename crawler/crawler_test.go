@@ -34,7 +34,7 @@ const envDatabase = "crawlcache"
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	st := storetest.Open(t)
-	f, err := frontier.New(context.Background(), st.Database(envDatabase), frontier.Options{Logger: quiet()})
+	f, err := frontier.New(context.Background(), st, envDatabase, frontier.Options{Logger: quiet()})
 	if err != nil {
 		t.Fatalf("frontier.New: %v", err)
 	}

@@ -58,7 +58,7 @@ func TestResumeOldFrontierWithSecretInClear(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	f, err := frontier.New(ctx, s.Database("crawlcache"), frontier.Options{Logger: quiet()})
+	f, err := frontier.New(ctx, s, "crawlcache", frontier.Options{Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,7 +75,7 @@ func TestCrawlHostLeasesTwoWorkers(t *testing.T) {
 
 	// Worker B has its own Frontier on the same store, as a second process
 	// would, and joins the run once it has started.
-	fb, err := frontier.New(context.Background(), e.st.Database(envDatabase), frontier.Options{Logger: quiet()})
+	fb, err := frontier.New(context.Background(), e.st, envDatabase, frontier.Options{Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}

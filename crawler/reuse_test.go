@@ -203,8 +203,7 @@ func TestReuseParsesOnlyChangedPages(t *testing.T) {
 func TestReuseOnPreviousReleaseData(t *testing.T) {
 	ctx := context.Background()
 	s := storetest.OpenFixture(t, storetest.FixtureE6C68C8)
-	db := s.Database("crawlcache")
-	f, err := frontier.New(ctx, db, frontier.Options{Logger: quiet()})
+	f, err := frontier.New(ctx, s, "crawlcache", frontier.Options{Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,7 +90,7 @@ func testOriginFaults(t *testing.T, pages int) {
 
 	// Which URLs failed for good, from the frontier: exactly the redirect
 	// loop and the oversized body, and the run's error counter says so.
-	front, err := frontier.New(ctx, s.Database(jobs.Database), frontier.Options{})
+	front, err := frontier.New(ctx, s, jobs.Database, frontier.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

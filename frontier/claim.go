@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"crawlcache/store"
 )
@@ -111,7 +109,7 @@ func (f *Frontier) claimItems(ctx context.Context, runID, worker string, items [
 	for i, it := range items {
 		docs[i] = f.logDoc(runID, it, it.seq+1, Leased, worker, until, "", now)
 	}
-	lost, err := store.InsertMany(ctx, f.direct, f.log, docs)
+	lost, err := f.log.InsertMany(ctx, docs)
 	if err != nil {
 		f.mu.Lock()
 		f.markUncertainLocked(runID)
@@ -328,9 +326,9 @@ func (f *Frontier) requeue(h *held, front bool) {
 }
 
 // finishElsewhere records st for an entry this process does not hold: it
-// reads the entry's latest state (a scan on the embedded server, so only for
-// this rare case) and appends st unless the entry is already finished, or,
-// for anything but Done, is leased to another worker.
+// reads the entry's latest state (its log records, by _id prefix) and
+// appends st unless the entry is already finished, or, for anything but
+// Done, is leased to another worker.
 func (f *Frontier) finishElsewhere(ctx context.Context, id string, st State, errMsg string) error {
 	runID, h, ok := splitID(id)
 	if !ok {
@@ -343,29 +341,8 @@ func (f *Frontier) finishElsewhere(ctx context.Context, id string, st State, err
 	f.markUncertainLocked(runID)
 	f.mu.Unlock()
 	for range 5 {
-		var l struct {
-			Seq        int64     `bson:"seq"`
-			State      State     `bson:"state"`
-			LeaseUntil time.Time `bson:"lease_until"`
-			Attempts   int32     `bson:"attempts"`
-			URL        string    `bson:"url"`
-		}
-		err := f.log.FindOne(ctx, bson.D{{Key: "entry", Value: id}},
-			options.FindOne().SetSort(bson.D{{Key: "seq", Value: -1}})).Decode(&l)
-		switch {
-		case errors.Is(err, mongo.ErrNoDocuments):
-			var e struct {
-				URL string `bson:"url"`
-			}
-			err := f.entries.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&e)
-			if errors.Is(err, mongo.ErrNoDocuments) {
-				return ErrNotFound
-			}
-			if err != nil {
-				return err
-			}
-			l.State, l.URL = Pending, e.URL
-		case err != nil:
+		l, err := f.latestState(ctx, id)
+		if err != nil {
 			return err
 		}
 		now := f.now().UTC().Truncate(time.Millisecond)
@@ -379,7 +356,7 @@ func (f *Frontier) finishElsewhere(ctx context.Context, id string, st State, err
 		if st != Done {
 			it.attempts++
 		}
-		err = store.InsertOne(ctx, f.direct, f.log, f.logDoc(runID, it, l.Seq+1, st, "", time.Time{}, errMsg, now))
+		err = f.log.Insert(ctx, f.logDoc(runID, it, l.Seq+1, st, "", time.Time{}, errMsg, now))
 		if err == nil {
 			f.mu.Lock()
 			f.touchLocked(runID, h)
@@ -391,4 +368,38 @@ func (f *Frontier) finishElsewhere(ctx context.Context, id string, st State, err
 		}
 	}
 	return fmt.Errorf("record %s: %w", st, errLost)
+}
+
+// latestState returns the latest log record of entry id (its records'
+// _ids are the entry's, "#" and the change number), or a pending record
+// with the entry's URL when it has none; ErrNotFound when there is no such
+// entry.
+func (f *Frontier) latestState(ctx context.Context, id string) (logRec, error) {
+	var l logRec
+	found := false
+	err := f.log.ScanIDPrefix(ctx, id+"#", func(doc bson.Raw) error {
+		var r logRec
+		if err := bson.Unmarshal(doc, &r); err != nil {
+			return fmt.Errorf("decode %s: %w", doc, err)
+		}
+		if r.Entry == id && (!found || r.Seq > l.Seq) {
+			l, found = r, true
+		}
+		return nil
+	})
+	if err != nil || found {
+		return l, err
+	}
+	raw, err := f.entries.Get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return l, ErrNotFound
+	}
+	if err != nil {
+		return l, err
+	}
+	var e entryDoc
+	if err := bson.Unmarshal(raw, &e); err != nil {
+		return l, fmt.Errorf("decode entry %s: %w", id, err)
+	}
+	return logRec{Entry: id, State: Pending, URL: e.URL}, nil
 }

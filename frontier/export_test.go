@@ -1,11 +1,14 @@
 package frontier
 
-import "go.mongodb.org/mongo-driver/v2/mongo"
+import "crawlcache/store"
 
-// CollectionsForTest returns the entries and log collections.
-func CollectionsForTest(f *Frontier) []*mongo.Collection {
-	return []*mongo.Collection{f.entries, f.log}
+// CollectionForTest returns f's collection called name (one of the
+// *Collection constants).
+func CollectionForTest(f *Frontier, name string) *store.Collection {
+	for _, c := range []Collection{f.entries, f.log, f.hosts, f.hostTokens, f.workers} {
+		if c.Name() == name {
+			return c.(*store.Collection)
+		}
+	}
+	return nil
 }
-
-// DatabaseForTest returns the database f works in.
-func (f *Frontier) DatabaseForTest() *mongo.Database { return f.entries.Database() }

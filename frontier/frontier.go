@@ -24,8 +24,9 @@
 // registers in frontier_workers before writing to a run; one that finds
 // itself alone there knows the whole run and needs no scan.
 //
-// The package must not know which server it talks to beyond
-// Options.FilterPushdown, and must not fetch anything itself.
+// It reaches the store through the storage contract (Collection, which
+// *store.Collection satisfies), must not know which server it talks to
+// beyond what the contract says, and must not fetch anything itself.
 package frontier
 
 import (
@@ -40,7 +41,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"crawlcache/store"
 )
@@ -135,32 +135,54 @@ type Options struct {
 	// Logger receives debug notes on lost claims. If nil, slog.Default().
 	Logger *slog.Logger
 
-	// FilterPushdown is store.Capabilities().FilterPushdown: true when
-	// filters other than _id equality use indexes (MongoDB). With it Claim
-	// may scan for other workers' entries whenever its local queue is empty;
-	// without it such scans are rate limited (see ScanInterval).
-	FilterPushdown bool
-
 	// ScanInterval is the least time between two scans of a run by Claim
-	// when the local queue is empty. If zero: none with FilterPushdown,
+	// when the local queue is empty. If zero: none on a server that uses
+	// secondary indexes (MongoDB: store.Capabilities().FilterPushdown),
 	// otherwise 5s. Claim also waits at least 20 times the duration of the
 	// previous scan, so that scans take at most ~5% of the time.
 	ScanInterval time.Duration
 }
 
+// Collection is what the frontier needs of each of its collections: inserts
+// whose unique _id makes a state change a compare-and-set (Insert and
+// InsertMany report an _id stored already: an error wrapping
+// store.ErrDuplicateID, or its position in dups), reads by _id (Get: an
+// error wrapping store.ErrNotFound when there is none) and by _id prefix
+// (one run's records), deletes of a purged run, and the indexes that serve
+// queries people make on a server that uses them. *store.Collection has it.
+type Collection interface {
+	Name() string
+	Get(ctx context.Context, id string) (bson.Raw, error)
+	Insert(ctx context.Context, doc any) error
+	InsertMany(ctx context.Context, docs []any) (dups map[int]bool, err error)
+	ScanIDPrefix(ctx context.Context, prefix string, fn func(bson.Raw) error) error
+	DeleteMany(ctx context.Context, filter any) (int64, error)
+	EnsureIndex(ctx context.Context, name string, keys bson.D) error
+}
+
+// LeaseCollection is what host leases need beyond Collection: updates of
+// one small document by _id (FindOneAndUpdate returns the document as it
+// was, or an error wrapping store.ErrNotFound). *store.Collection has it.
+type LeaseCollection interface {
+	Collection
+	UpdateOne(ctx context.Context, filter, update any, upsert bool) (store.UpdateResult, error)
+	FindOneAndUpdate(ctx context.Context, filter, update any, opts store.FindAndUpdate) (bson.Raw, error)
+}
+
+var _ LeaseCollection = (*store.Collection)(nil)
+
 // Frontier is the frontier of any number of runs in one database. It is safe
 // for concurrent use. Each worker process uses its own Frontier; two
 // Frontiers on one database never hold the same entry at once.
 type Frontier struct {
-	entries, log, hosts, hostTokens, workers *mongo.Collection
-	instance                                 string // random id of this Frontier
-	logBatch                                 *logBatcher
+	entries, log, hostTokens, workers Collection
+	hosts                             LeaseCollection
+	instance                          string // random id of this Frontier
+	logBatch                          *logBatcher
 
 	now          func() time.Time
 	lease        time.Duration
 	logger       *slog.Logger
-	pushdown     bool
-	direct       *store.Direct // nil unless the embedded server runs in this process
 	scanInterval time.Duration
 
 	mu       sync.Mutex
@@ -171,28 +193,35 @@ type Frontier struct {
 	stripes [64]sync.Mutex // serialize state changes of one entry or host in this process
 }
 
-// New returns a Frontier on db and creates its indexes (idempotent):
-// frontier {run_id, host}; frontier_log {run_id, state, lease_until} and
-// {entry, seq}. It returns an error if the server refuses them.
-func New(ctx context.Context, db *mongo.Database, opts Options) (*Frontier, error) {
+// New returns a Frontier on database db of s. It creates the frontier's
+// collections up front (so that the first inserts of concurrent workers do
+// not race to create them, and lookups by _id are indexed from the start)
+// and, where the server uses secondary indexes (MongoDB), the indexes
+// that serve queries by run and by entry: frontier {run_id, host};
+// frontier_log {run_id, state, lease_until} and {entry, seq}. All of it is
+// idempotent. It returns an error if the store refuses them.
+func New(ctx context.Context, s *store.Store, db string, opts Options) (*Frontier, error) {
+	// Create the collections first: an index on a collection that does
+	// not exist yet would create it without the _id index at once.
+	if err := s.EnsureCollections(ctx, db, EntriesCollection, LogCollection, HostLeasesCollection, HostTokensCollection, WorkersCollection); err != nil {
+		return nil, err
+	}
 	f := &Frontier{
-		entries:      db.Collection(EntriesCollection),
-		log:          db.Collection(LogCollection),
-		hosts:        db.Collection(HostLeasesCollection),
-		hostTokens:   db.Collection(HostTokensCollection),
-		workers:      db.Collection(WorkersCollection),
+		entries:      s.Collection(db, EntriesCollection),
+		log:          s.Collection(db, LogCollection),
+		hosts:        s.Collection(db, HostLeasesCollection),
+		hostTokens:   s.Collection(db, HostTokensCollection),
+		workers:      s.Collection(db, WorkersCollection),
 		instance:     newInstanceID(),
 		now:          opts.Now,
 		lease:        opts.Lease,
 		logger:       opts.Logger,
-		pushdown:     opts.FilterPushdown,
 		scanInterval: opts.ScanInterval,
 		runs:         make(map[string]*run),
 		held:         make(map[string]*held),
 		hostHeld:     make(map[string]hostRef),
 	}
-	f.direct = store.DirectFor(db.Client())
-	f.logBatch = &logBatcher{coll: f.log, direct: f.direct}
+	f.logBatch = &logBatcher{coll: f.log}
 	if f.now == nil {
 		f.now = time.Now
 	}
@@ -202,14 +231,13 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Frontier, erro
 	if f.logger == nil {
 		f.logger = slog.Default()
 	}
-	if f.scanInterval == 0 && !f.pushdown {
+	if f.scanInterval == 0 && !s.Capabilities().FilterPushdown {
 		f.scanInterval = 5 * time.Second
 	}
 	// One index per createIndexes: FerretDB v1.24 drops the connection when
-	// one command names two or more indexes that already exist. Only where
-	// the server uses them (see store.EnsureIndex).
+	// one command names two or more indexes that already exist.
 	for _, ix := range []struct {
-		coll *mongo.Collection
+		coll Collection
 		name string
 		keys bson.D
 	}{
@@ -217,15 +245,9 @@ func New(ctx context.Context, db *mongo.Database, opts Options) (*Frontier, erro
 		{f.log, "run_state_lease", bson.D{{Key: "run_id", Value: 1}, {Key: "state", Value: 1}, {Key: "lease_until", Value: 1}}},
 		{f.log, "entry_seq", bson.D{{Key: "entry", Value: 1}, {Key: "seq", Value: -1}}},
 	} {
-		if err := store.EnsureIndex(ctx, ix.coll, ix.name, ix.keys, f.pushdown); err != nil {
+		if err := ix.coll.EnsureIndex(ctx, ix.name, ix.keys); err != nil {
 			return nil, err
 		}
-	}
-	// Create the collections up front, so that the first inserts of
-	// concurrent workers do not also race to create them, and _id lookups
-	// are indexed from the start.
-	if err := store.EnsureCollections(ctx, db, EntriesCollection, LogCollection, HostLeasesCollection, HostTokensCollection, WorkersCollection); err != nil {
-		return nil, err
 	}
 	return f, nil
 }
@@ -341,7 +363,7 @@ func (f *Frontier) register(ctx context.Context, runID string) error {
 	if done {
 		return nil
 	}
-	_, err := f.workers.InsertOne(ctx, bson.D{
+	err := f.workers.Insert(ctx, bson.D{
 		{Key: "_id", Value: runID + "/" + f.instance}, {Key: "run_id", Value: runID},
 		{Key: "at", Value: f.now().UTC()},
 	})
@@ -360,7 +382,7 @@ func (f *Frontier) register(ctx context.Context, runID string) error {
 // the run is complete. It reads the run's documents only (see scanRun).
 func (f *Frontier) alone(ctx context.Context, runID string) (bool, error) {
 	var ids []string
-	err := f.scanRun(ctx, f.workers, runID, bson.D{{Key: "_id", Value: 1}}, func(doc bson.Raw) error {
+	err := f.scanRun(ctx, f.workers, runID, func(doc bson.Raw) error {
 		id, _ := doc.Lookup("_id").StringValueOK()
 		ids = append(ids, id)
 		return nil
@@ -384,7 +406,7 @@ func (f *Frontier) Held() int {
 	return len(f.held)
 }
 
-func isDup(err error) bool { return mongo.IsDuplicateKeyError(err) }
+func isDup(err error) bool { return errors.Is(err, store.ErrDuplicateID) }
 
 // Purge deletes every entry and log record of runID and this process's
 // memory of it, and returns how many documents it deleted. Call it when a
@@ -393,12 +415,12 @@ func isDup(err error) bool { return mongo.IsDuplicateKeyError(err) }
 // every run's documents): an admin operation, not part of a run.
 func (f *Frontier) Purge(ctx context.Context, runID string) (int64, error) {
 	var n int64
-	for _, c := range []*mongo.Collection{f.log, f.entries, f.workers} {
-		res, err := c.DeleteMany(ctx, bson.D{{Key: "run_id", Value: runID}})
+	for _, c := range []Collection{f.log, f.entries, f.workers} {
+		deleted, err := c.DeleteMany(ctx, bson.D{{Key: "run_id", Value: runID}})
 		if err != nil {
 			return n, fmt.Errorf("purge run %s from %s: %w", runID, c.Name(), err)
 		}
-		n += res.DeletedCount
+		n += deleted
 	}
 	f.Forget(runID)
 	return n, nil

@@ -205,7 +205,7 @@ func TestDrainedAloneDoesNotScan(t *testing.T) {
 	if err := f.Done(ctx, es[0].ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Collection(frontier.EntriesCollection).InsertOne(ctx, bson.D{
+	if err := db.Collection(testDB, frontier.EntriesCollection).Insert(ctx, bson.D{
 		{Key: "_id", Value: frontier.ID("r", "https://unregistered.example/")}, {Key: "run_id", Value: "r"}, {Key: "url", Value: "https://unregistered.example/"},
 	}); err != nil {
 		t.Fatal(err)

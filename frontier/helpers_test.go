@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/mongo"
-
 	"crawlcache/frontier"
+	"crawlcache/store"
 	"crawlcache/store/storetest"
 )
 
@@ -36,16 +35,19 @@ func (c *clock) Advance(d time.Duration) {
 
 const testLease = time.Minute
 
-// openDB starts an embedded store and returns its database.
-func openDB(tb testing.TB) *mongo.Database {
+// testDB is the database the tests' frontiers use.
+const testDB = "crawlcache"
+
+// openDB starts an embedded store.
+func openDB(tb testing.TB) *store.Store {
 	tb.Helper()
-	return storetest.Open(tb).Database("crawlcache")
+	return storetest.Open(tb)
 }
 
-// newFrontier is one "worker process" on db.
-func newFrontier(tb testing.TB, db *mongo.Database, clk *clock) *frontier.Frontier {
+// newFrontier is one "worker process" on database testDB of s.
+func newFrontier(tb testing.TB, s *store.Store, clk *clock) *frontier.Frontier {
 	tb.Helper()
-	f, err := frontier.New(context.Background(), db, frontier.Options{
+	f, err := frontier.New(context.Background(), s, testDB, frontier.Options{
 		Now: clk.Now, Lease: testLease, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

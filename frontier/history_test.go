@@ -61,7 +61,7 @@ func TestRunScansDoNotReadOtherRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close(context.Background()) })
-	db := s.Database("crawlcache")
+	db := s
 	clk := newClock()
 	a, b := newFrontier(t, db, clk), newFrontier(t, db, clk)
 	mustAdd(t, a, "old", links(50, "old.example"))

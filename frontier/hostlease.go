@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"crawlcache/store"
 )
 
 // Host leases live in a small collection (one document per host), where
@@ -56,10 +56,12 @@ func (f *Frontier) LeaseHost(ctx context.Context, host, worker string, d time.Du
 	if held && h.worker == worker && h.until.Sub(now) > d/10 {
 		// Nobody else may take it before h.until: extend it in place.
 		var before hostLease
-		err := f.hosts.FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: host}},
-			bson.D{{Key: "$set", Value: bson.D{{Key: "until", Value: until}}}},
-			options.FindOneAndUpdate().SetReturnDocument(options.Before)).Decode(&before)
-		if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		raw, err := f.hosts.FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: host}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "until", Value: until}}}}, store.FindAndUpdate{})
+		if err == nil {
+			err = bson.Unmarshal(raw, &before)
+		}
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return false, fmt.Errorf("renew lease on host %s: %w", host, err)
 		}
 		if err == nil && before.Worker == worker && before.Gen == h.gen {
@@ -71,9 +73,9 @@ func (f *Frontier) LeaseHost(ctx context.Context, host, worker string, d time.Du
 
 	for range 4 {
 		var cur hostLease
-		err := f.hosts.FindOne(ctx, bson.D{{Key: "_id", Value: host}}).Decode(&cur)
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			_, err = f.hosts.InsertOne(ctx, hostLease{Host: host, Worker: worker, Until: until, Gen: 1, AcquiredAt: now})
+		err := getDoc(ctx, f.hosts, host, &cur)
+		if errors.Is(err, store.ErrNotFound) {
+			err = f.hosts.Insert(ctx, hostLease{Host: host, Worker: worker, Until: until, Gen: 1, AcquiredAt: now})
 			if err == nil {
 				f.setHostHeld(host, &hostRef{worker: worker, gen: 1, until: until})
 				return true, nil
@@ -98,7 +100,7 @@ func (f *Frontier) LeaseHost(ctx context.Context, host, worker string, d time.Du
 		_, err = f.hosts.UpdateOne(ctx, bson.D{{Key: "_id", Value: host}}, bson.D{{Key: "$set", Value: bson.D{
 			{Key: "worker", Value: worker}, {Key: "until", Value: until},
 			{Key: "gen", Value: gen}, {Key: "acquired_at", Value: now},
-		}}})
+		}}}, false)
 		if err != nil {
 			return false, fmt.Errorf("lease host %s: %w", host, err)
 		}
@@ -115,7 +117,7 @@ func (f *Frontier) winHostToken(ctx context.Context, host, worker string, gen in
 	for range 3 {
 		k := gen + 1
 		id := host + "#" + strconv.FormatInt(k, 10)
-		_, err := f.hostTokens.InsertOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "worker", Value: worker}, {Key: "at", Value: now}})
+		err := f.hostTokens.Insert(ctx, bson.D{{Key: "_id", Value: id}, {Key: "worker", Value: worker}, {Key: "at", Value: now}})
 		if err == nil {
 			return k, true, nil
 		}
@@ -123,7 +125,7 @@ func (f *Frontier) winHostToken(ctx context.Context, host, worker string, gen in
 			return 0, false, err
 		}
 		var cur hostLease
-		if err := f.hosts.FindOne(ctx, bson.D{{Key: "_id", Value: host}}).Decode(&cur); err != nil {
+		if err := getDoc(ctx, f.hosts, host, &cur); err != nil {
 			return 0, false, err
 		}
 		if cur.Gen >= k {
@@ -132,7 +134,7 @@ func (f *Frontier) winHostToken(ctx context.Context, host, worker string, gen in
 		var t struct {
 			At time.Time `bson:"at"`
 		}
-		if err := f.hostTokens.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&t); err != nil {
+		if err := getDoc(ctx, f.hostTokens, id, &t); err != nil {
 			return 0, false, err
 		}
 		if t.At.Add(f.lease).After(now) {
@@ -164,7 +166,7 @@ func (f *Frontier) ReleaseHost(ctx context.Context, host, worker string) error {
 	}
 	// Expire it rather than delete it: the generation must keep counting.
 	_, err := f.hosts.UpdateOne(ctx, bson.D{{Key: "_id", Value: host}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "until", Value: now}, {Key: "worker", Value: ""}}}})
+		bson.D{{Key: "$set", Value: bson.D{{Key: "until", Value: now}, {Key: "worker", Value: ""}}}}, false)
 	if err != nil {
 		return fmt.Errorf("release host %s: %w", host, err)
 	}
@@ -179,4 +181,17 @@ func (f *Frontier) setHostHeld(host string, h *hostRef) {
 		return
 	}
 	f.hostHeld[host] = *h
+}
+
+// getDoc decodes the document with _id id of c into out; an error wrapping
+// store.ErrNotFound when there is none.
+func getDoc(ctx context.Context, c Collection, id string, out any) error {
+	raw, err := c.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := bson.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("decode %s of %s: %w", id, c.Name(), err)
+	}
+	return nil
 }

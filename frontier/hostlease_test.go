@@ -7,20 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-
 	"crawlcache/frontier"
+	"crawlcache/store"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-func openEntries(f *frontier.Frontier, tb testing.TB) *mongo.Collection {
-	tb.Helper()
-	return frontier.CollectionsForTest(f)[0]
-}
-
-func openLog(f *frontier.Frontier, tb testing.TB) *mongo.Collection {
-	tb.Helper()
-	return frontier.CollectionsForTest(f)[1]
+func openLog(f *frontier.Frontier) *store.Collection {
+	return frontier.CollectionForTest(f, frontier.LogCollection)
 }
 
 func TestHostLease(t *testing.T) {
@@ -118,7 +111,7 @@ func TestHostLeaseOrphanedTokenIsSkipped(t *testing.T) {
 		t.Fatalf("LeaseHost(A) = %v, %v", ok, err)
 	}
 	clk.Advance(2 * time.Second) // A's lease expired
-	_, err := db.Collection(frontier.HostTokensCollection).InsertOne(ctx, bson.D{
+	err := db.Collection(testDB, frontier.HostTokensCollection).Insert(ctx, bson.D{
 		{Key: "_id", Value: "h.example#2"}, {Key: "worker", Value: "crashed"}, {Key: "at", Value: clk.Now()},
 	})
 	if err != nil {

@@ -8,10 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
 	"crawlcache/frontier"
+	"crawlcache/store"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // Two worker processes (two Frontiers on one database), each with several
@@ -261,8 +260,11 @@ func TestFailRetriesUpToMax(t *testing.T) {
 		Attempts int            `bson:"attempts"`
 		Error    string         `bson:"error"`
 	}
-	err := openLog(f, t).FindOne(ctx, bson.D{}, options.FindOne().SetSort(bson.D{{Key: "seq", Value: -1}})).Decode(&last)
+	raw, err := openLog(f).FindOne(ctx, bson.D{}, store.FindOptions{Sort: bson.D{{Key: "seq", Value: -1}}})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bson.Unmarshal(raw, &last); err != nil {
 		t.Fatal(err)
 	}
 	if last.Attempts != maxAttempts || last.Error != "503 from origin" || last.State != frontier.Failed {
@@ -337,10 +339,10 @@ func TestStaleClaimLosesToAnotherWorker(t *testing.T) {
 	mustAdd(t, f, "r", links(2, "a.example"))
 	id := frontier.ID("r", "https://a.example/page/0")
 	// The other worker registers before it writes, as every Frontier does.
-	if _, err := f.DatabaseForTest().Collection(frontier.WorkersCollection).InsertOne(ctx, bson.D{{Key: "_id", Value: "r/other"}, {Key: "run_id", Value: "r"}}); err != nil {
+	if err := frontier.CollectionForTest(f, frontier.WorkersCollection).Insert(ctx, bson.D{{Key: "_id", Value: "r/other"}, {Key: "run_id", Value: "r"}}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := openLog(f, t).InsertOne(ctx, bson.D{
+	err := openLog(f).Insert(ctx, bson.D{
 		{Key: "_id", Value: id + "#1"}, {Key: "run_id", Value: "r"}, {Key: "entry", Value: id}, {Key: "seq", Value: int64(1)},
 		{Key: "state", Value: frontier.Leased}, {Key: "worker", Value: "other"}, {Key: "lease_until", Value: clk.Now().Add(testLease)},
 	})

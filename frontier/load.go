@@ -7,20 +7,17 @@ import (
 	"maps"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"crawlcache/store"
 )
 
 // Has reports whether normalizedURL is an entry of runID in the store, in
 // any state. It is one lookup by _id.
 func (f *Frontier) Has(ctx context.Context, runID, normalizedURL string) (bool, error) {
-	err := f.entries.FindOne(ctx, bson.D{{Key: "_id", Value: ID(runID, normalizedURL)}},
-		options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
+	_, err := f.entries.Get(ctx, ID(runID, normalizedURL))
 	switch {
 	case err == nil:
 		return true, nil
-	case errors.Is(err, mongo.ErrNoDocuments):
+	case errors.Is(err, store.ErrNotFound):
 		return false, nil
 	}
 	return false, fmt.Errorf("look up %s in run %s: %w", normalizedURL, runID, err)

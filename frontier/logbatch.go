@@ -2,10 +2,9 @@ package frontier
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
-
-	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"crawlcache/store"
 )
@@ -21,8 +20,7 @@ import (
 // pages, parallelism 8), single inserts waited ~16 ms each in the queue of
 // writers.
 type logBatcher struct {
-	coll   *mongo.Collection
-	direct *store.Direct // see insertMany
+	coll Collection
 
 	mu      sync.Mutex
 	pending []*logReq
@@ -38,8 +36,8 @@ type logReq struct {
 // maxLogBatch bounds one insertMany (its message stays far below 48 MB).
 const maxLogBatch = 256
 
-// insert writes doc and returns its own outcome: nil, a duplicate-key
-// error (mongo.IsDuplicateKeyError) or the error of the whole request. If
+// insert writes doc and returns its own outcome: nil, an error wrapping
+// store.ErrDuplicateID or the error of the whole request. If
 // ctx ends first it returns ctx.Err(); the record may still be written, as
 // with a cancelled insertOne.
 func (b *logBatcher) insert(ctx context.Context, doc any) error {
@@ -83,20 +81,20 @@ func (b *logBatcher) flush(batch []*logReq) {
 	ctx, cancel := batchContext(batch)
 	defer cancel()
 	if len(batch) == 1 {
-		batch[0].done <- store.InsertOne(ctx, b.direct, b.coll, batch[0].doc)
+		batch[0].done <- b.coll.Insert(ctx, batch[0].doc)
 		return
 	}
 	docs := make([]any, len(batch))
 	for i, r := range batch {
 		docs[i] = r.doc
 	}
-	dups, err := store.InsertMany(ctx, b.direct, b.coll, docs)
+	dups, err := b.coll.InsertMany(ctx, docs)
 	for i, r := range batch {
 		switch {
 		case err != nil:
 			r.done <- err
 		case dups[i]:
-			r.done <- mongo.WriteException{WriteErrors: []mongo.WriteError{{Index: i, Code: 11000, Message: "E11000 duplicate key error: _id"}}}
+			r.done <- fmt.Errorf("insert into %s: %w", b.coll.Name(), store.ErrDuplicateID)
 		default:
 			r.done <- nil
 		}

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-
-	"crawlcache/store"
 )
 
 // insertBatch is how many entries one insertMany carries.
@@ -200,7 +198,7 @@ func (f *Frontier) Add(ctx context.Context, runID string, links []Link) (int, er
 			}
 			docs[i] = append(d, bson.E{Key: "added_at", Value: now})
 		}
-		failed, err := store.InsertMany(ctx, f.direct, f.entries, docs)
+		failed, err := f.entries.InsertMany(ctx, docs)
 		if err != nil {
 			return added, fmt.Errorf("add %d links to run %s: %w", len(batch), runID, err)
 		}
@@ -391,16 +389,10 @@ func (f *Frontier) mergeScanLocked(r *run, found scanResult, touched map[hash16]
 }
 
 // scanLog reads the latest log record of every entry of runID: only the
-// run's records (scanRun), in one read transaction on the embedded store
-// served here.
+// run's records (scanRun), in one read transaction on the embedded store.
 func (f *Frontier) scanLog(ctx context.Context, runID string) (map[string]logRec, error) {
 	latest := make(map[string]logRec)
-	proj := bson.D{
-		{Key: "entry", Value: 1}, {Key: "seq", Value: 1}, {Key: "state", Value: 1},
-		{Key: "worker", Value: 1}, {Key: "lease_until", Value: 1}, {Key: "attempts", Value: 1},
-		{Key: "url", Value: 1}, {Key: "depth", Value: 1},
-	}
-	err := f.scanRun(ctx, f.log, runID, proj, func(doc bson.Raw) error {
+	err := f.scanRun(ctx, f.log, runID, func(doc bson.Raw) error {
 		var l logRec
 		if err := bson.Unmarshal(doc, &l); err != nil {
 			return fmt.Errorf("decode %s: %w", doc, err)
@@ -422,7 +414,7 @@ func (f *Frontier) scanLog(ctx context.Context, runID string) (map[string]logRec
 // placeWatch, when its lease ends. It returns the run's counts.
 func (f *Frontier) readEntries(ctx context.Context, runID string, latest map[string]logRec, reclaim map[string]bool, now time.Time, fn func(it qitem, p placement, until time.Time) error) (Counts, error) {
 	var c Counts
-	err := f.scanRun(ctx, f.entries, runID, bson.D{{Key: "url", Value: 1}, {Key: "depth", Value: 1}}, func(doc bson.Raw) error {
+	err := f.scanRun(ctx, f.entries, runID, func(doc bson.Raw) error {
 		var e entryDoc
 		if err := bson.Unmarshal(doc, &e); err != nil {
 			return fmt.Errorf("decode %s: %w", doc, err)

@@ -52,8 +52,8 @@ func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, mode s
 			return x.finish(StatusFailed, err)
 		}
 	}
-	x.front, err = frontier.New(ctx, r.Store.Database(Database), frontier.Options{
-		Now: r.Now, Lease: r.FrontierLease, Logger: x.log, FilterPushdown: r.Store.Capabilities().FilterPushdown,
+	x.front, err = frontier.New(ctx, r.Store, Database, frontier.Options{
+		Now: r.Now, Lease: r.FrontierLease, Logger: x.log,
 	})
 	if err != nil {
 		return x.finish(StatusFailed, err)

@@ -341,7 +341,7 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 		return last.Counters.Pages > 0 && gated
 	})
 	t.Logf("%s: child at %d pages", time.Since(t0), run.Counters.Pages)
-	front, err := frontier.New(ctx, s.Database(Database), frontier.Options{})
+	front, err := frontier.New(ctx, s, Database, frontier.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
