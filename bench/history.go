@@ -121,7 +121,7 @@ outputs:
 // fillHistory writes items and frontier records of historyRuns completed
 // runs of the same job, as those runs would have left them.
 func fillHistory(ctx context.Context, s *store.Store, items, entries int) error {
-	runs := jobs.NewRuns(s.Database(jobs.Database), nil)
+	runs := jobs.NewRuns(s, nil)
 	// The index earlier releases' mongodb outputs created on every store
 	// (the run's sink drops it on the embedded store).
 	if err := s.Collection(jobs.Database, "items").CreateIndex(ctx, "run_id_1", bson.D{{Key: "run_id", Value: 1}}); err != nil {

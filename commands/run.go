@@ -108,7 +108,7 @@ func resumeCommand() *cli.Command {
 			reported := false
 			err := withStore(c, func(ctx context.Context, s *store.Store) error {
 				reported = true
-				runs := jobs.NewRuns(s.Database(jobs.Database), nil)
+				runs := jobs.NewRuns(s, nil)
 				var run *jobs.Run
 				var err error
 				if c.NArg() == 1 {

@@ -28,7 +28,7 @@ func runsCommand() *cli.Command {
 				}, storeFlags()...),
 				Action: func(c *cli.Context) error {
 					return withStore(c, func(ctx context.Context, s *store.Store) error {
-						list, err := jobs.NewRuns(s.Database(jobs.Database), nil).List(ctx, jobs.ListOptions{Job: c.String("job"), Limit: c.Int("limit")})
+						list, err := jobs.NewRuns(s, nil).List(ctx, jobs.ListOptions{Job: c.String("job"), Limit: c.Int("limit")})
 						if err != nil {
 							return storeDown(s, err)
 						}
@@ -70,7 +70,7 @@ func runsCommand() *cli.Command {
 						return cli.Exit("usage: crawlcache runs show RUN_ID", 1)
 					}
 					return withStore(c, func(ctx context.Context, s *store.Store) error {
-						r, err := jobs.NewRuns(s.Database(jobs.Database), nil).Get(ctx, c.Args().First())
+						r, err := jobs.NewRuns(s, nil).Get(ctx, c.Args().First())
 						if err != nil {
 							return storeDown(s, err)
 						}

@@ -61,7 +61,7 @@ func schedule(ctx context.Context, c *cli.Context, s *store.Store, all []*config
 	runner.Progress = metrics.Progress
 	sched, err := jobs.NewScheduler(jobs.SchedulerOptions{
 		Jobs:   all,
-		Locker: jobs.NewLocker(s.Database(jobs.Database), nil),
+		Locker: jobs.NewLocker(s, nil),
 		Run: func(ctx context.Context, job *configs.Job) (*jobs.Outcome, error) {
 			return runner.Run(ctx, job, jobs.StartOptions{Resume: true})
 		},

@@ -261,7 +261,7 @@ func testKillResume(t *testing.T, mode killMode, pages, kills int, fixedAt float
 
 	s := storetest.OpenDir(t, dataDir)
 	ctx := context.Background()
-	run, err := jobs.NewRuns(s.Database(jobs.Database), nil).Last(ctx, "killed")
+	run, err := jobs.NewRuns(s, nil).Last(ctx, "killed")
 	if err != nil || run == nil {
 		t.Fatalf("run record: %v %v", run, err)
 	}

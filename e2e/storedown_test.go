@@ -123,7 +123,7 @@ func testStoreGoesAway(t *testing.T, pages int) {
 
 	// The server comes back on the same data directory and address.
 	_, s2 := startServer(t, dataDir, listen, 5*time.Second)
-	runs := jobs.NewRuns(s2.Database(jobs.Database), nil)
+	runs := jobs.NewRuns(s2, nil)
 	last, err := runs.Last(ctx, "gone")
 	if err != nil || last == nil {
 		t.Fatalf("run record after the store came back: %v, %v", last, err)

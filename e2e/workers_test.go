@@ -172,7 +172,7 @@ func mustSucceed(t *testing.T, ps ...*proc) {
 // exactly one.
 func (f *fleet) onlyRun(t *testing.T) *jobs.Run {
 	t.Helper()
-	list, err := jobs.NewRuns(f.st.Database(jobs.Database), nil).List(context.Background(), jobs.ListOptions{Job: "fleet"})
+	list, err := jobs.NewRuns(f.st, nil).List(context.Background(), jobs.ListOptions{Job: "fleet"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func (f *fleet) waitRunning(t *testing.T) string {
 	t.Helper()
 	var id string
 	poll(t, time.Minute, "the run record", func() bool {
-		r, err := jobs.NewRuns(f.st.Database(jobs.Database), nil).Last(context.Background(), "fleet")
+		r, err := jobs.NewRuns(f.st, nil).Last(context.Background(), "fleet")
 		if err == nil && r != nil {
 			id = r.ID
 		}

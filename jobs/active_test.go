@@ -23,7 +23,7 @@ func TestResumedRunRateLeavesIdleGapOut(t *testing.T) {
 	srv := site.Start()
 	t.Cleanup(srv.Close)
 	job := writeJob(t, t.TempDir(), "idle", srv.URL, "")
-	runs := NewRuns(s.Database(Database), nil)
+	runs := NewRuns(s, nil)
 
 	t0 := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Millisecond)
 	stopped := t0.Add(time.Minute)
@@ -64,7 +64,7 @@ func TestResumedRunRateLeavesIdleGapOut(t *testing.T) {
 // whole wall time as before.
 func TestRunsOfTheLastReleaseHaveNoIdleTime(t *testing.T) {
 	s := storetest.OpenFixture(t, storetest.FixtureE6C68C8)
-	list, err := NewRuns(s.Database(Database), nil).List(context.Background(), ListOptions{})
+	list, err := NewRuns(s, nil).List(context.Background(), ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

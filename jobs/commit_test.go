@@ -27,14 +27,10 @@ func outputIDs(t *testing.T, s *store.Store, runID, jsonlPath, csvPath string) (
 	t.Helper()
 	ctx := context.Background()
 	mongo, jsonl, csvIDs = map[string]int{}, map[string]int{}, map[string]int{}
-	cur, err := s.Database(Database).Collection("items").Find(ctx, bson.D{{Key: "run_id", Value: runID}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var docs []struct {
 		ID string `bson:"_id"`
 	}
-	if err := cur.All(ctx, &docs); err != nil {
+	if err := s.Collection(Database, "items").All(ctx, bson.D{{Key: "run_id", Value: runID}}, store.FindOptions{}, &docs); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range docs {
@@ -190,7 +186,7 @@ func TestCommitCrashAtEveryStep(t *testing.T) {
 			if !errors.As(err, &ee) || ee.ExitCode() != helperFaultExit {
 				t.Fatalf("child did not stop at %q: %v\n%s", step, err, stderr.String())
 			}
-			last, err := NewRuns(s.Database(Database), nil).Last(ctx, jobName)
+			last, err := NewRuns(s, nil).Last(ctx, jobName)
 			if err != nil || last == nil {
 				t.Fatalf("run record: %v, %v", last, err)
 			}
@@ -212,7 +208,7 @@ func TestCommitCrashAtEveryStep(t *testing.T) {
 // read back with those empty, and summarise.
 func TestRunRecordsOfTheLastRelease(t *testing.T) {
 	s := storetest.OpenFixture(t, storetest.FixtureE6C68C8)
-	list, err := NewRuns(s.Database(Database), nil).List(context.Background(), ListOptions{})
+	list, err := NewRuns(s, nil).List(context.Background(), ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,12 +44,8 @@ func checkOnce(t *testing.T, s *store.Store, site *testsite.Site, base, runID, j
 		}
 	}
 
-	cur, err := s.Database(Database).Collection("items").Find(ctx, bson.D{{Key: "run_id", Value: runID}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var docs []bson.M
-	if err := cur.All(ctx, &docs); err != nil {
+	if err := s.Collection(Database, "items").All(ctx, bson.D{{Key: "run_id", Value: runID}}, store.FindOptions{}, &docs); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(jsonl)

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"crawlcache/store"
 )
 
 // LastRunsCollection holds one document per job, _id the job name, that
@@ -32,15 +32,13 @@ type lastRun struct {
 	Started time.Time `bson:"started"`
 }
 
-var upsert = options.Replace().SetUpsert(true)
-
 // setLast records r as its job's newest run. Create calls it before it
 // inserts r: a crash between the two leaves a pointer to a run that does
 // not exist, which Last detects (and then scans), never a pointer that
 // hides the newest run.
 func (rs *Runs) setLast(ctx context.Context, r *Run) error {
 	doc := lastRun{ID: r.Job, RunID: r.ID, Started: r.Started}
-	if _, err := rs.last.ReplaceOne(ctx, bson.D{{Key: "_id", Value: r.Job}}, doc, upsert); err != nil {
+	if err := rs.last.Upsert(ctx, r.Job, doc); err != nil {
 		return fmt.Errorf("record run %s as the last of job %s: %w", r.ID, r.Job, err)
 	}
 	return nil
@@ -55,7 +53,7 @@ func (rs *Runs) setLast(ctx context.Context, r *Run) error {
 // records.
 func (rs *Runs) Last(ctx context.Context, job string) (*Run, error) {
 	var p lastRun
-	err := rs.last.FindOne(ctx, bson.D{{Key: "_id", Value: job}}).Decode(&p)
+	err := getDoc(ctx, rs.last, job, &p)
 	switch {
 	case err == nil:
 		r, err := rs.Get(ctx, p.RunID)
@@ -63,14 +61,14 @@ func (rs *Runs) Last(ctx context.Context, job string) (*Run, error) {
 			return rs.scanLast(ctx, job)
 		}
 		return r, err
-	case !errors.Is(err, mongo.ErrNoDocuments):
+	case !errors.Is(err, store.ErrNotFound):
 		return nil, fmt.Errorf("find the last run of job %s: %w", job, err)
 	}
-	err = rs.last.FindOne(ctx, bson.D{{Key: "_id", Value: lastRunsComplete}}).Err()
+	_, err = rs.last.Get(ctx, lastRunsComplete)
 	switch {
 	case err == nil:
 		return nil, nil // recorded since the upgrade: the job never ran
-	case !errors.Is(err, mongo.ErrNoDocuments):
+	case !errors.Is(err, store.ErrNotFound):
 		return nil, fmt.Errorf("find the last run of job %s: %w", job, err)
 	}
 	newest, err := rs.backfillLast(ctx)
@@ -106,13 +104,13 @@ func (rs *Runs) backfillLast(ctx context.Context) (map[string]*Run, error) {
 		}
 	}
 	for job, r := range newest {
-		_, err := rs.last.InsertOne(ctx, lastRun{ID: job, RunID: r.ID, Started: r.Started})
-		if err != nil && !mongo.IsDuplicateKeyError(err) {
+		err := rs.last.Insert(ctx, lastRun{ID: job, RunID: r.ID, Started: r.Started})
+		if err != nil && !errors.Is(err, store.ErrDuplicateID) {
 			return nil, fmt.Errorf("record run %s as the last of job %s: %w", r.ID, job, err)
 		}
 	}
-	_, err = rs.last.InsertOne(ctx, bson.D{{Key: "_id", Value: lastRunsComplete}, {Key: "at", Value: rs.now().UTC()}})
-	if err != nil && !mongo.IsDuplicateKeyError(err) {
+	err = rs.last.Insert(ctx, bson.D{{Key: "_id", Value: lastRunsComplete}, {Key: "at", Value: rs.now().UTC()}})
+	if err != nil && !errors.Is(err, store.ErrDuplicateID) {
 		return nil, fmt.Errorf("record that every job's last run is in %s: %w", LastRunsCollection, err)
 	}
 	return newest, nil

@@ -62,7 +62,7 @@ func TestLastRunByIDOnTheLastReleasesStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close(context.Background()) })
-	runs := NewRuns(s.Database(Database), nil)
+	runs := NewRuns(s, nil)
 	all, err := runs.List(ctx, ListOptions{})
 	if err != nil || len(all) != 2 {
 		t.Fatalf("fixture runs: %d, %v; want 2", len(all), err)
@@ -121,7 +121,7 @@ func TestLastRunByIDOnTheLastReleasesStore(t *testing.T) {
 func TestLastRunAfterCrashInCreate(t *testing.T) {
 	ctx := context.Background()
 	s := storetest.Open(t)
-	runs := NewRuns(s.Database(Database), nil)
+	runs := NewRuns(s, nil)
 	old := &Run{ID: NewRunID("j", time.Now().Add(-time.Hour)), Job: "j"}
 	if err := runs.Create(ctx, old); err != nil {
 		t.Fatal(err)

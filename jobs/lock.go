@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"crawlcache/store"
 )
 
 // DefaultLockTTL is how long a job lock lives without renewal. A holder
@@ -72,19 +72,19 @@ func (e *LockedError) Unwrap() error { return ErrLocked }
 // exactly one contender win each generation, on any server. The winner then
 // writes the lock document.
 type Locker struct {
-	coll *mongo.Collection
+	coll Collection
 	now  func() time.Time
 	// TTL is the lease length; DefaultLockTTL when zero.
 	TTL time.Duration
 }
 
-// NewLocker returns a Locker over db's locks collection. If now is nil,
-// time.Now is used.
-func NewLocker(db *mongo.Database, now func() time.Time) *Locker {
+// NewLocker returns a Locker over the locks collection of s (database
+// Database). If now is nil, time.Now is used.
+func NewLocker(s *store.Store, now func() time.Time) *Locker {
 	if now == nil {
 		now = time.Now
 	}
-	return &Locker{coll: db.Collection(LocksCollection), now: now}
+	return &Locker{coll: s.Collection(Database, LocksCollection), now: now}
 }
 
 func (l *Locker) ttl() time.Duration {
@@ -99,8 +99,8 @@ func lockID(job string) string { return "job:" + job }
 // Get returns the job's lock document, or nil when the job was never locked.
 func (l *Locker) Get(ctx context.Context, job string) (*Lock, error) {
 	var lk Lock
-	err := l.coll.FindOne(ctx, bson.D{{Key: "_id", Value: lockID(job)}}).Decode(&lk)
-	if errors.Is(err, mongo.ErrNoDocuments) {
+	err := getDoc(ctx, l.coll, lockID(job), &lk)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
@@ -145,19 +145,19 @@ func (l *Locker) Acquire(ctx context.Context, job, owner, runID string) (*Lease,
 		{Key: "owner", Value: owner}, {Key: "host", Value: host}, {Key: "pid", Value: next.PID},
 		{Key: "created", Value: now},
 	}
-	if _, err := l.coll.InsertOne(ctx, claim); err != nil {
-		if mongo.IsDuplicateKeyError(err) {
+	if err := l.coll.Insert(ctx, claim); err != nil {
+		if errors.Is(err, store.ErrDuplicateID) {
 			return nil, l.lostRace(ctx, job, next.Gen)
 		}
 		return nil, fmt.Errorf("claim lock of job %s: %w", job, err)
 	}
-	if _, err := l.coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: next.ID}}, next, options.Replace().SetUpsert(true)); err != nil {
+	if err := l.coll.Upsert(ctx, next.ID, next); err != nil {
 		return nil, fmt.Errorf("write lock of job %s: %w", job, err)
 	}
 	// Keep the previous generation's claim (it still fences a contender
 	// that read the lock just before us); drop the one before it.
 	if next.Gen > 2 {
-		_, _ = l.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("%s#%d", lockID(job), next.Gen-2)}})
+		_ = l.coll.Delete(ctx, fmt.Sprintf("%s#%d", lockID(job), next.Gen-2))
 	}
 	return &Lease{l: l, job: job, lock: next}, nil
 }
@@ -171,7 +171,7 @@ func (l *Locker) lostRace(ctx context.Context, job string, gen int64) error {
 		Created time.Time `bson:"created"`
 	}
 	holder := Lock{ID: lockID(job), Gen: gen}
-	if err := l.coll.FindOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("%s#%d", lockID(job), gen)}}).Decode(&claim); err == nil {
+	if err := getDoc(ctx, l.coll, fmt.Sprintf("%s#%d", lockID(job), gen), &claim); err == nil {
 		holder.Owner, holder.Host, holder.PID = claim.Owner, claim.Host, claim.PID
 		holder.Acquired, holder.Expires = claim.Created, claim.Created.Add(l.ttl())
 	}
@@ -185,12 +185,12 @@ func (l *Locker) lostRace(ctx context.Context, job string, gen int64) error {
 // Exactly one caller per (job, at) gets true, on any server: schedulers on
 // several machines call it before running a due job.
 func (l *Locker) ClaimOccurrence(ctx context.Context, job string, at time.Time, owner string) (bool, error) {
-	_, err := l.coll.InsertOne(ctx, bson.D{
+	err := l.coll.Insert(ctx, bson.D{
 		{Key: "_id", Value: occurrenceID(job, at)},
 		{Key: "owner", Value: owner},
 		{Key: "created", Value: l.now().UTC()},
 	})
-	if mongo.IsDuplicateKeyError(err) {
+	if errors.Is(err, store.ErrDuplicateID) {
 		return false, nil
 	}
 	if err != nil {
@@ -206,8 +206,8 @@ func (l *Locker) OccurrenceClaim(ctx context.Context, job string, at time.Time) 
 		Owner   string    `bson:"owner"`
 		Created time.Time `bson:"created"`
 	}
-	err = l.coll.FindOne(ctx, bson.D{{Key: "_id", Value: occurrenceID(job, at)}}).Decode(&doc)
-	if errors.Is(err, mongo.ErrNoDocuments) {
+	err = getDoc(ctx, l.coll, occurrenceID(job, at), &doc)
+	if errors.Is(err, store.ErrNotFound) {
 		return "", time.Time{}, false, nil
 	}
 	if err != nil {
@@ -218,7 +218,7 @@ func (l *Locker) OccurrenceClaim(ctx context.Context, job string, at time.Time) 
 
 // ForgetOccurrence deletes the claim of an old occurrence (by _id).
 func (l *Locker) ForgetOccurrence(ctx context.Context, job string, at time.Time) error {
-	if _, err := l.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: occurrenceID(job, at)}}); err != nil {
+	if err := l.coll.Delete(ctx, occurrenceID(job, at)); err != nil {
 		return fmt.Errorf("forget %s run of job %s: %w", at.UTC().Format(time.RFC3339), job, err)
 	}
 	return nil
@@ -261,11 +261,11 @@ func (le *Lease) Renew(ctx context.Context) error {
 	exp := le.l.now().UTC().Add(le.l.ttl())
 	res, err := le.l.coll.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: le.lock.ID}, {Key: "gen", Value: le.lock.Gen}, {Key: "owner", Value: le.lock.Owner}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "expires", Value: exp}, {Key: "run_id", Value: le.lock.RunID}}}})
+		bson.D{{Key: "$set", Value: bson.D{{Key: "expires", Value: exp}, {Key: "run_id", Value: le.lock.RunID}}}}, false)
 	if err != nil {
 		return fmt.Errorf("renew lock of job %s: %w", le.job, err)
 	}
-	if res.MatchedCount == 0 {
+	if res.Matched == 0 {
 		return fmt.Errorf("renew lock of job %s: %w", le.job, ErrLeaseLost)
 	}
 	le.lock.Expires = exp
@@ -279,7 +279,7 @@ func (le *Lease) Release(ctx context.Context) error {
 	now := le.l.now().UTC()
 	_, err := le.l.coll.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: le.lock.ID}, {Key: "gen", Value: le.lock.Gen}, {Key: "owner", Value: le.lock.Owner}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "expires", Value: now}}}})
+		bson.D{{Key: "$set", Value: bson.D{{Key: "expires", Value: now}}}}, false)
 	if err != nil {
 		return fmt.Errorf("release lock of job %s: %w", le.job, err)
 	}
@@ -316,7 +316,7 @@ func (le *Lease) KeepAlive(ctx context.Context, lost func(error)) {
 func (l *Locker) Expire(ctx context.Context, job string, holder Lock) error {
 	_, err := l.coll.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: lockID(job)}, {Key: "gen", Value: holder.Gen}, {Key: "owner", Value: holder.Owner}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "expires", Value: l.now().UTC()}}}})
+		bson.D{{Key: "$set", Value: bson.D{{Key: "expires", Value: l.now().UTC()}}}}, false)
 	if err != nil {
 		return fmt.Errorf("expire lock of job %s: %w", job, err)
 	}

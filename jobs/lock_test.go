@@ -44,7 +44,7 @@ func TestLockConcurrentAcquireOneWins(t *testing.T) {
 	s := storetest.Open(t)
 	ctx := context.Background()
 	clock := newFakeClock()
-	db := s.Database(Database)
+	db := s
 
 	for round, tc := range []struct {
 		name string
@@ -90,7 +90,7 @@ func TestLockLifecycle(t *testing.T) {
 	s := storetest.Open(t)
 	ctx := context.Background()
 	clock := newFakeClock()
-	l := NewLocker(s.Database(Database), clock.Now)
+	l := NewLocker(s, clock.Now)
 
 	a, err := l.Acquire(ctx, "docs", "alice", "docs-run-1")
 	if err != nil {
@@ -140,7 +140,7 @@ func TestLockLifecycle(t *testing.T) {
 func TestClaimOccurrenceOnce(t *testing.T) {
 	s := storetest.Open(t)
 	ctx := context.Background()
-	l := NewLocker(s.Database(Database), nil)
+	l := NewLocker(s, nil)
 	at := time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)
 	var wins atomic.Int32
 	var wg sync.WaitGroup

@@ -200,7 +200,7 @@ func TestMetricsNextRun(t *testing.T) {
 	m := NewMetrics()
 	jobs := []*configs.Job{{Name: "hourly", Schedule: "@every 1h"}, {Name: "daily", Schedule: "0 3 * * *"}}
 	sched, err := NewScheduler(SchedulerOptions{
-		Jobs: jobs, Locker: NewLocker(s.Database(Database), nil), Metrics: m, Start: start, Logger: slog.New(slog.DiscardHandler),
+		Jobs: jobs, Locker: NewLocker(s, nil), Metrics: m, Start: start, Logger: slog.New(slog.DiscardHandler),
 		Run: func(context.Context, *configs.Job) (*Outcome, error) { return nil, nil },
 	})
 	if err != nil {

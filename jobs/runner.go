@@ -151,10 +151,9 @@ func (r *Runner) worker() string {
 }
 
 func (r *Runner) db() (*Runs, *Locker) {
-	db := r.Store.Database(Database)
-	lk := NewLocker(db, r.Now)
+	lk := NewLocker(r.Store, r.Now)
 	lk.TTL = r.LockTTL
-	return NewRuns(db, r.Now), lk
+	return NewRuns(r.Store, r.Now), lk
 }
 
 // Run runs job: it takes the job's lock (an error wrapping ErrLocked names

@@ -174,7 +174,7 @@ func TestRunLifecycleAndRevalidate(t *testing.T) {
 		t.Errorf("run options = %v, want [revalidate]", third.Run.Options)
 	}
 
-	list, err := NewRuns(s.Database(Database), nil).List(ctx, ListOptions{Job: "life"})
+	list, err := NewRuns(s, nil).List(ctx, ListOptions{Job: "life"})
 	if err != nil || len(list) != 3 || list[0].ID != third.Run.ID {
 		t.Errorf("runs ls = %d runs (err %v), want 3 newest first", len(list), err)
 	}
@@ -188,7 +188,7 @@ func TestRunRefusesLockedAndUnfinished(t *testing.T) {
 	t.Cleanup(srv.Close)
 	job := writeJob(t, t.TempDir(), "guard", srv.URL, "")
 	r := &Runner{Store: s, Logger: slog.New(slog.DiscardHandler)}
-	db := s.Database(Database)
+	db := s
 
 	other, err := NewLocker(db, nil).Acquire(ctx, "guard", "someone-else", "guard-x")
 	if err != nil {
@@ -328,7 +328,7 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 		}
 	})
 
-	runs := NewRuns(s.Database(Database), nil)
+	runs := NewRuns(s, nil)
 	var run *Run
 	poll(t, 30*time.Second, "the child's run record to show pages done and the site to close its gate", func() bool {
 		last, err := runs.Last(ctx, "killed")
@@ -418,7 +418,7 @@ func TestJoinRunningRun(t *testing.T) {
 	a.Progress = func(sn Snapshot) {
 		if sn.Pages >= 3 {
 			once.Do(func() {
-				last, err := NewRuns(s.Database(Database), nil).Last(ctx, "fleet")
+				last, err := NewRuns(s, nil).Last(ctx, "fleet")
 				if err == nil && last != nil {
 					started <- last.ID
 				}
@@ -499,7 +499,7 @@ func TestConcurrentRunsAndSchedulers(t *testing.T) {
 	for i := range 2 {
 		r := &Runner{Store: s, WorkerID: fmt.Sprintf("sched-%d", i), Logger: quiet}
 		sc, err := NewScheduler(SchedulerOptions{
-			Jobs: []*configs.Job{job}, Locker: NewLocker(s.Database(Database), clock.Now), Logger: quiet,
+			Jobs: []*configs.Job{job}, Locker: NewLocker(s, clock.Now), Logger: quiet,
 			Owner: fmt.Sprintf("sched-%d", i), Start: clock.Now(),
 			Run: func(ctx context.Context, j *configs.Job) (*Outcome, error) {
 				return r.Run(ctx, j, StartOptions{Resume: true})
@@ -518,7 +518,7 @@ func TestConcurrentRunsAndSchedulers(t *testing.T) {
 	for _, sc := range scheds {
 		sc.Wait()
 	}
-	list, err := NewRuns(s.Database(Database), nil).List(ctx, ListOptions{Job: "twice"})
+	list, err := NewRuns(s, nil).List(ctx, ListOptions{Job: "twice"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,8 +25,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"crawlcache/store"
 )
 
 // Database and collection names in the store.
@@ -296,18 +296,47 @@ func sanitizeKey(s string) string {
 // Runs reads and writes run records. The zero value is not usable; use
 // NewRuns. It is safe for concurrent use.
 type Runs struct {
-	coll *mongo.Collection
-	last *mongo.Collection // LastRunsCollection
+	coll Collection
+	last Collection // LastRunsCollection
 	now  func() time.Time
 }
 
-// NewRuns returns the run store over db's runs collection. If now is nil,
-// time.Now is used.
-func NewRuns(db *mongo.Database, now func() time.Time) *Runs {
+// Collection is what jobs needs of its collections (runs, last_runs,
+// locks): documents by _id (Get: an error wrapping store.ErrNotFound when
+// there is none), inserts whose unique _id makes a claim exclusive (an
+// error wrapping store.ErrDuplicateID), updates of one document, and a
+// listing of runs for commands. *store.Collection has it.
+type Collection interface {
+	Get(ctx context.Context, id string) (bson.Raw, error)
+	Insert(ctx context.Context, doc any) error
+	Upsert(ctx context.Context, id string, doc any) error
+	Delete(ctx context.Context, id string) error
+	UpdateOne(ctx context.Context, filter, update any, upsert bool) (store.UpdateResult, error)
+	All(ctx context.Context, filter any, opts store.FindOptions, out any) error
+}
+
+var _ Collection = (*store.Collection)(nil)
+
+// getDoc decodes the document with _id id of c into out; an error wrapping
+// store.ErrNotFound when there is none.
+func getDoc(ctx context.Context, c Collection, id string, out any) error {
+	raw, err := c.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := bson.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("decode %s: %w", id, err)
+	}
+	return nil
+}
+
+// NewRuns returns the run store over the runs collection of s (database
+// Database). If now is nil, time.Now is used.
+func NewRuns(s *store.Store, now func() time.Time) *Runs {
 	if now == nil {
 		now = time.Now
 	}
-	return &Runs{coll: db.Collection(RunsCollection), last: db.Collection(LastRunsCollection), now: now}
+	return &Runs{coll: s.Collection(Database, RunsCollection), last: s.Collection(Database, LastRunsCollection), now: now}
 }
 
 // Create inserts r, filling Started and Updated when zero and Status with
@@ -326,7 +355,7 @@ func (rs *Runs) Create(ctx context.Context, r *Run) error {
 	if err := rs.setLast(ctx, r); err != nil {
 		return err
 	}
-	if _, err := rs.coll.InsertOne(ctx, r); err != nil {
+	if err := rs.coll.Insert(ctx, r); err != nil {
 		return fmt.Errorf("create run %s: %w", r.ID, err)
 	}
 	return nil
@@ -335,8 +364,8 @@ func (rs *Runs) Create(ctx context.Context, r *Run) error {
 // Get returns the run with id, or an error wrapping ErrRunNotFound.
 func (rs *Runs) Get(ctx context.Context, id string) (*Run, error) {
 	var r Run
-	err := rs.coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&r)
-	if errors.Is(err, mongo.ErrNoDocuments) {
+	err := getDoc(ctx, rs.coll, id, &r)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("run %s: %w", id, ErrRunNotFound)
 	}
 	if err != nil {
@@ -360,16 +389,9 @@ func (rs *Runs) List(ctx context.Context, o ListOptions) ([]*Run, error) {
 	if o.Job != "" {
 		filter = bson.D{{Key: "job", Value: o.Job}}
 	}
-	fo := options.Find().SetSort(bson.D{{Key: "started", Value: -1}, {Key: "_id", Value: -1}})
-	if o.Limit > 0 {
-		fo.SetLimit(int64(o.Limit))
-	}
-	cur, err := rs.coll.Find(ctx, filter, fo)
-	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
-	}
+	fo := store.FindOptions{Sort: bson.D{{Key: "started", Value: -1}, {Key: "_id", Value: -1}}, Limit: int64(o.Limit)}
 	var out []*Run
-	if err := cur.All(ctx, &out); err != nil {
+	if err := rs.coll.All(ctx, filter, fo, &out); err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
 	}
 	return out, nil
@@ -385,7 +407,7 @@ func (rs *Runs) JoinWorker(ctx context.Context, runID string, w Worker) error {
 	_, err := rs.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: runID}}, bson.D{{Key: "$set", Value: bson.D{
 		{Key: "workers." + w.ID, Value: w},
 		{Key: "updated", Value: now},
-	}}})
+	}}}, false)
 	if err != nil {
 		return fmt.Errorf("join worker %s to run %s: %w", w.ID, runID, err)
 	}
@@ -412,7 +434,7 @@ func (rs *Runs) report(ctx context.Context, runID, workerID string, total, delta
 	if inc := append(incCounters(delta), split.inc()...); len(inc) > 0 {
 		update = append(update, bson.E{Key: "$inc", Value: inc})
 	}
-	if _, err := rs.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: runID}}, update); err != nil {
+	if _, err := rs.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: runID}}, update, false); err != nil {
 		return fmt.Errorf("report progress of run %s: %w", runID, err)
 	}
 	return nil
@@ -527,11 +549,11 @@ func (rs *Runs) FinishTally(ctx context.Context, runID string, status Status, ms
 	set = append(set, t.set()...)
 	res, err := rs.coll.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: runID}, {Key: "status", Value: StatusRunning}},
-		bson.D{{Key: "$set", Value: set}})
+		bson.D{{Key: "$set", Value: set}}, false)
 	if err != nil {
 		return false, fmt.Errorf("finish run %s as %s: %w", runID, status, err)
 	}
-	return res.ModifiedCount > 0, nil
+	return res.Modified > 0, nil
 }
 
 // BeginCommit records that run runID completed its crawl and begins to
@@ -541,7 +563,7 @@ func (rs *Runs) BeginCommit(ctx context.Context, runID string) error {
 	now := rs.now().UTC()
 	_, err := rs.coll.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: runID}, {Key: "commit", Value: bson.D{{Key: "$exists", Value: false}}}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "commit", Value: CommitState{Started: now}}, {Key: "updated", Value: now}}}})
+		bson.D{{Key: "$set", Value: bson.D{{Key: "commit", Value: CommitState{Started: now}}, {Key: "updated", Value: now}}}}, false)
 	if err != nil {
 		return fmt.Errorf("record the start of the commit of run %s: %w", runID, err)
 	}
@@ -553,7 +575,7 @@ func (rs *Runs) BeginCommit(ctx context.Context, runID string) error {
 func (rs *Runs) OutputCommitted(ctx context.Context, runID, key string) error {
 	now := rs.now().UTC()
 	_, err := rs.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: runID}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "commit.outputs." + key, Value: now}, {Key: "updated", Value: now}}}})
+		bson.D{{Key: "$set", Value: bson.D{{Key: "commit.outputs." + key, Value: now}, {Key: "updated", Value: now}}}}, false)
 	if err != nil {
 		return fmt.Errorf("record the commit of output %s of run %s: %w", key, runID, err)
 	}
@@ -574,11 +596,11 @@ func (rs *Runs) Reopen(ctx context.Context, run *Run) error {
 			{Key: "$set", Value: bson.D{{Key: "status", Value: StatusRunning}, {Key: "updated", Value: now}}},
 			{Key: "$unset", Value: bson.D{{Key: "finished", Value: ""}, {Key: "error", Value: ""}}},
 			{Key: "$inc", Value: bson.D{{Key: "resumes", Value: 1}, {Key: "idle_seconds", Value: idle}}},
-		})
+		}, false)
 	if err != nil {
 		return fmt.Errorf("reopen run %s: %w", runID, err)
 	}
-	if res.MatchedCount == 0 {
+	if res.Matched == 0 {
 		return fmt.Errorf("reopen run %s: %w (completed or missing)", runID, ErrNotResumable)
 	}
 	return nil

@@ -70,7 +70,7 @@ func TestTwoSchedulersRunDueJobOnce(t *testing.T) {
 	var scheds []*Scheduler
 	for _, owner := range []string{"machine-a", "machine-b"} {
 		sc, err := NewScheduler(SchedulerOptions{
-			Jobs: jobs, Locker: NewLocker(s.Database(Database), clock.Now), Run: run,
+			Jobs: jobs, Locker: NewLocker(s, clock.Now), Run: run,
 			Owner: owner, Start: start, Metrics: NewMetrics(), Logger: slog.New(slog.DiscardHandler),
 		})
 		if err != nil {
@@ -123,7 +123,7 @@ func TestSchedulerSkipsJobStillRunning(t *testing.T) {
 	var n int
 	sc, err := NewScheduler(SchedulerOptions{
 		Jobs:   []*configs.Job{{Name: "slow", Schedule: "@every 1m"}},
-		Locker: NewLocker(s.Database(Database), nil),
+		Locker: NewLocker(s, nil),
 		Run: func(ctx context.Context, j *configs.Job) (*Outcome, error) {
 			n++
 			started <- struct{}{}
@@ -161,7 +161,7 @@ func TestOnceInAClaimedMinuteSaysWhy(t *testing.T) {
 	ran := 0
 	newSched := func(owner string, log *slog.Logger) *Scheduler {
 		sc, err := NewScheduler(SchedulerOptions{
-			Jobs: []*configs.Job{job}, Locker: NewLocker(s.Database(Database), clock.Now), Owner: owner,
+			Jobs: []*configs.Job{job}, Locker: NewLocker(s, clock.Now), Owner: owner,
 			Run: func(context.Context, *configs.Job) (*Outcome, error) {
 				ran++
 				return &Outcome{Run: &Run{ID: "r", Job: job.Name, Status: StatusCompleted}}, nil

@@ -39,9 +39,9 @@ func TestCompletedRunCountsLostReports(t *testing.T) {
 		t.Fatalf("interrupted run: err = %v, want ErrInterrupted", err)
 	}
 	// As if the interrupted session had been killed before it reported.
-	runs := NewRuns(s.Database(Database), nil)
+	runs := NewRuns(s, nil)
 	if _, err := runs.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: out.Run.ID}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "counters", Value: Counters{}}}}}); err != nil {
+		bson.D{{Key: "$set", Value: bson.D{{Key: "counters", Value: Counters{}}}}}, false); err != nil {
 		t.Fatal(err)
 	}
 	r.Progress = nil
@@ -49,7 +49,7 @@ func TestCompletedRunCountsLostReports(t *testing.T) {
 	if err != nil {
 		t.Fatalf("resume: %v", err)
 	}
-	items, err := s.Database(Database).Collection("items").CountDocuments(ctx, bson.D{{Key: "run_id", Value: out.Run.ID}})
+	items, err := s.Collection(Database, "items").Count(ctx, bson.D{{Key: "run_id", Value: out.Run.ID}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func TestCacheTally(t *testing.T) {
 // the finishing update.
 func TestFinishTallySetsCacheCounters(t *testing.T) {
 	ctx := context.Background()
-	runs := NewRuns(storetest.Open(t).Database(Database), nil)
+	runs := NewRuns(storetest.Open(t), nil)
 	run := &Run{ID: "tally-20261127T000000Z-0001", Job: "tally", Status: StatusRunning, Started: time.Now()}
 	if err := runs.Create(ctx, run); err != nil {
 		t.Fatal(err)

@@ -227,7 +227,7 @@ outputs: [{mongodb: {collection: items}}]
 			// A running run whose starter has not added its seeds yet: the
 			// worker crawls it alone and completes it.
 			run := &Run{ID: NewRunID(job.Name, time.Now()), Job: job.Name, ConfigPath: job.Source, Options: []string{OptionHostLeases}}
-			if err := NewRuns(s.Database(Database), nil).Create(ctx, run); err != nil {
+			if err := NewRuns(s, nil).Create(ctx, run); err != nil {
 				t.Fatal(err)
 			}
 			r := &Runner{Store: s, WorkerID: "worker-b", Logger: slog.New(slog.DiscardHandler)}

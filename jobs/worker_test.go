@@ -54,7 +54,7 @@ func TestWorkChoosesRuns(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := storetest.Open(t)
 			ctx := context.Background()
-			runs := NewRuns(s.Database(Database), nil)
+			runs := NewRuns(s, nil)
 			for _, r := range tc.runs {
 				if err := runs.Create(ctx, r); err != nil {
 					t.Fatal(err)
