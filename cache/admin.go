@@ -27,6 +27,7 @@ type Admin struct {
 	revalidations collection
 	redirects     collection
 	variants      collection
+	pages         collection
 	settings      collection
 	supportsTTL   bool
 	now           func() time.Time
@@ -46,6 +47,7 @@ func NewAdmin(st *store.Store, db string, now func() time.Time) *Admin {
 		revalidations: st.Collection(db, RevalidationsCollection),
 		redirects:     st.Collection(db, RedirectsCollection),
 		variants:      st.Collection(db, VariantsCollection),
+		pages:         st.Collection(db, PagesCollection),
 		settings:      st.Collection(db, SettingsCollection),
 		now:           now,
 	}
@@ -254,9 +256,9 @@ func (a *Admin) Purge(ctx context.Context, opts PurgeOptions) (int64, error) {
 	return a.deleteEntries(ctx, ids, nil)
 }
 
-// Clear deletes every entry, revalidation, redirect and variants
-// document; the TTL setting
-// stays. It returns the number of responses deleted.
+// Clear deletes every entry, revalidation, page summary, redirect and
+// variants document; the TTL setting stays. It returns the number of
+// responses deleted.
 func (a *Admin) Clear(ctx context.Context) (int64, error) {
 	var n int64
 	for i, c := range a.dataCollections() {

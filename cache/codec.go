@@ -416,7 +416,7 @@ func newDocument(key, norm string, req *http.Request, e *entry, p Policy, now ti
 		ValidatedAt:  now,
 		Expires:      expires,
 		ETag:         e.header.Get("ETag"),
-		LastModified: e.header.Get("Last-Modified"),
+		LastModified: httpDateOf(e.header.Values("Last-Modified"), now),
 		Vary:         vary,
 		Request: RequestInfo{
 			Method:  methodOf(req),

@@ -23,6 +23,9 @@ const (
 	// body and matched headers) whose responses vary on request headers
 	// (RFC mode only), under the key of the request without them.
 	VariantsCollection = "variants"
+	// PagesCollection holds one Page per stored response: what people
+	// filter on, small enough to query on the embedded server.
+	PagesCollection = "pages"
 	// SettingsCollection holds cache settings such as the TTL when the
 	// server has no TTL indexes (_id "ttl").
 	SettingsCollection = "settings"
@@ -62,9 +65,13 @@ type Document struct {
 	CreatedAt    time.Time `bson:"created_at"`   // when this body was fetched
 	ValidatedAt  time.Time `bson:"validated_at"` // last fetch or 304 written here
 	// Expires is when the entry stops being fresh; nil means never.
-	Expires      *time.Time `bson:"expires,omitempty"`
-	ETag         string     `bson:"etag,omitempty"`
-	LastModified string     `bson:"last_modified,omitempty"`
+	Expires *time.Time `bson:"expires,omitempty"`
+	ETag    string     `bson:"etag,omitempty"`
+	// LastModified is the response's Last-Modified as a date, absent when
+	// the header is missing or not a valid HTTP-date (its text is in
+	// Headers either way). Schema version 2 converted the text that
+	// earlier releases stored here; HTTPDate reads both forms.
+	LastModified HTTPDate `bson:"last_modified,omitempty"`
 	// Vary records the request header values the response varies on
 	// (canonical name → value), so a later request is matched against
 	// them. RFC mode only; each variant is its own Document (see Variants).

@@ -226,6 +226,8 @@ func (t *Transport) freshen(c *call, st *cached, h http.Header, hadRev bool) (ht
 	if t.storeOK() {
 		if err := t.coll.saveRevalidation(c.req.Context(), rev, !hadRev); err != nil {
 			t.storeError(err)
+		} else if err := t.coll.recordPage(c.req.Context(), pageOf304(c, st, now)); err != nil {
+			t.storeError(err)
 		}
 	}
 	return merged, now

@@ -89,6 +89,7 @@ type collections struct {
 	redirects     entries
 	revalidations entries
 	variants      entries
+	pages         entries // summaries for people (pages.go)
 
 	// writeMu lets one response or revalidation write at a time reach the
 	// server when it goes through the wire. SQLite serializes writers
@@ -104,7 +105,10 @@ type collections struct {
 // EnsureIndex decides): there they only slow every insert down. It is
 // idempotent.
 func ensureIndexes(ctx context.Context, st *store.Store, db string, names collectionNames) error {
-	if err := st.EnsureCollections(ctx, db, names.responses, names.redirects, names.revalidations, names.variants); err != nil {
+	if err := st.EnsureCollections(ctx, db, names.responses, names.redirects, names.revalidations, names.variants, names.pages); err != nil {
+		return err
+	}
+	if err := ensurePageIndexes(ctx, st.Collection(db, names.pages)); err != nil {
 		return err
 	}
 	for _, name := range []string{names.responses, names.redirects} {
@@ -116,7 +120,7 @@ func ensureIndexes(ctx context.Context, st *store.Store, db string, names collec
 }
 
 // collectionNames are the names of a Transport's collections.
-type collectionNames struct{ responses, redirects, revalidations, variants string }
+type collectionNames struct{ responses, redirects, revalidations, variants, pages string }
 
 // loaded is the outcome of looking a key up.
 type loaded struct {
@@ -215,8 +219,8 @@ func (c *collections) wireLock(coll entries) func() {
 	return c.writeMu.Unlock
 }
 
-// save replaces the response stored under doc.ID and drops its
-// revalidation (a 200 makes it obsolete). isNew says the lookup found no
+// save replaces the response stored under doc.ID and its Page, and drops
+// its revalidation (a 200 makes it obsolete). isNew says the lookup found no
 // document: it is inserted, which on the embedded server costs a fraction
 // of an upsert (an upsert first finds the document by scanning; an insert
 // only checks the unique _id index), falling back to a replace if another
@@ -229,7 +233,7 @@ func (c *collections) save(ctx context.Context, doc *Document, isNew, hadRev boo
 		err := c.insertOne(ctx, c.responses, doc)
 		switch {
 		case err == nil:
-			return nil
+			return c.savePage(ctx, pageOf(doc), true)
 		case !errors.Is(err, store.ErrDuplicateID):
 			return fmt.Errorf("store response %s: %w", doc.ID, err)
 		}
@@ -242,7 +246,7 @@ func (c *collections) save(ctx context.Context, doc *Document, isNew, hadRev boo
 			return fmt.Errorf("delete revalidation %s: %w", doc.ID, err)
 		}
 	}
-	return nil
+	return c.savePage(ctx, pageOf(doc), false)
 }
 
 // saveRevalidation records a 304 without touching the body document. With
@@ -311,7 +315,7 @@ func (c *collections) saveRedirect(ctx context.Context, r *Redirect) error {
 func (c *collections) invalidate(ctx context.Context, key string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	for _, coll := range []entries{c.responses, c.revalidations, c.redirects} {
+	for _, coll := range []entries{c.responses, c.revalidations, c.redirects, c.pages} {
 		if err := coll.Delete(ctx, key); err != nil {
 			return fmt.Errorf("invalidate %s in %s: %w", key, coll.Name(), err)
 		}
@@ -319,11 +323,11 @@ func (c *collections) invalidate(ctx context.Context, key string) error {
 	return c.dropVariants(ctx, key, "")
 }
 
-// invalidateResponse deletes the response and revalidation under key.
+// invalidateResponse deletes the response, revalidation and Page under key.
 func (c *collections) invalidateResponse(ctx context.Context, key string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	for _, coll := range []entries{c.responses, c.revalidations} {
+	for _, coll := range []entries{c.responses, c.revalidations, c.pages} {
 		if err := coll.Delete(ctx, key); err != nil {
 			return fmt.Errorf("delete %s from %s: %w", key, coll.Name(), err)
 		}

@@ -89,6 +89,9 @@ func (a *Admin) deleteExpired(ctx context.Context, info TTLInfo) (int64, error) 
 	if _, err := a.revalidations.DeleteMany(ctx, old); err != nil {
 		return n, fmt.Errorf("delete expired revalidations: %w", err)
 	}
+	if _, err := a.pages.DeleteMany(ctx, old); err != nil {
+		return n, fmt.Errorf("delete expired page summaries: %w", err)
+	}
 	oldRedirects := bson.D{{Key: "created_at", Value: bson.D{{Key: "$lt", Value: cutoff}}}}
 	if _, err := a.redirects.DeleteMany(ctx, oldRedirects); err != nil {
 		return n, fmt.Errorf("delete expired redirects: %w", err)
@@ -109,8 +112,8 @@ func sweepHorizon(ttl time.Duration) time.Duration {
 }
 
 // deleteEntries deletes the responses with the given keys (that also
-// match guard, if not nil), their revalidations and every redirect that
-// leads to one of them, directly or through other redirects. It returns
+// match guard, if not nil), their revalidations and Pages and every
+// redirect that leads to one of them, directly or through other redirects. It returns
 // the number of responses deleted.
 func (a *Admin) deleteEntries(ctx context.Context, ids []string, guard bson.D) (int64, error) {
 	if len(ids) == 0 {
@@ -127,6 +130,11 @@ func (a *Admin) deleteEntries(ctx context.Context, ids []string, guard bson.D) (
 		n += deleted
 		if _, err := a.revalidations.DeleteMany(ctx, in); err != nil {
 			return n, fmt.Errorf("delete revalidations: %w", err)
+		}
+		// A Page's validated_at is effective: the guard keeps the Page of
+		// an entry replaced or revalidated since the scan.
+		if _, err := a.pages.DeleteMany(ctx, append(bson.D{in[0]}, guard...)); err != nil {
+			return n, fmt.Errorf("delete page summaries: %w", err)
 		}
 	}
 	if err := a.deleteRedirectsTo(ctx, ids); err != nil {
@@ -313,5 +321,5 @@ func (a *Admin) scanEntries(ctx context.Context, filter bson.D, revs map[string]
 
 // dataCollections lists the cache's data collections (not settings).
 func (a *Admin) dataCollections() []collection {
-	return []collection{a.responses, a.revalidations, a.redirects, a.variants}
+	return []collection{a.responses, a.revalidations, a.redirects, a.variants, a.pages}
 }

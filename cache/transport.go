@@ -103,10 +103,10 @@ type Options struct {
 	// credentials are bound to it instead of to the credential values. New
 	// returns an error when that policy has no Job.
 	Job string
-	// Responses, Redirects, Revalidations and Variants name the
+	// Responses, Redirects, Revalidations, Variants and Pages name the
 	// collections. If empty, ResponsesCollection, RedirectsCollection,
-	// RevalidationsCollection and VariantsCollection.
-	Responses, Redirects, Revalidations, Variants string
+	// RevalidationsCollection, VariantsCollection and PagesCollection.
+	Responses, Redirects, Revalidations, Variants, Pages string
 	// Stream makes network bodies reach the caller as they arrive while a
 	// copy is kept to be stored (stream.go), for a proxy; the crawler
 	// leaves it off and gets whole bodies. Buffer is the budget those
@@ -211,12 +211,14 @@ func New(ctx context.Context, st *store.Store, opts Options) (*Transport, error)
 		redirects:     cmp.Or(opts.Redirects, RedirectsCollection),
 		revalidations: cmp.Or(opts.Revalidations, RevalidationsCollection),
 		variants:      cmp.Or(opts.Variants, VariantsCollection),
+		pages:         cmp.Or(opts.Pages, PagesCollection),
 	}
 	t.coll = collections{
 		responses:     st.Collection(db, names.responses),
 		redirects:     st.Collection(db, names.redirects),
 		revalidations: st.Collection(db, names.revalidations),
 		variants:      st.Collection(db, names.variants),
+		pages:         st.Collection(db, names.pages),
 	}
 	if opts.Stream {
 		t.budget = cmp.Or(opts.Buffer, NewBudget(0))

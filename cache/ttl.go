@@ -248,7 +248,7 @@ type ttlIndexed struct {
 	field string
 }
 
-// ttlIndexes are the TTL indexes made on MongoDB. Revalidations and
+// ttlIndexes are the TTL indexes made on MongoDB. Revalidations, Pages and
 // redirects expire with their responses: a 304 also sets
 // responses.validated_at on such servers, and a redirect hop is rewritten
 // (new created_at) whenever it is fetched again. A URL's Variants document
@@ -261,6 +261,7 @@ func (a *Admin) ttlIndexes() []ttlIndexed {
 		{a.revalidations, TTLField},
 		{a.redirects, "created_at"},
 		{a.variants, "updated_at"},
+		{a.pages, TTLField},
 	}
 }
 

@@ -199,8 +199,8 @@ func (c *collections) dropVariants(ctx context.Context, primary, keep string) er
 	return nil
 }
 
-// deleteResponses deletes the responses and revalidations with the given
-// keys, in one command per collection.
+// deleteResponses deletes the responses, revalidations and Pages with the
+// given keys, in one command per collection.
 func (c *collections) deleteResponses(ctx context.Context, keys []string) error {
 	if len(keys) == 0 {
 		return nil
@@ -209,7 +209,7 @@ func (c *collections) deleteResponses(ctx context.Context, keys []string) error 
 	if len(keys) == 1 {
 		filter = bson.D{{Key: "_id", Value: keys[0]}}
 	}
-	for _, coll := range []entries{c.responses, c.revalidations} {
+	for _, coll := range []entries{c.responses, c.revalidations, c.pages} {
 		if _, err := coll.DeleteMany(ctx, filter); err != nil {
 			return fmt.Errorf("delete variants from %s: %w", coll.Name(), err)
 		}

@@ -165,10 +165,11 @@ var readOnlyCommands = map[string]bool{
 // openStore opens the store named by the command's store flags.
 func openStore(c *cli.Context) (*store.Store, error) {
 	return store.Open(c.Context, store.Options{
-		URI:      c.String("store"),
-		DataDir:  c.String("data-dir"),
-		Command:  c.Command.FullName(),
-		ReadOnly: readOnlyCommands[commandPath(c)],
+		URI:        c.String("store"),
+		DataDir:    c.String("data-dir"),
+		Command:    c.Command.FullName(),
+		ReadOnly:   readOnlyCommands[commandPath(c)],
+		Migrations: migrations(),
 	})
 }
 

@@ -288,7 +288,7 @@ func runCacheShow(c *cli.Context) error {
 				Key: doc.ID, URL: doc.URL, Method: doc.Method, Status: doc.Status, Proto: doc.Proto,
 				Headers: resp.Header, ContentType: doc.ContentType, Size: doc.Size,
 				CreatedAt: doc.CreatedAt.UTC(), ValidatedAt: validated.UTC(), Revalidated: revalidated,
-				ETag: doc.ETag, LastModified: doc.LastModified, Request: doc.Request,
+				ETag: doc.ETag, LastModified: resp.Header.Get("Last-Modified"), Request: doc.Request,
 				Credential: cache.CredentialOf(doc),
 			}
 			if expires != nil {
@@ -326,7 +326,7 @@ func runCacheShow(c *cli.Context) error {
 			state := "fresh"
 			if !now.Before(*expires) {
 				state = "stale: fetched again on next use"
-				if doc.ETag != "" || doc.LastModified != "" {
+				if doc.ETag != "" || resp.Header.Get("Last-Modified") != "" {
 					state = "stale: revalidated on next use"
 				}
 			}

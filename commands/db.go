@@ -43,7 +43,7 @@ func dbCommand() *cli.Command {
 						return err
 					}
 					defer srv.Close()
-					if err := srv.Upgrade(c.Context, nil, nil); err != nil {
+					if err := srv.Upgrade(c.Context, migrations(), nil); err != nil {
 						return err
 					}
 					fmt.Fprintf(c.App.Writer, "crawlcache embedded store serving %s\n", c.String("data-dir"))

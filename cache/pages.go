@@ -1,0 +1,91 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"crawlcache/store"
+)
+
+// The pages collection is for people, not for the transport: one small
+// Page per stored response, under the response's key, holding what people
+// filter on in Compass or mongosh. The embedded server decodes every
+// document of a collection for any filter other than _id, at a cost per
+// document that grows with its number of fields: a 40 KB response costs
+// tens of times more than a Page (docs/readme/store.md has the figures).
+// The transport writes a Page with every response it stores and every 304
+// it records, and never reads one: a hit is still one lookup by _id.
+
+// Page is the summary of one stored response in the pages collection,
+// under the same _id as its Document. ValidatedAt is effective: the last
+// time the body was fetched or confirmed by a 304 (which the responses
+// collection does not show on the embedded store, where a 304 is written
+// to revalidations). Keep it to these four fields: every field makes every
+// query of the collection slower on the embedded server.
+type Page struct {
+	ID          string    `bson:"_id"`
+	URL         string    `bson:"url"`
+	Status      int       `bson:"status"`
+	ValidatedAt time.Time `bson:"validated_at"`
+}
+
+// pageOf is the Page of a Document just stored.
+func pageOf(doc *Document) *Page {
+	return &Page{ID: doc.ID, URL: doc.URL, Status: doc.Status, ValidatedAt: doc.ValidatedAt}
+}
+
+// pageIndexes are the indexes of the pages collection on servers that use
+// them (MongoDB): what people filter on.
+var pageIndexes = []string{"status", "url", "validated_at"}
+
+// savePage records p, inserting when isNew (cheaper on the embedded
+// server), replacing otherwise or when another writer inserted it first.
+// A Page is derived data: callers count a failure as a store error and go
+// on.
+func (c *collections) savePage(ctx context.Context, p *Page, isNew bool) error {
+	var err error
+	if isNew {
+		err = c.insertOne(ctx, c.pages, p)
+	}
+	if !isNew || errors.Is(err, store.ErrDuplicateID) {
+		err = c.upsert(ctx, c.pages, p.ID, p)
+	}
+	if err != nil {
+		return fmt.Errorf("store page summary %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+// recordPage writes the Page of a 304 that confirmed the response under
+// key (url and status are the stored response's). It runs after the
+// revalidation was stored, with its own timeout.
+func (c *collections) recordPage(ctx context.Context, p *Page) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	return c.savePage(ctx, p, false)
+}
+
+// ensurePageIndexes creates the pages indexes where the server uses them,
+// and drops them where it does not (see ensureIndexes).
+func ensurePageIndexes(ctx context.Context, pages indexes) error {
+	for _, f := range pageIndexes {
+		if err := pages.EnsureIndex(ctx, f, bson.D{{Key: f, Value: 1}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pageOf304 is the Page of the response st, stored under c.key, after a
+// 304 at now.
+func pageOf304(c *call, st *cached, now time.Time) *Page {
+	p := &Page{ID: c.key, URL: c.norm, Status: st.e.status, ValidatedAt: now}
+	if st.doc != nil {
+		p.URL = st.doc.URL
+	}
+	return p
+}
