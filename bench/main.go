@@ -44,10 +44,13 @@ type config struct {
 	// historyItems and historyFrontier size the store of the history
 	// scenario.
 	historyItems, historyFrontier int
+	// compassPages is the number of cached pages the compass scenario
+	// queries.
+	compassPages int
 }
 
 // scenarioNames are the values of -only.
-var scenarioNames = []string{"cold", "crawl", "resume", "roundtrips", "rss", "links", "proxy", "history", "incremental"}
+var scenarioNames = []string{"cold", "crawl", "resume", "roundtrips", "rss", "links", "proxy", "history", "incremental", "compass"}
 
 // want reports whether scenario name runs.
 func (c config) want(name string) bool { return len(c.only) == 0 || c.only[name] }
@@ -70,6 +73,7 @@ func main() {
 	flag.Int64Var(&cfg.bandwidth, "bandwidth", 1<<20, "bytes per second per connection of the re-crawl variant where bodies take transfer time")
 	flag.IntVar(&cfg.historyItems, "history-items", 1000000, "items of earlier runs in the store of the history scenario")
 	flag.IntVar(&cfg.historyFrontier, "history-frontier", 1000000, "frontier entries of earlier runs in the store of the history scenario")
+	flag.IntVar(&cfg.compassPages, "compass-pages", 20000, "cached pages of 40 KB the compass scenario queries")
 	flag.BoolVar(&cfg.skipRSS, "skip-rss", false, "skip the 100k-URL memory scenario (the slowest)")
 	flag.StringVar(&cfg.links, "links", "", "with -only links: hubs (1,000 pages of 1,000 links) or big (one page of a million links); empty runs both")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write CPU, block and mutex profiles of each crawl to PREFIX.<crawl>[.block|.mutex].prof (the last round's)")
@@ -135,6 +139,7 @@ func run(ctx context.Context, cfg config) (string, error) {
 		{"proxy", fmt.Sprintf("proxy peak RSS, %d concurrent large downloads", cfg.proxyClients), proxyScenarios},
 		{"history", "start and end of a run over the history of earlier runs", historyScenario},
 		{"incremental", "incremental re-crawls on a CPU-bound site", incrementalScenarios},
+		{"compass", "queries people make in Compass", compassScenario},
 	}
 	for _, sc := range scenarios {
 		switch {

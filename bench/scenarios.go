@@ -28,7 +28,7 @@ import (
 var quiet = slog.New(slog.DiscardHandler)
 
 func openStore(ctx context.Context, dir string) (*store.Store, error) {
-	return store.Open(ctx, store.Options{DataDir: dir, Logger: quiet, Command: "bench"})
+	return store.Open(ctx, store.Options{DataDir: dir, Logger: quiet, Command: "bench", Migrations: cache.Migrations()})
 }
 
 // tempStore opens an embedded store in a new temporary directory; done
@@ -272,7 +272,7 @@ func roundTrips(ctx context.Context) ([]row, error) {
 	defer os.RemoveAll(dir)
 	var commands atomic.Int64
 	count := func(string, bson.Raw) { commands.Add(1) }
-	s, err := store.Open(ctx, store.Options{DataDir: dir, Logger: quiet, Command: "bench", OnCommand: count})
+	s, err := store.Open(ctx, store.Options{DataDir: dir, Logger: quiet, Command: "bench", OnCommand: count, Migrations: cache.Migrations()})
 	if err != nil {
 		return nil, err
 	}

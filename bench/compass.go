@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"crawlcache/cache"
+	"crawlcache/store"
+)
+
+// The compass scenario measures the queries people make in Compass or
+// mongosh on a cache of cfg.compassPages pages of about 40 KB, through the
+// wire as Compass does (the embedded store served as by `crawlcache db
+// serve`, queried with the Go driver): by status, by URL prefix (an
+// anchored regex) and by last validation, on the pages collection
+// (crawlcache) and on the responses collection (peer: what the same query
+// costs there). A share of the pages is revalidated by a 304 first, and
+// the last-validation query must find exactly those.
+
+// compassFamilies are the URL path prefixes of the scenario's pages.
+var compassFamilies = []string{"products", "category", "blog", "about"}
+
+const (
+	compassBodySize  = 40 << 10
+	compass404Every  = 50 // every 50th page is a 404
+	compassRevalEach = 20 // every 20th page is revalidated by a 304
+)
+
+// compassOrigin serves /FAMILY/N: 40 KB of HTML with an ETag, a 404 for
+// every compass404Every-th N, and a 304 to a matching If-None-Match.
+func compassOrigin() *httptest.Server {
+	filler := strings.Repeat("<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit.</p>\n", compassBodySize/65)
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:])
+		etag := fmt.Sprintf(`"v-%d"`, n)
+		w.Header().Set("ETag", etag)
+		w.Header().Set("Last-Modified", "Mon, 02 Mar 2026 10:00:00 GMT")
+		if r.Header.Get("If-None-Match") == etag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if n%compass404Every == 0 {
+			w.WriteHeader(http.StatusNotFound)
+		}
+		fmt.Fprintf(w, "<html><head><title>%s</title></head><body>\n%s</body></html>\n", r.URL.Path, filler)
+	}))
+}
+
+func compassURL(base string, i int) string {
+	return fmt.Sprintf("%s/%s/%d", base, compassFamilies[i%len(compassFamilies)], i)
+}
+
+// fillCompass caches pages pages of the origin in the store in dir through
+// cache.Transport, then revalidates every compassRevalEach-th one (a 304),
+// and returns the time just before the revalidations.
+func fillCompass(ctx context.Context, dir, base string, pages int) (time.Time, error) {
+	s, err := openStore(ctx, dir)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer s.Close(context.Background())
+	tr, err := cache.New(ctx, s, cache.Options{Logger: quiet})
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer tr.Close()
+	get := func(ctx context.Context, i int) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, compassURL(base, i), nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	}
+	each := func(ctx context.Context, step int) error {
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for w := range 8 {
+			wg.Go(func() {
+				for i := w * step; i < pages; i += 8 * step {
+					if err := get(ctx, i); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		return <-errs
+	}
+	if err := each(ctx, 1); err != nil {
+		return time.Time{}, err
+	}
+	before := time.Now().Add(-time.Millisecond)
+	if err := each(cache.WithRefresh(ctx), compassRevalEach); err != nil {
+		return time.Time{}, err
+	}
+	if st := tr.Stats(); st.Revalidated != int64((pages+compassRevalEach-1)/compassRevalEach) || st.StoreErrors != 0 {
+		return time.Time{}, fmt.Errorf("fill: %d revalidated, %d store errors; want %d and 0", st.Revalidated, st.StoreErrors, (pages+compassRevalEach-1)/compassRevalEach)
+	}
+	return before, nil
+}
+
+// compassQuery is one query of the scenario and the answer it must give.
+type compassQuery struct {
+	name string
+	want int64
+	run  func(ctx context.Context, coll *store.Collection) (int64, error)
+}
+
+func compassQueries(base string, pages int, since time.Time) []compassQuery {
+	var want404, wantFamily int64
+	for i := range pages {
+		if i%compass404Every == 0 {
+			want404++
+		}
+		if i%len(compassFamilies) == 0 {
+			wantFamily++
+		}
+	}
+	prefix := "^" + regexp.QuoteMeta(base+"/"+compassFamilies[0]+"/")
+	return []compassQuery{
+		{"`countDocuments({status: 404})`", want404, func(ctx context.Context, c *store.Collection) (int64, error) {
+			return c.Count(ctx, bson.D{{Key: "status", Value: 404}})
+		}},
+		{"`find({url: /^…\\/products\\//})`", wantFamily, func(ctx context.Context, c *store.Collection) (int64, error) {
+			return countFound(ctx, c, bson.D{{Key: "url", Value: bson.Regex{Pattern: prefix}}})
+		}},
+		{"`find({validated_at: {$gte: …}})` (the 304s)", int64((pages + compassRevalEach - 1) / compassRevalEach), func(ctx context.Context, c *store.Collection) (int64, error) {
+			return countFound(ctx, c, bson.D{{Key: "validated_at", Value: bson.D{{Key: "$gte", Value: since}}}})
+		}},
+	}
+}
+
+// countFound reads every document filter matches, as a client showing
+// them does, and returns how many there were.
+func countFound(ctx context.Context, c *store.Collection, filter bson.D) (int64, error) {
+	var n int64
+	err := c.Scan(ctx, filter, store.FindOptions{}, func(bson.Raw) error { n++; return nil })
+	return n, err
+}
+
+func compassScenario(ctx context.Context, cfg config) ([]row, error) {
+	dir, err := os.MkdirTemp("", "crawlcache-bench-compass-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	origin := compassOrigin()
+	defer origin.Close()
+	since, err := fillCompass(ctx, dir, origin.URL, cfg.compassPages)
+	if err != nil {
+		return nil, err
+	}
+	// Served as `crawlcache db serve` serves it, queried over the wire.
+	srv, err := store.StartServer(ctx, store.ServerOptions{DataDir: dir, Command: "db serve", Logger: quiet})
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Close()
+	if err := srv.Upgrade(ctx, cache.Migrations(), quiet); err != nil {
+		return nil, err
+	}
+	s, err := store.Open(ctx, store.Options{URI: srv.URI(), Logger: quiet, Command: "bench", Migrations: cache.Migrations()})
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close(context.Background())
+	var rows []row
+	for _, q := range compassQueries(origin.URL, cfg.compassPages, since) {
+		pages, tookPages, err := timeQuery(ctx, q, s.Collection(cache.DefaultDatabase, cache.PagesCollection))
+		if err != nil {
+			return nil, err
+		}
+		responses, tookResponses, err := timeQuery(ctx, q, s.Collection(cache.DefaultDatabase, cache.ResponsesCollection))
+		if err != nil {
+			return nil, err
+		}
+		peer := fmt.Sprintf("%s on `responses`", secs(tookResponses))
+		if responses != q.want {
+			peer += fmt.Sprintf(" (**%d found**, want %d)", responses, q.want)
+		}
+		got := fmt.Sprintf("%s on `pages`", secs(tookPages))
+		if pages != q.want {
+			got += fmt.Sprintf(" (**%d found**, want %d)", pages, q.want)
+		}
+		rows = append(rows, row{
+			scenario:   fmt.Sprintf("Compass query over %d cached pages of 40 KB, through the wire: %s", cfg.compassPages, q.name),
+			crawlcache: got, peer: peer, ratio: fmt.Sprintf("%.3f×", tookPages.Seconds()/tookResponses.Seconds()),
+			target: "≤ 1 s, right answer", met: yesNo(tookPages <= time.Second && pages == q.want),
+		})
+	}
+	return rows, nil
+}
+
+// timeQuery runs q on coll once and returns its answer and wall time.
+func timeQuery(ctx context.Context, q compassQuery, coll *store.Collection) (int64, time.Duration, error) {
+	start := time.Now()
+	n, err := q.run(ctx, coll)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s on %s: %w", q.name, coll.Name(), err)
+	}
+	return n, time.Since(start), nil
+}
