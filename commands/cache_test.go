@@ -29,7 +29,7 @@ func (c cacheCLI) coll(name string) *store.Collection {
 }
 
 func newCacheCLI(t *testing.T) cacheCLI {
-	s := storetest.Open(t)
+	s := storetest.OpenDirWith(t, t.TempDir(), migrations()...)
 	return cacheCLI{t: t, uri: s.URI, s: s}
 }
 

@@ -201,7 +201,7 @@ func TestRunLease(t *testing.T) {
 		t.Fatalf("run --lease 7s: %v", err)
 	}
 	ctx := context.Background()
-	s, err := store.Open(ctx, store.Options{DataDir: data, Logger: slog.New(slog.DiscardHandler)})
+	s, err := store.Open(ctx, store.Options{DataDir: data, Logger: slog.New(slog.DiscardHandler), Migrations: migrations()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func TestRunLeavesSweepToSchedule(t *testing.T) {
 	expired := func() int64 {
 		t.Helper()
 		ctx := context.Background()
-		s, err := store.Open(ctx, store.Options{DataDir: data, Logger: slog.New(slog.DiscardHandler)})
+		s, err := store.Open(ctx, store.Options{DataDir: data, Logger: slog.New(slog.DiscardHandler), Migrations: migrations()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,7 +48,7 @@ func TestRunLeavesSweepToSchedule(t *testing.T) {
 	}
 	{ // an entry validated two hours ago: past the 1h TTL
 		ctx := context.Background()
-		s, err := store.Open(ctx, store.Options{DataDir: data, Logger: slog.New(slog.DiscardHandler)})
+		s, err := store.Open(ctx, store.Options{DataDir: data, Logger: slog.New(slog.DiscardHandler), Migrations: migrations()})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,7 +17,7 @@ var reservedCollections = []string{
 	"frontier", "frontier_log", "host_leases", "host_lease_tokens", "frontier_workers",
 	"_probe", "meta", "quarantine", "parses",
 	// db http_cache
-	"responses", "redirects", "revalidations", "variants", "settings", "counters",
+	"responses", "redirects", "revalidations", "variants", "settings", "counters", "pages",
 }
 
 // ReservedCollections returns the collection names a mongodb output may not

@@ -21,7 +21,7 @@ import (
 // others stay hits, and the crawl completes with every item. A third crawl
 // is all hits.
 func TestCorruptCacheDocuments(t *testing.T) {
-	s := storetest.Open(t)
+	s := storetest.OpenDirWith(t, t.TempDir(), cache.Migrations()...)
 	ctx := context.Background()
 	site := smallSite(20, testsite.Options{Seed: 3})
 	srv := site.Start()

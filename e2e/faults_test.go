@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"crawlcache/cache"
 	"crawlcache/configs"
 	"crawlcache/frontier"
 	"crawlcache/jobs"
@@ -31,7 +32,7 @@ func TestSoakOriginFaults(t *testing.T) {
 }
 
 func testOriginFaults(t *testing.T, pages int) {
-	s := storetest.Open(t)
+	s := storetest.OpenDirWith(t, t.TempDir(), cache.Migrations()...)
 	ctx := context.Background()
 	site := smallSite(pages, testsite.Options{
 		Seed: 11,

@@ -259,7 +259,7 @@ func testKillResume(t *testing.T, mode killMode, pages, kills int, fixedAt float
 		t.Fatalf("the crawl was never killed")
 	}
 
-	s := storetest.OpenDir(t, dataDir)
+	s := storetest.OpenDirWith(t, dataDir, cache.Migrations()...)
 	ctx := context.Background()
 	run, err := jobs.NewRuns(s, nil).Last(ctx, "killed")
 	if err != nil || run == nil {

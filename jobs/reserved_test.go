@@ -22,7 +22,7 @@ func TestReservedCollectionsCoverEveryOwnCollection(t *testing.T) {
 		frontier.EntriesCollection, frontier.LogCollection, frontier.HostLeasesCollection,
 		frontier.HostTokensCollection, frontier.WorkersCollection,
 		cache.ResponsesCollection, cache.RedirectsCollection, cache.RevalidationsCollection,
-		cache.VariantsCollection, cache.SettingsCollection, proxy.CountersCollection,
+		cache.VariantsCollection, cache.SettingsCollection, cache.PagesCollection, proxy.CountersCollection,
 		store.QuarantineCollection, "meta", // the store's schema version (store/schema.go)
 	}
 	for _, name := range own {
