@@ -303,7 +303,7 @@ func waitCached(t *testing.T, dataDir string, policy cache.Policy, g *gatedOrigi
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	st, err := store.Open(ctx, store.Options{URI: uri, Logger: slog.New(slog.DiscardHandler)})
+	st, err := store.Open(ctx, store.Options{URI: uri, Logger: slog.New(slog.DiscardHandler), Migrations: cache.Migrations()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,7 @@ func newFleet(t *testing.T, spec fleetSpec) *fleet {
 	}
 	t.Cleanup(srv.Close)
 	f.uri = srv.URI()
-	f.st, err = store.Open(ctx, store.Options{URI: f.uri, Logger: slog.New(slog.DiscardHandler)})
+	f.st, err = store.Open(ctx, store.Options{URI: f.uri, Logger: slog.New(slog.DiscardHandler), Migrations: cache.Migrations()})
 	if err != nil {
 		t.Fatal(err)
 	}
