@@ -173,8 +173,10 @@ func (it qitem) entry(runID string, st State, worker string, until time.Time) En
 }
 
 // change records the next state of an entry this process holds. It returns
-// errNotHeld or errLost (and forgets the lease) when it cannot.
-func (f *Frontier) change(ctx context.Context, id string, st State, worker string, until time.Time, incAttempts bool, errMsg string) (*held, error) {
+// errNotHeld or errLost (and forgets the lease) when it cannot. A Leased
+// state (a renewal) lasts f.lease from the time it is recorded, so a renewal
+// that waited for its turn still gets its whole lease.
+func (f *Frontier) change(ctx context.Context, id string, st State, worker string, incAttempts bool, errMsg string) (*held, error) {
 	mu := f.stripe(id)
 	mu.Lock()
 	defer mu.Unlock()
@@ -192,6 +194,10 @@ func (f *Frontier) change(ctx context.Context, id string, st State, worker strin
 		it.attempts++
 	}
 	now := f.now().UTC().Truncate(time.Millisecond)
+	var until time.Time
+	if st == Leased {
+		until = now.Add(f.lease)
+	}
 	err := f.logBatch.insert(ctx, f.logDoc(h.runID, it, it.seq+1, st, h.worker, until, errMsg, now))
 	if err != nil {
 		f.mu.Lock()
@@ -228,7 +234,7 @@ func (f *Frontier) drop(id string) {
 // another worker took it), Done still records it done, since the work is
 // done. It returns an error wrapping ErrNotFound if there is no such entry.
 func (f *Frontier) Done(ctx context.Context, id string) error {
-	_, err := f.change(ctx, id, Done, "", time.Time{}, false, "")
+	_, err := f.change(ctx, id, Done, "", false, "")
 	if errors.Is(err, errNotHeld) || errors.Is(err, errLost) {
 		err = f.finishElsewhere(ctx, id, Done, "")
 	}
@@ -253,7 +259,7 @@ func (f *Frontier) Fail(ctx context.Context, id string, cause error, retry bool)
 	if cause != nil {
 		msg = cause.Error()
 	}
-	h, err := f.change(ctx, id, st, "", time.Time{}, true, msg)
+	h, err := f.change(ctx, id, st, "", true, msg)
 	switch {
 	case err == nil && retry:
 		f.requeue(h, false)
@@ -271,7 +277,7 @@ func (f *Frontier) Fail(ctx context.Context, id string, cause error, retry bool)
 // shutdown. Entries it does not hold (any more) are left alone.
 func (f *Frontier) Release(ctx context.Context, ids []string) error {
 	for _, id := range ids {
-		h, err := f.change(ctx, id, Pending, "", time.Time{}, false, "")
+		h, err := f.change(ctx, id, Pending, "", false, "")
 		switch {
 		case err == nil:
 			f.requeue(h, true)
@@ -293,10 +299,9 @@ func (f *Frontier) Release(ctx context.Context, ids []string) error {
 // still finish the page (Done records it), but another worker may fetch it
 // too.
 func (f *Frontier) Renew(ctx context.Context, worker string, ids []string) error {
-	until := f.now().UTC().Truncate(time.Millisecond).Add(f.lease)
 	var lost []string
 	for _, id := range ids {
-		_, err := f.change(ctx, id, Leased, worker, until, false, "")
+		_, err := f.change(ctx, id, Leased, worker, false, "")
 		switch {
 		case errors.Is(err, errNoLease):
 			// Finished or released here since the caller listed it (a
