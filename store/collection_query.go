@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -230,7 +229,3 @@ func (c *Collection) Inc(ctx context.Context, id string, inc, set any) (bson.Raw
 	}
 	return raw, nil
 }
-
-// wireCollection is the driver's handle, for store's own code that needs
-// an operation the contract does not offer.
-func (c *Collection) wireCollection() *mongo.Collection { return c.wire }

@@ -90,8 +90,8 @@ func TestSelfCheckFallsBackToTheServer(t *testing.T) {
 			dir := storetest.FixtureDir(t, storetest.FixtureE6C68C8)
 			alter(t, dir, "http_cache", tc.stmts...)
 			s, log := openLogged(t, dir)
-			d := store.DirectFor(s.Client)
-			if got := d != nil; got != tc.direct {
+			coll := s.Collection("http_cache", "responses")
+			if got := coll.Direct(); got != tc.direct {
 				t.Fatalf("direct access: got %v, want %v (log %q)", got, tc.direct, log.msgs)
 			}
 			var fallback int
@@ -103,14 +103,13 @@ func TestSelfCheckFallsBackToTheServer(t *testing.T) {
 			if want := map[bool]int{true: 0, false: 1}[tc.direct]; fallback != want || len(log.msgs) != want {
 				t.Errorf("log at WARN and above: %q, want %d line(s) saying everything goes through the server", log.msgs, want)
 			}
-			coll := s.Database("http_cache").Collection("responses")
-			if n, err := coll.CountDocuments(ctx, bson.D{}); err != nil || n != 10 {
+			if n, err := coll.Count(ctx, bson.D{}); err != nil || n != 10 {
 				t.Errorf("cache entries of the fixture: %d, %v; want 10", n, err)
 			}
-			if err := store.Upsert(ctx, d, coll, "new", bson.D{{Key: "_id", Value: "new"}, {Key: "v", Value: 1}}); err != nil {
+			if err := coll.Upsert(ctx, "new", bson.D{{Key: "_id", Value: "new"}, {Key: "v", Value: 1}}); err != nil {
 				t.Fatalf("upsert: %v", err)
 			}
-			if n, err := coll.CountDocuments(ctx, bson.D{}); err != nil || n != 11 {
+			if n, err := coll.Count(ctx, bson.D{}); err != nil || n != 11 {
 				t.Errorf("after one upsert: %d, %v; want 11", n, err)
 			}
 		})

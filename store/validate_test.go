@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -223,7 +224,7 @@ func TestDirectWriteParity(t *testing.T) {
 		// connection (duplicate keys) and the driver reconnect (0.5–2 s):
 		// upserts of refused documents only for the named cases.
 		if id, ok := raw.Lookup("_id").StringValueOK(); ok && (errW == nil || i >= n) {
-			errD := Upsert(ctx, d, upD, id, raw)
+			errD := collOf(d, upD).Upsert(ctx, id, raw)
 			_, errW := upW.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, raw, replaceUpsert)
 			if (errD == nil) != (errW == nil) || writeErrorCode(errD) != writeErrorCode(errW) {
 				t.Errorf("doc %d %v: upsert direct = %v, through the server = %v", i, short(raw), errD, errW)
@@ -283,7 +284,7 @@ func TestDirectRefusesWhatFerretDBCannotReadBack(t *testing.T) {
 			if err := InsertOne(ctx, d, db.Collection("direct"), raw); !errors.Is(err, ErrUnreadableDocument) {
 				t.Errorf("direct insert = %v, want ErrUnreadableDocument", err)
 			}
-			if err := Upsert(ctx, d, db.Collection("direct"), "nl", raw); !errors.Is(err, ErrUnreadableDocument) {
+			if err := collOf(d, db.Collection("direct")).Upsert(ctx, "nl", raw); !errors.Is(err, ErrUnreadableDocument) {
 				t.Errorf("direct upsert = %v, want ErrUnreadableDocument", err)
 			}
 			if _, err := db.Collection("direct").CountDocuments(ctx, bson.D{}); err != nil {
@@ -367,4 +368,12 @@ func hasControlTopKey(raw bson.Raw) bool {
 		}
 	}
 	return false
+}
+
+// collOf is the embedded implementation's handle on wire with direct
+// access d, as Store.Collection makes it.
+func collOf(d *Direct, wire *mongo.Collection) *Collection {
+	c := &Collection{db: wire.Database().Name(), name: wire.Name(), wire: wire, direct: d, incMu: &sync.Mutex{}}
+	c.notFound = fmt.Errorf("get from %s: %w", c, ErrNotFound)
+	return c
 }

@@ -75,33 +75,3 @@ func InsertMany(ctx context.Context, d *Direct, coll *mongo.Collection, docs []a
 	}
 	return dups, nil
 }
-
-// Upsert replaces the document with _id id in coll by doc, or inserts doc
-// when there is none.
-//
-// Deprecated: use (*Collection).Upsert.
-func Upsert(ctx context.Context, d *Direct, coll *mongo.Collection, id string, doc any) error {
-	if d != nil {
-		raw, err := bson.Marshal(doc)
-		if err != nil {
-			return err
-		}
-		err = d.Upsert(ctx, coll.Database().Name(), coll.Name(), raw)
-		if !errors.Is(err, ErrDirectUnsupported) {
-			return err
-		}
-	}
-	_, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, doc, replaceUpsert)
-	return err
-}
-
-// DeleteOne deletes the document with _id id from coll, if there is one.
-//
-// Deprecated: use (*Collection).Delete.
-func DeleteOne(ctx context.Context, d *Direct, coll *mongo.Collection, id string) error {
-	if d != nil {
-		return d.DeleteOne(ctx, coll.Database().Name(), coll.Name(), id)
-	}
-	_, err := coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
-	return err
-}
