@@ -87,6 +87,9 @@ func runCacheExport(c *cli.Context) error {
 	}
 	return withAdmin(c, func(ctx context.Context, a *cache.Admin, _ *store.Store) error {
 		st, size, err := exportWARC(ctx, a, out, opts)
+		if err != nil && ctx.Err() != nil {
+			return fmt.Errorf("cache export interrupted after %d responses: %s not written: %w", st.Exported, out, ctx.Err())
+		}
 		if err != nil {
 			return fmt.Errorf("cache export: %w", err)
 		}

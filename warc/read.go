@@ -168,6 +168,9 @@ func Import(ctx context.Context, a *cache.Admin, r io.Reader) (ImportStats, erro
 		case gowarc.Response:
 			if err = flush(nil); err == nil {
 				pending = readResponse(wrec)
+				if pending.skip == "" && shortBlock(rec.Validation) {
+					pending.skip = SkipTruncated // the file ended inside the record
+				}
 				if lastReq != nil && pairs(pending, lastReq) {
 					p := pending
 					pending = nil
@@ -186,6 +189,18 @@ func Import(ctx context.Context, a *cache.Admin, r io.Reader) (ImportStats, erro
 			return st, err
 		}
 	}
+}
+
+// shortBlock reports whether the reader found a record's block shorter
+// than its Content-Length (a file cut inside the record).
+func shortBlock(validation []error) bool {
+	for _, err := range validation {
+		var cl *gowarc.ContentLengthError
+		if errors.As(err, &cl) && cl.Actual < cl.Expected {
+			return true
+		}
+	}
+	return false
 }
 
 // pairs reports whether req is resp's request.

@@ -357,6 +357,16 @@ func TestImportNotWARC(t *testing.T) {
 	if st.Imported == 0 {
 		t.Errorf("imported nothing before the cut: %+v", st)
 	}
+
+	// An uncompressed file that ends inside a record whose block says it
+	// is longer: the partial body is not imported as if whole.
+	cut := "WARC/1.1\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:uuid:90000000-0000-0000-0000-000000000001>\r\n" +
+		"WARC-Date: 2026-11-30T10:00:00Z\r\nWARC-Target-URI: http://a.example/cut\r\n" +
+		"Content-Type: application/http;msgtype=response\r\nContent-Length: 99999\r\n\r\nHTTP/1.1 200 OK\r\n\r\npartial"
+	st, _ = Import(context.Background(), dst.admin, strings.NewReader(cut))
+	if st.Imported != 0 || st.Skipped[SkipTruncated] != 1 {
+		t.Errorf("record cut short: %+v, want it skipped as truncated", st)
+	}
 }
 
 // TestWarcioIndex has an independent reader, the warcio package from npm
