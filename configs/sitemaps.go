@@ -26,7 +26,11 @@ func (d *decoder) sitemaps(m map[string]*yaml.Node, j *Job) {
 	if n, ok := m["sitemaps"]; ok {
 		if r := resolve(n); r != nil && r.Kind == yaml.SequenceNode {
 			j.Sitemaps.URLs, _ = d.strs(n, "sitemaps", func(it *yaml.Node, p, s string) bool {
-				_, ok := d.checkSeed(it, p, s)
+				u, ok := d.checkSeed(it, p, s)
+				if ok && len(j.AllowedDomains) > 0 && !j.AllowsHost(u.Hostname()) {
+					d.errorf(it, p, "host %q is not in allowed_domains: sitemaps are read only from allowed hosts", u.Hostname())
+					return false
+				}
 				return ok
 			})
 			if len(r.Content) == 0 {

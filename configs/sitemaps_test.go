@@ -40,6 +40,7 @@ func TestSitemapsKeyErrors(t *testing.T) {
 		{"a string", "sitemaps: yes please\n", "bad.yaml:3: sitemaps: must be true, false or a list of sitemap URLs"},
 		{"relative URL", "sitemaps: ['/sitemap.xml']\n", "bad.yaml:3: sitemaps[0]: must be an absolute http(s) URL"},
 		{"empty list", "sitemaps: []\n", "bad.yaml:3: sitemaps: an empty list reads no sitemap"},
+		{"sitemap on another host", "sitemaps: ['https://cdn.example.com/sitemap.xml']\n", "bad.yaml:3: sitemaps[0]: host \"cdn.example.com\" is not in allowed_domains"},
 		{"trust without sitemaps", "trust_lastmod: true\n", "bad.yaml:3: trust_lastmod: needs sitemaps"},
 		{"trust not a bool", "sitemaps: true\ntrust_lastmod: 1\n", "bad.yaml:4: trust_lastmod: must be true or false"},
 	}

@@ -202,7 +202,7 @@ func (c *crawl) sitemapRedirect(req *http.Request, via []*http.Request) error {
 // (include/exclude are for pages, not for the sitemaps that list them).
 func (c *crawl) sitemapAllowed(ctx context.Context, u *url.URL) error {
 	if !c.hostAllowed(u) {
-		return fmt.Errorf("%w: %s", errDomainNotAllowed, u.Host)
+		return fmt.Errorf("host %s is not an allowed domain", u.Host)
 	}
 	if c.opts.Robots && !c.robots.Allowed(ctx, u) {
 		return ErrRobots
