@@ -214,6 +214,12 @@ type runSummary struct {
 	// links and items came from a stored parse instead.
 	Parsed int64 `json:"parsed"`
 	Reused int64 `json:"reused"`
+	// New, Changed, Unchanged and Gone: the run's pages against the job's
+	// previous runs (`runs changes` lists them).
+	New       int64 `json:"new"`
+	Changed   int64 `json:"changed"`
+	Unchanged int64 `json:"unchanged"`
+	Gone      int64 `json:"gone"`
 }
 
 func summaryOf(r *jobs.Run) runSummary {
@@ -227,6 +233,7 @@ func summaryOf(r *jobs.Run) runSummary {
 		RobotsBlocked: r.Counters.Robots, Retries: r.Counters.Retries, ErrorRatio: r.Counters.ErrorRatio(),
 		ErrorsByKind: r.Breakdown.ErrorKinds, Statuses: r.Breakdown.Statuses,
 		Parsed: r.Counters.Parsed, Reused: r.Counters.Reused,
+		New: r.Counters.New, Changed: r.Counters.Changed, Unchanged: r.Counters.Unchanged, Gone: r.Counters.Gone,
 	}
 	if s.ErrorsByKind == nil {
 		s.ErrorsByKind = map[string]int64{}

@@ -90,6 +90,7 @@ func runsCommand() *cli.Command {
 					})
 				},
 			},
+			runsChangesCommand(),
 		},
 	}
 }

@@ -110,6 +110,9 @@ type Job struct {
 	// taken from them. Without a render section it is the zero value (off);
 	// with one, its absent keys hold their defaults.
 	Render Render
+	// Changes says what does not count as a change of a page; the zero
+	// value compares whole bodies.
+	Changes Changes
 	// Schedule is a 5-field cron expression or a descriptor such as
 	// "@every 6h" or "@daily"; empty means the job runs only on demand.
 	Schedule string

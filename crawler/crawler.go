@@ -429,6 +429,10 @@ func (c *crawl) progress() Progress {
 		Items: c.items.Load(), Elapsed: time.Since(c.start),
 		Parsed: c.parsed.Load(), Reused: c.reused.Load(),
 	}
+	if t := c.opts.Changes; t != nil {
+		n := t.Seen()
+		p.New, p.Changed, p.Unchanged, p.Gone = n.New, n.Changed, n.Unchanged, n.Gone
+	}
 	if c.cache != nil {
 		st := c.cache.Stats()
 		p.NetworkBytes, p.SavedBytes = st.NetworkBytes, st.SavedBytes

@@ -228,6 +228,7 @@ func (f *fetcher) handle(e frontier.Entry, st *pageState) {
 	served := r.Headers.Get(cache.HeaderServed)
 	c.countServed(served)
 	if status >= 400 || status < 200 {
+		c.observe(c.redact(r.Request.URL.String()), r, nil, nil)
 		c.markDone(e.ID) // a 404 or 410 is an answer: done, with no items
 		return
 	}
@@ -237,6 +238,7 @@ func (f *fetcher) handle(e frontier.Entry, st *pageState) {
 	}
 	pp := c.lookupParse(r, c.redact(finalURL.String()))
 	c.countParse(r, pp)
+	c.observe(c.redact(finalURL.String()), r, pp, nil)
 	if !c.addPageLinks(e, r, st, pp) {
 		return // interrupted or failed: the entry is released at the end
 	}

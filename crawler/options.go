@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"crawlcache/cache"
+	"crawlcache/changes"
 	"crawlcache/frontier"
 	"crawlcache/parses"
 	"crawlcache/pipeline"
@@ -124,6 +125,10 @@ type Options struct {
 	// or a 200 with the same body hash) under the same follow and extract
 	// rules, instead of parsing the page again. Nil: every page is parsed.
 	Parses *parses.Store
+	// Changes, if not nil, classifies every page the run gets (new,
+	// changed, unchanged, gone, error) against what the job saw before
+	// and records it; the run's Progress counts them.
+	Changes *changes.Tracker
 	// HostLeases makes a worker fetch only hosts it holds a lease for in
 	// the frontier, so the per-host rate holds for a fleet of workers.
 	HostLeases bool
@@ -190,6 +195,11 @@ type Progress struct {
 	// parsing their body in this run; Reused those taken from a stored
 	// parse result (Options.Parses).
 	Parsed, Reused int64
+	// New, Changed, Unchanged and Gone count the pages this process
+	// classified (Options.Changes); Gone here is only pages that answered
+	// 404 or 410 where they answered 2xx before (those no longer reached
+	// are found when the run completes: changes.Tracker.Finish).
+	New, Changed, Unchanged, Gone int64
 	// Loading is true while a resume still reads the run's frontier in
 	// the background: Queue is then only what was read so far.
 	Loading bool

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"crawlcache/cache"
+	"crawlcache/changes"
 	"crawlcache/configs"
 	"crawlcache/crawler"
 	"crawlcache/frontier"
@@ -30,6 +31,7 @@ type execution struct {
 	worker string
 
 	front   *frontier.Frontier // for the tally of a finished run
+	changes *changes.Tracker   // what changed since the job's last run
 	pipe    *pipeline.Pipeline // nil when the job has no outputs
 	opened  bool               // pipe's sinks are open
 	session Counters           // this process's counters, once the crawl returned
@@ -59,6 +61,9 @@ func (r *Runner) execute(ctx context.Context, job *configs.Job, run *Run, mode s
 		return x.finish(StatusFailed, err)
 	}
 	if x.pipe, err = r.pipeline(job); err != nil {
+		return x.finish(StatusFailed, err)
+	}
+	if x.changes, err = r.changeTracker(ctx, job, run.ID); err != nil {
 		return x.finish(StatusFailed, err)
 	}
 	if mode == modeResume && run.Commit != nil {
@@ -136,6 +141,7 @@ func (x *execution) crawl(reclaim []string, revalidate bool) (crawlErr, lost err
 	opts.Frontier, opts.Resume, opts.Reclaim, opts.HostLeases = x.front, x.mode != modeNew, reclaim, hasOption(run, OptionHostLeases)
 	opts.Pipeline, opts.Progress = x.pipe, rep.update
 	opts.Parses = parses.New(r.Store.Collection(Database, parses.DefaultCollection))
+	opts.Changes = x.changes
 	opts.Logger, opts.ShutdownGrace, opts.LeaseRenew = x.log, r.ShutdownGrace, r.FrontierLease/4
 	opts.OnInterrupt, opts.StopNow = r.OnInterrupt, r.StopNow
 	p, crawlErr := crawler.Run(crawlCtx, opts)
@@ -338,6 +344,14 @@ func (x *execution) record(ctx context.Context, status Status, cause error, down
 		var err error
 		if t, err = x.r.tally(ctx, x.runs, x.front, x.job, x.run.ID); err != nil {
 			x.log.Warn("count the run's pages and items; keeping the reported counters", "err", err)
+		}
+	}
+	if status == StatusCompleted && !down && x.changes != nil {
+		n, err := x.changes.Finish(ctx)
+		if err != nil {
+			x.log.Warn("record what changed since the job's last run; the run's change counts are this process's", "err", err)
+		} else {
+			t.Changes = &n
 		}
 	}
 	x.fault("finish-before")

@@ -221,6 +221,7 @@ func WriteSummary(w io.Writer, r *Run) {
 	fmt.Fprintf(tw, "cache\thits %d\trevalidated (304) %d, misses %d, stale %d\n", c.Hits, c.Revalidated, c.Misses, c.Stale)
 	fmt.Fprintf(tw, "items\t%d\t\n", c.Items)
 	fmt.Fprintf(tw, "parsed\t%d\t%d pages from a stored parse\n", c.Parsed, c.Reused)
+	fmt.Fprintf(tw, "change\tnew %d\tchanged %d, unchanged %d, gone %d\n", c.New, c.Changed, c.Unchanged, c.Gone)
 	errs := ""
 	if c.Errors > 0 {
 		errs = fmt.Sprintf("%s (%.1f%% of %d URLs)", countList(r.Breakdown.ErrorKinds, " "), 100*c.ErrorRatio(), c.Pages+c.Errors)

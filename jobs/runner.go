@@ -479,6 +479,7 @@ func countersOf(p crawler.Progress) Counters {
 		Pages: p.Pages, Hits: p.Hits, Misses: p.Misses, Revalidated: p.Revalidated, Stale: p.Stale,
 		Errors: p.Errors, Items: p.Items, NetworkBytes: p.NetworkBytes, SavedBytes: p.SavedBytes,
 		Robots: p.Robots, Retries: p.Retries, Parsed: p.Parsed, Reused: p.Reused,
+		New: p.New, Changed: p.Changed, Unchanged: p.Unchanged, Gone: p.Gone,
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"crawlcache/changes"
 	"crawlcache/store"
 )
 
@@ -60,62 +61,6 @@ var (
 	// completed, or is still running under a live lock.
 	ErrNotResumable = errors.New("run cannot be resumed")
 )
-
-// Counters are what a run (or one of its workers) did. Their bson and JSON
-// names are a contract with scripts (`run --json`) and Compass users.
-type Counters struct {
-	Pages        int64 `bson:"pages" json:"pages"`
-	Hits         int64 `bson:"hits" json:"hits"`
-	Misses       int64 `bson:"misses" json:"misses"`
-	Revalidated  int64 `bson:"revalidated" json:"revalidated"`
-	Stale        int64 `bson:"stale" json:"stale"`
-	Errors       int64 `bson:"errors" json:"errors"`
-	Items        int64 `bson:"items" json:"items"`
-	NetworkBytes int64 `bson:"network_bytes" json:"network_bytes"`
-	SavedBytes   int64 `bson:"saved_bytes" json:"saved_bytes"`
-	// Robots counts URLs not fetched because robots.txt disallows them
-	// (not errors).
-	Robots int64 `bson:"robots_blocked" json:"robots_blocked"`
-	// Retries counts requests sent again after a transient failure.
-	Retries int64 `bson:"retries" json:"retries"`
-	// Parsed counts HTML pages parsed in the run; Reused those whose links
-	// and items came from a stored parse of the same body instead.
-	Parsed int64 `bson:"parsed" json:"parsed"`
-	Reused int64 `bson:"reused" json:"reused"`
-}
-
-// ErrorRatio is the share of the URLs that failed for good among those
-// fetched or failed: Errors / (Pages + Errors); 0 when there are none.
-func (c Counters) ErrorRatio() float64 {
-	if c.Errors <= 0 {
-		return 0
-	}
-	return float64(c.Errors) / float64(c.Pages+c.Errors)
-}
-
-// Sub returns c minus o, field by field.
-func (c Counters) Sub(o Counters) Counters {
-	return Counters{
-		Pages: c.Pages - o.Pages, Hits: c.Hits - o.Hits, Misses: c.Misses - o.Misses,
-		Revalidated: c.Revalidated - o.Revalidated, Stale: c.Stale - o.Stale,
-		Errors: c.Errors - o.Errors, Items: c.Items - o.Items,
-		NetworkBytes: c.NetworkBytes - o.NetworkBytes, SavedBytes: c.SavedBytes - o.SavedBytes,
-		Robots: c.Robots - o.Robots, Retries: c.Retries - o.Retries,
-		Parsed: c.Parsed - o.Parsed, Reused: c.Reused - o.Reused,
-	}
-}
-
-// Add returns c plus o, field by field.
-func (c Counters) Add(o Counters) Counters {
-	return Counters{
-		Pages: c.Pages + o.Pages, Hits: c.Hits + o.Hits, Misses: c.Misses + o.Misses,
-		Revalidated: c.Revalidated + o.Revalidated, Stale: c.Stale + o.Stale,
-		Errors: c.Errors + o.Errors, Items: c.Items + o.Items,
-		NetworkBytes: c.NetworkBytes + o.NetworkBytes, SavedBytes: c.SavedBytes + o.SavedBytes,
-		Robots: c.Robots + o.Robots, Retries: c.Retries + o.Retries,
-		Parsed: c.Parsed + o.Parsed, Reused: c.Reused + o.Reused,
-	}
-}
 
 // Worker is one process that took part in a run. Its Counters are what
 // that process reported of its own work (its last report, every ~2 s): a
@@ -440,29 +385,6 @@ func (rs *Runs) report(ctx context.Context, runID, workerID string, total, delta
 	return nil
 }
 
-func incCounters(d Counters) bson.D {
-	var out bson.D
-	add := func(k string, v int64) {
-		if v != 0 {
-			out = append(out, bson.E{Key: "counters." + k, Value: v})
-		}
-	}
-	add("pages", d.Pages)
-	add("hits", d.Hits)
-	add("misses", d.Misses)
-	add("revalidated", d.Revalidated)
-	add("stale", d.Stale)
-	add("errors", d.Errors)
-	add("items", d.Items)
-	add("network_bytes", d.NetworkBytes)
-	add("saved_bytes", d.SavedBytes)
-	add("robots_blocked", d.Robots)
-	add("retries", d.Retries)
-	add("parsed", d.Parsed)
-	add("reused", d.Reused)
-	return out
-}
-
 // Tally is what a run's durable state says it did, for the counters that
 // workers' progress reports can miss (a worker killed with kill -9 loses its
 // last unreported seconds) or count twice (a page fetched, not acknowledged,
@@ -478,6 +400,9 @@ type Tally struct {
 	// Cache, when set, replaces the cache counters (hits, misses,
 	// revalidated, stale and bytes); see cacheTally.
 	Cache *Counters
+	// Changes, when set, replaces new, changed, unchanged and gone: the
+	// run's change records, counted when it completed.
+	Changes *changes.Counts
 }
 
 // cacheTally returns the cache counters to record for a run whose own
@@ -523,6 +448,12 @@ func (t Tally) set() bson.D {
 		add("stale", &c.Stale)
 		add("network_bytes", &c.NetworkBytes)
 		add("saved_bytes", &c.SavedBytes)
+	}
+	if c := t.Changes; c != nil {
+		add("new", &c.New)
+		add("changed", &c.Changed)
+		add("unchanged", &c.Unchanged)
+		add("gone", &c.Gone)
 	}
 	return out
 }

@@ -100,3 +100,33 @@ func (f *LinkFinder) Find(p Page) (values []string, base string, err error) {
 	}
 	return values, base, nil
 }
+
+// WithoutElements returns the HTML of p's body with every element that one
+// of sels matches removed (rendered again from the parse tree), for
+// comparing two versions of a page while ignoring parts that change on
+// every request (timestamps, nonces, ads). A selector that does not
+// compile removes nothing. A page that is not HTML, or that the parser
+// refuses, is returned as it is.
+func WithoutElements(p Page, sels []string) []byte {
+	if !isHTML(p) || len(sels) == 0 {
+		return p.Body
+	}
+	r, err := utf8Reader(p.Body, p.Header.Get("Content-Type"))
+	if err != nil {
+		return p.Body
+	}
+	doc, err := goquery.NewDocumentFromReader(r)
+	if err != nil {
+		return p.Body
+	}
+	for _, s := range sels {
+		if sel, err := cascadia.Compile(s); err == nil {
+			doc.FindMatcher(sel).Remove()
+		}
+	}
+	out, err := goquery.OuterHtml(doc.Selection)
+	if err != nil {
+		return p.Body
+	}
+	return []byte(out)
+}

@@ -1,0 +1,209 @@
+package changes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"crawlcache/store"
+	"crawlcache/store/storetest"
+)
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+// env is one store shared by the runs of a test.
+type env struct {
+	t     *testing.T
+	s     *store.Store
+	clock *clock
+	strip func([]byte) []byte
+	ret   time.Duration
+}
+
+func newEnv(t *testing.T) *env {
+	return &env{t: t, s: storetest.Open(t), clock: &clock{time.Date(2026, 12, 1, 4, 0, 0, 0, time.UTC)}}
+}
+
+func (e *env) tracker(job, run string) *Tracker {
+	e.t.Helper()
+	tr, err := New(Options{
+		Pages: e.s.Collection("crawlcache", PagesCollection), Records: e.s.Collection("crawlcache", RecordsCollection),
+		Job: job, Run: run, Now: e.clock.now, Strip: e.strip, Retention: e.ret,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tr
+}
+
+// page is one observation: a status and a body ("" with status 0: failed).
+type page struct {
+	url    string
+	status int
+	body   string
+}
+
+// run observes pages in a run of job, finishes it and returns each URL's
+// kind (from the run's records) and the counts.
+func (e *env) run(job, run string, pages ...page) (map[string]string, Counts) {
+	e.t.Helper()
+	ctx := context.Background()
+	tr := e.tracker(job, run)
+	for _, p := range pages {
+		o := Observation{URL: p.url, Status: p.status, Body: []byte(p.body)}
+		if p.status == 0 {
+			o.Err = errors.New("connection refused")
+		}
+		if _, err := tr.Observe(ctx, o); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	counts, err := tr.Finish(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	kinds := map[string]string{}
+	if err := List(ctx, e.s.Collection("crawlcache", RecordsCollection), run, "", func(r Record) error {
+		kinds[r.URL] = r.Kind
+		return nil
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.clock.t = e.clock.t.Add(24 * time.Hour)
+	return kinds, counts
+}
+
+func TestClassify(t *testing.T) {
+	e := newEnv(t)
+	kinds, c := e.run("shop", "shop-1", page{"/a", 200, "a1"}, page{"/b", 200, "b1"}, page{"/c", 200, "c1"}, page{"/d", 200, "d1"}, page{"/e", 200, "e1"})
+	if c != (Counts{New: 5}) {
+		t.Fatalf("first run counts = %+v, kinds %v; want 5 new", c, kinds)
+	}
+	// Run 2: a unchanged, b changed, c answers 404, d is no longer reached,
+	// e fails, f appears.
+	kinds, c = e.run("shop", "shop-2", page{"/a", 200, "a1"}, page{"/b", 200, "b2"}, page{"/c", 404, "nope"}, page{"/e", 0, ""}, page{"/f", 200, "f1"})
+	want := map[string]string{"/a": KindUnchanged, "/b": KindChanged, "/c": KindGone, "/d": KindGone, "/e": KindError, "/f": KindNew}
+	for u, k := range want {
+		if kinds[u] != k {
+			t.Errorf("run 2: %s is %q, want %q", u, kinds[u], k)
+		}
+	}
+	if c != (Counts{New: 1, Changed: 1, Unchanged: 1, Gone: 2, Error: 1}) {
+		t.Errorf("run 2 counts = %+v", c)
+	}
+	// Run 3: d comes back (changed: it was gone), c still 404 (unchanged),
+	// e reached again unchanged; b still b2.
+	kinds, _ = e.run("shop", "shop-3", page{"/a", 200, "a1"}, page{"/b", 200, "b2"}, page{"/c", 404, "nope"}, page{"/d", 200, "d1"}, page{"/e", 200, "e1"}, page{"/f", 200, "f1"})
+	want = map[string]string{"/a": KindUnchanged, "/b": KindUnchanged, "/c": KindUnchanged, "/d": KindChanged, "/e": KindUnchanged, "/f": KindUnchanged}
+	for u, k := range want {
+		if kinds[u] != k {
+			t.Errorf("run 3: %s is %q, want %q", u, kinds[u], k)
+		}
+	}
+	// Another job sees the same URLs as new: nothing is shared.
+	kinds, c = e.run("other", "other-1", page{"/a", 200, "a1"})
+	if c.New != 1 || c.Gone != 0 {
+		t.Errorf("other job: counts %+v, kinds %v; want 1 new, nothing gone", c, kinds)
+	}
+}
+
+// A page observed twice in one run (a resume after a crash) keeps the kind
+// it had against the state before the run, and is counted once.
+func TestObserveTwiceInOneRun(t *testing.T) {
+	e := newEnv(t)
+	e.run("j", "j-1", page{"/a", 200, "v1"}, page{"/b", 200, "v1"})
+	ctx := context.Background()
+	tr := e.tracker("j", "j-2")
+	for range 2 {
+		for _, p := range []page{{"/a", 200, "v2"}, {"/b", 200, "v1"}} {
+			if _, err := tr.Observe(ctx, Observation{URL: p.url, Status: p.status, Body: []byte(p.body)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c, err := tr.Finish(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != (Counts{Changed: 1, Unchanged: 1}) {
+		t.Errorf("counts = %+v, want 1 changed (a), 1 unchanged (b)", c)
+	}
+	again, err := tr.Finish(ctx)
+	if err != nil || again != c {
+		t.Errorf("second Finish = %+v, %v; want the same counts", again, err)
+	}
+}
+
+// Parts the job ignores do not make a page changed; other parts do.
+func TestIgnoredParts(t *testing.T) {
+	e := newEnv(t)
+	re := regexp.MustCompile(`nonce="[0-9]+"`)
+	e.strip = func(b []byte) []byte { return re.ReplaceAll(b, nil) }
+	body := func(nonce int, text string) string { return fmt.Sprintf(`<p nonce="%d">%s</p>`, nonce, text) }
+	e.run("j", "j-1", page{"/a", 200, body(1, "hello")}, page{"/b", 200, body(1, "hello")})
+	kinds, _ := e.run("j", "j-2", page{"/a", 200, body(2, "hello")}, page{"/b", 200, body(2, "bye")})
+	if kinds["/a"] != KindUnchanged || kinds["/b"] != KindChanged {
+		t.Errorf("kinds = %v; want /a unchanged (only its nonce changed), /b changed", kinds)
+	}
+	kinds, c := e.run("j", "j-3", page{"/a", 200, body(2, "hello")}, page{"/b", 200, body(2, "bye")})
+	if c != (Counts{Unchanged: 2}) {
+		t.Errorf("the same bodies again: kinds = %v, want both unchanged", kinds)
+	}
+}
+
+// A page's history keeps MaxVersions versions, none older than the
+// retention; a job keeps the records of its last KeepRuns runs.
+func TestHistoryIsBounded(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for i := range KeepRuns + 5 {
+		e.run("j", fmt.Sprintf("j-%03d", i), page{"/a", 200, fmt.Sprint("v", i)})
+	}
+	raw, err := e.s.Collection("crawlcache", PagesCollection).Get(ctx, PageID("j", "/a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p Page
+	if err := unmarshal(raw, &p); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Versions) != MaxVersions {
+		t.Errorf("history holds %d versions, want %d", len(p.Versions), MaxVersions)
+	}
+	var runs []string
+	err = e.s.Collection("crawlcache", RecordsCollection).ScanIDPrefix(ctx, "j-", func(raw bson.Raw) error {
+		var r Record
+		if err := unmarshal(raw, &r); err != nil {
+			return err
+		}
+		runs = append(runs, r.Run)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(runs)
+	if len(runs) != KeepRuns || runs[0] != fmt.Sprintf("j-%03d", 5) {
+		t.Errorf("records kept for %d runs from %v, want the last %d", len(runs), runs[:1], KeepRuns)
+	}
+
+	e.ret = 36 * time.Hour
+	e.run("j", "j-late", page{"/a", 200, "late"})
+	raw, _ = e.s.Collection("crawlcache", PagesCollection).Get(ctx, PageID("j", "/a"))
+	_ = unmarshal(raw, &p)
+	for _, v := range p.Versions {
+		if e.clock.t.Sub(v.At) > 36*time.Hour+24*time.Hour {
+			t.Errorf("version of %s kept past the retention", v.At)
+		}
+	}
+}
+
+func unmarshal(raw []byte, v any) error { return bson.Unmarshal(raw, v) }

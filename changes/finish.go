@@ -1,0 +1,156 @@
+package changes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"crawlcache/store"
+)
+
+// Finish closes a completed run: every page the previous completed run of
+// the job reached (new, changed or unchanged there) and this run did not
+// is recorded gone; the run becomes the job's latest completed run, and
+// the records of runs older than the last KeepRuns are deleted. It returns
+// the run's pages by kind, counted from its records (so a run resumed or
+// shared by several workers counts each page once). Calling it again for
+// the same run finds the same pages and changes nothing more.
+func (t *Tracker) Finish(ctx context.Context) (Counts, error) {
+	var counts Counts
+	reached := map[string]bool{}
+	err := List(ctx, t.opts.Records, t.opts.Run, "", func(r Record) error {
+		reached[r.ID] = true
+		counts.add(r.Kind)
+		return nil
+	})
+	if err != nil {
+		return counts, err
+	}
+	runs, err := t.jobRuns(ctx)
+	if err != nil {
+		return counts, err
+	}
+	prev := ""
+	for _, r := range slices.Backward(runs.Runs) {
+		if r != t.opts.Run {
+			prev = r
+			break
+		}
+	}
+	if prev != "" {
+		var gone []Record
+		err := List(ctx, t.opts.Records, prev, "", func(r Record) error {
+			if r.Kind != KindGone && r.Kind != KindError && !reached[RecordID(t.opts.Run, r.URL)] {
+				gone = append(gone, r)
+			}
+			return nil
+		})
+		if err != nil {
+			return counts, err
+		}
+		for _, r := range gone {
+			if err := t.unreached(ctx, r); err != nil {
+				return counts, err
+			}
+			counts.Gone++
+		}
+	}
+	return counts, t.closeRun(ctx, runs)
+}
+
+// unreached records the page of the previous run's record r as gone: this
+// run no longer reached it.
+func (t *Tracker) unreached(ctx context.Context, r Record) error {
+	now := t.opts.Now().UTC()
+	page, err := t.page(ctx, r.URL)
+	if err != nil {
+		return err
+	}
+	rec := Record{ID: RecordID(t.opts.Run, r.URL), Run: t.opts.Run, Job: t.opts.Job, URL: r.URL, Kind: KindGone,
+		Status: r.Status, BodyHash: r.BodyHash, At: now, Error: "no longer reached from the seeds"}
+	base := page.baseline(t.opts.Run)
+	cur := State{Status: r.Status, Gone: true}
+	if base != nil {
+		cur.BodyHash, cur.CompareHash = base.BodyHash, base.CompareHash
+	}
+	if err := t.savePage(ctx, page, base, cur, rec); err != nil {
+		return err
+	}
+	if err := t.opts.Records.Upsert(ctx, rec.ID, rec); err != nil {
+		return fmt.Errorf("record change of %s: %w", rec.URL, err)
+	}
+	return nil
+}
+
+// jobRuns reads the job's list of completed runs.
+func (t *Tracker) jobRuns(ctx context.Context) (*jobRuns, error) {
+	jr := &jobRuns{ID: runsID(t.opts.Job)}
+	raw, err := t.opts.Pages.Get(ctx, jr.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return jr, nil
+	case err != nil:
+		return nil, fmt.Errorf("read the runs of job %s: %w", t.opts.Job, err)
+	}
+	if err := bson.Unmarshal(raw, jr); err != nil {
+		return &jobRuns{ID: runsID(t.opts.Job)}, nil
+	}
+	return jr, nil
+}
+
+// closeRun appends the run to the job's completed runs and deletes the
+// records of the runs beyond KeepRuns.
+func (t *Tracker) closeRun(ctx context.Context, jr *jobRuns) error {
+	if !slices.Contains(jr.Runs, t.opts.Run) {
+		jr.Runs = append(jr.Runs, t.opts.Run)
+	}
+	var drop []string
+	if len(jr.Runs) > KeepRuns {
+		drop = slices.Clone(jr.Runs[:len(jr.Runs)-KeepRuns])
+		jr.Runs = jr.Runs[len(jr.Runs)-KeepRuns:]
+	}
+	if err := t.opts.Pages.Upsert(ctx, jr.ID, jr); err != nil {
+		return fmt.Errorf("record run %s of job %s: %w", t.opts.Run, t.opts.Job, err)
+	}
+	for _, run := range drop {
+		var ids []string
+		err := t.opts.Records.ScanIDPrefix(ctx, run+"/", func(raw bson.Raw) error {
+			if id, ok := raw.Lookup("_id").StringValueOK(); ok {
+				ids = append(ids, id)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("list the change records of run %s: %w", run, err)
+		}
+		for _, id := range ids {
+			if err := t.opts.Records.Delete(ctx, id); err != nil {
+				return fmt.Errorf("delete the change records of run %s: %w", run, err)
+			}
+		}
+	}
+	return nil
+}
+
+// List calls fn with the records of run runID (of kind, or all when kind
+// is empty), in _id order on the embedded store; it stops at fn's first
+// error, which it returns. It reads only that run's records.
+func List(ctx context.Context, records Collection, runID, kind string, fn func(Record) error) error {
+	err := records.ScanIDPrefix(ctx, runID+"/", func(raw bson.Raw) error {
+		var r Record
+		if err := bson.Unmarshal(raw, &r); err != nil {
+			return nil // not a record this release wrote: skipped
+		}
+		if kind != "" && r.Kind != kind {
+			return nil
+		}
+		return fn(r)
+	})
+	if err != nil {
+		return fmt.Errorf("list the changes of run %s: %w", runID, err)
+	}
+	return nil
+}

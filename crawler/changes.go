@@ -1,0 +1,39 @@
+package crawler
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/gocolly/colly/v2"
+
+	"crawlcache/changes"
+	"crawlcache/parses"
+)
+
+// observe tells the run's change tracker (Options.Changes) what page u
+// got: a response r (pp carries its body hash when parse results are
+// reused) or, with r nil, the failure cause. A store error stops the run:
+// the records are what the next run compares with.
+func (c *crawl) observe(u string, r *colly.Response, pp *pageParse, cause error) {
+	t := c.opts.Changes
+	if t == nil {
+		return
+	}
+	o := changes.Observation{URL: u, Err: cause}
+	if r != nil {
+		o.Status = r.StatusCode
+		if o.Status >= 200 && o.Status < 300 {
+			o.Body = r.Body
+			if pp != nil {
+				o.BodyHash = pp.bodyHash
+			} else {
+				o.BodyHash = parses.BodyHash(r.Body)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(c.ackCtx, reuseTimeout)
+	defer cancel()
+	if _, err := t.Observe(ctx, o); err != nil {
+		c.setFatal(fmt.Errorf("record what changed: %w", err))
+	}
+}
