@@ -5,8 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -23,11 +29,14 @@ func scheduleCommand() *cli.Command {
 		Description: "Loads every *.yaml job in --configs. A job runs when its cron expression or @every descriptor\n" +
 			"is due, never twice at once: several schedulers (on several machines) on one store run each\n" +
 			"due job once. An interrupted run of a job is resumed at its next occurrence. Serves Prometheus\n" +
-			"/metrics and /healthz on --metrics-addr. Ctrl-C interrupts running jobs (resumable) and exits.",
+			"/metrics and /healthz on --metrics-addr. SIGHUP, or a changed file in --configs, reloads the job\n" +
+			"files without stopping runs in progress (an invalid file keeps its jobs' previous definition).\n" +
+			"Ctrl-C interrupts running jobs (resumable) and exits.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "configs", Value: "configs", Usage: "directory of job configs", EnvVars: []string{"CRAWLCACHE_CONFIGS"}},
 			&cli.StringFlag{Name: "metrics-addr", Value: "127.0.0.1:9090", Usage: "address for /metrics and /healthz (empty: no HTTP server)", EnvVars: []string{"CRAWLCACHE_METRICS_ADDR"}},
 			&cli.BoolFlag{Name: "once", Usage: "run every scheduled job once now, then exit", EnvVars: []string{"CRAWLCACHE_ONCE"}},
+			&cli.StringFlag{Name: "reload-poll", Value: "2s", Usage: "how often to look for changed job files in --configs (0: only on SIGHUP)", EnvVars: []string{"CRAWLCACHE_RELOAD_POLL"}},
 			workerIDFlag(),
 		}, storeFlags()...),
 		Action: func(c *cli.Context) error {
@@ -50,6 +59,10 @@ func scheduleCommand() *cli.Command {
 
 func schedule(ctx context.Context, c *cli.Context, s *store.Store, all []*configs.Job, ln net.Listener) error {
 	log := slog.Default()
+	poll, err := configs.ParseDuration(c.String("reload-poll"))
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("--reload-poll %q: %v", c.String("reload-poll"), err), exitUsage)
+	}
 	runner := &jobs.Runner{
 		Store: s, WorkerID: c.String("worker-id"), Logger: log, StopNow: stopNow(ctx), Chromium: c.String("chromium"),
 		OnInterrupt: func(n int) {
@@ -75,8 +88,8 @@ func schedule(ctx context.Context, c *cli.Context, s *store.Store, all []*config
 	if len(next) == 0 {
 		return fmt.Errorf("no job in %s has a schedule", c.String("configs"))
 	}
-	for name, at := range next {
-		log.Info("scheduled", "job", name, "next", at.Local().Format(time.RFC3339))
+	for _, name := range slices.Sorted(maps.Keys(next)) {
+		log.Info("scheduled", "job", name, "next", next[name].Local().Format(time.RFC3339))
 	}
 
 	var srv *http.Server
@@ -99,7 +112,15 @@ func schedule(ctx context.Context, c *cli.Context, s *store.Store, all []*config
 	} else {
 		go func() { defer close(swept); sweepLoop(sweepCtx, s, log) }()
 	}
+	said := make(chan struct{})
+	if c.Bool("once") {
+		close(said)
+	} else {
+		go watchConfigs(sweepCtx, sched, c.String("configs"), poll, log)
+		go func() { defer close(said); sayStopping(ctx, sched, log) }()
+	}
 	sched.Loop(ctx, c.Bool("once"))
+	<-said // Loop returns only once ctx is done (or after --once)
 	stopSweep()
 	<-swept
 	if c.Bool("once") {
@@ -112,4 +133,57 @@ func schedule(ctx context.Context, c *cli.Context, s *store.Store, all []*config
 	}
 	log.Info("scheduler stopped")
 	return nil
+}
+
+// watchConfigs reloads the job files on SIGHUP and, every poll (0: never),
+// when a file in dir changed, until ctx is done.
+func watchConfigs(ctx context.Context, sched *jobs.Scheduler, dir string, poll time.Duration, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	changed := make(chan struct{}, 1)
+	if poll > 0 {
+		go jobs.NewDirWatch(dir).Run(ctx, poll, func() {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		})
+	}
+	for {
+		why := "SIGHUP"
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		case <-changed:
+			why = "a file changed in " + dir
+		}
+		all, err := configs.LoadDir(dir)
+		rep := sched.Reload(all, err, time.Now())
+		for _, e := range rep.Errors {
+			log.Error("schedule: job file invalid; the jobs it defined keep their previous definition", "err", e)
+		}
+		log.Info("schedule: job files reloaded", "why", why, "added", rep.Added, "changed", rep.Changed,
+			"removed", rep.Removed, "kept_previous", rep.Kept, "running", sched.Running())
+		next := sched.Jobs()
+		for _, name := range append(rep.Added, rep.Changed...) {
+			log.Info("scheduled", "job", name, "next", next[name].Local().Format(time.RFC3339))
+		}
+	}
+}
+
+// sayStopping says, at the first Ctrl-C, what the scheduler does: no new
+// runs, and the runs in progress are interrupted (resumable).
+func sayStopping(ctx context.Context, sched *jobs.Scheduler, log *slog.Logger) {
+	<-ctx.Done()
+	running := sched.Running()
+	if len(running) == 0 {
+		log.Info("schedule: stopping: no run in progress; no new run will start; shutting down")
+		return
+	}
+	log.Info(fmt.Sprintf("schedule: stopping: no new run will start; interrupting %d running (%s): "+
+		"the pages in flight finish (up to 10s), then each run is recorded interrupted and resumes at its job's next occurrence "+
+		"(or with `crawlcache resume --job NAME`); Ctrl-C again to stop now", len(running), strings.Join(running, ", ")),
+		"running", running)
 }

@@ -135,6 +135,17 @@ func (m *Metrics) Register(job string) {
 	m.nextRun.WithLabelValues(job).Add(0)
 }
 
+// Forget removes every series of job (no longer scheduled).
+func (m *Metrics) Forget(job string) {
+	l := prometheus.Labels{"job": job}
+	for _, v := range []*prometheus.GaugeVec{m.queued, m.nextRun, m.running, m.lastSuccess, m.duration} {
+		v.DeletePartialMatch(l)
+	}
+	for _, v := range []*prometheus.CounterVec{m.runs, m.pages, m.responses, m.items, m.errors, m.network, m.saved} {
+		v.DeletePartialMatch(l)
+	}
+}
+
 // NextRun sets the job's next scheduled occurrence.
 func (m *Metrics) NextRun(job string, at time.Time) {
 	m.nextRun.WithLabelValues(job).Set(float64(at.Unix()))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -49,6 +50,7 @@ type Scheduler struct {
 	log     *slog.Logger
 	entries []*entry
 	wg      sync.WaitGroup
+	wake    chan struct{} // Reload changed the entries: Loop looks again
 
 	mu sync.Mutex
 }
@@ -61,6 +63,7 @@ type entry struct {
 	// than these are deleted.
 	seen    []time.Time
 	running bool
+	removed bool // no longer scheduled; kept until its run ends
 }
 
 // ParseSchedule parses a 5-field cron expression or a descriptor (@daily,
@@ -105,7 +108,7 @@ func NewScheduler(o SchedulerOptions) (*Scheduler, error) {
 	if o.Start.IsZero() {
 		o.Start = time.Now()
 	}
-	s := &Scheduler{o: o, log: o.Logger}
+	s := &Scheduler{o: o, log: o.Logger, wake: make(chan struct{}, 1)}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -139,7 +142,23 @@ func (s *Scheduler) Jobs() map[string]time.Time {
 	defer s.mu.Unlock()
 	out := make(map[string]time.Time, len(s.entries))
 	for _, e := range s.entries {
-		out[e.job.Name] = e.next
+		if !e.removed {
+			out[e.job.Name] = e.next
+		}
+	}
+	return out
+}
+
+// Running returns the names of the jobs whose run this scheduler has in
+// progress, sorted.
+func (s *Scheduler) Running() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, e := range s.entries {
+		if e.running {
+			out = append(out, e.job.Name)
+		}
 	}
 	return out
 }
@@ -151,6 +170,9 @@ func (s *Scheduler) Next() time.Time {
 	defer s.mu.Unlock()
 	var n time.Time
 	for _, e := range s.entries {
+		if e.removed {
+			continue
+		}
 		if n.IsZero() || e.next.Before(n) {
 			n = e.next
 		}
@@ -170,7 +192,7 @@ func (s *Scheduler) Tick(ctx context.Context, now time.Time) []string {
 	var due []*entry
 	var occ []time.Time
 	for _, e := range s.entries {
-		if now.Before(e.next) {
+		if e.removed || now.Before(e.next) {
 			continue
 		}
 		at := e.next
@@ -186,7 +208,7 @@ func (s *Scheduler) Tick(ctx context.Context, now time.Time) []string {
 			e.seen = e.seen[1:]
 		}
 		if e.running {
-			s.log.Info("schedule: skipped, previous run still in progress", "job", e.job.Name, "due", at)
+			s.log.Info("schedule: skipped, previous run still in progress", "job", e.job.Name, "due", at, "next", e.next.Local().Format(time.RFC3339))
 			continue
 		}
 		due = append(due, e)
@@ -210,7 +232,7 @@ func (s *Scheduler) Tick(ctx context.Context, now time.Time) []string {
 		s.mu.Unlock()
 		started = append(started, e.job.Name)
 		s.wg.Add(1)
-		go s.run(ctx, e, at)
+		go s.run(ctx, e, e.job, at)
 	}
 	return started
 }
@@ -232,19 +254,17 @@ func (s *Scheduler) skippedClaimed(ctx context.Context, job string, at time.Time
 		"to run the job now anyway, use `crawlcache run FILE`", attrs...)
 }
 
-func (s *Scheduler) run(ctx context.Context, e *entry, at time.Time) {
+// run runs job, the definition of e when it was due (a reload may change
+// e's meanwhile).
+func (s *Scheduler) run(ctx context.Context, e *entry, job *configs.Job, at time.Time) {
 	defer s.wg.Done()
-	defer func() {
-		s.mu.Lock()
-		e.running = false
-		s.mu.Unlock()
-	}()
-	name := e.job.Name
-	s.log.Info("schedule: run starting", "job", name, "due", at.UTC().Format(time.RFC3339))
+	defer s.ended(e)
+	name := job.Name
+	s.log.Info("schedule: run starting", "job", name, "due", at.UTC().Format(time.RFC3339), "next", s.nextOf(e))
 	if s.o.Metrics != nil {
 		s.o.Metrics.Started(name)
 	}
-	out, err := s.o.Run(ctx, e.job)
+	out, err := s.o.Run(ctx, job)
 	switch {
 	case errors.Is(err, ErrLocked):
 		s.log.Info("schedule: skipped, job is running elsewhere", "job", name, "err", err)
@@ -256,6 +276,9 @@ func (s *Scheduler) run(ctx context.Context, e *entry, at time.Time) {
 		attrs := []any{"job", name, "run", r.ID, "status", r.Status, "pages", r.Counters.Pages,
 			"hits", r.Counters.Hits, "revalidated", r.Counters.Revalidated, "misses", r.Counters.Misses,
 			"errors", r.Counters.Errors, "items", r.Counters.Items, "elapsed", r.Elapsed().Round(time.Millisecond)}
+		if ctx.Err() == nil { // stopping: there is no next run here
+			attrs = append(attrs, "next", s.nextOf(e))
+		}
 		if err != nil {
 			s.log.Error("schedule: run ended", append(attrs, "err", err)...)
 		} else {
@@ -266,6 +289,33 @@ func (s *Scheduler) run(ctx context.Context, e *entry, at time.Time) {
 	}
 	if s.o.Metrics != nil && (out == nil || out.Run == nil) {
 		s.o.Metrics.running.WithLabelValues(name).Set(0)
+	}
+}
+
+// nextOf is e's next occurrence for a log line ("none" once the job is no
+// longer scheduled).
+func (s *Scheduler) nextOf(e *entry) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.removed {
+		return "none (the job was removed)"
+	}
+	return e.next.Local().Format(time.RFC3339)
+}
+
+// ended marks e's run over; an entry removed by a reload meanwhile goes.
+func (s *Scheduler) ended(e *entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e.running = false
+	if !e.removed {
+		return
+	}
+	if i := slices.Index(s.entries, e); i >= 0 {
+		s.entries = slices.Delete(s.entries, i, i+1)
+	}
+	if s.o.Metrics != nil {
+		s.o.Metrics.Forget(e.job.Name)
 	}
 }
 
@@ -293,7 +343,11 @@ func (s *Scheduler) Loop(ctx context.Context, once bool) {
 	for {
 		next := s.Next()
 		if next.IsZero() {
-			<-ctx.Done()
+			select {
+			case <-ctx.Done():
+			case <-s.wake:
+				continue
+			}
 			break
 		}
 		t := time.NewTimer(time.Until(next))
@@ -302,6 +356,9 @@ func (s *Scheduler) Loop(ctx context.Context, once bool) {
 			t.Stop()
 			s.Wait()
 			return
+		case <-s.wake: // reloaded: the next occurrence may be another
+			t.Stop()
+			continue
 		case <-t.C:
 		}
 		s.Tick(ctx, time.Now())
