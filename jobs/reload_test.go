@@ -74,7 +74,7 @@ func TestSchedulerReload(t *testing.T) {
 	}
 	m := NewMetrics()
 	sched, err := NewScheduler(SchedulerOptions{
-		Jobs: loaded, Locker: NewLocker(s.Database(Database), nil), Run: run, Start: start, Metrics: m,
+		Jobs: loaded, Locker: NewLocker(s, nil), Run: run, Start: start, Metrics: m,
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
