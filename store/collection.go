@@ -205,7 +205,16 @@ func (c *Collection) Upsert(ctx context.Context, id string, doc any) error {
 			return c.wrap("replace in", err)
 		}
 	}
-	_, err := c.wire.ReplaceOne(ctx, idFilter(id), doc, options.Replace().SetUpsert(true))
+	// Two upserts of a new _id can both find nothing and both insert: the
+	// loser gets a duplicate-key error although its replace would now
+	// succeed (FerretDB does not retry it; MongoDB does since 4.2). Retry.
+	var err error
+	for range 3 {
+		_, err = c.wire.ReplaceOne(ctx, idFilter(id), doc, options.Replace().SetUpsert(true))
+		if !mongo.IsDuplicateKeyError(err) {
+			break
+		}
+	}
 	return c.wrap("replace in", err)
 }
 
