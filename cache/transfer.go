@@ -218,5 +218,8 @@ func (a *Admin) Import(ctx context.Context, rec *Record) (stored bool, err error
 	if err := a.revalidations.Delete(ctx, key); err != nil {
 		return false, fmt.Errorf("delete revalidation %s: %w", key, err)
 	}
+	if err := a.pages.Upsert(ctx, key, pageOf(d)); err != nil {
+		return false, fmt.Errorf("store page summary %s: %w", key, err)
+	}
 	return true, nil
 }
