@@ -2,31 +2,16 @@ package render
 
 import (
 	"net/http"
-	"os"
 	"sync"
 	"testing"
-)
 
-// chromium returns the browser for tests. Under CI (CI set) a missing
-// browser fails the test: CI installs Chromium and must run these tests.
-// Elsewhere the tests skip when CRAWLCACHE_CHROMIUM is unset and no
-// Chromium is on PATH.
-func chromium(tb testing.TB) string {
-	tb.Helper()
-	path, err := FindChromium(os.Getenv("CRAWLCACHE_CHROMIUM"))
-	if err != nil {
-		if os.Getenv("CI") == "" && os.Getenv("CRAWLCACHE_CHROMIUM") == "" {
-			tb.Skipf("no Chromium (%v); set CRAWLCACHE_CHROMIUM or install it to run this test", err)
-		}
-		tb.Fatalf("chromium: %v", err)
-	}
-	return path
-}
+	"crawlcache/render/rendertest"
+)
 
 // newPool starts a pool for a test and closes it at the end.
 func newPool(tb testing.TB, opts Options) *Pool {
 	tb.Helper()
-	opts.Chromium = chromium(tb)
+	opts.Chromium = rendertest.Chromium(tb)
 	if opts.Transport == nil {
 		opts.Transport = http.DefaultTransport
 	}

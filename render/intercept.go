@@ -78,7 +78,9 @@ func (s *session) answer(ev *fetch.EventRequestPaused, n int, first bool, mainFr
 		s.p.blocked.Add(1)
 		s.fail(ev, network.ErrorReasonBlockedByClient)
 		return res
-	case blocked(opts.Block, typ):
+	case blocked(opts.Block, typ), typ == "other" && u.Path == "/favicon.ico":
+		// The tab's icon changes no DOM; a site without one would
+		// answer 404 with no validator, never a 304.
 		res.Served = ServedBlocked
 		s.p.blocked.Add(1)
 		s.fail(ev, network.ErrorReasonBlockedByClient)
