@@ -97,6 +97,9 @@ type Pool struct {
 	log   *slog.Logger
 	slots chan struct{}
 	trap  *trap
+	// health bounds the check that a browser still answers (healthTimeout;
+	// tests shorten it).
+	health time.Duration
 
 	mu       sync.Mutex
 	browsers []*instance
@@ -160,7 +163,7 @@ func NewPool(opts Options) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool{opts: opts, log: log, slots: make(chan struct{}, opts.Parallelism), trap: t}
+	p := &Pool{opts: opts, log: log, slots: make(chan struct{}, opts.Parallelism), trap: t, health: healthTimeout}
 	return p, nil
 }
 
@@ -223,7 +226,7 @@ func (p *Pool) browserLost(b *instance, err error) bool {
 	if errors.Is(err, errTabCrashed) || b.ctx.Err() != nil {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, healthTimeout)
+	ctx, cancel := context.WithTimeout(b.ctx, p.health)
 	defer cancel()
 	_, herr := chromedp.CallBrowser(ctx, browser.GetVersion, cdp.Empty{})
 	return herr != nil
@@ -370,7 +373,7 @@ func (p *Pool) launch() (*instance, error) {
 		opts = append(opts, chromedp.CombinedOutput(p.opts.Output))
 	}
 	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(allocCtx)
+	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithErrorf(p.debugf), chromedp.WithLogf(p.debugf))
 	// The browser's life is bound to the context of its first Do, so the
 	// start is bounded by a timer rather than by a context with a
 	// deadline.
@@ -411,4 +414,11 @@ func (b *instance) kill() {
 	}
 	b.cancel()
 	b.allocCancel()
+}
+
+// debugf takes chromedp's own messages (a tab that went away while a
+// command waited, ...): expected when a page times out or a browser is
+// lost, so they are debug lines, not the standard logger's.
+func (p *Pool) debugf(format string, args ...any) {
+	p.log.Debug("chromedp: " + fmt.Sprintf(format, args...))
 }
