@@ -122,8 +122,7 @@ func (s *Store) EnsureCollections(ctx context.Context, db string, names ...strin
 	d := s.Client.Database(db)
 	for _, name := range names {
 		err := d.CreateCollection(ctx, name)
-		var se mongo.ServerError
-		if err != nil && !(errors.As(err, &se) && se.HasErrorCode(48)) { // NamespaceExists
+		if err != nil && !isNamespaceExists(err) {
 			if errors.Is(err, mongo.ErrClientDisconnected) {
 				err = ErrClosed
 			}

@@ -26,10 +26,6 @@ import (
 // they never write, and WAL readers never block a writer (FerretDB, or
 // Direct's own writes in directwrite.go).
 
-// directs maps the client of every open in-process embedded store to its
-// reader.
-var directs sync.Map // *mongo.Client → *Direct
-
 // directMaxConns bounds the SQLite connections Direct keeps per database
 // file: concurrent lookups beyond it wait for one.
 const directMaxConns = 8
@@ -37,9 +33,9 @@ const directMaxConns = 8
 // errDirectClosed is returned by FindRaw after the store closed.
 var errDirectClosed = ErrClosed
 
-// Direct reads documents by _id from the files of the embedded server
-// running in this process. It is safe for concurrent use. Get one with
-// DirectFor; it is closed with the Store.
+// Direct reads and writes documents by _id in the files of the embedded
+// server running in this process: the embedded implementation of
+// Collection. It is safe for concurrent use, and closed with the Store.
 type Direct struct {
 	dir string
 
@@ -90,33 +86,12 @@ type directDB struct {
 	closed bool
 }
 
-// DirectFor returns the direct reader of the embedded server that client is
-// connected to when that server runs in this process, else nil.
-//
-// Deprecated: use Store.Collection, whose handles read directly when
-// they can; DirectFor goes when frontier uses the contract.
-func DirectFor(client *mongo.Client) *Direct {
-	if client == nil {
-		return nil
-	}
-	if d, ok := directs.Load(client); ok {
-		return d.(*Direct)
-	}
-	return nil
-}
-
 // newDirect returns the direct reader and writer of the server's files in
 // dir.
 func newDirect(dir string) *Direct {
 	pinAllocatorOnce.Do(pinAllocator)
 	return &Direct{dir: dir, dbs: map[string]*directDB{}}
 }
-
-// registerDirect makes DirectFor(client) return d.
-func registerDirect(client *mongo.Client, d *Direct) { directs.Store(client, d) }
-
-// unregisterDirect forgets the reader of client (the Store closes it).
-func unregisterDirect(client *mongo.Client) { directs.Delete(client) }
 
 // FindRaw returns the document with string _id id in collection coll of
 // database db, as BSON byte-identical in content and field order to what

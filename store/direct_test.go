@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -14,7 +15,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"crawlcache/store"
 	"crawlcache/store/storetest"
@@ -65,7 +65,7 @@ func TestFindRawMatchesWire(t *testing.T) {
 	s := storetest.Open(t)
 	ctx := context.Background()
 	coll := s.Database("direct").Collection("docs")
-	d := store.DirectFor(s.Client)
+	d := store.DirectOf(s)
 	if d == nil {
 		t.Fatal("DirectFor(in-process store client) = nil")
 	}
@@ -182,7 +182,7 @@ func TestFindRawIDNotFirst(t *testing.T) {
 	if _, err := coll.InsertOne(context.Background(), doc); err != nil {
 		t.Fatalf("insert: %v", err)
 	}
-	checkSame(t, store.DirectFor(s.Client), coll, "last")
+	checkSame(t, store.DirectOf(s), coll, "last")
 }
 
 // randomValue returns a random BSON value of any type the embedded server
@@ -280,7 +280,7 @@ func TestFindRawRandomDocuments(t *testing.T) {
 	s := storetest.Open(t)
 	ctx := context.Background()
 	coll := s.Database("direct").Collection("random")
-	d := store.DirectFor(s.Client)
+	d := store.DirectOf(s)
 	rng := rand.New(rand.NewPCG(27, 11))
 	var docs []any
 	var ids []string
@@ -300,7 +300,7 @@ func TestFindRawRandomDocuments(t *testing.T) {
 func TestFindRawNoDocuments(t *testing.T) {
 	s := storetest.Open(t)
 	ctx := context.Background()
-	d := store.DirectFor(s.Client)
+	d := store.DirectOf(s)
 	coll := s.Database("direct").Collection("docs")
 	oid := bson.NewObjectID()
 	if _, err := coll.InsertMany(ctx, []any{
@@ -337,7 +337,7 @@ func TestFindRawNoDocuments(t *testing.T) {
 func TestFindRawSeesChanges(t *testing.T) {
 	s := storetest.Open(t)
 	ctx := context.Background()
-	d := store.DirectFor(s.Client)
+	d := store.DirectOf(s)
 	db := s.Database("direct")
 	coll := db.Collection("docs")
 	insert := func(t *testing.T, coll *mongo.Collection, doc bson.D) {
@@ -425,7 +425,7 @@ func TestFindRawSeesChanges(t *testing.T) {
 func TestFindRawConcurrent(t *testing.T) {
 	s := storetest.Open(t)
 	ctx := context.Background()
-	d := store.DirectFor(s.Client)
+	d := store.DirectOf(s)
 	coll := s.Database("direct").Collection("docs")
 	page := htmlPage(20 << 10)
 	for i := range 10 {
@@ -465,40 +465,38 @@ func TestFindRawConcurrent(t *testing.T) {
 	}
 }
 
-func TestDirectFor(t *testing.T) {
+// TestDirectChosenAtOpen: the embedded implementation (direct access) is
+// chosen for a store that runs the embedded server in this process, the
+// wire one for a store opened by URI (another process's `db serve`), and
+// direct reads fail once the store is closed.
+func TestDirectChosenAtOpen(t *testing.T) {
 	s := storetest.Open(t)
-	if store.DirectFor(s.Client) == nil {
-		t.Error("DirectFor(client of the in-process store) = nil")
+	if store.DirectOf(s) == nil || !s.Collection("db", "coll").Direct() {
+		t.Error("the in-process embedded store has no direct access")
 	}
-	if d := store.DirectFor(nil); d != nil {
-		t.Errorf("DirectFor(nil) = %p, want nil", d)
-	}
-	other, err := mongo.Connect(options.Client().ApplyURI(s.URI))
+	ctx := context.Background()
+	byURI, err := store.Open(ctx, store.Options{URI: s.URI, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		t.Fatalf("connect: %v", err)
+		t.Fatalf("open by URI: %v", err)
 	}
-	defer other.Disconnect(context.Background())
-	if d := store.DirectFor(other); d != nil {
-		t.Errorf("DirectFor(second client of the same server) = %p, want nil", d)
+	defer byURI.Close(ctx)
+	if d := store.DirectOf(byURI); d != nil || byURI.Collection("db", "coll").Direct() {
+		t.Errorf("a store opened by URI has direct access (%p)", d)
 	}
 
-	ctx := context.Background()
-	closed, err := store.Open(ctx, store.Options{DataDir: t.TempDir(), Command: "test"})
+	closed, err := store.Open(ctx, store.Options{DataDir: t.TempDir(), Command: "test", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
-	d := store.DirectFor(closed.Client)
+	d := store.DirectOf(closed)
 	if d == nil {
-		t.Fatal("DirectFor(client of a second in-process store) = nil")
+		t.Fatal("a second in-process store has no direct access")
 	}
 	if err := closed.Close(ctx); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	if got := store.DirectFor(closed.Client); got != nil {
-		t.Errorf("DirectFor(client of a closed store) = %p, want nil", got)
-	}
-	if _, err := d.FindRaw(ctx, "db", "coll", "id"); err == nil || errors.Is(err, mongo.ErrNoDocuments) {
-		t.Errorf("FindRaw after Close = %v, want an error saying the store is closed", err)
+	if _, err := d.FindRaw(ctx, "db", "coll", "id"); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("FindRaw after Close = %v, want ErrClosed", err)
 	}
 }
 
@@ -550,7 +548,7 @@ func BenchmarkFindByID(b *testing.B) {
 	coll = s.Database("bench").Collection("responses")
 	id := "GET https://example.com/page/42"
 	want := findWire(b, coll, id)
-	d := store.DirectFor(s.Client)
+	d := store.DirectOf(s)
 	b.Run("wire", func(b *testing.B) {
 		b.SetBytes(int64(len(want)))
 		for b.Loop() {
@@ -597,7 +595,7 @@ func TestFindRawWhileClosing(t *testing.T) {
 	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "a"}, {Key: "body", Value: htmlPage(20 << 10)}}); err != nil {
 		t.Fatalf("insert: %v", err)
 	}
-	d := store.DirectFor(s.Client)
+	d := store.DirectOf(s)
 	var wg sync.WaitGroup
 	started := make(chan struct{}, 12)
 	for range 12 {

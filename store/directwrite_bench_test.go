@@ -29,7 +29,7 @@ func BenchmarkInsertOne(b *testing.B) {
 	}
 	s := storetest.Open(b)
 	db := s.Database("bench")
-	if err := store.EnsureCollections(ctx, db, "wire", "direct"); err != nil {
+	if err := s.EnsureCollections(ctx, "bench", "wire", "direct"); err != nil {
 		b.Fatal(err)
 	}
 	var next atomic.Int64 // _ids stay new however often a sub-benchmark runs
@@ -42,7 +42,7 @@ func BenchmarkInsertOne(b *testing.B) {
 		}
 	})
 	b.Run("direct", func(b *testing.B) {
-		d := store.DirectFor(s.Client)
+		d := store.DirectOf(s)
 		for b.Loop() {
 			raw, err := bson.Marshal(doc(int(next.Add(1))))
 			if err != nil {

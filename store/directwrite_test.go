@@ -15,7 +15,7 @@ import (
 func openForWrites(t *testing.T) (*Store, *Direct) {
 	t.Helper()
 	s := openDir(t, t.TempDir())
-	d := DirectFor(s.Client)
+	d := DirectOf(s)
 	if d == nil {
 		t.Fatal("no direct access to an in-process embedded store")
 	}
@@ -37,7 +37,7 @@ func TestDirectWritesReadBackThroughTheServer(t *testing.T) {
 	ctx := context.Background()
 	s, d := openForWrites(t)
 	db := s.Database("w")
-	if err := EnsureCollections(ctx, db, "direct", "server"); err != nil {
+	if err := ensureCollections(ctx, db, "direct", "server"); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range sjsonCases {
@@ -85,7 +85,7 @@ func TestDirectWriteSemantics(t *testing.T) {
 		if !errors.Is(err, ErrDirectUnsupported) {
 			t.Fatalf("insert into a missing collection = %v, want ErrDirectUnsupported", err)
 		}
-		if err := EnsureCollections(ctx, db, "c"); err != nil {
+		if err := ensureCollections(ctx, db, "c"); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.InsertOne(ctx, "w", "c", mustRaw(t, bson.D{{Key: "_id", Value: "a"}, {Key: "v", Value: int32(1)}})); err != nil {
@@ -164,7 +164,7 @@ func TestDirectWriteSemantics(t *testing.T) {
 		if err := coll.Drop(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if err := EnsureCollections(ctx, db, "c"); err != nil {
+		if err := ensureCollections(ctx, db, "c"); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.InsertOne(ctx, "w", "c", mustRaw(t, bson.D{{Key: "_id", Value: "a"}})); err != nil {
@@ -182,7 +182,7 @@ func TestDirectAndServerWritersTogether(t *testing.T) {
 	ctx := context.Background()
 	s, d := openForWrites(t)
 	db := s.Database("w")
-	if err := EnsureCollections(ctx, db, "c"); err != nil {
+	if err := ensureCollections(ctx, db, "c"); err != nil {
 		t.Fatal(err)
 	}
 	const perWriter = 40

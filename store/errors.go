@@ -38,3 +38,10 @@ func IsIndexNotFound(err error) bool {
 	var se mongo.ServerError
 	return errors.As(err, &se) && se.HasErrorCode(27)
 }
+
+// isNamespaceExists reports MongoDB's NamespaceExists (48): the collection
+// is there already.
+func isNamespaceExists(err error) bool {
+	var se mongo.ServerError
+	return errors.As(err, &se) && se.HasErrorCode(48)
+}

@@ -28,7 +28,7 @@ func TestSelfCheckBuild(t *testing.T) {
 				t.Errorf("selfCheck = %v, want ok=%v", err, tc.ok)
 			}
 			s := openDir(t, t.TempDir())
-			if got := DirectFor(s.Client) != nil; got != tc.ok {
+			if got := DirectOf(s) != nil; got != tc.ok {
 				t.Errorf("direct access: got %v, want %v", got, tc.ok)
 			}
 		})

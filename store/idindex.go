@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver FerretDB also uses
 )
 
@@ -42,26 +41,6 @@ type idIndexer struct {
 	mu   sync.Mutex
 	dbs  map[string]*sql.DB // by database file
 	done map[string]bool    // "file/table" already indexed
-}
-
-// indexers maps the client of every open in-process embedded store to its
-// server's indexer.
-var indexers sync.Map // *mongo.Client → *idIndexer
-
-// IndexIDs rebuilds the _id index of every collection the in-process
-// embedded server that client is connected to has now, instead of at the
-// indexer's next round (up to 250 ms later, while every lookup in a new
-// collection scans it: a cold crawl's first misses). Call it after
-// creating collections that are about to be used. It does nothing for
-// other clients.
-//
-// Deprecated: (*Store).EnsureCollections indexes new collections.
-func IndexIDs(ctx context.Context, client *mongo.Client) error {
-	x, ok := indexers.Load(client)
-	if !ok {
-		return nil
-	}
-	return x.(*idIndexer).ensure(ctx)
 }
 
 func newIDIndexer(dir string) *idIndexer {

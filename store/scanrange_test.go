@@ -22,10 +22,10 @@ func TestScanIDPrefix(t *testing.T) {
 	if _, err := coll.InsertMany(ctx, docs); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.IndexIDs(ctx, s.Client); err != nil {
+	if err := store.IndexIDsOf(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	d := store.DirectFor(s.Client)
+	d := store.DirectOf(s)
 	for _, tc := range []struct {
 		name, db, coll, prefix string
 		want                   []string

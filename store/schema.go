@@ -11,6 +11,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // The store carries a schema version: one document in crawlcache.meta,
@@ -206,7 +207,7 @@ func (s *Store) runMigrations(ctx context.Context, steps []Migration, holder str
 		doc.Version = m.Version
 		doc.UpdatedAt = time.Now().UTC()
 		doc.History = append(doc.History, schemaEntry{Version: m.Version, Name: m.Name, At: doc.UpdatedAt})
-		if _, err := s.meta().ReplaceOne(ctx, bson.D{{Key: "_id", Value: schemaDocID}}, doc, replaceUpsert); err != nil {
+		if _, err := s.meta().ReplaceOne(ctx, bson.D{{Key: "_id", Value: schemaDocID}}, doc, options.Replace().SetUpsert(true)); err != nil {
 			return fmt.Errorf("record schema version %d: %w", m.Version, err)
 		}
 		s.logger().Info("store upgraded", "where", s.where(), "version", m.Version, "step", m.Name, "took", time.Since(start).Round(time.Millisecond))

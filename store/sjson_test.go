@@ -190,7 +190,7 @@ func TestDirectLookupUsesIndex(t *testing.T) {
 	s = open()
 	defer s.Close(ctx)
 
-	d := DirectFor(s.Client)
+	d := DirectOf(s)
 	if _, err := d.FindRaw(ctx, "plan", "docs", "a"); err != nil {
 		t.Fatalf("FindRaw: %v", err)
 	}

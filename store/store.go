@@ -3,9 +3,12 @@
 // embedded MongoDB-wire server (FerretDB, SQLite handler) in a local data
 // directory.
 //
-// It is the only package that knows about FerretDB. Everything else talks to
-// a *mongo.Client and asks Capabilities what the server can do; it must not
-// branch on "embedded" for anything but messages.
+// It is the storage contract (collection.go): other packages keep their
+// documents through *Collection handles, each declaring the methods it uses
+// in an interface of its own. It is the only package that knows about
+// FerretDB or SQLite and the only one that imports mongo-driver's client
+// packages; packages must not branch on "embedded" for anything but
+// messages (a handle's Direct and TTLIndexes say what differs).
 package store
 
 import (
@@ -76,7 +79,8 @@ type Options struct {
 // Store is an open connection to the deployment. It is safe for concurrent
 // use; close it once, when the program is done with it.
 type Store struct {
-	// Client is the connected driver client, shared by every package.
+	// Client is the connected driver client, for this package's own tests
+	// and tools; packages keep their documents through Collection.
 	Client *mongo.Client
 
 	// URI is the connection string in use (for the embedded server, the
@@ -204,8 +208,6 @@ func openStore(ctx context.Context, opts Options) (*Store, error) {
 	if srv.direct {
 		s.direct = newDirect(srv.dir)
 		s.ids = srv.ids
-		registerDirect(client, s.direct) // the old entry points (DirectFor, IndexIDs)
-		indexers.Store(client, srv.ids)
 	}
 	return s, nil
 }
@@ -213,7 +215,8 @@ func openStore(ctx context.Context, opts Options) (*Store, error) {
 // Capabilities reports what the server supports, probed once at Open.
 func (s *Store) Capabilities() Capabilities { return s.caps }
 
-// Database returns the named database.
+// Database returns the named database of the driver, for this package's
+// own tests and tools; packages use Collection.
 func (s *Store) Database(name string) *mongo.Database { return s.Client.Database(name) }
 
 // Describe is a one-line description of the store for logs and messages.
@@ -227,8 +230,6 @@ func (s *Store) Describe() string {
 // Close disconnects and, if this process owns the embedded server, stops it
 // and releases the data directory.
 func (s *Store) Close(ctx context.Context) error {
-	unregisterDirect(s.Client)
-	indexers.Delete(s.Client)
 	if s.direct != nil {
 		s.direct.close()
 		s.direct.w.close()

@@ -16,6 +16,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // docGen makes random documents, many of them hostile: repeated, dotted,
@@ -177,7 +178,7 @@ func TestDirectWriteParity(t *testing.T) {
 	ctx := context.Background()
 	s, d := openForWrites(t)
 	db := s.Database("parity")
-	if err := EnsureCollections(ctx, db, "ins_direct", "ins_wire", "up_direct", "up_wire"); err != nil {
+	if err := ensureCollections(ctx, db, "ins_direct", "ins_wire", "up_direct", "up_wire"); err != nil {
 		t.Fatal(err)
 	}
 	insD, insW := db.Collection("ins_direct"), db.Collection("ins_wire")
@@ -200,7 +201,7 @@ func TestDirectWriteParity(t *testing.T) {
 		if err != nil {
 			continue // the driver refuses it before either path sees it
 		}
-		errD := InsertOne(ctx, d, insD, raw)
+		errD := collOf(d, insD).Insert(ctx, raw)
 		if errors.Is(errD, ErrUnreadableDocument) {
 			// Refused on purpose: the server would store it and then
 			// fail every read of the collection
@@ -225,7 +226,7 @@ func TestDirectWriteParity(t *testing.T) {
 		// upserts of refused documents only for the named cases.
 		if id, ok := raw.Lookup("_id").StringValueOK(); ok && (errW == nil || i >= n) {
 			errD := collOf(d, upD).Upsert(ctx, id, raw)
-			_, errW := upW.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, raw, replaceUpsert)
+			_, errW := upW.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, raw, options.Replace().SetUpsert(true))
 			if (errD == nil) != (errW == nil) || writeErrorCode(errD) != writeErrorCode(errW) {
 				t.Errorf("doc %d %v: upsert direct = %v, through the server = %v", i, short(raw), errD, errW)
 			}
@@ -268,7 +269,7 @@ func TestDirectRefusesWhatFerretDBCannotReadBack(t *testing.T) {
 	ctx := context.Background()
 	s, d := openForWrites(t)
 	db := s.Database("unreadable")
-	if err := EnsureCollections(ctx, db, "direct", "server"); err != nil {
+	if err := ensureCollections(ctx, db, "direct", "server"); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -281,7 +282,7 @@ func TestDirectRefusesWhatFerretDBCannotReadBack(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			raw := mustRaw(t, tc.doc)
-			if err := InsertOne(ctx, d, db.Collection("direct"), raw); !errors.Is(err, ErrUnreadableDocument) {
+			if err := collOf(d, db.Collection("direct")).Insert(ctx, raw); !errors.Is(err, ErrUnreadableDocument) {
 				t.Errorf("direct insert = %v, want ErrUnreadableDocument", err)
 			}
 			if err := collOf(d, db.Collection("direct")).Upsert(ctx, "nl", raw); !errors.Is(err, ErrUnreadableDocument) {
@@ -311,11 +312,11 @@ func TestDirectWriteOver16MiB(t *testing.T) {
 	ctx := context.Background()
 	s, d := openForWrites(t)
 	db := s.Database("big")
-	if err := EnsureCollections(ctx, db, "direct", "wire"); err != nil {
+	if err := ensureCollections(ctx, db, "direct", "wire"); err != nil {
 		t.Fatal(err)
 	}
 	raw := mustRaw(t, bson.D{{Key: "_id", Value: "over-16MiB"}, {Key: "body", Value: strings.Repeat("x", maxDirectDoc)}})
-	errD := InsertOne(ctx, d, db.Collection("direct"), raw)
+	errD := collOf(d, db.Collection("direct")).Insert(ctx, raw)
 	_, errW := db.Collection("wire").InsertOne(ctx, raw)
 	if (errD == nil) != (errW == nil) {
 		t.Fatalf("insert %d bytes: direct = %v, through the server = %v", len(raw), errD, errW)
