@@ -145,7 +145,7 @@ func buildCrawl(opts Options) (*crawl, error) {
 		h, _ := os.Hostname()
 		c.worker = h + "-" + strconv.Itoa(os.Getpid())
 	}
-	if len(c.follow) == 0 {
+	if c.follow == nil {
 		c.follow = DefaultFollow
 	}
 	if c.maxBody <= 0 {

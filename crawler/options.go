@@ -25,7 +25,7 @@ const (
 	DefaultLeaseRenew    = 30 * time.Second
 )
 
-// DefaultFollow is the link selector used when Options.Follow is empty.
+// DefaultFollow is the link selector used when Options.Follow is nil.
 var DefaultFollow = []string{"a[href]"}
 
 // Errors returned by Run, checked with errors.Is.
@@ -63,7 +63,8 @@ type Options struct {
 	// and no Exclude. Seeds are not filtered.
 	Include, Exclude []*regexp.Regexp
 	// Follow are CSS selectors whose elements' href (or src) are followed.
-	// If empty, DefaultFollow.
+	// If nil, DefaultFollow; an empty, non-nil list follows no link (the
+	// job key `follow: []` crawls only the seeds).
 	Follow []string
 
 	// UserAgent is sent with every request and matched in robots.txt. If

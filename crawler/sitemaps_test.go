@@ -216,3 +216,16 @@ func TestTestsiteSitemapIsAbsolute(t *testing.T) {
 		t.Errorf("sitemap requests = %d, want 1", n)
 	}
 }
+
+// TestFollowEmptyCrawlsOnlySeeds is the regression test of `follow: []`,
+// which the job reference documents as crawling only the seeds and which
+// followed every a[href] (an empty list was taken for "use the default").
+func TestFollowEmptyCrawlsOnlySeeds(t *testing.T) {
+	e := newEnv(t)
+	_, base := newSite(t, testsite.Options{Pages: 12, Seed: 4})
+	op := e.options("seeds-only", base+"/", newRecorder(t))
+	op.Follow = []string{}
+	if _, p := run(t, op); p.Pages != 1 {
+		t.Errorf("pages = %d, want 1 (the seed only)", p.Pages)
+	}
+}
