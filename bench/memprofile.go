@@ -42,7 +42,7 @@ func memWatch(prefix string) (stop func() string) {
 				time.Since(start).Seconds(), rss>>10, ms.HeapInuse>>20, (ms.HeapIdle-ms.HeapReleased)>>20, ms.StackSys>>20,
 				(ms.MSpanSys+ms.MCacheSys+ms.BuckHashSys+ms.GCSys+ms.OtherSys)>>20, ms.Sys>>20,
 				max(rss<<10-int64(ms.Sys-ms.HeapReleased), 0)>>20, fileRSS()>>10)
-			fmt.Fprintf(os.Stderr, "\n    peak so far %s", summary)
+			fmt.Fprintf(os.Stderr, "\n    peak so far %s\n", summary)
 			f, err := os.Create(prefix + ".heap.prof")
 			if err != nil {
 				continue
