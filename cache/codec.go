@@ -336,11 +336,20 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 }
 
 func encodeBodyPlain(body []byte, h http.Header) any {
-	if h.Get("Content-Encoding") == "" && isTextType(h.Get("Content-Type")) &&
-		utf8.Valid(body) && bytes.IndexByte(body, 0) < 0 {
+	if StoredAsText(body, h) {
 		return string(body)
 	}
 	return bson.Binary{Subtype: bson.TypeBinaryGeneric, Data: body}
+}
+
+// StoredAsText reports whether the cache stores body, a response body with
+// header h, as a string (text that MongoDB tools show readably) when it
+// stores it uncompressed, rather than as binary: valid UTF-8 text without
+// a NUL byte or a Content-Encoding. A body stored compressed is binary in
+// the store whatever it holds; this tells what it holds.
+func StoredAsText(body []byte, h http.Header) bool {
+	return h.Get("Content-Encoding") == "" && isTextType(h.Get("Content-Type")) &&
+		utf8.Valid(body) && bytes.IndexByte(body, 0) < 0
 }
 
 // decompressBody undoes encodeBody's compression; the result must be size

@@ -283,6 +283,9 @@ func runCacheShow(c *cli.Context) error {
 			validated, expires, revalidated = rev.ValidatedAt, rev.Expires, true
 		}
 		_, binary := doc.Body.(bson.Binary)
+		if doc.BodyEncoding != "" { // stored compressed: binary whatever it holds
+			binary = !cache.StoredAsText(body, resp.Header)
+		}
 		if c.Bool("json") {
 			j := showJSON{
 				Key: doc.ID, URL: doc.URL, Method: doc.Method, Status: doc.Status, Proto: doc.Proto,
