@@ -15,6 +15,7 @@ package configs
 import (
 	"log/slog"
 	"net/http"
+	"net/url"
 	"regexp"
 	"time"
 
@@ -87,6 +88,15 @@ type Job struct {
 	// MaxBodySize is the largest response body in bytes; 0 means no limit.
 	// Default DefaultMaxBodySize.
 	MaxBodySize int64
+	// Proxy is the upstream proxy of every network request of the job
+	// (the `proxy` key, ${ENV_VAR} references expanded). Nil means the
+	// environment's HTTP_PROXY, HTTPS_PROXY and NO_PROXY. Its user info
+	// may hold a password: never log, print or store it (Host, or
+	// Redacted). Excluded from JSON, and LogValue leaves it out.
+	Proxy *url.URL `json:"-"`
+	// NoProxy (`proxy: none`) sends every request direct, whatever the
+	// environment says.
+	NoProxy bool
 	// Rate is the politeness of the network path.
 	Rate Rate
 	// Retry controls retries of transient errors.

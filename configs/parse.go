@@ -18,7 +18,7 @@ var topKeys = []string{
 	"include", "exclude", "follow", "user_agent", "headers", "robots",
 	"timeout", "max_body_size", "rate", "retry", "cache", "extract",
 	"outputs", "schedule", "max_error_ratio", "sitemaps", "trust_lastmod", "render",
-	"changes",
+	"changes", "proxy",
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
@@ -147,6 +147,7 @@ func (d *decoder) job(root *yaml.Node, j *Job) {
 		d.render(n, "render", &j.Render)
 	}
 	d.changes(m, j)
+	d.proxy(m, j)
 	if n, ok := m["schedule"]; ok {
 		if s, ok := d.str(n, "schedule"); ok {
 			if err := checkSchedule(s); err != nil {

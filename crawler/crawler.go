@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"sync"
@@ -183,9 +184,9 @@ func buildCrawl(opts Options) (*crawl, error) {
 
 // newUpstream is the run's one network transport, tuned for many hosts and
 // Parallelism concurrent requests.
-func newUpstream(parallelism int) *http.Transport {
+func newUpstream(parallelism int, proxy func(*http.Request) (*url.URL, error)) *http.Transport {
 	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
+		Proxy:                 proxy,
 		DialContext:           (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          4 * parallelism,

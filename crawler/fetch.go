@@ -267,6 +267,9 @@ func (c *crawl) statusFailure(status int) error {
 		return fmt.Errorf("%w: status %d", errUnfollowedRedirect, status)
 	case status >= 500 || status == http.StatusTooManyRequests || status == http.StatusRequestTimeout:
 		return &statusError{status: status, retries: c.opts.RetryMax}
+	case status == http.StatusProxyAuthRequired:
+		// The proxy's answer, not the site's: every URL would get it.
+		return fmt.Errorf("the proxy refused its credentials (check the job's proxy key or HTTP_PROXY): %w", &statusError{status: status})
 	}
 	return nil
 }

@@ -62,7 +62,7 @@ func TestCrawlHostLeasesTwoWorkers(t *testing.T) {
 	e := newEnv(t)
 	site, base := newSite(t, testsite.Options{Pages: 40, Seed: 9})
 	probe := &fleetProbe{active: map[string]int{}, requests: map[string]int{}}
-	up := newUpstream(4)
+	up := newUpstream(4, http.ProxyFromEnvironment)
 	defer up.CloseIdleConnections()
 
 	started := make(chan struct{})

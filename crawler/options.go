@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"regexp"
 	"time"
 
@@ -144,8 +145,14 @@ type Options struct {
 	// slog.Default().
 	Logger *slog.Logger
 	// Upstream performs network requests. If nil, a tuned *http.Transport
-	// shared by the run.
+	// shared by the run, whose proxy is Proxy.
 	Upstream http.RoundTripper
+	// Proxy is the upstream proxy of every network request (its user info
+	// is sent as Proxy-Authorization, never logged). If nil, the
+	// environment's HTTP_PROXY, HTTPS_PROXY and NO_PROXY, unless NoProxy,
+	// which connects directly. Not used with Upstream.
+	Proxy   *url.URL
+	NoProxy bool
 
 	// OnInterrupt, if set, is called once, at once, when ctx is cancelled
 	// while the crawl runs, with the number of pages in flight (being

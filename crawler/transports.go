@@ -16,7 +16,16 @@ func (c *crawl) openTransports(ctx context.Context) (func(), error) {
 	upstream := c.opts.Upstream
 	closeIdle := func() {}
 	if upstream == nil {
-		t := newUpstream(c.opts.Parallelism)
+		proxy := http.ProxyFromEnvironment
+		switch {
+		case c.opts.Proxy != nil:
+			proxy = http.ProxyURL(c.opts.Proxy)
+			// Scheme and host only: the user info is a credential.
+			c.log.Info("network requests go through the job's proxy", "proxy", c.opts.Proxy.Scheme+"://"+c.opts.Proxy.Host)
+		case c.opts.NoProxy:
+			proxy = nil
+		}
+		t := newUpstream(c.opts.Parallelism, proxy)
 		closeIdle = t.CloseIdleConnections
 		upstream = t
 	}

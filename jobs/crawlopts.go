@@ -19,7 +19,7 @@ func (r *Runner) crawlerOptions(job *configs.Job) crawler.Options {
 		PerHost: job.Rate.PerHost, Burst: job.Rate.Burst, Parallelism: job.Rate.Parallelism,
 		RetryMax: job.Retry.Max, RetryBackoff: job.Retry.Backoff, PerHostParallelism: job.Rate.PerHostParallelism,
 		Store: r.Store, CachePolicy: job.Cache,
-		Now: r.Now, Upstream: r.Upstream,
+		Now: r.Now, Upstream: r.Upstream, Proxy: job.Proxy, NoProxy: job.NoProxy,
 		Sitemaps: crawler.SitemapOptions{Discover: job.Sitemaps.Discover, URLs: job.Sitemaps.URLs, TrustLastMod: job.Sitemaps.TrustLastMod},
 		Render:   r.renderOptions(job),
 	}
