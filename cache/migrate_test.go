@@ -114,3 +114,75 @@ func TestMigrationOnReleaseFixture(t *testing.T) {
 		t.Error("the body changed across the 304")
 	}
 }
+
+// TestMigrationOldForms: responses in the form earlier releases wrote, as
+// the step meets them: a revalidation newer than the body (the page's
+// validated_at is the 304's), a last_modified text that is no HTTP-date
+// (unset; the header stays), a document without last_modified. Run twice,
+// as after a crash before the version was recorded: the same outcome.
+func TestMigrationOldForms(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.Open(t)
+	if err := s.EnsureCollections(ctx, DefaultDatabase, ResponsesCollection, RevalidationsCollection); err != nil {
+		t.Fatal(err)
+	}
+	responses := s.Collection(DefaultDatabase, ResponsesCollection)
+	fetched := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	confirmed := fetched.Add(48 * time.Hour)
+	old := func(id, lastModified string) bson.D {
+		d := bson.D{{Key: "_id", Value: id}, {Key: "url", Value: "http://example.test/" + id}, {Key: "method", Value: "GET"},
+			{Key: "status", Value: 200}, {Key: "headers", Value: bson.D{{Key: "Last-Modified", Value: lastModified}}},
+			{Key: "body", Value: "x"}, {Key: "size", Value: int64(1)}, {Key: "created_at", Value: fetched}, {Key: "validated_at", Value: fetched}}
+		if lastModified != "" {
+			d = append(d, bson.E{Key: "last_modified", Value: lastModified})
+		}
+		return d
+	}
+	for _, d := range []bson.D{old("revalidated", "Mon, 02 Mar 2026 10:00:00 GMT"), old("garbage", "yesterday"), old("none", "")} {
+		if err := responses.Insert(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rev := Revalidation{ID: "revalidated", ValidatedAt: confirmed}
+	if err := s.Collection(DefaultDatabase, RevalidationsCollection).Insert(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		id        string
+		validated time.Time
+		lm        bson.Type // 0: absent
+	}{
+		{"revalidated", confirmed, bson.TypeDateTime},
+		{"garbage", fetched, 0},
+		{"none", fetched, 0},
+	}
+	for run := 1; run <= 2; run++ {
+		if err := migratePages(ctx, s); err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		for _, tc := range tests {
+			raw, err := responses.Get(ctx, tc.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := raw.Lookup("last_modified").Type; got != tc.lm {
+				t.Errorf("run %d, %s: last_modified is %v, want %v", run, tc.id, got, tc.lm)
+			}
+			if raw.Lookup("headers", "Last-Modified").Type == 0 && tc.id != "none" {
+				t.Errorf("run %d, %s: the Last-Modified header was dropped", run, tc.id)
+			}
+			var doc Document
+			if err := bson.Unmarshal(raw, &doc); err != nil {
+				t.Errorf("run %d, %s: migrated response does not decode: %v", run, tc.id, err)
+			}
+			var p Page
+			pageRaw, err := s.Collection(DefaultDatabase, PagesCollection).Get(ctx, tc.id)
+			if err == nil {
+				err = bson.Unmarshal(pageRaw, &p)
+			}
+			if err != nil || !p.ValidatedAt.Equal(tc.validated) || p.Status != 200 {
+				t.Errorf("run %d, %s: page %+v (%v), want status 200, validated_at %v", run, tc.id, p, err, tc.validated)
+			}
+		}
+	}
+}

@@ -125,7 +125,8 @@ func printBrowse(w io.Writer, s *store.Store, job *configs.Job, last *jobs.Run) 
 	}
 	fmt.Fprintf(w, "  mongosh %s            (or Compass: New connection -> %s)\n", uri, uri)
 	fmt.Fprintln(w, `  use http_cache`)
-	fmt.Fprintln(w, `  db.responses.find({}, {url: 1, status: 1, etag: 1, validated_at: 1}).limit(5)`)
+	fmt.Fprintln(w, `  db.pages.find({status: 200}).limit(5)                 (url, status, last validation: quick to filter)`)
+	fmt.Fprintln(w, `  db.responses.findOne({_id: "<an _id from pages>"})   (the stored response, body included)`)
 	fmt.Fprintln(w, `  use crawlcache`)
 	fmt.Fprintf(w, "  db.items.find({run_id: %q}, {title: 1, price: 1, url: 1}).limit(5)\n", last.ID)
 	for _, o := range job.Outputs {
