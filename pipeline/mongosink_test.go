@@ -11,7 +11,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"crawlcache/store"
 	"crawlcache/store/storetest"
 )
 
@@ -133,10 +132,7 @@ func TestMongoSinkRunIDIndex(t *testing.T) {
 			if tc.before {
 				// As earlier releases did, on any store (by the server's
 				// default name for the key).
-				if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: "x"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "run_id", Value: "r0"}}}}, true); err != nil {
-					t.Fatal(err)
-				}
-				if err := createPlainIndex(ctx, s, "crawlcache_test", "items", "run_id"); err != nil {
+				if err := coll.CreateIndex(ctx, "run_id_1", bson.D{{Key: "run_id", Value: 1}}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -154,13 +150,4 @@ func TestMongoSinkRunIDIndex(t *testing.T) {
 			}
 		})
 	}
-}
-
-// createPlainIndex creates the index {field: 1} (named field_1) on db.coll
-// whatever the server, as earlier releases did.
-func createPlainIndex(ctx context.Context, s *store.Store, db, coll, field string) error {
-	return s.Client.Database(db).RunCommand(ctx, bson.D{
-		{Key: "createIndexes", Value: coll},
-		{Key: "indexes", Value: bson.A{bson.D{{Key: "key", Value: bson.D{{Key: field, Value: 1}}}, {Key: "name", Value: field + "_1"}}}},
-	}).Err()
 }
