@@ -47,10 +47,13 @@ type config struct {
 	// compassPages is the number of cached pages the compass scenario
 	// queries.
 	compassPages int
+	// renderPages sizes the site of the render scenario (product pages);
+	// renderTabs is the pages rendered at once.
+	renderPages, renderTabs int
 }
 
 // scenarioNames are the values of -only.
-var scenarioNames = []string{"cold", "crawl", "resume", "roundtrips", "rss", "links", "proxy", "history", "incremental", "compass"}
+var scenarioNames = []string{"cold", "crawl", "resume", "roundtrips", "rss", "links", "proxy", "history", "incremental", "compass", "render"}
 
 // want reports whether scenario name runs.
 func (c config) want(name string) bool { return len(c.only) == 0 || c.only[name] }
@@ -74,6 +77,8 @@ func main() {
 	flag.IntVar(&cfg.historyItems, "history-items", 1000000, "items of earlier runs in the store of the history scenario")
 	flag.IntVar(&cfg.historyFrontier, "history-frontier", 1000000, "frontier entries of earlier runs in the store of the history scenario")
 	flag.IntVar(&cfg.compassPages, "compass-pages", 20000, "cached pages of 40 KB the compass scenario queries")
+	flag.IntVar(&cfg.renderPages, "render-pages", 200, "product pages of the script-built shop the render scenario renders (plus its entry and listing pages)")
+	flag.IntVar(&cfg.renderTabs, "render-tabs", 2, "pages rendered at once in the render scenario, by crawlcache and by chromedp")
 	flag.BoolVar(&cfg.skipRSS, "skip-rss", false, "skip the 100k-URL memory scenario (the slowest)")
 	flag.StringVar(&cfg.links, "links", "", "with -only links: hubs (1,000 pages of 1,000 links) or big (one page of a million links); empty runs both")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write CPU, block and mutex profiles of each crawl to PREFIX.<crawl>[.block|.mutex].prof (the last round's)")
@@ -82,7 +87,7 @@ func main() {
 	flag.Int64Var(&cfg.proxyLarge, "proxy-large", 200<<20, "bytes of the body too large to store that every proxy client downloads")
 	flag.Int64Var(&cfg.proxyHuge, "proxy-huge", 5<<30, "bytes of the single very large body streamed through the proxy (0 skips that row)")
 	only := flag.String("only", "", "comma-separated scenarios to run, of "+strings.Join(scenarioNames, ", ")+
-		" (cold: only the cold crawl rows; links: the 1-million-link rows); empty runs every scenario but links")
+		" (cold: only the cold crawl rows; links: the 1-million-link rows; render: Chromium, minutes); empty runs every scenario but links and render")
 	flag.Parse()
 	if *only != "" {
 		cfg.only = map[string]bool{}
@@ -140,14 +145,15 @@ func run(ctx context.Context, cfg config) (string, error) {
 		{"history", "start and end of a run over the history of earlier runs", historyScenario},
 		{"incremental", "incremental re-crawls on a CPU-bound site", incrementalScenarios},
 		{"compass", "queries people make in Compass", compassScenario},
+		{"render", "rendering script-built pages in Chromium", renderScenario},
 	}
 	for _, sc := range scenarios {
 		switch {
 		case sc.name == "crawl" && !cfg.want("crawl") && cfg.want("cold"):
 		case sc.name == "rss" && cfg.skipRSS:
 			continue
-		case sc.name == "links" && len(cfg.only) == 0:
-			continue // minutes long: run it with -only links
+		case (sc.name == "links" || sc.name == "render") && len(cfg.only) == 0:
+			continue // minutes long (render needs Chromium): run them with -only
 		case !cfg.want(sc.name):
 			continue
 		}

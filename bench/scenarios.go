@@ -103,13 +103,15 @@ func collyCrawl(seed string, parallelism int, cacheDir string) (int64, error) {
 
 // childSpec tells a child process what to do.
 type childSpec struct {
-	Mode    string // "crawl" or "proxy"
+	Mode    string // "crawl", "interruptible", "proxy" or "render"
 	DataDir string
 	Crawl   crawlSpec
 	Args    []string // of `crawlcache` in "proxy" mode
 	// MemProfile, if set, is the prefix of the heap profile an
 	// interruptible child writes at its peak RSS (see memWatch).
 	MemProfile string `json:",omitempty"`
+	// Render is the "render" child's work.
+	Render *renderSpec `json:",omitempty"`
 }
 
 // childResult is the last line a child prints.
@@ -128,6 +130,9 @@ func child() error {
 		return proxyChild(spec.Args)
 	}
 	ctx := context.Background()
+	if spec.Mode == "render" {
+		return renderChild(ctx, spec)
+	}
 	s, err := openStore(ctx, spec.DataDir)
 	if err != nil {
 		return err

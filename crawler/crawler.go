@@ -441,6 +441,9 @@ func (c *crawl) progress() Progress {
 	if c.polite != nil {
 		p.Retries = c.polite.Stats().Retries
 	}
+	if c.render != nil {
+		p.Rendered, p.RenderReused = c.render.counts()
+	}
 	c.breakdown.fill(&p)
 	if c.front != nil {
 		c.mu.Lock()

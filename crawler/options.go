@@ -211,4 +211,8 @@ type Progress struct {
 	// Loading is true while a resume still reads the run's frontier in
 	// the background: Queue is then only what was read so far.
 	Loading bool
+	// Rendered counts the pages rendered in Chromium (Options.Render);
+	// RenderReused those whose stored render was used instead, nothing
+	// they loaded having changed.
+	Rendered, RenderReused int64
 }

@@ -111,6 +111,11 @@ func (r *renderer) close() {
 		"requests", st.Requests, "refused", st.Blocked, "escaped", st.Escaped)
 }
 
+// counts returns the pages rendered and the stored renders reused.
+func (r *renderer) counts() (rendered, reused int64) {
+	return r.pool.Stats().Pages, r.stored.Reused()
+}
+
 // robotsAllowed is robots.txt for a request of a render: the run's own
 // check for allowed hosts, one without credentials for the others.
 func (r *renderer) robotsAllowed(ctx context.Context, u *url.URL) bool {
