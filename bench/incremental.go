@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"crawlcache/cache"
+	"crawlcache/changes"
 	"crawlcache/crawler"
 	"crawlcache/frontier"
 	"crawlcache/parses"
@@ -55,7 +56,21 @@ func incCrawl(ctx context.Context, s *store.Store, id, seed string, pol cache.Po
 		Store: s, CachePolicy: pol, Frontier: fr, Pipeline: pipe,
 		Parses: parses.New(s.Collection("crawlcache", parses.DefaultCollection)), Logger: quiet,
 	}
-	return crawler.Run(ctx, o)
+	tr, err := changes.New(changes.Options{
+		Pages: s.Collection("crawlcache", changes.PagesCollection), Records: s.Collection("crawlcache", changes.RecordsCollection),
+		Job: "bench-incremental", Run: id,
+	})
+	if err != nil {
+		return crawler.Progress{}, err
+	}
+	o.Changes = tr
+	p, err := crawler.Run(ctx, o)
+	if err != nil {
+		return p, err
+	}
+	n, err := tr.Finish(ctx)
+	p.New, p.Changed, p.Unchanged, p.Gone = n.New, n.Changed, n.Unchanged, n.Gone
+	return p, err
 }
 
 // incRound is one pass of the incremental scenario.
@@ -147,9 +162,10 @@ func incrementalScenarios(ctx context.Context, cfg config) ([]row, error) {
 			fmt.Sprintf("%.0f (%d hits, %d parsed)", med(func(r incRound) float64 { return r.warm.rate() }), last.warmP.Hits, last.warmP.Parsed),
 			fmt.Sprintf("colly CacheDir %.0f", med(func(r incRound) float64 { return r.collyWarm.rate() })),
 			fmt.Sprintf("%.2f×", warm), "≥ 3×", yesNo(warm >= 3)},
-		{"after 5% of pages change, revalidating run: pages parsed",
-			fmt.Sprintf("%d parsed of %d pages", last.afterP.Parsed, last.afterP.Pages),
-			fmt.Sprintf("%d changed", last.changed), "", "= changed", yesNo(last.afterP.Parsed == int64(last.changed))},
+		{"after 5% of pages change, revalidating run: changed, parsed, new, gone",
+			fmt.Sprintf("%d changed, %d parsed, %d new, %d gone, %d unchanged of %d pages", last.afterP.Changed, last.afterP.Parsed, last.afterP.New, last.afterP.Gone, last.afterP.Unchanged, last.afterP.Pages),
+			fmt.Sprintf("%d pages changed", last.changed), "", "changed = parsed = pages changed; new = gone = 0",
+			yesNo(last.afterP.Changed == int64(last.changed) && last.afterP.Parsed == int64(last.changed) && last.afterP.New == 0 && last.afterP.Gone == 0)},
 	}, nil
 }
 
