@@ -99,12 +99,16 @@ func (c *Collection) All(ctx context.Context, filter any, opts FindOptions, out 
 // ScanIDPrefix calls fn with every document whose string _id starts with
 // prefix, in _id order, and stops at fn's first error, which it returns.
 // On the embedded store it reads only the matching rows, through the _id
-// index, so a scan of one run's documents costs what the run holds; prefix
-// may then hold only ASCII letters, digits and . _ - : / # (any other is an
-// error). A collection that does not exist has no documents. fn must not
+// index, so a scan of one run's documents costs what the run holds. prefix
+// may hold only ASCII letters, digits and . _ - : / # (any other is an
+// error on every implementation, so that code tested on one works on the
+// other). A collection that does not exist has no documents. fn must not
 // write to the store (on the embedded store the rows are read in one read
 // transaction).
 func (c *Collection) ScanIDPrefix(ctx context.Context, prefix string, fn func(bson.Raw) error) error {
+	if err := checkIDPrefix(prefix); err != nil {
+		return fmt.Errorf("scan %s by _id prefix: %w", c, err)
+	}
 	if c.direct != nil {
 		err := c.direct.ScanIDPrefix(ctx, c.db, c.name, prefix, fn)
 		if err != nil && errors.Is(err, errDirectClosed) {

@@ -22,13 +22,8 @@ import (
 // any other prefix is an error. The rows are read in one read transaction,
 // so fn sees one state of the collection; fn must not use the store.
 func (d *Direct) ScanIDPrefix(ctx context.Context, db, coll, prefix string, fn func(bson.Raw) error) error {
-	for i := 0; i < len(prefix); i++ {
-		ch := prefix[i]
-		ok := ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' ||
-			ch == '.' || ch == '_' || ch == '-' || ch == ':' || ch == '/' || ch == '#'
-		if !ok || prefix == "" {
-			return fmt.Errorf("scan %s.%s by _id prefix %q: only letters, digits and . _ - : / # are supported", db, coll, prefix)
-		}
+	if err := checkIDPrefix(prefix); err != nil {
+		return fmt.Errorf("scan %s.%s by _id prefix: %w", db, coll, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -103,4 +98,19 @@ func (c *rawConn) scanRange(ctx context.Context, table, lo, hi string, fn func(b
 			return c.errorf(rc, "scan")
 		}
 	}
+}
+
+// checkIDPrefix refuses an _id prefix whose JSON text is not itself (the
+// direct scan compares JSON texts): only ASCII letters, digits and
+// . _ - : / # are supported.
+func checkIDPrefix(prefix string) error {
+	for i := 0; i < len(prefix); i++ {
+		ch := prefix[i]
+		ok := ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' ||
+			ch == '.' || ch == '_' || ch == '-' || ch == ':' || ch == '/' || ch == '#'
+		if !ok {
+			return fmt.Errorf("_id prefix %q: only letters, digits and . _ - : / # are supported", prefix)
+		}
+	}
+	return nil
 }

@@ -81,6 +81,7 @@ func testScanIDPrefix(t *testing.T, im Impl) {
 		{"run1/", []string{"run1/a", "run1/a/deep", "run1/b"}},
 		{"run1", []string{"run1/a", "run1/a/deep", "run1/b", "run10/x", "run1:c"}},
 		{"run3/", nil},
+		{"", []string{"run0/z", "run1/a", "run1/a/deep", "run1/b", "run10/x", "run1:c", "run2/a"}},
 	} {
 		var got []string
 		err := c.ScanIDPrefix(ctx, tc.prefix, func(raw bson.Raw) error {
@@ -89,6 +90,13 @@ func testScanIDPrefix(t *testing.T, im Impl) {
 		})
 		if err != nil || !slices.Equal(got, tc.want) {
 			t.Errorf("ScanIDPrefix(%q) = %v, %v; want %v", tc.prefix, got, err, tc.want)
+		}
+	}
+	// A prefix whose JSON text is not itself is refused by every
+	// implementation alike.
+	for _, prefix := range []string{"run 1", "run\"1", "ré"} {
+		if err := c.ScanIDPrefix(ctx, prefix, func(bson.Raw) error { return nil }); err == nil {
+			t.Errorf("ScanIDPrefix(%q) = nil, want an error (unsupported prefix)", prefix)
 		}
 	}
 }
