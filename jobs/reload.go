@@ -35,12 +35,27 @@ type ReloadReport struct {
 func (s *Scheduler) Reload(loaded []*configs.Job, loadErr error, now time.Time) ReloadReport {
 	var rep ReloadReport
 	bad := map[string]bool{}
+	dirErr := loadErr != nil && len(configs.Errors(loadErr)) == 0
 	for _, e := range configs.Errors(loadErr) {
+		if ext := filepath.Ext(e.File); ext != ".yaml" && ext != ".yml" {
+			dirErr = true // the directory itself (gone, unreadable)
+		}
 		bad[e.File] = true
 		rep.Errors = append(rep.Errors, e)
 	}
-	if loadErr != nil && len(rep.Errors) == 0 { // the directory itself
-		rep.Errors = append(rep.Errors, loadErr)
+	if dirErr {
+		if len(rep.Errors) == 0 {
+			rep.Errors = append(rep.Errors, loadErr)
+		}
+		s.mu.Lock()
+		for _, e := range s.entries {
+			if !e.removed {
+				rep.Kept = append(rep.Kept, e.job.Name)
+			}
+		}
+		s.mu.Unlock()
+		slices.Sort(rep.Kept)
+		return rep // change nothing: a directory that cannot be read is not an empty one
 	}
 
 	s.mu.Lock()
@@ -64,9 +79,6 @@ func (s *Scheduler) Reload(loaded []*configs.Job, loadErr error, now time.Time) 
 				rep.Kept = append(rep.Kept, name)
 			}
 		}
-	}
-	if loadErr != nil && len(bad) == 0 {
-		return rep // the directory could not be read: change nothing
 	}
 
 	var entries []*entry

@@ -132,6 +132,11 @@ func TestSchedulerReload(t *testing.T) {
 	if rep := sched.Reload(loaded, loadErr, now); !slices.Equal(rep.Removed, []string{"gamma"}) {
 		t.Errorf("second reload removed %v, want [gamma]", rep.Removed)
 	}
+	// The directory itself gone (unmounted, mid-swap): nothing changes.
+	loaded, loadErr = configs.LoadDir(filepath.Join(d.dir, "gone"))
+	if rep := sched.Reload(loaded, loadErr, now); len(rep.Removed) != 0 || len(rep.Errors) != 1 || !slices.Equal(rep.Kept, []string{"alpha", "beta", "delta"}) {
+		t.Errorf("reload of a missing directory: removed %v, errors %v, kept %v; want nothing removed, one error, every job kept", rep.Removed, rep.Errors, rep.Kept)
+	}
 	close(release)
 	sched.Wait()
 	sched.Tick(ctx, at11.Add(time.Hour))
