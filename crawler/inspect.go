@@ -87,6 +87,12 @@ func Inspect(ctx context.Context, opts Options, rawURL string, depth int) (*Insp
 	defer stop()
 	c.runCtx, c.stop, c.ackCtx, c.fetchCtx = runCtx, stop, context.WithoutCancel(ctx), ctx
 
+	if c.opts.Render != nil { // a run renders its pages: so does the inspection
+		if c.render, err = newRenderer(ctx, c); err != nil {
+			return nil, err
+		}
+		defer c.render.close()
+	}
 	c.learnSeeds()
 	l, ok := c.seedLink(rawURL)
 	if !ok {
@@ -153,6 +159,12 @@ func (c *crawl) inspectResponse(in *Inspection, e frontier.Entry, st *pageState)
 	}
 	if r.StatusCode < 200 || r.StatusCode >= 400 {
 		return // an answer with no items and no links
+	}
+	if c.render != nil && c.render.applies(r) {
+		if err := c.render.into(r, st); err != nil {
+			in.Failure = err
+			return
+		}
 	}
 	seen := make(map[string]bool)
 	c.pageLinks(r, st, func(raw string) bool {

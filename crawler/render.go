@@ -152,6 +152,19 @@ func (r *renderer) applies(resp *colly.Response) bool {
 // then marked failed) or the run is stopping (released at the end).
 func (r *renderer) page(e frontier.Entry, resp *colly.Response, st *pageState) bool {
 	c := r.c
+	if err := r.into(resp, st); err != nil {
+		if c.fetchCtx.Err() != nil {
+			return false
+		}
+		c.markFailed(e, err)
+		return false
+	}
+	return true
+}
+
+// into replaces resp's body (and st's links) with the rendered page.
+func (r *renderer) into(resp *colly.Response, st *pageState) error {
+	c := r.c
 	pg := render.Page{
 		URL: resp.Request.URL.String(), Status: resp.StatusCode, Header: resp.Headers.Clone(), Body: resp.Body,
 	}
@@ -160,11 +173,7 @@ func (r *renderer) page(e frontier.Entry, resp *colly.Response, st *pageState) b
 	}
 	res, err := r.render(c.fetchCtx, pg)
 	if err != nil {
-		if c.fetchCtx.Err() != nil {
-			return false
-		}
-		c.markFailed(e, err)
-		return false
+		return err
 	}
 	resp.Body = res.HTML
 	resp.Headers.Set("Content-Type", "text/html; charset=utf-8")
@@ -172,7 +181,7 @@ func (r *renderer) page(e frontier.Entry, resp *colly.Response, st *pageState) b
 	if c.linkSel == nil {
 		st.links = res.Links
 	}
-	return true
+	return nil
 }
 
 // render returns the stored render of pg when nothing it loaded changed,
