@@ -4,7 +4,7 @@
 //
 // Two collections, both read and written by _id only:
 //
-//   - pages (crawlcache.pages): one small document per job and URL, the
+//   - page_states (crawlcache.page_states): one small document per job and URL, the
 //     page's last known state (status, body hash, the hash compared when
 //     parts are ignored) and its history, at most MaxVersions versions,
 //     none older than the history's retention;
@@ -47,7 +47,7 @@ var Kinds = []string{KindNew, KindChanged, KindUnchanged, KindGone, KindError}
 
 // Collections of the package, in the crawlcache database.
 const (
-	PagesCollection   = "pages"
+	PagesCollection   = "page_states"
 	RecordsCollection = "page_changes"
 )
 

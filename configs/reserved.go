@@ -15,7 +15,7 @@ var reservedCollections = []string{
 	// db crawlcache
 	"runs", "locks", "run_counters", "last_runs",
 	"frontier", "frontier_log", "host_leases", "host_lease_tokens", "frontier_workers",
-	"_probe", "meta", "quarantine", "parses", "pages", "page_changes",
+	"_probe", "meta", "quarantine", "parses", "page_states", "page_changes",
 	// db http_cache
 	"responses", "redirects", "revalidations", "variants", "settings", "counters", "pages",
 }

@@ -5,8 +5,10 @@ import (
 	"testing"
 
 	"crawlcache/cache"
+	"crawlcache/changes"
 	"crawlcache/configs"
 	"crawlcache/frontier"
+	"crawlcache/parses"
 	"crawlcache/proxy"
 	"crawlcache/store"
 )
@@ -24,6 +26,7 @@ func TestReservedCollectionsCoverEveryOwnCollection(t *testing.T) {
 		cache.ResponsesCollection, cache.RedirectsCollection, cache.RevalidationsCollection,
 		cache.VariantsCollection, cache.SettingsCollection, cache.PagesCollection, proxy.CountersCollection,
 		store.QuarantineCollection, "meta", // the store's schema version (store/schema.go)
+		parses.DefaultCollection, changes.PagesCollection, changes.RecordsCollection,
 	}
 	for _, name := range own {
 		if !slices.Contains(reserved, name) {
