@@ -102,6 +102,9 @@ func schedule(ctx context.Context, c *cli.Context, s *store.Store, all []*config
 		}()
 		log.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics", "health", "http://"+ln.Addr().String()+"/healthz")
 	}
+	// The first look at the job files is taken before anyone is told the
+	// scheduler runs: a change made after that line is seen.
+	watch := jobs.NewDirWatch(c.String("configs"))
 	log.Info("scheduler running", "jobs", len(next), "store", s.Describe(), "once", c.Bool("once"))
 	// Expired cache entries are swept here, beside the runs (a sweep scans
 	// the whole cache, so no run does it): with --once after the runs.
@@ -116,7 +119,7 @@ func schedule(ctx context.Context, c *cli.Context, s *store.Store, all []*config
 	if c.Bool("once") {
 		close(said)
 	} else {
-		go watchConfigs(sweepCtx, sched, c.String("configs"), poll, log)
+		go watchConfigs(sweepCtx, sched, watch, c.String("configs"), poll, log)
 		go func() { defer close(said); sayStopping(ctx, sched, log) }()
 	}
 	sched.Loop(ctx, c.Bool("once"))
@@ -137,13 +140,13 @@ func schedule(ctx context.Context, c *cli.Context, s *store.Store, all []*config
 
 // watchConfigs reloads the job files on SIGHUP and, every poll (0: never),
 // when a file in dir changed, until ctx is done.
-func watchConfigs(ctx context.Context, sched *jobs.Scheduler, dir string, poll time.Duration, log *slog.Logger) {
+func watchConfigs(ctx context.Context, sched *jobs.Scheduler, w *jobs.DirWatch, dir string, poll time.Duration, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	changed := make(chan struct{}, 1)
 	if poll > 0 {
-		go jobs.NewDirWatch(dir).Run(ctx, poll, func() {
+		go w.Run(ctx, poll, func() {
 			select {
 			case changed <- struct{}{}:
 			default:

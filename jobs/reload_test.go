@@ -119,8 +119,9 @@ func TestSchedulerReload(t *testing.T) {
 			t.Errorf("next %s = %s, want %s", name, next[name], want)
 		}
 	}
-	if got := sched.Running(); !slices.Equal(got, []string{"alpha", "gamma"}) {
-		t.Errorf("running after the reload = %v, want [alpha gamma]: a reload stops no run", got)
+	// beta's run returns at once and may or may not have ended yet.
+	if got := sched.Running(); !slices.Contains(got, "alpha") || !slices.Contains(got, "gamma") {
+		t.Errorf("running after the reload = %v, want alpha and gamma: a reload stops no run", got)
 	}
 
 	// Remove gamma (its file) while it runs: it finishes, and no tick
