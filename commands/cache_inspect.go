@@ -294,20 +294,7 @@ func runCacheShow(c *cli.Context) error {
 				ETag: doc.ETag, LastModified: resp.Header.Get("Last-Modified"), Request: doc.Request,
 				Credential: cache.CredentialOf(doc),
 			}
-			if expires != nil {
-				t := expires.UTC()
-				j.Expires = &t
-			}
-			if !c.Bool("headers-only") {
-				s := string(body)
-				if binary {
-					s = base64.StdEncoding.EncodeToString(body)
-					j.BodyBase64 = &s
-				} else {
-					j.Body = &s
-				}
-			}
-			return writeJSON(c.App.Writer, j)
+			return writeShowJSON(c, j, expires, body, binary)
 		}
 
 		w, now := c.App.Writer, time.Now()
@@ -508,4 +495,23 @@ func describeCredential(c *cache.CredentialInfo) string {
 		return fmt.Sprintf("bound to its job (id %s; fetched with %s): served only to that job's requests with credentials", c.ID, headers)
 	}
 	return fmt.Sprintf("fetched with %s by an earlier release, not bound: served to no one, replaced on the next fetch", headers)
+}
+
+// writeShowJSON completes j with the expiry and, unless --headers-only, the
+// body (base64 when binary), and writes it.
+func writeShowJSON(c *cli.Context, j showJSON, expires *time.Time, body []byte, binary bool) error {
+	if expires != nil {
+		t := expires.UTC()
+		j.Expires = &t
+	}
+	if !c.Bool("headers-only") {
+		s := string(body)
+		if binary {
+			s = base64.StdEncoding.EncodeToString(body)
+			j.BodyBase64 = &s
+		} else {
+			j.Body = &s
+		}
+	}
+	return writeJSON(c.App.Writer, j)
 }
