@@ -18,6 +18,7 @@ var reservedCollections = []string{
 	"_probe", "meta", "quarantine", "parses", "page_states", "page_changes",
 	// db http_cache
 	"responses", "redirects", "revalidations", "variants", "settings", "counters", "pages",
+	"rendered", "rendered_redirects", "rendered_revalidations", "rendered_variants", "rendered_pages",
 }
 
 // ReservedCollections returns the collection names a mongodb output may not

@@ -86,7 +86,7 @@ func newRenderer(ctx context.Context, c *crawl) (*renderer, error) {
 				Database: c.opts.CacheDatabase, Upstream: up, Policy: pol, Now: c.opts.Now, Logger: c.log,
 				MaxBodySize: c.maxBody, Job: c.opts.Job,
 				Responses: render.StoreResponses, Redirects: render.StoreRedirects,
-				Revalidations: render.StoreRevalidations, Variants: render.StoreVariants,
+				Revalidations: render.StoreRevalidations, Variants: render.StoreVariants, Pages: render.StorePages,
 			})
 			r.storeCache = ct
 			return ct, err

@@ -10,6 +10,7 @@ import (
 	"crawlcache/frontier"
 	"crawlcache/parses"
 	"crawlcache/proxy"
+	"crawlcache/render"
 	"crawlcache/store"
 )
 
@@ -27,6 +28,7 @@ func TestReservedCollectionsCoverEveryOwnCollection(t *testing.T) {
 		cache.VariantsCollection, cache.SettingsCollection, cache.PagesCollection, proxy.CountersCollection,
 		store.QuarantineCollection, "meta", // the store's schema version (store/schema.go)
 		parses.DefaultCollection, changes.PagesCollection, changes.RecordsCollection,
+		render.StoreResponses, render.StoreRedirects, render.StoreRevalidations, render.StoreVariants, render.StorePages,
 	}
 	for _, name := range own {
 		if !slices.Contains(reserved, name) {

@@ -30,6 +30,7 @@ const (
 	StoreRedirects     = "rendered_redirects"
 	StoreRevalidations = "rendered_revalidations"
 	StoreVariants      = "rendered_variants"
+	StorePages         = "rendered_pages"
 	// HeaderRenderKey is the request header that carries the hash of the
 	// render options; Store's transport must match it (cache MatchHeaders).
 	HeaderRenderKey = "X-Crawlcache-Render"
