@@ -163,8 +163,8 @@ func crawlRound(ctx context.Context, cfg config) (round, error) {
 	return r, nil
 }
 
-// median of the values f takes over rounds.
-func median(rounds []round, f func(round) float64) float64 {
+// median of the values f takes over rounds (of any scenario).
+func median[R any](rounds []R, f func(R) float64) float64 {
 	v := make([]float64, len(rounds))
 	for i, r := range rounds {
 		v[i] = f(r)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"slices"
 	"sync/atomic"
 
 	"crawlcache/cache"
@@ -141,7 +140,7 @@ func incrementalScenarios(ctx context.Context, cfg config) ([]row, error) {
 		}
 		rounds = append(rounds, r)
 	}
-	med := func(f func(incRound) float64) float64 { return medianOf(rounds, f) }
+	med := func(f func(incRound) float64) float64 { return median(rounds, f) }
 	last := rounds[len(rounds)-1]
 	wall := med(func(r incRound) float64 { return r.all304.wall.Seconds() / r.cold.wall.Seconds() })
 	cpu := med(func(r incRound) float64 { return r.all304.cpuPerPage() / r.cold.cpuPerPage() })
@@ -167,17 +166,4 @@ func incrementalScenarios(ctx context.Context, cfg config) ([]row, error) {
 			fmt.Sprintf("%d pages changed", last.changed), "", "changed = parsed = pages changed; new = gone = 0",
 			yesNo(last.afterP.Changed == int64(last.changed) && last.afterP.Parsed == int64(last.changed) && last.afterP.New == 0 && last.afterP.Gone == 0)},
 	}, nil
-}
-
-// medianOf is the median of f over rounds.
-func medianOf[R any](rounds []R, f func(R) float64) float64 {
-	v := make([]float64, len(rounds))
-	for i, r := range rounds {
-		v[i] = f(r)
-	}
-	slices.Sort(v)
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
