@@ -282,7 +282,7 @@ func roundTrips(ctx context.Context) ([]row, error) {
 		return nil, err
 	}
 	defer s.Close(context.Background())
-	byURI, err := store.Open(ctx, store.Options{URI: s.URI, Logger: quiet, OnCommand: count})
+	byURI, err := store.Open(ctx, store.Options{URI: s.URI, Logger: quiet, OnCommand: count, Migrations: cache.Migrations()})
 	if err != nil {
 		return nil, err
 	}
