@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -181,14 +182,27 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 // serve starts FerretDB on the SQLite files sqliteURL names and returns the
 // running Server (holding lock) and the context that stops it.
 func serve(abs, listen, sqliteURL string, lock *os.File, logger *slog.Logger) (*Server, context.Context, error) {
-	newServerMu.Lock() // ferretdb.New writes package globals
-	fdb, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: listen},
-		Handler:   "sqlite",
-		SQLiteURL: sqliteURL,
-		Logger:    slog.New(levelHandler{min: slog.LevelError, Handler: logger.Handler()}),
-	})
-	newServerMu.Unlock()
+	var fdb *ferretdb.FerretDB
+	var err error
+	// Opening the files can meet SQLITE_BUSY for a moment after another
+	// store on the same directory closed (its last connection still
+	// checkpointing the WAL): FerretDB's first statement then fails without
+	// waiting in the busy handler. Try again for a few seconds.
+	for wait := 25 * time.Millisecond; ; wait *= 2 {
+		newServerMu.Lock() // ferretdb.New writes package globals
+		fdb, err = ferretdb.New(&ferretdb.Config{
+			Listener:  ferretdb.ListenerConfig{TCP: listen},
+			Handler:   "sqlite",
+			SQLiteURL: sqliteURL,
+			Logger:    slog.New(levelHandler{min: slog.LevelError, Handler: logger.Handler()}),
+		})
+		newServerMu.Unlock()
+		if err == nil || !strings.Contains(err.Error(), "SQLITE_BUSY") || wait > 2*time.Second {
+			break
+		}
+		logger.Debug("embedded store: files busy at start, trying again", "dir", abs, "in", wait)
+		time.Sleep(wait)
+	}
 	if err != nil {
 		if lock != nil {
 			lock.Close()
