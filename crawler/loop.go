@@ -27,18 +27,20 @@ const maxStoreErrors = 3
 // applies its own backpressure through its channel.
 func (c *crawl) claimLoop() error {
 	capacity := claimFactor * c.opts.Parallelism
-	storeErrs := 0
-	storeErr := func(op string, err error) bool {
+	// Failures are counted per operation: a claim that succeeds must not
+	// hide a drained check that keeps failing (the loop would spin forever).
+	var claimErrs, drainedErrs int
+	storeErr := func(op string, errs *int, err error) bool {
 		if c.runCtx.Err() != nil {
 			return true
 		}
-		storeErrs++
-		c.log.Warn("frontier store error", "op", op, "err", err, "attempt", storeErrs)
-		if storeErrs >= maxStoreErrors {
+		*errs++
+		c.log.Warn("frontier store error", "op", op, "err", err, "attempt", *errs)
+		if *errs >= maxStoreErrors {
 			c.setFatal(fmt.Errorf("%s in frontier store (run %s): %w", op, c.opts.RunID, err))
 			return true
 		}
-		c.idle(time.Duration(storeErrs) * 200 * time.Millisecond)
+		c.idle(time.Duration(*errs) * 200 * time.Millisecond)
 		return false
 	}
 	for c.runCtx.Err() == nil {
@@ -57,12 +59,12 @@ func (c *crawl) claimLoop() error {
 			c.dispatch(e)
 		}
 		if err != nil {
-			if storeErr("claim urls", err) {
+			if storeErr("claim urls", &claimErrs, err) {
 				return nil
 			}
 			continue
 		}
-		storeErrs = 0
+		claimErrs = 0
 		if len(entries) > 0 {
 			continue
 		}
@@ -72,11 +74,12 @@ func (c *crawl) claimLoop() error {
 		}
 		drained, err := c.front.Drained(c.runCtx, c.opts.RunID)
 		if err != nil {
-			if storeErr("check whether the run is drained", err) {
+			if storeErr("check whether the run is drained", &drainedErrs, err) {
 				return nil
 			}
 			continue
 		}
+		drainedErrs = 0
 		if drained {
 			return nil
 		}
