@@ -176,14 +176,23 @@ func median[R any](rounds []R, f func(R) float64) float64 {
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
-func crawlScenarios(ctx context.Context, cfg config) ([]row, error) {
-	var rounds []round
+// runRounds runs one round of a scenario cfg.runs times.
+func runRounds[R any](ctx context.Context, cfg config, one func(context.Context, config) (R, error)) ([]R, error) {
+	var rounds []R
 	for i := range cfg.runs {
-		r, err := crawlRound(ctx, cfg)
+		r, err := one(ctx, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("round %d: %w", i+1, err)
 		}
 		rounds = append(rounds, r)
+	}
+	return rounds, nil
+}
+
+func crawlScenarios(ctx context.Context, cfg config) ([]row, error) {
+	rounds, err := runRounds(ctx, cfg, crawlRound)
+	if err != nil {
+		return nil, err
 	}
 	med := func(f func(round) float64) float64 { return median(rounds, f) }
 	last := rounds[len(rounds)-1]

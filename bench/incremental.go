@@ -132,13 +132,9 @@ func incrementalRound(ctx context.Context, cfg config) (incRound, error) {
 }
 
 func incrementalScenarios(ctx context.Context, cfg config) ([]row, error) {
-	var rounds []incRound
-	for i := range cfg.runs {
-		r, err := incrementalRound(ctx, cfg)
-		if err != nil {
-			return nil, fmt.Errorf("round %d: %w", i+1, err)
-		}
-		rounds = append(rounds, r)
+	rounds, err := runRounds(ctx, cfg, incrementalRound)
+	if err != nil {
+		return nil, err
 	}
 	med := func(f func(incRound) float64) float64 { return median(rounds, f) }
 	last := rounds[len(rounds)-1]
