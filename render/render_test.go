@@ -59,8 +59,11 @@ func TestRenderBuildsTheScriptedList(t *testing.T) {
 			for _, r := range res.Resources {
 				types[r.Type] = r.Served
 			}
+			// At the load event the script may not have called its API
+			// yet (as with the items above): its request is checked only
+			// where the wait covers it.
 			for _, typ := range []string{"document", "stylesheet", "script", "xhr"} {
-				if _, ok := types[typ]; !ok {
+				if _, ok := types[typ]; !ok && (typ != "xhr" || wait != "load") {
 					t.Errorf("no %s among the resources %+v", typ, res.Resources)
 				}
 			}
@@ -68,6 +71,9 @@ func TestRenderBuildsTheScriptedList(t *testing.T) {
 				t.Errorf("the origin got %d requests for the document, want 0 (it is given)", got)
 			}
 			for _, path := range []string{testsite.AppScript, testsite.AppStylesheet, "/api/category/1?page=1"} {
+				if strings.HasPrefix(path, "/api/") && wait == "load" {
+					continue
+				}
 				if o, tr := site.Counts().Requests(path), ct.count(path); o != 1 || tr < 1 {
 					t.Errorf("%s: origin got %d requests (want 1), transport %d", path, o, tr)
 				}
