@@ -247,7 +247,12 @@ func (p *Pool) acquire() (*instance, error) {
 	}
 	b, err := p.launch()
 	if err != nil {
-		return nil, err
+		// A browser that crashes while starting is started once more, as a
+		// browser lost mid-page is.
+		p.debugf("render: %v; starting another browser", err)
+		if b, err = p.launch(); err != nil {
+			return nil, err
+		}
 	}
 	p.browsers = append(p.browsers, b)
 	p.take(b)
