@@ -55,7 +55,7 @@ func NewAdmin(st *store.Store, db string, now func() time.Time) *Admin {
 	return a
 }
 
-// EntrySummary is one cached response without its body, as listed by
+// EntrySummary is one entry without its body, as listed by
 // List. ValidatedAt and Expires are effective: taken from the entry's
 // revalidation when that is newer.
 type EntrySummary struct {
@@ -91,7 +91,7 @@ type EntrySummary struct {
 type CollectionStats struct {
 	// Database is the name of the cache's database.
 	Database string
-	// Count is the number of stored responses (each Vary variant counts
+	// Count is the number of stored entries (each Vary variant counts
 	// as one) and TotalSize the sum of their body sizes in bytes.
 	Count     int64
 	TotalSize int64
@@ -273,7 +273,7 @@ func (a *Admin) Clear(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// Show returns the stored response for rawURL and its revalidation (nil
+// Show returns the stored entry for rawURL and its revalidation (nil
 // when the entry was never revalidated). It looks up the key of a plain
 // GET under the default policy, and for a URL with Vary variants the
 // variant validated most recently (by _id, through its Variants); when
@@ -281,13 +281,13 @@ func (a *Admin) Clear(ctx context.Context) (int64, error) {
 // parameters) it scans for the URL
 // and returns the GET entry validated most recently. It returns an error
 // wrapping ErrNotFound when no entry is stored for the URL.
-func (a *Admin) Show(ctx context.Context, rawURL string) (*Document, *Revalidation, error) {
+func (a *Admin) Show(ctx context.Context, rawURL string) (*Entry, *Revalidation, error) {
 	key, err := KeyForURL(http.MethodGet, rawURL, Policy{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("show %s: %w", rawURL, err)
 	}
-	var doc *Document
-	var d Document
+	var doc *Entry
+	var d Entry
 	err = getDoc(ctx, a.responses, key, &d)
 	switch {
 	case err == nil:
@@ -318,7 +318,7 @@ func (a *Admin) Show(ctx context.Context, rawURL string) (*Document, *Revalidati
 // findVariant returns the variant of primary validated most recently
 // (by the response's own validated_at), nil when primary has no Variants
 // or none of its variants is stored.
-func (a *Admin) findVariant(ctx context.Context, primary string) (*Document, error) {
+func (a *Admin) findVariant(ctx context.Context, primary string) (*Entry, error) {
 	var v Variants
 	err := getDoc(ctx, a.variants, primary, &v)
 	switch {
@@ -327,9 +327,9 @@ func (a *Admin) findVariant(ctx context.Context, primary string) (*Document, err
 	case err != nil:
 		return nil, fmt.Errorf("find variants %s: %w", primary, err)
 	}
-	var best *Document
+	var best *Entry
 	for _, key := range v.Keys {
-		var d Document
+		var d Entry
 		err := getDoc(ctx, a.responses, key, &d)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -344,24 +344,24 @@ func (a *Admin) findVariant(ctx context.Context, primary string) (*Document, err
 	return best, nil
 }
 
-// findByURL scans for the documents stored under rawURL (normalized as the
+// findByURL scans for the entries stored under rawURL (normalized as the
 // transport stores it, with the default or no ignored parameters, or as
 // given) and picks the GET validated last.
-func (a *Admin) findByURL(ctx context.Context, rawURL string) (*Document, error) {
+func (a *Admin) findByURL(ctx context.Context, rawURL string) (*Entry, error) {
 	forms := []string{rawURL}
 	for _, ignored := range [][]string{DefaultIgnoredParameters, nil} {
 		if u, err := NormalizeURL(rawURL, ignored); err == nil && !slices.Contains(forms, u) {
 			forms = append(forms, u)
 		}
 	}
-	var docs []Document
+	var docs []Entry
 	if err := a.responses.All(ctx, bson.D{{Key: "url", Value: bson.D{{Key: "$in", Value: forms}}}}, store.FindOptions{}, &docs); err != nil {
 		return nil, fmt.Errorf("find cached response for %s: %w", rawURL, err)
 	}
 	if len(docs) == 0 {
 		return nil, fmt.Errorf("%s: %w", rawURL, ErrNotFound)
 	}
-	best := slices.MaxFunc(docs, func(x, y Document) int {
+	best := slices.MaxFunc(docs, func(x, y Entry) int {
 		xGet, yGet := x.Method == http.MethodGet, y.Method == http.MethodGet
 		if xGet != yGet {
 			if xGet {

@@ -79,7 +79,7 @@ func ptr(t time.Time) *time.Time { return &t }
 func putDoc(t *testing.T, db testDatabase, key, url string, status int, validated time.Time, expires *time.Time) {
 	t.Helper()
 	body := "<html>" + key + "</html>"
-	doc := cache.Document{
+	doc := cache.Entry{
 		ID: key, URL: url, Method: "GET", Status: status, Proto: "HTTP/1.1",
 		Headers:     bson.M{"Content-Type": "text/html; charset=utf-8"},
 		Body:        body,
@@ -239,7 +239,7 @@ func TestAdminShow(t *testing.T) {
 	putDoc(t, db, "get-old", "https://example.org/p", 200, ago(3*time.Hour), nil)
 	putDoc(t, db, "get-new", "https://example.org/p", 200, ago(2*time.Hour), nil)
 	putRev(t, db, "get-new", ago(time.Hour), nil)
-	head := cache.Document{ID: "head", URL: "https://example.org/p", Method: "HEAD", Status: 200, Headers: bson.M{}, CreatedAt: ago(time.Minute), ValidatedAt: ago(time.Minute)}
+	head := cache.Entry{ID: "head", URL: "https://example.org/p", Method: "HEAD", Status: 200, Headers: bson.M{}, CreatedAt: ago(time.Minute), ValidatedAt: ago(time.Minute)}
 	if err := db.Collection(cache.ResponsesCollection).Insert(ctx, head); err != nil {
 		t.Fatal(err)
 	}

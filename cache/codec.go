@@ -20,28 +20,29 @@ import (
 // redacted replaces secrets in stored requests.
 const redacted = "REDACTED"
 
-// ErrCorrupt is wrapped by DecodeResponse when a stored document is not a
+// ErrCorrupt is wrapped by DecodeResponse when a stored entry is not a
 // usable response (missing fields, wrong types, a body whose length is not
-// its size). Transport treats such a document as a miss and replaces it.
+// its size). Transport treats such an entry as a miss and replaces it.
 var ErrCorrupt = errors.New("corrupt cached response")
 
 // secretHeaders never reach a stored request with their values.
 var secretHeaders = []string{"Authorization", "Cookie", "Proxy-Authorization"}
 
-// entry is a response ready to be served: one decoded body, shared
+// decodedEntry is an entry ready to be served (decoded from an Entry, or
+// fetched from the origin before it is stored): one body, shared
 // read-only by every *http.Response built from it.
-type entry struct {
+type decodedEntry struct {
 	status       int
 	proto        string
 	header       http.Header
 	body         []byte
-	uncompressed bool   // see Document.Uncompressed
-	reason       string // see Document.Reason
+	uncompressed bool   // see Entry.Uncompressed
+	reason       string // see Entry.Reason
 }
 
 // response builds an independent *http.Response for req: its own header map
 // and its own reader over the shared body bytes.
-func (e *entry) response(req *http.Request, served string) *http.Response {
+func (e *decodedEntry) response(req *http.Request, served string) *http.Response {
 	h := e.header.Clone()
 	if h == nil {
 		h = http.Header{}
@@ -82,12 +83,12 @@ func (e *entry) response(req *http.Request, served string) *http.Response {
 	return resp
 }
 
-// DecodeResponse turns a stored document, and its revalidation if any,
+// DecodeResponse turns a stored entry, and its revalidation if any,
 // into the response the origin sent: status, protocol, headers (with the
 // headers of a revalidation at least as new merged over them) and the exact body
 // bytes. req becomes the response's Request and may be nil. It returns an
-// error wrapping ErrCorrupt when the document is not a usable response.
-func DecodeResponse(doc *Document, rev *Revalidation, req *http.Request) (*http.Response, error) {
+// error wrapping ErrCorrupt when the entry is not a usable response.
+func DecodeResponse(doc *Entry, rev *Revalidation, req *http.Request) (*http.Response, error) {
 	e, _, _, err := decodeEntry(doc, rev)
 	if err != nil {
 		return nil, err
@@ -97,7 +98,7 @@ func DecodeResponse(doc *Document, rev *Revalidation, req *http.Request) (*http.
 
 // decodeEntry decodes doc once, merging rev when it is newer, and returns
 // the effective validated_at and expires.
-func decodeEntry(doc *Document, rev *Revalidation) (e *entry, validatedAt time.Time, expires *time.Time, err error) {
+func decodeEntry(doc *Entry, rev *Revalidation) (e *decodedEntry, validatedAt time.Time, expires *time.Time, err error) {
 	if doc == nil {
 		return nil, time.Time{}, nil, fmt.Errorf("decode cached response: %w: no document", ErrCorrupt)
 	}
@@ -131,13 +132,13 @@ func decodeEntry(doc *Document, rev *Revalidation) (e *entry, validatedAt time.T
 		mergeHeader(header, revHeader)
 		validatedAt, expires = rev.ValidatedAt, rev.Expires
 	}
-	return &entry{status: doc.Status, proto: doc.Proto, header: header, body: body, uncompressed: doc.Uncompressed, reason: doc.Reason}, validatedAt, expires, nil
+	return &decodedEntry{status: doc.Status, proto: doc.Proto, header: header, body: body, uncompressed: doc.Uncompressed, reason: doc.Reason}, validatedAt, expires, nil
 }
 
 // revApplies reports whether rev is newer than doc's body. Equal times
 // count as newer: dates are stored with millisecond precision, and a 200
 // deletes the revalidation when it replaces the body.
-func revApplies(doc *Document, rev *Revalidation) bool {
+func revApplies(doc *Entry, rev *Revalidation) bool {
 	return rev != nil && !rev.ValidatedAt.Before(doc.ValidatedAt)
 }
 
@@ -403,12 +404,12 @@ func isTextType(ct string) bool {
 	return false
 }
 
-// newDocument builds the stored form of a response to req (whose key is
+// newEntry builds the stored form of a response to req (whose key is
 // key and normalized URL norm) fetched at now.
-func newDocument(key, norm string, req *http.Request, e *entry, p Policy, now time.Time, expires *time.Time, vary bson.M, compress bool) *Document {
+func newEntry(key, norm string, req *http.Request, e *decodedEntry, p Policy, now time.Time, expires *time.Time, vary bson.M, compress bool) *Entry {
 	ignored := p.ignoredParameters()
 	body, encoding := encodeBody(e.body, e.header, compress)
-	return &Document{
+	return &Entry{
 		ID:           key,
 		URL:          norm,
 		Method:       methodOf(req),
@@ -474,7 +475,7 @@ func varyValues(req *http.Request, respHeader http.Header) bson.M {
 }
 
 // varyMatches reports whether req carries the header values recorded in a
-// stored document's vary field.
+// stored entry's vary field.
 func varyMatches(req *http.Request, vary bson.M) bool {
 	for key, v := range vary {
 		name := unescapeName(key)

@@ -54,7 +54,7 @@ var notModifiedFields = []string{"Cache-Control", "Content-Location", "Date", "E
 // 206 or 416 for a single byte range. Anything else, or a status other
 // than 200, is served whole. It never fails: a field it cannot use is
 // ignored, as RFC 9110 requires of a server.
-func (t *Transport) conditional(c *call, e *entry, resp *http.Response) *http.Response {
+func (t *Transport) conditional(c *call, e *decodedEntry, resp *http.Response) *http.Response {
 	if !c.cond || resp.StatusCode != http.StatusOK {
 		return resp
 	}

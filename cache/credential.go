@@ -73,7 +73,7 @@ const (
 	BoundToUnknown = "unknown"
 )
 
-// CredentialInfo says that a stored response was fetched with credentials
+// CredentialInfo says that a stored entry was fetched with credentials
 // and whom it is served to, without revealing them. Stored as the
 // document's credential field; absent for a response fetched without
 // credentials.
@@ -159,23 +159,23 @@ func (t *Transport) keyOf(c *call, vary http.Header) string {
 	return c.cred.bind(Key(c.req, c.body, t.policy, vary))
 }
 
-// bindingServes reports whether a stored document may answer c as far as
-// credentials go: the document's binding is c's. A document without a
+// bindingServes reports whether a stored entry may answer c as far as
+// credentials go: the entry's binding is c's. An entry without a
 // credential field whose stored request shows a redacted Authorization
 // or Cookie was written by a release that did not bind keys: whoever
 // fetched it, it is served to no one (and replaced by the next fetch).
-func bindingServes(c *call, doc *Document) bool {
+func bindingServes(c *call, doc *Entry) bool {
 	if doc.Credential == nil {
 		return c.cred.info == nil && !legacyCredentialed(doc)
 	}
 	return c.cred.info != nil && hmac.Equal([]byte(doc.Credential.ID), []byte(c.cred.info.ID))
 }
 
-// CredentialOf says what a stored response is bound to: doc.Credential,
+// CredentialOf says what a stored entry is bound to: doc.Credential,
 // an Info with BoundTo BoundToUnknown for an entry an earlier release
 // stored for a request with credentials, or nil for an entry fetched
 // without credentials (served to requests without credentials).
-func CredentialOf(doc *Document) *CredentialInfo {
+func CredentialOf(doc *Entry) *CredentialInfo {
 	if doc.Credential != nil || !legacyCredentialed(doc) {
 		return doc.Credential
 	}
@@ -190,7 +190,7 @@ func CredentialOf(doc *Document) *CredentialInfo {
 
 // legacyCredentialed reports whether doc records a request that carried
 // credentials without binding the entry to them.
-func legacyCredentialed(doc *Document) bool {
+func legacyCredentialed(doc *Entry) bool {
 	if doc.Credential != nil {
 		return false
 	}

@@ -181,7 +181,7 @@ func TestCredentialKeyKeptInStore(t *testing.T) {
 		}
 	}
 	raw := second.rawDoc(ResponsesCollection, second.boundKey(o.URL+"/", "Authorization", "Bearer SECRET-A"))
-	var doc Document
+	var doc Entry
 	if err := bson.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)
 	}

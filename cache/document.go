@@ -9,7 +9,7 @@ import (
 // Database and collection names used when Options leaves them empty.
 const (
 	DefaultDatabase = "http_cache"
-	// ResponsesCollection holds one Document per cache key.
+	// ResponsesCollection holds one Entry per cache key.
 	ResponsesCollection = "responses"
 	// RedirectsCollection maps a redirect hop's key to the final key.
 	RedirectsCollection = "redirects"
@@ -23,7 +23,7 @@ const (
 	// body and matched headers) whose responses vary on request headers
 	// (RFC mode only), under the key of the request without them.
 	VariantsCollection = "variants"
-	// PagesCollection holds one Page per stored response: what people
+	// PagesCollection holds one Page per stored entry: what people
 	// filter on, small enough to query on the embedded server.
 	PagesCollection = "pages"
 	// SettingsCollection holds cache settings such as the TTL when the
@@ -31,10 +31,17 @@ const (
 	SettingsCollection = "settings"
 )
 
-// Document is a cached response as stored in the responses collection. It
-// is meant to be read by people in Compass or mongosh: field names are a
-// contract, keep them.
-type Document struct {
+// Words: the package calls a stored response an entry at every stage. A
+// fetchedEntry comes from the origin, is stored as an Entry, is read back
+// as a storedEntry (with its Revalidation when a 304 refreshed it since),
+// and is served from its decodedEntry. The key (Key) and the
+// *http.Response built for each caller are distinct things with their own
+// names; "document" means a MongoDB document of any collection.
+
+// Entry is a stored response: what the cache keeps for one cache key, as
+// stored in the responses collection. It is meant to be read by people in
+// Compass or mongosh: field names are a contract, keep them.
+type Entry struct {
 	ID     string `bson:"_id"`
 	URL    string `bson:"url"`
 	Method string `bson:"method"`
@@ -74,7 +81,7 @@ type Document struct {
 	LastModified HTTPDate `bson:"last_modified,omitempty"`
 	// Vary records the request header values the response varies on
 	// (canonical name → value), so a later request is matched against
-	// them. RFC mode only; each variant is its own Document (see Variants).
+	// them. RFC mode only; each variant is its own Entry (see Variants).
 	Vary bson.M `bson:"vary,omitempty"`
 	// Credential is set when the request carried Authorization or Cookie:
 	// the entry is served only to the same credential (or job), and says
@@ -84,7 +91,12 @@ type Document struct {
 	Request    RequestInfo     `bson:"request"`
 }
 
-// RequestInfo is the request that produced a Document, with secrets
+// Document is the former name of Entry.
+//
+// Deprecated: use Entry.
+type Document = Entry
+
+// RequestInfo is the request that produced an Entry, with secrets
 // redacted (Authorization, Cookie, Proxy-Authorization and configured
 // secret query parameters).
 type RequestInfo struct {
@@ -93,10 +105,10 @@ type RequestInfo struct {
 	Headers bson.M `bson:"headers,omitempty"`
 }
 
-// Revalidation records that the origin confirmed a stored Document with a
+// Revalidation records that the origin confirmed a stored Entry with a
 // 304, in the revalidations collection under the same _id. Readers take
-// ValidatedAt/Expires from it when it is newer than the Document's, and
-// merge Headers over the Document's headers.
+// ValidatedAt/Expires from it when it is newer than the Entry's, and
+// merge Headers over the Entry's headers.
 type Revalidation struct {
 	ID          string     `bson:"_id"`
 	ValidatedAt time.Time  `bson:"validated_at"`
@@ -121,7 +133,7 @@ type Redirect struct {
 	// fetched with credentials and is never replayed (it is fetched again
 	// and replaced).
 	KeyVersion int `bson:"key_version,omitempty"`
-	// Credential is the hop's binding, as Document.Credential.
+	// Credential is the hop's binding, as Entry.Credential.
 	Credential *CredentialInfo `bson:"credential,omitempty"`
 }
 
@@ -132,8 +144,8 @@ const RedirectKeyVersion = 2
 // Variants records that the responses for one primary key (the key of a
 // request without any Vary header: Key(req, body, p, nil)) vary on request
 // headers, in the variants collection under that key. Each variant is an
-// ordinary Document in the responses collection under Key(req, body, p,
-// Vary) and its Vary values in Document.Vary. A reader finds Variants by
+// ordinary Entry in the responses collection under Key(req, body, p,
+// Vary) and its Vary values in Entry.Vary. A reader finds Variants by
 // _id, then the variant by _id: two lookups, never a scan.
 type Variants struct {
 	ID     string `bson:"_id"` // the primary key

@@ -13,7 +13,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// fetched is the result of one network fetch, shared by coalesced callers.
+// fetchedEntry is an entry fetched from the origin (a 200, or a 304 merged
+// into the storedEntry it revalidated), shared by coalesced callers.
 //
 // Bodies are read completely (up to MaxBodySize) before anything is stored
 // or returned, rather than streamed to the caller while being recorded:
@@ -22,8 +23,8 @@ import (
 // write is one insert, and the crawler reads whole bodies into memory
 // anyway, so nothing is lost but time-to-first-byte. Only a body over the
 // limit is streamed, uncached, to the leader.
-type fetched struct {
-	e      *entry
+type fetchedEntry struct {
+	e      *decodedEntry
 	served string // ServedMiss or ServedRevalidated
 	// vary are the leader's values of the headers e varies on (RFC
 	// mode): a waiter whose request differs fetches for itself.
@@ -39,7 +40,7 @@ type fetched struct {
 
 // fromNetwork fetches for c, coalesced with identical concurrent requests,
 // revalidating st when it is set.
-func (t *Transport) fromNetwork(c *call, st *cached, hadRev bool, fr freshness) (*http.Response, error) {
+func (t *Transport) fromNetwork(c *call, st *storedEntry, hadRev bool, fr freshness) (*http.Response, error) {
 	if resp, err, joined := t.joinStream(c); joined {
 		return resp, err
 	}
@@ -47,7 +48,7 @@ func (t *Transport) fromNetwork(c *call, st *cached, hadRev bool, fr freshness) 
 	// An error response that stale-if-error will answer with st must not
 	// replace it in the store (RFC 5861 §4).
 	c.keepOnError = st != nil && t.staleIfError(fr, errFlightAborted, nil)
-	res, err, leader := t.flights.do(ctx, c.key, func() (*fetched, error) {
+	res, err, leader := t.flights.do(ctx, c.key, func() (*fetchedEntry, error) {
 		return t.fetch(c, st, hadRev)
 	})
 	if !leader && ctx.Err() == nil && (errors.Is(err, context.Canceled) ||
@@ -106,7 +107,7 @@ func (t *Transport) fromNetwork(c *call, st *cached, hadRev bool, fr freshness) 
 
 // staleIfError reports whether a failed revalidation (error or 5xx) may be
 // answered with the stale entry.
-func (t *Transport) staleIfError(fr freshness, err error, res *fetched) bool {
+func (t *Transport) staleIfError(fr freshness, err error, res *fetchedEntry) bool {
 	sie := fr.sie
 	if sie == 0 || fr.mustRevalidate {
 		return false
@@ -121,7 +122,7 @@ func (t *Transport) staleIfError(fr freshness, err error, res *fetched) bool {
 // fetch does the network request for c: conditional when st has a
 // validator. A 304 becomes st's response with merged headers; anything
 // else is read, stored when the policy allows, and returned.
-func (t *Transport) fetch(c *call, st *cached, hadRev bool) (*fetched, error) {
+func (t *Transport) fetch(c *call, st *storedEntry, hadRev bool) (*fetchedEntry, error) {
 	var extra http.Header
 	if st != nil {
 		if etag := st.e.header.Get("ETag"); etag != "" {
@@ -161,7 +162,7 @@ func (t *Transport) fetch(c *call, st *cached, hadRev bool) (*fetched, error) {
 		resp.Body = readCloser{io.MultiReader(bytes.NewReader(body), rest), resp.Body}
 		// ContentLength stays: the prefix and the rest are the whole body.
 		resp.Header.Set(HeaderServed, ServedMiss)
-		return &fetched{stream: resp, served: ServedMiss}, nil
+		return &fetchedEntry{stream: resp, served: ServedMiss}, nil
 	}
 	// The upstream body is closed once the response is stored, not when
 	// it has been read: a request slot below (the crawler's politeness)
@@ -169,32 +170,32 @@ func (t *Transport) fetch(c *call, st *cached, hadRev bool) (*fetched, error) {
 	// most that many responses received but not yet durable.
 	defer resp.Body.Close()
 	resp.Header.Del(HeaderServed) // an upstream crawlcache's verdict is not ours
-	e := &entry{status: resp.StatusCode, proto: resp.Proto, header: resp.Header, body: body, uncompressed: resp.Uncompressed, reason: ReasonPhrase(resp.StatusCode, resp.Status)}
+	e := &decodedEntry{status: resp.StatusCode, proto: resp.Proto, header: resp.Header, body: body, uncompressed: resp.Uncompressed, reason: ReasonPhrase(resp.StatusCode, resp.Status)}
 	if readErr != nil {
 		t.notStored.Add(1) // never store a truncated body
-		return &fetched{e: e, served: ServedMiss, bodyErr: readErr, vary: varyValues(c.req, e.header)}, nil
+		return &fetchedEntry{e: e, served: ServedMiss, bodyErr: readErr, vary: varyValues(c.req, e.header)}, nil
 	}
 	t.store(c, st, e, hadRev)
 	if t.policy.CacheControl && methodOf(c.req) == http.MethodHead && e.status == http.StatusOK {
 		t.freshenFromHead(c, e.header)
 	}
-	res := &fetched{e: e, served: ServedMiss}
+	res := &fetchedEntry{e: e, served: ServedMiss}
 	if t.varies() {
 		res.vary = varyValues(c.req, e.header)
 	}
 	return res, nil
 }
 
-// merge304 records a 304 in the revalidations collection (the body
-// document is not rewritten) and returns the stored response with the
+// merge304 records a 304 in the revalidations collection (the Entry
+// is not rewritten) and returns the stored entry with the
 // 304's headers merged in.
-func (t *Transport) merge304(c *call, st *cached, resp *http.Response, hadRev bool) *fetched {
+func (t *Transport) merge304(c *call, st *storedEntry, resp *http.Response, hadRev bool) *fetchedEntry {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	defer resp.Body.Close() // once recorded: see fetch
 	resp.Header.Del(HeaderServed)
 	merged, now := t.freshen(c, st, resp.Header, hadRev)
-	res := &fetched{
-		e:           &entry{status: st.e.status, proto: st.e.proto, header: merged, body: st.e.body, uncompressed: st.e.uncompressed, reason: st.e.reason},
+	res := &fetchedEntry{
+		e:           &decodedEntry{status: st.e.status, proto: st.e.proto, header: merged, body: st.e.body, uncompressed: st.e.uncompressed, reason: st.e.reason},
 		served:      ServedRevalidated,
 		validatedAt: now,
 	}
@@ -208,7 +209,7 @@ func (t *Transport) merge304(c *call, st *cached, resp *http.Response, hadRev bo
 // header h confirmed st: a revalidation under c.key, not a rewrite of the
 // body document. It returns st's headers with h's merged in (§3.2) and
 // the time of the validation.
-func (t *Transport) freshen(c *call, st *cached, h http.Header, hadRev bool) (http.Header, time.Time) {
+func (t *Transport) freshen(c *call, st *storedEntry, h http.Header, hadRev bool) (http.Header, time.Time) {
 	merged := st.e.header.Clone()
 	merged.Del("Age") // the age restarts at the 304 (RFC 9111 §4.2.3)
 	mergeHeader(merged, h)
@@ -249,7 +250,7 @@ func (t *Transport) expiry(c *call, h http.Header, status int, now time.Time) (*
 
 // store writes e under c.key when the policy allows, or records a
 // redirect hop.
-func (t *Transport) store(c *call, st *cached, e *entry, hadRev bool) {
+func (t *Transport) store(c *call, st *storedEntry, e *decodedEntry, hadRev bool) {
 	switch {
 	case !t.policy.CacheControl && !slices.Contains(t.allowCodes, e.status):
 		if !t.policy.CacheControl && e.status >= 300 && e.status < 400 && e.header.Get("Location") != "" && t.forRole(c, e) != nil {
@@ -274,7 +275,7 @@ func (t *Transport) store(c *call, st *cached, e *entry, hadRev bool) {
 	if key != c.key { // another variant than the one looked up
 		isNew, hadRev = false, true
 	}
-	doc := newDocument(key, c.norm, c.req, e, t.policy, now, expires, vary, t.compress)
+	doc := newEntry(key, c.norm, c.req, e, t.policy, now, expires, vary, t.compress)
 	doc.Credential = c.cred.info
 	if err := t.coll.save(c.req.Context(), doc, isNew, hadRev); err != nil {
 		t.storeError(err)
@@ -290,7 +291,7 @@ func (t *Transport) store(c *call, st *cached, e *entry, hadRev bool) {
 // the client will make next, so a re-crawl replays the chain without
 // network. A RoundTripper does not follow redirects; the client's next
 // request, for the target, is then a hit of its own.
-func (t *Transport) recordRedirect(c *call, st *cached, e *entry) {
+func (t *Transport) recordRedirect(c *call, st *storedEntry, e *decodedEntry) {
 	loc := e.header.Get("Location")
 	target, err := c.req.URL.Parse(loc)
 	if err != nil || !t.storeOK() {
@@ -339,7 +340,7 @@ func (t *Transport) fromRedirect(c *call, offline bool) (*http.Response, bool) {
 		}
 		served = ServedStale
 	}
-	st := &cached{e: &entry{
+	st := &storedEntry{e: &decodedEntry{
 		status: r.Status,
 		proto:  "HTTP/1.1",
 		header: http.Header{"Location": {r.Location}, "Content-Length": {"0"}},
@@ -350,7 +351,7 @@ func (t *Transport) fromRedirect(c *call, offline bool) (*http.Response, bool) {
 // startBackground refreshes st in the background for
 // stale_while_revalidate. It returns false when the refresh must happen in
 // the foreground instead (all slots busy, or the Transport is closed).
-func (t *Transport) startBackground(c *call, st *cached, hadRev bool) bool {
+func (t *Transport) startBackground(c *call, st *storedEntry, hadRev bool) bool {
 	if t.flights.busy(c.key) {
 		return true // a refresh for this key is already running
 	}
@@ -375,7 +376,7 @@ func (t *Transport) startBackground(c *call, st *cached, hadRev bool) bool {
 	go func() {
 		defer t.bg.Done()
 		defer func() { <-t.bgSlots }()
-		res, err, leader := t.flights.do(ctx, bc.key, func() (*fetched, error) {
+		res, err, leader := t.flights.do(ctx, bc.key, func() (*fetchedEntry, error) {
 			return t.fetch(&bc, st, hadRev)
 		})
 		if err != nil {

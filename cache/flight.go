@@ -23,13 +23,13 @@ type flightGroup struct {
 
 type flightCall struct {
 	done chan struct{}
-	val  *fetched
+	val  *fetchedEntry
 	err  error
 }
 
 // do runs fn for key unless a call for key is in flight, in which case it
 // waits for that call's result. leader reports whether fn ran here.
-func (g *flightGroup) do(ctx context.Context, key string, fn func() (*fetched, error)) (val *fetched, err error, leader bool) {
+func (g *flightGroup) do(ctx context.Context, key string, fn func() (*fetchedEntry, error)) (val *fetchedEntry, err error, leader bool) {
 	g.mu.Lock()
 	if g.m == nil {
 		g.m = make(map[string]*flightCall)

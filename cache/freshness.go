@@ -159,7 +159,7 @@ type freshness struct {
 	swr, sie time.Duration
 }
 
-func (t *Transport) freshness(c *call, st *cached, now time.Time) freshness {
+func (t *Transport) freshness(c *call, st *storedEntry, now time.Time) freshness {
 	if !t.policy.CacheControl {
 		// The crawler policy is evaluated now, against validated_at, so
 		// a changed expire_after applies to entries already stored.

@@ -8,9 +8,9 @@ import (
 )
 
 // HTTPDate is a date header stored as a BSON date, so that Compass and
-// mongosh compare and sort it as a date (Document.LastModified). The zero
-// HTTPDate is absent from the document. The header's own text stays in
-// the document's headers, byte for byte.
+// mongosh compare and sort it as a date (Entry.LastModified). The zero
+// HTTPDate is absent from the entry. The header's own text stays in
+// the entry's headers, byte for byte.
 //
 // It decodes the form earlier releases stored as well, the header's text:
 // a valid HTTP-date becomes that date, any other text (or null) the zero

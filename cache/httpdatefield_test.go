@@ -59,7 +59,7 @@ func TestHTTPDateStoredAsDate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			doc := Document{ID: "k"}
+			doc := Entry{ID: "k"}
 			if tc.header != "" {
 				doc.LastModified = httpDateOf([]string{tc.header}, time.Now())
 			}

@@ -27,10 +27,10 @@ var errNotAbsolute = errors.New("not an absolute URL")
 // parameters), the userinfo if any, body, and the values of the request
 // headers named in p.MatchHeaders and in the Vary header of vary.
 //
-// vary is the stored response's header; nil keys on the request alone
+// vary is the stored entry's header; nil keys on the request alone
 // (the primary key). In RFC mode (Policy.CacheControl) Transport stores a
 // response that varies on headers beyond match_headers under
-// Key(req, body, p, vary), one Document per variant, and records the Vary
+// Key(req, body, p, vary), one Entry per variant, and records the Vary
 // header names in a Variants document under the primary key: a lookup is
 // two _id finds. The crawler policy ignores Vary.
 //
@@ -76,7 +76,7 @@ func KeyForURL(method, rawURL string, p Policy) (string, error) {
 }
 
 // NormalizeURL returns rawURL in the form used for keys and for the url
-// field of stored documents: scheme and host lower-cased, the default port
+// field of stored entries: scheme and host lower-cased, the default port
 // (80 for http, 443 for https) dropped, userinfo and fragment dropped, an
 // empty path written as "/", and the query's parameters sorted with the
 // ignored ones (compared case-insensitively, after unescaping) removed.

@@ -111,7 +111,7 @@ func TestTransportRedactsSecrets(t *testing.T) {
 			t.Errorf("stored document contains %s", secret)
 		}
 	}
-	var doc Document
+	var doc Entry
 	if err := bson.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestTransportByteIdenticalReplay(t *testing.T) {
 			if !bytes.Equal(replay, tc.body) {
 				t.Errorf("replayed body = %q, want %q", replay, tc.body)
 			}
-			var doc Document
+			var doc Entry
 			if err := bson.Unmarshal(e.rawDoc(ResponsesCollection, keyOf(t, url, Policy{})), &doc); err != nil {
 				t.Fatal(err)
 			}
@@ -252,7 +252,7 @@ func TestReadmeQueries(t *testing.T) {
 	}
 	coll := e.db.Collection(ResponsesCollection)
 	urls := func(filter bson.D) []string {
-		var docs []Document
+		var docs []Entry
 		if err := coll.All(context.Background(), filter, store.FindOptions{}, &docs); err != nil {
 			t.Fatalf("find %v: %v", filter, err)
 		}
@@ -291,7 +291,7 @@ func TestTransportMatchHeaders(t *testing.T) {
 
 func TestDecodeResponseMergesRevalidation(t *testing.T) {
 	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	doc := &Document{
+	doc := &Entry{
 		ID: "k", URL: "https://e.org/", Method: "GET", Status: 200, Proto: "HTTP/1.1",
 		Headers: bson.M{"Content-Type": "text/plain", "Etag": `"1"`, "X-Two": bson.A{"a", "b"}},
 		Body:    "hello", Size: 5, CreatedAt: created, ValidatedAt: created,
@@ -353,7 +353,7 @@ func TestTransportCompressBodies(t *testing.T) {
 				t.Errorf("%s replay of %s: %d bytes, want %d identical bytes", name, tc.path, len(got), len(tc.body))
 			}
 		}
-		var doc Document
+		var doc Entry
 		if err := bson.Unmarshal(writer.rawDoc(ResponsesCollection, keyOf(t, o.URL+tc.path, Policy{})), &doc); err != nil {
 			t.Fatal(err)
 		}

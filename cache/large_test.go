@@ -51,7 +51,7 @@ func TestTransportCompressesLargeBodies(t *testing.T) {
 					t.Errorf("%s replay: %d bytes, want %d identical bytes", name, len(got), len(want))
 				}
 			}
-			var doc Document
+			var doc Entry
 			if err := bson.Unmarshal(writer.rawDoc(ResponsesCollection, keyOf(t, o.URL+tc.path, Policy{})), &doc); err != nil {
 				t.Fatal(err)
 			}

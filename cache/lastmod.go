@@ -40,7 +40,7 @@ func WithLastMod(ctx context.Context, h LastModHint) context.Context {
 
 // applyLastMod adjusts fr, computed by the expiry rules for the stored
 // entry st, with the request's LastModHint (see WithLastMod).
-func applyLastMod(c *call, st *cached, fr freshness) freshness {
+func applyLastMod(c *call, st *storedEntry, fr freshness) freshness {
 	h, ok := c.req.Context().Value(lastModKey{}).(LastModHint)
 	if !ok || c.flags.refresh || c.flags.forceRefresh {
 		return fr

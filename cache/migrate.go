@@ -26,7 +26,7 @@ func Migrations() []store.Migration {
 const pageBatch = 1000
 
 // migratePages brings the cache in DefaultDatabase to the layout of
-// schema version 2: a Page for every stored response (its validated_at
+// schema version 2: a Page for every stored entry (its validated_at
 // the later of the response's and its revalidation's), and last_modified
 // a date instead of the header's text (unset when the text is not an
 // HTTP-date; the text stays in headers). It reads every response once

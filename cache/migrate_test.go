@@ -40,7 +40,7 @@ func TestMigrationOnReleaseFixture(t *testing.T) {
 	}
 	dated := 0
 	for _, raw := range docs {
-		var doc Document
+		var doc Entry
 		if err := bson.Unmarshal(raw, &doc); err != nil {
 			t.Fatalf("decode migrated response: %v", err)
 		}
@@ -171,7 +171,7 @@ func TestMigrationOldForms(t *testing.T) {
 			if raw.Lookup("headers", "Last-Modified").Type == 0 && tc.id != "none" {
 				t.Errorf("run %d, %s: the Last-Modified header was dropped", run, tc.id)
 			}
-			var doc Document
+			var doc Entry
 			if err := bson.Unmarshal(raw, &doc); err != nil {
 				t.Errorf("run %d, %s: migrated response does not decode: %v", run, tc.id, err)
 			}

@@ -12,7 +12,7 @@ import (
 )
 
 // The pages collection is for people, not for the transport: one small
-// Page per stored response, under the response's key, holding what people
+// Page per stored entry, under the response's key, holding what people
 // filter on in Compass or mongosh. The embedded server decodes every
 // document of a collection for any filter other than _id, at a cost per
 // document that grows with its number of fields: a 40 KB response costs
@@ -20,8 +20,8 @@ import (
 // The transport writes a Page with every response it stores and every 304
 // it records, and never reads one: a hit is still one lookup by _id.
 
-// Page is the summary of one stored response in the pages collection,
-// under the same _id as its Document. ValidatedAt is effective: the last
+// Page is the summary of one stored entry in the pages collection,
+// under the same _id as its Entry. ValidatedAt is effective: the last
 // time the body was fetched or confirmed by a 304 (which the responses
 // collection does not show on the embedded store, where a 304 is written
 // to revalidations). Keep it to these four fields: every field makes every
@@ -33,8 +33,8 @@ type Page struct {
 	ValidatedAt time.Time `bson:"validated_at"`
 }
 
-// pageOf is the Page of a Document just stored.
-func pageOf(doc *Document) *Page {
+// pageOf is the Page of an Entry just stored.
+func pageOf(doc *Entry) *Page {
 	return &Page{ID: doc.ID, URL: doc.URL, Status: doc.Status, ValidatedAt: doc.ValidatedAt}
 }
 
@@ -61,7 +61,7 @@ func (c *collections) savePage(ctx context.Context, p *Page, isNew bool) error {
 }
 
 // recordPage writes the Page of a 304 that confirmed the response under
-// key (url and status are the stored response's). It runs after the
+// key (url and status are the stored entry's). It runs after the
 // revalidation was stored, with its own timeout.
 func (c *collections) recordPage(ctx context.Context, p *Page) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
@@ -82,7 +82,7 @@ func ensurePageIndexes(ctx context.Context, pages indexes) error {
 
 // pageOf304 is the Page of the response st, stored under c.key, after a
 // 304 at now.
-func pageOf304(c *call, st *cached, now time.Time) *Page {
+func pageOf304(c *call, st *storedEntry, now time.Time) *Page {
 	p := &Page{ID: c.key, URL: c.norm, Status: st.e.status, ValidatedAt: now}
 	if st.doc != nil {
 		p.URL = st.doc.URL

@@ -65,7 +65,7 @@ func TestPagesFollowStoredResponses(t *testing.T) {
 	confirmed := e.clock.Now().Truncate(time.Millisecond)
 	e.expectServed(url, ServedRevalidated) // RFC 9111 §4.3.4
 	wantPage("304", &Page{URL: url, Status: 200, ValidatedAt: confirmed})
-	var doc Document
+	var doc Entry
 	if err := bson.Unmarshal(e.rawDoc(ResponsesCollection, key), &doc); err != nil {
 		t.Fatal(err)
 	}

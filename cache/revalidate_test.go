@@ -153,7 +153,7 @@ func TestTransportRevalidationSetsValidatedAtWithTTLIndexes(t *testing.T) {
 	e.expectServed(url, ServedMiss)
 	e.clock.Advance(time.Hour)
 	e.expectServed(url, ServedRevalidated)
-	var doc Document
+	var doc Entry
 	if err := bson.Unmarshal(e.rawDoc(ResponsesCollection, keyOf(t, url, Policy{})), &doc); err != nil {
 		t.Fatal(err)
 	}

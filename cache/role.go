@@ -74,7 +74,7 @@ func privateFields(cc cacheControl) (unqualified bool, names []string) {
 // It returns what may be stored: e itself, a copy without the fields a
 // qualified private directive names, or nil (not stored). A private cache
 // stores e as it is.
-func (t *Transport) forRole(c *call, e *entry) *entry {
+func (t *Transport) forRole(c *call, e *decodedEntry) *decodedEntry {
 	if !t.shared {
 		return e
 	}
@@ -126,7 +126,7 @@ func (t *Transport) sharedRefusal(c *call, h http.Header) string {
 // servesRole reports whether a stored entry may answer c in this role:
 // what the shared rules refuse to store is not served either, whether it
 // was written by an older release or a 304 merged such headers into it.
-func (t *Transport) servesRole(c *call, st *cached) bool {
+func (t *Transport) servesRole(c *call, st *storedEntry) bool {
 	return !t.shared || t.sharedRefusal(c, st.e.header) == ""
 }
 
@@ -134,7 +134,7 @@ func (t *Transport) servesRole(c *call, st *cached) bool {
 // handed to a coalesced concurrent caller: in a shared cache, not when it
 // carries Set-Cookie or is private in any form (the other caller is
 // another client).
-func (t *Transport) shareable(e *entry) bool {
+func (t *Transport) shareable(e *decodedEntry) bool {
 	if !t.shared || e == nil {
 		return true
 	}

@@ -6,7 +6,7 @@ import (
 )
 
 // staleWindows are the stale-while-revalidate and stale-if-error windows
-// (RFC 5861) of a stored response with header h in cache_control mode:
+// (RFC 5861) of a stored entry with header h in cache_control mode:
 //   - the response's stale-while-revalidate=N (§3) lets it be served for
 //     N seconds past its expiry while it is refreshed in the background;
 //   - its stale-if-error=N (§4) lets it be served for N seconds past its

@@ -124,11 +124,11 @@ type collectionNames struct{ responses, redirects, revalidations, variants, page
 
 // loaded is the outcome of looking a key up.
 type loaded struct {
-	doc *Document
+	doc *Entry
 	rev *Revalidation
 	// variants is the key's Variants document (looked up only when asked).
 	variants *Variants
-	// corrupt is set when the document exists but does not decode.
+	// corrupt is set when the entry exists but does not decode.
 	corrupt error
 }
 
@@ -176,7 +176,7 @@ func (c *collections) load(ctx context.Context, key string, withVariants bool) (
 			}
 		})
 	}
-	var doc Document
+	var doc Entry
 	found, bad, err := c.findByID(ctx, c.responses, key, &doc)
 	wg.Wait()
 	switch {
@@ -226,7 +226,7 @@ func (c *collections) wireLock(coll entries) func() {
 // only checks the unique _id index), falling back to a replace if another
 // process stored it meanwhile. hadRev false skips the delete when the
 // caller knows there is no revalidation.
-func (c *collections) save(ctx context.Context, doc *Document, isNew, hadRev bool) error {
+func (c *collections) save(ctx context.Context, doc *Entry, isNew, hadRev bool) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	if isNew {
@@ -249,7 +249,7 @@ func (c *collections) save(ctx context.Context, doc *Document, isNew, hadRev boo
 	return c.savePage(ctx, pageOf(doc), false)
 }
 
-// saveRevalidation records a 304 without touching the body document. With
+// saveRevalidation records a 304 without touching the entry. With
 // a server that has TTL indexes it also sets validated_at and expires on
 // the response, so the TTL index on responses.validated_at sees the 304
 // (MongoDB updates in place; the embedded server, which would rewrite the

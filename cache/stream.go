@@ -110,7 +110,7 @@ func (t *Transport) readRequestBody(req *http.Request) (body []byte, pass *http.
 // reaches the caller as it arrives, and is kept in memory (within the
 // budget and MaxBodySize) to be stored once it is whole. It returns nil for
 // a response without a body, which fetch stores the ordinary way.
-func (t *Transport) streamFetch(c *call, st *cached, hadRev bool, resp *http.Response) *fetched {
+func (t *Transport) streamFetch(c *call, st *storedEntry, hadRev bool, resp *http.Response) *fetchedEntry {
 	if t.budget == nil || resp.ContentLength == 0 || methodOf(c.req) == http.MethodHead {
 		return nil
 	}
@@ -120,7 +120,7 @@ func (t *Transport) streamFetch(c *call, st *cached, hadRev bool, resp *http.Res
 	resp.Header.Del(HeaderServed) // an upstream crawlcache's verdict is not ours
 	b := &teeBody{
 		t: t, c: c, st: st, hadRev: hadRev, body: resp.Body, want: resp.ContentLength,
-		e: &entry{status: resp.StatusCode, proto: resp.Proto, header: resp.Header.Clone(), uncompressed: resp.Uncompressed, reason: ReasonPhrase(resp.StatusCode, resp.Status)},
+		e: &decodedEntry{status: resp.StatusCode, proto: resp.Proto, header: resp.Header.Clone(), uncompressed: resp.Uncompressed, reason: ReasonPhrase(resp.StatusCode, resp.Status)},
 	}
 	switch {
 	case b.want > t.maxBody:
@@ -142,7 +142,7 @@ func (t *Transport) streamFetch(c *call, st *cached, hadRev bool, resp *http.Res
 	}
 	resp.Body = b
 	resp.Header.Set(HeaderServed, ServedMiss)
-	return &fetched{stream: resp, served: ServedMiss}
+	return &fetchedEntry{stream: resp, served: ServedMiss}
 }
 
 // teeBody passes a response body to the caller and keeps a copy while
@@ -151,9 +151,9 @@ func (t *Transport) streamFetch(c *call, st *cached, hadRev bool, resp *http.Res
 type teeBody struct {
 	t      *Transport
 	c      *call
-	st     *cached
+	st     *storedEntry
 	hadRev bool
-	e      *entry
+	e      *decodedEntry
 	body   io.ReadCloser
 	want   int64 // Content-Length, or -1
 	read   int64

@@ -299,7 +299,7 @@ func (a *Admin) scanEntries(ctx context.Context, filter bson.D, revs map[string]
 			Key: d.ID, URL: d.URL, Method: d.Method, Status: d.Status,
 			ContentType: d.ContentType, Size: d.Size,
 			CreatedAt: d.CreatedAt, ValidatedAt: d.ValidatedAt, Expires: d.Expires,
-			Credential: CredentialOf(&Document{Credential: d.Credential, Request: d.Request}),
+			Credential: CredentialOf(&Entry{Credential: d.Credential, Request: d.Request}),
 		}
 		if len(d.Vary) > 0 {
 			e.Vary = make(map[string]string, len(d.Vary))

@@ -51,7 +51,7 @@ func BenchmarkSweep(b *testing.B) {
 							revs = append(revs, cache.Revalidation{ID: fmt.Sprintf("%016x", j), ValidatedAt: adminT0})
 						}
 					}
-					docs = append(docs, cache.Document{
+					docs = append(docs, cache.Entry{
 						ID: fmt.Sprintf("%016x", j), URL: fmt.Sprintf("https://example.org/%d", j), Method: "GET", Status: 200,
 						Headers: bson.M{"Content-Type": "text/html"}, Body: body, Size: int64(bc.size),
 						CreatedAt: validated, ValidatedAt: validated,

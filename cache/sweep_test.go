@@ -30,7 +30,7 @@ func sweepFixture(t *testing.T, db testDatabase) {
 	t.Helper()
 	ctx := context.Background()
 	doc := func(key, url string, validated time.Time, expires *time.Time) any {
-		return cache.Document{
+		return cache.Entry{
 			ID: key, URL: url, Method: "GET", Status: 200, Headers: bson.M{"Content-Type": "text/html"},
 			Body: "<p>" + key + "</p>", Size: int64(len(key) + 7), CreatedAt: validated, ValidatedAt: validated, Expires: expires,
 		}
@@ -179,9 +179,9 @@ func TestSweepBatches(t *testing.T) {
 	const n = 25
 	docs := make([]any, 0, n+1)
 	for i := range n {
-		docs = append(docs, cache.Document{ID: fmt.Sprintf("%016x", i), URL: fmt.Sprintf("https://example.org/%d", i), Method: "GET", Status: 200, Headers: bson.M{}, CreatedAt: ago(48 * time.Hour), ValidatedAt: ago(48 * time.Hour)})
+		docs = append(docs, cache.Entry{ID: fmt.Sprintf("%016x", i), URL: fmt.Sprintf("https://example.org/%d", i), Method: "GET", Status: 200, Headers: bson.M{}, CreatedAt: ago(48 * time.Hour), ValidatedAt: ago(48 * time.Hour)})
 	}
-	docs = append(docs, cache.Document{ID: "keep", URL: "https://example.org/keep", Method: "GET", Status: 200, Headers: bson.M{}, CreatedAt: adminT0, ValidatedAt: adminT0})
+	docs = append(docs, cache.Entry{ID: "keep", URL: "https://example.org/keep", Method: "GET", Status: 200, Headers: bson.M{}, CreatedAt: adminT0, ValidatedAt: adminT0})
 	if _, err := db.Collection(cache.ResponsesCollection).InsertMany(ctx, docs); err != nil {
 		t.Fatal(err)
 	}

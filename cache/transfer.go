@@ -14,7 +14,7 @@ import (
 	"crawlcache/store"
 )
 
-// Record is one cached response with its body and the request that
+// Record is one entry with its body and the request that
 // produced it, as Export yields it and Import takes it (the form archive
 // formats such as WARC are made from and read into).
 type Record struct {
@@ -39,7 +39,7 @@ type Record struct {
 	Header http.Header
 	// Body is the exact body the cache serves.
 	Body []byte
-	// Uncompressed is Document.Uncompressed: the origin sent the body
+	// Uncompressed is Entry.Uncompressed: the origin sent the body
 	// gzip-encoded, and Body is decoded (Header has no Content-Encoding).
 	Uncompressed bool
 	// CreatedAt is when the body was fetched and ValidatedAt when the
@@ -129,8 +129,8 @@ func (a *Admin) record(ctx context.Context, key string) (*Record, error) {
 
 // byKey finds the response stored under key and its revalidation (nil if
 // none). It returns an error wrapping ErrNotFound when there is none.
-func (a *Admin) byKey(ctx context.Context, key string) (*Document, *Revalidation, error) {
-	var doc Document
+func (a *Admin) byKey(ctx context.Context, key string) (*Entry, *Revalidation, error) {
+	var doc Entry
 	err := getDoc(ctx, a.responses, key, &doc)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -203,12 +203,12 @@ func (a *Admin) Import(ctx context.Context, rec *Record) (stored bool, err error
 		}
 	}
 	req := &http.Request{Method: http.MethodGet, URL: u, Header: rec.RequestHeader}
-	e := &entry{status: rec.Status, proto: rec.Proto, header: rec.Header, body: rec.Body, uncompressed: rec.Uncompressed, reason: rec.Reason}
+	e := &decodedEntry{status: rec.Status, proto: rec.Proto, header: rec.Header, body: rec.Body, uncompressed: rec.Uncompressed, reason: rec.Reason}
 	if e.header == nil {
 		e.header = http.Header{}
 	}
 	at := rec.ValidatedAt.UTC().Truncate(time.Millisecond)
-	d := newDocument(key, norm, req, e, Policy{}, at, nil, nil, false)
+	d := newEntry(key, norm, req, e, Policy{}, at, nil, nil, false)
 	if !rec.CreatedAt.IsZero() && rec.CreatedAt.Before(at) {
 		d.CreatedAt = rec.CreatedAt.UTC().Truncate(time.Millisecond)
 	}

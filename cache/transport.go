@@ -65,7 +65,7 @@ type Options struct {
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
 	// Logger receives store errors (the first at WARN, later ones at
-	// DEBUG) and corrupt documents. If nil, slog.Default().
+	// DEBUG) and corrupt entries. If nil, slog.Default().
 	Logger *slog.Logger
 	// Database is the store database of the cache's collections. If
 	// empty, DefaultDatabase.
@@ -170,7 +170,7 @@ var _ http.RoundTripper = (*Transport)(nil)
 // embedded server scans for any filter but _id, so there an index would
 // only cost a parse of the stored JSON on every insert). With a server
 // that has TTL indexes a 304 also sets validated_at and expires on the
-// response document, for the TTL index. It returns an error when the
+// entry, for the TTL index. It returns an error when the
 // collections cannot be created, which usually means the store is
 // unreachable.
 func New(ctx context.Context, st *store.Store, opts Options) (*Transport, error) {
@@ -318,7 +318,7 @@ type call struct {
 	reqCC   cacheControl
 	flags   requestFlags
 	cred    binding // what the request's entries are bound to (credential.go)
-	absent  bool    // the lookup answered and found no response document
+	absent  bool    // the lookup answered and found no entry
 	// variants is the primary key's Variants (RFC mode), nil if none;
 	// primaryDoc says a response is stored under the primary key itself.
 	// Both are known only when looked is set (the lookup answered).
@@ -331,7 +331,7 @@ type call struct {
 	// If-Range, which the cache answers (conditional.go) and does not
 	// send upstream.
 	cond bool
-	// keepOnError: a 5xx must not replace the stored response, which
+	// keepOnError: a 5xx must not replace the stored entry, which
 	// stale-if-error serves instead.
 	keepOnError bool
 }
@@ -427,7 +427,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // serve is the cache lookup and decision for a cacheable request.
 func (t *Transport) serve(c *call) (*http.Response, error) {
 	offline := t.policy.OnlyIfCached || c.flags.onlyIfCached
-	var st *cached
+	var st *storedEntry
 	hadRev := true // unknown: delete any revalidation when storing
 	if !c.flags.forceRefresh && t.storeOK() {
 		st, hadRev = t.lookup(c)
@@ -468,9 +468,9 @@ func (t *Transport) serve(c *call) (*http.Response, error) {
 // lookup finds c's stored entry, following the primary key's Variants to
 // the request's variant (RFC mode), and says whether it may have a
 // revalidation. It sets c.key to the variant's key, and c.absent when
-// nothing is stored there. Store errors and corrupt documents are logged
+// nothing is stored there. Store errors and corrupt entries are logged
 // and counted, and make a miss.
-func (t *Transport) lookup(c *call) (*cached, bool) {
+func (t *Transport) lookup(c *call) (*storedEntry, bool) {
 	lk, err := t.coll.load(c.req.Context(), c.key, t.varies())
 	if err != nil {
 		t.storeError(err)
@@ -496,7 +496,7 @@ func (t *Transport) lookup(c *call) (*cached, bool) {
 		c.absent = true
 		return nil, false
 	}
-	st, err := decodeCached(lk)
+	st, err := decodeStored(lk)
 	if err != nil {
 		t.log.Warn("corrupt cached response, refetching", "url", c.norm, "err", err)
 		return nil, lk.rev != nil
@@ -510,20 +510,23 @@ func (t *Transport) lookup(c *call) (*cached, bool) {
 	return st, lk.rev != nil
 }
 
-// cached is a stored entry, decoded once.
-type cached struct {
-	doc         *Document
+// storedEntry is an entry read back from the store, with the revalidation
+// that applies to it, decoded once.
+type storedEntry struct {
+	doc         *Entry
 	rev         *Revalidation // the effective revalidation, nil if none or older
-	e           *entry
+	e           *decodedEntry
 	validatedAt time.Time
 }
 
-func decodeCached(lk loaded) (*cached, error) {
+// decodeStored decodes the entry lk found, merging its revalidation when
+// it is newer (see decodeEntry).
+func decodeStored(lk loaded) (*storedEntry, error) {
 	e, validatedAt, _, err := decodeEntry(lk.doc, lk.rev)
 	if err != nil {
 		return nil, err
 	}
-	st := &cached{doc: lk.doc, e: e, validatedAt: validatedAt}
+	st := &storedEntry{doc: lk.doc, e: e, validatedAt: validatedAt}
 	if revApplies(lk.doc, lk.rev) {
 		st.rev = lk.rev
 	}
@@ -531,7 +534,7 @@ func decodeCached(lk loaded) (*cached, error) {
 }
 
 // fromStore serves a stored entry.
-func (t *Transport) fromStore(c *call, st *cached, served string) *http.Response {
+func (t *Transport) fromStore(c *call, st *storedEntry, served string) *http.Response {
 	switch served {
 	case ServedHit:
 		t.hits.Add(1)
@@ -551,7 +554,7 @@ func (t *Transport) fromStore(c *call, st *cached, served string) *http.Response
 // stored (RFC 9111 §5.2.1.7).
 func (t *Transport) gatewayTimeout(c *call) *http.Response {
 	t.misses.Add(1)
-	e := &entry{status: http.StatusGatewayTimeout, proto: "HTTP/1.1", header: http.Header{"Content-Length": {"0"}}}
+	e := &decodedEntry{status: http.StatusGatewayTimeout, proto: "HTTP/1.1", header: http.Header{"Content-Length": {"0"}}}
 	return e.response(c.req, ServedMiss)
 }
 

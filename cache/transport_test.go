@@ -262,7 +262,7 @@ func TestTransportHitMiss(t *testing.T) {
 		t.Errorf("stats = %+v, want 1 hit, 1 miss, %d bytes each way", st, len(first))
 	}
 	// The stored document is readable: body as a string, headers by name.
-	var doc Document
+	var doc Entry
 	if err := bson.Unmarshal(e.rawDoc(ResponsesCollection, keyOf(t, o.URL+"/p", Policy{})), &doc); err != nil {
 		t.Fatal(err)
 	}

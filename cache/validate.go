@@ -44,14 +44,14 @@ func opaque(tag string) string { return strings.TrimPrefix(tag, "W/") }
 // selects304 reports whether a 304 with header h selects the stored
 // response with header stored for update (RFC 9111 §4.3.4), the first rule
 // that applies deciding:
-//   - a strong ETag in the 304: only a stored response with the same
+//   - a strong ETag in the 304: only a stored entry with the same
 //     strong ETag (strong comparison, RFC 9110 §8.8.3.2);
-//   - else a Last-Modified: a stored response with the same date;
-//   - else a weak ETag: a stored response whose tag matches weakly;
+//   - else a Last-Modified: a stored entry with the same date;
+//   - else a weak ETag: a stored entry whose tag matches weakly;
 //   - else (no validator at all): the 304 answers the conditional request
 //     made from this response's own validators, and there is only one
 //     stored response for the request, so it is updated. §4.3.4 reserves
-//     this case for a stored response without validators; an origin that
+//     this case for a stored entry without validators; an origin that
 //     drops ETag from its 304s is common enough that refetching every
 //     body would make revalidation useless there.
 func selects304(stored, h http.Header) bool {
@@ -81,8 +81,8 @@ func sameDate(a, b []string) bool {
 // the HEAD response has (ETag, Last-Modified) equals the stored one, at
 // least one does, and its Content-Length, if any, is the stored body's.
 // It returns ok false, with stale true, when the HEAD response shows
-// that the stored response is outdated.
-func headMatches(st *cached, h http.Header) (ok, stale bool) {
+// that the stored entry is outdated.
+func headMatches(st *storedEntry, h http.Header) (ok, stale bool) {
 	etag, lm := strings.TrimSpace(h.Get("ETag")), h.Values("Last-Modified")
 	if etag == "" && len(lm) == 0 {
 		return false, false // nothing to compare: leave the GET alone
@@ -104,7 +104,7 @@ func headMatches(st *cached, h http.Header) (ok, stale bool) {
 
 // storedLength is the Content-Length the origin sent with the stored
 // response, or the stored body's length.
-func storedLength(st *cached) int64 {
+func storedLength(st *storedEntry) int64 {
 	if n, err := strconv.ParseInt(st.e.header.Get("Content-Length"), 10, 64); err == nil {
 		return n
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 // Vary variants (RFC mode). A URL whose responses carry Vary keeps one
-// response Document per combination of the named request headers' values,
+// Entry per combination of the named request headers' values,
 // each under Key(req, body, p, Vary), and one small Variants document in
 // the variants collection under the primary key Key(req, body, p, nil)
 // naming the headers. A lookup reads the primary key (response,
@@ -71,7 +71,7 @@ func (t *Transport) resolveVariant(c *call, v *Variants) (lk loaded, stale bool,
 // storeKey is the key a response e to c is stored under (RFC mode): the
 // variant's key when e varies on request headers beyond match_headers,
 // else the primary key. names are those headers.
-func (t *Transport) storeKey(c *call, e *entry) (key string, names []string) {
+func (t *Transport) storeKey(c *call, e *decodedEntry) (key string, names []string) {
 	if !t.varies() {
 		return c.key, nil
 	}

@@ -23,7 +23,7 @@ func TestCacheShowCompressedText(t *testing.T) {
 	zw.Write([]byte(page))
 	zw.Close()
 	now := time.Now().UTC()
-	doc := cache.Document{
+	doc := cache.Entry{
 		ID: "kz", URL: "https://example.org/big", Method: "GET", Status: 200, Proto: "HTTP/1.1",
 		Headers: bson.M{"Content-Type": "text/html; charset=utf-8"}, ContentType: "text/html; charset=utf-8",
 		Body: bson.Binary{Data: z.Bytes()}, BodyEncoding: "gzip", Size: int64(len(page)),

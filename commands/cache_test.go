@@ -56,7 +56,7 @@ func (c cacheCLI) put(key, url string, status int, validated time.Time, body any
 	case bson.Binary:
 		size = len(b.Data)
 	}
-	doc := cache.Document{
+	doc := cache.Entry{
 		ID: key, URL: url, Method: "GET", Status: status, Proto: "HTTP/1.1",
 		Headers: bson.M{"Content-Type": contentType, "Etag": `"v1"`}, Body: body, ContentType: contentType,
 		Size: int64(size), CreatedAt: validated, ValidatedAt: validated, ETag: `"v1"`,
