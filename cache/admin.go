@@ -286,18 +286,18 @@ func (a *Admin) Show(ctx context.Context, rawURL string) (*Entry, *Revalidation,
 	if err != nil {
 		return nil, nil, fmt.Errorf("show %s: %w", rawURL, err)
 	}
-	var doc *Entry
+	var entry *Entry
 	var d Entry
 	err = getDoc(ctx, a.responses, key, &d)
 	switch {
 	case err == nil:
-		doc = &d
+		entry = &d
 	case errors.Is(err, store.ErrNotFound):
-		if doc, err = a.findVariant(ctx, key); err != nil {
+		if entry, err = a.findVariant(ctx, key); err != nil {
 			return nil, nil, err
 		}
-		if doc == nil {
-			if doc, err = a.findByURL(ctx, rawURL); err != nil {
+		if entry == nil {
+			if entry, err = a.findByURL(ctx, rawURL); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -305,14 +305,14 @@ func (a *Admin) Show(ctx context.Context, rawURL string) (*Entry, *Revalidation,
 		return nil, nil, fmt.Errorf("find cached response %s: %w", key, err)
 	}
 	var rev Revalidation
-	err = getDoc(ctx, a.revalidations, doc.ID, &rev)
+	err = getDoc(ctx, a.revalidations, entry.ID, &rev)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return doc, nil, nil
+		return entry, nil, nil
 	case err != nil:
-		return nil, nil, fmt.Errorf("find revalidation %s: %w", doc.ID, err)
+		return nil, nil, fmt.Errorf("find revalidation %s: %w", entry.ID, err)
 	}
-	return doc, &rev, nil
+	return entry, &rev, nil
 }
 
 // findVariant returns the variant of primary validated most recently

@@ -79,7 +79,7 @@ func ptr(t time.Time) *time.Time { return &t }
 func putDoc(t *testing.T, db testDatabase, key, url string, status int, validated time.Time, expires *time.Time) {
 	t.Helper()
 	body := "<html>" + key + "</html>"
-	doc := cache.Entry{
+	entry := cache.Entry{
 		ID: key, URL: url, Method: "GET", Status: status, Proto: "HTTP/1.1",
 		Headers:     bson.M{"Content-Type": "text/html; charset=utf-8"},
 		Body:        body,
@@ -88,7 +88,7 @@ func putDoc(t *testing.T, db testDatabase, key, url string, status int, validate
 		CreatedAt:   validated, ValidatedAt: validated, Expires: expires,
 		Request: cache.RequestInfo{Method: "GET", URL: url},
 	}
-	if err := db.Collection(cache.ResponsesCollection).Insert(context.Background(), doc); err != nil {
+	if err := db.Collection(cache.ResponsesCollection).Insert(context.Background(), entry); err != nil {
 		t.Fatalf("insert response %s: %v", key, err)
 	}
 }
@@ -244,12 +244,12 @@ func TestAdminShow(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	doc, rev, err := a.Show(ctx, "https://example.org/p")
+	entry, rev, err := a.Show(ctx, "https://example.org/p")
 	if err != nil {
 		t.Fatalf("Show: %v", err)
 	}
-	if doc.ID != "get-new" || doc.Body != "<html>get-new</html>" {
-		t.Errorf("Show: got %s with body %v, want the GET validated last (get-new)", doc.ID, doc.Body)
+	if entry.ID != "get-new" || entry.Body != "<html>get-new</html>" {
+		t.Errorf("Show: got %s with body %v, want the GET validated last (get-new)", entry.ID, entry.Body)
 	}
 	if rev == nil || !rev.ValidatedAt.Equal(ago(time.Hour)) {
 		t.Errorf("Show: got revalidation %+v, want the one validated 1h ago", rev)
@@ -264,14 +264,14 @@ func TestAdminShow(t *testing.T) {
 	putDoc(t, db, key, "https://example.org/q?a=1&b=2", 200, ago(time.Hour), nil)
 	putDoc(t, db, "variant", "https://example.org/q?a=1&b=2", 200, adminT0, nil) // e.g. a Vary variant
 	for _, u := range []string{"https://example.org/q?a=1&b=2", "HTTPS://Example.org:443/q?b=2&a=1#top"} {
-		doc, _, err := a.Show(ctx, u)
-		if err != nil || doc.ID != key {
-			t.Errorf("Show(%s): got %v, %v; want the entry under its key %s", u, doc, err, key)
+		entry, _, err := a.Show(ctx, u)
+		if err != nil || entry.ID != key {
+			t.Errorf("Show(%s): got %v, %v; want the entry under its key %s", u, entry, err, key)
 		}
 	}
 	// Found by a scan of the normalized URL when the key differs.
-	if doc, _, err := a.Show(ctx, "https://EXAMPLE.org/p"); err != nil || doc.ID != "get-new" {
-		t.Errorf("Show of an unnormalized URL stored under another key: got %v, %v; want get-new", doc, err)
+	if entry, _, err := a.Show(ctx, "https://EXAMPLE.org/p"); err != nil || entry.ID != "get-new" {
+		t.Errorf("Show of an unnormalized URL stored under another key: got %v, %v; want get-new", entry, err)
 	}
 
 	_, _, err = a.Show(ctx, "https://example.org/missing")
@@ -350,12 +350,12 @@ func TestAdminSeesTransportWrites(t *testing.T) {
 	clock.Set(ago(time.Hour))
 	get("/kept") // expired after an hour: revalidated by a 304
 
-	doc, rev, err := a.Show(ctx, origin.URL+"/kept?")
+	entry, rev, err := a.Show(ctx, origin.URL+"/kept?")
 	if err != nil {
 		t.Fatalf("Show: %v", err)
 	}
-	if doc.Body != "<p>/kept</p>" || rev == nil || !rev.ValidatedAt.Equal(ago(time.Hour)) {
-		t.Errorf("Show: body %v, revalidation %+v; want the stored body and a revalidation 1h ago", doc.Body, rev)
+	if entry.Body != "<p>/kept</p>" || rev == nil || !rev.ValidatedAt.Equal(ago(time.Hour)) {
+		t.Errorf("Show: body %v, revalidation %+v; want the stored body and a revalidation 1h ago", entry.Body, rev)
 	}
 	entries, err := a.List(ctx, cache.ListOptions{Match: "*/kept"})
 	if err != nil || len(entries) != 1 || !entries[0].Revalidated || !entries[0].ValidatedAt.Equal(ago(time.Hour)) {

@@ -88,8 +88,8 @@ func (e *decodedEntry) response(req *http.Request, served string) *http.Response
 // headers of a revalidation at least as new merged over them) and the exact body
 // bytes. req becomes the response's Request and may be nil. It returns an
 // error wrapping ErrCorrupt when the entry is not a usable response.
-func DecodeResponse(doc *Entry, rev *Revalidation, req *http.Request) (*http.Response, error) {
-	e, _, _, err := decodeEntry(doc, rev)
+func DecodeResponse(entry *Entry, rev *Revalidation, req *http.Request) (*http.Response, error) {
+	e, _, _, err := decodeEntry(entry, rev)
 	if err != nil {
 		return nil, err
 	}
@@ -98,48 +98,48 @@ func DecodeResponse(doc *Entry, rev *Revalidation, req *http.Request) (*http.Res
 
 // decodeEntry decodes doc once, merging rev when it is newer, and returns
 // the effective validated_at and expires.
-func decodeEntry(doc *Entry, rev *Revalidation) (e *decodedEntry, validatedAt time.Time, expires *time.Time, err error) {
-	if doc == nil {
+func decodeEntry(entry *Entry, rev *Revalidation) (e *decodedEntry, validatedAt time.Time, expires *time.Time, err error) {
+	if entry == nil {
 		return nil, time.Time{}, nil, fmt.Errorf("decode cached response: %w: no document", ErrCorrupt)
 	}
-	if doc.Status < 100 || doc.Status > 999 {
-		return nil, time.Time{}, nil, fmt.Errorf("decode cached response %s: %w: status %d", doc.ID, ErrCorrupt, doc.Status)
+	if entry.Status < 100 || entry.Status > 999 {
+		return nil, time.Time{}, nil, fmt.Errorf("decode cached response %s: %w: status %d", entry.ID, ErrCorrupt, entry.Status)
 	}
-	if doc.ValidatedAt.IsZero() || doc.CreatedAt.IsZero() {
-		return nil, time.Time{}, nil, fmt.Errorf("decode cached response %s: %w: no created_at/validated_at", doc.ID, ErrCorrupt)
+	if entry.ValidatedAt.IsZero() || entry.CreatedAt.IsZero() {
+		return nil, time.Time{}, nil, fmt.Errorf("decode cached response %s: %w: no created_at/validated_at", entry.ID, ErrCorrupt)
 	}
-	header, err := decodeHeader(doc.Headers)
+	header, err := decodeHeader(entry.Headers)
 	if err != nil {
-		return nil, time.Time{}, nil, fmt.Errorf("decode cached response %s: headers: %w", doc.ID, err)
+		return nil, time.Time{}, nil, fmt.Errorf("decode cached response %s: headers: %w", entry.ID, err)
 	}
-	body, err := decodeBody(doc.Body)
-	if err == nil && doc.BodyEncoding != "" {
-		body, err = decompressBody(body, doc.BodyEncoding, doc.Size)
+	body, err := decodeBody(entry.Body)
+	if err == nil && entry.BodyEncoding != "" {
+		body, err = decompressBody(body, entry.BodyEncoding, entry.Size)
 	}
 	if err != nil {
-		return nil, time.Time{}, nil, fmt.Errorf("decode cached response %s: body: %w", doc.ID, err)
+		return nil, time.Time{}, nil, fmt.Errorf("decode cached response %s: body: %w", entry.ID, err)
 	}
-	if int64(len(body)) != doc.Size {
-		return nil, time.Time{}, nil, fmt.Errorf("decode cached response %s: %w: body is %d bytes, size says %d", doc.ID, ErrCorrupt, len(body), doc.Size)
+	if int64(len(body)) != entry.Size {
+		return nil, time.Time{}, nil, fmt.Errorf("decode cached response %s: %w: body is %d bytes, size says %d", entry.ID, ErrCorrupt, len(body), entry.Size)
 	}
-	validatedAt, expires = doc.ValidatedAt, doc.Expires
-	if revApplies(doc, rev) {
+	validatedAt, expires = entry.ValidatedAt, entry.Expires
+	if revApplies(entry, rev) {
 		revHeader, err := decodeHeader(rev.Headers)
 		if err != nil {
-			return nil, time.Time{}, nil, fmt.Errorf("decode revalidation %s: headers: %w", doc.ID, err)
+			return nil, time.Time{}, nil, fmt.Errorf("decode revalidation %s: headers: %w", entry.ID, err)
 		}
 		header.Del("Age") // the 200's Age is no age of the 304's (RFC 9111 §4.2.3)
 		mergeHeader(header, revHeader)
 		validatedAt, expires = rev.ValidatedAt, rev.Expires
 	}
-	return &decodedEntry{status: doc.Status, proto: doc.Proto, header: header, body: body, uncompressed: doc.Uncompressed, reason: doc.Reason}, validatedAt, expires, nil
+	return &decodedEntry{status: entry.Status, proto: entry.Proto, header: header, body: body, uncompressed: entry.Uncompressed, reason: entry.Reason}, validatedAt, expires, nil
 }
 
 // revApplies reports whether rev is newer than doc's body. Equal times
 // count as newer: dates are stored with millisecond precision, and a 200
 // deletes the revalidation when it replaces the body.
-func revApplies(doc *Entry, rev *Revalidation) bool {
-	return rev != nil && !rev.ValidatedAt.Before(doc.ValidatedAt)
+func revApplies(entry *Entry, rev *Revalidation) bool {
+	return rev != nil && !rev.ValidatedAt.Before(entry.ValidatedAt)
 }
 
 // notMerged are 304 headers that never replace stored ones: they describe

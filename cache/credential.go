@@ -164,24 +164,24 @@ func (t *Transport) keyOf(c *call, vary http.Header) string {
 // credential field whose stored request shows a redacted Authorization
 // or Cookie was written by a release that did not bind keys: whoever
 // fetched it, it is served to no one (and replaced by the next fetch).
-func bindingServes(c *call, doc *Entry) bool {
-	if doc.Credential == nil {
-		return c.cred.info == nil && !legacyCredentialed(doc)
+func bindingServes(c *call, entry *Entry) bool {
+	if entry.Credential == nil {
+		return c.cred.info == nil && !legacyCredentialed(entry)
 	}
-	return c.cred.info != nil && hmac.Equal([]byte(doc.Credential.ID), []byte(c.cred.info.ID))
+	return c.cred.info != nil && hmac.Equal([]byte(entry.Credential.ID), []byte(c.cred.info.ID))
 }
 
 // CredentialOf says what a stored entry is bound to: doc.Credential,
 // an Info with BoundTo BoundToUnknown for an entry an earlier release
 // stored for a request with credentials, or nil for an entry fetched
 // without credentials (served to requests without credentials).
-func CredentialOf(doc *Entry) *CredentialInfo {
-	if doc.Credential != nil || !legacyCredentialed(doc) {
-		return doc.Credential
+func CredentialOf(entry *Entry) *CredentialInfo {
+	if entry.Credential != nil || !legacyCredentialed(entry) {
+		return entry.Credential
 	}
 	info := &CredentialInfo{BoundTo: BoundToUnknown}
 	for _, n := range credentialHeaders {
-		if _, ok := doc.Request.Headers[n]; ok {
+		if _, ok := entry.Request.Headers[n]; ok {
 			info.Headers = append(info.Headers, n)
 		}
 	}
@@ -190,12 +190,12 @@ func CredentialOf(doc *Entry) *CredentialInfo {
 
 // legacyCredentialed reports whether doc records a request that carried
 // credentials without binding the entry to them.
-func legacyCredentialed(doc *Entry) bool {
-	if doc.Credential != nil {
+func legacyCredentialed(entry *Entry) bool {
+	if entry.Credential != nil {
 		return false
 	}
 	for _, n := range credentialHeaders {
-		if _, ok := doc.Request.Headers[n]; ok {
+		if _, ok := entry.Request.Headers[n]; ok {
 			return true
 		}
 	}

@@ -181,11 +181,11 @@ func TestCredentialKeyKeptInStore(t *testing.T) {
 		}
 	}
 	raw := second.rawDoc(ResponsesCollection, second.boundKey(o.URL+"/", "Authorization", "Bearer SECRET-A"))
-	var doc Entry
-	if err := bson.Unmarshal(raw, &doc); err != nil {
+	var entry Entry
+	if err := bson.Unmarshal(raw, &entry); err != nil {
 		t.Fatal(err)
 	}
-	if c := doc.Credential; c == nil || c.BoundTo != BoundToToken || len(c.ID) != 16 || fmt.Sprint(c.Headers) != "[Authorization]" {
+	if c := entry.Credential; c == nil || c.BoundTo != BoundToToken || len(c.ID) != 16 || fmt.Sprint(c.Headers) != "[Authorization]" {
 		t.Errorf("credential = %+v, want bound to token, headers [Authorization], a 16-character id", c)
 	}
 }

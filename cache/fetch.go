@@ -199,8 +199,8 @@ func (t *Transport) merge304(c *call, st *storedEntry, resp *http.Response, hadR
 		served:      ServedRevalidated,
 		validatedAt: now,
 	}
-	if st.doc != nil {
-		res.vary = st.doc.Vary
+	if st.entry != nil {
+		res.vary = st.entry.Vary
 	}
 	return res
 }
@@ -275,9 +275,9 @@ func (t *Transport) store(c *call, st *storedEntry, e *decodedEntry, hadRev bool
 	if key != c.key { // another variant than the one looked up
 		isNew, hadRev = false, true
 	}
-	doc := newEntry(key, c.norm, c.req, e, t.policy, now, expires, vary, t.compress)
-	doc.Credential = c.cred.info
-	if err := t.coll.save(c.req.Context(), doc, isNew, hadRev); err != nil {
+	entry := newEntry(key, c.norm, c.req, e, t.policy, now, expires, vary, t.compress)
+	entry.Credential = c.cred.info
+	if err := t.coll.save(c.req.Context(), entry, isNew, hadRev); err != nil {
 		t.storeError(err)
 		return
 	}

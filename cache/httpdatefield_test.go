@@ -59,11 +59,11 @@ func TestHTTPDateStoredAsDate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			doc := Entry{ID: "k"}
+			entry := Entry{ID: "k"}
 			if tc.header != "" {
-				doc.LastModified = httpDateOf([]string{tc.header}, time.Now())
+				entry.LastModified = httpDateOf([]string{tc.header}, time.Now())
 			}
-			raw, err := bson.Marshal(&doc)
+			raw, err := bson.Marshal(&entry)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -111,15 +111,15 @@ func TestTransportRedactsSecrets(t *testing.T) {
 			t.Errorf("stored document contains %s", secret)
 		}
 	}
-	var doc Entry
-	if err := bson.Unmarshal(raw, &doc); err != nil {
+	var entry Entry
+	if err := bson.Unmarshal(raw, &entry); err != nil {
 		t.Fatal(err)
 	}
-	if doc.Request.Headers["Authorization"] != redacted || doc.Request.Headers["User-Agent"] != "crawler" {
-		t.Errorf("stored request headers = %v, want Authorization REDACTED and User-Agent kept", doc.Request.Headers)
+	if entry.Request.Headers["Authorization"] != redacted || entry.Request.Headers["User-Agent"] != "crawler" {
+		t.Errorf("stored request headers = %v, want Authorization REDACTED and User-Agent kept", entry.Request.Headers)
 	}
-	if !strings.Contains(doc.Request.URL, "api_key=REDACTED") || strings.Contains(doc.URL, "api_key") {
-		t.Errorf("stored url %q, request url %q; want api_key dropped and redacted", doc.URL, doc.Request.URL)
+	if !strings.Contains(entry.Request.URL, "api_key=REDACTED") || strings.Contains(entry.URL, "api_key") {
+		t.Errorf("stored url %q, request url %q; want api_key dropped and redacted", entry.URL, entry.Request.URL)
 	}
 }
 
@@ -174,12 +174,12 @@ func TestTransportByteIdenticalReplay(t *testing.T) {
 			if !bytes.Equal(replay, tc.body) {
 				t.Errorf("replayed body = %q, want %q", replay, tc.body)
 			}
-			var doc Entry
-			if err := bson.Unmarshal(e.rawDoc(ResponsesCollection, keyOf(t, url, Policy{})), &doc); err != nil {
+			var entry Entry
+			if err := bson.Unmarshal(e.rawDoc(ResponsesCollection, keyOf(t, url, Policy{})), &entry); err != nil {
 				t.Fatal(err)
 			}
-			if _, isString := doc.Body.(string); isString != tc.wantString {
-				t.Errorf("stored body type %T, want string: %v", doc.Body, tc.wantString)
+			if _, isString := entry.Body.(string); isString != tc.wantString {
+				t.Errorf("stored body type %T, want string: %v", entry.Body, tc.wantString)
 			}
 		})
 	}
@@ -291,7 +291,7 @@ func TestTransportMatchHeaders(t *testing.T) {
 
 func TestDecodeResponseMergesRevalidation(t *testing.T) {
 	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	doc := &Entry{
+	entry := &Entry{
 		ID: "k", URL: "https://e.org/", Method: "GET", Status: 200, Proto: "HTTP/1.1",
 		Headers: bson.M{"Content-Type": "text/plain", "Etag": `"1"`, "X-Two": bson.A{"a", "b"}},
 		Body:    "hello", Size: 5, CreatedAt: created, ValidatedAt: created,
@@ -307,7 +307,7 @@ func TestDecodeResponseMergesRevalidation(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := DecodeResponse(doc, tc.rev, nil)
+			resp, err := DecodeResponse(entry, tc.rev, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -320,7 +320,7 @@ func TestDecodeResponseMergesRevalidation(t *testing.T) {
 			}
 		})
 	}
-	bad := *doc
+	bad := *entry
 	bad.Size = 4
 	if _, err := DecodeResponse(&bad, nil, nil); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("size mismatch: err = %v, want ErrCorrupt", err)
@@ -353,12 +353,12 @@ func TestTransportCompressBodies(t *testing.T) {
 				t.Errorf("%s replay of %s: %d bytes, want %d identical bytes", name, tc.path, len(got), len(tc.body))
 			}
 		}
-		var doc Entry
-		if err := bson.Unmarshal(writer.rawDoc(ResponsesCollection, keyOf(t, o.URL+tc.path, Policy{})), &doc); err != nil {
+		var entry Entry
+		if err := bson.Unmarshal(writer.rawDoc(ResponsesCollection, keyOf(t, o.URL+tc.path, Policy{})), &entry); err != nil {
 			t.Fatal(err)
 		}
-		if doc.BodyEncoding != tc.wantEncoding || doc.Size != int64(len(tc.body)) {
-			t.Errorf("%s stored with body_encoding %q size %d, want %q %d", tc.path, doc.BodyEncoding, doc.Size, tc.wantEncoding, len(tc.body))
+		if entry.BodyEncoding != tc.wantEncoding || entry.Size != int64(len(tc.body)) {
+			t.Errorf("%s stored with body_encoding %q size %d, want %q %d", tc.path, entry.BodyEncoding, entry.Size, tc.wantEncoding, len(tc.body))
 		}
 	}
 }

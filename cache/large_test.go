@@ -51,12 +51,12 @@ func TestTransportCompressesLargeBodies(t *testing.T) {
 					t.Errorf("%s replay: %d bytes, want %d identical bytes", name, len(got), len(want))
 				}
 			}
-			var doc Entry
-			if err := bson.Unmarshal(writer.rawDoc(ResponsesCollection, keyOf(t, o.URL+tc.path, Policy{})), &doc); err != nil {
+			var entry Entry
+			if err := bson.Unmarshal(writer.rawDoc(ResponsesCollection, keyOf(t, o.URL+tc.path, Policy{})), &entry); err != nil {
 				t.Fatal(err)
 			}
-			if doc.BodyEncoding != tc.wantEncoding || doc.Size != int64(len(want)) {
-				t.Errorf("stored with body_encoding %q size %d, want %q %d", doc.BodyEncoding, doc.Size, tc.wantEncoding, len(want))
+			if entry.BodyEncoding != tc.wantEncoding || entry.Size != int64(len(want)) {
+				t.Errorf("stored with body_encoding %q size %d, want %q %d", entry.BodyEncoding, entry.Size, tc.wantEncoding, len(want))
 			}
 		})
 	}

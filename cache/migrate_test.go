@@ -40,8 +40,8 @@ func TestMigrationOnReleaseFixture(t *testing.T) {
 	}
 	dated := 0
 	for _, raw := range docs {
-		var doc Entry
-		if err := bson.Unmarshal(raw, &doc); err != nil {
+		var entry Entry
+		if err := bson.Unmarshal(raw, &entry); err != nil {
 			t.Fatalf("decode migrated response: %v", err)
 		}
 		lm := raw.Lookup("last_modified")
@@ -51,24 +51,24 @@ func TestMigrationOnReleaseFixture(t *testing.T) {
 			dated++
 			want, ok := parseHTTPDate(header.StringValue(), time.Now())
 			if !ok || !lm.Time().Equal(want) {
-				t.Errorf("%s: last_modified %v, want the header %q as a date", doc.URL, lm.Time(), header.StringValue())
+				t.Errorf("%s: last_modified %v, want the header %q as a date", entry.URL, lm.Time(), header.StringValue())
 			}
 		case lm.Type != 0:
-			t.Errorf("%s: last_modified is %s, want a date", doc.URL, lm.Type)
+			t.Errorf("%s: last_modified is %s, want a date", entry.URL, lm.Type)
 		case header.Type != 0:
-			t.Errorf("%s: last_modified dropped, but headers hold Last-Modified %q", doc.URL, header.StringValue())
+			t.Errorf("%s: last_modified dropped, but headers hold Last-Modified %q", entry.URL, header.StringValue())
 		}
 		var p Page
-		pageRaw, err := s.Collection(DefaultDatabase, PagesCollection).Get(ctx, doc.ID)
+		pageRaw, err := s.Collection(DefaultDatabase, PagesCollection).Get(ctx, entry.ID)
 		if err == nil {
 			err = bson.Unmarshal(pageRaw, &p)
 		}
 		if err != nil {
-			t.Errorf("%s: no page summary: %v", doc.URL, err)
+			t.Errorf("%s: no page summary: %v", entry.URL, err)
 			continue
 		}
-		if p.URL != doc.URL || p.Status != doc.Status || !p.ValidatedAt.Equal(doc.ValidatedAt) {
-			t.Errorf("page = %+v, want url %s, status %d, validated_at %v", p, doc.URL, doc.Status, doc.ValidatedAt)
+		if p.URL != entry.URL || p.Status != entry.Status || !p.ValidatedAt.Equal(entry.ValidatedAt) {
+			t.Errorf("page = %+v, want url %s, status %d, validated_at %v", p, entry.URL, entry.Status, entry.ValidatedAt)
 		}
 	}
 	if dated == 0 {
@@ -171,8 +171,8 @@ func TestMigrationOldForms(t *testing.T) {
 			if raw.Lookup("headers", "Last-Modified").Type == 0 && tc.id != "none" {
 				t.Errorf("run %d, %s: the Last-Modified header was dropped", run, tc.id)
 			}
-			var doc Entry
-			if err := bson.Unmarshal(raw, &doc); err != nil {
+			var entry Entry
+			if err := bson.Unmarshal(raw, &entry); err != nil {
 				t.Errorf("run %d, %s: migrated response does not decode: %v", run, tc.id, err)
 			}
 			var p Page

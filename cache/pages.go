@@ -34,8 +34,8 @@ type Page struct {
 }
 
 // pageOf is the Page of an Entry just stored.
-func pageOf(doc *Entry) *Page {
-	return &Page{ID: doc.ID, URL: doc.URL, Status: doc.Status, ValidatedAt: doc.ValidatedAt}
+func pageOf(entry *Entry) *Page {
+	return &Page{ID: entry.ID, URL: entry.URL, Status: entry.Status, ValidatedAt: entry.ValidatedAt}
 }
 
 // pageIndexes are the indexes of the pages collection on servers that use
@@ -84,8 +84,8 @@ func ensurePageIndexes(ctx context.Context, pages indexes) error {
 // 304 at now.
 func pageOf304(c *call, st *storedEntry, now time.Time) *Page {
 	p := &Page{ID: c.key, URL: c.norm, Status: st.e.status, ValidatedAt: now}
-	if st.doc != nil {
-		p.URL = st.doc.URL
+	if st.entry != nil {
+		p.URL = st.entry.URL
 	}
 	return p
 }

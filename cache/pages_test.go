@@ -65,12 +65,12 @@ func TestPagesFollowStoredResponses(t *testing.T) {
 	confirmed := e.clock.Now().Truncate(time.Millisecond)
 	e.expectServed(url, ServedRevalidated) // RFC 9111 §4.3.4
 	wantPage("304", &Page{URL: url, Status: 200, ValidatedAt: confirmed})
-	var doc Entry
-	if err := bson.Unmarshal(e.rawDoc(ResponsesCollection, key), &doc); err != nil {
+	var entry Entry
+	if err := bson.Unmarshal(e.rawDoc(ResponsesCollection, key), &entry); err != nil {
 		t.Fatal(err)
 	}
-	if !e.store.Capabilities().TTLIndexes && !doc.ValidatedAt.Equal(fetched) {
-		t.Errorf("the 304 rewrote the response document (validated_at %v, want %v): pages exist so that it need not", doc.ValidatedAt, fetched)
+	if !e.store.Capabilities().TTLIndexes && !entry.ValidatedAt.Equal(fetched) {
+		t.Errorf("the 304 rewrote the response document (validated_at %v, want %v): pages exist so that it need not", entry.ValidatedAt, fetched)
 	}
 
 	status = http.StatusNotFound // stored: in allowable_codes

@@ -153,12 +153,12 @@ func TestTransportRevalidationSetsValidatedAtWithTTLIndexes(t *testing.T) {
 	e.expectServed(url, ServedMiss)
 	e.clock.Advance(time.Hour)
 	e.expectServed(url, ServedRevalidated)
-	var doc Entry
-	if err := bson.Unmarshal(e.rawDoc(ResponsesCollection, keyOf(t, url, Policy{})), &doc); err != nil {
+	var entry Entry
+	if err := bson.Unmarshal(e.rawDoc(ResponsesCollection, keyOf(t, url, Policy{})), &entry); err != nil {
 		t.Fatal(err)
 	}
-	if !doc.ValidatedAt.Equal(e.clock.Now()) || doc.Expires == nil || !doc.Expires.Equal(e.clock.Now().Add(time.Minute)) {
-		t.Errorf("response validated_at %v expires %v, want %v and +1m", doc.ValidatedAt, doc.Expires, e.clock.Now())
+	if !entry.ValidatedAt.Equal(e.clock.Now()) || entry.Expires == nil || !entry.Expires.Equal(e.clock.Now().Add(time.Minute)) {
+		t.Errorf("response validated_at %v expires %v, want %v and +1m", entry.ValidatedAt, entry.Expires, e.clock.Now())
 	}
 }
 

@@ -124,8 +124,8 @@ type collectionNames struct{ responses, redirects, revalidations, variants, page
 
 // loaded is the outcome of looking a key up.
 type loaded struct {
-	doc *Entry
-	rev *Revalidation
+	entry *Entry
+	rev   *Revalidation
 	// variants is the key's Variants document (looked up only when asked).
 	variants *Variants
 	// corrupt is set when the entry exists but does not decode.
@@ -176,8 +176,8 @@ func (c *collections) load(ctx context.Context, key string, withVariants bool) (
 			}
 		})
 	}
-	var doc Entry
-	found, bad, err := c.findByID(ctx, c.responses, key, &doc)
+	var entry Entry
+	found, bad, err := c.findByID(ctx, c.responses, key, &entry)
 	wg.Wait()
 	switch {
 	case err != nil:
@@ -192,7 +192,7 @@ func (c *collections) load(ctx context.Context, key string, withVariants bool) (
 		out.rev = nil
 		out.corrupt = fmt.Errorf("decode cached response %s: %w: %v", key, ErrCorrupt, bad)
 	default:
-		out.doc = &doc
+		out.entry = &entry
 	}
 	return out, nil
 }
@@ -226,27 +226,27 @@ func (c *collections) wireLock(coll entries) func() {
 // only checks the unique _id index), falling back to a replace if another
 // process stored it meanwhile. hadRev false skips the delete when the
 // caller knows there is no revalidation.
-func (c *collections) save(ctx context.Context, doc *Entry, isNew, hadRev bool) error {
+func (c *collections) save(ctx context.Context, entry *Entry, isNew, hadRev bool) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	if isNew {
-		err := c.insertOne(ctx, c.responses, doc)
+		err := c.insertOne(ctx, c.responses, entry)
 		switch {
 		case err == nil:
-			return c.savePage(ctx, pageOf(doc), true)
+			return c.savePage(ctx, pageOf(entry), true)
 		case !errors.Is(err, store.ErrDuplicateID):
-			return fmt.Errorf("store response %s: %w", doc.ID, err)
+			return fmt.Errorf("store response %s: %w", entry.ID, err)
 		}
 	}
-	if err := c.upsert(ctx, c.responses, doc.ID, doc); err != nil {
-		return fmt.Errorf("store response %s: %w", doc.ID, err)
+	if err := c.upsert(ctx, c.responses, entry.ID, entry); err != nil {
+		return fmt.Errorf("store response %s: %w", entry.ID, err)
 	}
 	if hadRev {
-		if err := c.revalidations.Delete(ctx, doc.ID); err != nil {
-			return fmt.Errorf("delete revalidation %s: %w", doc.ID, err)
+		if err := c.revalidations.Delete(ctx, entry.ID); err != nil {
+			return fmt.Errorf("delete revalidation %s: %w", entry.ID, err)
 		}
 	}
-	return c.savePage(ctx, pageOf(doc), false)
+	return c.savePage(ctx, pageOf(entry), false)
 }
 
 // saveRevalidation records a 304 without touching the entry. With

@@ -107,31 +107,31 @@ func (a *Admin) Export(ctx context.Context, opts ExportOptions, fn func(*Record)
 
 // record reads the entry stored under key as a Record.
 func (a *Admin) record(ctx context.Context, key string) (*Record, error) {
-	doc, rev, err := a.byKey(ctx, key)
+	entry, rev, err := a.byKey(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	e, validatedAt, _, err := decodeEntry(doc, rev)
+	e, validatedAt, _, err := decodeEntry(entry, rev)
 	if err != nil {
 		return nil, err
 	}
-	reqHeader, err := decodeHeader(doc.Request.Headers)
+	reqHeader, err := decodeHeader(entry.Request.Headers)
 	if err != nil {
 		return nil, fmt.Errorf("decode cached request %s: %w", key, err)
 	}
 	return &Record{
-		Key: doc.ID, URL: cmp.Or(doc.Request.URL, doc.URL), Method: cmp.Or(doc.Method, http.MethodGet),
+		Key: entry.ID, URL: cmp.Or(entry.Request.URL, entry.URL), Method: cmp.Or(entry.Method, http.MethodGet),
 		RequestHeader: reqHeader, Status: e.status, Reason: e.reason, Proto: e.proto,
 		Header: e.header, Body: e.body, Uncompressed: e.uncompressed,
-		CreatedAt: doc.CreatedAt, ValidatedAt: validatedAt, Credential: CredentialOf(doc),
+		CreatedAt: entry.CreatedAt, ValidatedAt: validatedAt, Credential: CredentialOf(entry),
 	}, nil
 }
 
 // byKey finds the response stored under key and its revalidation (nil if
 // none). It returns an error wrapping ErrNotFound when there is none.
 func (a *Admin) byKey(ctx context.Context, key string) (*Entry, *Revalidation, error) {
-	var doc Entry
-	err := getDoc(ctx, a.responses, key, &doc)
+	var entry Entry
+	err := getDoc(ctx, a.responses, key, &entry)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, nil, fmt.Errorf("cached response %s: %w", key, ErrNotFound)
@@ -142,11 +142,11 @@ func (a *Admin) byKey(ctx context.Context, key string) (*Entry, *Revalidation, e
 	err = getDoc(ctx, a.revalidations, key, &rev)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return &doc, nil, nil
+		return &entry, nil, nil
 	case err != nil:
 		return nil, nil, fmt.Errorf("find revalidation %s: %w", key, err)
 	}
-	return &doc, &rev, nil
+	return &entry, &rev, nil
 }
 
 // Errors returned by Import, checked with errors.Is.
@@ -192,13 +192,13 @@ func (a *Admin) Import(ctx context.Context, rec *Record) (stored bool, err error
 	if err != nil {
 		return false, fmt.Errorf("import %s: %w", rec.URL, err)
 	}
-	doc, rev, err := a.byKey(ctx, key)
+	entry, rev, err := a.byKey(ctx, key)
 	switch {
 	case errors.Is(err, ErrNotFound):
 	case err != nil:
 		return false, err
 	default:
-		if _, validatedAt, _, derr := decodeEntry(doc, rev); derr == nil && !validatedAt.Before(rec.ValidatedAt) {
+		if _, validatedAt, _, derr := decodeEntry(entry, rev); derr == nil && !validatedAt.Before(rec.ValidatedAt) {
 			return false, nil
 		}
 	}

@@ -476,7 +476,7 @@ func (t *Transport) lookup(c *call) (*storedEntry, bool) {
 		t.storeError(err)
 		return nil, true
 	}
-	c.primaryDoc, c.looked = lk.doc != nil || lk.corrupt != nil, true
+	c.primaryDoc, c.looked = lk.entry != nil || lk.corrupt != nil, true
 	if lk.variants != nil {
 		var stale bool
 		if lk, stale, err = t.resolveVariant(c, lk.variants); err != nil {
@@ -492,7 +492,7 @@ func (t *Transport) lookup(c *call) (*storedEntry, bool) {
 	case lk.corrupt != nil:
 		t.log.Warn("corrupt cached response, refetching", "url", c.norm, "err", lk.corrupt)
 		return nil, true
-	case lk.doc == nil:
+	case lk.entry == nil:
 		c.absent = true
 		return nil, false
 	}
@@ -501,10 +501,10 @@ func (t *Transport) lookup(c *call) (*storedEntry, bool) {
 		t.log.Warn("corrupt cached response, refetching", "url", c.norm, "err", err)
 		return nil, lk.rev != nil
 	}
-	if t.varies() && !varyMatches(c.req, st.doc.Vary) {
+	if t.varies() && !varyMatches(c.req, st.entry.Vary) {
 		return nil, lk.rev != nil
 	}
-	if !bindingServes(c, st.doc) || !t.servesRole(c, st) {
+	if !bindingServes(c, st.entry) || !t.servesRole(c, st) {
 		return nil, lk.rev != nil
 	}
 	return st, lk.rev != nil
@@ -513,21 +513,21 @@ func (t *Transport) lookup(c *call) (*storedEntry, bool) {
 // storedEntry is an entry read back from the store, with the revalidation
 // that applies to it, decoded once.
 type storedEntry struct {
-	doc         *Entry
+	entry       *Entry        // as stored
 	rev         *Revalidation // the effective revalidation, nil if none or older
-	e           *decodedEntry
+	e           *decodedEntry // entry (with rev) decoded
 	validatedAt time.Time
 }
 
 // decodeStored decodes the entry lk found, merging its revalidation when
 // it is newer (see decodeEntry).
 func decodeStored(lk loaded) (*storedEntry, error) {
-	e, validatedAt, _, err := decodeEntry(lk.doc, lk.rev)
+	e, validatedAt, _, err := decodeEntry(lk.entry, lk.rev)
 	if err != nil {
 		return nil, err
 	}
-	st := &storedEntry{doc: lk.doc, e: e, validatedAt: validatedAt}
-	if revApplies(lk.doc, lk.rev) {
+	st := &storedEntry{entry: lk.entry, e: e, validatedAt: validatedAt}
+	if revApplies(lk.entry, lk.rev) {
 		st.rev = lk.rev
 	}
 	return st, nil

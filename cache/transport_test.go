@@ -262,18 +262,18 @@ func TestTransportHitMiss(t *testing.T) {
 		t.Errorf("stats = %+v, want 1 hit, 1 miss, %d bytes each way", st, len(first))
 	}
 	// The stored document is readable: body as a string, headers by name.
-	var doc Entry
-	if err := bson.Unmarshal(e.rawDoc(ResponsesCollection, keyOf(t, o.URL+"/p", Policy{})), &doc); err != nil {
+	var entry Entry
+	if err := bson.Unmarshal(e.rawDoc(ResponsesCollection, keyOf(t, o.URL+"/p", Policy{})), &entry); err != nil {
 		t.Fatal(err)
 	}
-	if s, ok := doc.Body.(string); !ok || s != string(first) {
-		t.Errorf("stored body = %#v, want the string %q", doc.Body, first)
+	if s, ok := entry.Body.(string); !ok || s != string(first) {
+		t.Errorf("stored body = %#v, want the string %q", entry.Body, first)
 	}
-	if doc.URL != o.URL+"/p" || doc.Status != 200 || doc.Method != "GET" || doc.Size != int64(len(first)) {
-		t.Errorf("stored doc = url %q status %d method %q size %d", doc.URL, doc.Status, doc.Method, doc.Size)
+	if entry.URL != o.URL+"/p" || entry.Status != 200 || entry.Method != "GET" || entry.Size != int64(len(first)) {
+		t.Errorf("stored doc = url %q status %d method %q size %d", entry.URL, entry.Status, entry.Method, entry.Size)
 	}
-	if doc.Expires != nil {
-		t.Errorf("expires = %v, want absent (never)", doc.Expires)
+	if entry.Expires != nil {
+		t.Errorf("expires = %v, want absent (never)", entry.Expires)
 	}
 }
 

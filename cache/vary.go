@@ -62,7 +62,7 @@ func (t *Transport) resolveVariant(c *call, v *Variants) (lk loaded, stale bool,
 	c.variants = v
 	c.key = t.keyOf(c, varyHeader(v.Vary))
 	lk, err = t.coll.load(c.req.Context(), c.key, false)
-	if err != nil || lk.doc == nil || slices.Contains(v.Keys, c.key) || lk.doc.CreatedAt.After(v.Since) {
+	if err != nil || lk.entry == nil || slices.Contains(v.Keys, c.key) || lk.entry.CreatedAt.After(v.Since) {
 		return lk, false, err
 	}
 	return loaded{}, true, nil

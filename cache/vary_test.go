@@ -429,9 +429,9 @@ func TestVaryAdminPurgeAndClear(t *testing.T) {
 	if !slices.Equal(langs, []string{"en", "fr"}) {
 		t.Errorf("List: vary values %v, want [en fr]", langs)
 	}
-	doc, _, err := admin.Show(ctx, url)
-	if err != nil || doc.Vary["Accept-Language"] != "fr" {
-		t.Errorf("Show = %v, %v; want the fr variant (stored last)", doc, err)
+	entry, _, err := admin.Show(ctx, url)
+	if err != nil || entry.Vary["Accept-Language"] != "fr" {
+		t.Errorf("Show = %v, %v; want the fr variant (stored last)", entry, err)
 	}
 	primary := keyOf(t, url, p)
 	frKey := variantKey(t, url, "fr", p, "Accept-Language")
