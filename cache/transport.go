@@ -320,13 +320,13 @@ type call struct {
 	cred    binding // what the request's entries are bound to (credential.go)
 	absent  bool    // the lookup answered and found no entry
 	// variants is the primary key's Variants (RFC mode), nil if none;
-	// primaryDoc says a response is stored under the primary key itself.
+	// primaryEntry says an entry is stored under the primary key itself.
 	// Both are known only when looked is set (the lookup answered).
-	variants   *Variants
-	primaryDoc bool
-	looked     bool
-	hadBody    bool // req.Body was read (and closed) into body
-	joined     bool // waited once for a body streamed into the store (stream.go)
+	variants     *Variants
+	primaryEntry bool
+	looked       bool
+	hadBody      bool // req.Body was read (and closed) into body
+	joined       bool // waited once for a body streamed into the store (stream.go)
 	// cond: the request has If-None-Match, If-Modified-Since, Range or
 	// If-Range, which the cache answers (conditional.go) and does not
 	// send upstream.
@@ -476,7 +476,7 @@ func (t *Transport) lookup(c *call) (*storedEntry, bool) {
 		t.storeError(err)
 		return nil, true
 	}
-	c.primaryDoc, c.looked = lk.entry != nil || lk.corrupt != nil, true
+	c.primaryEntry, c.looked = lk.entry != nil || lk.corrupt != nil, true
 	if lk.variants != nil {
 		var stale bool
 		if lk, stale, err = t.resolveVariant(c, lk.variants); err != nil {

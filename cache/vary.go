@@ -97,7 +97,7 @@ func (t *Transport) updateVariants(c *call, key string, names []string, now time
 			t.storeError(fmt.Errorf("find variants %s: %w", c.primary, err))
 			return
 		}
-		c.variants, c.primaryDoc, c.looked = nil, true, true
+		c.variants, c.primaryEntry, c.looked = nil, true, true
 		if ok && bad == nil && len(found.Vary) > 0 {
 			c.variants = &found
 		}
@@ -110,7 +110,7 @@ func (t *Transport) updateVariants(c *call, key string, names []string, now time
 			err = t.coll.dropVariants(ctx, c.primary, key)
 		}
 	case v == nil || !slices.Equal(v.Vary, names):
-		if c.primaryDoc { // it used to answer without Vary
+		if c.primaryEntry { // it used to answer without Vary
 			if err = t.coll.invalidateResponse(ctx, c.primary); err != nil {
 				break
 			}
