@@ -276,7 +276,7 @@ func roundTrips(ctx context.Context) ([]row, error) {
 	}
 	defer os.RemoveAll(dir)
 	var commands atomic.Int64
-	count := func(string, bson.Raw) { commands.Add(1) }
+	count := func(store.Command) { commands.Add(1) }
 	s, err := store.Open(ctx, store.Options{DataDir: dir, Logger: quiet, Command: "bench", OnCommand: count, Migrations: cache.Migrations()})
 	if err != nil {
 		return nil, err

@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-
 	"crawlcache/cache"
 	"crawlcache/store"
 )
@@ -24,7 +22,7 @@ func TestHitStaysOnDirectPath(t *testing.T) {
 	ctx := context.Background()
 	var commands atomic.Int64
 	s, err := store.Open(ctx, store.Options{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), Command: "test",
-		OnCommand: func(string, bson.Raw) { commands.Add(1) }})
+		OnCommand: func(store.Command) { commands.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/event"
-
 	"crawlcache/frontier"
 	"crawlcache/store"
 )
@@ -22,21 +20,18 @@ type serverReads struct {
 	seen []string
 }
 
-func (s *serverReads) monitor() *event.CommandMonitor {
-	return &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
-		if e.CommandName != "find" && e.CommandName != "aggregate" && e.CommandName != "count" {
-			return
-		}
-		coll, _ := e.Command.Lookup(e.CommandName).StringValueOK()
-		if !slices.Contains([]string{frontier.EntriesCollection, frontier.LogCollection, frontier.WorkersCollection}, coll) {
-			return
-		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.on {
-			s.seen = append(s.seen, e.CommandName+" "+coll)
-		}
-	}}
+func (s *serverReads) observe(c store.Command) {
+	if c.Name != "find" && c.Name != "aggregate" && c.Name != "count" {
+		return
+	}
+	if !slices.Contains([]string{frontier.EntriesCollection, frontier.LogCollection, frontier.WorkersCollection}, c.Collection) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.on {
+		s.seen = append(s.seen, c.Name+" "+c.Collection)
+	}
 }
 
 func (s *serverReads) record(on bool) []string {
@@ -56,7 +51,7 @@ func (s *serverReads) record(on bool) []string {
 func TestRunScansDoNotReadOtherRuns(t *testing.T) {
 	ctx := context.Background()
 	reads := &serverReads{}
-	s, err := store.Open(ctx, store.Options{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), Command: "test", Monitor: reads.monitor()})
+	s, err := store.Open(ctx, store.Options{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), Command: "test", OnCommand: reads.observe})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/event"
-
 	"crawlcache/store"
 	"crawlcache/store/storetest"
 )
@@ -20,24 +18,19 @@ type runReads struct {
 	scans []string
 }
 
-func (rr *runReads) monitor() *event.CommandMonitor {
-	return &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
-		if e.CommandName != "find" && e.CommandName != "aggregate" && e.CommandName != "count" {
-			return
-		}
-		coll, _ := e.Command.Lookup(e.CommandName).StringValueOK()
-		if coll != RunsCollection && coll != LastRunsCollection {
-			return
-		}
-		filter, _ := e.Command.Lookup("filter").DocumentOK()
-		elems, _ := filter.Elements()
-		if e.CommandName == "find" && len(elems) == 1 && elems[0].Key() == "_id" {
-			return
-		}
-		rr.mu.Lock()
-		defer rr.mu.Unlock()
-		rr.scans = append(rr.scans, e.CommandName+" "+coll+" "+filter.String())
-	}}
+func (rr *runReads) observe(c store.Command) {
+	if c.Name != "find" && c.Name != "aggregate" && c.Name != "count" {
+		return
+	}
+	if c.Collection != RunsCollection && c.Collection != LastRunsCollection {
+		return
+	}
+	if c.Name == "find" && c.FilterKind == store.FilterID {
+		return
+	}
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	rr.scans = append(rr.scans, c.Name+" "+c.Collection+" "+c.Filter.String())
 }
 
 func (rr *runReads) take() []string {
@@ -56,7 +49,7 @@ func TestLastRunByIDOnTheLastReleasesStore(t *testing.T) {
 	reads := &runReads{}
 	s, err := store.Open(ctx, store.Options{
 		DataDir: storetest.FixtureDir(t, storetest.FixtureE6C68C8), Logger: slog.New(slog.DiscardHandler),
-		Command: "test", Monitor: reads.monitor(),
+		Command: "test", OnCommand: reads.observe,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -62,7 +62,7 @@ type Collection struct {
 
 // Collection returns the handle of collection name in database db.
 func (s *Store) Collection(db, name string) *Collection {
-	c := &Collection{db: db, name: name, wire: s.Client.Database(db).Collection(name),
+	c := &Collection{db: db, name: name, wire: s.client.Database(db).Collection(name),
 		direct: s.direct, caps: s.caps, incMu: &s.incMu}
 	c.notFound = fmt.Errorf("get from %s: %w", c, ErrNotFound)
 	return c

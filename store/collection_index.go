@@ -119,7 +119,7 @@ func (c *Collection) Indexes(ctx context.Context) ([]string, error) {
 // lookups in them are fast from the first request. Only creating a
 // collection can fail it.
 func (s *Store) EnsureCollections(ctx context.Context, db string, names ...string) error {
-	d := s.Client.Database(db)
+	d := s.client.Database(db)
 	for _, name := range names {
 		err := d.CreateCollection(ctx, name)
 		if err != nil && !isNamespaceExists(err) {
@@ -140,7 +140,7 @@ func (s *Store) EnsureCollections(ctx context.Context, db string, names ...strin
 // DropDatabase deletes database db and every collection in it. A database
 // that does not exist is not an error.
 func (s *Store) DropDatabase(ctx context.Context, db string) error {
-	if err := s.Client.Database(db).Drop(ctx); err != nil {
+	if err := s.client.Database(db).Drop(ctx); err != nil {
 		return fmt.Errorf("drop database %s: %w", db, err)
 	}
 	return nil

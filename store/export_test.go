@@ -30,3 +30,8 @@ func ensureCollections(ctx context.Context, db *mongo.Database, names ...string)
 	}
 	return nil
 }
+
+// Database returns the named database of s's driver client, for this
+// package's tests of the wire protocol and of the server itself; other
+// packages reach their documents through Collection.
+func (s *Store) Database(name string) *mongo.Database { return s.client.Database(name) }

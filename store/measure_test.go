@@ -38,7 +38,7 @@ func measurePage() string {
 func TestMeasureStoreOps(t *testing.T) {
 	ctx := context.Background()
 	s := openDir(t, t.TempDir())
-	db := s.Client.Database("m")
+	db := s.client.Database("m")
 	resp := db.Collection("responses")
 	revs := db.Collection("revalidations")
 	body := measurePage()
@@ -105,7 +105,7 @@ func TestMeasureStoreOps(t *testing.T) {
 func TestMeasureFindScaling(t *testing.T) {
 	ctx := context.Background()
 	s := openDir(t, t.TempDir())
-	coll := s.Client.Database("m").Collection("responses")
+	coll := s.client.Database("m").Collection("responses")
 	body := measurePage()
 	total := 0
 	for _, n := range []int{10, 100, 300, 600} {
@@ -128,7 +128,7 @@ func TestMeasureFindScaling(t *testing.T) {
 		}
 		miss := time.Since(st) / k
 		var explain bson.M
-		_ = s.Client.Database("m").RunCommand(ctx, bson.D{{Key: "explain", Value: bson.D{{Key: "find", Value: "responses"}, {Key: "filter", Value: bson.D{{Key: "_id", Value: "x"}}}}}}).Decode(&explain)
+		_ = s.client.Database("m").RunCommand(ctx, bson.D{{Key: "explain", Value: bson.D{{Key: "find", Value: "responses"}, {Key: "filter", Value: bson.D{{Key: "_id", Value: "x"}}}}}}).Decode(&explain)
 		t.Logf("docs %4d: find existing %v, find missing %v; explain %v", n, hit, miss, explain["queryPlanner"])
 	}
 }
@@ -140,7 +140,7 @@ func TestMeasureFindScaling(t *testing.T) {
 func TestMeasureIDIndexFix(t *testing.T) {
 	ctx := context.Background()
 	s := openDir(t, t.TempDir())
-	coll := s.Client.Database("m").Collection("responses")
+	coll := s.client.Database("m").Collection("responses")
 	body := measurePage()
 	var docs []any
 	for i := 0; i < 300; i++ {
@@ -188,7 +188,7 @@ func TestMeasureIDIndexFix(t *testing.T) {
 func TestMeasureConcurrentLoad(t *testing.T) {
 	ctx := context.Background()
 	s := openDir(t, t.TempDir())
-	db := s.Client.Database("m")
+	db := s.client.Database("m")
 	resp, revs := db.Collection("responses"), db.Collection("revalidations")
 	body := measurePage()
 	for i := 0; i < 20; i++ {
@@ -229,7 +229,7 @@ func TestMeasureConcurrentLoad(t *testing.T) {
 func TestMeasureBodyForm(t *testing.T) {
 	ctx := context.Background()
 	s := openDir(t, t.TempDir())
-	db := s.Client.Database("m")
+	db := s.client.Database("m")
 	body := measurePage()
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)

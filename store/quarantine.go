@@ -88,7 +88,7 @@ func quarantineFile(ctx context.Context, s *Store, file string) error {
 		}
 	}
 	dbName := strings.TrimSuffix(filepath.Base(file), ferretFileExt)
-	q := s.Client.Database(metaDatabase).Collection(QuarantineCollection)
+	q := s.client.Database(metaDatabase).Collection(QuarantineCollection)
 	for _, r := range bad {
 		id := fmt.Sprintf("%s.%s#%d", dbName, r.coll, r.rowid)
 		_, err := q.InsertOne(ctx, bson.D{

@@ -122,7 +122,7 @@ func Recover(ctx context.Context, dir, out string, logger *slog.Logger) (*Recove
 	defer dst.Close(context.WithoutCancel(ctx))
 	rec := &Recovery{Out: out}
 	for _, f := range files {
-		if err := recoverFile(ctx, f, dst.Client.Database(f.Database), rec); err != nil {
+		if err := recoverFile(ctx, f, dst.client.Database(f.Database), rec); err != nil {
 			return rec, err
 		}
 	}

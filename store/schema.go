@@ -126,7 +126,7 @@ func (s *Store) logger() *slog.Logger {
 }
 
 func (s *Store) meta() *mongo.Collection {
-	return s.Client.Database(metaDatabase).Collection(metaCollection)
+	return s.client.Database(metaDatabase).Collection(metaCollection)
 }
 
 // where names the store in messages.
@@ -287,6 +287,6 @@ func (srv *Server) Upgrade(ctx context.Context, migrations []Migration, logger *
 		return err
 	}
 	defer client.Disconnect(context.Background())
-	s := &Store{Client: client, URI: srv.URI(), Embedded: true, DataDir: srv.dir, ReadOnly: srv.readOnly, server: srv, log: logger}
+	s := &Store{client: client, URI: srv.URI(), Embedded: true, DataDir: srv.dir, ReadOnly: srv.readOnly, server: srv, log: logger}
 	return s.migrate(ctx, steps, started)
 }

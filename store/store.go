@@ -58,16 +58,11 @@ type Options struct {
 	// store's own are known.
 	Migrations []Migration
 
-	// Monitor, if set, sees every command the client sends (the bench
-	// counts round trips with it).
-	Monitor *event.CommandMonitor
-
 	// OnCommand, if set, is called with every command the client sends to
-	// the server: its name (find, insert, …) and the command document
-	// (tests and the bench count round trips with it, without importing
-	// the driver). The operations the embedded implementation does in the
-	// files send none.
-	OnCommand func(name string, command bson.Raw)
+	// the server (tests and the bench count round trips and scans with
+	// it). It is called concurrently from the requests' goroutines. The
+	// operations the embedded implementation does in the files send none.
+	OnCommand func(Command)
 
 	// ReadOnly is for commands that only read (see ServerOptions.ReadOnly):
 	// a data directory that does not exist is an error wrapping
@@ -79,9 +74,9 @@ type Options struct {
 // Store is an open connection to the deployment. It is safe for concurrent
 // use; close it once, when the program is done with it.
 type Store struct {
-	// Client is the connected driver client, for this package's own tests
-	// and tools; packages keep their documents through Collection.
-	Client *mongo.Client
+	// client is the connected driver client; other packages keep their
+	// documents through Collection.
+	client *mongo.Client
 
 	// URI is the connection string in use (for the embedded server, the
 	// loopback address it listens on).
@@ -170,7 +165,7 @@ func openStore(ctx context.Context, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		s := &Store{Client: client, URI: opts.URI}
+		s := &Store{client: client, URI: opts.URI}
 		s.caps = probe(ctx, client)
 		return s, nil
 	}
@@ -192,7 +187,7 @@ func openStore(ctx context.Context, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("data directory %s is served by pid %d at %s: %w", dir, busy.Owner.PID, busy.Owner.URI, err)
 		}
-		return &Store{Client: client, URI: busy.Owner.URI, Embedded: true, DataDir: dir, caps: probe(ctx, client)}, nil
+		return &Store{client: client, URI: busy.Owner.URI, Embedded: true, DataDir: dir, caps: probe(ctx, client)}, nil
 	case err != nil:
 		return nil, err
 	}
@@ -202,9 +197,9 @@ func openStore(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if srv.readOnly { // no direct access, no probe: both write
-		return &Store{Client: client, URI: srv.URI(), Embedded: true, DataDir: dir, ReadOnly: true, server: srv}, nil
+		return &Store{client: client, URI: srv.URI(), Embedded: true, DataDir: dir, ReadOnly: true, server: srv}, nil
 	}
-	s := &Store{Client: client, URI: srv.URI(), Embedded: true, DataDir: dir, caps: probe(ctx, client), server: srv}
+	s := &Store{client: client, URI: srv.URI(), Embedded: true, DataDir: dir, caps: probe(ctx, client), server: srv}
 	if srv.direct {
 		s.direct = newDirect(srv.dir)
 		s.ids = srv.ids
@@ -214,10 +209,6 @@ func openStore(ctx context.Context, opts Options) (*Store, error) {
 
 // Capabilities reports what the server supports, probed once at Open.
 func (s *Store) Capabilities() Capabilities { return s.caps }
-
-// Database returns the named database of the driver, for this package's
-// own tests and tools; packages use Collection.
-func (s *Store) Database(name string) *mongo.Database { return s.Client.Database(name) }
 
 // Describe is a one-line description of the store for logs and messages.
 func (s *Store) Describe() string {
@@ -234,31 +225,11 @@ func (s *Store) Close(ctx context.Context) error {
 		s.direct.close()
 		s.direct.w.close()
 	}
-	err := s.Client.Disconnect(ctx)
+	err := s.client.Disconnect(ctx)
 	if s.server != nil {
 		s.server.Close()
 	}
 	return err
-}
-
-// monitorOf is the driver's monitor for opts.Monitor and opts.OnCommand,
-// nil when neither is set.
-func monitorOf(opts Options) *event.CommandMonitor {
-	if opts.OnCommand == nil {
-		return opts.Monitor
-	}
-	m := &event.CommandMonitor{}
-	if opts.Monitor != nil {
-		*m = *opts.Monitor
-	}
-	inner := m.Started
-	m.Started = func(ctx context.Context, e *event.CommandStartedEvent) {
-		opts.OnCommand(e.CommandName, e.Command)
-		if inner != nil {
-			inner(ctx, e)
-		}
-	}
-	return m
 }
 
 func connect(ctx context.Context, uri string, timeout time.Duration, monitor *event.CommandMonitor) (*mongo.Client, error) {

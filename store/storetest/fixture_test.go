@@ -13,7 +13,7 @@ import (
 // store and still holds what its README says.
 func TestOpenFixture(t *testing.T) {
 	s := storetest.OpenFixture(t, storetest.FixtureE6C68C8)
-	n, err := s.Database("http_cache").Collection("responses").CountDocuments(context.Background(), bson.D{})
+	n, err := s.Collection("http_cache", "responses").Count(context.Background(), bson.D{})
 	if err != nil {
 		t.Fatal(err)
 	}
