@@ -25,15 +25,7 @@ var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 
 // job decodes the root mapping into j, starting from the defaults.
 func (d *decoder) job(root *yaml.Node, j *Job) {
-	j.Follow = slices.Clone(DefaultFollow)
-	j.UserAgent = DefaultUserAgent
-	j.Robots = true
-	j.Timeout = DefaultTimeout
-	j.MaxBodySize = DefaultMaxBodySize
-	j.Rate = Rate{PerHost: DefaultPerHost, Burst: DefaultBurst, Parallelism: DefaultParallelism}
-	j.Retry = Retry{Max: DefaultRetryMax, Backoff: DefaultBackoff}
-	j.MaxErrorRatio = DefaultMaxErrorRatio
-
+	setDefaults(j)
 	if r := resolve(root); r == nil || r.Kind != yaml.MappingNode {
 		d.errorf(r, "", "a job file must be a mapping of keys (name, seeds, ...), got %s", got(r))
 		return
@@ -42,39 +34,8 @@ func (d *decoder) job(root *yaml.Node, j *Job) {
 	if !ok {
 		return
 	}
-	if n, ok := m["name"]; ok {
-		j.nameLine = n.Line
-		if s, ok := d.nonEmpty(n, "name"); ok {
-			if validName.MatchString(s) {
-				j.Name = s
-			} else {
-				d.errorf(n, "name", "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit, got %s", got(n))
-			}
-		}
-	} else {
-		d.errorf(root, "name", "required: every job needs a unique name")
-	}
-	type seed struct {
-		node *yaml.Node
-		path string
-		host string
-	}
-	var seeds []seed
-	if n, ok := m["seeds"]; ok {
-		list, ok := d.strs(n, "seeds", func(it *yaml.Node, p, s string) bool {
-			u, ok := d.checkSeed(it, p, s)
-			if ok {
-				seeds = append(seeds, seed{it, p, strings.ToLower(u.Hostname())})
-			}
-			return ok
-		})
-		if ok && len(list) == 0 && len(resolve(n).Content) == 0 {
-			d.errorf(n, "seeds", "at least one seed URL is required")
-		}
-		j.Seeds = list
-	} else {
-		d.errorf(root, "seeds", "required: list the URLs the crawl starts from")
-	}
+	d.name(root, m, j)
+	seeds := d.seeds(root, m, j)
 	if n, ok := m["allowed_domains"]; ok {
 		j.AllowedDomains, _ = d.strs(n, "allowed_domains", checkDomain(d))
 		for i, s := range j.AllowedDomains {
@@ -87,45 +48,8 @@ func (d *decoder) job(root *yaml.Node, j *Job) {
 			}
 		}
 	}
-	if n, ok := m["max_depth"]; ok {
-		j.MaxDepth, _ = d.integer(n, "max_depth", 0)
-	}
-	if n, ok := m["max_pages"]; ok {
-		j.MaxPages, _ = d.integer(n, "max_pages", 0)
-	}
-	if n, ok := m["max_error_ratio"]; ok {
-		j.MaxErrorRatio, _ = d.ratio(n, "max_error_ratio")
-	}
-	if n, ok := m["include"]; ok {
-		j.Include, j.IncludePatterns = d.regexps(n, "include")
-	}
-	if n, ok := m["exclude"]; ok {
-		j.Exclude, j.ExcludePatterns = d.regexps(n, "exclude")
-	}
-	if n, ok := m["follow"]; ok {
-		j.Follow, _ = d.strs(n, "follow", d.checkSelector)
-	}
-	if n, ok := m["user_agent"]; ok {
-		j.UserAgent, _ = d.nonEmpty(n, "user_agent")
-	}
-	if n, ok := m["headers"]; ok {
-		j.Headers = d.headers(n, "headers")
-	}
-	if n, ok := m["robots"]; ok {
-		j.Robots, _ = d.boolean(n, "robots")
-	}
-	if n, ok := m["timeout"]; ok {
-		if v, ok := d.duration(n, "timeout"); ok {
-			if v == 0 {
-				d.errorf(n, "timeout", "must be > 0, got %s", got(n))
-			} else {
-				j.Timeout = v
-			}
-		}
-	}
-	if n, ok := m["max_body_size"]; ok {
-		j.MaxBodySize, _ = d.size(n, "max_body_size")
-	}
+	d.scope(m, j)
+	d.fetching(m, j)
 	if n, ok := m["rate"]; ok {
 		d.rate(n, "rate", &j.Rate)
 	}
@@ -163,6 +87,114 @@ func (d *decoder) job(root *yaml.Node, j *Job) {
 				d.errorf(s.node, s.path, "host %q is not in allowed_domains", s.host)
 			}
 		}
+	}
+}
+
+// setDefaults sets the values of the keys a job file may leave out.
+func setDefaults(j *Job) {
+	j.Follow = slices.Clone(DefaultFollow)
+	j.UserAgent = DefaultUserAgent
+	j.Robots = true
+	j.Timeout = DefaultTimeout
+	j.MaxBodySize = DefaultMaxBodySize
+	j.Rate = Rate{PerHost: DefaultPerHost, Burst: DefaultBurst, Parallelism: DefaultParallelism}
+	j.Retry = Retry{Max: DefaultRetryMax, Backoff: DefaultBackoff}
+	j.MaxErrorRatio = DefaultMaxErrorRatio
+}
+
+// name decodes the required name key.
+func (d *decoder) name(root *yaml.Node, m map[string]*yaml.Node, j *Job) {
+	n, ok := m["name"]
+	if !ok {
+		d.errorf(root, "name", "required: every job needs a unique name")
+		return
+	}
+	j.nameLine = n.Line
+	if s, ok := d.nonEmpty(n, "name"); ok {
+		if validName.MatchString(s) {
+			j.Name = s
+		} else {
+			d.errorf(n, "name", "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit, got %s", got(n))
+		}
+	}
+}
+
+// seedRef is a valid seed URL with where it is in the file, for the check
+// against allowed_domains.
+type seedRef struct {
+	node *yaml.Node
+	path string
+	host string
+}
+
+// seeds decodes the required seeds key and returns the valid seeds.
+func (d *decoder) seeds(root *yaml.Node, m map[string]*yaml.Node, j *Job) []seedRef {
+	n, ok := m["seeds"]
+	if !ok {
+		d.errorf(root, "seeds", "required: list the URLs the crawl starts from")
+		return nil
+	}
+	var seeds []seedRef
+	list, ok := d.strs(n, "seeds", func(it *yaml.Node, p, s string) bool {
+		u, ok := d.checkSeed(it, p, s)
+		if ok {
+			seeds = append(seeds, seedRef{it, p, strings.ToLower(u.Hostname())})
+		}
+		return ok
+	})
+	if ok && len(list) == 0 && len(resolve(n).Content) == 0 {
+		d.errorf(n, "seeds", "at least one seed URL is required")
+	}
+	j.Seeds = list
+	return seeds
+}
+
+// scope decodes the keys that bound the crawl: depth, pages, error ratio,
+// include, exclude and follow.
+func (d *decoder) scope(m map[string]*yaml.Node, j *Job) {
+	if n, ok := m["max_depth"]; ok {
+		j.MaxDepth, _ = d.integer(n, "max_depth", 0)
+	}
+	if n, ok := m["max_pages"]; ok {
+		j.MaxPages, _ = d.integer(n, "max_pages", 0)
+	}
+	if n, ok := m["max_error_ratio"]; ok {
+		j.MaxErrorRatio, _ = d.ratio(n, "max_error_ratio")
+	}
+	if n, ok := m["include"]; ok {
+		j.Include, j.IncludePatterns = d.regexps(n, "include")
+	}
+	if n, ok := m["exclude"]; ok {
+		j.Exclude, j.ExcludePatterns = d.regexps(n, "exclude")
+	}
+	if n, ok := m["follow"]; ok {
+		j.Follow, _ = d.strs(n, "follow", d.checkSelector)
+	}
+}
+
+// fetching decodes the keys of how each page is requested: user agent,
+// headers, robots, timeout and body size limit.
+func (d *decoder) fetching(m map[string]*yaml.Node, j *Job) {
+	if n, ok := m["user_agent"]; ok {
+		j.UserAgent, _ = d.nonEmpty(n, "user_agent")
+	}
+	if n, ok := m["headers"]; ok {
+		j.Headers = d.headers(n, "headers")
+	}
+	if n, ok := m["robots"]; ok {
+		j.Robots, _ = d.boolean(n, "robots")
+	}
+	if n, ok := m["timeout"]; ok {
+		if v, ok := d.duration(n, "timeout"); ok {
+			if v == 0 {
+				d.errorf(n, "timeout", "must be > 0, got %s", got(n))
+			} else {
+				j.Timeout = v
+			}
+		}
+	}
+	if n, ok := m["max_body_size"]; ok {
+		j.MaxBodySize, _ = d.size(n, "max_body_size")
 	}
 }
 

@@ -35,25 +35,7 @@ func (d *decoder) cache(n *yaml.Node, p string, j *Job) {
 		pol.ExpireAfter, _ = d.expiry(v, join(p, "expire_after"))
 	}
 	if v, ok := m["urls_expire_after"]; ok {
-		kp := join(p, "urls_expire_after")
-		ps, _ := d.pairs(v, kp, "a mapping of URL patterns to expiries")
-		for _, e := range ps {
-			key := userKey(kp, e.key)
-			switch _, err := path.Match(e.key, ""); {
-			case strings.TrimSpace(e.key) == "":
-				d.errorf(e.keyNode, key, "pattern must not be empty")
-				continue
-			case strings.Contains(e.key, "://"):
-				d.errorf(e.keyNode, key, "pattern must not include the scheme (write example.org/news/*)")
-				continue
-			case err != nil:
-				d.errorf(e.keyNode, key, "invalid glob pattern")
-				continue
-			}
-			if exp, ok := d.expiry(e.value, key); ok {
-				pol.URLsExpireAfter = append(pol.URLsExpireAfter, cache.URLExpiry{Pattern: e.key, Expiry: exp})
-			}
-		}
+		d.urlsExpireAfter(v, join(p, "urls_expire_after"), pol)
 	}
 	if v, ok := m["cache_control"]; ok {
 		pol.CacheControl, _ = d.boolean(v, join(p, "cache_control"))
@@ -62,39 +44,13 @@ func (d *decoder) cache(n *yaml.Node, p string, j *Job) {
 		pol.OnlyIfCached, _ = d.boolean(v, join(p, "only_if_cached"))
 	}
 	if v, ok := m["stale_if_error"]; ok {
-		kp := join(p, "stale_if_error")
-		if s, isBool := scalar(v, "!!bool"); isBool {
-			var b bool
-			if s.Decode(&b) == nil && b {
-				pol.StaleIfError = -1 // without limit
-			}
-		} else if s, ok := scalar(v, "!!str", "!!int"); ok {
-			if dur, err := ParseDuration(s.Value); err == nil && dur >= 0 {
-				pol.StaleIfError = dur
-			} else {
-				d.errorf(s, kp, "must be true, false or a duration >= 0 like 1h, got %s", got(v))
-			}
-		} else {
-			d.errorf(s, kp, "must be true, false or a duration >= 0 like 1h, got %s", got(v))
-		}
+		d.staleIfError(v, join(p, "stale_if_error"), pol)
 	}
 	if v, ok := m["stale_while_revalidate"]; ok {
 		pol.StaleWhileRevalidate, _ = d.duration(v, join(p, "stale_while_revalidate"))
 	}
 	if v, ok := m["allowable_codes"]; ok {
-		kp := join(p, "allowable_codes")
-		if items, ok := d.list(v, kp, "a list of HTTP status codes"); ok {
-			pol.AllowableCodes = make([]int, 0, len(items))
-			for i, it := range items {
-				c, ok := scalar(it, "!!int")
-				var code int
-				if !ok || c.Decode(&code) != nil || code < 100 || code > 599 {
-					d.errorf(c, index(kp, i), "must be an HTTP status code (100-599), got %s", got(it))
-					continue
-				}
-				pol.AllowableCodes = append(pol.AllowableCodes, code)
-			}
-		}
+		d.allowableCodes(v, join(p, "allowable_codes"), pol)
 	}
 	if v, ok := m["allowable_methods"]; ok {
 		pol.AllowableMethods, _ = d.strs(v, join(p, "allowable_methods"), d.checkToken("an HTTP method like GET"))
@@ -118,18 +74,7 @@ func (d *decoder) cache(n *yaml.Node, p string, j *Job) {
 		})
 	}
 	if v, ok := m["credentials"]; ok {
-		kp := join(p, "credentials")
-		s, isStr := scalar(v, "!!str")
-		switch {
-		case isStr && s.Value == "token":
-			pol.Credentials = cache.CredentialsToken
-		case isStr && s.Value == "job" && d.noJob:
-			d.errorf(v, kp, "job binds entries to a job, and a proxy serves no job: use token (each client's entries bound to its own credential)")
-		case isStr && s.Value == "job":
-			pol.Credentials = cache.CredentialsJob
-		default:
-			d.errorf(v, kp, "must be token (entries bound to the credential values) or job (bound to this job, for a token that rotates), got %s", got(v))
-		}
+		d.credentials(v, join(p, "credentials"), pol)
 	}
 	if v, ok := m["ttl"]; ok {
 		kp := join(p, "ttl")
@@ -144,6 +89,78 @@ func (d *decoder) cache(n *yaml.Node, p string, j *Job) {
 		} else {
 			d.errorf(s, kp, "must be a duration > 0 like 168h, or none, got %s", got(v))
 		}
+	}
+}
+
+// urlsExpireAfter reads cache.urls_expire_after (at kp) into pol.
+func (d *decoder) urlsExpireAfter(v *yaml.Node, kp string, pol *cache.Policy) {
+	ps, _ := d.pairs(v, kp, "a mapping of URL patterns to expiries")
+	for _, e := range ps {
+		key := userKey(kp, e.key)
+		switch _, err := path.Match(e.key, ""); {
+		case strings.TrimSpace(e.key) == "":
+			d.errorf(e.keyNode, key, "pattern must not be empty")
+			continue
+		case strings.Contains(e.key, "://"):
+			d.errorf(e.keyNode, key, "pattern must not include the scheme (write example.org/news/*)")
+			continue
+		case err != nil:
+			d.errorf(e.keyNode, key, "invalid glob pattern")
+			continue
+		}
+		if exp, ok := d.expiry(e.value, key); ok {
+			pol.URLsExpireAfter = append(pol.URLsExpireAfter, cache.URLExpiry{Pattern: e.key, Expiry: exp})
+		}
+	}
+}
+
+// staleIfError reads cache.stale_if_error (at kp) into pol: true (no
+// limit), false, or a duration.
+func (d *decoder) staleIfError(v *yaml.Node, kp string, pol *cache.Policy) {
+	if s, isBool := scalar(v, "!!bool"); isBool {
+		var b bool
+		if s.Decode(&b) == nil && b {
+			pol.StaleIfError = -1 // without limit
+		}
+	} else if s, ok := scalar(v, "!!str", "!!int"); ok {
+		if dur, err := ParseDuration(s.Value); err == nil && dur >= 0 {
+			pol.StaleIfError = dur
+		} else {
+			d.errorf(s, kp, "must be true, false or a duration >= 0 like 1h, got %s", got(v))
+		}
+	} else {
+		d.errorf(s, kp, "must be true, false or a duration >= 0 like 1h, got %s", got(v))
+	}
+}
+
+// allowableCodes reads cache.allowable_codes (at kp) into pol.
+func (d *decoder) allowableCodes(v *yaml.Node, kp string, pol *cache.Policy) {
+	if items, ok := d.list(v, kp, "a list of HTTP status codes"); ok {
+		pol.AllowableCodes = make([]int, 0, len(items))
+		for i, it := range items {
+			c, ok := scalar(it, "!!int")
+			var code int
+			if !ok || c.Decode(&code) != nil || code < 100 || code > 599 {
+				d.errorf(c, index(kp, i), "must be an HTTP status code (100-599), got %s", got(it))
+				continue
+			}
+			pol.AllowableCodes = append(pol.AllowableCodes, code)
+		}
+	}
+}
+
+// credentials reads cache.credentials (at kp) into pol: token or job.
+func (d *decoder) credentials(v *yaml.Node, kp string, pol *cache.Policy) {
+	s, isStr := scalar(v, "!!str")
+	switch {
+	case isStr && s.Value == "token":
+		pol.Credentials = cache.CredentialsToken
+	case isStr && s.Value == "job" && d.noJob:
+		d.errorf(v, kp, "job binds entries to a job, and a proxy serves no job: use token (each client's entries bound to its own credential)")
+	case isStr && s.Value == "job":
+		pol.Credentials = cache.CredentialsJob
+	default:
+		d.errorf(v, kp, "must be token (entries bound to the credential values) or job (bound to this job, for a token that rotates), got %s", got(v))
 	}
 }
 

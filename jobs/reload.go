@@ -34,28 +34,9 @@ type ReloadReport struct {
 // definition it started with, and the next occurrence uses the new one.
 func (s *Scheduler) Reload(loaded []*configs.Job, loadErr error, now time.Time) ReloadReport {
 	var rep ReloadReport
-	bad := map[string]bool{}
-	dirErr := loadErr != nil && len(configs.Errors(loadErr)) == 0
-	for _, e := range configs.Errors(loadErr) {
-		if ext := filepath.Ext(e.File); ext != ".yaml" && ext != ".yml" {
-			dirErr = true // the directory itself (gone, unreadable)
-		}
-		bad[e.File] = true
-		rep.Errors = append(rep.Errors, e)
-	}
+	bad, dirErr := badFiles(loadErr, &rep)
 	if dirErr {
-		if len(rep.Errors) == 0 {
-			rep.Errors = append(rep.Errors, loadErr)
-		}
-		s.mu.Lock()
-		for _, e := range s.entries {
-			if !e.removed {
-				rep.Kept = append(rep.Kept, e.job.Name)
-			}
-		}
-		s.mu.Unlock()
-		slices.Sort(rep.Kept)
-		return rep // change nothing: a directory that cannot be read is not an empty one
+		return s.keepAll(rep) // change nothing: a directory that cannot be read is not an empty one
 	}
 
 	s.mu.Lock()
@@ -136,6 +117,38 @@ func (s *Scheduler) Reload(loaded []*configs.Job, loadErr error, now time.Time) 
 		slices.Sort(l)
 	}
 	s.wakeLocked()
+	return rep
+}
+
+// badFiles lists the files loadErr has errors for, and records the errors
+// in rep. dirErr reports an error of the directory itself (gone,
+// unreadable) rather than of its files.
+func badFiles(loadErr error, rep *ReloadReport) (bad map[string]bool, dirErr bool) {
+	bad = map[string]bool{}
+	dirErr = loadErr != nil && len(configs.Errors(loadErr)) == 0
+	for _, e := range configs.Errors(loadErr) {
+		if ext := filepath.Ext(e.File); ext != ".yaml" && ext != ".yml" {
+			dirErr = true
+		}
+		bad[e.File] = true
+		rep.Errors = append(rep.Errors, e)
+	}
+	if dirErr && len(rep.Errors) == 0 {
+		rep.Errors = append(rep.Errors, loadErr)
+	}
+	return bad, dirErr
+}
+
+// keepAll returns rep with every scheduled job kept as it is.
+func (s *Scheduler) keepAll(rep ReloadReport) ReloadReport {
+	s.mu.Lock()
+	for _, e := range s.entries {
+		if !e.removed {
+			rep.Kept = append(rep.Kept, e.job.Name)
+		}
+	}
+	s.mu.Unlock()
+	slices.Sort(rep.Kept)
 	return rep
 }
 
