@@ -111,9 +111,6 @@ func (m *Metrics) SetVersion(version string) {
 	m.build.WithLabelValues(version, revision, runtime.Version()).Set(1)
 }
 
-// Registry returns the registry the metrics live in.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 // Register creates job's series at zero, so that dashboards and alerts
 // see a scheduled job before its first run ends.
 func (m *Metrics) Register(job string) {
