@@ -65,18 +65,44 @@ func (e *LockedError) Unwrap() error { return ErrLocked }
 // Locker takes job locks and schedule claims in the locks collection. It is
 // safe for concurrent use.
 //
-// The server's findOneAndUpdate is not atomic on every store crawlcache
-// supports (the embedded server reads, then writes), so a lock is never
-// taken by a conditional update. Every acquisition first inserts a claim
-// document "job:<name>#<gen>" for the next generation; the unique _id makes
-// exactly one contender win each generation, on any server. The winner then
-// writes the lock document.
+// Every change of a lock is a new generation, and every generation is
+// claimed first: the claim document "job:<name>#<gen>" is inserted, and the
+// unique _id makes exactly one process win it, on any server. Only the
+// winner then writes the lock document "job:<name>", by _id. Acquire claims
+// the next generation of an expired lock; Renew, Release and Expire claim
+// the next generation of the lease they change (a renewal that loses the
+// claim lost the lease). Nothing filters on anything but _id: the embedded
+// server's conditional updates ({_id, gen, owner}) read every document of
+// the collection, and are not atomic there (it reads, then writes), so
+// they could not make renewals exclusive anyway.
+//
+// A claim records until when its generation's lease runs (expires; claims
+// of earlier releases have only created, so created + TTL). A process
+// killed between its claim and its write of the lock document leaves a
+// claim the lock document does not show: once that claim's lease has run
+// out, Acquire skips it and claims the generation after.
 type Locker struct {
 	coll Collection
 	now  func() time.Time
 	// TTL is the lease length; DefaultLockTTL when zero.
 	TTL time.Duration
 }
+
+// lockClaim is the claim document of one generation of a job lock.
+type lockClaim struct {
+	ID      string    `bson:"_id"`
+	Owner   string    `bson:"owner"`
+	Host    string    `bson:"host"`
+	PID     int       `bson:"pid"`
+	Created time.Time `bson:"created"`
+	// Expires is when the generation's lease runs out; zero in claims of
+	// earlier releases (then Created + TTL).
+	Expires time.Time `bson:"expires,omitempty"`
+}
+
+// maxStaleClaims bounds how many claims left by killed processes Acquire
+// skips in one call.
+const maxStaleClaims = 8
 
 // NewLocker returns a Locker over the locks collection of s (database
 // Database). If now is nil, time.Now is used.
@@ -95,6 +121,8 @@ func (l *Locker) ttl() time.Duration {
 }
 
 func lockID(job string) string { return "job:" + job }
+
+func claimID(job string, gen int64) string { return fmt.Sprintf("%s#%d", lockID(job), gen) }
 
 // Get returns the job's lock document, or nil when the job was never locked.
 func (l *Locker) Get(ctx context.Context, job string) (*Lock, error) {
@@ -134,46 +162,91 @@ func (l *Locker) Acquire(ctx context.Context, job, owner, runID string) (*Lease,
 	if cur != nil {
 		gen = cur.Gen
 	}
-	now := l.now().UTC()
 	host, _ := os.Hostname()
-	next := Lock{
-		ID: lockID(job), Owner: owner, Host: host, PID: os.Getpid(), RunID: runID,
-		Gen: gen + 1, Acquired: now, Expires: now.Add(l.ttl()),
-	}
-	claim := bson.D{
-		{Key: "_id", Value: fmt.Sprintf("%s#%d", lockID(job), next.Gen)},
-		{Key: "owner", Value: owner}, {Key: "host", Value: host}, {Key: "pid", Value: next.PID},
-		{Key: "created", Value: now},
-	}
-	if err := l.coll.Insert(ctx, claim); err != nil {
-		if errors.Is(err, store.ErrDuplicateID) {
+	for range maxStaleClaims {
+		now := l.now().UTC()
+		next := Lock{
+			ID: lockID(job), Owner: owner, Host: host, PID: os.Getpid(), RunID: runID,
+			Gen: gen + 1, Acquired: now, Expires: now.Add(l.ttl()),
+		}
+		won, err := l.claim(ctx, job, next)
+		if err != nil {
+			return nil, err
+		}
+		if won {
+			return &Lease{l: l, job: job, lock: next}, nil
+		}
+		if !l.staleClaim(ctx, job, next.Gen) {
 			return nil, l.lostRace(ctx, job, next.Gen)
 		}
-		return nil, fmt.Errorf("claim lock of job %s: %w", job, err)
+		gen = next.Gen // its winner was killed before writing the lock
+	}
+	return nil, l.lostRace(ctx, job, gen)
+}
+
+// claim claims generation next.Gen of the job's lock for next and, when it
+// wins, writes next as the lock document. It reports whether it won.
+func (l *Locker) claim(ctx context.Context, job string, next Lock) (bool, error) {
+	c := lockClaim{ID: claimID(job, next.Gen), Owner: next.Owner, Host: next.Host, PID: next.PID,
+		Created: l.now().UTC(), Expires: next.Expires}
+	if err := l.coll.Insert(ctx, c); err != nil {
+		if errors.Is(err, store.ErrDuplicateID) {
+			return false, nil
+		}
+		return false, fmt.Errorf("claim lock of job %s: %w", job, err)
+	}
+	// A generation whose claim was deleted (two generations back) can be
+	// claimed again by a contender that read the lock long ago: the lock
+	// document then already shows it or a later one, and this claim is
+	// void.
+	cur, err := l.Get(ctx, job)
+	if err != nil {
+		return false, err
+	}
+	if cur != nil && cur.Gen >= next.Gen {
+		return false, nil
 	}
 	if err := l.coll.Upsert(ctx, next.ID, next); err != nil {
-		return nil, fmt.Errorf("write lock of job %s: %w", job, err)
+		return false, fmt.Errorf("write lock of job %s: %w", job, err)
 	}
 	// Keep the previous generation's claim (it still fences a contender
 	// that read the lock just before us); drop the one before it.
 	if next.Gen > 2 {
-		_ = l.coll.Delete(ctx, fmt.Sprintf("%s#%d", lockID(job), next.Gen-2))
+		_ = l.coll.Delete(ctx, claimID(job, next.Gen-2))
 	}
-	return &Lease{l: l, job: job, lock: next}, nil
+	return true, nil
+}
+
+// staleClaim reports whether the claim of generation gen is one whose
+// lease has run out while the lock document does not show it held: its
+// winner was killed before it wrote the lock document, or its lease
+// expired since.
+func (l *Locker) staleClaim(ctx context.Context, job string, gen int64) bool {
+	var c lockClaim
+	if err := getDoc(ctx, l.coll, claimID(job, gen), &c); err != nil {
+		return false
+	}
+	exp := c.Expires
+	if exp.IsZero() {
+		exp = c.Created.Add(l.ttl())
+	}
+	if exp.After(l.now()) {
+		return false
+	}
+	cur, err := l.Get(ctx, job)
+	return err == nil && (cur == nil || cur.Gen <= gen && !l.Held(cur))
 }
 
 // lostRace builds the LockedError for a contender that lost generation gen.
 func (l *Locker) lostRace(ctx context.Context, job string, gen int64) error {
-	var claim struct {
-		Owner   string    `bson:"owner"`
-		Host    string    `bson:"host"`
-		PID     int       `bson:"pid"`
-		Created time.Time `bson:"created"`
-	}
+	var c lockClaim
 	holder := Lock{ID: lockID(job), Gen: gen}
-	if err := getDoc(ctx, l.coll, fmt.Sprintf("%s#%d", lockID(job), gen), &claim); err == nil {
-		holder.Owner, holder.Host, holder.PID = claim.Owner, claim.Host, claim.PID
-		holder.Acquired, holder.Expires = claim.Created, claim.Created.Add(l.ttl())
+	if err := getDoc(ctx, l.coll, claimID(job, gen), &c); err == nil {
+		holder.Owner, holder.Host, holder.PID = c.Owner, c.Host, c.PID
+		holder.Acquired, holder.Expires = c.Created, c.Expires
+		if c.Expires.IsZero() {
+			holder.Expires = c.Created.Add(l.ttl())
+		}
 	}
 	if cur, err := l.Get(ctx, job); err == nil && cur != nil && cur.Gen >= gen {
 		holder = *cur
@@ -255,20 +328,35 @@ func (le *Lease) SetRun(ctx context.Context, runID string) error {
 
 // Renew extends the lease by the Locker's TTL. It returns an error wrapping
 // ErrLeaseLost when another owner took the lock over meanwhile.
+//
+// A renewal is the next generation of the lock, claimed by this lease:
+// exactly one of a renewal and a contender that found the lease expired
+// wins it, on any server.
 func (le *Lease) Renew(ctx context.Context) error {
 	le.mu.Lock()
 	defer le.mu.Unlock()
-	exp := le.l.now().UTC().Add(le.l.ttl())
-	res, err := le.l.coll.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: le.lock.ID}, {Key: "gen", Value: le.lock.Gen}, {Key: "owner", Value: le.lock.Owner}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "expires", Value: exp}, {Key: "run_id", Value: le.lock.RunID}}}}, false)
-	if err != nil {
+	now := le.l.now().UTC()
+	if err := le.next(ctx, now.Add(le.l.ttl())); err != nil {
 		return fmt.Errorf("renew lock of job %s: %w", le.job, err)
 	}
-	if res.Matched == 0 {
-		return fmt.Errorf("renew lock of job %s: %w", le.job, ErrLeaseLost)
+	return nil
+}
+
+// next claims the generation after the lease's with the lease's lock
+// expiring at exp, and makes it the lease's. It returns ErrLeaseLost when
+// another process claimed it (or the lock shows a later generation).
+// le.mu is held.
+func (le *Lease) next(ctx context.Context, exp time.Time) error {
+	n := le.lock
+	n.Gen, n.Expires = le.lock.Gen+1, exp
+	won, err := le.l.claim(ctx, le.job, n)
+	if err != nil {
+		return err
 	}
-	le.lock.Expires = exp
+	if !won {
+		return ErrLeaseLost
+	}
+	le.lock = n
 	return nil
 }
 
@@ -276,14 +364,10 @@ func (le *Lease) Renew(ctx context.Context) error {
 func (le *Lease) Release(ctx context.Context) error {
 	le.mu.Lock()
 	defer le.mu.Unlock()
-	now := le.l.now().UTC()
-	_, err := le.l.coll.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: le.lock.ID}, {Key: "gen", Value: le.lock.Gen}, {Key: "owner", Value: le.lock.Owner}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "expires", Value: now}}}}, false)
-	if err != nil {
+	err := le.next(ctx, le.l.now().UTC())
+	if err != nil && !errors.Is(err, ErrLeaseLost) {
 		return fmt.Errorf("release lock of job %s: %w", le.job, err)
 	}
-	le.lock.Expires = now
 	return nil
 }
 
@@ -311,13 +395,13 @@ func (le *Lease) KeepAlive(ctx context.Context, lost func(error)) {
 }
 
 // Expire ends the lease described by holder (same generation and owner)
-// now, for a holder known to be dead. A lock renewed or taken over since is
-// left alone.
+// now, for a holder known to be dead: it claims the generation after
+// holder's and writes the lock expired. A lock renewed or taken over since
+// (that generation is claimed already) is left alone.
 func (l *Locker) Expire(ctx context.Context, job string, holder Lock) error {
-	_, err := l.coll.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: lockID(job)}, {Key: "gen", Value: holder.Gen}, {Key: "owner", Value: holder.Owner}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "expires", Value: l.now().UTC()}}}}, false)
-	if err != nil {
+	n := holder
+	n.ID, n.Gen, n.Expires = lockID(job), holder.Gen+1, l.now().UTC()
+	if _, err := l.claim(ctx, job, n); err != nil {
 		return fmt.Errorf("expire lock of job %s: %w", job, err)
 	}
 	return nil

@@ -183,16 +183,19 @@ func (r *Runner) Run(ctx context.Context, job *configs.Job, o StartOptions) (out
 	if err != nil {
 		return nil, err
 	}
-	if last != nil && last.Status != StatusCompleted && last.Status != StatusFailed {
+	if last != nil && last.Status == StatusRunning && r.liveWorkers(last) == 0 {
 		// We hold the lock, so no `run` process works on it any more;
 		// joined workers may (issue: several machines), and while one
-		// reports, the run is not marked interrupted.
-		if last.Status == StatusRunning && r.liveWorkers(last) == 0 {
-			if _, err := runs.Finish(ctx, last.ID, StatusInterrupted, "its process stopped without recording an end (crash or kill)"); err != nil {
-				return nil, err
-			}
-			last.Status = StatusInterrupted
+		// reports, the run is not marked interrupted. A process killed
+		// after it claimed the run's end had decided it: settled says how.
+		if _, err := runs.Finish(ctx, last.ID, StatusInterrupted, "its process stopped without recording an end (crash or kill)"); err != nil {
+			return nil, err
 		}
+		if last, err = runs.settled(ctx, last.ID); err != nil {
+			return nil, err
+		}
+	}
+	if last != nil && last.Status != StatusCompleted && last.Status != StatusFailed {
 		switch {
 		case o.Resume:
 			return r.execute(ctx, job, last, modeResume, lease, hasOption(last, OptionRevalidate))

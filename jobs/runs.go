@@ -26,7 +26,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"crawlcache/changes"
 	"crawlcache/store"
 )
 
@@ -241,9 +240,10 @@ func sanitizeKey(s string) string {
 // Runs reads and writes run records. The zero value is not usable; use
 // NewRuns. It is safe for concurrent use.
 type Runs struct {
-	coll Collection
-	last Collection // LastRunsCollection
-	now  func() time.Time
+	coll   Collection
+	last   Collection // LastRunsCollection
+	claims Collection // LocksCollection: see runend.go
+	now    func() time.Time
 }
 
 // Collection is what jobs needs of its collections (runs, last_runs,
@@ -281,7 +281,10 @@ func NewRuns(s *store.Store, now func() time.Time) *Runs {
 	if now == nil {
 		now = time.Now
 	}
-	return &Runs{coll: s.Collection(Database, RunsCollection), last: s.Collection(Database, LastRunsCollection), now: now}
+	return &Runs{
+		coll: s.Collection(Database, RunsCollection), last: s.Collection(Database, LastRunsCollection),
+		claims: s.Collection(Database, LocksCollection), now: now,
+	}
 }
 
 // Create inserts r, filling Started and Updated when zero and Status with
@@ -381,158 +384,6 @@ func (rs *Runs) report(ctx context.Context, runID, workerID string, total, delta
 	}
 	if _, err := rs.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: runID}}, update, false); err != nil {
 		return fmt.Errorf("report progress of run %s: %w", runID, err)
-	}
-	return nil
-}
-
-// Tally is what a run's durable state says it did, for the counters that
-// workers' progress reports can miss (a worker killed with kill -9 loses its
-// last unreported seconds) or count twice (a page fetched, not acknowledged,
-// fetched again by the resume). A nil field is unknown: the run keeps the
-// sum the workers reported.
-type Tally struct {
-	// Pages is the number of frontier entries acknowledged done.
-	Pages *int64
-	// Errors is the number of URLs that failed for good.
-	Errors *int64
-	// Items is the number of items the run's mongodb output holds.
-	Items *int64
-	// Cache, when set, replaces the cache counters (hits, misses,
-	// revalidated, stale and bytes); see cacheTally.
-	Cache *Counters
-	// Changes, when set, replaces new, changed, unchanged and gone: the
-	// run's change records, counted when it completed.
-	Changes *changes.Counts
-}
-
-// cacheTally returns the cache counters to record for a run whose own
-// counters are reported and whose workers' own totals are workers, or nil
-// when the run's counters already account for them. Workers add their
-// progress to the run's counters by increment, and on a server whose
-// updates are not atomic (the embedded store: an update reads the document
-// and writes it back) concurrent workers can lose each other's increments;
-// each worker's own totals are absolute, so their sum is the floor. A
-// field is never lowered.
-func cacheTally(reported Counters, workers map[string]Worker) *Counters {
-	var sum Counters
-	for _, w := range workers {
-		sum = sum.Add(w.Counters)
-	}
-	out := reported
-	out.Hits = max(reported.Hits, sum.Hits)
-	out.Misses = max(reported.Misses, sum.Misses)
-	out.Revalidated = max(reported.Revalidated, sum.Revalidated)
-	out.Stale = max(reported.Stale, sum.Stale)
-	out.NetworkBytes = max(reported.NetworkBytes, sum.NetworkBytes)
-	out.SavedBytes = max(reported.SavedBytes, sum.SavedBytes)
-	if out == reported {
-		return nil
-	}
-	return &out
-}
-
-func (t Tally) set() bson.D {
-	var out bson.D
-	add := func(k string, v *int64) {
-		if v != nil {
-			out = append(out, bson.E{Key: "counters." + k, Value: *v})
-		}
-	}
-	add("pages", t.Pages)
-	add("errors", t.Errors)
-	add("items", t.Items)
-	if c := t.Cache; c != nil {
-		add("hits", &c.Hits)
-		add("misses", &c.Misses)
-		add("revalidated", &c.Revalidated)
-		add("stale", &c.Stale)
-		add("network_bytes", &c.NetworkBytes)
-		add("saved_bytes", &c.SavedBytes)
-	}
-	if c := t.Changes; c != nil {
-		add("new", &c.New)
-		add("changed", &c.Changed)
-		add("unchanged", &c.Unchanged)
-		add("gone", &c.Gone)
-	}
-	return out
-}
-
-// Finish sets the run's final status and error message, only while the run
-// is running, so a run is completed once even when several workers see its
-// frontier drained. It reports whether this call changed the status.
-func (rs *Runs) Finish(ctx context.Context, runID string, status Status, msg string) (bool, error) {
-	return rs.FinishTally(ctx, runID, status, msg, Tally{})
-}
-
-// FinishTally is Finish that also sets the run's counters that t knows, in
-// the same conditional update.
-func (rs *Runs) FinishTally(ctx context.Context, runID string, status Status, msg string, t Tally) (bool, error) {
-	now := rs.now().UTC()
-	set := bson.D{
-		{Key: "status", Value: status},
-		{Key: "finished", Value: now},
-		{Key: "updated", Value: now},
-	}
-	if msg != "" {
-		set = append(set, bson.E{Key: "error", Value: msg})
-	}
-	set = append(set, t.set()...)
-	res, err := rs.coll.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: runID}, {Key: "status", Value: StatusRunning}},
-		bson.D{{Key: "$set", Value: set}}, false)
-	if err != nil {
-		return false, fmt.Errorf("finish run %s as %s: %w", runID, status, err)
-	}
-	return res.Modified > 0, nil
-}
-
-// BeginCommit records that run runID completed its crawl and begins to
-// commit its outputs. It keeps an earlier start (a resume finishing the
-// commit).
-func (rs *Runs) BeginCommit(ctx context.Context, runID string) error {
-	now := rs.now().UTC()
-	_, err := rs.coll.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: runID}, {Key: "commit", Value: bson.D{{Key: "$exists", Value: false}}}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "commit", Value: CommitState{Started: now}}, {Key: "updated", Value: now}}}}, false)
-	if err != nil {
-		return fmt.Errorf("record the start of the commit of run %s: %w", runID, err)
-	}
-	return nil
-}
-
-// OutputCommitted records that the output with key (OutputKey) of run
-// runID is committed: no resume writes it again.
-func (rs *Runs) OutputCommitted(ctx context.Context, runID, key string) error {
-	now := rs.now().UTC()
-	_, err := rs.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: runID}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "commit.outputs." + key, Value: now}, {Key: "updated", Value: now}}}}, false)
-	if err != nil {
-		return fmt.Errorf("record the commit of output %s of run %s: %w", key, runID, err)
-	}
-	return nil
-}
-
-// Reopen marks an interrupted or failed run as running again for a resume,
-// counting the resume and clearing its end time and error.
-func (rs *Runs) Reopen(ctx context.Context, run *Run) error {
-	runID := run.ID
-	now := rs.now().UTC()
-	// The time since the last session stopped is not the run's: its rate
-	// is measured without it (Run.Active).
-	idle := max(now.Sub(run.lastActive()), 0).Seconds()
-	res, err := rs.coll.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: runID}, {Key: "status", Value: bson.D{{Key: "$ne", Value: StatusCompleted}}}},
-		bson.D{
-			{Key: "$set", Value: bson.D{{Key: "status", Value: StatusRunning}, {Key: "updated", Value: now}}},
-			{Key: "$unset", Value: bson.D{{Key: "finished", Value: ""}, {Key: "error", Value: ""}}},
-			{Key: "$inc", Value: bson.D{{Key: "resumes", Value: 1}, {Key: "idle_seconds", Value: idle}}},
-		}, false)
-	if err != nil {
-		return fmt.Errorf("reopen run %s: %w", runID, err)
-	}
-	if res.Matched == 0 {
-		return fmt.Errorf("reopen run %s: %w (completed or missing)", runID, ErrNotResumable)
 	}
 	return nil
 }
