@@ -229,12 +229,14 @@ func (rs *Runs) OutputCommitted(ctx context.Context, runID, key string) error {
 }
 
 // Reopen marks an interrupted or failed run as running again for a resume,
-// counting the resume and clearing its end time and error. It returns an
+// counting the resume and clearing its end time and error. run is the
+// record as the caller read it: Reopen reopens that session of the run
+// (run.Resumes) only, and updates run's Status and Resumes. It returns an
 // error wrapping ErrNotResumable when the run completed, does not exist,
-// or another process reopened it meanwhile (of several processes reopening
-// the same session at once, exactly one succeeds).
+// or another process reopened it since (of several processes reopening
+// the same session, exactly one succeeds).
 func (rs *Runs) Reopen(ctx context.Context, run *Run) error {
-	runID := run.ID
+	runID, session := run.ID, run.Resumes
 	for range 3 {
 		rec, err := rs.settled(ctx, runID)
 		switch {
@@ -244,13 +246,15 @@ func (rs *Runs) Reopen(ctx context.Context, run *Run) error {
 			return fmt.Errorf("reopen run %s: %w", runID, err)
 		case rec.Status == StatusCompleted:
 			return fmt.Errorf("reopen run %s: %w (completed)", runID, ErrNotResumable)
+		case rec.Resumes != session:
+			return fmt.Errorf("reopen run %s: %w (another process resumed it)", runID, ErrNotResumable)
 		}
 		now := rs.now().UTC()
 		// The time since the last session stopped is not the run's: its
 		// rate is measured without it (Run.Active).
 		idle := max(now.Sub(rec.lastActive()), 0).Seconds()
 		c := reopenClaim{
-			ID: runClaimID(runID, "reopen", rec.Resumes), Run: runID, Session: rec.Resumes, At: now,
+			ID: runClaimID(runID, "reopen", session), Run: runID, Session: session, At: now,
 			IdleSeconds: rec.IdleSeconds + idle, Host: hostname(), PID: os.Getpid(),
 		}
 		won, err := rs.claim(ctx, c)
@@ -261,13 +265,15 @@ func (rs *Runs) Reopen(ctx context.Context, run *Run) error {
 			return fmt.Errorf("reopen run %s: %w", runID, err)
 		}
 		if won {
+			run.Status, run.Resumes = StatusRunning, session+1
 			return nil
 		}
-		if err := rs.recoverReopen(ctx, c.ID, rec.Resumes); err != nil {
+		if err := rs.recoverReopen(ctx, c.ID, session); err != nil {
 			return fmt.Errorf("reopen run %s: %w", runID, err)
 		}
-		// The session the lost claim began was abandoned: reopen the run
-		// after it.
+		// The session the lost claim began was abandoned before it
+		// started: reopen the run after it.
+		session++
 	}
 	return fmt.Errorf("reopen run %s: %w (other processes reopened it meanwhile)", runID, ErrNotResumable)
 }
