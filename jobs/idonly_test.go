@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/event"
 
 	"crawlcache/store"
 )
@@ -23,39 +22,19 @@ type filterLog struct {
 	seen []string // "command collection filter" of every filter not _id equality alone
 }
 
-func (f *filterLog) monitor() *event.CommandMonitor {
-	return &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
-		coll, _ := e.Command.Lookup(e.CommandName).StringValueOK()
-		if !slices.Contains([]string{RunsCollection, LocksCollection, LastRunsCollection}, coll) {
-			return
-		}
-		var filters []bson.Raw
-		switch e.CommandName {
-		case "find":
-			filters = append(filters, e.Command.Lookup("filter").Document())
-		case "findAndModify":
-			filters = append(filters, e.Command.Lookup("query").Document())
-		case "update", "delete":
-			vals, _ := e.Command.Lookup(e.CommandName + "s").Array().Values()
-			for _, v := range vals {
-				filters = append(filters, v.Document().Lookup("q").Document())
-			}
-		case "insert":
-		default: // count, aggregate, distinct: scans
-			filters = append(filters, e.Command)
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if !f.on {
-			return
-		}
-		for _, q := range filters {
-			elems, _ := q.Elements()
-			if len(elems) != 1 || elems[0].Key() != "_id" || elems[0].Value().Type != bson.TypeString {
-				f.seen = append(f.seen, fmt.Sprintf("%s %s %s", e.CommandName, coll, q))
-			}
-		}
-	}}
+func (f *filterLog) onCommand(c store.Command) {
+	if c.Database != Database || !slices.Contains([]string{RunsCollection, LocksCollection, LastRunsCollection}, c.Collection) || c.Name == "insert" {
+		return
+	}
+	elems, _ := c.Filter.Elements()
+	if len(elems) == 1 && elems[0].Key() == "_id" && elems[0].Value().Type == bson.TypeString {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.on {
+		f.seen = append(f.seen, fmt.Sprintf("%s %s %s", c.Name, c.Collection, c.Filter))
+	}
 }
 
 func (f *filterLog) record(on bool) []string {
@@ -75,7 +54,7 @@ func (f *filterLog) record(on bool) []string {
 func TestRunPathSendsOnlyIDFilters(t *testing.T) {
 	ctx := context.Background()
 	log := &filterLog{}
-	s, err := store.Open(ctx, store.Options{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), Command: "test", Monitor: log.monitor()})
+	s, err := store.Open(ctx, store.Options{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), Command: "test", OnCommand: log.onCommand})
 	if err != nil {
 		t.Fatal(err)
 	}
