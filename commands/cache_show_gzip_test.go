@@ -23,13 +23,13 @@ func TestCacheShowCompressedText(t *testing.T) {
 	zw.Write([]byte(page))
 	zw.Close()
 	now := time.Now().UTC()
-	doc := cache.Entry{
+	entry := cache.Entry{
 		ID: "kz", URL: "https://example.org/big", Method: "GET", Status: 200, Proto: "HTTP/1.1",
 		Headers: bson.M{"Content-Type": "text/html; charset=utf-8"}, ContentType: "text/html; charset=utf-8",
 		Body: bson.Binary{Data: z.Bytes()}, BodyEncoding: "gzip", Size: int64(len(page)),
 		CreatedAt: now, ValidatedAt: now, Request: cache.RequestInfo{Method: "GET", URL: "https://example.org/big"},
 	}
-	if err := cli.coll(cache.ResponsesCollection).Insert(context.Background(), doc); err != nil {
+	if err := cli.coll(cache.ResponsesCollection).Insert(context.Background(), entry); err != nil {
 		t.Fatal(err)
 	}
 	out, code := cli.run("cache", "show", "--json", "https://example.org/big")

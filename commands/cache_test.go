@@ -56,13 +56,13 @@ func (c cacheCLI) put(key, url string, status int, validated time.Time, body any
 	case bson.Binary:
 		size = len(b.Data)
 	}
-	doc := cache.Entry{
+	entry := cache.Entry{
 		ID: key, URL: url, Method: "GET", Status: status, Proto: "HTTP/1.1",
 		Headers: bson.M{"Content-Type": contentType, "Etag": `"v1"`}, Body: body, ContentType: contentType,
 		Size: int64(size), CreatedAt: validated, ValidatedAt: validated, ETag: `"v1"`,
 		Request: cache.RequestInfo{Method: "GET", URL: url},
 	}
-	if err := c.coll(cache.ResponsesCollection).Insert(context.Background(), doc); err != nil {
+	if err := c.coll(cache.ResponsesCollection).Insert(context.Background(), entry); err != nil {
 		c.t.Fatalf("insert %s: %v", key, err)
 	}
 }

@@ -53,9 +53,9 @@ func TestRunLeavesSweepToSchedule(t *testing.T) {
 			t.Fatal(err)
 		}
 		old := time.Now().Add(-2 * time.Hour)
-		doc := cache.Entry{ID: "old-entry", URL: "http://example.invalid/", Method: "GET", Status: 200, Proto: "HTTP/1.1",
+		entry := cache.Entry{ID: "old-entry", URL: "http://example.invalid/", Method: "GET", Status: 200, Proto: "HTTP/1.1",
 			Body: "x", CreatedAt: old, ValidatedAt: old, Request: cache.RequestInfo{Method: "GET", URL: "http://example.invalid/"}}
-		if err := s.Collection(cache.DefaultDatabase, cache.ResponsesCollection).Insert(ctx, doc); err != nil {
+		if err := s.Collection(cache.DefaultDatabase, cache.ResponsesCollection).Insert(ctx, entry); err != nil {
 			t.Fatal(err)
 		}
 		s.Close(ctx)

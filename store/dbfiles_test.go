@@ -16,7 +16,7 @@ import (
 )
 
 // fixtureResponses is the number of responses in the release fixture's
-// http_cache (testdata/README.md).
+// http_cache (store/storetest/testdata/README.md).
 const fixtureResponses = 10
 
 // corruptFixture returns a copy of the release fixture with a leaf page of

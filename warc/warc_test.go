@@ -323,17 +323,17 @@ func TestImportOtherWriters(t *testing.T) {
 			if st.Records != 11 || st.Imported != 2 || !reflect.DeepEqual(st.Skipped, want) {
 				t.Errorf("stats = %+v, want 11 records, 2 imported, skipped %v", st, want)
 			}
-			doc, _, err := dst.admin.Show(context.Background(), "http://a.example/1")
+			entry, _, err := dst.admin.Show(context.Background(), "http://a.example/1")
 			if err != nil {
 				t.Fatalf("show: %v", err)
 			}
-			r, err := cache.DecodeResponse(doc, nil, nil)
+			r, err := cache.DecodeResponse(entry, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			body, _ := io.ReadAll(r.Body)
-			if string(body) != "hello world" || doc.ETag != `"x"` || !doc.ValidatedAt.Equal(time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)) {
-				t.Errorf("imported /1: body %q etag %q validated %v; want the dechunked body, its ETag and the WARC-Date", body, doc.ETag, doc.ValidatedAt)
+			if string(body) != "hello world" || entry.ETag != `"x"` || !entry.ValidatedAt.Equal(time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)) {
+				t.Errorf("imported /1: body %q etag %q validated %v; want the dechunked body, its ETag and the WARC-Date", body, entry.ETag, entry.ValidatedAt)
 			}
 		})
 	}
