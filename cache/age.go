@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Age calculation (RFC 9111 §4.2.3). A stored response keeps what the
+// Age calculation (RFC 9111 §4.2.3). A stored entry keeps what the
 // calculation needs: its headers (Date, Age) and validated_at, the time
 // its last 200 or 304 was received (response_time). A 304 merges its Date
 // and Age over the stored ones and moves validated_at, so a revalidated

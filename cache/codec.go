@@ -96,7 +96,7 @@ func DecodeResponse(entry *Entry, rev *Revalidation, req *http.Request) (*http.R
 	return e.response(req, ""), nil
 }
 
-// decodeEntry decodes doc once, merging rev when it is newer, and returns
+// decodeEntry decodes entry once, merging rev when it is newer, and returns
 // the effective validated_at and expires.
 func decodeEntry(entry *Entry, rev *Revalidation) (e *decodedEntry, validatedAt time.Time, expires *time.Time, err error) {
 	if entry == nil {
@@ -135,7 +135,7 @@ func decodeEntry(entry *Entry, rev *Revalidation) (e *decodedEntry, validatedAt 
 	return &decodedEntry{status: entry.Status, proto: entry.Proto, header: header, body: body, uncompressed: entry.Uncompressed, reason: entry.Reason}, validatedAt, expires, nil
 }
 
-// revApplies reports whether rev is newer than doc's body. Equal times
+// revApplies reports whether rev is newer than entry's body. Equal times
 // count as newer: dates are stored with millisecond precision, and a 200
 // deletes the revalidation when it replaces the body.
 func revApplies(entry *Entry, rev *Revalidation) bool {

@@ -171,7 +171,7 @@ func bindingServes(c *call, entry *Entry) bool {
 	return c.cred.info != nil && hmac.Equal([]byte(entry.Credential.ID), []byte(c.cred.info.ID))
 }
 
-// CredentialOf says what a stored entry is bound to: doc.Credential,
+// CredentialOf says what a stored entry is bound to: entry.Credential,
 // an Info with BoundTo BoundToUnknown for an entry an earlier release
 // stored for a request with credentials, or nil for an entry fetched
 // without credentials (served to requests without credentials).
@@ -188,7 +188,7 @@ func CredentialOf(entry *Entry) *CredentialInfo {
 	return info
 }
 
-// legacyCredentialed reports whether doc records a request that carried
+// legacyCredentialed reports whether entry records a request that carried
 // credentials without binding the entry to them.
 func legacyCredentialed(entry *Entry) bool {
 	if entry.Credential != nil {

@@ -207,7 +207,7 @@ func (t *Transport) merge304(c *call, st *storedEntry, resp *http.Response, hadR
 
 // freshen records that a 304 (or a HEAD response, RFC 9111 §4.3.5) with
 // header h confirmed st: a revalidation under c.key, not a rewrite of the
-// body document. It returns st's headers with h's merged in (§3.2) and
+// Entry. It returns st's headers with h's merged in (§3.2) and
 // the time of the validation.
 func (t *Transport) freshen(c *call, st *storedEntry, h http.Header, hadRev bool) (http.Header, time.Time) {
 	merged := st.e.header.Clone()

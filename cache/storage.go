@@ -219,9 +219,9 @@ func (c *collections) wireLock(coll entries) func() {
 	return c.writeMu.Unlock
 }
 
-// save replaces the response stored under doc.ID and its Page, and drops
+// save replaces the response stored under entry.ID and its Page, and drops
 // its revalidation (a 200 makes it obsolete). isNew says the lookup found no
-// document: it is inserted, which on the embedded server costs a fraction
+// entry: it is inserted, which on the embedded server costs a fraction
 // of an upsert (an upsert first finds the document by scanning; an insert
 // only checks the unique _id index), falling back to a replace if another
 // process stored it meanwhile. hadRev false skips the delete when the

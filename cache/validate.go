@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Which stored response a validation response updates (RFC 9111 §4.3.4,
+// Which stored entry a validation response updates (RFC 9111 §4.3.4,
 // §4.3.5).
 
 // roundTrip sends req upstream and gives the response a header map, a
@@ -50,7 +50,7 @@ func opaque(tag string) string { return strings.TrimPrefix(tag, "W/") }
 //   - else a weak ETag: a stored entry whose tag matches weakly;
 //   - else (no validator at all): the 304 answers the conditional request
 //     made from this response's own validators, and there is only one
-//     stored response for the request, so it is updated. §4.3.4 reserves
+//     stored entry for the request, so it is updated. §4.3.4 reserves
 //     this case for a stored entry without validators; an origin that
 //     drops ETag from its 304s is common enough that refetching every
 //     body would make revalidation useless there.
