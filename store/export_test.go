@@ -35,3 +35,12 @@ func ensureCollections(ctx context.Context, db *mongo.Database, names ...string)
 // package's tests of the wire protocol and of the server itself; other
 // packages reach their documents through Collection.
 func (s *Store) Database(name string) *mongo.Database { return s.client.Database(name) }
+
+// FrontAnswered is how many commands the query front of s's embedded
+// server answered itself (-1 without a front).
+func FrontAnswered(s *Store) int64 {
+	if s.server == nil || s.server.front == nil {
+		return -1
+	}
+	return s.server.front.answered.Load()
+}

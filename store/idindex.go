@@ -110,6 +110,9 @@ func (x *idIndexer) ensure(ctx context.Context) error {
 			}
 			x.done[key] = true
 		}
+		if err := ensureFrontIndexes(ctx, db, file); err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
 	}
 	return nil
 }

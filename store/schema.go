@@ -282,7 +282,7 @@ func (srv *Server) Upgrade(ctx context.Context, migrations []Migration, logger *
 		return err
 	}
 	started := time.Now()
-	client, err := connect(ctx, srv.URI(), 10*time.Second, nil)
+	client, err := connect(ctx, srv.clientURI(), 10*time.Second, nil)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,13 +68,17 @@ func (e *BusyError) Error() string {
 // Server is an embedded FerretDB server running in this process. It holds an
 // exclusive lock on its data directory until Close.
 type Server struct {
-	uri    string
-	lock   *os.File
-	cancel context.CancelFunc
-	done   chan struct{}
-	once   sync.Once
-	dir    string
-	ids    *idIndexer // nil when read-only or not direct
+	uri  string // the public address: the query front's, or FerretDB's when read-only
+	lock *os.File
+	// backendURI is FerretDB's own address behind the front ("" without
+	// a front).
+	backendURI string
+	front      *front
+	cancel     context.CancelFunc
+	done       chan struct{}
+	once       sync.Once
+	dir        string
+	ids        *idIndexer // nil when read-only or not direct
 	// direct: selfCheck passed, the store may read and write the files
 	// itself (ferret.go).
 	direct bool
@@ -147,7 +152,9 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s, runCtx, err := serve(abs, listen, "file:"+abs+"/?_pragma=synchronous("+sqliteSyncMode()+")", lock, logger)
+	// FerretDB listens on an internal port; the query front (front.go)
+	// serves listen.
+	s, runCtx, err := serve(abs, "127.0.0.1:0", "file:"+abs+"/?_pragma=synchronous("+sqliteSyncMode()+")", lock, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -165,6 +172,11 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 		go s.ids.run(runCtx, 250*time.Millisecond, func(err error) {
 			reported.Do(func() { logger.Warn("index _id of new collections; lookups will scan", "dir", abs, "err", err) })
 		})
+	}
+
+	if err := s.startFront(listen, logger); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("start embedded store on %s in %s: %w", listen, abs, err)
 	}
 
 	command := opts.Command
@@ -219,13 +231,45 @@ func serve(abs, listen, sqliteURL string, lock *os.File, logger *slog.Logger) (*
 	return s, runCtx, nil
 }
 
+// startFront serves listen with the query front, which answers what it
+// can of the front collections when the direct path is on and forwards
+// everything else to FerretDB.
+func (s *Server) startFront(listen string, logger *slog.Logger) error {
+	u, err := url.Parse(s.uri)
+	if err != nil {
+		return fmt.Errorf("server address %s: %w", s.uri, err)
+	}
+	var files *frontFiles
+	if s.direct {
+		files = &frontFiles{dir: s.dir, dbs: map[string]*frontFile{}}
+	}
+	f, err := startFront(listen, u.Host, files, logger)
+	if err != nil {
+		return err
+	}
+	s.front, s.backendURI, s.uri = f, s.uri, f.uri()
+	return nil
+}
+
 // URI is the mongodb:// connection string of the server.
 func (s *Server) URI() string { return s.uri }
+
+// clientURI is the address this process's own client uses: FerretDB's,
+// without the query front's hop.
+func (s *Server) clientURI() string {
+	if s.backendURI != "" {
+		return s.backendURI
+	}
+	return s.uri
+}
 
 // Close stops the server, waits for it to close its files and releases the
 // data directory. It is safe to call more than once.
 func (s *Server) Close() {
 	s.once.Do(func() {
+		if s.front != nil {
+			s.front.close()
+		}
 		s.cancel()
 		<-s.done
 		if s.ids != nil {

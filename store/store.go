@@ -191,7 +191,7 @@ func openStore(ctx context.Context, opts Options) (*Store, error) {
 	case err != nil:
 		return nil, err
 	}
-	client, err := connect(ctx, srv.URI(), timeout, monitorOf(opts))
+	client, err := connect(ctx, srv.clientURI(), timeout, monitorOf(opts))
 	if err != nil {
 		srv.Close()
 		return nil, err
