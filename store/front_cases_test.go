@@ -1,0 +1,305 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"crawlcache/cache"
+	"crawlcache/store"
+	"crawlcache/store/storetest"
+)
+
+// openPages opens an embedded store whose http_cache.pages holds n random
+// pages.
+func openPages(t *testing.T, n int) *store.Store {
+	t.Helper()
+	s := storetest.Open(t)
+	if err := s.EnsureCollections(context.Background(), "http_cache", "pages"); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	var docs []bson.D
+	for i := range n {
+		docs = append(docs, randomPage(r, i))
+	}
+	insertPages(t, s, docs)
+	if err := store.IndexIDsOf(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// runBoth runs cmd through the front and directly on FerretDB and
+// returns both replies (their cursor ids zeroed: each side numbers its
+// own).
+func runBoth(t *testing.T, s *store.Store, db string, cmd bson.D) (got, want bson.Raw) {
+	t.Helper()
+	run := func(c *mongo.Client) bson.Raw {
+		raw, err := c.Database(db).RunCommand(context.Background(), cmd).Raw()
+		if err != nil && raw == nil {
+			var ce mongo.CommandError
+			if errors.As(err, &ce) {
+				return bson.Raw(fmt.Sprintf("error %d", ce.Code))
+			}
+			t.Fatalf("%v: %v", cmd, err)
+		}
+		return raw
+	}
+	return run(frontClient(t, s)), run(s.Client)
+}
+
+func TestFrontForwardsWhatItCannotAnswer(t *testing.T) {
+	s := openPages(t, 120)
+	url := func(p string) bson.Regex { return bson.Regex{Pattern: p} }
+	cases := []struct {
+		name string
+		db   string
+		cmd  bson.D
+	}{
+		{"projection", "http_cache", bson.D{{Key: "find", Value: "pages"}, {Key: "filter", Value: bson.D{{Key: "status", Value: 404}}}, {Key: "projection", Value: bson.D{{Key: "url", Value: 1}}}}},
+		{"$or", "http_cache", bson.D{{Key: "find", Value: "pages"}, {Key: "filter", Value: bson.D{{Key: "$or", Value: bson.A{bson.D{{Key: "status", Value: 404}}, bson.D{{Key: "status", Value: 200}}}}}}}},
+		{"$ne", "http_cache", bson.D{{Key: "count", Value: "pages"}, {Key: "query", Value: bson.D{{Key: "status", Value: bson.D{{Key: "$ne", Value: 404}}}}}}},
+		{"$exists", "http_cache", bson.D{{Key: "count", Value: "pages"}, {Key: "query", Value: bson.D{{Key: "url", Value: bson.D{{Key: "$exists", Value: false}}}}}}},
+		{"regex with an option", "http_cache", bson.D{{Key: "count", Value: "pages"}, {Key: "query", Value: bson.D{{Key: "url", Value: bson.Regex{Pattern: "^HTTP://A", Options: "i"}}}}}},
+		{"regex not anchored", "http_cache", bson.D{{Key: "count", Value: "pages"}, {Key: "query", Value: bson.D{{Key: "url", Value: url("products")}}}}},
+		{"regex with a wildcard", "http_cache", bson.D{{Key: "count", Value: "pages"}, {Key: "query", Value: bson.D{{Key: "url", Value: url(`^http://a\.test/p.oducts`)}}}}},
+		{"regex with a class escape", "http_cache", bson.D{{Key: "count", Value: "pages"}, {Key: "query", Value: bson.D{{Key: "url", Value: url(`^http://a\.test/products/\d`)}}}}},
+		{"equality with null", "http_cache", bson.D{{Key: "count", Value: "pages"}, {Key: "query", Value: bson.D{{Key: "status", Value: nil}}}}},
+		{"string for a number", "http_cache", bson.D{{Key: "count", Value: "pages"}, {Key: "query", Value: bson.D{{Key: "status", Value: "404"}}}}},
+		{"another field", "http_cache", bson.D{{Key: "count", Value: "pages"}, {Key: "query", Value: bson.D{{Key: "note", Value: "n1"}}}}},
+		{"dotted field", "http_cache", bson.D{{Key: "count", Value: "pages"}, {Key: "query", Value: bson.D{{Key: "status.x", Value: 1}}}}},
+		{"sort on another field", "http_cache", bson.D{{Key: "find", Value: "pages"}, {Key: "sort", Value: bson.D{{Key: "note", Value: 1}}}, {Key: "limit", Value: 5}}},
+		{"$natural sort", "http_cache", bson.D{{Key: "find", Value: "pages"}, {Key: "sort", Value: bson.D{{Key: "$natural", Value: -1}}}, {Key: "limit", Value: 5}}},
+		{"negative limit", "http_cache", bson.D{{Key: "find", Value: "pages"}, {Key: "limit", Value: -3}}},
+		{"group by status", "http_cache", bson.D{{Key: "aggregate", Value: "pages"}, {Key: "pipeline", Value: bson.A{bson.D{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$status"}, {Key: "n", Value: bson.D{{Key: "$sum", Value: 1}}}}}}}}, {Key: "cursor", Value: bson.D{}}}},
+		{"another collection", "http_cache", bson.D{{Key: "count", Value: "responses"}, {Key: "query", Value: bson.D{{Key: "status", Value: 404}}}}},
+		{"another database", "crawlcache", bson.D{{Key: "count", Value: "pages"}, {Key: "query", Value: bson.D{{Key: "status", Value: 404}}}}},
+		{"a collection that does not exist", "nowhere", bson.D{{Key: "count", Value: "pages"}, {Key: "query", Value: bson.D{{Key: "status", Value: 404}}}}},
+		{"a write", "http_cache", bson.D{{Key: "insert", Value: "pages"}, {Key: "documents", Value: bson.A{bson.D{{Key: "_id", Value: "new"}, {Key: "status", Value: 201}}}}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := store.FrontAnswered(s)
+			got := frontClient(t, s).Database(tc.db).RunCommand(context.Background(), tc.cmd)
+			answered := store.FrontAnswered(s) - before
+			if answered != 0 {
+				t.Errorf("the front answered %v itself; want it forwarded", tc.cmd)
+			}
+			if got.Err() == nil && tc.name != "a write" {
+				g, w := runBoth(t, s, tc.db, tc.cmd)
+				if !bytes.Equal(stripCursorID(t, g), stripCursorID(t, w)) {
+					t.Errorf("%v through the front = %v, want %v", tc.cmd, g, w)
+				}
+			}
+		})
+	}
+
+	// A document whose status is an array, or a string: queries on status
+	// go to FerretDB, and answer the same.
+	insertPages(t, s, []bson.D{
+		{{Key: "_id", Value: "dirty-array"}, {Key: "status", Value: bson.A{404, 200}}},
+		{{Key: "_id", Value: "dirty-string"}, {Key: "status", Value: "404"}},
+	})
+	for _, filter := range []bson.D{{{Key: "status", Value: 404}}, {{Key: "status", Value: bson.D{{Key: "$gte", Value: 400}}}}} {
+		before := store.FrontAnswered(s)
+		got, err := frontClient(t, s).Database("http_cache").Collection("pages").CountDocuments(context.Background(), filter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if store.FrontAnswered(s) != before {
+			t.Errorf("countDocuments(%v) with an array status stored: answered by the front; want it forwarded", filter)
+		}
+		want, err := s.Client.Database("http_cache").Collection("pages").CountDocuments(context.Background(), filter)
+		if err != nil || got != want {
+			t.Errorf("countDocuments(%v) = %d, want %d (%v)", filter, got, want, err)
+		}
+	}
+}
+
+// stripCursorID is reply with its cursor id set to 0 (each side numbers
+// its own cursors).
+func stripCursorID(t *testing.T, reply bson.Raw) bson.Raw {
+	t.Helper()
+	var d bson.D
+	if err := bson.Unmarshal(reply, &d); err != nil {
+		return reply
+	}
+	for i, e := range d {
+		if e.Key != "cursor" {
+			continue
+		}
+		c, _ := e.Value.(bson.D)
+		for j := range c {
+			if c[j].Key == "id" {
+				c[j].Value = int64(0)
+			}
+		}
+		d[i].Value = c
+	}
+	out, _ := bson.Marshal(d)
+	return out
+}
+
+func TestFrontCursorsGetMoreAndKill(t *testing.T) {
+	s := openPages(t, 1500)
+	front := frontClient(t, s).Database("http_cache").Collection("pages")
+	direct := s.Client.Database("http_cache").Collection("pages")
+	filter := bson.D{{Key: "url", Value: bson.Regex{Pattern: "^http://"}}}
+	for _, batch := range []int32{0, 1, 7, 101, 250, 5000} {
+		opts := options.Find()
+		if batch > 0 {
+			opts.SetBatchSize(batch)
+		}
+		before := store.FrontAnswered(s)
+		got := findAll(t, front, filter, opts)
+		want := findAll(t, direct, filter, opts)
+		if !slices.EqualFunc(got, want, func(a, b bson.Raw) bool { return bytes.Equal(a, b) }) {
+			t.Errorf("batchSize %d: %d documents through the front, want the %d FerretDB gives", batch, len(got), len(want))
+		}
+		if store.FrontAnswered(s) == before {
+			t.Errorf("batchSize %d: the front answered nothing", batch)
+		}
+	}
+
+	// A cursor closed early is killed by the front; a getMore of it then
+	// finds nothing, as MongoDB says it (CursorNotFound, 43).
+	cur, err := front.Find(context.Background(), filter, options.Find().SetBatchSize(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := cur.ID()
+	if id == 0 {
+		t.Fatal("no cursor left open after a first batch of 5")
+	}
+	before := store.FrontAnswered(s)
+	if err := cur.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if store.FrontAnswered(s) != before+1 {
+		t.Errorf("killCursors was not answered by the front")
+	}
+	err = front.Database().RunCommand(context.Background(), bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "pages"}}).Err()
+	var ce mongo.CommandError
+	if !errors.As(err, &ce) || ce.Code != 43 {
+		t.Errorf("getMore of a killed cursor: %v, want CursorNotFound (43)", err)
+	}
+}
+
+// TestFrontSeesRevalidation: a 304 writes the page's validated_at, and a
+// query by validated_at through the front finds it at once.
+func TestFrontSeesRevalidation(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"v1"`)
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			w.WriteHeader(http.StatusNotModified) // RFC 9110 §15.4.5
+			return
+		}
+		fmt.Fprintf(w, "<html>%s</html>", r.URL.Path)
+	}))
+	defer origin.Close()
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	s := storetest.Open(t)
+	ctx := context.Background()
+	tr, err := cache.New(ctx, s, cache.Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	get := func(ctx context.Context, path string) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, origin.URL+path, nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	for _, p := range []string{"/a", "/b", "/c"} {
+		get(ctx, p)
+	}
+	if err := store.IndexIDsOf(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Hour)
+	get(cache.WithRefresh(ctx), "/b") // a 304
+
+	pages := frontClient(t, s).Database(cache.DefaultDatabase).Collection(cache.PagesCollection)
+	before := store.FrontAnswered(s)
+	docs := findAll(t, pages, bson.D{{Key: "validated_at", Value: bson.D{{Key: "$gte", Value: now}}}}, options.Find())
+	if store.FrontAnswered(s) == before {
+		t.Error("the query by validated_at was not answered by the front")
+	}
+	var urls []string
+	for _, d := range docs {
+		urls = append(urls, d.Lookup("url").StringValue())
+	}
+	if want := []string{origin.URL + "/b"}; !slices.Equal(urls, want) {
+		t.Errorf("pages validated since the 304: %v, want %v", urls, want)
+	}
+}
+
+// TestFrontIndexesOnReleaseFixture: a data directory written by the
+// previous release gets the front's indexes when opened, and answers
+// through the front as FerretDB does; dropping the collection (and
+// writing it again) still works with them.
+func TestFrontIndexesOnReleaseFixture(t *testing.T) {
+	s := storetest.OpenFixtureWith(t, storetest.FixtureE6C68C8, cache.Migrations()...)
+	ctx := context.Background()
+	if err := store.IndexIDsOf(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(s.DataDir, "http_cache.sqlite")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE '%_crawlcache_front_%'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 6 {
+		t.Errorf("front indexes on the fixture's pages: %d, want 6 (value and type of status, url, validated_at)", n)
+	}
+	front := frontClient(t, s).Database("http_cache").Collection("pages")
+	direct := s.Client.Database("http_cache").Collection("pages")
+	filter := bson.D{{Key: "status", Value: 200}}
+	before := store.FrontAnswered(s)
+	got, want := findAll(t, front, filter, options.Find()), findAll(t, direct, filter, options.Find())
+	if len(want) == 0 || !slices.EqualFunc(got, want, func(a, b bson.Raw) bool { return bytes.Equal(a, b) }) {
+		t.Errorf("find(%v) on the fixture: %d documents through the front, want the %d FerretDB gives (more than 0)", filter, len(got), len(want))
+	}
+	if store.FrontAnswered(s) == before {
+		t.Error("the fixture's query was not answered by the front")
+	}
+
+	// Drop, write again through FerretDB and the direct writer, clear.
+	if err := direct.Drop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	insertPages(t, s, []bson.D{{{Key: "_id", Value: "a"}, {Key: "status", Value: 200}}, {{Key: "_id", Value: "b"}, {Key: "status", Value: 404}}})
+	if err := store.IndexIDsOf(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := direct.DeleteMany(ctx, bson.D{{Key: "status", Value: 404}}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := front.CountDocuments(ctx, bson.D{{Key: "status", Value: bson.D{{Key: "$gte", Value: 100}}}})
+	if err != nil || c != 1 {
+		t.Errorf("after drop, writes and a delete: countDocuments through the front = %d (%v), want 1", c, err)
+	}
+}
