@@ -49,8 +49,8 @@ func openPages(t *testing.T, n int) *store.Store {
 // own).
 func runBoth(t *testing.T, s *store.Store, db string, cmd bson.D) (got, want bson.Raw) {
 	t.Helper()
-	run := func(c *mongo.Client) bson.Raw {
-		raw, err := c.Database(db).RunCommand(context.Background(), cmd).Raw()
+	run := func(d *mongo.Database) bson.Raw {
+		raw, err := d.RunCommand(context.Background(), cmd).Raw()
 		if err != nil && raw == nil {
 			var ce mongo.CommandError
 			if errors.As(err, &ce) {
@@ -60,7 +60,7 @@ func runBoth(t *testing.T, s *store.Store, db string, cmd bson.D) (got, want bso
 		}
 		return raw
 	}
-	return run(frontClient(t, s)), run(s.Client)
+	return run(frontClient(t, s).Database(db)), run(s.Database(db))
 }
 
 func TestFrontForwardsWhatItCannotAnswer(t *testing.T) {
@@ -124,7 +124,7 @@ func TestFrontForwardsWhatItCannotAnswer(t *testing.T) {
 		if store.FrontAnswered(s) != before {
 			t.Errorf("countDocuments(%v) with an array status stored: answered by the front; want it forwarded", filter)
 		}
-		want, err := s.Client.Database("http_cache").Collection("pages").CountDocuments(context.Background(), filter)
+		want, err := s.Database("http_cache").Collection("pages").CountDocuments(context.Background(), filter)
 		if err != nil || got != want {
 			t.Errorf("countDocuments(%v) = %d, want %d (%v)", filter, got, want, err)
 		}
@@ -158,7 +158,7 @@ func stripCursorID(t *testing.T, reply bson.Raw) bson.Raw {
 func TestFrontCursorsGetMoreAndKill(t *testing.T) {
 	s := openPages(t, 1500)
 	front := frontClient(t, s).Database("http_cache").Collection("pages")
-	direct := s.Client.Database("http_cache").Collection("pages")
+	direct := s.Database("http_cache").Collection("pages")
 	filter := bson.D{{Key: "url", Value: bson.Regex{Pattern: "^http://"}}}
 	for _, batch := range []int32{0, 1, 7, 101, 250, 5000} {
 		opts := options.Find()
@@ -276,7 +276,7 @@ func TestFrontIndexesOnReleaseFixture(t *testing.T) {
 		t.Errorf("front indexes on the fixture's pages: %d, want 6 (value and type of status, url, validated_at)", n)
 	}
 	front := frontClient(t, s).Database("http_cache").Collection("pages")
-	direct := s.Client.Database("http_cache").Collection("pages")
+	direct := s.Database("http_cache").Collection("pages")
 	filter := bson.D{{Key: "status", Value: 200}}
 	before := store.FrontAnswered(s)
 	got, want := findAll(t, front, filter, options.Find()), findAll(t, direct, filter, options.Find())
