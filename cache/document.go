@@ -73,7 +73,13 @@ type Entry struct {
 	ValidatedAt  time.Time `bson:"validated_at"` // last fetch or 304 written here
 	// Expires is when the entry stops being fresh; nil means never.
 	Expires *time.Time `bson:"expires,omitempty"`
-	ETag    string     `bson:"etag,omitempty"`
+	// IntervalSeconds is the URL's learned revisit interval under
+	// expire_after: adaptive (adaptive.go), in seconds, as of this body;
+	// Expires is then the next due time. Absent under other expiries and
+	// in documents of releases before it was learned: the interval is
+	// then the policy's initial one.
+	IntervalSeconds int64  `bson:"interval_seconds,omitempty"`
+	ETag            string `bson:"etag,omitempty"`
 	// LastModified is the response's Last-Modified as a date, absent when
 	// the header is missing or not a valid HTTP-date (its text is in
 	// Headers either way). Schema version 2 converted the text that
@@ -113,7 +119,10 @@ type Revalidation struct {
 	ID          string     `bson:"_id"`
 	ValidatedAt time.Time  `bson:"validated_at"`
 	Expires     *time.Time `bson:"expires,omitempty"`
-	Headers     bson.M     `bson:"headers,omitempty"`
+	// IntervalSeconds is the learned interval after this 304, as
+	// Document.IntervalSeconds.
+	IntervalSeconds int64  `bson:"interval_seconds,omitempty"`
+	Headers         bson.M `bson:"headers,omitempty"`
 }
 
 // Redirect maps a redirect hop to the key of the response it led to.

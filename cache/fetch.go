@@ -222,8 +222,9 @@ func (t *Transport) freshen(c *call, st *storedEntry, h http.Header, hadRev bool
 	}
 	mergeHeader(delta, t.storableHeader(h))
 	now := t.now()
-	expires, _ := t.expiry(c, merged, st.e.status, now)
-	rev := &Revalidation{ID: c.key, ValidatedAt: now, Expires: expires, Headers: encodeHeader(delta)}
+	iv := t.learned(c, st, st.e.status, nil, true, now)
+	expires, _ := t.expiry(c, merged, st.e.status, now, iv)
+	rev := &Revalidation{ID: c.key, ValidatedAt: now, Expires: expires, IntervalSeconds: seconds(iv), Headers: encodeHeader(delta)}
 	if t.storeOK() {
 		if err := t.coll.saveRevalidation(c.req.Context(), rev, !hadRev); err != nil {
 			t.storeError(err)
@@ -234,15 +235,16 @@ func (t *Transport) freshen(c *call, st *storedEntry, h http.Header, hadRev bool
 	return merged, now
 }
 
-// expiry is the expires field for a response validated at now, and the
-// Vary values to record (RFC mode only).
-func (t *Transport) expiry(c *call, h http.Header, status int, now time.Time) (*time.Time, bson.M) {
+// expiry is the expires field for a response validated at now (with the
+// learned interval iv under expire_after: adaptive, else 0), and the Vary
+// values to record (RFC mode only).
+func (t *Transport) expiry(c *call, h http.Header, status int, now time.Time, iv time.Duration) (*time.Time, bson.M) {
 	if !t.policy.CacheControl {
 		var vary bson.M
 		if t.varies() {
 			vary = varyValues(c.req, h)
 		}
-		return t.policy.crawlerExpiry(c.norm).expiresFor(now), vary
+		return t.expiresAt(c, iv, now), vary
 	}
 	x := t.rfcFreshness(h, status, now).expiresAt(now)
 	return &x, varyValues(c.req, h)
@@ -269,7 +271,8 @@ func (t *Transport) store(c *call, st *storedEntry, e *decodedEntry, hadRev bool
 		return
 	}
 	now := t.now()
-	expires, vary := t.expiry(c, e.header, e.status, now)
+	iv := t.learned(c, st, e.status, e.body, false, now)
+	expires, vary := t.expiry(c, e.header, e.status, now, iv)
 	key, names := t.storeKey(c, e)
 	isNew := c.absent
 	if key != c.key { // another variant than the one looked up
@@ -277,6 +280,7 @@ func (t *Transport) store(c *call, st *storedEntry, e *decodedEntry, hadRev bool
 	}
 	entry := newEntry(key, c.norm, c.req, e, t.policy, now, expires, vary, t.compress)
 	entry.Credential = c.cred.info
+	entry.IntervalSeconds = seconds(iv)
 	if err := t.coll.save(c.req.Context(), entry, isNew, hadRev); err != nil {
 		t.storeError(err)
 		return
@@ -307,7 +311,7 @@ func (t *Transport) recordRedirect(c *call, st *storedEntry, e *decodedEntry) {
 		CreatedAt: now,
 		Status:    e.status,
 		Location:  loc,
-		Expires:   t.policy.crawlerExpiry(c.norm).expiresFor(now),
+		Expires:   t.expiresAt(c, t.learned(c, nil, 0, nil, false, now), now),
 
 		KeyVersion: RedirectKeyVersion,
 		Credential: c.cred.info,
@@ -334,7 +338,7 @@ func (t *Transport) fromRedirect(c *call, offline bool) (*http.Response, bool) {
 		return nil, false // an older hop may have been fetched with credentials
 	}
 	served := ServedHit
-	if c.flags.refresh || (r.Expires != nil && !t.now().Before(*r.Expires)) {
+	if c.flags.refresh || (r.Expires != nil && t.hopDue(c, *r.Expires)) {
 		if !offline {
 			return nil, false
 		}
@@ -346,6 +350,17 @@ func (t *Transport) fromRedirect(c *call, offline bool) (*http.Response, bool) {
 		header: http.Header{"Location": {r.Location}, "Content-Length": {"0"}},
 	}, validatedAt: r.CreatedAt}
 	return t.fromStore(c, st, served), true
+}
+
+// hopDue reports whether a redirect hop that expires at exp is due: under
+// expire_after: adaptive a hop keeps the initial interval, with the same
+// tolerance at the run's start as pages.
+func (t *Transport) hopDue(c *call, exp time.Time) bool {
+	now := t.now()
+	if t.policy.crawlerExpiry(c.norm).Kind == ExpireAdaptive {
+		return adaptiveDue(exp, t.policy.Adaptive.interval(0), now, t.runStart)
+	}
+	return !now.Before(exp)
 }
 
 // startBackground refreshes st in the background for

@@ -159,45 +159,36 @@ type freshness struct {
 	swr, sie time.Duration
 }
 
+// freshness is the verdict on the stored entry st for c at now: each
+// source of freshness says what it knows and decide (precedence.go)
+// applies their one precedence.
 func (t *Transport) freshness(c *call, st *storedEntry, now time.Time) freshness {
-	if !t.policy.CacheControl {
+	s := sources{revalidate: c.flags.refresh, lastMod: lastModOf(c, st)}
+	var fr freshness
+	if t.policy.CacheControl {
+		f := t.rfcFreshness(st.e.header, st.e.status, st.validatedAt)
+		fr = freshness{mustRevalidate: f.mustRevalidate || f.noCache, expiresAt: f.expiresAt(st.validatedAt)}
+		fr.swr, fr.sie = t.staleWindows(c.reqCC, st.e.header)
+		s.rfc = &rfcSays{fresh: rfcFresh(c.reqCC, f, now.Sub(st.validatedAt)), immutable: f.immutable, mustRevalidate: fr.mustRevalidate}
+	} else {
 		// The crawler policy is evaluated now, against validated_at, so
 		// a changed expire_after applies to entries already stored.
-		exp := t.policy.crawlerExpiry(c.norm)
-		fr := freshness{fresh: exp.Kind == ExpireNever, expiresAt: st.validatedAt.Add(exp.After),
-			swr: t.policy.StaleWhileRevalidate, sie: t.policy.StaleIfError}
-		switch exp.Kind {
-		case ExpireAfter:
-			fr.fresh = now.Before(fr.expiresAt)
-		case ExpireNever:
-			fr.expiresAt = now // for stale windows after a forced refresh
+		exp, matched := t.policy.crawlerRule(c.norm)
+		fresh, at := t.ruleSays(exp, st, now)
+		if matched {
+			s.urlRule = &fresh
+		} else {
+			s.expireAfter = fresh
 		}
-		if c.flags.refresh {
-			fr.fresh = false
-		}
+		fr = freshness{expiresAt: at, swr: t.policy.StaleWhileRevalidate, sie: t.policy.StaleIfError}
+	}
+	var by source
+	fr.fresh, by = decide(s)
+	if by == byLastModNewer {
+		fr.swr = 0 // due because the page changed: never served stale
 		return fr
 	}
-	f := t.rfcFreshness(st.e.header, st.e.status, st.validatedAt)
-	age := f.initialAge + now.Sub(st.validatedAt)
-	fr := freshness{
-		fresh:          !f.noCache && age < f.lifetime,
-		mustRevalidate: f.mustRevalidate || f.noCache,
-		expiresAt:      f.expiresAt(st.validatedAt),
-	}
-	fr.swr, fr.sie = t.staleWindows(c.reqCC, st.e.header)
-	if d, ok := c.reqCC.seconds("max-age"); ok && age > d {
-		fr.fresh = false
-	}
-	if d, ok := c.reqCC.seconds("min-fresh"); ok && f.lifetime-age < d {
-		fr.fresh = false
-	}
-	if c.reqCC.has("no-cache") {
-		fr.fresh = false
-	}
-	if c.flags.refresh && !(fr.fresh && f.immutable) {
-		fr.fresh = false
-	}
-	if !fr.fresh && !fr.mustRevalidate && !c.flags.refresh && !c.reqCC.has("no-cache") {
+	if s.rfc != nil && !fr.fresh && !fr.mustRevalidate && by != byRevalidate && !c.reqCC.has("no-cache") {
 		if v, ok := c.reqCC["max-stale"]; ok {
 			d, valid := deltaSeconds(v)
 			fr.staleOK = v == "" || (valid && now.Sub(fr.expiresAt) <= d)
@@ -206,10 +197,52 @@ func (t *Transport) freshness(c *call, st *storedEntry, now time.Time) freshness
 	return fr
 }
 
+// rfcFresh is RFC 9111's verdict on a response of freshness f whose
+// validation is elapsed old, for a request with directives reqCC: fresh
+// while its age is below its lifetime (§4.2), unless no-cache (§5.2.2.4),
+// or the request's max-age, min-fresh or no-cache (§5.2.1) say otherwise.
+func rfcFresh(reqCC cacheControl, f rfcFreshness, elapsed time.Duration) bool {
+	age := f.initialAge + elapsed
+	if f.noCache || age >= f.lifetime || reqCC.has("no-cache") {
+		return false
+	}
+	if d, ok := reqCC.seconds("max-age"); ok && age > d {
+		return false
+	}
+	if d, ok := reqCC.seconds("min-fresh"); ok && f.lifetime-age < d {
+		return false
+	}
+	return true
+}
+
+// ruleSays is a crawler-policy expiry's verdict on st at now, and when st
+// stops (or stopped) being fresh under it.
+func (t *Transport) ruleSays(exp Expiry, st *storedEntry, now time.Time) (fresh bool, expiresAt time.Time) {
+	switch exp.Kind {
+	case ExpireNever:
+		return true, now // now: for stale windows after a forced refresh
+	case ExpireAfter:
+		at := st.validatedAt.Add(exp.After)
+		return now.Before(at), at
+	case ExpireAdaptive:
+		iv := t.policy.Adaptive.interval(st.interval)
+		at := st.validatedAt.Add(iv)
+		return !adaptiveDue(at, iv, now, t.runStart), at
+	}
+	return false, st.validatedAt // do_not_cache: not served
+}
+
 // crawlerExpiry is the crawler policy's expiry for a normalized URL: the
 // first urls_expire_after pattern that matches the URL without its scheme,
 // else expire_after.
 func (p Policy) crawlerExpiry(normURL string) Expiry {
+	exp, _ := p.crawlerRule(normURL)
+	return exp
+}
+
+// crawlerRule is crawlerExpiry, and whether a urls_expire_after pattern
+// gave it.
+func (p Policy) crawlerRule(normURL string) (Expiry, bool) {
 	if len(p.URLsExpireAfter) > 0 {
 		bare := normURL
 		if _, rest, ok := strings.Cut(normURL, "://"); ok {
@@ -217,11 +250,11 @@ func (p Policy) crawlerExpiry(normURL string) Expiry {
 		}
 		for _, rule := range p.URLsExpireAfter {
 			if globMatch(rule.Pattern, bare) {
-				return rule.Expiry
+				return rule.Expiry, true
 			}
 		}
 	}
-	return p.ExpireAfter
+	return p.ExpireAfter, false
 }
 
 // globMatch matches s against a pattern where '*' is any run of characters

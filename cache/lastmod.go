@@ -38,18 +38,17 @@ func WithLastMod(ctx context.Context, h LastModHint) context.Context {
 	return context.WithValue(ctx, lastModKey{}, h)
 }
 
-// applyLastMod adjusts fr, computed by the expiry rules for the stored
-// entry st, with the request's LastModHint (see WithLastMod).
-func applyLastMod(c *call, st *storedEntry, fr freshness) freshness {
+// lastModOf is what the request's LastModHint (see WithLastMod) says of
+// the stored entry st.
+func lastModOf(c *call, st *storedEntry) lastModSays {
 	h, ok := c.req.Context().Value(lastModKey{}).(LastModHint)
-	if !ok || c.flags.refresh || c.flags.forceRefresh {
-		return fr
-	}
 	switch {
+	case !ok:
+		return lastModNone
 	case h.LastMod.After(st.validatedAt):
-		fr.fresh, fr.staleOK, fr.swr = false, false, 0
-	case h.Trust && !fr.fresh && !fr.mustRevalidate:
-		fr.fresh = true
+		return lastModNewer
+	case h.Trust:
+		return lastModTrusted
 	}
-	return fr
+	return lastModOlder
 }

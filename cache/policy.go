@@ -7,6 +7,8 @@ import "time"
 type Expiry struct {
 	// Never: the entry is fresh forever (the zero value).
 	// DoNotCache: responses are not stored.
+	// Adaptive: each URL's own learned interval, within Policy.Adaptive
+	// (adaptive.go).
 	// Otherwise After is the freshness lifetime; After == 0 with Set means
 	// "revalidate on every use".
 	Kind  ExpiryKind
@@ -21,6 +23,7 @@ const (
 	ExpireNever ExpiryKind = iota
 	ExpireAfter
 	ExpireDoNotCache
+	ExpireAdaptive
 )
 
 // URLExpiry is one urls_expire_after rule: a glob over the URL without its
@@ -38,6 +41,9 @@ type Policy struct {
 	// URLsExpireAfter are ordered rules; the first matching pattern wins
 	// over ExpireAfter.
 	URLsExpireAfter []URLExpiry
+	// Adaptive bounds the learned intervals of URLs whose expiry is
+	// ExpireAdaptive. Ignored in CacheControl mode.
+	Adaptive Adaptive
 	// AllowableCodes are the statuses that are stored. If nil,
 	// DefaultAllowableCodes.
 	AllowableCodes []int

@@ -64,6 +64,12 @@ type Options struct {
 	Policy Policy
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
+	// RunStart is when the run this Transport serves started (by Now's
+	// clock): under expire_after: adaptive a page due within Tolerance of
+	// its interval after RunStart counts as due, so a daily run does not
+	// skip a page that falls due minutes into it. Zero (a proxy, no run):
+	// no tolerance, a page is due when its time has come.
+	RunStart time.Time
 	// Logger receives store errors (the first at WARN, later ones at
 	// DEBUG) and corrupt entries. If nil, slog.Default().
 	Logger *slog.Logger
@@ -137,6 +143,7 @@ type Transport struct {
 	upstream    http.RoundTripper
 	policy      Policy
 	now         func() time.Time
+	runStart    time.Time
 	log         *slog.Logger
 	maxBody     int64
 	compress    bool
@@ -178,6 +185,7 @@ func New(ctx context.Context, st *store.Store, opts Options) (*Transport, error)
 		upstream:    opts.Upstream,
 		policy:      opts.Policy,
 		now:         opts.Now,
+		runStart:    opts.RunStart,
 		log:         opts.Logger,
 		maxBody:     opts.MaxBodySize,
 		compress:    opts.CompressBodies,
@@ -434,7 +442,7 @@ func (t *Transport) serve(c *call) (*http.Response, error) {
 	}
 	if st != nil {
 		now := t.now()
-		fr := applyLastMod(c, st, t.freshness(c, st, now))
+		fr := t.freshness(c, st, now)
 		switch {
 		case fr.fresh:
 			return t.fromStore(c, st, ServedHit), nil
@@ -517,6 +525,9 @@ type storedEntry struct {
 	rev         *Revalidation // the effective revalidation, nil if none or older
 	e           *decodedEntry // entry (with rev) decoded
 	validatedAt time.Time
+	// interval is the learned revisit interval stored with the effective
+	// validation (adaptive.go), 0 when none is.
+	interval time.Duration
 }
 
 // decodeStored decodes the entry lk found, merging its revalidation when
@@ -526,9 +537,10 @@ func decodeStored(lk loaded) (*storedEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &storedEntry{entry: lk.entry, e: e, validatedAt: validatedAt}
+	st := &storedEntry{entry: lk.entry, e: e, validatedAt: validatedAt, interval: time.Duration(lk.entry.IntervalSeconds) * time.Second}
 	if revApplies(lk.entry, lk.rev) {
 		st.rev = lk.rev
+		st.interval = time.Duration(lk.rev.IntervalSeconds) * time.Second
 	}
 	return st, nil
 }

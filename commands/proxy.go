@@ -41,7 +41,7 @@ func proxyCommand() *cli.Command {
 			&cli.StringFlag{Name: "max-request-body", Value: "1GiB", Usage: "largest request body forwarded (streamed, never held whole); past it 413", EnvVars: []string{"CRAWLCACHE_PROXY_MAX_REQUEST_BODY"}},
 			&cli.BoolFlag{Name: "public", Usage: "allow a non-loopback --listen address (an open proxy: combine with --allow)", EnvVars: []string{"CRAWLCACHE_PROXY_PUBLIC"}},
 			&cli.StringFlag{Name: "policy", Usage: "YAML file with cache policy keys (expire_after, urls_expire_after, cache_control, ...), as in a job's cache: section", EnvVars: []string{"CRAWLCACHE_PROXY_POLICY"}},
-			&cli.StringFlag{Name: "expire-after", Usage: "freshness lifetime: a duration, 0s (revalidate every time), never or do_not_cache (overrides --policy)", EnvVars: []string{"CRAWLCACHE_EXPIRE_AFTER"}},
+			&cli.StringFlag{Name: "expire-after", Usage: "freshness lifetime: a duration, 0s (revalidate every time), never, do_not_cache or adaptive (overrides --policy)", EnvVars: []string{"CRAWLCACHE_EXPIRE_AFTER"}},
 			&cli.BoolFlag{Name: "cache-control", Usage: "follow RFC 9111 (Cache-Control, Expires, Vary, Age; shared-cache rules unless --private) instead of the crawler policy", EnvVars: []string{"CRAWLCACHE_CACHE_CONTROL"}},
 			&cli.BoolFlag{Name: "private", Usage: "be a private cache for a single user (RFC 9111): store private responses and Set-Cookie; default is a shared cache", EnvVars: []string{"CRAWLCACHE_PROXY_PRIVATE"}},
 			&cli.BoolFlag{Name: "cdn-cache-control", Usage: "reverse proxy acting as the origin's CDN: obey CDN-Cache-Control (RFC 9213) over Cache-Control", EnvVars: []string{"CRAWLCACHE_PROXY_CDN_CACHE_CONTROL"}},

@@ -87,8 +87,9 @@ func TestParseExpiry(t *testing.T) {
 		{"0", cache.Expiry{Kind: cache.ExpireAfter}, ""},
 		{"never", cache.Expiry{Kind: cache.ExpireNever}, ""},
 		{"do_not_cache", cache.Expiry{Kind: cache.ExpireDoNotCache}, ""},
-		{"-1h", cache.Expiry{}, `must be a duration >= 0 like 1h, never or do_not_cache, got "-1h"`},
-		{"3600", cache.Expiry{}, `must be a duration >= 0 like 1h, never or do_not_cache, got "3600"`},
+		{"adaptive", cache.Expiry{Kind: cache.ExpireAdaptive}, ""},
+		{"-1h", cache.Expiry{}, `must be a duration >= 0 like 1h, never, do_not_cache or adaptive, got "-1h"`},
+		{"3600", cache.Expiry{}, `must be a duration >= 0 like 1h, never, do_not_cache or adaptive, got "3600"`},
 	}
 	for _, tt := range tests {
 		got, err := ParseExpiry(tt.in)

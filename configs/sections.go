@@ -21,7 +21,7 @@ var cacheKeys = []string{
 	"expire_after", "urls_expire_after", "cache_control", "stale_if_error",
 	"stale_while_revalidate", "only_if_cached", "allowable_codes",
 	"allowable_methods", "match_headers", "ignored_parameters", "ttl",
-	"credentials",
+	"credentials", "adaptive",
 }
 
 // cache reads the cache section into j.Cache, j.TTL and j.TTLSet.
@@ -76,6 +76,7 @@ func (d *decoder) cache(n *yaml.Node, p string, j *Job) {
 	if v, ok := m["credentials"]; ok {
 		d.credentials(v, join(p, "credentials"), pol)
 	}
+	d.adaptive(m, p, pol)
 	if v, ok := m["ttl"]; ok {
 		kp := join(p, "ttl")
 		if s, ok := scalar(v, "!!str"); ok && strings.TrimSpace(s.Value) == "none" {
@@ -177,10 +178,11 @@ func (d *decoder) expiry(n *yaml.Node, p string) (cache.Expiry, bool) {
 	return cache.Expiry{}, false
 }
 
-const expiryWant = "must be a duration >= 0 like 1h, never or do_not_cache"
+const expiryWant = "must be a duration >= 0 like 1h, never, do_not_cache or adaptive"
 
 // ParseExpiry parses an expire_after value: a Go duration >= 0 (0s means
-// revalidate on every use), "never" or "do_not_cache". Command-line flags
+// revalidate on every use), "never", "do_not_cache" or "adaptive" (each
+// URL's learned interval, bounded by cache.adaptive). Command-line flags
 // use it so they accept exactly what job files accept.
 func ParseExpiry(s string) (cache.Expiry, error) {
 	switch v := strings.TrimSpace(s); v {
@@ -188,6 +190,8 @@ func ParseExpiry(s string) (cache.Expiry, error) {
 		return cache.Expiry{Kind: cache.ExpireNever}, nil
 	case "do_not_cache":
 		return cache.Expiry{Kind: cache.ExpireDoNotCache}, nil
+	case expireAdaptive:
+		return cache.Expiry{Kind: cache.ExpireAdaptive}, nil
 	default:
 		if dur, err := ParseDuration(v); err == nil && dur >= 0 {
 			return cache.Expiry{Kind: cache.ExpireAfter, After: dur}, nil

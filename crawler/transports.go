@@ -38,7 +38,7 @@ func (c *crawl) openTransports(ctx context.Context) (func(), error) {
 	// its credentialed entries under credentials: job.
 	ct, err := cache.New(ctx, c.opts.Store, cache.Options{
 		Database: c.opts.CacheDatabase, Upstream: c.polite, Policy: c.opts.CachePolicy, Now: c.opts.Now, Logger: c.log,
-		MaxBodySize: c.maxBody, Job: c.opts.Job,
+		MaxBodySize: c.maxBody, Job: c.opts.Job, RunStart: c.now(),
 	})
 	if err != nil {
 		closeIdle()

@@ -1,6 +1,8 @@
 package jobs
 
 import (
+	"crawlcache/cache"
+	"crawlcache/changes"
 	"crawlcache/configs"
 	"crawlcache/crawler"
 	"crawlcache/pipeline"
@@ -18,7 +20,7 @@ func (r *Runner) crawlerOptions(job *configs.Job) crawler.Options {
 		UserAgent: job.UserAgent, Headers: job.Headers, Robots: job.Robots, Timeout: job.Timeout, MaxBodySize: job.MaxBodySize,
 		PerHost: job.Rate.PerHost, Burst: job.Rate.Burst, Parallelism: job.Rate.Parallelism,
 		RetryMax: job.Retry.Max, RetryBackoff: job.Retry.Backoff, PerHostParallelism: job.Rate.PerHostParallelism,
-		Store: r.Store, CachePolicy: job.Cache,
+		Store: r.Store, CachePolicy: cachePolicy(job),
 		Now: r.Now, Upstream: r.Upstream, Proxy: job.Proxy, NoProxy: job.NoProxy,
 		Sitemaps: crawler.SitemapOptions{Discover: job.Sitemaps.Discover, URLs: job.Sitemaps.URLs, TrustLastMod: job.Sitemaps.TrustLastMod},
 		Render:   r.renderOptions(job),
@@ -32,4 +34,16 @@ func extractor(job *configs.Job) (*pipeline.Extractor, error) {
 		spec.Fields = append(spec.Fields, pipeline.Field{Name: f.Name, CSS: f.CSS, Attr: f.Attr, Text: f.Text, HTML: f.HTML, All: f.All})
 	}
 	return pipeline.NewExtractor(spec)
+}
+
+// cachePolicy is the job's cache policy: under expire_after: adaptive a
+// page refetched with a body that differs only in the parts the job's
+// changes rules ignore counts as unchanged for its revisit interval, as it
+// does in the run's change records (changes.Same).
+func cachePolicy(job *configs.Job) cache.Policy {
+	pol := job.Cache
+	if strip := stripper(job.Changes); strip != nil {
+		pol.Adaptive.Unchanged = func(prev, next []byte) bool { return changes.Same(prev, next, strip) }
+	}
+	return pol
 }
