@@ -246,7 +246,12 @@ type showJSON struct {
 	CreatedAt    time.Time             `json:"created_at"`
 	ValidatedAt  time.Time             `json:"validated_at"`
 	Expires      *time.Time            `json:"expires"`
-	Revalidated  bool                  `json:"revalidated"`
+	// IntervalSeconds is the learned revisit interval (expire_after:
+	// adaptive) and NextDue the time the page falls due (Expires);
+	// both absent for entries without one.
+	IntervalSeconds int64      `json:"interval_seconds,omitempty"`
+	NextDue         *time.Time `json:"next_due,omitempty"`
+	Revalidated     bool       `json:"revalidated"`
 	ETag         string                `json:"etag,omitempty"`
 	LastModified string                `json:"last_modified,omitempty"`
 	Credential   *cache.CredentialInfo `json:"credential,omitempty"`
@@ -278,9 +283,9 @@ func runCacheShow(c *cli.Context) error {
 		if err != nil {
 			return fmt.Errorf("read stored body of %s: %w", doc.ID, err)
 		}
-		validated, expires, revalidated := doc.ValidatedAt, doc.Expires, false
+		validated, expires, revalidated, interval := doc.ValidatedAt, doc.Expires, false, doc.IntervalSeconds
 		if rev != nil && rev.ValidatedAt.After(doc.ValidatedAt) {
-			validated, expires, revalidated = rev.ValidatedAt, rev.Expires, true
+			validated, expires, revalidated, interval = rev.ValidatedAt, rev.Expires, true, rev.IntervalSeconds
 		}
 		_, binary := doc.Body.(bson.Binary)
 		if doc.BodyEncoding != "" { // stored compressed: binary whatever it holds
@@ -292,7 +297,11 @@ func runCacheShow(c *cli.Context) error {
 				Headers: resp.Header, ContentType: doc.ContentType, Size: doc.Size,
 				CreatedAt: doc.CreatedAt.UTC(), ValidatedAt: validated.UTC(), Revalidated: revalidated,
 				ETag: doc.ETag, LastModified: resp.Header.Get("Last-Modified"), Request: doc.Request,
-				Credential: cache.CredentialOf(doc),
+				Credential: cache.CredentialOf(doc), IntervalSeconds: interval,
+			}
+			if interval > 0 && expires != nil {
+				due := expires.UTC()
+				j.NextDue = &due
 			}
 			return writeShowJSON(c, j, expires, body, binary)
 		}
@@ -322,6 +331,7 @@ func runCacheShow(c *cli.Context) error {
 			}
 			fmt.Fprintf(tw, "expires\t%s (%s, %s)\n", fmtTime(*expires), fmtAge(*expires, now), state)
 		}
+		showInterval(tw, interval, expires, now)
 		if err := tw.Flush(); err != nil {
 			return err
 		}
@@ -495,6 +505,18 @@ func describeCredential(c *cache.CredentialInfo) string {
 		return fmt.Sprintf("bound to its job (id %s; fetched with %s): served only to that job's requests with credentials", c.ID, headers)
 	}
 	return fmt.Sprintf("fetched with %s by an earlier release, not bound: served to no one, replaced on the next fetch", headers)
+}
+
+// showInterval writes the learned revisit interval of an entry under
+// expire_after: adaptive, and when it falls due; nothing for other entries.
+func showInterval(w io.Writer, seconds int64, due *time.Time, now time.Time) {
+	if seconds <= 0 || due == nil {
+		return
+	}
+	iv := time.Duration(seconds) * time.Second
+	fmt.Fprintf(w, "interval\t%s, learned (expire_after: adaptive)\n", cache.FormatInterval(iv))
+	fmt.Fprintf(w, "next due\t%s (%s; a run that starts up to %s before counts it due)\n",
+		fmtTime(*due), fmtAge(*due, now), cache.FormatInterval(cache.Tolerance(iv)))
 }
 
 // writeShowJSON completes j with the expiry and, unless --headers-only, the
