@@ -235,29 +235,29 @@ func runCacheLs(c *cli.Context) error {
 
 // showJSON is the JSON form of `cache show`.
 type showJSON struct {
-	Key         string              `json:"key"`
-	URL         string              `json:"url"`
-	Method      string              `json:"method"`
-	Status      int                 `json:"status"`
-	Proto       string              `json:"proto,omitempty"`
-	Headers     map[string][]string `json:"headers"`
-	ContentType string              `json:"content_type,omitempty"`
-	Size        int64               `json:"size"`
-	CreatedAt   time.Time           `json:"created_at"`
-	ValidatedAt time.Time           `json:"validated_at"`
-	Expires     *time.Time          `json:"expires"`
+	Key          string                `json:"key"`
+	URL          string                `json:"url"`
+	Method       string                `json:"method"`
+	Status       int                   `json:"status"`
+	Proto        string                `json:"proto,omitempty"`
+	Headers      map[string][]string   `json:"headers"`
+	ContentType  string                `json:"content_type,omitempty"`
+	Size         int64                 `json:"size"`
+	CreatedAt    time.Time             `json:"created_at"`
+	ValidatedAt  time.Time             `json:"validated_at"`
+	Expires      *time.Time            `json:"expires"`
+	Revalidated  bool                  `json:"revalidated"`
+	ETag         string                `json:"etag,omitempty"`
+	LastModified string                `json:"last_modified,omitempty"`
+	Credential   *cache.CredentialInfo `json:"credential,omitempty"`
+	Request      cache.RequestInfo     `json:"request"`
+	Body         *string               `json:"body,omitempty"`
+	BodyBase64   *string               `json:"body_base64,omitempty"`
 	// IntervalSeconds is the learned revisit interval (expire_after:
 	// adaptive) and NextDue the time the page falls due (Expires);
 	// both absent for entries without one.
-	IntervalSeconds int64                 `json:"interval_seconds,omitempty"`
-	NextDue         *time.Time            `json:"next_due,omitempty"`
-	Revalidated     bool                  `json:"revalidated"`
-	ETag            string                `json:"etag,omitempty"`
-	LastModified    string                `json:"last_modified,omitempty"`
-	Credential      *cache.CredentialInfo `json:"credential,omitempty"`
-	Request         cache.RequestInfo     `json:"request"`
-	Body            *string               `json:"body,omitempty"`
-	BodyBase64      *string               `json:"body_base64,omitempty"`
+	IntervalSeconds int64      `json:"interval_seconds,omitempty"`
+	NextDue         *time.Time `json:"next_due,omitempty"`
 }
 
 func runCacheShow(c *cli.Context) error {
