@@ -50,10 +50,13 @@ type config struct {
 	// renderPages sizes the site of the render scenario (product pages);
 	// renderTabs is the pages rendered at once.
 	renderPages, renderTabs int
+	// adaptivePages sizes the site of the adaptive scenario (10% of its
+	// pages change every day).
+	adaptivePages int
 }
 
 // scenarioNames are the values of -only.
-var scenarioNames = []string{"cold", "crawl", "resume", "roundtrips", "rss", "links", "proxy", "history", "incremental", "compass", "render"}
+var scenarioNames = []string{"cold", "crawl", "resume", "roundtrips", "rss", "links", "proxy", "history", "incremental", "compass", "render", "adaptive"}
 
 // want reports whether scenario name runs.
 func (c config) want(name string) bool { return len(c.only) == 0 || c.only[name] }
@@ -79,6 +82,7 @@ func main() {
 	flag.IntVar(&cfg.compassPages, "compass-pages", 20000, "cached pages of 40 KB the compass scenario queries")
 	flag.IntVar(&cfg.renderPages, "render-pages", 200, "product pages of the script-built shop the render scenario renders (plus its entry and listing pages)")
 	flag.IntVar(&cfg.renderTabs, "render-tabs", 2, "pages rendered at once in the render scenario, by crawlcache and by chromedp")
+	flag.IntVar(&cfg.adaptivePages, "adaptive-pages", 200, "pages of the site of the adaptive scenario (30 simulated daily runs; a tenth of the pages change every day)")
 	flag.BoolVar(&cfg.skipRSS, "skip-rss", false, "skip the 100k-URL memory scenario (the slowest)")
 	flag.StringVar(&cfg.links, "links", "", "with -only links: hubs (1,000 pages of 1,000 links) or big (one page of a million links); empty runs both")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write CPU, block and mutex profiles of each crawl to PREFIX.<crawl>[.block|.mutex].prof (the last round's)")
@@ -146,6 +150,7 @@ func run(ctx context.Context, cfg config) (string, error) {
 		{"incremental", "incremental re-crawls on a CPU-bound site", incrementalScenarios},
 		{"compass", "queries people make in Compass", compassScenario},
 		{"render", "rendering script-built pages in Chromium", renderScenario},
+		{"adaptive", "adaptive revisits over 30 simulated daily runs", adaptiveScenario},
 	}
 	for _, sc := range scenarios {
 		switch {

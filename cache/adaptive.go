@@ -54,6 +54,12 @@ type Adaptive struct {
 	// changes and parses packages compare. A job that ignores parts of
 	// its pages when it compares them passes changes.Same with its rules.
 	Unchanged func(prev, next []byte) bool `json:"-"`
+	// Rule, if set, replaces the rule above: the next interval of an
+	// entry whose interval was interval, validated again elapsed after
+	// its previous validation, unchanged or not; the bounds still apply.
+	// For comparisons (the bench measures Nutch's rule with it); nil for
+	// the rule described above.
+	Rule func(interval, elapsed time.Duration, unchanged bool) time.Duration `json:"-"`
 }
 
 // bounds returns Min, Max and Initial with defaults, Initial within
@@ -88,6 +94,9 @@ func (a Adaptive) interval(iv time.Duration) time.Duration {
 // interval was iv (0: none stored).
 func (a Adaptive) next(iv, elapsed time.Duration, unchanged bool) time.Duration {
 	cur := a.interval(iv)
+	if a.Rule != nil {
+		return a.interval(max(a.Rule(cur, elapsed, unchanged), 1))
+	}
 	if unchanged {
 		return a.interval(scale(max(cur, elapsed), AdaptiveGrow))
 	}

@@ -314,3 +314,50 @@ func mustGet(t *testing.T, c *store.Collection, id string) bson.Raw {
 	}
 	return raw
 }
+
+// TestAdaptiveRule: the interval rule alone, the bounds' defaults, the
+// tolerance and how intervals are written.
+func TestAdaptiveRule(t *testing.T) {
+	half := func(iv, _ time.Duration, _ bool) time.Duration { return iv / 2 }
+	tests := []struct {
+		name      string
+		a         Adaptive
+		iv, since time.Duration
+		unchanged bool
+		want      time.Duration
+	}{
+		{"first interval", Adaptive{}, 0, 0, true, day},
+		{"unchanged on time", Adaptive{}, day, day, true, 36 * time.Hour},
+		{"unchanged, checked early (--revalidate)", Adaptive{}, 4 * day, time.Hour, true, 6 * day},
+		{"unchanged, checked late", Adaptive{}, day, 10 * day, true, 15 * day},
+		{"changed", Adaptive{}, 4 * day, 10 * day, false, 2 * day},
+		{"changed, at min", Adaptive{}, time.Hour, day, false, time.Hour},
+		{"unchanged, at max", Adaptive{}, 25 * day, 25 * day, true, 30 * day},
+		{"stored interval above a lowered max", Adaptive{Max: 2 * day}, 10 * day, 0, false, day},
+		{"initial below min", Adaptive{Min: 2 * day}, 0, 0, true, 2 * day},
+		{"a rule of its own, bounded", Adaptive{Rule: half}, 90 * time.Minute, 0, true, time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.iv == 0 {
+				if got := tt.a.interval(0); got != tt.want {
+					t.Errorf("interval(0) = %s, want %s", got, tt.want)
+				}
+				return
+			}
+			if got := tt.a.next(tt.iv, tt.since, tt.unchanged); got != tt.want {
+				t.Errorf("next(%s, %s, %v) = %s, want %s", tt.iv, tt.since, tt.unchanged, got, tt.want)
+			}
+		})
+	}
+	for iv, want := range map[time.Duration]time.Duration{time.Hour: 6 * time.Minute, day: time.Hour, 30 * day: time.Hour} {
+		if got := Tolerance(iv); got != want {
+			t.Errorf("Tolerance(%s) = %s, want %s", iv, got, want)
+		}
+	}
+	for d, want := range map[time.Duration]string{0: "0s", 36 * time.Hour: "1d12h", 90 * time.Minute: "1h30m", 4*day + 61*time.Second: "4d1m1s"} {
+		if got := FormatInterval(d); got != want {
+			t.Errorf("FormatInterval(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
