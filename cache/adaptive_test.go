@@ -61,7 +61,7 @@ func adaptiveRun(t *testing.T, s *store.Store, clock *testClock, pol Policy, ups
 // learnedInterval is the interval stored with key's effective validation.
 func (e *transportEnv) learnedInterval(key string) time.Duration {
 	e.t.Helper()
-	var doc Document
+	var doc Entry
 	if err := bson.Unmarshal(e.rawDoc(ResponsesCollection, key), &doc); err != nil {
 		e.t.Fatalf("no response stored under %s: %v", key, err)
 	}
@@ -284,7 +284,7 @@ func TestAdaptiveOnReleaseFixture(t *testing.T) {
 	pol := Policy{ExpireAfter: Expiry{Kind: ExpireAdaptive}}
 	url := fixtureHost + "/products/1"
 	key := keyOf(t, url, pol)
-	var before Document
+	var before Entry
 	if err := bson.Unmarshal(mustGet(t, s.Collection(DefaultDatabase, ResponsesCollection), key), &before); err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,7 @@ type Entry struct {
 	// IntervalSeconds is the URL's learned revisit interval under
 	// expire_after: adaptive (adaptive.go), in seconds, as of this body;
 	// Expires is then the next due time. Absent under other expiries and
-	// in documents of releases before it was learned: the interval is
+	// in entries of releases before it was learned: the interval is
 	// then the policy's initial one.
 	IntervalSeconds int64  `bson:"interval_seconds,omitempty"`
 	ETag            string `bson:"etag,omitempty"`
@@ -120,7 +120,7 @@ type Revalidation struct {
 	ValidatedAt time.Time  `bson:"validated_at"`
 	Expires     *time.Time `bson:"expires,omitempty"`
 	// IntervalSeconds is the learned interval after this 304, as
-	// Document.IntervalSeconds.
+	// Entry.IntervalSeconds.
 	IntervalSeconds int64  `bson:"interval_seconds,omitempty"`
 	Headers         bson.M `bson:"headers,omitempty"`
 }
