@@ -55,6 +55,9 @@ func (k FilterKind) String() string {
 func commandOf(e *event.CommandStartedEvent) Command {
 	c := Command{Name: e.CommandName, Database: e.DatabaseName}
 	c.Collection, _ = e.Command.Lookup(e.CommandName).StringValueOK()
+	if e.CommandName == "getMore" { // {getMore: <cursor id>, collection: …}
+		c.Collection, _ = e.Command.Lookup("collection").StringValueOK()
+	}
 	c.Filter = filterOf(e.CommandName, e.Command)
 	if elems, err := c.Filter.Elements(); err == nil && len(elems) > 0 {
 		c.FilterKind = FilterOther

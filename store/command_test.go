@@ -61,6 +61,7 @@ func TestOnCommandDescribesWireCommands(t *testing.T) {
 			return coll.Scan(ctx, bson.D{}, store.FindOptions{}, func(bson.Raw) error { return nil })
 		}, "find", store.FilterNone},
 		{"delete by _id", func() error { return coll.Delete(ctx, "gone") }, "delete", store.FilterID},
+		{"count by another field", func() error { _, err := coll.Count(ctx, bson.D{{Key: "v", Value: 1}}); return err }, "aggregate", store.FilterOther},
 		{"update by another field", func() error {
 			_, err := coll.UpdateOne(ctx, bson.D{{Key: "v", Value: 1}}, bson.D{{Key: "$set", Value: bson.D{{Key: "w", Value: 2}}}}, false)
 			return err
