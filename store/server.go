@@ -44,6 +44,12 @@ type ServerOptions struct {
 	// leaves the _id indexes as they are; every write through it fails.
 	// A writable directory is opened as usual.
 	ReadOnly bool
+
+	// NoQueryFront serves Listen with FerretDB itself, without the query
+	// front (front.go) that answers queries on the cache's page summaries
+	// from indexes: every query then decodes every document, as FerretDB
+	// does. For comparisons; the front is on by default.
+	NoQueryFront bool
 }
 
 // Owner is the content of the owner file of a served data directory.
@@ -154,7 +160,11 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 	}
 	// FerretDB listens on an internal port; the query front (front.go)
 	// serves listen.
-	s, runCtx, err := serve(abs, "127.0.0.1:0", "file:"+abs+"/?_pragma=synchronous("+sqliteSyncMode()+")", lock, logger)
+	internal := "127.0.0.1:0"
+	if opts.NoQueryFront {
+		internal = listen
+	}
+	s, runCtx, err := serve(abs, internal, "file:"+abs+"/?_pragma=synchronous("+sqliteSyncMode()+")", lock, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +184,9 @@ func StartServer(ctx context.Context, opts ServerOptions) (*Server, error) {
 		})
 	}
 
-	if err := s.startFront(listen, logger); err != nil {
+	if opts.NoQueryFront {
+		// FerretDB serves listen itself.
+	} else if err := s.startFront(listen, logger); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("start embedded store on %s in %s: %w", listen, abs, err)
 	}
