@@ -159,6 +159,24 @@ func findAll(t *testing.T, coll *mongo.Collection, filter bson.D, opts *options.
 	return out
 }
 
+// aggregateAll runs pipeline on coll and returns every document, raw, in
+// order.
+func aggregateAll(t *testing.T, coll *mongo.Collection, pipeline bson.A, opts *options.AggregateOptionsBuilder) []bson.Raw {
+	t.Helper()
+	cur, err := coll.Aggregate(context.Background(), pipeline, opts)
+	if err != nil {
+		t.Fatalf("aggregate %v: %v", pipeline, err)
+	}
+	var out []bson.Raw
+	for cur.Next(context.Background()) {
+		out = append(out, slices.Clone(cur.Current))
+	}
+	if err := cur.Err(); err != nil {
+		t.Fatalf("aggregate %v: %v", pipeline, err)
+	}
+	return out
+}
+
 // sortKeys are the values of keys in docs, for comparing sorted results
 // whose ties may come in any order.
 func sortKeys(docs []bson.Raw, keys []string) []string {
@@ -200,7 +218,21 @@ func compareRandomQueries(t *testing.T, r *rand.Rand, s *store.Store, n int) int
 	before := store.FrontAnswered(s)
 	for i := range n {
 		filter := randomFilter(r)
-		switch r.IntN(4) {
+		switch r.IntN(5) {
+		case 4:
+			field := []string{"status", "url", "validated_at"}[r.IntN(3)]
+			pipeline := bson.A{bson.D{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$" + field}, {Key: "pages", Value: bson.D{{Key: "$sum", Value: 1}}}}}}}
+			if len(filter) > 0 {
+				pipeline = append(bson.A{bson.D{{Key: "$match", Value: filter}}}, pipeline...)
+			}
+			opts := options.Aggregate()
+			if r.IntN(2) == 0 {
+				opts.SetBatchSize(int32(1 + r.IntN(20)))
+			}
+			got, want := aggregateAll(t, front, pipeline, opts), aggregateAll(t, direct, pipeline, opts)
+			if !slices.EqualFunc(got, want, func(a, b bson.Raw) bool { return bytes.Equal(a, b) }) {
+				t.Fatalf("query %d: aggregate(%v) gave %d groups through the front, want %d (or their order or values differ)", i, pipeline, len(got), len(want))
+			}
 		case 0:
 			opts := options.Count()
 			if r.IntN(3) == 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -112,13 +113,15 @@ func (f *front) count(ctx context.Context, coll *frontCollection, cmd bsoncore.D
 	return b.Build(), nil
 }
 
-// aggregate answers the pipeline countDocuments sends:
+// aggregate answers two pipelines: the one countDocuments sends,
 // [{$match: filter}, {$skip: n}?, {$limit: n}?, {$group: {_id: <number>,
 // <name>: {$sum: 1}}}], whose result is one document {_id, <name>: int32}
-// (none when nothing matches).
+// (none when nothing matches), and a count by a front field's values,
+// [{$match: filter}?, {$group: {_id: "$field", <name>: {$sum: 1}}}].
 func (f *front) aggregate(ctx context.Context, coll *frontCollection, cmd bsoncore.Document) (bsoncore.Document, error) {
 	q := frontQuery{coll: coll, plan: &frontPlan{}}
 	var group bsoncore.Document
+	batch := int64(101)
 	elems, _ := cmd.Elements()
 	for _, e := range elems[1:] {
 		v := e.Value()
@@ -128,11 +131,14 @@ func (f *front) aggregate(ctx context.Context, coll *frontCollection, cmd bsonco
 			arr, isArr := v.ArrayOK()
 			ok = isArr
 			if ok {
-				group, ok = planCountPipeline(&q, arr)
+				group, ok = planPipeline(&q, arr)
 			}
 		case key == "cursor":
 			doc, isDoc := v.DocumentOK()
-			ok = isDoc && (len(doc) == 5 || isOnlyBatchSize(doc))
+			ok = isDoc && len(doc) == 5
+			if n, isBatch := onlyBatchSize(doc); isDoc && isBatch {
+				batch, ok = n, true
+			}
 		case key == "comment":
 			_, ok = v.StringValueOK()
 		default:
@@ -145,6 +151,22 @@ func (f *front) aggregate(ctx context.Context, coll *frontCollection, cmd bsonco
 	if group == nil {
 		return nil, errFrontUnsupported
 	}
+	ns := coll.db + "." + coll.name
+	if q.group == nil && batch == 0 {
+		return nil, errFrontUnsupported // an empty first batch and a cursor: FerretDB's
+	}
+	if q.group != nil {
+		docs, _, err := f.files.run(ctx, q, false)
+		if err != nil {
+			return nil, err
+		}
+		first := docs[:min(int64(len(docs)), batch)]
+		var id int64
+		if int64(len(first)) == batch {
+			id = f.cursors.open(ns, docs[len(first):], batch)
+		}
+		return cursorReply("firstBatch", first, id, ns), nil
+	}
 	_, n, err := f.files.run(ctx, q, true)
 	if err != nil {
 		return nil, err
@@ -152,29 +174,28 @@ func (f *front) aggregate(ctx context.Context, coll *frontCollection, cmd bsonco
 	if n > 1<<31-1 {
 		return nil, errFrontUnsupported
 	}
-	var batch [][]byte
+	var docs [][]byte
 	if n > 0 {
 		elems, _ := group.Elements()
 		b := bsoncore.NewDocumentBuilder().AppendValue("_id", elems[0].Value()).AppendInt32(elems[1].Key(), int32(n))
-		batch = append(batch, b.Build())
+		docs = append(docs, b.Build())
 	}
-	return cursorReply("firstBatch", batch, 0, coll.db+"."+coll.name), nil
+	return cursorReply("firstBatch", docs, 0, ns), nil
 }
 
-// isOnlyBatchSize reports a cursor document {batchSize: n > 0}: the count
-// aggregation answers one document at most.
-func isOnlyBatchSize(doc bsoncore.Document) bool {
+// onlyBatchSize reads a cursor document {batchSize: n ≥ 0}.
+func onlyBatchSize(doc bsoncore.Document) (int64, bool) {
 	elems, err := doc.Elements()
 	if err != nil || len(elems) != 1 || elems[0].Key() != "batchSize" {
-		return false
+		return 0, false
 	}
-	n, ok := nonNegative(elems[0].Value())
-	return ok && n > 0
+	return nonNegative(elems[0].Value())
 }
 
-// planCountPipeline plans q from a count pipeline and returns its $group
-// document, or nil when the pipeline is another.
-func planCountPipeline(q *frontQuery, arr bsoncore.Array) (bsoncore.Document, bool) {
+// planPipeline plans q from a count pipeline and returns its $group
+// document (q.group set for a count by a field), or nil when the
+// pipeline is another.
+func planPipeline(q *frontQuery, arr bsoncore.Array) (bsoncore.Document, bool) {
 	stages, err := arr.Values()
 	if err != nil || len(stages) < 1 {
 		return nil, false
@@ -206,7 +227,7 @@ func planCountPipeline(q *frontQuery, arr bsoncore.Array) (bsoncore.Document, bo
 			}
 		case name == "$group" && last:
 			group, ok := v.DocumentOK()
-			if !ok || !isCountGroup(group) {
+			if !ok || !q.planGroup(group) {
 				return nil, false
 			}
 			return group, true
@@ -217,17 +238,16 @@ func planCountPipeline(q *frontQuery, arr bsoncore.Array) (bsoncore.Document, bo
 	return nil, false
 }
 
-// isCountGroup reports {_id: <number>, <name>: {$sum: 1}}.
-func isCountGroup(group bsoncore.Document) bool {
+// planGroup reports {_id: <number> or "$field", <name>: {$sum: 1}} (the
+// field a front field, and no $skip or $limit before), and sets q.group
+// for a field.
+func (q *frontQuery) planGroup(group bsoncore.Document) bool {
 	elems, err := group.Elements()
 	if err != nil || len(elems) != 2 || elems[0].Key() != "_id" {
 		return false
 	}
-	if _, ok := wholeNumber(elems[0].Value()); !ok {
-		return false
-	}
 	name := elems[1].Key()
-	if name == "" || name[0] == '$' || name == "_id" {
+	if name == "" || name[0] == '$' || name == "_id" || strings.ContainsRune(name, '.') {
 		return false
 	}
 	sum, ok := elems[1].Value().DocumentOK()
@@ -238,8 +258,23 @@ func isCountGroup(group bsoncore.Document) bool {
 	if err != nil || len(se) != 1 || se[0].Key() != "$sum" {
 		return false
 	}
-	one, ok := se[0].Value().Int32OK()
-	return ok && one == 1
+	if one, ok := se[0].Value().Int32OK(); !ok || one != 1 {
+		return false
+	}
+	id := elems[0].Value()
+	if _, ok := wholeNumber(id); ok {
+		return true
+	}
+	path, ok := id.StringValueOK()
+	if !ok || !strings.HasPrefix(path, "$") || q.skip != 0 || q.limit != 0 {
+		return false
+	}
+	f, ok := q.coll.field(path[1:])
+	if !ok {
+		return false
+	}
+	q.group = &frontGroup{field: f, count: name}
+	return true
 }
 
 // getMore answers a getMore of a front cursor: {cursor: {nextBatch, id,

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // This file runs the front's plans (frontplan.go) on FerretDB's SQLite
@@ -79,11 +81,19 @@ func (ff *frontFiles) close() {
 }
 
 // frontQuery is what to read: a plan on a collection, with skip and limit
-// (0: none).
+// (0: none), or the groups of a field's values (group set).
 type frontQuery struct {
 	coll        *frontCollection
 	plan        *frontPlan
 	skip, limit int64
+	group       *frontGroup
+}
+
+// frontGroup is a $group by a front field counting documents: {_id:
+// "$field", <count>: {$sum: 1}}.
+type frontGroup struct {
+	field frontField
+	count string
 }
 
 // run reads the documents q selects, as BSON, in one read transaction:
@@ -108,10 +118,17 @@ func (ff *frontFiles) run(ctx context.Context, q frontQuery, count bool) (docs [
 	if err != nil {
 		return nil, 0, err
 	}
+	if q.group != nil {
+		q.plan.check(q.group.field)
+	}
 	for _, f := range q.plan.checked {
 		if err := checkFieldTypes(ctx, tx, table, f); err != nil {
 			return nil, 0, err
 		}
+	}
+	if q.group != nil {
+		docs, err := runGroup(ctx, tx, table, q)
+		return docs, int64(len(docs)), err
 	}
 	limit := q.limit
 	if limit == 0 {
@@ -145,6 +162,46 @@ func (ff *frontFiles) run(ctx context.Context, q frontQuery, count bool) (docs [
 		docs = append(docs, doc)
 	}
 	return docs, int64(len(docs)), rows.Err()
+}
+
+// runGroup counts the documents q selects by the value of its group
+// field, as FerretDB's $group does: one group per value (numbers of any
+// type equal in value are one group), _id the value of the group's first
+// document in FerretDB's row order (null for the documents without the
+// field), groups in the order of their first documents.
+func runGroup(ctx context.Context, tx *sql.Tx, table string, q frontQuery) ([][]byte, error) {
+	g := q.group
+	// The row of min(rowid) gives the bare column (SQLite's rule for a
+	// query with one min()).
+	rows, err := tx.QueryContext(ctx, `SELECT min(rowid), count(*), CAST(`+ferretDocColumn+` AS BLOB) FROM `+quoteIdent(table)+
+		` WHERE `+q.plan.condition()+` GROUP BY `+frontValueExpr(g.field.name)+` ORDER BY 1`, q.plan.args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var docs [][]byte
+	var text []byte
+	var first, n int64
+	for rows.Next() {
+		if err := rows.Scan(&first, &n, &text); err != nil {
+			return nil, err
+		}
+		doc, err := appendSJSON(nil, string(text))
+		if err != nil {
+			return nil, fmt.Errorf("decode a document of %s.%s: %w", q.coll.db, q.coll.name, err)
+		}
+		if n > 1<<31-1 {
+			return nil, errFrontUnsupported
+		}
+		b := bsoncore.NewDocumentBuilder()
+		if v, err := bsoncore.Document(doc).LookupErr(g.field.name); err == nil {
+			b.AppendValue("_id", v)
+		} else {
+			b.AppendNull("_id")
+		}
+		docs = append(docs, b.AppendInt32(g.count, int32(n)).Build())
+	}
+	return docs, rows.Err()
 }
 
 // frontTable returns the table of collection name, errFrontUnsupported
