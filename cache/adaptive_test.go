@@ -361,3 +361,40 @@ func TestAdaptiveRule(t *testing.T) {
 		}
 	}
 }
+
+// TestAdaptiveHostileStoredInterval: an interval edited by hand (in
+// Compass) or written by another job's bounds is read within this
+// policy's bounds: negative or zero means the initial interval, one past
+// Duration's range or past max is max, one below min is min.
+func TestAdaptiveHostileStoredInterval(t *testing.T) {
+	tests := []struct {
+		name    string
+		seconds int64
+		at      time.Duration
+		served  string
+	}{
+		{"negative: initial, not due", -5, 12 * time.Hour, ServedHit},
+		{"negative: initial, due", -5, day, ServedRevalidated},
+		{"overflowing: max at most", 1 << 62, 30*day + time.Hour, ServedRevalidated},
+		{"past max: max", 90 * 86400, 30*day + time.Hour, ServedRevalidated},
+		{"below min: min, not due", 1, 30 * time.Minute, ServedHit},
+		{"below min: min, due", 1, 2 * time.Hour, ServedRevalidated},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := newChurnOrigin(t, true, false)
+			s := storetest.Open(t)
+			clock := newTestClock()
+			pol := Policy{ExpireAfter: Expiry{Kind: ExpireAdaptive}}
+			url := o.URL + "/page"
+			e := adaptiveRun(t, s, clock, pol, nil)
+			e.expectServed(url, ServedMiss)
+			rev := Revalidation{ID: keyOf(t, url, pol), ValidatedAt: clock.Now(), IntervalSeconds: tt.seconds}
+			if err := e.db.Collection(RevalidationsCollection).Upsert(context.Background(), rev.ID, rev); err != nil {
+				t.Fatal(err)
+			}
+			clock.Advance(tt.at)
+			adaptiveRun(t, s, clock, pol, nil).expectServed(url, tt.served)
+		})
+	}
+}

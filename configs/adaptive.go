@@ -24,7 +24,7 @@ func (d *decoder) adaptive(m map[string]*yaml.Node, p string, pol *cache.Policy)
 	}
 	if uses && pol.CacheControl {
 		d.errorf(m["cache_control"], join(p, "cache_control"),
-			"cache_control: true follows RFC 9111 and ignores expire_after, so adaptive revisits would never apply: remove cache_control or the adaptive expiry")
+			"true follows RFC 9111 and ignores expire_after, so adaptive revisits would never apply: remove cache_control or the adaptive expiry")
 	}
 	n, ok := m["adaptive"]
 	if !ok {

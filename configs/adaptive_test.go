@@ -51,7 +51,7 @@ func TestAdaptiveErrors(t *testing.T) {
 		{"bounds without an adaptive expiry", "  expire_after: 1h\n  adaptive: {min: 1h}\n",
 			[]string{"bad.yaml:5: cache.adaptive: sets the bounds of adaptive revisits, but no expiry is adaptive: set expire_after: adaptive (or a urls_expire_after pattern to adaptive), or remove it"}},
 		{"with cache_control", "  expire_after: adaptive\n  cache_control: true\n",
-			[]string{"bad.yaml:5: cache.cache_control: cache_control: true follows RFC 9111 and ignores expire_after, so adaptive revisits would never apply: remove cache_control or the adaptive expiry"}},
+			[]string{"bad.yaml:5: cache.cache_control: true follows RFC 9111 and ignores expire_after, so adaptive revisits would never apply: remove cache_control or the adaptive expiry"}},
 		{"min above max", "  expire_after: adaptive\n  adaptive:\n    min: 2d\n    max: 1d\n    initial: 1d\n",
 			[]string{"bad.yaml:7: cache.adaptive.max: min (2d) is longer than max (1d)"}},
 		{"initial outside the bounds", "  expire_after: adaptive\n  adaptive:\n    min: 2d\n",
