@@ -122,7 +122,19 @@ type Record struct {
 	PrevHash string    `bson:"prev_hash,omitempty" json:"prev_hash,omitempty"`
 	At       time.Time `bson:"at" json:"at"`
 	Error    string    `bson:"error,omitempty" json:"error,omitempty"`
+	// ErrorKind and Parse are the Observation's. Counted is set on every
+	// record Observe writes (not on the gone records of pages no longer
+	// reached, nor on records of earlier releases, which lack them).
+	ErrorKind string `bson:"error_kind,omitempty" json:"-"`
+	Parse     string `bson:"parse,omitempty" json:"-"`
+	Counted   bool   `bson:"counted,omitempty" json:"-"`
 }
+
+// Values of Observation.Parse and Record.Parse.
+const (
+	ParseParsed = "parsed"
+	ParseReused = "reused"
+)
 
 // jobRuns is the document "<job>/#runs" in PagesCollection: the job's last
 // completed runs, oldest first, whose records are kept.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -19,16 +20,31 @@ import (
 // shared by several workers counts each page once). Calling it again for
 // the same run finds the same pages and changes nothing more.
 func (t *Tracker) Finish(ctx context.Context) (Counts, error) {
-	var counts Counts
+	counts, _, err := t.FinishSummary(ctx)
+	return counts, err
+}
+
+// FinishSummary is Finish that also returns the run's Summary, counted
+// from the same records (those of the pages it reached).
+func (t *Tracker) FinishSummary(ctx context.Context) (Counts, Summary, error) {
+	counts, sum := Counts{}, Summary{Complete: true}
 	reached := map[string]bool{}
 	err := List(ctx, t.opts.Records, t.opts.Run, "", func(r Record) error {
 		reached[r.ID] = true
 		counts.add(r.Kind)
+		sum.add(r)
 		return nil
 	})
 	if err != nil {
-		return counts, err
+		return counts, sum, err
 	}
+	counts, err = t.finishGone(ctx, counts, reached)
+	return counts, sum, err
+}
+
+// finishGone records gone the pages the previous completed run reached and
+// this one did not (reached), adds them to counts, and closes the run.
+func (t *Tracker) finishGone(ctx context.Context, counts Counts, reached map[string]bool) (Counts, error) {
 	runs, err := t.jobRuns(ctx)
 	if err != nil {
 		return counts, err
@@ -153,4 +169,43 @@ func List(ctx context.Context, records Collection, runID, kind string, fn func(R
 		return fmt.Errorf("list the changes of run %s: %w", runID, err)
 	}
 	return nil
+}
+
+// Summary is what a run's change records say of its pages beyond their
+// kinds, as the crawler counts them: HTML pages parsed and reused,
+// responses by HTTP status (failed URLs' included) and failed URLs by kind.
+// A page counts once however many times the run fetched it (a resume after
+// a crash fetches again what was not acknowledged), and a URL reached
+// through redirects counts as the page it ended at. Complete is false when
+// a record of the run lacks them (written by an earlier release): the
+// summary then misses its pages.
+type Summary struct {
+	Parsed, Reused       int64
+	Statuses, ErrorKinds map[string]int64
+	Complete             bool
+}
+
+// add counts record r.
+func (s *Summary) add(r Record) {
+	if !r.Counted {
+		if r.Kind != KindGone { // gone records of pages no longer reached count nothing
+			s.Complete = false
+		}
+		return
+	}
+	if s.Statuses == nil {
+		s.Statuses, s.ErrorKinds = map[string]int64{}, map[string]int64{}
+	}
+	if r.Status > 0 {
+		s.Statuses[strconv.Itoa(r.Status)]++
+	}
+	if r.Kind == KindError && r.ErrorKind != "" {
+		s.ErrorKinds[r.ErrorKind]++
+	}
+	switch r.Parse {
+	case ParseParsed:
+		s.Parsed++
+	case ParseReused:
+		s.Reused++
+	}
 }

@@ -61,6 +61,13 @@ type Observation struct {
 	BodyHash string
 	// Err, if set, is why the page failed (the page is an error).
 	Err error
+	// ErrorKind is how the crawler counts Err (its kind of failure); Parse
+	// is "parsed" or "reused" for an HTML page whose links and items were
+	// found by a parse or taken from a stored one (ParseParsed,
+	// ParseReused). The record keeps them, and Status for a failed page
+	// that got a response, so that the run's summary is counted from its
+	// records (Summary).
+	ErrorKind, Parse string
 }
 
 // Seen returns the pages classified so far by this process, by kind.
@@ -75,7 +82,8 @@ func (t *Tracker) Seen() Counts {
 // page is then not recorded.
 func (t *Tracker) Observe(ctx context.Context, o Observation) (string, error) {
 	now := t.opts.Now().UTC()
-	rec := Record{ID: RecordID(t.opts.Run, o.URL), Run: t.opts.Run, Job: t.opts.Job, URL: o.URL, Status: o.Status, At: now}
+	rec := Record{ID: RecordID(t.opts.Run, o.URL), Run: t.opts.Run, Job: t.opts.Job, URL: o.URL, Status: o.Status, At: now,
+		ErrorKind: o.ErrorKind, Parse: o.Parse, Counted: true}
 	if o.Err != nil {
 		rec.Kind, rec.Error = KindError, o.Err.Error()
 		return t.record(ctx, rec)

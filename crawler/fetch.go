@@ -222,13 +222,13 @@ func (f *fetcher) handle(e frontier.Entry, st *pageState) {
 	status := r.StatusCode
 	c.breakdown.status(status)
 	if err := c.statusFailure(status); err != nil {
-		c.markFailed(e, err)
+		c.markFailed(e, responded(err, status))
 		return
 	}
 	served := r.Headers.Get(cache.HeaderServed)
 	c.countServed(served)
 	if status >= 400 || status < 200 {
-		c.observe(c.redact(r.Request.URL.String()), r, nil, nil)
+		c.observe(c.redact(r.Request.URL.String()), r, nil, "", nil)
 		c.markDone(e.ID) // a 404 or 410 is an answer: done, with no items
 		return
 	}
@@ -237,8 +237,8 @@ func (f *fetcher) handle(e frontier.Entry, st *pageState) {
 		return // failed (marked) or interrupted (released at the end)
 	}
 	pp := c.lookupParse(r, c.redact(finalURL.String()))
-	c.countParse(r, pp)
-	c.observe(c.redact(finalURL.String()), r, pp, nil)
+	parse := c.countParse(r, pp)
+	c.observe(c.redact(finalURL.String()), r, pp, parse, nil)
 	if !c.addPageLinks(e, r, st, pp) {
 		return // interrupted or failed: the entry is released at the end
 	}

@@ -143,7 +143,7 @@ func (c *crawl) markFailed(e frontier.Entry, cause error) {
 	c.breakdown.failed(cause)
 	cause = c.scrubErr(e, cause)
 	c.log.Warn("page failed", "url", c.redact(e.URL), "err", cause)
-	c.observe(c.redact(e.URL), nil, nil, cause)
+	c.observe(c.redact(e.URL), nil, nil, "", cause)
 	if err := c.front.Fail(c.ackCtx, e.ID, cause, false); err != nil {
 		c.setFatal(fmt.Errorf("record failed url in frontier store: %w", err))
 		return

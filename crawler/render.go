@@ -156,7 +156,7 @@ func (r *renderer) page(e frontier.Entry, resp *colly.Response, st *pageState) b
 		if c.fetchCtx.Err() != nil {
 			return false
 		}
-		c.markFailed(e, err)
+		c.markFailed(e, responded(err, resp.StatusCode))
 		return false
 	}
 	return true

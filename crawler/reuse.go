@@ -8,6 +8,7 @@ import (
 	"github.com/gocolly/colly/v2"
 
 	"crawlcache/cache"
+	"crawlcache/changes"
 	"crawlcache/parses"
 	"crawlcache/pipeline"
 )
@@ -76,19 +77,18 @@ func (c *crawl) reuseErr(err error) {
 }
 
 // countParse counts r's page as parsed or, when pp has a stored parse,
-// as reused. Pages that are not HTML are neither.
-func (c *crawl) countParse(r *colly.Response, pp *pageParse) {
-	if pp == nil {
-		if c.opts.Parses == nil && isHTML(*r.Headers, r.Body) {
-			c.parsed.Add(1)
-		}
-		return
-	}
-	if pp.rec != nil {
+// as reused, and returns which (changes.ParseParsed, changes.ParseReused).
+// Pages that are not HTML are neither ("").
+func (c *crawl) countParse(r *colly.Response, pp *pageParse) string {
+	switch {
+	case pp == nil && (c.opts.Parses != nil || !isHTML(*r.Headers, r.Body)):
+		return ""
+	case pp != nil && pp.rec != nil:
 		c.reused.Add(1)
-		return
+		return changes.ParseReused
 	}
 	c.parsed.Add(1)
+	return changes.ParseParsed
 }
 
 // collect remembers a link found by this run's parse of pp's page, for its

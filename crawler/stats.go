@@ -51,6 +51,22 @@ func errorKind(err error) string {
 	}
 }
 
+// respondedError is a URL that failed although a response came: its
+// status was counted in Progress.Statuses, and its change record keeps it.
+// Its message and chain are the cause's.
+type respondedError struct {
+	status int
+	err    error
+}
+
+func (e *respondedError) Error() string { return e.err.Error() }
+func (e *respondedError) Unwrap() error { return e.err }
+
+// responded wraps cause, a failure of a URL whose response had status.
+func responded(cause error, status int) error {
+	return &respondedError{status: status, err: cause}
+}
+
 // errUnfollowedRedirect is recorded on a 3xx response left after the
 // client followed what it could.
 var errUnfollowedRedirect = errors.New("unfollowed redirect")

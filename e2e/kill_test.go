@@ -158,6 +158,36 @@ func TestRunCountersAfterKill(t *testing.T) {
 		t.Errorf("completed run counts %d pages and %d items, want %d and %d (every reachable page, one item each)",
 			run.Counters.Pages, run.Counters.Items, reachable, reachable)
 	}
+	checkSummaryOnce(t, run, reachable)
+}
+
+// TestRunSummaryAfterRawKill kills a run at once, wherever it is (reports
+// of its last seconds lost, responses received but not acknowledged
+// fetched again by the resume), and resumes it: the completed run's parsed
+// and reused pages, responses by status and errors by kind count every
+// page once.
+func TestRunSummaryAfterRawKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	run, reachable := testKillResume(t, killRaw, 30, 1, 0.6)
+	checkSummaryOnce(t, run, reachable)
+}
+
+// checkSummaryOnce asserts that the completed run's summary counts each of
+// the reachable pages (HTML, status 200, none failed) once.
+func checkSummaryOnce(t *testing.T, run *jobs.Run, reachable int) {
+	t.Helper()
+	c, b := run.Counters, run.Breakdown
+	if c.Parsed+c.Reused != int64(reachable) {
+		t.Errorf("completed run counts %d parsed + %d reused pages, want %d in all (every reachable page once)", c.Parsed, c.Reused, reachable)
+	}
+	if got := b.Statuses["200"]; got != int64(reachable) || len(b.Statuses) != 1 {
+		t.Errorf("completed run's responses by status = %v, want 200 ×%d only", b.Statuses, reachable)
+	}
+	if c.Errors != 0 || len(b.ErrorKinds) != 0 {
+		t.Errorf("completed run counts %d errors (%v), want none", c.Errors, b.ErrorKinds)
+	}
 }
 
 // testKillResume runs the kill/resume loop and checks the origin counts and

@@ -340,18 +340,22 @@ func (x *execution) record(ctx context.Context, status Status, cause error, down
 		msg = cause.Error()
 	}
 	var t Tally
-	if x.front != nil && !down && !x.alone(ctx) {
+	solo := down || x.alone(ctx)
+	if x.front != nil && !solo {
 		var err error
 		if t, err = x.r.tally(ctx, x.runs, x.front, x.job, x.run.ID); err != nil {
 			x.log.Warn("count the run's pages and items; keeping the reported counters", "err", err)
 		}
 	}
 	if status == StatusCompleted && !down && x.changes != nil {
-		n, err := x.changes.Finish(ctx)
+		n, sum, err := x.changes.FinishSummary(ctx)
 		if err != nil {
 			x.log.Warn("record what changed since the job's last run; the run's change counts are this process's", "err", err)
 		} else {
 			t.Changes = &n
+			if !solo {
+				t.setSummary(sum)
+			}
 		}
 	}
 	x.fault("finish-before")

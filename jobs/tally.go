@@ -108,3 +108,14 @@ func sanitizeKeys(m map[string]int64) map[string]int64 {
 	}
 	return out
 }
+
+// setSummary sets parsed, reused and the breakdown from the run's change
+// records (a page once, however many sessions fetched it), unless some
+// record lacks them (written by an earlier release).
+func (t *Tally) setSummary(s changes.Summary) {
+	if !s.Complete {
+		return
+	}
+	t.Parses = &ParseCounts{Parsed: s.Parsed, Reused: s.Reused}
+	t.Breakdown = &Breakdown{ErrorKinds: s.ErrorKinds, Statuses: s.Statuses}
+}

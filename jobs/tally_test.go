@@ -2,9 +2,11 @@ package jobs
 
 import (
 	"context"
+	"maps"
 	"testing"
 	"time"
 
+	"crawlcache/changes"
 	"crawlcache/store/storetest"
 )
 
@@ -71,5 +73,43 @@ func TestFinishTallySetsCacheCounters(t *testing.T) {
 	}
 	if c := rec.Counters; c.Pages != 4 || c.Hits != 4 || c.SavedBytes != 200 {
 		t.Errorf("counters after finish = %+v, want pages 4, hits 4, saved_bytes 200", c)
+	}
+}
+
+// TestFinishTallySetsSummary: parsed, reused and the breakdown counted
+// from the run's records replace what the workers reported (a killed
+// session's last reports lost, pages of it fetched again by the resume).
+func TestFinishTallySetsSummary(t *testing.T) {
+	ctx := context.Background()
+	runs := NewRuns(storetest.Open(t), nil)
+	run := &Run{ID: "sum-20261127T000000Z-0001", Job: "sum", Status: StatusRunning, Started: time.Now()}
+	if err := runs.Create(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	reported := Breakdown{ErrorKinds: map[string]int64{"network": 3}, Statuses: map[string]int64{"200": 9, "503": 1}}
+	if err := runs.report(ctx, run.ID, "a", Counters{Parsed: 7}, Counters{Parsed: 7, Reused: 2}, reported, 0); err != nil {
+		t.Fatal(err)
+	}
+	var tally Tally
+	tally.setSummary(changes.Summary{Parsed: 10, Reused: 1, Complete: true,
+		Statuses: map[string]int64{"200": 11, "404": 1}, ErrorKinds: map[string]int64{"network": 1}})
+	if _, err := runs.FinishTally(ctx, run.ID, StatusCompleted, "", tally); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := runs.Get(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rec.Counters; c.Parsed != 10 || c.Reused != 1 {
+		t.Errorf("parsed, reused = %d, %d; want 10, 1", c.Parsed, c.Reused)
+	}
+	if b := rec.Breakdown; !maps.Equal(b.Statuses, map[string]int64{"200": 11, "404": 1}) || !maps.Equal(b.ErrorKinds, map[string]int64{"network": 1}) {
+		t.Errorf("breakdown = %+v, want statuses 200 ×11, 404 ×1 and 1 network error", b)
+	}
+
+	var none Tally
+	none.setSummary(changes.Summary{Parsed: 1}) // incomplete: records of an earlier release
+	if none.Parses != nil || none.Breakdown != nil {
+		t.Errorf("an incomplete summary set %+v, %+v; want nothing (the reports are kept)", none.Parses, none.Breakdown)
 	}
 }
