@@ -149,8 +149,15 @@ func (rs *Runs) FinishTally(ctx context.Context, runID string, status Status, ms
 		Status: status, Finished: rs.now().UTC(), Error: msg, Tally: t, Host: hostname(), PID: os.Getpid(),
 	}
 	won, err := rs.claim(ctx, c)
-	if err == nil && won {
+	switch {
+	case err == nil && won:
 		err = rs.applyEnd(ctx, &c)
+	case err == nil:
+		// Another process ended the session. Its write may have been
+		// undone by a concurrent update of the record (this process's
+		// last progress report, read before it and written after):
+		// writing its end again heals that.
+		_, err = rs.settled(ctx, runID)
 	}
 	if err != nil {
 		return false, fmt.Errorf("finish run %s as %s: %w", runID, status, err)
