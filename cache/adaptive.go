@@ -134,6 +134,16 @@ func adaptiveDue(dueAt time.Time, iv time.Duration, now, runStart time.Time) boo
 	return !runStart.IsZero() && !runStart.Add(Tolerance(iv)).Before(dueAt)
 }
 
+// storedInterval reads an interval stored as seconds. A value past
+// Duration's range (an entry edited by hand) is the longest Duration; the
+// bounds then apply.
+func storedInterval(seconds int64) time.Duration {
+	if seconds > int64((1<<63-1)/time.Second) {
+		return 1<<63 - 1
+	}
+	return time.Duration(seconds) * time.Second
+}
+
 // seconds stores an interval as whole seconds (at least 1), readable in
 // Compass; 0 for none.
 func seconds(d time.Duration) int64 {

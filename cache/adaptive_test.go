@@ -398,3 +398,35 @@ func TestAdaptiveHostileStoredInterval(t *testing.T) {
 		})
 	}
 }
+
+// TestAdaptiveRedirectHop: a redirect hop recorded under expire_after:
+// adaptive keeps the initial interval (it learns nothing), with the same
+// tolerance at the run's start as pages.
+func TestAdaptiveRedirectHop(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/page", http.StatusFound) // not stored as a response: a hop
+	})
+	s := storetest.Open(t)
+	clock := newTestClock()
+	pol := Policy{ExpireAfter: Expiry{Kind: ExpireAdaptive}}
+	url := o.URL + "/r"
+	steps := []struct {
+		after    time.Duration
+		served   string
+		requests int64
+	}{
+		{0, ServedMiss, 1},
+		{12 * time.Hour, ServedHit, 1},
+		{12*time.Hour - 30*time.Minute, ServedMiss, 2}, // due 30 min after this run's start
+	}
+	for i, st := range steps {
+		clock.Advance(st.after)
+		resp, _ := adaptiveRun(t, s, clock, pol, nil).get(nil, url)
+		if Served(resp) != st.served || resp.StatusCode != http.StatusFound {
+			t.Errorf("step %d: served %q status %d, want %q 302", i, Served(resp), resp.StatusCode, st.served)
+		}
+		if n := o.requests.Load(); n != st.requests {
+			t.Errorf("step %d: origin requests %d, want %d", i, n, st.requests)
+		}
+	}
+}

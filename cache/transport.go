@@ -64,11 +64,9 @@ type Options struct {
 	Policy Policy
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
-	// RunStart is when the run this Transport serves started (by Now's
+	// RunStart is when the run this Transport serves started (Now's
 	// clock): under expire_after: adaptive a page due within Tolerance of
-	// its interval after RunStart counts as due, so a daily run does not
-	// skip a page that falls due minutes into it. Zero (a proxy, no run):
-	// no tolerance, a page is due when its time has come.
+	// it counts as due. Zero (a proxy, no run): no tolerance.
 	RunStart time.Time
 	// Logger receives store errors (the first at WARN, later ones at
 	// DEBUG) and corrupt entries. If nil, slog.Default().
@@ -275,44 +273,6 @@ func Served(resp *http.Response) string {
 		return ""
 	}
 	return resp.Header.Get(HeaderServed)
-}
-
-type ctxKey int
-
-const (
-	refreshKey ctxKey = iota
-	forceRefreshKey
-	onlyIfCachedKey
-)
-
-// WithRefresh marks requests made with ctx to be revalidated even when
-// their cached entry is fresh (a conditional request when the entry has a
-// validator, else a refetch).
-func WithRefresh(ctx context.Context) context.Context {
-	return context.WithValue(ctx, refreshKey, true)
-}
-
-// WithForceRefresh marks requests made with ctx to ignore the cache: they
-// are fetched unconditionally and the response is stored.
-func WithForceRefresh(ctx context.Context) context.Context {
-	return context.WithValue(ctx, forceRefreshKey, true)
-}
-
-// WithOnlyIfCached marks requests made with ctx for offline replay: any
-// stored entry is served, fresh or not, and a miss is a 504 without any
-// network request.
-func WithOnlyIfCached(ctx context.Context) context.Context {
-	return context.WithValue(ctx, onlyIfCachedKey, true)
-}
-
-// requestFlags are the per-request modes from the context.
-type requestFlags struct {
-	refresh, forceRefresh, onlyIfCached bool
-}
-
-func flagsOf(ctx context.Context) requestFlags {
-	b := func(k ctxKey) bool { v, _ := ctx.Value(k).(bool); return v }
-	return requestFlags{refresh: b(refreshKey), forceRefresh: b(forceRefreshKey), onlyIfCached: b(onlyIfCachedKey)}
 }
 
 // call is one RoundTrip: the caller's request, its body (read once), key
@@ -525,9 +485,7 @@ type storedEntry struct {
 	rev         *Revalidation // the effective revalidation, nil if none or older
 	e           *decodedEntry // entry (with rev) decoded
 	validatedAt time.Time
-	// interval is the learned revisit interval stored with the effective
-	// validation (adaptive.go), 0 when none is.
-	interval time.Duration
+	interval    time.Duration // learned with the effective validation (adaptive.go); 0: none
 }
 
 // decodeStored decodes the entry lk found, merging its revalidation when
@@ -537,10 +495,9 @@ func decodeStored(lk loaded) (*storedEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &storedEntry{entry: lk.entry, e: e, validatedAt: validatedAt, interval: time.Duration(lk.entry.IntervalSeconds) * time.Second}
+	st := &storedEntry{entry: lk.entry, e: e, validatedAt: validatedAt, interval: storedInterval(lk.entry.IntervalSeconds)}
 	if revApplies(lk.entry, lk.rev) {
-		st.rev = lk.rev
-		st.interval = time.Duration(lk.rev.IntervalSeconds) * time.Second
+		st.rev, st.interval = lk.rev, storedInterval(lk.rev.IntervalSeconds)
 	}
 	return st, nil
 }
