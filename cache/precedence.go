@@ -23,10 +23,11 @@ package cache
 // it fresh until the URL's learned next due time (adaptive.go), a page due
 // within Tolerance of the run's start counting as due.
 //
-// Stale entries may then still be served by the stale windows
-// (stale_if_error, stale_while_revalidate, max-stale) and only_if_cached,
-// except an entry made due by 1 or 2. WithForceRefresh is not a source: it
-// skips the lookup, so nothing stored is served.
+// An entry that is not fresh may then still be served stale: by
+// stale_while_revalidate and a request's max-stale unless 1 or 2 made it
+// due, and by stale_if_error (the origin failed) and only_if_cached (no
+// network) in every case. WithForceRefresh is not a source: it skips the
+// lookup, so nothing stored is served.
 
 // lastModSays is what a sitemap's <lastmod> says of an entry.
 type lastModSays int
