@@ -45,18 +45,21 @@ type Direct struct {
 
 	w directWriters // the write handles (directwrite.go)
 
-	reads, writes atomic.Int64 // see Stats
+	reads, writes, txs atomic.Int64 // see Stats
 }
 
 // DirectStats counts what a Direct did since the store opened.
 type DirectStats struct {
 	Reads  int64 // lookups by _id (FindRaw calls)
-	Writes int64 // write transactions (one per insert, batch, upsert or delete)
+	Writes int64 // writes (one per insert, batch, upsert or delete)
+	// Transactions is the write transactions run: writes made at the same
+	// time share one (groupcommit.go).
+	Transactions int64
 }
 
 // Stats returns the counts so far. Safe for concurrent use.
 func (d *Direct) Stats() DirectStats {
-	return DirectStats{Reads: d.reads.Load(), Writes: d.writes.Load()}
+	return DirectStats{Reads: d.reads.Load(), Writes: d.writes.Load(), Transactions: d.txs.Load()}
 }
 
 // databaseFile returns the path of database name's file and the file's

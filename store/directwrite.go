@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -64,8 +65,14 @@ type writeDB struct {
 	info os.FileInfo
 	db   *sql.DB
 
-	mu     sync.Mutex
-	tables map[string]string // collection → table
+	txs *atomic.Int64 // the Direct's count of transactions
+
+	lookupMu sync.Mutex           // one collection lookup at a time
+	mu       sync.Mutex           // guards the maps
+	tables   map[string]string    // collection → table
+	stmts    map[string]*sql.Stmt // prepared statements by SQL text (groupcommit.go)
+
+	group group // writes waiting for the next transaction (groupcommit.go)
 }
 
 // writeDB returns the write handle of database name, or
@@ -104,27 +111,34 @@ func (d *Direct) writeDB(name string) (*writeDB, error) {
 	}
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
-	wdb := &writeDB{file: file, info: info, db: db, tables: map[string]string{}}
+	wdb := &writeDB{file: file, info: info, db: db, txs: &d.txs, tables: map[string]string{}, stmts: map[string]*sql.Stmt{}}
 	w.dbs[name] = wdb
 	return wdb, nil
 }
 
 // table returns coll's table, reading FerretDB's list when coll is not
 // known or refresh is set; ErrDirectUnsupported when coll does not exist or
-// is capped (its table has another layout).
+// is capped (its table has another layout). It must not be called inside
+// a transaction of w: it may need w's connection.
 func (w *writeDB) table(ctx context.Context, coll string, refresh bool) (string, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if t, ok := w.tables[coll]; ok && !refresh {
-		return t, nil
+	if !refresh {
+		if t, ok := w.knownTable(coll); ok {
+			return t, nil
+		}
 	}
+	// w.mu is held only around the maps, never while waiting for the
+	// connection, which the commit loop may hold while it reads them.
+	w.lookupMu.Lock()
+	defer w.lookupMu.Unlock()
 	names, err := collectionTableNames(ctx, w.db)
 	if err != nil {
 		return "", fmt.Errorf("list collections in %s: %w", w.file, err)
 	}
 	t, ok := names[coll]
 	if !ok {
+		w.mu.Lock()
 		delete(w.tables, coll)
+		w.mu.Unlock()
 		return "", fmt.Errorf("%w: collection %s does not exist yet", ErrDirectUnsupported, coll)
 	}
 	var capped int
@@ -135,8 +149,21 @@ func (w *writeDB) table(ctx context.Context, coll string, refresh bool) (string,
 	if capped > 0 {
 		return "", fmt.Errorf("%w: collection %s is capped", ErrDirectUnsupported, coll)
 	}
+	if err := w.prepareTable(ctx, t); err != nil {
+		return "", fmt.Errorf("prepare the statements of %s in %s: %w", t, w.file, err)
+	}
+	w.mu.Lock()
 	w.tables[coll] = t
+	w.mu.Unlock()
 	return t, nil
+}
+
+// knownTable returns coll's table if it is known.
+func (w *writeDB) knownTable(coll string) (string, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t, ok := w.tables[coll]
+	return t, ok
 }
 
 // encoded is one document ready to write.
@@ -174,26 +201,37 @@ func isUnique(err error) bool {
 	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
 }
 
-// write runs f in one write transaction on coll's table, retrying once
-// with a fresh collection list when the table is gone (dropped meanwhile).
-func (d *Direct) write(ctx context.Context, db, coll string, f func(tx *sql.Tx, table string) error) error {
+// write runs f in a write transaction on coll's table and returns once
+// that transaction committed (or failed). Writes that queue while another
+// transaction runs share the next one (groupcommit.go).
+func (d *Direct) write(ctx context.Context, db, coll string, f writeFunc) error {
 	wdb, err := d.writeDB(db)
 	if err != nil {
 		return err
 	}
+	if _, err := wdb.table(ctx, coll, false); err != nil {
+		return err
+	}
+	d.writes.Add(1)
+	return wdb.submit(ctx, coll, f)
+}
+
+// writeAlone runs one write in a transaction of its own, retrying once
+// with a fresh collection list when the table is gone (dropped meanwhile).
+func (w *writeDB) writeAlone(ctx context.Context, coll string, f writeFunc) error {
 	for attempt := 0; ; attempt++ {
-		table, err := wdb.table(ctx, coll, attempt > 0)
+		table, err := w.table(ctx, coll, attempt > 0)
 		if err != nil {
 			return err
 		}
-		d.writes.Add(1)
 		err = func() error {
-			tx, err := wdb.db.BeginTx(ctx, nil)
+			w.txs.Add(1)
+			tx, err := w.db.BeginTx(ctx, nil)
 			if err != nil {
 				return err
 			}
 			defer tx.Rollback()
-			if err := f(tx, table); err != nil {
+			if err := f(&writeTx{ctx: ctx, tx: tx, w: w}, table); err != nil {
 				return err
 			}
 			return tx.Commit()
@@ -218,11 +256,11 @@ func (d *Direct) InsertMany(ctx context.Context, db, coll string, docs []bson.Ra
 			return nil, err
 		}
 	}
-	err = d.write(ctx, db, coll, func(tx *sql.Tx, table string) error {
+	err = d.write(ctx, db, coll, func(tx *writeTx, table string) error {
 		dups = dups[:0]
-		q := `INSERT INTO ` + quoteIdent(table) + ` (` + ferretDocColumn + `) VALUES (?)`
+		q := insertSQL(table)
 		for i, e := range enc {
-			if _, err := tx.ExecContext(ctx, q, e.text); err != nil {
+			if _, err := tx.exec(q, e.text); err != nil {
 				if isUnique(err) {
 					dups = append(dups, i)
 					continue
@@ -266,16 +304,15 @@ func (d *Direct) Upsert(ctx context.Context, db, coll string, doc bson.Raw) erro
 	if err != nil {
 		return err
 	}
-	err = d.write(ctx, db, coll, func(tx *sql.Tx, table string) error {
-		t := quoteIdent(table)
-		res, err := tx.ExecContext(ctx, `UPDATE `+t+` SET `+ferretDocColumn+` = ?1 WHERE `+idIndexExpr+` = ?2`, e.text, e.id)
+	err = d.write(ctx, db, coll, func(tx *writeTx, table string) error {
+		res, err := tx.exec(updateSQL(table), e.text, e.id)
 		if err != nil {
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil || n > 0 {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO `+t+` (`+ferretDocColumn+`) VALUES (?)`, e.text)
+		_, err = tx.exec(insertSQL(table), e.text)
 		return err
 	})
 	if err != nil {
@@ -288,8 +325,8 @@ func (d *Direct) Upsert(ctx context.Context, db, coll string, doc bson.Raw) erro
 // there is one.
 func (d *Direct) DeleteOne(ctx context.Context, db, coll, id string) error {
 	key := string(appendJSONString(nil, id, true))
-	err := d.write(ctx, db, coll, func(tx *sql.Tx, table string) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM `+quoteIdent(table)+` WHERE `+idIndexExpr+` = ?`, key)
+	err := d.write(ctx, db, coll, func(tx *writeTx, table string) error {
+		_, err := tx.exec(deleteSQL(table), key)
 		return err
 	})
 	if errors.Is(err, ErrDirectUnsupported) {
