@@ -104,6 +104,7 @@ type crawl struct {
 	pipeDone    chan struct{}
 	pipeCancel  context.CancelFunc
 	restoreHook func() // puts the pipeline's own OnPageDone back
+	acks        sync.WaitGroup
 }
 
 func newCrawl(opts Options) (*crawl, error) {

@@ -243,6 +243,7 @@ func (c *crawl) stopPipeline() {
 	}
 	close(c.pagesCh)
 	defer c.restoreHook()
+	defer c.acks.Wait()
 	if c.runCtx.Err() == nil {
 		<-c.pipeDone
 		c.pipeCancel()
@@ -307,5 +308,6 @@ func (c *crawl) ack(pg pipeline.Page, n int) {
 		c.log.Warn("pipeline acknowledged a page that is not in flight", "url", pg.URL)
 		return
 	}
-	c.markDone(id)
+	c.acks.Add(1)
+	go func() { defer c.acks.Done(); c.markDone(id) }()
 }
