@@ -87,6 +87,13 @@ func frontTypeExpr(name string) string {
 	return `json_extract(` + ferretDocColumn + `, '$."$s".p.` + name + `.t')`
 }
 
+// frontTypes is the SQL list of the type names of kind's family.
+var frontTypes = map[frontKind]string{
+	frontNumber: `('double', 'int', 'long')`,
+	frontString: `('string')`,
+	frontDate:   `('date')`,
+}
+
 // frontPlan is a translated query: a condition on the table's rows, its
 // arguments, the fields whose types must be checked first, and the order.
 type frontPlan struct {
@@ -180,6 +187,9 @@ func planID(p *frontPlan, v bsoncore.Value) error {
 // operators.
 func planField(p *frontPlan, f frontField, v bsoncore.Value) error {
 	p.check(f)
+	// The type check makes this term true of every document that has the
+	// field; it lets SQLite use the field's index (type, value).
+	p.where = append(p.where, frontTypeExpr(f.name)+` IN `+frontTypes[f.kind])
 	expr := frontValueExpr(f.name)
 	if v.Type == bsoncore.TypeRegex {
 		pattern, options := v.Regex()
