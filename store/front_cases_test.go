@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -345,5 +347,74 @@ func BenchmarkPageUpsert(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestFrontSurvivesBrokenClients: a client that sends garbage, a length
+// out of range or half a message, or leaves in the middle of a cursor,
+// loses its own connection and nothing else.
+func TestFrontSurvivesBrokenClients(t *testing.T) {
+	s := openPages(t, 300)
+	addr := strings.TrimSuffix(strings.TrimPrefix(s.URI, "mongodb://"), "/")
+	for _, junk := range [][]byte{
+		[]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+		{0xff, 0xff, 0xff, 0x7f, 1, 2, 3},               // 2 GB announced
+		{8, 0, 0, 0, 1, 2, 3, 4},                        // shorter than a header
+		{100, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xdd, 7}, // half an OP_MSG, then gone
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write(junk)
+		_ = c.Close()
+	}
+	// A cursor left open by a client that disconnects.
+	c := frontClient(t, s)
+	cur, err := c.Database("http_cache").Collection("pages").Find(context.Background(), bson.D{}, options.Find().SetBatchSize(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = cur // abandoned
+	_ = c.Disconnect(context.Background())
+
+	// Concurrent clients, with writes going on, all get FerretDB's answer.
+	front := frontClient(t, s).Database("http_cache").Collection("pages")
+	direct := s.Database("http_cache").Collection("pages")
+	want := findAll(t, direct, bson.D{{Key: "status", Value: bson.D{{Key: "$gte", Value: 400}}}}, options.Find())
+	done := make(chan error, 8)
+	for w := range 8 {
+		go func() {
+			for i := range 10 {
+				if w == 0 {
+					// Writes of pages the query does not select.
+					_, err := direct.InsertOne(context.Background(), bson.D{{Key: "_id", Value: fmt.Sprintf("w%d", i)}, {Key: "status", Value: 200}})
+					if err != nil {
+						done <- err
+						return
+					}
+					continue
+				}
+				cur, err := front.Find(context.Background(), bson.D{{Key: "status", Value: bson.D{{Key: "$gte", Value: 400}}}}, options.Find().SetBatchSize(int32(1+i)))
+				if err != nil {
+					done <- err
+					return
+				}
+				var n int
+				for cur.Next(context.Background()) {
+					n++
+				}
+				if err := cur.Err(); err != nil || n != len(want) {
+					done <- fmt.Errorf("client %d: %d pages (%v), want %d", w, n, err, len(want))
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
 	}
 }

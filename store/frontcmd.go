@@ -377,23 +377,28 @@ const frontCursorBase = 1 << 52
 func isFrontCursor(id int64) bool { return id >= frontCursorBase }
 
 // frontCursorIdle is how long a cursor nobody reads is kept (MongoDB's
-// default cursor timeout); frontMaxCursors bounds how many are kept.
+// default cursor timeout); frontMaxCursors and frontMaxCursorBytes bound
+// how many are kept and the documents they hold: beyond, the least
+// recently read are dropped (their getMore answers CursorNotFound).
 const (
-	frontCursorIdle = 10 * time.Minute
-	frontMaxCursors = 1000
+	frontCursorIdle     = 10 * time.Minute
+	frontMaxCursors     = 1000
+	frontMaxCursorBytes = 256 << 20
 )
 
 // frontCursors are the open cursors of answered finds: the documents not
 // sent yet. Safe for concurrent use.
 type frontCursors struct {
-	mu   sync.Mutex
-	m    map[int64]*frontCursor
-	last int64
+	mu    sync.Mutex
+	m     map[int64]*frontCursor
+	last  int64
+	bytes int // held by every cursor
 }
 
 type frontCursor struct {
 	ns   string
 	docs [][]byte
+	size int
 	used time.Time
 }
 
@@ -402,23 +407,39 @@ func (cs *frontCursors) open(ns string, docs [][]byte, _ int64) int64 {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	now := time.Now()
-	var oldest int64
+	size := 0
+	for _, d := range docs {
+		size += len(d)
+	}
 	for id, c := range cs.m {
 		if now.Sub(c.used) > frontCursorIdle {
-			delete(cs.m, id)
-		} else if oldest == 0 || c.used.Before(cs.m[oldest].used) {
-			oldest = id
+			cs.drop(id)
 		}
 	}
-	if len(cs.m) >= frontMaxCursors {
-		delete(cs.m, oldest)
+	for len(cs.m) > 0 && (len(cs.m) >= frontMaxCursors || cs.bytes+size > frontMaxCursorBytes) {
+		var oldest int64
+		for id, c := range cs.m {
+			if oldest == 0 || c.used.Before(cs.m[oldest].used) {
+				oldest = id
+			}
+		}
+		cs.drop(oldest)
 	}
 	if cs.last == 0 {
 		cs.last = frontCursorBase + rand.Int64N(1<<40)
 	}
 	cs.last++
-	cs.m[cs.last] = &frontCursor{ns: ns, docs: docs, used: now}
+	cs.m[cs.last] = &frontCursor{ns: ns, docs: docs, size: size, used: now}
+	cs.bytes += size
 	return cs.last
+}
+
+// drop forgets cursor id; cs.mu is held.
+func (cs *frontCursors) drop(id int64) {
+	if c := cs.m[id]; c != nil {
+		cs.bytes -= c.size
+		delete(cs.m, id)
+	}
 }
 
 // next returns up to n documents of cursor id and the id to give the
@@ -436,9 +457,13 @@ func (cs *frontCursors) next(id int64, ns string, n int64) ([][]byte, int64, err
 	k := min(int64(len(c.docs)), n)
 	batch := c.docs[:k]
 	c.docs = c.docs[k:]
+	for _, d := range batch {
+		c.size -= len(d)
+		cs.bytes -= len(d)
+	}
 	c.used = time.Now()
 	if k < n {
-		delete(cs.m, id)
+		cs.drop(id)
 		return batch, 0, nil
 	}
 	return batch, id, nil
@@ -450,7 +475,7 @@ func (cs *frontCursors) kill(ids []int64) (killed, notFound []int64) {
 	defer cs.mu.Unlock()
 	for _, id := range ids {
 		if cs.m[id] != nil {
-			delete(cs.m, id)
+			cs.drop(id)
 			killed = append(killed, id)
 		} else {
 			notFound = append(notFound, id)
