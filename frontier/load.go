@@ -33,16 +33,20 @@ type LoadResult struct {
 	Err    error
 }
 
-// StartLoadRun is LoadRun for a large run: it returns once the run's log is
-// read, and scans the entries in the background, queuing the claimable ones
-// as it reads them, so that Claim finds work within seconds instead of after
-// the whole scan (about 0.1 ms per entry on the embedded server: a minute
-// and a half for a million URLs). Entries are queued in the order they are
-// stored rather than by depth. Drained answers false until the scan ends;
-// Add and Claim work meanwhile. The channel receives the run's counts (or
-// the scan's error, after which the run should be stopped: what is queued
-// is right, but not complete) once, when the scan ends. ctx bounds the
-// background scan too.
+// StartLoadRun is LoadRun for a large run: it returns at once and reads
+// the run in the background, queuing the claimable entries as it reads
+// them, so that Claim finds work within moments instead of after the whole
+// scan (about 0.1 ms per entry on the embedded server: a minute and a half
+// for a million URLs). The entries and the log are read side by side, both
+// in _id order, in which an entry's log records follow it ("<entry>#<seq>"),
+// so that each entry's state is known as it is read, without reading the
+// whole log first (0.6–1 s for the 20,000 records of 10,000 pages done,
+// more under load). Entries are queued in the order they are stored rather
+// than by depth. Drained answers false until the scan ends; Add and Claim
+// work meanwhile. The channel receives the run's counts (or the scan's
+// error, after which the run should be stopped: what is queued is right,
+// but not complete) once, when the scan ends. ctx bounds the background
+// scan too.
 func (f *Frontier) StartLoadRun(ctx context.Context, runID string, reclaim ...string) (<-chan LoadResult, error) {
 	if err := f.register(ctx, runID); err != nil {
 		return nil, err
@@ -64,7 +68,22 @@ func (f *Frontier) StartLoadRun(ctx context.Context, runID string, reclaim ...st
 	r.addedWhileLoading = make(map[hash16]struct{})
 	reclaimed := maps.Clone(r.reclaim)
 	f.mu.Unlock()
-	done := func(err error) {
+	ch := make(chan LoadResult, 1)
+	go func() {
+		start := time.Now()
+		c, err := f.streamMerged(ctx, r, runID, now, reclaimed)
+		if errors.Is(err, errUnordered) {
+			// A server that does not return _ids in order: the log first,
+			// then the entries.
+			var latest map[string]logRec
+			if latest, err = f.scanLog(ctx, runID); err == nil {
+				f.queueFromLog(r, runID, latest, now, reclaimed)
+				c, err = f.streamEntries(ctx, r, runID, latest, now, reclaimed)
+			}
+		}
+		if err != nil {
+			err = fmt.Errorf("load frontier of run %s: %w", runID, err)
+		}
 		f.mu.Lock()
 		r.loading, r.scanning = false, false
 		r.addedWhileLoading = nil
@@ -72,23 +91,6 @@ func (f *Frontier) StartLoadRun(ctx context.Context, runID string, reclaim ...st
 		if err != nil {
 			r.uncertain = true
 		}
-		f.mu.Unlock()
-	}
-	latest, err := f.scanLog(ctx, runID)
-	if err != nil {
-		done(err)
-		return nil, fmt.Errorf("load frontier of run %s: %w", runID, err)
-	}
-	f.queueFromLog(r, runID, latest, now, reclaimed)
-	ch := make(chan LoadResult, 1)
-	go func() {
-		start := time.Now()
-		c, err := f.streamEntries(ctx, r, runID, latest, now, reclaimed)
-		if err != nil {
-			err = fmt.Errorf("load frontier of run %s: %w", runID, err)
-		}
-		done(err)
-		f.mu.Lock()
 		r.lastScanCost = time.Since(start)
 		f.mu.Unlock()
 		ch <- LoadResult{Counts: c, Err: err}
@@ -124,40 +126,15 @@ func (f *Frontier) queueFromLog(r *run, runID string, latest map[string]logRec, 
 // _id order, which is random, so that pending entries come at once even
 // when the run's first million were done; elsewhere in the server's order.
 func (f *Frontier) streamEntries(ctx context.Context, r *run, runID string, latest map[string]logRec, now time.Time, reclaim map[string]bool) (Counts, error) {
-	var ready []qitem
-	var watch []watchItem
-	var scanned []hash16
-	flush := func() {
-		f.mu.Lock()
-		for _, h := range scanned {
-			r.seen[h] = struct{}{}
-		}
-		for _, it := range ready {
-			if _, added := r.addedWhileLoading[it.h]; !added {
-				r.push(it)
-			}
-		}
-		r.watch = append(r.watch, watch...)
-		f.mu.Unlock()
-		ready, watch, scanned = ready[:0], watch[:0], scanned[:0]
-	}
+	q := newLoadQueue(f, r)
 	c, err := f.readEntries(ctx, runID, latest, reclaim, now, func(it qitem, p placement, until time.Time) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		scanned = append(scanned, it.h)
-		switch p {
-		case placeReady:
-			ready = append(ready, it)
-		case placeWatch:
-			watch = append(watch, watchItem{it, until})
-		}
-		if len(scanned) >= loadChunk {
-			flush()
-		}
+		q.add(it, p, until)
 		return nil
 	})
-	flush()
+	q.flush()
 	return c, err
 }
 
