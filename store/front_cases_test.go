@@ -73,7 +73,10 @@ func TestFrontForwardsWhatItCannotAnswer(t *testing.T) {
 		db   string
 		cmd  bson.D
 	}{
-		{"projection", "http_cache", bson.D{{Key: "find", Value: "pages"}, {Key: "filter", Value: bson.D{{Key: "status", Value: 404}}}, {Key: "projection", Value: bson.D{{Key: "url", Value: 1}}}}},
+		{"projection of a dotted path", "http_cache", bson.D{{Key: "find", Value: "pages"}, {Key: "filter", Value: bson.D{{Key: "status", Value: 404}}}, {Key: "projection", Value: bson.D{{Key: "url.x", Value: 1}}}}},
+		{"projection mixing inclusion and exclusion", "http_cache", bson.D{{Key: "find", Value: "pages"}, {Key: "filter", Value: bson.D{{Key: "status", Value: 404}}}, {Key: "projection", Value: bson.D{{Key: "url", Value: 1}, {Key: "status", Value: 0}}}}},
+		{"projection of _id only", "http_cache", bson.D{{Key: "find", Value: "pages"}, {Key: "filter", Value: bson.D{{Key: "status", Value: 404}}}, {Key: "projection", Value: bson.D{{Key: "_id", Value: 1}}}}},
+		{"projection setting a value", "http_cache", bson.D{{Key: "find", Value: "pages"}, {Key: "filter", Value: bson.D{{Key: "status", Value: 404}}}, {Key: "projection", Value: bson.D{{Key: "url", Value: "x"}}}}},
 		{"$or", "http_cache", bson.D{{Key: "find", Value: "pages"}, {Key: "filter", Value: bson.D{{Key: "$or", Value: bson.A{bson.D{{Key: "status", Value: 404}}, bson.D{{Key: "status", Value: 200}}}}}}}},
 		{"$ne", "http_cache", bson.D{{Key: "count", Value: "pages"}, {Key: "query", Value: bson.D{{Key: "status", Value: bson.D{{Key: "$ne", Value: 404}}}}}}},
 		{"$exists", "http_cache", bson.D{{Key: "count", Value: "pages"}, {Key: "query", Value: bson.D{{Key: "url", Value: bson.D{{Key: "$exists", Value: false}}}}}}},

@@ -159,6 +159,25 @@ func findAll(t *testing.T, coll *mongo.Collection, filter bson.D, opts *options.
 	return out
 }
 
+// randomProjection includes or excludes some of the pages' fields (note,
+// which only some pages have, among them), with or without _id.
+func randomProjection(r *rand.Rand) bson.D {
+	var p bson.D
+	on := r.IntN(2)
+	for _, f := range []string{"url", "status", "validated_at", "note"} {
+		if r.IntN(2) == 0 {
+			p = append(p, bson.E{Key: f, Value: []any{on, on == 1, float64(on)}[r.IntN(3)]})
+		}
+	}
+	if len(p) == 0 {
+		p = append(p, bson.E{Key: "url", Value: on})
+	}
+	if r.IntN(3) == 0 {
+		p = append(bson.D{{Key: "_id", Value: r.IntN(2)}}, p...)
+	}
+	return p
+}
+
 // aggregateAll runs pipeline on coll and returns every document, raw, in
 // order.
 func aggregateAll(t *testing.T, coll *mongo.Collection, pipeline bson.A, opts *options.AggregateOptionsBuilder) []bson.Raw {
@@ -286,6 +305,9 @@ func compareRandomQueries(t *testing.T, r *rand.Rand, s *store.Store, n int) int
 			}
 			if r.IntN(2) == 0 {
 				opts.SetBatchSize(int32(1 + r.IntN(40)))
+			}
+			if r.IntN(3) == 0 {
+				opts.SetProjection(randomProjection(r))
 			}
 			got := findAll(t, front, filter, opts)
 			want := findAll(t, direct, filter, opts)

@@ -31,6 +31,7 @@ var frontIgnored = map[string]bool{
 func (f *front) find(ctx context.Context, coll *frontCollection, cmd bsoncore.Document) (bsoncore.Document, error) {
 	q := frontQuery{coll: coll, plan: &frontPlan{}}
 	batch, single := int64(101), false
+	var proj *frontProjection
 	elems, _ := cmd.Elements()
 	for _, e := range elems[1:] {
 		v := e.Value()
@@ -44,7 +45,11 @@ func (f *front) find(ctx context.Context, coll *frontCollection, cmd bsoncore.Do
 			ok = isDoc && coll.planSort(q.plan, doc) == nil
 		case key == "projection":
 			doc, isDoc := v.DocumentOK()
-			ok = isDoc && len(doc) == 5 // {}: every field
+			if ok = isDoc; ok {
+				var err error
+				proj, err = planProjection(doc)
+				ok = err == nil
+			}
 		case key == "skip":
 			q.skip, ok = nonNegative(v)
 		case key == "limit":
@@ -68,6 +73,13 @@ func (f *front) find(ctx context.Context, coll *frontCollection, cmd bsoncore.Do
 	docs, _, err := f.files.run(ctx, q, false)
 	if err != nil {
 		return nil, err
+	}
+	if proj != nil {
+		for i, d := range docs {
+			if docs[i], err = proj.apply(d); err != nil {
+				return nil, err
+			}
+		}
 	}
 	ns := coll.db + "." + coll.name
 	first := docs[:min(int64(len(docs)), batch)]

@@ -426,3 +426,83 @@ func sjsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// frontProjection is a projection of top-level fields, all included or
+// all excluded, and _id kept or not.
+type frontProjection struct {
+	include bool
+	fields  map[string]bool
+	dropID  bool
+}
+
+// planProjection reads a projection such as {url: 1} or {url: 1, _id: 0}
+// or {status: 0}; any other (dotted paths, expressions, $-operators, a
+// mix of inclusion and exclusion, only _id) is refused. An empty
+// projection is nil: every field.
+func planProjection(doc bsoncore.Document) (*frontProjection, error) {
+	elems, err := doc.Elements()
+	if err != nil {
+		return nil, errFrontUnsupported
+	}
+	if len(elems) == 0 {
+		return nil, nil
+	}
+	p := &frontProjection{fields: map[string]bool{}}
+	seen := map[string]bool{}
+	mode := 0 // 1 include, -1 exclude
+	for _, e := range elems {
+		key := e.Key()
+		if key == "" || seen[key] || strings.ContainsAny(key, ".$") {
+			return nil, errFrontUnsupported
+		}
+		seen[key] = true
+		var on bool
+		v := e.Value()
+		if b, ok := v.BooleanOK(); ok {
+			on = b
+		} else if n, ok := wholeNumber(v); ok && (n == 0 || n == 1) {
+			on = n == 1
+		} else {
+			return nil, errFrontUnsupported
+		}
+		if key == "_id" {
+			p.dropID = !on
+			continue
+		}
+		m := map[bool]int{true: 1, false: -1}[on]
+		if mode != 0 && mode != m {
+			return nil, errFrontUnsupported
+		}
+		mode = m
+		p.fields[key] = true
+	}
+	if mode == 0 {
+		return nil, errFrontUnsupported
+	}
+	p.include = mode == 1
+	return p, nil
+}
+
+// apply is doc projected as FerretDB projects it: _id first (unless
+// dropped), then the document's other fields in its order, those named
+// (inclusion) or those not named (exclusion).
+func (p *frontProjection) apply(doc []byte) ([]byte, error) {
+	elems, err := bsoncore.Document(doc).Elements()
+	if err != nil {
+		return nil, err
+	}
+	idx, out := bsoncore.AppendDocumentStart(make([]byte, 0, len(doc)))
+	if !p.dropID {
+		for _, e := range elems {
+			if e.Key() == "_id" {
+				out = append(out, e...)
+			}
+		}
+	}
+	for _, e := range elems {
+		if k := e.Key(); k != "_id" && p.fields[k] == p.include {
+			out = append(out, e...)
+		}
+	}
+	return bsoncore.AppendDocumentEnd(out, idx)
+}
