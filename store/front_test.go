@@ -283,53 +283,60 @@ func compareRandomQueries(t *testing.T, r *rand.Rand, s *store.Store, n int) int
 				t.Fatalf("query %d: count %v = %v through the front, want %v", i, filter, got, want)
 			}
 		default:
-			opts := options.Find()
-			var keys []string
-			if r.IntN(2) == 0 {
-				var sort bson.D
-				for _, k := range []string{"status", "url", "validated_at"}[:1+r.IntN(3)] {
-					dir := 1 - 2*r.IntN(2)
-					sort = append(sort, bson.E{Key: k, Value: dir})
-					keys = append(keys, k)
-				}
-				opts.SetSort(sort)
-			}
-			paged := false
-			if r.IntN(3) == 0 {
-				opts.SetSkip(int64(r.IntN(30)))
-				paged = true
-			}
-			if r.IntN(3) == 0 {
-				opts.SetLimit(int64(1 + r.IntN(60)))
-				paged = true
-			}
-			if r.IntN(2) == 0 {
-				opts.SetBatchSize(int32(1 + r.IntN(40)))
-			}
-			if r.IntN(3) == 0 {
-				opts.SetProjection(randomProjection(r))
-			}
-			got := findAll(t, front, filter, opts)
-			want := findAll(t, direct, filter, opts)
-			if keys == nil {
-				if !slices.EqualFunc(got, want, func(a, b bson.Raw) bool { return bytes.Equal(a, b) }) {
-					t.Fatalf("query %d: find(%v) gave %d documents through the front, want %d (or their order or bytes differ)", i, filter, len(got), len(want))
-				}
-				continue
-			}
-			if g, w := sortKeys(got, keys), sortKeys(want, keys); !slices.Equal(g, w) {
-				j := 0
-				for j < min(len(g), len(w)) && g[j] == w[j] {
-					j++
-				}
-				t.Fatalf("query %d: find(%v).sort(%v): %d documents through the front, want %d; first difference at %d", i, filter, keys, len(g), len(w), j)
-			}
-			if !paged && !slices.Equal(rawStrings(got), rawStrings(want)) {
-				t.Fatalf("query %d: find(%v).sort(%v): not the same documents through the front", i, filter, keys)
-			}
+			compareFind(t, r, i, front, direct, filter)
 		}
 	}
 	return store.FrontAnswered(s) - before
+}
+
+// compareFind runs one random find (sort, skip, limit, batch size,
+// projection) through the front and directly, and fails on a difference.
+func compareFind(t *testing.T, r *rand.Rand, i int, front, direct *mongo.Collection, filter bson.D) {
+	t.Helper()
+	opts := options.Find()
+	var keys []string
+	if r.IntN(2) == 0 {
+		var sort bson.D
+		for _, k := range []string{"status", "url", "validated_at"}[:1+r.IntN(3)] {
+			dir := 1 - 2*r.IntN(2)
+			sort = append(sort, bson.E{Key: k, Value: dir})
+			keys = append(keys, k)
+		}
+		opts.SetSort(sort)
+	}
+	paged := false
+	if r.IntN(3) == 0 {
+		opts.SetSkip(int64(r.IntN(30)))
+		paged = true
+	}
+	if r.IntN(3) == 0 {
+		opts.SetLimit(int64(1 + r.IntN(60)))
+		paged = true
+	}
+	if r.IntN(2) == 0 {
+		opts.SetBatchSize(int32(1 + r.IntN(40)))
+	}
+	if r.IntN(3) == 0 {
+		opts.SetProjection(randomProjection(r))
+	}
+	got := findAll(t, front, filter, opts)
+	want := findAll(t, direct, filter, opts)
+	if keys == nil {
+		if !slices.EqualFunc(got, want, func(a, b bson.Raw) bool { return bytes.Equal(a, b) }) {
+			t.Fatalf("query %d: find(%v) gave %d documents through the front, want %d (or their order or bytes differ)", i, filter, len(got), len(want))
+		}
+		return
+	}
+	if g, w := sortKeys(got, keys), sortKeys(want, keys); !slices.Equal(g, w) {
+		j := 0
+		for j < min(len(g), len(w)) && g[j] == w[j] {
+			j++
+		}
+		t.Fatalf("query %d: find(%v).sort(%v): %d documents through the front, want %d; first difference at %d", i, filter, keys, len(g), len(w), j)
+	}
+	if !paged && !slices.Equal(rawStrings(got), rawStrings(want)) {
+		t.Fatalf("query %d: find(%v).sort(%v): not the same documents through the front", i, filter, keys)
+	}
 }
 
 func insertPages(t *testing.T, s *store.Store, docs []bson.D) {
