@@ -430,3 +430,29 @@ func TestAdaptiveRedirectHop(t *testing.T) {
 		}
 	}
 }
+
+// TestAdaptiveSwitchedOff: entries learned under expire_after: adaptive
+// are read by any other expiry as before (the interval is ignored), and
+// learning starts again from them when adaptive comes back.
+func TestAdaptiveSwitchedOff(t *testing.T) {
+	o := newChurnOrigin(t, true, false)
+	s := storetest.Open(t)
+	clock := newTestClock()
+	adaptive := Policy{ExpireAfter: Expiry{Kind: ExpireAdaptive}}
+	hourly := Policy{ExpireAfter: Expiry{Kind: ExpireAfter, After: time.Hour}}
+	url := o.URL + "/page"
+	key := keyOf(t, url, adaptive)
+	adaptiveRun(t, s, clock, adaptive, nil).expectServed(url, ServedMiss)
+	clock.Advance(2 * time.Hour) // within the learned day, past the hour
+	e := adaptiveRun(t, s, clock, hourly, nil)
+	e.expectServed(url, ServedRevalidated)
+	if raw := e.rawDoc(RevalidationsCollection, key); raw == nil || raw.Lookup("interval_seconds").Type != 0 {
+		t.Errorf("a 304 under expire_after: 1h stored interval_seconds: %v", raw)
+	}
+	clock.Advance(day)
+	e = adaptiveRun(t, s, clock, adaptive, nil)
+	e.expectServed(url, ServedRevalidated)
+	if got, want := e.learnedInterval(key), 36*time.Hour; got != want {
+		t.Errorf("interval after adaptive came back = %s, want %s (1.5 x the day unchanged since the last 304)", got, want)
+	}
+}
