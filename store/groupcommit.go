@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"runtime"
 	"sync"
 )
 
@@ -130,6 +131,10 @@ func (w *writeDB) submit(ctx context.Context, coll string, f writeFunc) error {
 func (w *writeDB) commitLoop() {
 	g := &w.group
 	for {
+		// Let the goroutines that are ready run first: under load they
+		// queue their writes for this transaction; on an idle store
+		// nothing else is ready and this returns at once.
+		runtime.Gosched()
 		g.mu.Lock()
 		batch := g.pending
 		if len(batch) > maxGroup {
