@@ -149,6 +149,19 @@ func (w *writeDB) table(ctx context.Context, coll string, refresh bool) (string,
 	if capped > 0 {
 		return "", fmt.Errorf("%w: collection %s is capped", ErrDirectUnsupported, coll)
 	}
+	// The server creates a collection's table, lists it, and only then
+	// creates its unique _id index, outside its lock's view of this
+	// connection: an insert between the two would make duplicate _ids
+	// (two winners of a claim). Until the index is there, the server
+	// writes.
+	var unique int
+	q = `SELECT count(*) FROM pragma_index_list(?) WHERE "unique" = 1`
+	if err := w.db.QueryRowContext(ctx, q, t).Scan(&unique); err != nil {
+		return "", fmt.Errorf("read the indexes of %s in %s: %w", t, w.file, err)
+	}
+	if unique == 0 {
+		return "", fmt.Errorf("%w: collection %s has no unique _id index yet", ErrDirectUnsupported, coll)
+	}
 	if err := w.prepareTable(ctx, t); err != nil {
 		return "", fmt.Errorf("prepare the statements of %s in %s: %w", t, w.file, err)
 	}
