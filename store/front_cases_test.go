@@ -323,10 +323,10 @@ func TestFrontIndexesOnReleaseFixture(t *testing.T) {
 	}
 }
 
-// BenchmarkPageUpsert replaces page summaries through the direct writer,
-// as every stored response and every 304 does, in http_cache.pages (with
-// the query front's six indexes) and in a collection without them: what
-// the indexes cost a crawl.
+// BenchmarkPageUpsert writes page summaries through the direct writer,
+// new ones (a page stored) and replacements (a 304), in http_cache.pages
+// (with the query front's indexes) and in a collection without them:
+// what the indexes cost a crawl.
 func BenchmarkPageUpsert(b *testing.B) {
 	ctx := context.Background()
 	s := storetest.Open(b)
@@ -336,20 +336,26 @@ func BenchmarkPageUpsert(b *testing.B) {
 	if err := store.IndexIDsOf(ctx, s); err != nil {
 		b.Fatal(err)
 	}
+	next := 0
 	for _, name := range []string{"pages_plain", "pages", "pages_plain", "pages"} {
-		b.Run(name, func(b *testing.B) {
-			coll := s.Collection("http_cache", name)
-			i := 0
-			for b.Loop() {
-				i++
-				id := fmt.Sprintf("%032x", i%2000)
-				page := bson.D{{Key: "_id", Value: id}, {Key: "url", Value: "https://example.com/products/" + id},
-					{Key: "status", Value: int32(200)}, {Key: "validated_at", Value: time.Now()}}
-				if err := coll.Upsert(ctx, id, page); err != nil {
-					b.Fatal(err)
+		for _, mode := range []string{"new", "replace"} {
+			b.Run(name+"/"+mode, func(b *testing.B) {
+				coll := s.Collection("http_cache", name)
+				for b.Loop() {
+					next++
+					n := next
+					if mode == "replace" {
+						n %= 2000
+					}
+					id := fmt.Sprintf("%032x", n)
+					page := bson.D{{Key: "_id", Value: id}, {Key: "url", Value: "https://example.com/products/" + id},
+						{Key: "status", Value: int32(200)}, {Key: "validated_at", Value: time.Now()}}
+					if err := coll.Upsert(ctx, id, page); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 

@@ -272,9 +272,10 @@ var frontIndexesBefore = []string{"_value", "_type"}
 // front field, on its type and value. SQLite uses them for the front's
 // conditions and type checks; FerretDB does not know them (they are not
 // in its metadata), and they go with the table when the collection is
-// dropped. Each costs every write of the collection an index update (an
-// upsert of a page summary: about 0.1 ms with the three). It does nothing
-// for files that hold no front collection.
+// dropped. Each costs every write of the collection an index update (the
+// three: about 0.05–0.1 ms more per new page summary, 0.1–0.2 ms per
+// replaced one, BenchmarkPageUpsert). It does nothing for files that hold
+// no front collection.
 func ensureFrontIndexes(ctx context.Context, db *sql.DB, file string) error {
 	name := strings.TrimSuffix(filepath.Base(file), ferretFileExt)
 	var colls []*frontCollection
