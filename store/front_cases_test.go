@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -425,5 +426,50 @@ func TestFrontSurvivesBrokenClients(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestFrontClosesWithTheStore: closing the store closes the front's
+// connections; a client still connected gets an error, and the data
+// directory opens again with its pages and answers through the new front.
+func TestFrontClosesWithTheStore(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s, err := store.Open(ctx, store.Options{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnsureCollections(ctx, "http_cache", "pages"); err != nil {
+		t.Fatal(err)
+	}
+	insertPages(t, s, []bson.D{{{Key: "_id", Value: "a"}, {Key: "status", Value: 404}}})
+	// A server gone is a server selection error after this long.
+	client, err := mongo.Connect(options.Client().ApplyURI(s.URI).SetServerSelectionTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(ctx)
+	pages := client.Database("http_cache").Collection("pages")
+	if n, err := pages.CountDocuments(ctx, bson.D{{Key: "status", Value: 404}}); err != nil || n != 1 {
+		t.Fatalf("countDocuments before close = %d (%v), want 1", n, err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	qctx, cancel := context.WithTimeout(ctx, 30*time.Second) // a bound on a hang, not a timing assertion
+	defer cancel()
+	if _, err := pages.CountDocuments(qctx, bson.D{{Key: "status", Value: 404}}); err == nil {
+		t.Error("countDocuments through the front of a closed store succeeded")
+	} else if errors.Is(err, context.DeadlineExceeded) {
+		t.Error("countDocuments through the front of a closed store hung")
+	}
+	s2 := storetest.OpenDir(t, dir)
+	if err := store.IndexIDsOf(ctx, s2); err != nil {
+		t.Fatal(err)
+	}
+	before := store.FrontAnswered(s2)
+	n, err := frontClient(t, s2).Database("http_cache").Collection("pages").CountDocuments(ctx, bson.D{{Key: "status", Value: 404}})
+	if err != nil || n != 1 || store.FrontAnswered(s2) == before {
+		t.Errorf("reopened: countDocuments = %d (%v), answered by the front: %v; want 1, true", n, err, store.FrontAnswered(s2) != before)
 	}
 }
