@@ -35,7 +35,8 @@ type Lock struct {
 	Host  string `bson:"host"`
 	PID   int    `bson:"pid"`
 	RunID string `bson:"run_id,omitempty"`
-	// Gen counts acquisitions; every acquisition claims the next generation.
+	// Gen counts the lock's changes: every acquisition, renewal, release
+	// and break claims the next generation (see Locker).
 	Gen      int64     `bson:"gen"`
 	Acquired time.Time `bson:"acquired"`
 	Expires  time.Time `bson:"expires"`
