@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -126,6 +127,9 @@ func (ff *frontFiles) run(ctx context.Context, q frontQuery, count bool) (docs [
 			return nil, 0, err
 		}
 	}
+	if err := matchRegexes(ctx, tx, table, q.plan); err != nil {
+		return nil, 0, err
+	}
 	if q.group != nil {
 		docs, err := runGroup(ctx, tx, table, q)
 		return docs, int64(len(docs)), err
@@ -162,6 +166,59 @@ func (ff *frontFiles) run(ctx context.Context, q frontQuery, count bool) (docs [
 		docs = append(docs, doc)
 	}
 	return docs, int64(len(docs)), rows.Err()
+}
+
+// matchRegexes narrows plan to the rows whose fields match its regular
+// expressions: it reads the fields of the rows the condition selects
+// (from the index when it can), matches them in Go as FerretDB does, and
+// adds the rows that match to the condition.
+func matchRegexes(ctx context.Context, tx *sql.Tx, table string, plan *frontPlan) error {
+	if len(plan.regexes) == 0 {
+		return nil
+	}
+	cols := make([]string, len(plan.regexes))
+	for i, r := range plan.regexes {
+		cols[i] = frontValueExpr(r.field.name)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT rowid, `+strings.Join(cols, ", ")+` FROM `+quoteIdent(table)+
+		` WHERE `+plan.condition(), plan.args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var matched []int64
+	vals := make([]sql.NullString, len(cols))
+	dest := make([]any, len(cols)+1)
+	var rowid int64
+	dest[0] = &rowid
+	for i := range vals {
+		dest[i+1] = &vals[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		ok := true
+		for i, r := range plan.regexes {
+			ok = ok && vals[i].Valid && r.re.MatchString(vals[i].String)
+		}
+		if ok {
+			matched = append(matched, rowid)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	ids, err := json.Marshal(matched)
+	if err != nil {
+		return err
+	}
+	if matched == nil {
+		ids = []byte("[]")
+	}
+	plan.where = append(plan.where, `rowid IN (SELECT value FROM json_each(?))`)
+	plan.args = append(plan.args, string(ids))
+	return nil
 }
 
 // runGroup counts the documents q selects by the value of its group

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"regexp"
+	"regexp/syntax"
 	"strings"
 	"unicode/utf8"
 
@@ -101,6 +103,13 @@ type frontPlan struct {
 	args    []any
 	checked []frontField // fields the condition or the order reads
 	order   []string     // ORDER BY terms; the row order is FerretDB's (rowid) after them
+	regexes []frontRegex // matched in Go on the rows the condition selects
+}
+
+// frontRegex is a regular expression a string field must match.
+type frontRegex struct {
+	field frontField
+	re    *regexp.Regexp
 }
 
 func (p *frontPlan) check(f frontField) {
@@ -224,9 +233,6 @@ func planField(p *frontPlan, f frontField, v bsoncore.Value) error {
 				return err
 			}
 		case "$regex":
-			if len(elems) != 1 {
-				return errFrontUnsupported // $options and the like
-			}
 			pattern, ok := ov.StringValueOK()
 			options := ""
 			if !ok {
@@ -235,8 +241,19 @@ func planField(p *frontPlan, f frontField, v bsoncore.Value) error {
 				}
 				pattern, options = ov.Regex()
 			}
+			if o, err := doc.LookupErr("$options"); err == nil {
+				s, isString := o.StringValueOK()
+				if !isString || options != "" {
+					return errFrontUnsupported
+				}
+				options = s
+			}
 			if err := planPrefix(p, f, expr, pattern, options); err != nil {
 				return err
+			}
+		case "$options":
+			if _, err := doc.LookupErr("$regex"); err != nil {
+				return errFrontUnsupported // $options alone: an error
 			}
 		default:
 			return errFrontUnsupported
@@ -274,23 +291,71 @@ func planIn(p *frontPlan, f frontField, expr string, v bsoncore.Value) error {
 	return nil
 }
 
-// planPrefix plans a regular expression on a string field: only "^" and
-// a literal prefix, without options, as a range of the index.
+// planPrefix plans a regular expression on a string field. FerretDB
+// matches one with Go's regexp, compiled from "(?<options>)<pattern>"
+// (options i, m and s; x refused; others ignored): the front compiles the
+// same and matches the same strings (frontexec.go), after narrowing the
+// rows to the index range of the literal prefix every match starts with
+// when the expression is anchored at the start of the text.
 func planPrefix(p *frontPlan, f frontField, expr, pattern, options string) error {
-	if f.kind != frontString || options != "" {
+	if f.kind != frontString || !utf8.ValidString(pattern) {
 		return errFrontUnsupported
 	}
-	prefix, ok := regexPrefix(pattern)
-	if !ok {
-		return errFrontUnsupported
+	if prefix, ok := regexPrefix(pattern); ok && options == "" {
+		addRange(p, expr, prefix)
+		return nil
 	}
+	var flags string
+	for _, o := range options {
+		switch o {
+		case 'i', 'm', 's':
+			flags += string(o)
+		default:
+			return errFrontUnsupported // x (refused by FerretDB) and the ones it ignores
+		}
+	}
+	full := pattern
+	if flags != "" {
+		full = "(?" + flags + ")" + pattern
+	}
+	re, err := regexp.Compile(full)
+	if err != nil {
+		return errFrontUnsupported // FerretDB answers the error
+	}
+	if prefix, ok := anchoredPrefix(full); ok {
+		addRange(p, expr, prefix)
+	}
+	p.regexes = append(p.regexes, frontRegex{field: f, re: re})
+	return nil
+}
+
+// addRange narrows expr to the strings that start with prefix.
+func addRange(p *frontPlan, expr, prefix string) {
 	p.where = append(p.where, expr+` >= ?`)
 	p.args = append(p.args, prefix)
 	if hi, ok := prefixSuccessor(prefix); ok {
 		p.where = append(p.where, expr+` < ?`)
 		p.args = append(p.args, hi)
 	}
-	return nil
+}
+
+// anchoredPrefix returns the literal every match of expr starts with when
+// expr can only match at the start of the text (\A, or ^ without the m
+// flag) followed by a case-sensitive literal; ok is false otherwise.
+func anchoredPrefix(expr string) (string, bool) {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return "", false
+	}
+	re = re.Simplify()
+	if re.Op != syntax.OpConcat || len(re.Sub) < 2 || re.Sub[0].Op != syntax.OpBeginText {
+		return "", false
+	}
+	lit := re.Sub[1]
+	if lit.Op != syntax.OpLiteral || lit.Flags&syntax.FoldCase != 0 {
+		return "", false
+	}
+	return string(lit.Rune), true
 }
 
 // regexPrefix returns the literal that pattern matches at the start of a
