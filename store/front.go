@@ -23,13 +23,14 @@ import (
 // document of a collection for any filter but _id equality: a query by
 // status over 20,000 page summaries took 1.4–2.4 s of CPU through it.
 //
-// Answered here: find, count and the count aggregation of countDocuments
+// Answered here: find (with sort, skip, limit, batchSize and projections
+// of top-level fields), count, the count aggregation of countDocuments
 // ([{$match}, {$skip}, {$limit}, {$group: {_id: <number>, n: {$sum: 1}}}])
-// whose filter is equality, $in or a range on a front field, an anchored
-// literal prefix on a string field, _id equality, or an $and of these;
-// getMore and killCursors of the cursors it opened. Everything else,
-// including anything it is unsure of, is FerretDB's. The store's own
-// client in this process talks to FerretDB directly.
+// and a count by a front field, whose filter is equality, $in or a range
+// on a front field, a regular expression on a string field, _id equality,
+// or an $and of these; getMore and killCursors of the cursors it opened.
+// Everything else, including anything it is unsure of, is FerretDB's. The
+// store's own client in this process talks to FerretDB directly.
 
 // frontMaxMessage bounds a message read from a client or from FerretDB
 // (MongoDB's maxMessageSizeBytes).
