@@ -170,7 +170,7 @@ func (l *Locker) Acquire(ctx context.Context, job, owner, runID string) (*Lease,
 			ID: lockID(job), Owner: owner, Host: host, PID: os.Getpid(), RunID: runID,
 			Gen: gen + 1, Acquired: now, Expires: now.Add(l.ttl()),
 		}
-		won, err := l.claim(ctx, job, next)
+		won, err := l.claim(ctx, job, next, false)
 		if err != nil {
 			return nil, err
 		}
@@ -186,15 +186,20 @@ func (l *Locker) Acquire(ctx context.Context, job, owner, runID string) (*Lease,
 }
 
 // claim claims generation next.Gen of the job's lock for next and, when it
-// wins, writes next as the lock document. It reports whether it won.
-func (l *Locker) claim(ctx context.Context, job string, next Lock) (bool, error) {
+// wins, writes next as the lock document. It reports whether it won. With
+// retry, an earlier call of this lease for the same generation failed: a
+// claim found there with next's owner, host and pid is its own.
+func (l *Locker) claim(ctx context.Context, job string, next Lock, retry bool) (bool, error) {
 	c := lockClaim{ID: claimID(job, next.Gen), Owner: next.Owner, Host: next.Host, PID: next.PID,
 		Created: l.now().UTC(), Expires: next.Expires}
 	if err := l.coll.Insert(ctx, c); err != nil {
-		if errors.Is(err, store.ErrDuplicateID) {
+		if !errors.Is(err, store.ErrDuplicateID) {
+			return false, fmt.Errorf("claim lock of job %s: %w", job, err)
+		}
+		var had lockClaim
+		if !retry || getDoc(ctx, l.coll, c.ID, &had) != nil || had.Owner != c.Owner || had.Host != c.Host || had.PID != c.PID {
 			return false, nil
 		}
-		return false, fmt.Errorf("claim lock of job %s: %w", job, err)
 	}
 	// A generation whose claim was deleted (two generations back) can be
 	// claimed again by a contender that read the lock long ago: the lock
@@ -307,8 +312,9 @@ type Lease struct {
 	l   *Locker
 	job string
 
-	mu   sync.Mutex
-	lock Lock
+	mu     sync.Mutex
+	lock   Lock
+	failed int64 // the generation the last failed change of the lease tried
 }
 
 // Lock returns a copy of the lock document as last written by this lease.
@@ -350,8 +356,11 @@ func (le *Lease) Renew(ctx context.Context) error {
 func (le *Lease) next(ctx context.Context, exp time.Time) error {
 	n := le.lock
 	n.Gen, n.Expires = le.lock.Gen+1, exp
-	won, err := le.l.claim(ctx, le.job, n)
+	won, err := le.l.claim(ctx, le.job, n, le.failed == n.Gen)
 	if err != nil {
+		// The claim may be stored (an error after the insert, or on the
+		// way back): the next attempt knows it for its own.
+		le.failed = n.Gen
 		return err
 	}
 	if !won {
@@ -402,7 +411,7 @@ func (le *Lease) KeepAlive(ctx context.Context, lost func(error)) {
 func (l *Locker) Expire(ctx context.Context, job string, holder Lock) error {
 	n := holder
 	n.ID, n.Gen, n.Expires = lockID(job), holder.Gen+1, l.now().UTC()
-	if _, err := l.claim(ctx, job, n); err != nil {
+	if _, err := l.claim(ctx, job, n, false); err != nil {
 		return fmt.Errorf("expire lock of job %s: %w", job, err)
 	}
 	return nil

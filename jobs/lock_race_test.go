@@ -201,3 +201,52 @@ func TestLockOnReleaseFixture(t *testing.T) {
 		t.Errorf("acquire after the old claim's lease = %v; want generation 2", err)
 	}
 }
+
+// upsertFails is the locks collection of a real store whose next Upsert
+// fails, as when the store stops answering for a moment.
+type upsertFails struct {
+	Collection
+	fail bool
+}
+
+func (c *upsertFails) Upsert(ctx context.Context, id string, doc any) error {
+	if c.fail {
+		c.fail = false
+		return errors.New("connection reset")
+	}
+	return c.Collection.Upsert(ctx, id, doc)
+}
+
+// TestLockRenewAfterFailedWrite: a renewal that claimed its generation
+// but failed to write the lock is retried by the next renewal, which finds
+// its own claim: the lease is kept, not lost.
+func TestLockRenewAfterFailedWrite(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.Open(t)
+	clock := newFakeClock()
+	l := NewLocker(s, clock.Now)
+	a, err := l.Acquire(ctx, "docs", "alice", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	faulty := &upsertFails{Collection: l.coll, fail: true}
+	l.coll = faulty
+	clock.Advance(DefaultLockTTL / 3)
+	if err := a.Renew(ctx); err == nil || errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("renew whose lock write fails: err = %v, want the store's error", err)
+	}
+	clock.Advance(DefaultLockTTL / 3)
+	if err := a.Renew(ctx); err != nil {
+		t.Fatalf("renew after a failed write: %v, want the lease kept", err)
+	}
+	lk, err := l.Get(ctx, "docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.Held(lk) || lk.Owner != "alice" || lk.Gen != a.Lock().Gen {
+		t.Errorf("lock = %+v, want alice's at generation %d", lk, a.Lock().Gen)
+	}
+	if _, err := l.Acquire(ctx, "docs", "bob", ""); !errors.Is(err, ErrLocked) {
+		t.Errorf("bob acquires alice's renewed lock: err = %v, want ErrLocked", err)
+	}
+}
