@@ -267,37 +267,37 @@ func runCacheShow(c *cli.Context) error {
 	}
 	rawURL, hint := showURL(rawURL)
 	return withAdmin(c, func(ctx context.Context, a *cache.Admin, _ *store.Store) error {
-		doc, rev, err := a.Show(ctx, rawURL)
+		entry, rev, err := a.Show(ctx, rawURL)
 		if errors.Is(err, cache.ErrNotFound) {
 			return cli.Exit(fmt.Sprintf("cache show: %s is not in the cache (database %s)%s; list what is with `crawlcache cache ls --match GLOB`", rawURL, c.String("db"), hint), 1)
 		}
 		if err != nil {
 			return err
 		}
-		resp, err := cache.DecodeResponse(doc, rev, nil)
+		resp, err := cache.DecodeResponse(entry, rev, nil)
 		if err != nil {
-			return fmt.Errorf("cache show %s: the stored entry %s cannot be replayed (it will be fetched again on next use): %w", rawURL, doc.ID, err)
+			return fmt.Errorf("cache show %s: the stored entry %s cannot be replayed (it will be fetched again on next use): %w", rawURL, entry.ID, err)
 		}
 		defer resp.Body.Close()
 		body, err := io.ReadAll(resp.Body)
 		if err != nil {
-			return fmt.Errorf("read stored body of %s: %w", doc.ID, err)
+			return fmt.Errorf("read stored body of %s: %w", entry.ID, err)
 		}
-		validated, expires, revalidated, interval := doc.ValidatedAt, doc.Expires, false, doc.IntervalSeconds
-		if rev != nil && rev.ValidatedAt.After(doc.ValidatedAt) {
+		validated, expires, revalidated, interval := entry.ValidatedAt, entry.Expires, false, entry.IntervalSeconds
+		if rev != nil && rev.ValidatedAt.After(entry.ValidatedAt) {
 			validated, expires, revalidated, interval = rev.ValidatedAt, rev.Expires, true, rev.IntervalSeconds
 		}
-		_, binary := doc.Body.(bson.Binary)
-		if doc.BodyEncoding != "" { // stored compressed: binary whatever it holds
+		_, binary := entry.Body.(bson.Binary)
+		if entry.BodyEncoding != "" { // stored compressed: binary whatever it holds
 			binary = !cache.StoredAsText(body, resp.Header)
 		}
 		if c.Bool("json") {
 			j := showJSON{
-				Key: doc.ID, URL: doc.URL, Method: doc.Method, Status: doc.Status, Proto: doc.Proto,
-				Headers: resp.Header, ContentType: doc.ContentType, Size: doc.Size,
-				CreatedAt: doc.CreatedAt.UTC(), ValidatedAt: validated.UTC(), Revalidated: revalidated,
-				ETag: doc.ETag, LastModified: resp.Header.Get("Last-Modified"), Request: doc.Request,
-				Credential: cache.CredentialOf(doc), IntervalSeconds: interval,
+				Key: entry.ID, URL: entry.URL, Method: entry.Method, Status: entry.Status, Proto: entry.Proto,
+				Headers: resp.Header, ContentType: entry.ContentType, Size: entry.Size,
+				CreatedAt: entry.CreatedAt.UTC(), ValidatedAt: validated.UTC(), Revalidated: revalidated,
+				ETag: entry.ETag, LastModified: resp.Header.Get("Last-Modified"), Request: entry.Request,
+				Credential: cache.CredentialOf(entry), IntervalSeconds: interval,
 			}
 			if interval > 0 && expires != nil {
 				due := expires.UTC()
@@ -308,12 +308,12 @@ func runCacheShow(c *cli.Context) error {
 
 		w, now := c.App.Writer, time.Now()
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "url\t%s\n", doc.URL)
-		fmt.Fprintf(tw, "key\t%s\n", doc.ID)
-		fmt.Fprintf(tw, "method\t%s\n", doc.Method)
-		fmt.Fprintf(tw, "size\t%d bytes\n", doc.Size)
-		fmt.Fprintf(tw, "credential\t%s\n", describeCredential(cache.CredentialOf(doc)))
-		fmt.Fprintf(tw, "created\t%s (%s)\n", fmtTime(doc.CreatedAt), fmtAge(doc.CreatedAt, now))
+		fmt.Fprintf(tw, "url\t%s\n", entry.URL)
+		fmt.Fprintf(tw, "key\t%s\n", entry.ID)
+		fmt.Fprintf(tw, "method\t%s\n", entry.Method)
+		fmt.Fprintf(tw, "size\t%d bytes\n", entry.Size)
+		fmt.Fprintf(tw, "credential\t%s\n", describeCredential(cache.CredentialOf(entry)))
+		fmt.Fprintf(tw, "created\t%s (%s)\n", fmtTime(entry.CreatedAt), fmtAge(entry.CreatedAt, now))
 		how := "fetched"
 		if revalidated {
 			how = "confirmed by a 304"
@@ -325,7 +325,7 @@ func runCacheShow(c *cli.Context) error {
 			state := "fresh"
 			if !now.Before(*expires) {
 				state = "stale: fetched again on next use"
-				if doc.ETag != "" || resp.Header.Get("Last-Modified") != "" {
+				if entry.ETag != "" || resp.Header.Get("Last-Modified") != "" {
 					state = "stale: revalidated on next use"
 				}
 			}

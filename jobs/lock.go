@@ -48,6 +48,7 @@ type LockedError struct {
 	Holder Lock
 }
 
+// Error says which job is locked, by whom and until when.
 func (e *LockedError) Error() string {
 	who := e.Holder.Owner
 	if e.Holder.Host != "" {

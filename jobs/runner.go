@@ -48,6 +48,7 @@ var (
 // interrupted (or its process died) and neither Fresh nor Resume was set.
 type UnfinishedError struct{ Run *Run }
 
+// Error names the unfinished run and how to resume it.
 func (e *UnfinishedError) Error() string {
 	return fmt.Sprintf("the last run of job %s, %s, was %s (started %s, %d pages done): continue it with `crawlcache resume %s` (or `run --resume`), or start over with `run --fresh`",
 		e.Run.Job, e.Run.ID, e.Run.Status, e.Run.Started.UTC().Format(time.RFC3339), e.Run.Counters.Pages, e.Run.ID)

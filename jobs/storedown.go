@@ -33,6 +33,7 @@ type StoreDownError struct {
 	Err error
 }
 
+// Error says which store stopped answering.
 func (e *StoreDownError) Error() string {
 	return fmt.Sprintf("%s: %s stopped answering", store.ErrUnreachable, e.Store)
 }

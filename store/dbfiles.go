@@ -212,6 +212,7 @@ type CorruptError struct {
 	Err error
 }
 
+// Error names the damaged file and the way out.
 func (e *CorruptError) Error() string {
 	what := "a file of the embedded store in " + e.Dir
 	if len(e.Files) > 0 {

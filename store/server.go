@@ -67,6 +67,7 @@ type BusyError struct {
 	Owner Owner
 }
 
+// Error says which data directory is in use and by whom.
 func (e *BusyError) Error() string {
 	return fmt.Sprintf("data directory %s is in use by crawlcache %s (pid %d)", e.Dir, e.Owner.Command, e.Owner.PID)
 }
