@@ -50,21 +50,15 @@ func (f *front) find(ctx context.Context, coll *frontCollection, cmd bsoncore.Do
 				proj, err = planProjection(doc)
 				ok = err == nil
 			}
-		case key == "skip":
-			q.skip, ok = nonNegative(v)
-		case key == "limit":
-			q.limit, ok = nonNegative(v)
 		case key == "batchSize":
 			batch, ok = nonNegative(v)
 		case key == "singleBatch":
 			single, ok = v.BooleanOK()
-		case key == "comment":
-			_, ok = v.StringValueOK()
 		case key == "noCursorTimeout":
 			noTimeout, isBool := v.BooleanOK()
 			ok = isBool && !noTimeout
 		default:
-			ok = frontIgnored[key]
+			ok = q.option(key, v)
 		}
 		if !ok {
 			return nil, errFrontUnsupported
@@ -101,14 +95,8 @@ func (f *front) count(ctx context.Context, coll *frontCollection, cmd bsoncore.D
 		case key == "query":
 			doc, isDoc := v.DocumentOK()
 			ok = isDoc && coll.planFilter(q.plan, doc) == nil
-		case key == "skip":
-			q.skip, ok = nonNegative(v)
-		case key == "limit":
-			q.limit, ok = nonNegative(v)
-		case key == "comment":
-			_, ok = v.StringValueOK()
 		default:
-			ok = frontIgnored[key]
+			ok = q.option(key, v)
 		}
 		if !ok {
 			return nil, errFrontUnsupported
@@ -151,10 +139,8 @@ func (f *front) aggregate(ctx context.Context, coll *frontCollection, cmd bsonco
 			if n, isBatch := onlyBatchSize(doc); isDoc && isBatch {
 				batch, ok = n, true
 			}
-		case key == "comment":
-			_, ok = v.StringValueOK()
 		default:
-			ok = frontIgnored[key]
+			ok = optionIgnored(key, v)
 		}
 		if !ok {
 			return nil, errFrontUnsupported
@@ -193,6 +179,31 @@ func (f *front) aggregate(ctx context.Context, coll *frontCollection, cmd bsonco
 		docs = append(docs, b.Build())
 	}
 	return cursorReply("firstBatch", docs, 0, ns), nil
+}
+
+// option takes an option find and count share (skip, limit) or one both
+// may ignore; false: the command is forwarded.
+func (q *frontQuery) option(key string, v bsoncore.Value) bool {
+	var ok bool
+	switch key {
+	case "skip":
+		q.skip, ok = nonNegative(v)
+	case "limit":
+		q.limit, ok = nonNegative(v)
+	default:
+		ok = optionIgnored(key, v)
+	}
+	return ok
+}
+
+// optionIgnored reports whether an option changes nothing in the answer:
+// a string comment, or one of frontIgnored.
+func optionIgnored(key string, v bsoncore.Value) bool {
+	if key == "comment" {
+		_, ok := v.StringValueOK()
+		return ok
+	}
+	return frontIgnored[key]
 }
 
 // onlyBatchSize reads a cursor document {batchSize: n ≥ 0}.
