@@ -221,7 +221,7 @@ func New(ctx context.Context, s *store.Store, db string, opts Options) (*Frontie
 		held:         make(map[string]*held),
 		hostHeld:     make(map[string]hostRef),
 	}
-	f.logBatch = &logBatcher{coll: f.log}
+	f.logBatch = newLogBatcher(f.log)
 	if f.now == nil {
 		f.now = time.Now
 	}

@@ -3,9 +3,9 @@ package frontier
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
+	"crawlcache/internal/batch"
 	"crawlcache/store"
 )
 
@@ -20,11 +20,15 @@ import (
 // pages, parallelism 8), single inserts waited ~16 ms each in the queue of
 // writers.
 type logBatcher struct {
-	coll Collection
+	coll  Collection
+	queue batch.Queue[*logReq]
+}
 
-	mu      sync.Mutex
-	pending []*logReq
-	running bool
+// newLogBatcher returns the batcher of coll's records.
+func newLogBatcher(coll Collection) *logBatcher {
+	b := &logBatcher{coll: coll}
+	b.queue.Max, b.queue.Flush = maxLogBatch, b.flush
+	return b
 }
 
 type logReq struct {
@@ -42,37 +46,12 @@ const maxLogBatch = 256
 // with a cancelled insertOne.
 func (b *logBatcher) insert(ctx context.Context, doc any) error {
 	r := &logReq{ctx: ctx, doc: doc, done: make(chan error, 1)}
-	b.mu.Lock()
-	b.pending = append(b.pending, r)
-	if !b.running {
-		b.running = true
-		go b.loop()
-	}
-	b.mu.Unlock()
+	b.queue.Add(r)
 	select {
 	case err := <-r.done:
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-func (b *logBatcher) loop() {
-	for {
-		b.mu.Lock()
-		batch := b.pending
-		if len(batch) > maxLogBatch {
-			batch = batch[:maxLogBatch:maxLogBatch]
-		}
-		b.pending = b.pending[len(batch):]
-		if len(batch) == 0 {
-			b.pending = nil
-			b.running = false
-			b.mu.Unlock()
-			return
-		}
-		b.mu.Unlock()
-		b.flush(batch)
 	}
 }
 

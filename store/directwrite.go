@@ -15,6 +15,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"crawlcache/internal/batch"
 )
 
 // An insert through the embedded server spends as much time in FerretDB
@@ -72,7 +74,7 @@ type writeDB struct {
 	tables   map[string]string    // collection → table
 	stmts    map[string]*sql.Stmt // prepared statements by SQL text (groupcommit.go)
 
-	group group // writes waiting for the next transaction (groupcommit.go)
+	group batch.Queue[*writeReq] // writes waiting for the next transaction (groupcommit.go)
 }
 
 // writeDB returns the write handle of database name, or
@@ -112,6 +114,9 @@ func (d *Direct) writeDB(name string) (*writeDB, error) {
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	wdb := &writeDB{file: file, info: info, db: db, txs: &d.txs, tables: map[string]string{}, stmts: map[string]*sql.Stmt{}}
+	// Yield: the goroutines that are ready queue their writes for this
+	// transaction under load; on an idle store nothing else is ready.
+	wdb.group.Max, wdb.group.Flush, wdb.group.Yield = maxGroup, wdb.commitGroup, true
 	w.dbs[name] = wdb
 	return wdb, nil
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"runtime"
-	"sync"
 )
 
 // Direct's writes are small and many (a page of a re-crawl writes its
@@ -38,13 +36,6 @@ const maxGroup = 128
 // table is not known (any more): the write then runs alone, which reads
 // the collection list.
 var errTableUnknown = errors.New("collection table not known")
-
-// group is the queue of writes of one database file.
-type group struct {
-	mu      sync.Mutex
-	pending []*writeReq
-	running bool
-}
 
 // writeReq is one queued write and where its outcome goes.
 type writeReq struct {
@@ -115,41 +106,8 @@ func (w *writeDB) prepareTable(ctx context.Context, table string) error {
 // submit queues f on coll and waits for the transaction that runs it.
 func (w *writeDB) submit(ctx context.Context, coll string, f writeFunc) error {
 	r := &writeReq{ctx: ctx, coll: coll, f: f, done: make(chan error, 1)}
-	g := &w.group
-	g.mu.Lock()
-	g.pending = append(g.pending, r)
-	if !g.running {
-		g.running = true
-		go w.commitLoop()
-	}
-	g.mu.Unlock()
+	w.group.Add(r)
 	return <-r.done
-}
-
-// commitLoop runs the queued writes, a group per transaction, until none
-// is left.
-func (w *writeDB) commitLoop() {
-	g := &w.group
-	for {
-		// Let the goroutines that are ready run first: under load they
-		// queue their writes for this transaction; on an idle store
-		// nothing else is ready and this returns at once.
-		runtime.Gosched()
-		g.mu.Lock()
-		batch := g.pending
-		if len(batch) > maxGroup {
-			batch = batch[:maxGroup:maxGroup]
-		}
-		g.pending = g.pending[len(batch):]
-		if len(batch) == 0 {
-			g.pending = nil
-			g.running = false
-			g.mu.Unlock()
-			return
-		}
-		g.mu.Unlock()
-		w.commitGroup(batch)
-	}
 }
 
 // commitGroup runs batch in one transaction and answers each write; if

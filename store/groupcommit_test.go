@@ -41,10 +41,7 @@ func waitQueued(t *testing.T, d *Direct, db string, n int) {
 		t.Fatal(err)
 	}
 	for {
-		w.group.mu.Lock()
-		got := len(w.group.pending)
-		w.group.mu.Unlock()
-		if got >= n {
+		if w.group.Queued() >= n {
 			return
 		}
 		runtime.Gosched()
