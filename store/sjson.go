@@ -124,7 +124,12 @@ func (s *sjsonSchema) elem(n int, key string) *sjsonElem {
 
 // appendSJSON appends the BSON form of the sjson document text to dst.
 func appendSJSON(dst []byte, text string) ([]byte, error) {
-	d := sjsonDecoder{s: text}
+	return decodeSJSON(dst, text, topSchemas)
+}
+
+// decodeSJSON is appendSJSON with the schemas of cache (none if nil).
+func decodeSJSON(dst []byte, text string, cache *schemaCache) ([]byte, error) {
+	d := sjsonDecoder{s: text, cache: cache}
 	d.ws()
 	if d.peek() != '{' {
 		return dst, d.errorf("document is not a JSON object")
@@ -141,8 +146,9 @@ func appendSJSON(dst []byte, text string) ([]byte, error) {
 }
 
 type sjsonDecoder struct {
-	s string
-	i int
+	s     string
+	i     int
+	cache *schemaCache // top-level schemas already read, or nil
 
 	// The schema's values come from arenas, a few allocations per
 	// document rather than one per field. Props and items are read onto a
@@ -201,7 +207,7 @@ func (d *sjsonDecoder) object(dst []byte, sch *sjsonSchema, top bool, depth int)
 				if k != "$s" {
 					break // schema not first
 				}
-				if sch, err = d.schema(depth + 1); err != nil {
+				if sch, err = d.topSchema(depth + 1); err != nil {
 					return dst, err
 				}
 			} else {
@@ -277,7 +283,7 @@ func (d *sjsonDecoder) objectAnyOrder(dst []byte, sch *sjsonSchema, top bool, de
 		}
 		d.i = pos
 		var err error
-		if sch, err = d.schema(depth + 1); err != nil {
+		if sch, err = d.topSchema(depth + 1); err != nil {
 			return dst, err
 		}
 		delete(at, "$s")

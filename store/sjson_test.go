@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -145,9 +146,11 @@ func TestAppendSJSONOrder(t *testing.T) {
 	}
 }
 
-// FuzzAppendSJSON checks that no input makes the decoder panic, and that
-// whatever it accepts is valid BSON.
+// FuzzAppendSJSON checks that no input makes the decoder panic, that
+// whatever it accepts is valid BSON, and that it decodes every input the
+// same with the schemas of earlier inputs cached as without a cache.
 func FuzzAppendSJSON(f *testing.F) {
+	cache := newSchemaCache(16)
 	for _, seed := range []string{
 		`{"$s":{"p":{"_id":{"t":"string"},"n":{"t":"int"}},"$k":["_id","n"]},"_id":"a","n":1}`,
 		`{"$s":{"p":{"_id":{"t":"objectId"},"d":{"t":"date"},"b":{"t":"binData","s":4},"r":{"t":"regex","o":"i"},"ts":{"t":"timestamp"},"f":{"t":"double"},"l":{"t":"long"},"t":{"t":"bool"},"z":{"t":"null"}},"$k":["_id","d","b","r","ts","f","l","t","z"]},"_id":"0123456789abcdef01234567","d":1764225600000,"b":"AAEC","r":"^a\u003c","ts":7,"f":1.5,"l":-9,"t":true,"z":null}`,
@@ -157,7 +160,11 @@ func FuzzAppendSJSON(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, text string) {
-		raw, err := appendSJSON(nil, text)
+		raw, err := decodeSJSON(nil, text, nil)
+		cached, cachedErr := decodeSJSON(nil, text, cache)
+		if !bytes.Equal(cached, raw) || (err == nil) != (cachedErr == nil) || (err != nil && err.Error() != cachedErr.Error()) {
+			t.Fatalf("%q: with the schema cache got %x, %v; without %x, %v", text, cached, cachedErr, raw, err)
+		}
 		if err != nil {
 			return
 		}
