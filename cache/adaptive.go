@@ -31,7 +31,7 @@ const (
 // due, and that evidence counts); after one that finds it changed it
 // becomes AdaptiveShrink times the interval. A page due within
 // DueTolerance of its interval (at most MaxDueTolerance) after the run's
-// start counts as due at the start.
+// start counts as due at the start (as under a fixed duration: Tolerance).
 const (
 	AdaptiveGrow    = 1.5
 	AdaptiveShrink  = 0.5
@@ -120,18 +120,11 @@ func scale(d time.Duration, f float64) time.Duration {
 }
 
 // Tolerance is how long before a run's start a page due with interval iv
-// counts as due: DueTolerance of it, at most MaxDueTolerance.
+// counts as due: DueTolerance of it, at most MaxDueTolerance. It applies
+// to adaptive intervals and to fixed expire_after and urls_expire_after
+// durations alike (precedence.go, dueAtRun).
 func Tolerance(iv time.Duration) time.Duration {
 	return min(scale(iv, DueTolerance), MaxDueTolerance)
-}
-
-// adaptiveDue reports whether an entry due at dueAt, with interval iv, is
-// due at now in a run started at runStart (zero: no run, no tolerance).
-func adaptiveDue(dueAt time.Time, iv time.Duration, now, runStart time.Time) bool {
-	if !now.Before(dueAt) {
-		return true
-	}
-	return !runStart.IsZero() && !runStart.Add(Tolerance(iv)).Before(dueAt)
 }
 
 // storedInterval reads an interval stored as seconds. A value past

@@ -352,13 +352,17 @@ func (t *Transport) fromRedirect(c *call, offline bool) (*http.Response, bool) {
 	return t.fromStore(c, st, served), true
 }
 
-// hopDue reports whether a redirect hop that expires at exp is due: under
-// expire_after: adaptive a hop keeps the initial interval, with the same
-// tolerance at the run's start as pages.
+// hopDue reports whether a redirect hop that expires at exp is due, with
+// the same tolerance at the run's start as pages (dueAtRun): under a
+// duration, of the duration; under expire_after: adaptive a hop keeps the
+// initial interval.
 func (t *Transport) hopDue(c *call, exp time.Time) bool {
 	now := t.now()
-	if t.policy.crawlerExpiry(c.norm).Kind == ExpireAdaptive {
-		return adaptiveDue(exp, t.policy.Adaptive.interval(0), now, t.runStart)
+	switch e := t.policy.crawlerExpiry(c.norm); e.Kind {
+	case ExpireAdaptive:
+		return dueAtRun(exp, t.policy.Adaptive.interval(0), now, t.runStart)
+	case ExpireAfter:
+		return dueAtRun(exp, e.After, now, t.runStart)
 	}
 	return !now.Before(exp)
 }

@@ -216,18 +216,19 @@ func rfcFresh(reqCC cacheControl, f rfcFreshness, elapsed time.Duration) bool {
 }
 
 // ruleSays is a crawler-policy expiry's verdict on st at now, and when st
-// stops (or stopped) being fresh under it.
+// stops (or stopped) being fresh under it; a duration or an adaptive
+// interval counts as due with the run-start tolerance (dueAtRun).
 func (t *Transport) ruleSays(exp Expiry, st *storedEntry, now time.Time) (fresh bool, expiresAt time.Time) {
 	switch exp.Kind {
 	case ExpireNever:
 		return true, now // now: for stale windows after a forced refresh
 	case ExpireAfter:
 		at := st.validatedAt.Add(exp.After)
-		return now.Before(at), at
+		return !dueAtRun(at, exp.After, now, t.runStart), at
 	case ExpireAdaptive:
 		iv := t.policy.Adaptive.interval(st.interval)
 		at := st.validatedAt.Add(iv)
-		return !adaptiveDue(at, iv, now, t.runStart), at
+		return !dueAtRun(at, iv, now, t.runStart), at
 	}
 	return false, st.validatedAt // do_not_cache: not served
 }

@@ -1,5 +1,7 @@
 package cache
 
+import "time"
+
 // The sources of freshness and their one precedence. Each source says
 // what it knows of a stored entry at one instant (sources); decide takes
 // the first source, in this order, that has a say:
@@ -20,8 +22,14 @@ package cache
 //
 // Under 5 and 6 a duration keeps the entry fresh until its last
 // validation plus the duration, never keeps it fresh, and adaptive keeps
-// it fresh until the URL's learned next due time (adaptive.go), a page due
-// within Tolerance of the run's start counting as due.
+// it fresh until the URL's learned next due time (adaptive.go). Under both
+// a duration and adaptive, a page due within Tolerance of the duration or
+// interval after the run's start counts as due at the start (dueAtRun), so
+// a daily run with expire_after: 24h does not skip for a day a page stored
+// a few seconds after the previous run's start. 0s (revalidate on every
+// use) and never have no tolerance, nor has a cache with no run (the
+// proxy). RFC 9111 mode (4) has none either: RFC freshness is followed to
+// the letter.
 //
 // An entry that is not fresh may then still be served stale: by
 // stale_while_revalidate and a request's max-stale unless 1 or 2 made it
@@ -84,4 +92,16 @@ func decide(s sources) (fresh bool, by source) {
 		return *s.urlRule, byURLRule
 	}
 	return s.expireAfter, byExpireAfter
+}
+
+// dueAtRun reports whether an entry that falls due at dueAt, under a
+// crawler-policy duration or adaptive interval iv, is due at now in a run
+// started at runStart: due once now reaches dueAt, or already at the run's
+// start when dueAt is within Tolerance(iv) after it. A zero runStart (no
+// run: the proxy) or iv <= 0 (0s: due on every use) gives no tolerance.
+func dueAtRun(dueAt time.Time, iv time.Duration, now, runStart time.Time) bool {
+	if !now.Before(dueAt) {
+		return true
+	}
+	return iv > 0 && !runStart.IsZero() && !runStart.Add(Tolerance(iv)).Before(dueAt)
 }

@@ -65,8 +65,9 @@ type Options struct {
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
 	// RunStart is when the run this Transport serves started (Now's
-	// clock): under expire_after: adaptive a page due within Tolerance of
-	// it counts as due. Zero (a proxy, no run): no tolerance.
+	// clock): under a crawler-policy duration or expire_after: adaptive a
+	// page due within Tolerance of it counts as due (precedence.go).
+	// Zero (a proxy, no run): no tolerance.
 	RunStart time.Time
 	// Logger receives store errors (the first at WARN, later ones at
 	// DEBUG) and corrupt entries. If nil, slog.Default().
