@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -78,7 +79,39 @@ func proxyPolicy(c *cli.Context) (cache.Policy, error) {
 	if c.IsSet("only-if-cached") {
 		pol.OnlyIfCached = c.Bool("only-if-cached")
 	}
-	return pol, nil
+	return pol, proxyAdaptiveCheck(c, pol)
+}
+
+// proxyAdaptiveCheck refuses what a job's config refuses of adaptive
+// revisits once the flags have overridden the policy file: adaptive with
+// RFC 9111 mode, which ignores expire_after, and adaptive bounds with no
+// adaptive expiry left. A file alone is checked when it is loaded.
+func proxyAdaptiveCheck(c *cli.Context, pol cache.Policy) error {
+	file := c.String("policy")
+	uses := configs.UsesAdaptive(pol)
+	if uses && pol.CacheControl {
+		cc, fix := "--cache-control", "remove --cache-control, or"
+		if !c.IsSet("cache-control") {
+			cc, fix = "cache_control: true in "+file, "remove cache_control from "+file+", or"
+		}
+		var ad, fixAd []string
+		if c.IsSet("expire-after") && pol.ExpireAfter.Kind == cache.ExpireAdaptive {
+			ad = append(ad, "--expire-after adaptive")
+			fixAd = append(fixAd, "give --expire-after a duration, 0s, never or do_not_cache")
+		}
+		if configs.UsesAdaptive(cache.Policy{URLsExpireAfter: pol.URLsExpireAfter}) ||
+			(!c.IsSet("expire-after") && pol.ExpireAfter.Kind == cache.ExpireAdaptive) {
+			ad = append(ad, "the adaptive expiry in "+file)
+			fixAd = append(fixAd, "remove the adaptive expiry from "+file)
+		}
+		return fmt.Errorf("%s follows RFC 9111 and ignores expire_after, so adaptive revisits (%s) would never apply: %s %s",
+			cc, strings.Join(ad, " and "), fix, strings.Join(fixAd, " and "))
+	}
+	a := pol.Adaptive
+	if !uses && (a.Min != 0 || a.Max != 0 || a.Initial != 0) {
+		return fmt.Errorf("--expire-after %s replaces the adaptive expiry of %s, whose adaptive: bounds would then never apply: use --expire-after adaptive, or remove adaptive: from %s", c.String("expire-after"), file, file)
+	}
+	return nil
 }
 
 func runProxy(c *cli.Context) error {

@@ -18,10 +18,7 @@ const expireAdaptive = "adaptive"
 // where it can apply: not with cache_control (RFC 9111 decides there), and
 // bounds only where some expiry is adaptive.
 func (d *decoder) adaptive(m map[string]*yaml.Node, p string, pol *cache.Policy) {
-	uses := pol.ExpireAfter.Kind == cache.ExpireAdaptive
-	for _, r := range pol.URLsExpireAfter {
-		uses = uses || r.Expiry.Kind == cache.ExpireAdaptive
-	}
+	uses := UsesAdaptive(*pol)
 	if uses && pol.CacheControl {
 		d.errorf(m["cache_control"], join(p, "cache_control"),
 			"true follows RFC 9111 and ignores expire_after, so adaptive revisits would never apply: remove cache_control or the adaptive expiry")
@@ -65,6 +62,18 @@ func (d *decoder) adaptive(m map[string]*yaml.Node, p string, pol *cache.Policy)
 		key := first(f, "initial", "min", "max")
 		d.errorf(f[key], join(kp, key), "initial (%s) must lie between min (%s) and max (%s)%s", cache.FormatInterval(initial), cache.FormatInterval(lo), cache.FormatInterval(hi), defaultNote(a))
 	}
+}
+
+// UsesAdaptive reports whether some expiry of pol, expire_after or a
+// urls_expire_after pattern, is adaptive. A job refuses adaptive together
+// with cache_control, and adaptive bounds with no adaptive expiry; the
+// proxy, whose flags override its policy file, checks the same with it.
+func UsesAdaptive(pol cache.Policy) bool {
+	uses := pol.ExpireAfter.Kind == cache.ExpireAdaptive
+	for _, r := range pol.URLsExpireAfter {
+		uses = uses || r.Expiry.Kind == cache.ExpireAdaptive
+	}
+	return uses
 }
 
 // defaultNote names the bounds a left out, which took their defaults.
