@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"cmp"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +40,7 @@ type decodedEntry struct {
 	body         []byte
 	uncompressed bool   // see Entry.Uncompressed
 	reason       string // see Entry.Reason
+	sha256       string // see Entry.BodySHA256; "" when not known
 }
 
 // response builds an independent *http.Response for req: its own header map
@@ -49,6 +52,11 @@ func (e *decodedEntry) response(req *http.Request, served string) *http.Response
 	}
 	if served != "" {
 		h.Set(HeaderServed, served)
+	}
+	// Headers stored by earlier releases may hold an origin's value.
+	delete(h, HeaderBodySHA256)
+	if e.sha256 != "" && (req == nil || req.Method != http.MethodHead) {
+		h[HeaderBodySHA256] = []string{e.sha256}
 	}
 	proto := e.proto
 	major, minor, ok := http.ParseHTTPVersion(proto)
@@ -132,7 +140,29 @@ func decodeEntry(entry *Entry, rev *Revalidation) (e *decodedEntry, validatedAt 
 		mergeHeader(header, revHeader)
 		validatedAt, expires = rev.ValidatedAt, rev.Expires
 	}
-	return &decodedEntry{status: entry.Status, proto: entry.Proto, header: header, body: body, uncompressed: entry.Uncompressed, reason: entry.Reason}, validatedAt, expires, nil
+	return &decodedEntry{status: entry.Status, proto: entry.Proto, header: header, body: body, uncompressed: entry.Uncompressed,
+		reason: entry.Reason, sha256: validSHA256(entry.BodySHA256)}, validatedAt, expires, nil
+}
+
+// bodySHA256 is the hex SHA-256 of body: Entry.BodySHA256.
+func bodySHA256(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])
+}
+
+// validSHA256 returns s when it is a hex SHA-256 as bodySHA256 writes it
+// (64 lowercase hex digits), "" otherwise: a value edited by hand is not
+// served as a hash.
+func validSHA256(s string) string {
+	if len(s) != 2*sha256.Size {
+		return ""
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return ""
+		}
+	}
+	return s
 }
 
 // revApplies reports whether rev is newer than entry's body. Equal times
@@ -153,6 +183,7 @@ var notMerged = map[string]bool{
 	"Connection":        true,
 	"Keep-Alive":        true,
 	HeaderServed:        true,
+	HeaderBodySHA256:    true,
 }
 
 // mergeHeader replaces dst's fields with those of a 304's header src
@@ -420,6 +451,7 @@ func newEntry(key, norm string, req *http.Request, e *decodedEntry, p Policy, no
 		Headers:      encodeHeader(e.header),
 		Body:         body,
 		BodyEncoding: encoding,
+		BodySHA256:   bodySHA256(e.body),
 		ContentType:  e.header.Get("Content-Type"),
 		Size:         int64(len(e.body)),
 		CreatedAt:    now,

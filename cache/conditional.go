@@ -82,6 +82,7 @@ func (t *Transport) conditional(c *call, e *decodedEntry, resp *http.Response) *
 	size := strconv.Itoa(len(e.body))
 	out := *resp
 	out.Header = resp.Header.Clone()
+	out.Header.Del(HeaderBodySHA256) // the hash is of the whole body, not of a part
 	_ = resp.Body.Close()
 	if !satisfiable {
 		out.StatusCode, out.Status = http.StatusRequestedRangeNotSatisfiable, "416 Range Not Satisfiable"

@@ -66,11 +66,18 @@ type Entry struct {
 	// BodyEncoding is "gzip" when the transport stored Body compressed
 	// (Options.CompressBodies; always binary then), "" for the body as the
 	// origin sent it. Size is the uncompressed length.
-	BodyEncoding string    `bson:"body_encoding,omitempty"`
-	ContentType  string    `bson:"content_type,omitempty"`
-	Size         int64     `bson:"size"`
-	CreatedAt    time.Time `bson:"created_at"`   // when this body was fetched
-	ValidatedAt  time.Time `bson:"validated_at"` // last fetch or 304 written here
+	BodyEncoding string `bson:"body_encoding,omitempty"`
+	// BodySHA256 is the hex SHA-256 of the body as served (uncompressed,
+	// the bytes Size counts), computed once when the body was stored and
+	// sent with every response served from it (HeaderBodySHA256), so that
+	// a client that hashes bodies does not hash them again. Absent in
+	// entries of releases before it was kept: responses served from them
+	// carry no hash, and the client hashes the body itself.
+	BodySHA256  string    `bson:"body_sha256,omitempty"`
+	ContentType string    `bson:"content_type,omitempty"`
+	Size        int64     `bson:"size"`
+	CreatedAt   time.Time `bson:"created_at"`   // when this body was fetched
+	ValidatedAt time.Time `bson:"validated_at"` // last fetch or 304 written here
 	// Expires is when the entry stops being fresh; nil means never.
 	Expires *time.Time `bson:"expires,omitempty"`
 	// IntervalSeconds is the URL's learned revisit interval under

@@ -195,7 +195,7 @@ func (t *Transport) merge304(c *call, st *storedEntry, resp *http.Response, hadR
 	resp.Header.Del(HeaderServed)
 	merged, now := t.freshen(c, st, resp.Header, hadRev)
 	res := &fetchedEntry{
-		e:           &decodedEntry{status: st.e.status, proto: st.e.proto, header: merged, body: st.e.body, uncompressed: st.e.uncompressed, reason: st.e.reason},
+		e:           &decodedEntry{status: st.e.status, proto: st.e.proto, header: merged, body: st.e.body, uncompressed: st.e.uncompressed, reason: st.e.reason, sha256: st.e.sha256},
 		served:      ServedRevalidated,
 		validatedAt: now,
 	}
@@ -266,6 +266,7 @@ func (t *Transport) store(c *call, st *storedEntry, e *decodedEntry, hadRev bool
 		t.notStored.Add(1)
 		return
 	}
+	fetched := e
 	if e = t.forRole(c, e); e == nil {
 		t.notStored.Add(1)
 		return
@@ -285,6 +286,7 @@ func (t *Transport) store(c *call, st *storedEntry, e *decodedEntry, hadRev bool
 		t.storeError(err)
 		return
 	}
+	fetched.sha256 = entry.BodySHA256 // served with the miss: HeaderBodySHA256
 	if t.varies() {
 		t.updateVariants(c, key, names, now)
 	}
@@ -424,6 +426,7 @@ func (t *Transport) passThrough(req *http.Request) (*http.Response, error) {
 	if resp.Header == nil {
 		resp.Header = http.Header{}
 	}
+	resp.Header.Del(HeaderBodySHA256) // an origin's claim, not the hash of a body we stored
 	resp.Header.Set(HeaderServed, ServedMiss)
 	if resp.Body != nil {
 		resp.Body = readCloser{&countingReader{r: resp.Body, n: &t.networkBytes}, resp.Body}

@@ -33,6 +33,25 @@ import (
 // only_if_cached).
 const HeaderServed = "X-Crawlcache"
 
+// HeaderBodySHA256 is set on a response served from a stored entry (hit,
+// revalidated or stale) and on a miss the Transport has just stored, to
+// the hex SHA-256 of the body the response carries (Entry.BodySHA256,
+// computed once when the body was stored): a client that hashes bodies,
+// such as the crawler's change tracking and parse reuse, takes it instead
+// of hashing the body again. It is absent on responses from entries stored
+// before the hash was kept, on responses that were not stored, on HEAD
+// responses and on the 206 and 304 answers to a client's own range or
+// conditional request. It is never taken from the network: the Transport
+// removes it from every upstream response, so an origin (or an upstream
+// crawlcache) cannot make a client trust a hash of its choosing.
+const HeaderBodySHA256 = "X-Crawlcache-Body-Sha256"
+
+// StoredBodySHA256 returns h's HeaderBodySHA256 when it is a hex SHA-256
+// (64 lowercase hex digits), "" otherwise.
+func StoredBodySHA256(h http.Header) string {
+	return validSHA256(h.Get(HeaderBodySHA256))
+}
+
 // Values of HeaderServed.
 const (
 	ServedHit         = "hit"

@@ -24,6 +24,9 @@ func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
 	if resp.Body == nil {
 		resp.Body = http.NoBody
 	}
+	// Only the Transport says what hash a body has: an origin's (or an
+	// upstream crawlcache's) claim is neither stored nor served.
+	resp.Header.Del(HeaderBodySHA256)
 	fixDate(resp.Header, t.now())
 	return resp, nil
 }
