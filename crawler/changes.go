@@ -8,7 +8,6 @@ import (
 	"github.com/gocolly/colly/v2"
 
 	"crawlcache/changes"
-	"crawlcache/parses"
 )
 
 // observe tells the run's change tracker (Options.Changes) what page u
@@ -37,7 +36,7 @@ func (c *crawl) observe(u string, r *colly.Response, pp *pageParse, parse string
 			if pp != nil {
 				o.BodyHash = pp.bodyHash
 			} else {
-				o.BodyHash = parses.BodyHash(r.Body)
+				o.BodyHash = c.bodyHash(r)
 			}
 		}
 	}

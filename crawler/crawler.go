@@ -71,6 +71,10 @@ type crawl struct {
 	// digest of the follow and extract rules parse records are kept under.
 	linkFinder *pipeline.LinkFinder
 	rules      string
+	// detectCharset is the collector's DetectCharset (colly reads it from
+	// the environment too): whether colly may convert a body that names
+	// no charset (bodyhash.go).
+	detectCharset bool
 
 	parsed, reused, reuseErrs atomic.Int64
 

@@ -90,6 +90,7 @@ func (f *fetcher) collector(ctx context.Context) {
 		colly.MaxBodySize(bodyLimit),   // see above
 		colly.StdlibContext(ctx),       // in-flight requests outlive an interrupt by the grace period
 	)
+	c.detectCharset = f.col.DetectCharset
 	f.col.WithTransport(releaseBodies{next: c.pageTransport()})
 	f.col.SetRequestTimeout(0) // per network attempt in Politeness; a hit or a wait is not a timeout
 	f.col.DisableCookies()

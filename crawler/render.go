@@ -178,6 +178,7 @@ func (r *renderer) into(resp *colly.Response, st *pageState) error {
 	resp.Body = res.HTML
 	resp.Headers.Set("Content-Type", "text/html; charset=utf-8")
 	resp.Headers.Del("Content-Length")
+	resp.Headers.Del(cache.HeaderBodySHA256) // the hash of the body before rendering
 	if c.linkSel == nil {
 		st.links = res.Links
 	}

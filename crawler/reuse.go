@@ -50,7 +50,7 @@ func (c *crawl) lookupParse(r *colly.Response, pageURL string) *pageParse {
 		req.Header = *r.Request.Headers
 	}
 	key := cache.Key(req, nil, c.opts.CachePolicy, nil)
-	pp := &pageParse{id: parses.ID(key, c.rules), key: key, url: pageURL, bodyHash: parses.BodyHash(r.Body)}
+	pp := &pageParse{id: parses.ID(key, c.rules), key: key, url: pageURL, bodyHash: c.bodyHash(r)}
 	ctx, cancel := context.WithTimeout(c.ackCtx, reuseTimeout)
 	defer cancel()
 	rec, err := c.opts.Parses.Lookup(ctx, pp.id, pp.bodyHash)
