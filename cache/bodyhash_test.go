@@ -209,3 +209,26 @@ func TestBodySHA256PreviousRelease(t *testing.T) {
 		})
 	}
 }
+
+// DecodeResponse (cache show, export) gives the response as the origin
+// sent it: without the Transport's hash header, even when the entry has
+// body_sha256.
+func TestBodySHA256NotInDecodedResponse(t *testing.T) {
+	o, _ := hashOrigin(t, false)
+	e := newTransportEnv(t, Options{})
+	e.expectServed(o.URL+"/page", ServedMiss)
+	var entry Entry
+	if err := bson.Unmarshal(e.rawDoc(ResponsesCollection, keyOf(t, o.URL+"/page", Policy{})), &entry); err != nil {
+		t.Fatal(err)
+	}
+	if entry.BodySHA256 == "" {
+		t.Fatal("entry stored without body_sha256")
+	}
+	resp, err := DecodeResponse(&entry, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Header.Values(HeaderBodySHA256); len(got) != 0 {
+		t.Errorf("decoded response has %s = %q, want none", HeaderBodySHA256, got)
+	}
+}

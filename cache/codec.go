@@ -44,7 +44,10 @@ type decodedEntry struct {
 }
 
 // response builds an independent *http.Response for req: its own header map
-// and its own reader over the shared body bytes.
+// and its own reader over the shared body bytes. A response served by the
+// Transport (served set) carries HeaderServed and, when the body's hash is
+// known and req is not a HEAD, HeaderBodySHA256; DecodeResponse's (served
+// "") carries neither: it is the response as the origin sent it.
 func (e *decodedEntry) response(req *http.Request, served string) *http.Response {
 	h := e.header.Clone()
 	if h == nil {
@@ -55,7 +58,7 @@ func (e *decodedEntry) response(req *http.Request, served string) *http.Response
 	}
 	// Headers stored by earlier releases may hold an origin's value.
 	delete(h, HeaderBodySHA256)
-	if e.sha256 != "" && (req == nil || req.Method != http.MethodHead) {
+	if e.sha256 != "" && served != "" && (req == nil || req.Method != http.MethodHead) {
 		h[HeaderBodySHA256] = []string{e.sha256}
 	}
 	proto := e.proto
