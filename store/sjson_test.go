@@ -156,6 +156,7 @@ func FuzzAppendSJSON(f *testing.F) {
 		`{"$s":{"p":{"_id":{"t":"objectId"},"d":{"t":"date"},"b":{"t":"binData","s":4},"r":{"t":"regex","o":"i"},"ts":{"t":"timestamp"},"f":{"t":"double"},"l":{"t":"long"},"t":{"t":"bool"},"z":{"t":"null"}},"$k":["_id","d","b","r","ts","f","l","t","z"]},"_id":"0123456789abcdef01234567","d":1764225600000,"b":"AAEC","r":"^a\u003c","ts":7,"f":1.5,"l":-9,"t":true,"z":null}`,
 		`{"$s":{"p":{"o":{"t":"object","$s":{"p":{"a":{"t":"array","i":[{"t":"int"},{"t":"string"},{"t":"object","$s":{}}]}},"$k":["a"]}}},"$k":["o"]},"o":{"a":[1,"\ud83d\ude00",{}]}}`,
 		`{"$s":{}}`,
+		`{"$s":{"p":{"_id":{"t":"string"},"d":{"t":"object","$s":{"p":{"_id":{"t":"int"}},"$k":["_id"]}}},"$k":["_id","d"]},"_id":"a","d":{"_id":2}}`,
 	} {
 		f.Add(seed)
 	}

@@ -12,7 +12,8 @@ import (
 //
 // A hit gives what reading the text would: the cached schema was read
 // from exactly these bytes, to their end, and the reader's result depends
-// on nothing but the bytes it reads. Documents whose schema is not cached
+// on nothing but the bytes it reads. So however the end of the text
+// looked up is guessed, a hit is right. Documents whose schema is not cached
 // (new, longer than schemaCacheMaxText, or invalid) are read as before.
 
 const (
@@ -35,6 +36,11 @@ type schemaCache struct {
 func newSchemaCache(max int) *schemaCache {
 	return &schemaCache{max: max, m: make(map[string]*sjsonSchema, max)}
 }
+
+// afterSchema is the text that ends a top-level schema and starts the
+// _id field that FerretDB writes first (the schema's last character
+// included).
+const afterSchema = `},"_id":`
 
 // topSchemas is the process's cache of top-level schemas, shared by
 // every reader of every collection.
@@ -69,17 +75,29 @@ func (c *schemaCache) add(text string, sch *sjsonSchema) {
 // copy of its text and cached, since its names share memory with the
 // text read, which may be SQLite's row.
 func (d *sjsonDecoder) topSchema(depth int) (*sjsonSchema, error) {
-	start := d.i
-	end := -1
-	if d.cache != nil {
-		end = schemaEnd(d.s, start)
+	if d.cache == nil {
+		return d.schema(depth)
 	}
+	start := d.i
+	// FerretDB writes _id right after the schema: the text up to there
+	// is looked up without scanning the schema for its end.
+	guess := -1
+	if n := strings.Index(d.s[start:min(len(d.s), start+schemaCacheMaxText+len(afterSchema)-1)], afterSchema); n >= 0 {
+		guess = start + n + 1
+		if sch := d.cache.get(d.s[start:guess]); sch != nil {
+			d.i = guess
+			return sch, nil
+		}
+	}
+	end := schemaEnd(d.s, start)
 	if end < 0 {
 		return d.schema(depth)
 	}
-	if sch := d.cache.get(d.s[start:end]); sch != nil {
-		d.i = end
-		return sch, nil
+	if end != guess {
+		if sch := d.cache.get(d.s[start:end]); sch != nil {
+			d.i = end
+			return sch, nil
+		}
 	}
 	text := strings.Clone(d.s[start:end])
 	own := sjsonDecoder{s: text}

@@ -46,6 +46,12 @@ var schemaTwins = []string{
 	`{"$s":{"p":{"a":{"t":"decimal"}},"$k":["a"]},"a":1}`,
 	`{"$s":{"p":{"a":{"t":"int"}},"$k":["a"],"x":{}},"a":1}`,
 	`{"$s":{}}`,
+	// Where the schema's end is guessed from the _id after it: a nested
+	// _id, and white space before the top-level one.
+	`{"$s":{"p":{"_id":{"t":"string"},"d":{"t":"object","$s":{"p":{"x":{"t":"int"},"_id":{"t":"int"}},"$k":["x","_id"]}}},"$k":["_id","d"]},"_id":"a","d":{"x":1,"_id":2}}`,
+	`{"$s":{"p":{"_id":{"t":"string"},"d":{"t":"object","$s":{"p":{"x":{"t":"int"},"_id":{"t":"long"}},"$k":["x","_id"]}}},"$k":["_id","d"]},"_id":"a","d":{"x":1,"_id":2}}`,
+	`{"$s":{"p":{"_id":{"t":"string"}},"$k":["_id"]} ,"_id":"a"}`,
+	`{"$s":{"p":{"_id":{"t":"string"},"n":{"t":"int"}},"$k":["_id","n"]},"_id":"a","n":1,"s":"},\"_id\":"}`,
 }
 
 // decodeAll decodes every text with cache, in order, as hex or an error.
@@ -127,6 +133,10 @@ func TestSchemaCacheOwnsItsText(t *testing.T) {
 	first, err := decodeSJSON(nil, unsafe.String(&buf[0], len(buf)), cache)
 	if err != nil {
 		t.Fatalf("decode: %v", err)
+	}
+	const schema = `{"p":{"_id":{"t":"string"},"n":{"t":"int"}},"$k":["_id","n"]}`
+	if cache.get(schema) == nil {
+		t.Fatalf("schema %s not cached after decoding %s", schema, text)
 	}
 	copy(buf, bytes.Repeat([]byte("x"), len(buf)))
 	got, err := decodeSJSON(nil, text, cache)
