@@ -165,7 +165,7 @@ func TestBodySHA256OnlyForTheStoredBody(t *testing.T) {
 	}
 }
 
-// Entries of the previous release have no body_sha256: they are served
+// Entries of the previous release have no body_sha256: hits are served
 // as before, with no hash, even when their stored headers hold an
 // origin's forged one, and a hand-edited hash that is not one is not
 // served.
@@ -230,5 +230,49 @@ func TestBodySHA256NotInDecodedResponse(t *testing.T) {
 	}
 	if got := resp.Header.Values(HeaderBodySHA256); len(got) != 0 {
 		t.Errorf("decoded response has %s = %q, want none", HeaderBodySHA256, got)
+	}
+}
+
+// An entry of the previous release (no body_sha256) gets its hash at its
+// first 304, kept in the small revalidation document instead of a rewrite
+// of the entry, and served from there on, on 304s and hits alike (RFC
+// 9111 §4.3.4: the 304 refreshes the stored response it selects).
+func TestBodySHA256FilledAtFirst304(t *testing.T) {
+	s := storetest.OpenFixture(t, storetest.FixtureE6C68C8)
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(HeaderBodySHA256, forged)
+		if inm := r.Header.Get("If-None-Match"); inm != "" {
+			w.Header().Set("ETag", inm)
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		t.Errorf("unconditional request for %s", r.URL)
+		w.WriteHeader(http.StatusInternalServerError)
+	})
+	url := "http://127.0.0.1:18089/products/1"
+	revalidate := newTransportEnvOn(t, s, Options{Upstream: hostRewriter{o}, Now: time.Now, Policy: Policy{ExpireAfter: Expiry{Kind: ExpireAfter}}})
+	key := keyOf(t, url, Policy{})
+	var want string
+	for i := range 2 {
+		resp, body := revalidate.get(nil, url)
+		if Served(resp) != ServedRevalidated {
+			t.Fatalf("GET %d served %q, want revalidated", i, Served(resp))
+		}
+		want = hexSHA256(body)
+		if got := resp.Header.Get(HeaderBodySHA256); got != want {
+			t.Errorf("GET %d: %s = %q, want %q", i, HeaderBodySHA256, got, want)
+		}
+		var rev Revalidation
+		if err := bson.Unmarshal(revalidate.rawDoc(RevalidationsCollection, key), &rev); err != nil || rev.BodySHA256 != want {
+			t.Errorf("GET %d: revalidation body_sha256 = %q (%v), want %q", i, rev.BodySHA256, err, want)
+		}
+	}
+	if _, ok := revalidate.storedHash(url); ok {
+		t.Error("the entry was rewritten with body_sha256; want it left alone")
+	}
+	hit := newTransportEnvOn(t, s, Options{Upstream: hostRewriter{o}, Now: time.Now, Policy: Policy{ExpireAfter: Expiry{Kind: ExpireNever}}})
+	resp, _ := hit.get(nil, url)
+	if Served(resp) != ServedHit || resp.Header.Get(HeaderBodySHA256) != want {
+		t.Errorf("hit after the 304s: served %q with %s = %q, want hit with %q", Served(resp), HeaderBodySHA256, resp.Header.Get(HeaderBodySHA256), want)
 	}
 }

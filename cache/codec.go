@@ -134,6 +134,7 @@ func decodeEntry(entry *Entry, rev *Revalidation) (e *decodedEntry, validatedAt 
 		return nil, time.Time{}, nil, fmt.Errorf("decode cached response %s: %w: body is %d bytes, size says %d", entry.ID, ErrCorrupt, len(body), entry.Size)
 	}
 	validatedAt, expires = entry.ValidatedAt, entry.Expires
+	sha := validSHA256(entry.BodySHA256)
 	if revApplies(entry, rev) {
 		revHeader, err := decodeHeader(rev.Headers)
 		if err != nil {
@@ -142,9 +143,12 @@ func decodeEntry(entry *Entry, rev *Revalidation) (e *decodedEntry, validatedAt 
 		header.Del("Age") // the 200's Age is no age of the 304's (RFC 9111 §4.2.3)
 		mergeHeader(header, revHeader)
 		validatedAt, expires = rev.ValidatedAt, rev.Expires
+		if entry.BodySHA256 == "" { // an earlier release's entry: see Revalidation.BodySHA256
+			sha = validSHA256(rev.BodySHA256)
+		}
 	}
 	return &decodedEntry{status: entry.Status, proto: entry.Proto, header: header, body: body, uncompressed: entry.Uncompressed,
-		reason: entry.Reason, sha256: validSHA256(entry.BodySHA256)}, validatedAt, expires, nil
+		reason: entry.Reason, sha256: sha}, validatedAt, expires, nil
 }
 
 // bodySHA256 is the hex SHA-256 of body: Entry.BodySHA256.

@@ -130,6 +130,13 @@ type Revalidation struct {
 	// Entry.IntervalSeconds.
 	IntervalSeconds int64  `bson:"interval_seconds,omitempty"`
 	Headers         bson.M `bson:"headers,omitempty"`
+	// BodySHA256 is the hash of the Entry's body (as Entry.BodySHA256)
+	// when the Entry has none, having been stored by a release before it
+	// was kept: computed at the body's first 304 since this release and
+	// kept by every later one, so such an entry is not rewritten (the
+	// embedded server rewrites a whole document on any update) and its
+	// body is hashed once. Absent when the Entry has its own.
+	BodySHA256 string `bson:"body_sha256,omitempty"`
 }
 
 // Redirect maps a redirect hop to the key of the response it led to.

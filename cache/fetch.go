@@ -193,9 +193,9 @@ func (t *Transport) merge304(c *call, st *storedEntry, resp *http.Response, hadR
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	defer resp.Body.Close() // once recorded: see fetch
 	resp.Header.Del(HeaderServed)
-	merged, now := t.freshen(c, st, resp.Header, hadRev)
+	merged, now, sha := t.freshen(c, st, resp.Header, hadRev)
 	res := &fetchedEntry{
-		e:           &decodedEntry{status: st.e.status, proto: st.e.proto, header: merged, body: st.e.body, uncompressed: st.e.uncompressed, reason: st.e.reason, sha256: st.e.sha256},
+		e:           &decodedEntry{status: st.e.status, proto: st.e.proto, header: merged, body: st.e.body, uncompressed: st.e.uncompressed, reason: st.e.reason, sha256: sha},
 		served:      ServedRevalidated,
 		validatedAt: now,
 	}
@@ -207,9 +207,9 @@ func (t *Transport) merge304(c *call, st *storedEntry, resp *http.Response, hadR
 
 // freshen records that a 304 (or a HEAD response, RFC 9111 §4.3.5) with
 // header h confirmed st: a revalidation under c.key, not a rewrite of the
-// Entry. It returns st's headers with h's merged in (§3.2) and
-// the time of the validation.
-func (t *Transport) freshen(c *call, st *storedEntry, h http.Header, hadRev bool) (http.Header, time.Time) {
+// Entry. It returns st's headers with h's merged in (§3.2), the time of
+// the validation and the body's hash (revalidationHash).
+func (t *Transport) freshen(c *call, st *storedEntry, h http.Header, hadRev bool) (http.Header, time.Time, string) {
 	merged := st.e.header.Clone()
 	merged.Del("Age") // the age restarts at the 304 (RFC 9111 §4.2.3)
 	mergeHeader(merged, h)
@@ -224,7 +224,11 @@ func (t *Transport) freshen(c *call, st *storedEntry, h http.Header, hadRev bool
 	now := t.now()
 	iv := t.learned(c, st, st.e.status, nil, true, now)
 	expires, _ := t.expiry(c, merged, st.e.status, now, iv)
+	sha, keep := revalidationHash(st)
 	rev := &Revalidation{ID: c.key, ValidatedAt: now, Expires: expires, IntervalSeconds: seconds(iv), Headers: encodeHeader(delta)}
+	if keep {
+		rev.BodySHA256 = sha
+	}
 	if t.storeOK() {
 		if err := t.coll.saveRevalidation(c.req.Context(), rev, !hadRev); err != nil {
 			t.storeError(err)
@@ -232,7 +236,22 @@ func (t *Transport) freshen(c *call, st *storedEntry, h http.Header, hadRev bool
 			t.storeError(err)
 		}
 	}
-	return merged, now
+	return merged, now, sha
+}
+
+// revalidationHash is the hash of st's body served after a 304, and
+// whether the revalidation keeps it (Revalidation.BodySHA256): an entry
+// stored without body_sha256 (by an earlier release) gets it at its first
+// 304, computed here once, instead of being rewritten. st is not modified:
+// a background revalidation shares it with the response served meanwhile.
+func revalidationHash(st *storedEntry) (sha string, keep bool) {
+	if st.entry == nil || st.entry.BodySHA256 != "" {
+		return st.e.sha256, false
+	}
+	if st.e.sha256 != "" {
+		return st.e.sha256, true // from an earlier revalidation
+	}
+	return bodySHA256(st.e.body), true
 }
 
 // expiry is the expires field for a response validated at now (with the
