@@ -276,3 +276,45 @@ func TestBodySHA256FilledAtFirst304(t *testing.T) {
 		t.Errorf("hit after the 304s: served %q with %s = %q, want hit with %q", Served(resp), HeaderBodySHA256, resp.Header.Get(HeaderBodySHA256), want)
 	}
 }
+
+// A streaming Transport (the proxy's) never passes an origin's hash on: a
+// miss streams without one, the hit after it carries the stored one.
+func TestBodySHA256Streaming(t *testing.T) {
+	o, page := hashOrigin(t, false)
+	e := newTransportEnv(t, Options{Stream: true, Policy: Policy{ExpireAfter: Expiry{Kind: ExpireNever}}})
+	for _, want := range []struct{ served, hash string }{{ServedMiss, ""}, {ServedHit, hexSHA256(page)}} {
+		resp, body := e.get(nil, o.URL+"/page")
+		if Served(resp) != want.served || string(body) != string(page) {
+			t.Fatalf("served %q with %d bytes, want %q with the page", Served(resp), len(body), want.served)
+		}
+		if got := resp.Header.Get(HeaderBodySHA256); got != want.hash {
+			t.Errorf("%s: %s = %q, want %q", want.served, HeaderBodySHA256, got, want.hash)
+		}
+	}
+}
+
+// Concurrent identical requests (one fetch shared, or hits after it): every caller gets the
+// stored hash, not only the one whose request was sent.
+func TestBodySHA256CoalescedMisses(t *testing.T) {
+	o, page := hashOrigin(t, false)
+	e := newTransportEnv(t, Options{})
+	const n = 8
+	got := make(chan string, n)
+	for range n {
+		go func() {
+			req, _ := http.NewRequest(http.MethodGet, o.URL+"/page", nil)
+			resp, err := e.tr.RoundTrip(req)
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			_ = resp.Body.Close()
+			got <- resp.Header.Get(HeaderBodySHA256)
+		}()
+	}
+	for range n {
+		if h := <-got; h != hexSHA256(page) {
+			t.Errorf("%s = %q, want %q", HeaderBodySHA256, h, hexSHA256(page))
+		}
+	}
+}

@@ -1,15 +1,18 @@
 package crawler
 
 import (
+	"cmp"
 	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/gocolly/colly/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"crawlcache/cache"
@@ -279,4 +282,40 @@ func storedBodyHashes(t *testing.T, s *store.Store) map[string]string {
 		out[entries[i].URL] = parses.BodyHash(body)
 	}
 	return out
+}
+
+// servedAsIs mirrors colly v2.3.0's Response.fixCharset and its gzip
+// decoding: the cache's hash is used only for bodies colly leaves alone.
+func TestServedAsIs(t *testing.T) {
+	for _, tc := range []struct {
+		name, ct, ce, path, reqEncoding string
+		detect                          bool
+		want                            bool
+	}{
+		{name: "utf-8 html", ct: "text/html; charset=utf-8", want: true},
+		{name: "UTF8 upper case", ct: "text/html; charset=UTF8", want: true},
+		{name: "quoted utf-8", ct: `text/html; charset="utf-8"`, want: true},
+		{name: "no charset", ct: "text/html", want: true},
+		{name: "no charset, detection on", ct: "text/html", detect: true, want: false},
+		{name: "windows-1252", ct: "text/html; charset=windows-1252", want: false},
+		{name: "shift_jis", ct: "text/html; charset=Shift_JIS", want: false},
+		{name: "image, odd charset", ct: "image/svg+xml; charset=latin1", want: true},
+		{name: "content-encoding gzip", ct: "text/html; charset=utf-8", ce: "gzip", want: false},
+		{name: "gzip content type", ct: "application/x-gzip", want: false},
+		{name: "xml.gz path", ct: "application/xml; charset=utf-8", path: "/sitemap.xml.gz", want: false},
+		{name: "request asks an encoding", ct: "text/html; charset=utf-8", reqEncoding: "latin1", want: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &crawl{maxBody: 1 << 20, detectCharset: tc.detect}
+			h := http.Header{"Content-Type": {tc.ct}}
+			if tc.ce != "" {
+				h.Set("Content-Encoding", tc.ce)
+			}
+			u, _ := url.Parse("http://example.test" + cmp.Or(tc.path, "/page"))
+			r := &colly.Response{Headers: &h, Body: []byte("<p>x</p>"), Request: &colly.Request{URL: u, ResponseCharacterEncoding: tc.reqEncoding}}
+			if got := c.servedAsIs(r); got != tc.want {
+				t.Errorf("servedAsIs = %v, want %v", got, tc.want)
+			}
+		})
+	}
 }
