@@ -1,6 +1,7 @@
 package crawler
 
 import (
+	"cmp"
 	"fmt"
 	"net/http/httptest"
 	"slices"
@@ -13,17 +14,18 @@ import (
 )
 
 // simClock is a simulated clock: a run starts when set says, and every
-// reading moves it a millisecond on, so pages are validated a little after
-// their run started, as in a real run.
+// reading moves it step on (a millisecond when zero), so pages are
+// validated a little after their run started, as in a real run.
 type simClock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu   sync.Mutex
+	t    time.Time
+	step time.Duration
 }
 
 func (c *simClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.t = c.t.Add(time.Millisecond)
+	c.t = c.t.Add(cmp.Or(c.step, time.Millisecond))
 	return c.t
 }
 

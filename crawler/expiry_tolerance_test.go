@@ -3,34 +3,12 @@ package crawler
 import (
 	"fmt"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"crawlcache/cache"
 	"crawlcache/testsite"
 )
-
-// stepClock is a simulated clock whose every reading moves it step on, so
-// a run stores its pages seconds to minutes after the run's start.
-type stepClock struct {
-	mu   sync.Mutex
-	t    time.Time
-	step time.Duration
-}
-
-func (c *stepClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(c.step)
-	return c.t
-}
-
-func (c *stepClock) set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
 
 // TestDailyFixedExpiryRevisitsEveryPage runs a job with expire_after: 24h
 // once a day, each run starting at 02:00 and storing its pages from a few
@@ -46,7 +24,7 @@ func TestDailyFixedExpiryRevisitsEveryPage(t *testing.T) {
 	origin := testsite.NewChurn(20, 2)
 	srv := httptest.NewServer(origin)
 	t.Cleanup(srv.Close)
-	clock := &stepClock{step: 2 * time.Second} // a run lasts about 2-4 simulated minutes
+	clock := &simClock{step: 2 * time.Second} // a run lasts about 2-4 simulated minutes
 	start := time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
 	const days = 3
 	for d := range days {
