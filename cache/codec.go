@@ -134,7 +134,7 @@ func decodeEntry(entry *Entry, rev *Revalidation) (e *decodedEntry, validatedAt 
 		return nil, time.Time{}, nil, fmt.Errorf("decode cached response %s: %w: body is %d bytes, size says %d", entry.ID, ErrCorrupt, len(body), entry.Size)
 	}
 	validatedAt, expires = entry.ValidatedAt, entry.Expires
-	sha := validSHA256(entry.BodySHA256)
+	sha := StoredSHA256(entry, rev)
 	if revApplies(entry, rev) {
 		revHeader, err := decodeHeader(rev.Headers)
 		if err != nil {
@@ -143,12 +143,23 @@ func decodeEntry(entry *Entry, rev *Revalidation) (e *decodedEntry, validatedAt 
 		header.Del("Age") // the 200's Age is no age of the 304's (RFC 9111 §4.2.3)
 		mergeHeader(header, revHeader)
 		validatedAt, expires = rev.ValidatedAt, rev.Expires
-		if entry.BodySHA256 == "" { // an earlier release's entry: see Revalidation.BodySHA256
-			sha = validSHA256(rev.BodySHA256)
-		}
 	}
 	return &decodedEntry{status: entry.Status, proto: entry.Proto, header: header, body: body, uncompressed: entry.Uncompressed,
 		reason: entry.Reason, sha256: sha}, validatedAt, expires, nil
+}
+
+// StoredSHA256 returns the hash stored for entry's body: its
+// Entry.BodySHA256 or, for an entry of an earlier release, the one its
+// revalidation keeps (Revalidation.BodySHA256); "" when neither holds one.
+// It is the hash served in HeaderBodySHA256.
+func StoredSHA256(entry *Entry, rev *Revalidation) string {
+	if entry.BodySHA256 != "" {
+		return validSHA256(entry.BodySHA256)
+	}
+	if revApplies(entry, rev) {
+		return validSHA256(rev.BodySHA256)
+	}
+	return ""
 }
 
 // bodySHA256 is the hex SHA-256 of body: Entry.BodySHA256.

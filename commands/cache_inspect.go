@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -258,6 +260,12 @@ type showJSON struct {
 	// both absent for entries without one.
 	IntervalSeconds int64      `json:"interval_seconds,omitempty"`
 	NextDue         *time.Time `json:"next_due,omitempty"`
+	// BodySHA256 is the hex SHA-256 of the body as served, the hash
+	// parse results and change records compare; BodySHA256Stored says
+	// whether the store holds it (false: an earlier release's entry not
+	// yet confirmed by a 304, hashed here).
+	BodySHA256       string `json:"body_sha256"`
+	BodySHA256Stored bool   `json:"body_sha256_stored"`
 }
 
 func runCacheShow(c *cli.Context) error {
@@ -287,6 +295,11 @@ func runCacheShow(c *cli.Context) error {
 		if rev != nil && rev.ValidatedAt.After(entry.ValidatedAt) {
 			validated, expires, revalidated, interval = rev.ValidatedAt, rev.Expires, true, rev.IntervalSeconds
 		}
+		sha, shaStored := cache.StoredSHA256(entry, rev), true
+		if sha == "" {
+			sum := sha256.Sum256(body)
+			sha, shaStored = hex.EncodeToString(sum[:]), false
+		}
 		_, binary := entry.Body.(bson.Binary)
 		if entry.BodyEncoding != "" { // stored compressed: binary whatever it holds
 			binary = !cache.StoredAsText(body, resp.Header)
@@ -298,6 +311,7 @@ func runCacheShow(c *cli.Context) error {
 				CreatedAt: entry.CreatedAt.UTC(), ValidatedAt: validated.UTC(), Revalidated: revalidated,
 				ETag: entry.ETag, LastModified: resp.Header.Get("Last-Modified"), Request: entry.Request,
 				Credential: cache.CredentialOf(entry), IntervalSeconds: interval,
+				BodySHA256: sha, BodySHA256Stored: shaStored,
 			}
 			if interval > 0 && expires != nil {
 				due := expires.UTC()
@@ -312,6 +326,11 @@ func runCacheShow(c *cli.Context) error {
 		fmt.Fprintf(tw, "key\t%s\n", entry.ID)
 		fmt.Fprintf(tw, "method\t%s\n", entry.Method)
 		fmt.Fprintf(tw, "size\t%d bytes\n", entry.Size)
+		if shaStored {
+			fmt.Fprintf(tw, "body hash\tsha256:%s\n", sha)
+		} else {
+			fmt.Fprintf(tw, "body hash\tsha256:%s (computed now: an entry of an earlier release, stored at its next 304)\n", sha)
+		}
 		fmt.Fprintf(tw, "credential\t%s\n", describeCredential(cache.CredentialOf(entry)))
 		fmt.Fprintf(tw, "created\t%s (%s)\n", fmtTime(entry.CreatedAt), fmtAge(entry.CreatedAt, now))
 		how := "fetched"
