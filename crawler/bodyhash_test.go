@@ -17,10 +17,8 @@ import (
 
 	"crawlcache/cache"
 	"crawlcache/changes"
-	"crawlcache/frontier"
 	"crawlcache/parses"
 	"crawlcache/store"
-	"crawlcache/store/storetest"
 )
 
 // hashPage is a page of hashSite: its Content-Type, the bytes the origin
@@ -209,12 +207,7 @@ func TestBodyHashFromCache(t *testing.T) {
 // hash as new, the next finds every page unchanged and reuses its parse.
 func TestBodyHashPreviousReleaseData(t *testing.T) {
 	ctx := context.Background()
-	s := storetest.OpenFixture(t, storetest.FixtureE6C68C8)
-	f, err := frontier.New(ctx, s, "crawlcache", frontier.Options{Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps := parses.New(s.Collection("crawlcache", parses.DefaultCollection))
+	s, f, ps := openPreviousRelease(t)
 	offline := originFunc(func(r *http.Request) *http.Response {
 		t.Errorf("offline run asked the network for %s", r.URL)
 		return &http.Response{StatusCode: 503, Header: http.Header{}, Request: r, Body: http.NoBody}

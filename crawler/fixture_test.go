@@ -14,6 +14,7 @@ import (
 
 	"crawlcache/cache"
 	"crawlcache/frontier"
+	"crawlcache/parses"
 	"crawlcache/store"
 	"crawlcache/store/storetest"
 )
@@ -22,6 +23,19 @@ import (
 type originFunc func(*http.Request) *http.Response
 
 func (f originFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r), nil }
+
+// openPreviousRelease opens a copy of the previous release's data
+// directory (storetest.FixtureE6C68C8) with a frontier and a store of
+// parse records on it, for the tests that crawl it again.
+func openPreviousRelease(t *testing.T) (*store.Store, *frontier.Frontier, *parses.Store) {
+	t.Helper()
+	s := storetest.OpenFixture(t, storetest.FixtureE6C68C8)
+	f, err := frontier.New(context.Background(), s, "crawlcache", frontier.Options{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, f, parses.New(s.Collection("crawlcache", parses.DefaultCollection))
+}
 
 // TestResumeOldFrontierWithSecretInClear: secret parameters on data of the
 // previous release: its frontier holds a seed with its api_key in clear.

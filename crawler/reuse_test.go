@@ -11,10 +11,8 @@ import (
 	"testing"
 
 	"crawlcache/cache"
-	"crawlcache/frontier"
 	"crawlcache/parses"
 	"crawlcache/pipeline"
-	"crawlcache/store/storetest"
 	"crawlcache/testsite"
 )
 
@@ -202,12 +200,7 @@ func TestReuseParsesOnlyChangedPages(t *testing.T) {
 // next reuses them, and both give the items a run without reuse gives.
 func TestReuseOnPreviousReleaseData(t *testing.T) {
 	ctx := context.Background()
-	s := storetest.OpenFixture(t, storetest.FixtureE6C68C8)
-	f, err := frontier.New(ctx, s, "crawlcache", frontier.Options{Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps := parses.New(s.Collection("crawlcache", parses.DefaultCollection))
+	s, f, ps := openPreviousRelease(t)
 	spec := pipeline.ExtractSpec{Item: "article.product", Fields: []pipeline.Field{{Name: "title", CSS: "h2"}, {Name: "price", CSS: ".price"}}}
 	offline := originFunc(func(r *http.Request) *http.Response {
 		t.Errorf("offline run asked the network for %s", r.URL)
