@@ -55,7 +55,7 @@ func TestCacheShowBodyHash(t *testing.T) {
 		out, code := cli.run("cache", "show", tc.url, "--headers-only")
 		line := "body hash   sha256:" + want
 		if !tc.stored {
-			line += " (computed now: an entry of an earlier release, stored at its next 304)"
+			line += " (computed now: not stored with this entry; an earlier release's entry gets it at its next 304)"
 		}
 		if code != 0 || !strings.Contains(out, line+"\n") {
 			t.Errorf("cache show %s: exit %d, want line %q in:\n%s", tc.url, code, line, out)

@@ -329,7 +329,7 @@ func runCacheShow(c *cli.Context) error {
 		if shaStored {
 			fmt.Fprintf(tw, "body hash\tsha256:%s\n", sha)
 		} else {
-			fmt.Fprintf(tw, "body hash\tsha256:%s (computed now: an entry of an earlier release, stored at its next 304)\n", sha)
+			fmt.Fprintf(tw, "body hash\tsha256:%s (computed now: not stored with this entry; an earlier release's entry gets it at its next 304)\n", sha)
 		}
 		fmt.Fprintf(tw, "credential\t%s\n", describeCredential(cache.CredentialOf(entry)))
 		fmt.Fprintf(tw, "created\t%s (%s)\n", fmtTime(entry.CreatedAt), fmtAge(entry.CreatedAt, now))
