@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +23,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"crawlcache/cache"
+	"crawlcache/parses"
 	"crawlcache/proxy"
 	"crawlcache/store"
 )
@@ -297,8 +296,7 @@ func runCacheShow(c *cli.Context) error {
 		}
 		sha, shaStored := cache.StoredSHA256(entry, rev), true
 		if sha == "" {
-			sum := sha256.Sum256(body)
-			sha, shaStored = hex.EncodeToString(sum[:]), false
+			sha, shaStored = parses.BodyHash(body), false // the crawler's own fallback
 		}
 		_, binary := entry.Body.(bson.Binary)
 		if entry.BodyEncoding != "" { // stored compressed: binary whatever it holds
@@ -326,11 +324,11 @@ func runCacheShow(c *cli.Context) error {
 		fmt.Fprintf(tw, "key\t%s\n", entry.ID)
 		fmt.Fprintf(tw, "method\t%s\n", entry.Method)
 		fmt.Fprintf(tw, "size\t%d bytes\n", entry.Size)
-		if shaStored {
-			fmt.Fprintf(tw, "body hash\tsha256:%s\n", sha)
-		} else {
-			fmt.Fprintf(tw, "body hash\tsha256:%s (computed now: not stored with this entry; an earlier release's entry gets it at its next 304)\n", sha)
+		shaNote := ""
+		if !shaStored {
+			shaNote = " (computed now: not stored with this entry; an earlier release's entry gets it at its next 304)"
 		}
+		fmt.Fprintf(tw, "body hash\tsha256:%s%s\n", sha, shaNote)
 		fmt.Fprintf(tw, "credential\t%s\n", describeCredential(cache.CredentialOf(entry)))
 		fmt.Fprintf(tw, "created\t%s (%s)\n", fmtTime(entry.CreatedAt), fmtAge(entry.CreatedAt, now))
 		how := "fetched"
