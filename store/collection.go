@@ -133,6 +133,65 @@ func (c *Collection) Get(ctx context.Context, id string) (bson.Raw, error) {
 	return raw, nil
 }
 
+// Getter is what GetAll needs of a collection: Get.
+type Getter interface {
+	Get(ctx context.Context, id string) (bson.Raw, error)
+}
+
+// Lookup is one document GetAll reads: Coll.Get(ctx, ID)'s outcome goes
+// to Raw and Err.
+type Lookup struct {
+	Coll Getter
+	ID   string
+	Raw  bson.Raw
+	Err  error
+}
+
+// GetAll does what Get does for every lookup of ls, at once. On the
+// embedded store, the lookups of one database read one snapshot in one
+// read transaction, which costs little more than one lookup while the
+// store is being written (directmany.go); other lookups run concurrently,
+// so that their round trips overlap.
+func GetAll(ctx context.Context, ls []Lookup) {
+	if len(ls) == 1 {
+		ls[0].Raw, ls[0].Err = ls[0].Coll.Get(ctx, ls[0].ID)
+		return
+	}
+	done := make([]bool, len(ls))
+	for i := range ls {
+		c, ok := ls[i].Coll.(*Collection)
+		if done[i] || !ok || c.direct == nil {
+			continue
+		}
+		// The direct lookups of c's database, together.
+		var idx []int
+		var refs []directRef
+		for j := i; j < len(ls); j++ {
+			if o, ok := ls[j].Coll.(*Collection); ok && !done[j] && o.direct == c.direct && o.db == c.db {
+				idx, refs, done[j] = append(idx, j), append(refs, directRef{o.name, ls[j].ID}), true
+			}
+		}
+		raws, err := c.direct.findMany(ctx, c.db, refs)
+		for k, j := range idx {
+			switch {
+			case err != nil:
+				done[j] = false // an unreadable batch: each on its own below
+			case raws[k] == nil:
+				ls[j].Err = ls[j].Coll.(*Collection).notFound
+			default:
+				ls[j].Raw = raws[k]
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range ls {
+		if !done[i] {
+			wg.Go(func() { ls[i].Raw, ls[i].Err = ls[i].Coll.Get(ctx, ls[i].ID) })
+		}
+	}
+	wg.Wait()
+}
+
 // Insert stores doc (a struct, bson.D or bson.Raw with an _id). A document
 // with the same _id is an error wrapping ErrDuplicateID.
 func (c *Collection) Insert(ctx context.Context, doc any) error {

@@ -155,10 +155,7 @@ func (d *Direct) findRaw(ctx context.Context, db, coll, id string) (bson.Raw, er
 		case raw == nil:
 			return nil, mongo.ErrNoDocuments
 		}
-		// The JSON text of an ObjectID _id is its hex string: the row
-		// found may be an ObjectID, which a find by string does not match.
-		v, err := bson.Raw(raw).LookupErr("_id")
-		if err != nil || v.Type != bson.TypeString || v.StringValue() != id {
+		if !isStringID(raw, id) {
 			return nil, mongo.ErrNoDocuments
 		}
 		return raw, nil

@@ -346,18 +346,33 @@ func TestFindRawSeesChanges(t *testing.T) {
 			t.Fatalf("insert: %v", err)
 		}
 	}
+	// getAll reads id in db.coll with store.GetAll, together with a
+	// lookup of another collection of db (read in the same transaction).
+	getAll := func(db, coll, id string) store.Lookup {
+		ls := []store.Lookup{{Coll: s.Collection(db, coll), ID: id}, {Coll: s.Collection(db, "other"), ID: id}}
+		store.GetAll(ctx, ls)
+		return ls[0]
+	}
 	wantNone := func(t *testing.T, db, coll, id string) {
 		t.Helper()
+		// GetAll first: it meets the changes before FindRaw did.
+		if l := getAll(db, coll, id); !errors.Is(l.Err, store.ErrNotFound) {
+			t.Fatalf("GetAll of %s.%s %s = %v, %v; want ErrNotFound", db, coll, id, l.Raw, l.Err)
+		}
 		if got, err := d.FindRaw(ctx, db, coll, id); !errors.Is(err, mongo.ErrNoDocuments) {
 			t.Fatalf("FindRaw(%s, %s, %s) = %v, %v; want mongo.ErrNoDocuments", db, coll, id, got, err)
 		}
 	}
 	wantValue := func(t *testing.T, coll *mongo.Collection, id string, want int32) {
 		t.Helper()
+		l := getAll(coll.Database().Name(), coll.Name(), id) // first, as in wantNone
 		checkSame(t, d, coll, id)
 		raw, _ := d.FindRaw(ctx, coll.Database().Name(), coll.Name(), id)
 		if got := raw.Lookup("v").Int32(); got != want {
 			t.Fatalf("v = %d, want %d", got, want)
+		}
+		if l.Err != nil || !bytes.Equal(l.Raw, raw) {
+			t.Fatalf("GetAll of %s = %v, %v; want %v", id, l.Raw, l.Err, raw)
 		}
 	}
 

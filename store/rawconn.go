@@ -48,6 +48,9 @@ type rawConn struct {
 	list  uintptr            // the collection list statement
 	buf   uintptr            // C memory for bound parameters
 	cap   int
+	// beginStmt and commitStmt start and end a read transaction
+	// (directmany.go).
+	beginStmt, commitStmt uintptr
 }
 
 // sqliteTransient tells sqlite3_bind_text to copy the value
@@ -222,8 +225,10 @@ func (c *rawConn) close() {
 	for _, stmt := range c.stmts {
 		sqlite3.Xsqlite3_finalize(c.tls, stmt)
 	}
-	if c.list != 0 {
-		sqlite3.Xsqlite3_finalize(c.tls, c.list)
+	for _, stmt := range []uintptr{c.list, c.beginStmt, c.commitStmt} {
+		if stmt != 0 {
+			sqlite3.Xsqlite3_finalize(c.tls, stmt)
+		}
 	}
 	if c.db != 0 {
 		sqlite3.Xsqlite3_close_v2(c.tls, c.db)

@@ -25,6 +25,7 @@ func RunAcceptance(t *testing.T, open func(t testing.TB) Impl) {
 	}{
 		{"missing collection reads as empty", testMissing},
 		{"insert, get, duplicate _id", testInsertGet},
+		{"get all answers as get", testGetAll},
 		{"insert many reports duplicates", testInsertMany},
 		{"upsert inserts then replaces", testUpsert},
 		{"delete", testDelete},
@@ -243,4 +244,65 @@ func testDelete(t *testing.T, im Impl) {
 	if got := ids(t, c, bson.D{}, store.FindOptions{}); !slices.Equal(got, []string{"c"}) {
 		t.Errorf("left %v, want [c]", got)
 	}
+}
+
+// getter is a Getter that is not a store's collection: GetAll reads it
+// with its own Get.
+type getter struct{ c *store.Collection }
+
+func (g getter) Get(ctx context.Context, id string) (bson.Raw, error) { return g.c.Get(ctx, id) }
+
+// testGetAll checks that GetAll answers each lookup as Get does, across
+// collections and databases, for documents that exist and do not, an
+// ObjectID _id whose JSON text is the string looked up, collections and
+// a database that do not exist, and a Getter of another kind.
+func testGetAll(t *testing.T, im Impl) {
+	ctx := ctxT(t)
+	a, b := coll(t, im, "a"), coll(t, im, "b")
+	other := im.Store.Collection(im.DB+"_other", "c")
+	for i, c := range []*store.Collection{a, b, other} {
+		for j := range 3 {
+			id := fmt.Sprintf("%s-%d", c.Name(), j)
+			if err := c.Insert(ctx, acceptanceDoc{ID: id, N: int64(10*i + j), Body: make([]byte, 5000*j)}); err != nil {
+				t.Fatalf("insert %s: %v", id, err)
+			}
+		}
+	}
+	oid := bson.NewObjectID()
+	if err := a.Insert(ctx, bson.D{{Key: "_id", Value: oid}, {Key: "n", Value: 99}}); err != nil {
+		t.Fatalf("insert ObjectID: %v", err)
+	}
+	ls := []store.Lookup{
+		{Coll: a, ID: "a-0"}, {Coll: b, ID: "b-2"}, {Coll: a, ID: "a-2"},
+		{Coll: a, ID: "none"}, {Coll: a, ID: oid.Hex()},
+		{Coll: other, ID: "c-1"}, {Coll: coll(t, im, "missing"), ID: "a-0"},
+		{Coll: im.Store.Collection(im.DB+"_no_such_db", "c"), ID: "a-0"},
+		{Coll: getter{b}, ID: "b-1"}, {Coll: b, ID: "b-1"},
+	}
+	store.GetAll(ctx, ls)
+	for _, l := range ls {
+		raw, err := l.Coll.Get(ctx, l.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			if !errors.Is(l.Err, store.ErrNotFound) || l.Raw != nil {
+				t.Errorf("GetAll of %q: %v, %v; want ErrNotFound as Get", l.ID, l.Raw, l.Err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Get(%q): %v", l.ID, err)
+		}
+		if l.Err != nil || !slices.Equal(l.Raw, raw) {
+			t.Errorf("GetAll of %q = %v, %v; want %v as Get", l.ID, decode(t, l.Raw), l.Err, decode(t, raw))
+		}
+	}
+	if ls[0].Raw == nil || decode(t, ls[5].Raw).N != 21 || ls[3].Err == nil || ls[4].Err == nil {
+		t.Errorf("GetAll found %v, %v, %v, %v", ls[0].Raw, ls[5].Raw, ls[3].Err, ls[4].Err)
+	}
+	// One lookup, and none.
+	one := []store.Lookup{{Coll: b, ID: "b-0"}}
+	store.GetAll(ctx, one)
+	if one[0].Err != nil || decode(t, one[0].Raw).N != 10 {
+		t.Errorf("GetAll of one = %v, %v", one[0].Raw, one[0].Err)
+	}
+	store.GetAll(ctx, nil)
 }

@@ -1,0 +1,132 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// A page of a crawl reads several small documents by _id at once (a
+// response and its revalidation; a parse record and a change state), each
+// a read transaction of its own. What a lookup costs is mostly fixed, not
+// its size: the transaction, the stat of the file, and above all the page
+// cache, which a WAL reader drops whenever another connection committed
+// since its last transaction. While a crawl writes, almost every lookup
+// starts with an empty cache and reads the index and table pages again,
+// one pread each: a lookup of a small document costs about five times
+// what it costs when nothing was written meanwhile. Lookups read together
+// share one transaction on one connection, so they pay that once.
+
+// directRef is one document of a findMany: a collection of the database
+// and an _id.
+type directRef struct{ coll, id string }
+
+// findMany returns the documents refs name in database db, read in one
+// read transaction (one snapshot): out[i] is refs[i]'s document, nil when
+// there is none. A lookup the batch cannot answer (a collection renamed
+// or dropped meanwhile) is done again alone, as FindRaw does it. An error
+// is a failure to read; the caller may read the documents one by one.
+func (d *Direct) findMany(ctx context.Context, db string, refs []directRef) ([]bson.Raw, error) {
+	d.reads.Add(int64(len(refs)))
+	out := make([]bson.Raw, len(refs))
+	alone, err := d.findTogether(ctx, db, refs, out)
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range alone {
+		raw, err := d.findRaw(ctx, db, refs[i].coll, refs[i].id)
+		switch {
+		case errors.Is(err, mongo.ErrNoDocuments):
+		case err != nil:
+			return nil, err
+		default:
+			out[i] = raw
+		}
+	}
+	return out, nil
+}
+
+// findTogether does findMany's lookups in one transaction and returns the
+// indexes of those to do again alone.
+func (d *Direct) findTogether(ctx context.Context, db string, refs []directRef, out []bson.Raw) (alone []int, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ddb, err := d.database(db)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, nil // no such database: nothing is found
+	}
+	if err != nil {
+		return nil, err
+	}
+	c, err := ddb.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer ddb.put(c)
+	if err := c.begin(); err != nil {
+		return nil, err
+	}
+	defer c.end()
+	for i, r := range refs {
+		// As findRaw: FerretDB compares the stored JSON text of _id
+		// with encoding/json's.
+		key, err := json.Marshal(r.id)
+		if err != nil {
+			return nil, err
+		}
+		raw, err := ddb.find(c, r.coll, string(key), false)
+		switch {
+		case errors.Is(err, mongo.ErrNoDocuments):
+		case errors.Is(err, errMappingChanged), err != nil && retryable(err):
+			alone = append(alone, i)
+		case err != nil:
+			return nil, err
+		case raw != nil && isStringID(raw, r.id):
+			out[i] = raw
+		}
+	}
+	return alone, nil
+}
+
+// isStringID reports whether raw's _id is the string id: the JSON text of
+// an ObjectID _id is its hex string, which a find by string must not
+// match.
+func isStringID(raw bson.Raw, id string) bool {
+	v, err := raw.LookupErr("_id")
+	return err == nil && v.Type == bson.TypeString && v.StringValue() == id
+}
+
+// begin starts a read transaction on c: the lookups until end read one
+// snapshot.
+func (c *rawConn) begin() error {
+	return c.step(&c.beginStmt, "BEGIN")
+}
+
+// end ends the transaction begin started, if it is still open (an error
+// may have ended it).
+func (c *rawConn) end() {
+	if sqlite3.Xsqlite3_get_autocommit(c.tls, c.db) == 0 {
+		_ = c.step(&c.commitStmt, "COMMIT")
+	}
+}
+
+// step runs the statement q without results, prepared once in *stmt.
+func (c *rawConn) step(stmt *uintptr, q string) error {
+	if *stmt == 0 {
+		s, err := c.prepare(q)
+		if err != nil {
+			return err
+		}
+		*stmt = s
+	}
+	defer sqlite3.Xsqlite3_reset(c.tls, *stmt)
+	if rc := sqlite3.Xsqlite3_step(c.tls, *stmt); rc != sqlite3.SQLITE_DONE {
+		return c.errorf(rc, q)
+	}
+	return nil
+}
