@@ -132,53 +132,70 @@ type loaded struct {
 	corrupt error
 }
 
-// findByID decodes the document with _id key from coll into v; found is
-// false when there is none. A document that does not decode is reported
-// as decodeErr, not as err.
-func (c *collections) findByID(ctx context.Context, coll entries, key string, v any) (found bool, decodeErr, err error) {
-	raw, err := coll.Get(ctx, key)
+// decodeFound decodes raw, the outcome getErr of a Get, into v; found is
+// false when there is no such document. A document that does not decode
+// is reported as decodeErr, not as err.
+func decodeFound(raw bson.Raw, getErr error, v any) (found bool, decodeErr, err error) {
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(getErr, store.ErrNotFound):
 		return false, nil, nil
-	case err != nil:
-		return false, nil, err
+	case getErr != nil:
+		return false, nil, getErr
 	}
 	return true, bson.Unmarshal(raw, v), nil
 }
 
+// findByID decodes the document with _id key from coll into v, as
+// decodeFound.
+func (c *collections) findByID(ctx context.Context, coll entries, key string, v any) (found bool, decodeErr, err error) {
+	raw, err := coll.Get(ctx, key)
+	return decodeFound(raw, err, v)
+}
+
+// getAll reads the documents with _id key of colls at once
+// (store.GetAll).
+func getAll(ctx context.Context, key string, colls ...entries) []store.Lookup {
+	ls := make([]store.Lookup, len(colls))
+	for i, coll := range colls {
+		ls[i] = store.Lookup{Coll: coll, ID: key}
+	}
+	store.GetAll(ctx, ls)
+	return ls
+}
+
 // load finds the response, its revalidation and, when withVariants is
-// set, the key's Variants by _id, concurrently: the small round trips
-// overlap, so a hit costs about one find. err is a store error (the caller
-// degrades to the network); a response that does not decode is reported
-// in loaded.corrupt instead, and a revalidation or Variants that does not
-// decode is ignored.
+// set, the key's Variants by _id, at once (getAll): a hit costs about one
+// find. err is a store error (the caller degrades to the network); a
+// response that does not decode is reported in loaded.corrupt instead, and
+// a revalidation or Variants that does not decode is ignored.
 func (c *collections) load(ctx context.Context, key string, withVariants bool) (loaded, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	var (
-		out          loaded
-		rev          Revalidation
-		vars         Variants
-		revErr, vErr error
-		wg           sync.WaitGroup
-	)
-	wg.Go(func() {
-		found, bad, err := c.findByID(ctx, c.revalidations, key, &rev)
-		if revErr = err; found && bad == nil {
-			out.rev = &rev
-		}
-	})
+	colls := []entries{c.responses, c.revalidations}
 	if withVariants {
-		wg.Go(func() {
-			found, bad, err := c.findByID(ctx, c.variants, key, &vars)
-			if vErr = err; found && bad == nil && len(vars.Vary) > 0 {
-				out.variants = &vars
-			}
-		})
+		colls = append(colls, c.variants)
 	}
-	var entry Entry
-	found, bad, err := c.findByID(ctx, c.responses, key, &entry)
-	wg.Wait()
+	ls := getAll(ctx, key, colls...)
+	var (
+		out   loaded
+		entry Entry
+		rev   Revalidation
+		vars  Variants
+	)
+	found, bad, err := decodeFound(ls[0].Raw, ls[0].Err, &entry)
+	revFound, revBad, revErr := decodeFound(ls[1].Raw, ls[1].Err, &rev)
+	if revFound && revBad == nil {
+		out.rev = &rev
+	}
+	var vErr error
+	if withVariants {
+		var vFound bool
+		var vBad error
+		vFound, vBad, vErr = decodeFound(ls[2].Raw, ls[2].Err, &vars)
+		if vFound && vBad == nil && len(vars.Vary) > 0 {
+			out.variants = &vars
+		}
+	}
 	switch {
 	case err != nil:
 		return loaded{}, fmt.Errorf("find cached response %s: %w", key, err)

@@ -81,7 +81,7 @@ func (t *Tracker) finishGone(ctx context.Context, counts Counts, reached map[str
 // run no longer reached it.
 func (t *Tracker) unreached(ctx context.Context, r Record) error {
 	now := t.opts.Now().UTC()
-	page, err := t.page(ctx, r.URL)
+	page, err := t.page(ctx, r.URL, nil)
 	if err != nil {
 		return err
 	}

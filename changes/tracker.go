@@ -68,6 +68,10 @@ type Observation struct {
 	// that got a response, so that the run's summary is counted from its
 	// records (Summary).
 	ErrorKind, Parse string
+	// State, if set, is the read of the job's state of URL (StateRef),
+	// already done with other reads (store.GetAll); Observe reads it
+	// otherwise.
+	State *store.Lookup
 }
 
 // Seen returns the pages classified so far by this process, by kind.
@@ -88,7 +92,7 @@ func (t *Tracker) Observe(ctx context.Context, o Observation) (string, error) {
 		rec.Kind, rec.Error = KindError, o.Err.Error()
 		return t.record(ctx, rec)
 	}
-	page, err := t.page(ctx, o.URL)
+	page, err := t.page(ctx, o.URL, o.State)
 	if err != nil {
 		return "", err
 	}
@@ -151,18 +155,31 @@ func classify(base *State, cur State) string {
 	return KindUnchanged
 }
 
-// page reads the job's document of url; a new one when there is none.
-func (t *Tracker) page(ctx context.Context, url string) (*Page, error) {
-	id := PageID(t.opts.Job, url)
-	raw, err := t.opts.Pages.Get(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
+// StateRef is the read of the job's state of url, for a caller that
+// reads it with other documents (store.GetAll) and passes it to Observe
+// (Observation.State).
+func (t *Tracker) StateRef(url string) store.Lookup {
+	return store.Lookup{Coll: t.opts.Pages, ID: PageID(t.opts.Job, url)}
+}
+
+// page returns the job's document of url from the read done, made now
+// when done is nil; a new one when there is none.
+func (t *Tracker) page(ctx context.Context, url string, done *store.Lookup) (*Page, error) {
+	l := t.StateRef(url)
+	if done != nil && done.ID == l.ID {
+		l = *done
+	} else {
+		l.Raw, l.Err = t.opts.Pages.Get(ctx, l.ID)
+	}
+	id := l.ID
+	if errors.Is(l.Err, store.ErrNotFound) {
 		return &Page{ID: id, Job: t.opts.Job, URL: url}, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read page state %s: %w", id, err)
+	if l.Err != nil {
+		return nil, fmt.Errorf("read page state %s: %w", id, l.Err)
 	}
 	var p Page
-	if err := bson.Unmarshal(raw, &p); err != nil {
+	if err := bson.Unmarshal(l.Raw, &p); err != nil {
 		// An unreadable state is a page seen for the first time.
 		return &Page{ID: id, Job: t.opts.Job, URL: url}, nil
 	}

@@ -34,7 +34,7 @@ func (c *crawl) observe(u string, r *colly.Response, pp *pageParse, parse string
 		if o.Status >= 200 && o.Status < 300 {
 			o.Body = r.Body
 			if pp != nil {
-				o.BodyHash = pp.bodyHash
+				o.BodyHash, o.State = pp.bodyHash, pp.state
 			} else {
 				o.BodyHash = c.bodyHash(r)
 			}

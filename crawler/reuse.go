@@ -11,6 +11,7 @@ import (
 	"crawlcache/changes"
 	"crawlcache/parses"
 	"crawlcache/pipeline"
+	"crawlcache/store"
 )
 
 // reuseTimeout bounds one lookup or save of a parse record: a slow store
@@ -26,6 +27,10 @@ type pageParse struct {
 	stored                 [][]pipeline.KV
 	links                  []string // found this run (rec == nil)
 	tooMany                bool     // more links than a record keeps
+	// state is the read of the page's change state (the run's
+	// Options.Changes), done with the record's, for observe; nil
+	// without change tracking.
+	state *store.Lookup
 }
 
 // rulesDigest is the digest of the run's follow and extract rules.
@@ -40,7 +45,9 @@ func (c *crawl) rulesDigest() string {
 // lookupParse returns the parse state of r's page when parse results are
 // reused (Options.Parses) and the page is HTML, with the stored record
 // when one was made from this very body under the same rules; nil
-// otherwise. A store error is logged once and costs a parse.
+// otherwise. The record is read together with the page's change state
+// (store.GetAll), which observe then uses. A store error is logged once
+// and costs a parse.
 func (c *crawl) lookupParse(r *colly.Response, pageURL string) *pageParse {
 	if c.opts.Parses == nil || !isHTML(*r.Headers, r.Body) {
 		return nil
@@ -53,7 +60,15 @@ func (c *crawl) lookupParse(r *colly.Response, pageURL string) *pageParse {
 	pp := &pageParse{id: parses.ID(key, c.rules), key: key, url: pageURL, bodyHash: c.bodyHash(r)}
 	ctx, cancel := context.WithTimeout(c.ackCtx, reuseTimeout)
 	defer cancel()
-	rec, err := c.opts.Parses.Lookup(ctx, pp.id, pp.bodyHash)
+	ls := []store.Lookup{c.opts.Parses.Ref(pp.id)}
+	if c.opts.Changes != nil {
+		ls = append(ls, c.opts.Changes.StateRef(pageURL))
+	}
+	store.GetAll(ctx, ls)
+	if len(ls) > 1 {
+		pp.state = &ls[1]
+	}
+	rec, err := parses.Found(ls[0], pp.bodyHash)
 	if err != nil {
 		c.reuseErr(err)
 		return pp

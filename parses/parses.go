@@ -109,16 +109,28 @@ func Rules(follow []string, extractRules string) string {
 // bodyHash, and nil otherwise (none, another body, or a record that does
 // not decode). An error is the store's; the caller parses the page then.
 func (s *Store) Lookup(ctx context.Context, id, bodyHash string) (*Record, error) {
-	raw, err := s.coll.Get(ctx, id)
+	l := s.Ref(id)
+	l.Raw, l.Err = s.coll.Get(ctx, id)
+	return Found(l, bodyHash)
+}
+
+// Ref is the read of the record id, for a caller that reads it with
+// other documents (store.GetAll) and then calls Found.
+func (s *Store) Ref(id string) store.Lookup {
+	return store.Lookup{Coll: s.coll, ID: id}
+}
+
+// Found is Lookup's answer from the read l of a record (Ref), done.
+func Found(l store.Lookup, bodyHash string) (*Record, error) {
 	switch {
-	case err == nil:
-	case errors.Is(err, store.ErrNotFound):
+	case l.Err == nil:
+	case errors.Is(l.Err, store.ErrNotFound):
 		return nil, nil
 	default:
-		return nil, fmt.Errorf("find parse result %s: %w", id, err)
+		return nil, fmt.Errorf("find parse result %s: %w", l.ID, l.Err)
 	}
 	var rec Record
-	if err := bson.Unmarshal(raw, &rec); err != nil || rec.BodyHash != bodyHash {
+	if err := bson.Unmarshal(l.Raw, &rec); err != nil || rec.BodyHash != bodyHash {
 		return nil, nil
 	}
 	return &rec, nil
