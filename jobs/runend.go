@@ -111,9 +111,11 @@ func (rs *Runs) claim(ctx context.Context, doc any) (bool, error) {
 
 // apply writes update to run runID's record by _id, and writes it again
 // (twice at most) while the record read back does not show it (done
-// false): on the embedded server an update reads the document and writes
-// it back whole, so a concurrent update of the record (another worker's
-// progress report) can undo it.
+// false): a FerretDB server that crawlcache does not run applies an
+// update by reading the document and writing it back whole, so a
+// concurrent update of the record by another process (another worker's
+// progress report) can undo it. (crawlcache's embedded server serializes
+// the updates of its clients: store/updatelock.go.)
 func (rs *Runs) apply(ctx context.Context, runID string, update bson.D, done func(*Run) bool) error {
 	for i := 0; ; i++ {
 		if _, err := rs.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: runID}}, update, false); err != nil {

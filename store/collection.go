@@ -56,14 +56,17 @@ type Collection struct {
 	wire     *mongo.Collection
 	direct   *Direct // non-nil: embedded store in this process
 	caps     Capabilities
-	incMu    *sync.Mutex // serializes Inc on servers without atomic updates
-	notFound error       // Get's answer for a missing _id, made once: a miss costs no allocation
+	upd      *sync.RWMutex // serializes updates where they are not atomic (updatelock.go); nil: they are
+	notFound error         // Get's answer for a missing _id, made once: a miss costs no allocation
 }
 
 // Collection returns the handle of collection name in database db.
 func (s *Store) Collection(db, name string) *Collection {
 	c := &Collection{db: db, name: name, wire: s.client.Database(db).Collection(name),
-		direct: s.direct, caps: s.caps, incMu: &s.incMu}
+		direct: s.direct, caps: s.caps}
+	if !s.caps.AtomicUpdates {
+		c.upd = s.updateLocks().of(db, name)
+	}
 	c.notFound = fmt.Errorf("get from %s: %w", c, ErrNotFound)
 	return c
 }
@@ -254,6 +257,7 @@ func (c *Collection) InsertMany(ctx context.Context, docs []any) (dups map[int]b
 // Upsert replaces the document with _id id by doc (whose _id must be id),
 // or inserts doc when there is none.
 func (c *Collection) Upsert(ctx context.Context, id string, doc any) error {
+	defer c.shared()()
 	if c.direct != nil {
 		raw, err := bson.Marshal(doc)
 		if err != nil {

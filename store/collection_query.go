@@ -150,6 +150,7 @@ type UpdateResult struct {
 // an update rewrites the whole document: keep state that changes often in
 // small documents of its own.
 func (c *Collection) UpdateOne(ctx context.Context, filter, update any, upsert bool) (UpdateResult, error) {
+	defer c.exclusive()()
 	res, err := c.wire.UpdateOne(ctx, filter, update, options.UpdateOne().SetUpsert(upsert))
 	if err != nil {
 		return UpdateResult{}, c.wrap("update in", err)
@@ -159,6 +160,7 @@ func (c *Collection) UpdateOne(ctx context.Context, filter, update any, upsert b
 
 // UpdateMany applies update to every document filter matches.
 func (c *Collection) UpdateMany(ctx context.Context, filter, update any) (UpdateResult, error) {
+	defer c.exclusive()()
 	res, err := c.wire.UpdateMany(ctx, filter, update)
 	if err != nil {
 		return UpdateResult{}, c.wrap("update in", err)
@@ -183,9 +185,12 @@ type FindAndUpdate struct {
 // (in opts.Sort order) and returns it, as it was or (ReturnNew) as it is;
 // an error wrapping ErrNotFound when none matched and nothing was
 // upserted. On MongoDB the find and the update are one atomic step, which
-// is what leases and claims rely on; on the embedded store (FerretDB) too
-// within one server, but an update rewrites the whole document.
+// is what leases and claims rely on. FerretDB's are not: on the embedded
+// store, the updates of a collection by this process and by the clients
+// of its server are serialized (updatelock.go), and an update rewrites
+// the whole document.
 func (c *Collection) FindOneAndUpdate(ctx context.Context, filter, update any, opts FindAndUpdate) (bson.Raw, error) {
+	defer c.exclusive()()
 	o := options.FindOneAndUpdate().SetUpsert(opts.Upsert)
 	if opts.Sort != nil {
 		o.SetSort(opts.Sort)
@@ -207,16 +212,13 @@ func (c *Collection) FindOneAndUpdate(ctx context.Context, filter, update any, o
 // the document with _id id, sets set's fields (nil: none), creating the
 // document when there is none, and returns the document as it is after.
 // Concurrent Incs of one document never lose an increment on MongoDB
-// ($inc is atomic there) nor among the users of one Store on the embedded
-// store, whose server applies an update by reading and then rewriting the
-// document (its increments are serialized in this process; a second
-// process incrementing the same document through `db serve` may lose
-// increments: give each writer its own document there).
+// ($inc is atomic there) nor on the embedded store, whose server applies
+// an update by reading and then rewriting the document: the updates of a
+// collection are serialized there, in this process and, for the clients
+// of another process through `db serve`, by that server's query front
+// (updatelock.go). On a FerretDB server that crawlcache does not run,
+// only the updates of one process are serialized.
 func (c *Collection) Inc(ctx context.Context, id string, inc, set any) (bson.Raw, error) {
-	if !c.caps.AtomicUpdates {
-		c.incMu.Lock()
-		defer c.incMu.Unlock()
-	}
 	update := bson.D{{Key: "$inc", Value: inc}}
 	if set != nil {
 		update = append(update, bson.E{Key: "$set", Value: set})

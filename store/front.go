@@ -42,6 +42,7 @@ type front struct {
 	backend string       // FerretDB's host:port
 	files   *frontFiles  // nil: forward everything (the direct path is off)
 	cursors frontCursors // the cursors of answered finds
+	updates *updateLocks // held by forwarded updates until answered (updatelock.go)
 	log     *slog.Logger
 
 	answered atomic.Int64 // commands answered here (tests)
@@ -54,12 +55,12 @@ type front struct {
 
 // startFront listens on listen and serves it, forwarding to backend. files
 // nil forwards every message.
-func startFront(listen, backend string, files *frontFiles, logger *slog.Logger) (*front, error) {
+func startFront(listen, backend string, files *frontFiles, updates *updateLocks, logger *slog.Logger) (*front, error) {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, err
 	}
-	f := &front{ln: ln, backend: backend, files: files, log: logger, conns: map[net.Conn]struct{}{}}
+	f := &front{ln: ln, backend: backend, files: files, updates: updates, log: logger, conns: map[net.Conn]struct{}{}}
 	f.cursors.m = map[int64]*frontCursor{}
 	f.wg.Add(1)
 	go f.serve()
@@ -123,7 +124,8 @@ func (f *front) close() {
 
 // handle serves one client connection with one connection to FerretDB:
 // FerretDB's replies are copied back whole messages at a time, and the
-// front's own answers are written between them.
+// front's own answers are written between them. An update forwarded holds
+// its collection's update lock until FerretDB answers it.
 func (f *front) handle(client net.Conn) {
 	defer client.Close()
 	up, err := net.Dial("tcp", f.backend)
@@ -133,6 +135,8 @@ func (f *front) handle(client net.Conn) {
 	}
 	defer up.Close()
 	var wmu sync.Mutex // one message at a time to the client
+	var pending frontPending
+	defer pending.releaseAll()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -142,6 +146,7 @@ func (f *front) handle(client net.Conn) {
 			if err != nil {
 				return
 			}
+			pending.done(msg)
 			wmu.Lock()
 			_, err = client.Write(msg)
 			wmu.Unlock()
@@ -162,6 +167,7 @@ func (f *front) handle(client net.Conn) {
 			_, err = client.Write(reply)
 			wmu.Unlock()
 		} else {
+			f.lockUpdate(msg, &pending)
 			_, err = up.Write(msg)
 		}
 		if err != nil {
@@ -170,6 +176,21 @@ func (f *front) handle(client net.Conn) {
 	}
 	_ = up.Close()
 	<-done
+}
+
+// lockUpdate takes the update lock of the collection msg updates, if it is
+// an update, and leaves it to pending until FerretDB answers.
+func (f *front) lockUpdate(msg []byte, pending *frontPending) {
+	if f.updates == nil {
+		return
+	}
+	db, coll, reqID, ok := wireUpdate(msg)
+	if !ok {
+		return
+	}
+	mu := f.updates.of(db, coll)
+	mu.Lock()
+	pending.add(reqID, mu)
 }
 
 // readWireMessage reads one whole message (header included).

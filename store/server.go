@@ -92,6 +92,9 @@ type Server struct {
 	// readOnly: the files are open read-only (ServerOptions.ReadOnly on a
 	// directory that cannot be written).
 	readOnly bool
+	// updates serializes the updates of this process's store and of the
+	// query front's clients where FerretDB does not (updatelock.go).
+	updates updateLocks
 }
 
 // newServerMu serializes ferretdb.New, which sets FerretDB's global version
@@ -256,7 +259,7 @@ func (s *Server) startFront(listen string, logger *slog.Logger) error {
 	if s.direct {
 		files = &frontFiles{dir: s.dir, dbs: map[string]*frontFile{}}
 	}
-	f, err := startFront(listen, u.Host, files, logger)
+	f, err := startFront(listen, u.Host, files, &s.updates, logger)
 	if err != nil {
 		return err
 	}

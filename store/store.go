@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -98,7 +97,9 @@ type Store struct {
 	server *Server      // non-nil when this process owns the embedded server
 	direct *Direct      // non-nil: the embedded implementation (collection.go)
 	ids    *idIndexer   // the server's _id indexer, with direct
-	incMu  sync.Mutex   // serializes Collection.Inc without AtomicUpdates
+	// updates serializes updates without AtomicUpdates (updatelock.go)
+	// when this process does not run the embedded server.
+	updates updateLocks
 }
 
 // Capabilities are the features of the server that change how crawlcache
@@ -116,7 +117,8 @@ type Capabilities struct {
 
 	// AtomicUpdates is true when concurrent updates of one document never
 	// lose one another's changes (MongoDB). FerretDB v1 reads the document,
-	// then rewrites it, so two concurrent $inc may count once.
+	// then rewrites it, so two concurrent $inc may count once: the store
+	// then serializes the updates of each collection (updatelock.go).
 	AtomicUpdates bool
 }
 

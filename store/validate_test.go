@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -374,7 +373,7 @@ func hasControlTopKey(raw bson.Raw) bool {
 // collOf is the embedded implementation's handle on wire with direct
 // access d, as Store.Collection makes it.
 func collOf(d *Direct, wire *mongo.Collection) *Collection {
-	c := &Collection{db: wire.Database().Name(), name: wire.Name(), wire: wire, direct: d, incMu: &sync.Mutex{}}
+	c := &Collection{db: wire.Database().Name(), name: wire.Name(), wire: wire, direct: d}
 	c.notFound = fmt.Errorf("get from %s: %w", c, ErrNotFound)
 	return c
 }

@@ -27,6 +27,23 @@ type Impl struct {
 	// Kill makes the store go away under the open Store (the server
 	// stops), or is nil when the test cannot do that (MongoDB).
 	Kill func()
+	// URI is where another process would connect to the same store.
+	URI string
+}
+
+// Another opens a second client of im's store at im.URI, as another
+// process would (for the embedded store: through its server's query
+// front), closed when the test ends.
+func (im Impl) Another(t testing.TB) *store.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := store.Open(ctx, store.Options{URI: im.URI, Logger: slog.New(slog.DiscardHandler), ConnectTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatalf("open a second client at %s: %v", im.URI, err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	return s
 }
 
 // OpenEmbedded is the embedded implementation: the store runs in this
@@ -35,7 +52,7 @@ func OpenEmbedded(t testing.TB) Impl {
 	t.Helper()
 	dir := t.TempDir()
 	s := OpenDir(t, dir)
-	return Impl{Store: s, DB: "acceptance", Direct: true,
+	return Impl{Store: s, DB: "acceptance", Direct: true, URI: s.URI,
 		Kill: func() { _ = s.Close(context.Background()) }}
 }
 
@@ -57,7 +74,7 @@ func OpenWire(t testing.TB) Impl {
 		t.Fatalf("open store at %s: %v", srv.URI(), err)
 	}
 	t.Cleanup(func() { _ = s.Close(context.Background()) })
-	return Impl{Store: s, DB: "acceptance", Kill: srv.Close}
+	return Impl{Store: s, DB: "acceptance", Kill: srv.Close, URI: srv.URI()}
 }
 
 // OpenMongoDB is the wire implementation on the MongoDB that MongoDBEnv
@@ -80,5 +97,5 @@ func OpenMongoDB(t testing.TB) Impl {
 		_ = s.DropDatabase(context.Background(), db)
 		_ = s.Close(context.Background())
 	})
-	return Impl{Store: s, DB: db}
+	return Impl{Store: s, DB: db, URI: uri}
 }
