@@ -305,6 +305,9 @@ func reportOutcome(c *cli.Context, out *jobs.Outcome, err error) error {
 		return cli.Exit(fmt.Sprintf("run %s %s: %v: resume it with crawlcache resume %s once the store answers again", out.Run.ID, out.Run.Status, err, out.Run.ID), 1)
 	case errors.Is(err, crawler.ErrInterrupted):
 		return cli.Exit(fmt.Sprintf("interrupted: resume with crawlcache resume %s", out.Run.ID), exitInterrupted)
+	case store.IsFull(err):
+		// Resumable: what was written stays; free space and go on.
+		return cli.Exit(fmt.Sprintf("run %s stopped: %v\nthe disk of %s is full: free space there, then continue with crawlcache resume %s (what the run finished is kept)", out.Run.ID, err, storePlace(c), out.Run.ID), exitFailed)
 	case errors.Is(err, jobs.ErrTooManyErrors):
 		return cli.Exit(fmt.Sprintf("run %s completed with %v", out.Run.ID, err), exitTooManyErrors)
 	default:

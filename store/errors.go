@@ -2,10 +2,34 @@ package store
 
 import (
 	"errors"
+	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
+
+// IsFull reports whether err says that the store's disk is full: SQLite's
+// SQLITE_FULL on the embedded store, read directly or through FerretDB
+// (whose error carries SQLite's message), or MongoDB's OutOfDiskSpace
+// (14031). Nothing written before the error is lost: the write that got it
+// did not happen, and a run stopped by it resumes once there is room.
+func IsFull(err error) bool {
+	if err == nil {
+		return false
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL {
+		return true
+	}
+	var me mongo.ServerError
+	if errors.As(err, &me) && me.HasErrorCode(14031) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "database or disk is full") || strings.Contains(msg, "No space left on device")
+}
 
 // IsUnavailable reports whether err says that the store did not answer: it
 // wraps ErrUnreachable, or the driver could not select a server, lost or
