@@ -31,6 +31,9 @@ type Admin struct {
 	settings      collection
 	supportsTTL   bool
 	now           func() time.Time
+	// afterScan, if set, runs between a sweep's scan and its deletes
+	// (tests: a 304 that lands meanwhile).
+	afterScan func()
 }
 
 // NewAdmin returns an Admin over the cache in database db of st (usually

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -78,6 +79,14 @@ func (a *Admin) deleteExpired(ctx context.Context, info TTLInfo) (int64, error) 
 	if err != nil {
 		return 0, err
 	}
+	if a.afterScan != nil {
+		a.afterScan()
+	}
+	// The scans took a while (the embedded server reads every response):
+	// a run may have confirmed some of these entries with a 304 since.
+	if ids, err = a.stillExpired(ctx, ids, cutoff); err != nil {
+		return 0, err
+	}
 	// The guard keeps a response that a new 200 replaced since the scan.
 	n, err := a.deleteEntries(ctx, ids, old)
 	if err != nil {
@@ -104,6 +113,36 @@ func (a *Admin) deleteExpired(ctx context.Context, info TTLInfo) (int64, error) 
 	return n, nil
 }
 
+// stillExpired returns the ids whose revalidation, read again now (by
+// _id, a batch at a time), is still older than cutoff or absent: an entry
+// a 304 confirmed after the sweep's scan is kept. What is left between
+// this read and the delete is milliseconds instead of the scans' time.
+func (a *Admin) stillExpired(ctx context.Context, ids []string, cutoff time.Time) ([]string, error) {
+	kept := ids[:0]
+	for start := 0; start < len(ids); start += deleteBatch {
+		batch := ids[start:min(start+deleteBatch, len(ids))]
+		ls := make([]store.Lookup, len(batch))
+		for i, id := range batch {
+			ls[i] = store.Lookup{Coll: a.revalidations, ID: id}
+		}
+		store.GetAll(ctx, ls)
+		for i, l := range ls {
+			var rev struct {
+				ValidatedAt time.Time `bson:"validated_at"`
+			}
+			switch {
+			case errors.Is(l.Err, store.ErrNotFound):
+			case l.Err != nil:
+				return nil, fmt.Errorf("read revalidation %s again before deleting it: %w", l.ID, l.Err)
+			case bson.Unmarshal(l.Raw, &rev) == nil && !rev.ValidatedAt.Before(cutoff):
+				continue // confirmed since the scan
+			}
+			kept = append(kept, batch[i])
+		}
+	}
+	return kept, nil
+}
+
 // sweepHorizon is how far past the cutoff a sweep looks for the oldest
 // entry it keeps: half the TTL, at most a day. Sweeps are then skipped for
 // up to that long when nothing expires sooner.
@@ -128,7 +167,9 @@ func (a *Admin) deleteEntries(ctx context.Context, ids []string, guard bson.D) (
 			return n, fmt.Errorf("delete cached responses: %w", err)
 		}
 		n += deleted
-		if _, err := a.revalidations.DeleteMany(ctx, in); err != nil {
+		// The guard keeps a revalidation written since (it then
+		// outlives its response until a later sweep, unused).
+		if _, err := a.revalidations.DeleteMany(ctx, append(in, guard...)); err != nil {
 			return n, fmt.Errorf("delete revalidations: %w", err)
 		}
 		// A Page's validated_at is effective: the guard keeps the Page of

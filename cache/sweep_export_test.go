@@ -10,6 +10,9 @@ func SetDeleteBatch(tb testing.TB, n int) {
 	tb.Cleanup(func() { deleteBatch = old })
 }
 
+// AfterScan makes a's sweeps call f between their scan and their deletes.
+func AfterScan(a *Admin, f func()) { a.afterScan = f }
+
 // AssumeTTLIndexes makes a take the TTL-index path, as on a server that
 // reports TTL indexes, to test what happens when the server then refuses
 // one.

@@ -134,6 +134,41 @@ func TestSweepKeepsEntriesRefreshedByRevalidation(t *testing.T) {
 	}
 }
 
+// TestSweepKeepsEntriesConfirmedDuringTheScan: a 304 that a run records
+// while a sweep scans (the embedded server reads every response: seconds
+// on a large cache) keeps its entry, response and revalidation, although
+// the scan saw it expired.
+func TestSweepKeepsEntriesConfirmedDuringTheScan(t *testing.T) {
+	ctx := context.Background()
+	a, db, _ := newAdminStore(t).admin(t)
+	sweepFixture(t, db)
+	if _, err := a.SetTTL(ctx, 24*time.Hour, false); err != nil {
+		t.Fatal(err)
+	}
+	cache.AfterScan(a, func() {
+		// old (validated 48h ago) and staleRev (last 304 30h ago) are
+		// confirmed by 304s now.
+		for _, key := range []string{"old", "staleRev"} {
+			rev := cache.Revalidation{ID: key, ValidatedAt: adminT0, Expires: ptr(adminT0.Add(time.Hour))}
+			if err := db.s.Collection(db.name, cache.RevalidationsCollection).Upsert(ctx, key, rev); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	n, err := a.Sweep(ctx)
+	if err != nil {
+		t.Fatalf("Sweep: %v", err)
+	}
+	if n != 0 {
+		t.Errorf("Sweep deleted %d responses, want 0: both expired entries were confirmed during its scan", n)
+	}
+	stateOf(t, db).check(t, sweepState{
+		responses:     []string{"edge", "fresh", "news", "old", "refreshed", "staleRev"},
+		revalidations: []string{"old", "refreshed", "staleRev"},
+		redirects:     []string{"chain", "toFresh", "toOld"},
+	})
+}
+
 func TestSweepFollowsTheClock(t *testing.T) {
 	ctx := context.Background()
 	a, db, clock := newAdminStore(t).admin(t)
