@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -46,6 +47,20 @@ type Lock struct {
 type LockedError struct {
 	Job    string
 	Holder Lock
+	// HolderGone: the holder ran on this host and its process is no
+	// longer running (killed, crashed): the lock lapses at its expiry,
+	// since another host's process with the same name and pid cannot be
+	// told apart.
+	HolderGone bool
+}
+
+// lockedBy is the error for job's lock held by holder.
+func lockedBy(job string, holder Lock) *LockedError {
+	e := &LockedError{Job: job, Holder: holder}
+	if host, err := os.Hostname(); err == nil && holder.Host == host && holder.PID > 0 {
+		e.HolderGone = errors.Is(syscall.Kill(holder.PID, 0), syscall.ESRCH)
+	}
+	return e
 }
 
 // Error says which job is locked, by whom and until when.
@@ -58,7 +73,11 @@ func (e *LockedError) Error() string {
 	if e.Holder.RunID != "" {
 		run = ", run " + e.Holder.RunID
 	}
-	return fmt.Sprintf("job %s is locked by %s%s until %s unless renewed", e.Job, who, run, e.Holder.Expires.UTC().Format(time.RFC3339))
+	until := e.Holder.Expires.UTC().Format(time.RFC3339)
+	if e.HolderGone {
+		return fmt.Sprintf("job %s is locked by %s%s, which is no longer running on this host: the lock lapses at %s; retry then", e.Job, who, run, until)
+	}
+	return fmt.Sprintf("job %s is locked by %s%s until %s unless renewed", e.Job, who, run, until)
 }
 
 // Unwrap makes errors.Is(err, ErrLocked) true.
@@ -158,7 +177,7 @@ func (l *Locker) Acquire(ctx context.Context, job, owner, runID string) (*Lease,
 		// Even for the same owner: a lock is not re-entrant, so two
 		// processes started with the same --worker-id still exclude
 		// each other.
-		return nil, &LockedError{Job: job, Holder: *cur}
+		return nil, lockedBy(job, *cur)
 	}
 	var gen int64
 	if cur != nil {
@@ -258,7 +277,7 @@ func (l *Locker) lostRace(ctx context.Context, job string, gen int64) error {
 	if cur, err := l.Get(ctx, job); err == nil && cur != nil && cur.Gen >= gen {
 		holder = *cur
 	}
-	return &LockedError{Job: job, Holder: holder}
+	return lockedBy(job, holder)
 }
 
 // ClaimOccurrence claims the scheduled occurrence of job at `at` for owner.

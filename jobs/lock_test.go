@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -161,5 +164,48 @@ func TestClaimOccurrenceOnce(t *testing.T) {
 	wg.Wait()
 	if got := wins.Load(); got != 1 {
 		t.Errorf("claims won = %d, want 1", got)
+	}
+}
+
+// TestLockedByGoneProcess: a lock whose holder ran on this host and is no
+// longer running (killed) is still honoured until it lapses, and the
+// error says so and when to retry; a live holder's error does not.
+func TestLockedByGoneProcess(t *testing.T) {
+	s := storetest.Open(t)
+	ctx := context.Background()
+	clock := newFakeClock()
+	l := NewLocker(s, clock.Now)
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		pid  int
+		want bool
+	}{
+		{"live", os.Getpid(), false},
+		{"killed", gone.Process.Pid, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			job := "docs-" + tt.name
+			held := Lock{ID: lockID(job), Owner: "alice", Host: host, PID: tt.pid, Gen: 1,
+				Acquired: clock.Now(), Expires: clock.Now().Add(DefaultLockTTL)}
+			if err := s.Collection(Database, LocksCollection).Upsert(ctx, held.ID, held); err != nil {
+				t.Fatal(err)
+			}
+			_, err := l.Acquire(ctx, job, "bob", "")
+			var le *LockedError
+			if !errors.As(err, &le) {
+				t.Fatalf("acquire of a held lock: err = %v, want *LockedError", err)
+			}
+			if le.HolderGone != tt.want || strings.Contains(err.Error(), "no longer running") != tt.want {
+				t.Errorf("holder pid %d: HolderGone = %v, message %q; want %v", tt.pid, le.HolderGone, err, tt.want)
+			}
+		})
 	}
 }
