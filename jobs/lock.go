@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -58,9 +59,24 @@ type LockedError struct {
 func lockedBy(job string, holder Lock) *LockedError {
 	e := &LockedError{Job: job, Holder: holder}
 	if host, err := os.Hostname(); err == nil && holder.Host == host && holder.PID > 0 {
-		e.HolderGone = errors.Is(syscall.Kill(holder.PID, 0), syscall.ESRCH)
+		e.HolderGone = processGone(holder.PID)
 	}
 	return e
+}
+
+// processGone reports whether process pid of this host has ended: there
+// is none, or only its zombie (killed, not yet reaped by its parent).
+func processGone(pid int) bool {
+	if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		return true
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(stat, ')')
+	return i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z'
 }
 
 // Error says which job is locked, by whom and until when.

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -179,6 +181,17 @@ func TestLockedByGoneProcess(t *testing.T) {
 	if err := gone.Run(); err != nil {
 		t.Fatal(err)
 	}
+	// A zombie: exited (SIGCHLD says so), not reaped until Wait, as a
+	// process killed under a parent that does not reap it at once.
+	exited := make(chan os.Signal, 1)
+	signal.Notify(exited, syscall.SIGCHLD)
+	defer signal.Stop(exited)
+	zombie := exec.Command("true")
+	if err := zombie.Start(); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	defer zombie.Wait()
 	host, err := os.Hostname()
 	if err != nil {
 		t.Fatal(err)
@@ -190,6 +203,7 @@ func TestLockedByGoneProcess(t *testing.T) {
 	}{
 		{"live", os.Getpid(), false},
 		{"killed", gone.Process.Pid, true},
+		{"killed, not reaped", zombie.Process.Pid, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			job := "docs-" + tt.name
