@@ -283,14 +283,15 @@ func TestWorkersShareRun(t *testing.T) {
 			busy++
 		}
 	}
-	// The counters are reported, not asserted. Concurrent reports of
-	// several workers no longer lose each other's $inc on the embedded
-	// store (store/updatelock.go; before, 168 of 195 misses were kept once
-	// under -race), but the run's pages and items, counted from the
-	// frontier and the output when it completes, were seen above its
-	// workers' totals and the reachable URLs (197 against 195, once in 4
-	// runs) while the origin counts and the stored items were exact. The
-	// origin counts and the items above are the ground truth.
+	// The counters are reported, not asserted: the origin counts and the
+	// items above are the ground truth. Two causes of a mismatch are
+	// fixed: concurrent reports lost each other's $inc on the embedded
+	// store (store/updatelock.go; 168 of 195 misses kept once under
+	// -race), and a worker's report landing after another worker completed
+	// the run added its last pages to the counts the end had set (197
+	// pages for 195 URLs in 3 of 12 runs; 0 in 10 since, and
+	// TestReportAfterFinish in jobs). A report whose status check and
+	// update straddle the end can still do it (embedded store only).
 	if sum != rec.Counters || rec.Counters.Pages != int64(reachable) {
 		t.Logf("run counters %+v; its workers' add up to %+v; %d reachable URLs", rec.Counters, sum, reachable)
 	}

@@ -113,3 +113,41 @@ func TestFinishTallySetsSummary(t *testing.T) {
 		t.Errorf("an incomplete summary set %+v, %+v; want nothing (the reports are kept)", none.Parses, none.Breakdown)
 	}
 }
+
+// TestReportAfterFinish: a worker's report that arrives after another
+// worker completed the run (seen in the fleet test: the record said 197
+// pages for 195 URLs) leaves the counters the end counted itself as they
+// are, and still adds the cache's counters and the worker's own totals.
+func TestReportAfterFinish(t *testing.T) {
+	ctx := context.Background()
+	runs := NewRuns(storetest.Open(t), nil)
+	run := &Run{ID: "late-20261127T000000Z-0001", Job: "late", Status: StatusRunning, Started: time.Now()}
+	if err := runs.Create(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	if err := runs.Report(ctx, run.ID, "a", Counters{Pages: 9, Items: 9, New: 9, Misses: 9}, Counters{Pages: 9, Items: 9, New: 9, Misses: 9}, 1); err != nil {
+		t.Fatal(err)
+	}
+	pages, items := int64(10), int64(10)
+	var tally Tally
+	tally.Pages, tally.Items = &pages, &items
+	tally.Changes = &changes.Counts{New: 10}
+	if _, err := runs.FinishTally(ctx, run.ID, StatusCompleted, "", tally); err != nil {
+		t.Fatal(err)
+	}
+	// a's last page, reported late.
+	last := Counters{Pages: 1, Items: 1, New: 1, Misses: 1, NetworkBytes: 500}
+	if err := runs.Report(ctx, run.ID, "a", Counters{Pages: 10, Items: 10, New: 10, Misses: 10, NetworkBytes: 500}, last, 0); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := runs.Get(ctx, run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rec.Counters; c.Pages != 10 || c.Items != 10 || c.New != 10 || c.Misses != 10 || c.NetworkBytes != 500 {
+		t.Errorf("counters after a late report = %+v; want pages, items and new 10 (the end's), misses 10 and network_bytes 500 (added)", c)
+	}
+	if w := rec.Workers["a"].Counters; w.Pages != 10 || rec.Status != StatusCompleted {
+		t.Errorf("worker a's totals = %+v, status %s; want pages 10, completed", w, rec.Status)
+	}
+}

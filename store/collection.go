@@ -86,6 +86,11 @@ func (c *Collection) Direct() bool { return c.direct != nil }
 // index (MongoDB); without them, EnsureTTL answers ErrNoTTLIndexes.
 func (c *Collection) TTLIndexes() bool { return c.caps.TTLIndexes }
 
+// FilterPushdown reports whether filters other than _id equality use
+// indexes (MongoDB); on the embedded server any other field in a filter,
+// even beside _id, makes it read the whole collection.
+func (c *Collection) FilterPushdown() bool { return c.caps.FilterPushdown }
+
 // String is db.name, for messages.
 func (c *Collection) String() string { return c.db + "." + c.name }
 
