@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -172,20 +171,6 @@ func openStore(c *cli.Context) (*store.Store, error) {
 		ReadOnly:   readOnlyCommands[commandPath(c)],
 		Migrations: migrations(),
 	})
-}
-
-// storePlace names where the command's store keeps its data, for a
-// message: the embedded store's data directory, or the MongoDB server
-// (its URI without credentials).
-func storePlace(c *cli.Context) string {
-	if uri := c.String("store"); uri != "" {
-		return "the MongoDB server at " + store.RedactURI(uri)
-	}
-	dir := c.String("data-dir")
-	if abs, err := filepath.Abs(dir); err == nil {
-		dir = abs
-	}
-	return "the data directory " + dir
 }
 
 // withStore opens the store, runs fn and closes the store. An error that

@@ -89,7 +89,7 @@ func demo(c *cli.Context) error {
 				return err
 			}
 			if err != nil {
-				return reportOutcome(c, out, err)
+				return reportOutcome(c, out, storeFull(s, err))
 			}
 			last = out.Run
 			after := site.Counts()

@@ -73,7 +73,7 @@ func runCommand() *cli.Command {
 				})
 				rep.Done()
 				reported = true
-				return reportOutcome(c, out, err)
+				return reportOutcome(c, out, storeFull(s, err))
 			})
 			if !reported { // the store did not open
 				return reportOutcome(c, nil, err)
@@ -133,7 +133,7 @@ func resumeCommand() *cli.Command {
 				r, rep := newRunner(c, s)
 				out, err := r.Resume(ctx, run.ID, job)
 				rep.Done()
-				return reportOutcome(c, out, err)
+				return reportOutcome(c, out, storeFull(s, err))
 			})
 			if !reported { // the store did not open
 				return reportOutcome(c, nil, err)
@@ -151,6 +151,25 @@ func storeDown(s *store.Store, err error) error {
 		return err
 	}
 	return &jobs.StoreDownError{Store: s.Describe(), Err: err}
+}
+
+// storeFullError is an error of a store whose disk is full, with the
+// store's description (Store.Describe) for the message that says where to
+// free space.
+type storeFullError struct {
+	store string
+	err   error
+}
+
+func (e *storeFullError) Error() string { return e.err.Error() }
+func (e *storeFullError) Unwrap() error { return e.err }
+
+// storeFull names s in err when err says that its disk is full.
+func storeFull(s *store.Store, err error) error {
+	if !store.IsFull(err) {
+		return err
+	}
+	return &storeFullError{store: s.Describe(), err: err}
 }
 
 func workerIDFlag() cli.Flag {
@@ -297,6 +316,7 @@ func reportOutcome(c *cli.Context, out *jobs.Outcome, err error) error {
 		}
 		fmt.Fprintln(stdout, string(b))
 	}
+	var full *storeFullError
 	switch {
 	case err == nil:
 		return nil
@@ -305,9 +325,9 @@ func reportOutcome(c *cli.Context, out *jobs.Outcome, err error) error {
 		return cli.Exit(fmt.Sprintf("run %s %s: %v: resume it with crawlcache resume %s once the store answers again", out.Run.ID, out.Run.Status, err, out.Run.ID), 1)
 	case errors.Is(err, crawler.ErrInterrupted):
 		return cli.Exit(fmt.Sprintf("interrupted: resume with crawlcache resume %s", out.Run.ID), exitInterrupted)
-	case store.IsFull(err):
+	case errors.As(err, &full):
 		// Resumable: what was written stays; free space and go on.
-		return cli.Exit(fmt.Sprintf("run %s stopped: %v\nthe disk of %s is full: free space there, then continue with crawlcache resume %s (what the run finished is kept)", out.Run.ID, err, storePlace(c), out.Run.ID), exitFailed)
+		return cli.Exit(fmt.Sprintf("run %s stopped: %v\nthe disk of the store (%s) is full: free space there, then continue with crawlcache resume %s (what the run finished is kept)", out.Run.ID, err, full.store, out.Run.ID), exitFailed)
 	case errors.Is(err, jobs.ErrTooManyErrors):
 		return cli.Exit(fmt.Sprintf("run %s completed with %v", out.Run.ID, err), exitTooManyErrors)
 	default:

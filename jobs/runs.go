@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -251,8 +250,10 @@ type Runs struct {
 // locks): documents by _id (Get: an error wrapping store.ErrNotFound when
 // there is none), inserts whose unique _id makes a claim exclusive (an
 // error wrapping store.ErrDuplicateID), updates of one document, and a
-// listing of runs for commands. *store.Collection has it.
+// listing of runs for commands, and whether filters beside _id are cheap
+// (FilterPushdown). *store.Collection has it.
 type Collection interface {
+	FilterPushdown() bool
 	Get(ctx context.Context, id string) (bson.Raw, error)
 	Insert(ctx context.Context, doc any) error
 	Upsert(ctx context.Context, id string, doc any) error
@@ -376,46 +377,43 @@ func (rs *Runs) Report(ctx context.Context, runID, workerID string, total, delta
 // report is Report that also adds split to the run's Breakdown.
 func (rs *Runs) report(ctx context.Context, runID, workerID string, total, delta Counters, split Breakdown, queue int64) error {
 	now := rs.now().UTC()
-	update := bson.D{{Key: "$set", Value: bson.D{
+	set := bson.E{Key: "$set", Value: bson.D{
 		{Key: "workers." + workerID + ".counters", Value: total},
 		{Key: "workers." + workerID + ".heartbeat", Value: now},
 		{Key: "queue", Value: queue},
 		{Key: "updated", Value: now},
-	}}}
-	set := slices.Clip(update)
-	if inc := append(incCounters(delta), split.inc()...); len(inc) > 0 {
-		update = append(update, bson.E{Key: "$inc", Value: inc})
-	}
-	late := func() bson.D {
-		if inc := lateIncrements(delta); len(inc) > 0 {
-			return append(set, bson.E{Key: "$inc", Value: inc})
-		}
-		return set
-	}
+	}}
+	update := withInc(set, append(incCounters(delta), split.inc()...))
 	byID := bson.D{{Key: "_id", Value: runID}}
-	if fp, ok := rs.coll.(interface{ FilterPushdown() bool }); ok && fp.FilterPushdown() {
+	var err error
+	if rs.coll.FilterPushdown() {
 		// MongoDB: the status check and the update are one atomic step.
-		res, err := rs.coll.UpdateOne(ctx, append(byID, bson.E{Key: "status", Value: StatusRunning}), update, false)
-		if err != nil || res.Matched > 0 {
-			return wrapReport(runID, err)
+		var res store.UpdateResult
+		res, err = rs.coll.UpdateOne(ctx, append(byID, bson.E{Key: "status", Value: StatusRunning}), update, false)
+		if err == nil && res.Matched == 0 {
+			_, err = rs.coll.UpdateOne(ctx, byID, withInc(set, lateIncrements(delta)), false)
 		}
-		update = late()
-	} else if rec, err := rs.Get(ctx, runID); err == nil && rec.Status != StatusRunning {
+	} else {
 		// The embedded server reads the whole collection for a filter on
 		// status (15 ms instead of 1 ms at 2,000 runs): check first, by
 		// _id. A session that ends between the two is the window left.
-		update = late()
+		if rec, gerr := rs.Get(ctx, runID); gerr == nil && rec.Status != StatusRunning {
+			update = withInc(set, lateIncrements(delta))
+		}
+		_, err = rs.coll.UpdateOne(ctx, byID, update, false)
 	}
-	_, err := rs.coll.UpdateOne(ctx, byID, update, false)
-	return wrapReport(runID, err)
-}
-
-// wrapReport names the run in a report's error.
-func wrapReport(runID string, err error) error {
 	if err != nil {
 		return fmt.Errorf("report progress of run %s: %w", runID, err)
 	}
 	return nil
+}
+
+// withInc is the update of set and, unless inc is empty, $inc of inc.
+func withInc(set bson.E, inc bson.D) bson.D {
+	if len(inc) == 0 {
+		return bson.D{set}
+	}
+	return bson.D{set, {Key: "$inc", Value: inc}}
 }
 
 // lateIncrements are the $inc fields of delta that a report arriving after

@@ -134,7 +134,7 @@ func (s *Store) where() string {
 	if s.DataDir != "" {
 		return "data directory " + s.DataDir
 	}
-	return "store " + RedactURI(s.URI)
+	return "store " + redactURI(s.URI)
 }
 
 // migrate refuses a store newer than steps and brings an older one up to

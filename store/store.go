@@ -161,7 +161,7 @@ func openStore(ctx context.Context, opts Options) (*Store, error) {
 	}
 	if opts.URI != "" {
 		if !strings.HasPrefix(opts.URI, "mongodb://") && !strings.HasPrefix(opts.URI, "mongodb+srv://") {
-			return nil, fmt.Errorf("store URI %q: must start with mongodb:// or mongodb+srv://", RedactURI(opts.URI))
+			return nil, fmt.Errorf("store URI %q: must start with mongodb:// or mongodb+srv://", redactURI(opts.URI))
 		}
 		client, err := connect(ctx, opts.URI, timeout, monitorOf(opts))
 		if err != nil {
@@ -217,7 +217,7 @@ func (s *Store) Describe() string {
 	if s.Embedded {
 		return fmt.Sprintf("embedded store in %s (%s)", s.DataDir, s.URI)
 	}
-	return "MongoDB at " + RedactURI(s.URI)
+	return "MongoDB at " + redactURI(s.URI)
 }
 
 // Close disconnects and, if this process owns the embedded server, stops it
@@ -244,13 +244,13 @@ func connect(ctx context.Context, uri string, timeout time.Duration, monitor *ev
 	}
 	client, err := mongo.Connect(opts)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w: %v", RedactURI(uri), ErrUnreachable, err)
+		return nil, fmt.Errorf("connect to %s: %w: %v", redactURI(uri), ErrUnreachable, err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	if err := client.Ping(pctx, nil); err != nil {
 		_ = client.Disconnect(context.Background())
-		return nil, fmt.Errorf("connect to %s (waited %s): %w: %v", RedactURI(uri), wait, ErrUnreachable, err)
+		return nil, fmt.Errorf("connect to %s (waited %s): %w: %v", redactURI(uri), wait, ErrUnreachable, err)
 	}
 	return client, nil
 }
@@ -264,7 +264,7 @@ func connect(ctx context.Context, uri string, timeout time.Duration, monitor *ev
 func clientOptions(uri string, timeout time.Duration) (opts *options.ClientOptions, wait time.Duration, err error) {
 	cs, err := connstring.ParseAndValidate(uri)
 	if err != nil {
-		return nil, 0, fmt.Errorf("store URI %s: %v", RedactURI(uri), redactErr(err, uri))
+		return nil, 0, fmt.Errorf("store URI %s: %v", redactURI(uri), redactErr(err, uri))
 	}
 	opts = options.Client().ApplyURI(uri)
 	wait = timeout
@@ -330,8 +330,8 @@ func IsNotImplemented(err error) bool {
 	return false
 }
 
-// RedactURI hides the password in a connection string, for messages.
-func RedactURI(uri string) string {
+// redactURI hides the password in a connection string.
+func redactURI(uri string) string {
 	scheme, rest, ok := strings.Cut(uri, "://")
 	if !ok {
 		return uri
