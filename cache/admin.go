@@ -263,6 +263,11 @@ func (a *Admin) Purge(ctx context.Context, opts PurgeOptions) (int64, error) {
 // variants document; the TTL setting stays. It returns the number of
 // responses deleted.
 func (a *Admin) Clear(ctx context.Context) (int64, error) {
+	// Page summaries first: a Page names its body's hash (head.go) and
+	// must not outlive its response if the clear stops midway.
+	if _, err := a.pages.DeleteMany(ctx, bson.D{}); err != nil {
+		return 0, fmt.Errorf("clear %s: %w", a.pages.Name(), err)
+	}
 	var n int64
 	for i, c := range a.dataCollections() {
 		deleted, err := c.DeleteMany(ctx, bson.D{})

@@ -232,7 +232,7 @@ func (t *Transport) freshen(c *call, st *storedEntry, h http.Header, hadRev bool
 	if t.storeOK() {
 		if err := t.coll.saveRevalidation(c.req.Context(), rev, !hadRev); err != nil {
 			t.storeError(err)
-		} else if err := t.coll.recordPage(c.req.Context(), pageOf304(c, st, now)); err != nil {
+		} else if err := t.coll.recordPage(c.req.Context(), pageOf304(c, st, now, iv, sha)); err != nil {
 			t.storeError(err)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 func Migrations() []store.Migration {
 	return []store.Migration{
 		{Version: 2, Name: "cache: page summaries in http_cache.pages, last_modified as a date", Run: migratePages},
+		{Version: 3, Name: "cache: page summaries name their body's hash and learned interval", Run: migrateHeads},
 	}
 }
 
@@ -166,4 +167,59 @@ func replaceLastModified(ctx context.Context, coll *store.Collection, id string,
 		out = append(out, e)
 	}
 	return coll.Upsert(ctx, id, out)
+}
+
+// migrateHeads brings the cache in DefaultDatabase to schema version 3:
+// every Page names its entry's body_sha256 (the revalidation's, for an
+// entry stored without one) and its effective interval_seconds, as the
+// transport writes them since (pageOf, pageOf304), so that fresh hits of
+// data stored by earlier releases can be judged without their bodies
+// (head.go). It reads every response once without its body where the
+// server can leave it out, and rewrites the Pages of those that have a
+// hash. It is idempotent, and does nothing on a store without a cache.
+func migrateHeads(ctx context.Context, s *store.Store) error {
+	if err := s.EnsureCollections(ctx, DefaultDatabase, PagesCollection); err != nil {
+		return err
+	}
+	revs := map[string]Revalidation{}
+	err := s.Collection(DefaultDatabase, RevalidationsCollection).Scan(ctx, bson.D{}, store.FindOptions{Projection: bson.D{{Key: "headers", Value: 0}}}, func(raw bson.Raw) error {
+		var r Revalidation
+		if bson.Unmarshal(raw, &r) == nil {
+			revs[r.ID] = r
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("scan revalidations: %w", err)
+	}
+	pages := s.Collection(DefaultDatabase, PagesCollection)
+	var batch []any
+	proj := store.FindOptions{Projection: bson.D{{Key: "body", Value: 0}}}
+	err = s.Collection(DefaultDatabase, ResponsesCollection).Scan(ctx, bson.D{}, proj, func(raw bson.Raw) error {
+		var e Entry
+		if bson.Unmarshal(raw, &e) != nil {
+			return nil // not a response this cache can serve: it is replaced on next use
+		}
+		p := pageOf(&e)
+		if rev, ok := revs[e.ID]; ok && revApplies(&e, &rev) {
+			p.ValidatedAt, p.IntervalSeconds = rev.ValidatedAt, rev.IntervalSeconds
+			if p.BodySHA256 == "" && CredentialOf(&e) == nil && len(e.Vary) == 0 {
+				p.BodySHA256 = validSHA256(rev.BodySHA256)
+			}
+		}
+		if p.BodySHA256 == "" {
+			return nil // its Page stays as it is: hits are judged on the entry
+		}
+		batch = append(batch, p)
+		if len(batch) < pageBatch {
+			return nil
+		}
+		err := writePages(ctx, pages, batch)
+		batch = batch[:0]
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("scan cached responses: %w", err)
+	}
+	return writePages(ctx, pages, batch)
 }

@@ -18,14 +18,14 @@ const fixtureHost = "http://127.0.0.1:18089"
 
 // TestMigrationOnReleaseFixture: a data directory written by the previous
 // release (no pages collection, last_modified as header text) is upgraded
-// to schema version 2: a Page for every response, last_modified a date,
-// headers untouched; and the cache then lists, shows, hits and
-// revalidates as before.
+// to schema version 2 (a Page for every response, last_modified a date,
+// headers untouched) and on to 3 (heads: TestHeadsOnPreviousReleaseData);
+// and the cache then lists, shows, hits and revalidates as before.
 func TestMigrationOnReleaseFixture(t *testing.T) {
 	ctx := context.Background()
 	s := storetest.OpenFixtureWith(t, storetest.FixtureE6C68C8, Migrations()...)
-	if v, err := s.SchemaVersion(ctx); err != nil || v != 2 {
-		t.Fatalf("schema version = %d, %v; want 2", v, err)
+	if v, err := s.SchemaVersion(ctx); err != nil || v != 3 {
+		t.Fatalf("schema version = %d, %v; want 3", v, err)
 	}
 	var docs []bson.Raw
 	err := s.Collection(DefaultDatabase, ResponsesCollection).Scan(ctx, bson.D{}, store.FindOptions{}, func(raw bson.Raw) error {

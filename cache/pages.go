@@ -24,18 +24,30 @@ import (
 // under the same _id as its Entry. ValidatedAt is effective: the last
 // time the body was fetched or confirmed by a 304 (which the responses
 // collection does not show on the embedded store, where a 304 is written
-// to revalidations). Keep it to these four fields: every field makes every
-// query of the collection slower on the embedded server.
+// to revalidations). BodySHA256 and IntervalSeconds are the entry's
+// (IntervalSeconds the effective learned interval): with ValidatedAt
+// they let a fresh hit be judged without reading the body (head.go).
+// Keep it to these few short fields: every field makes every query of
+// the collection slower on the embedded server.
 type Page struct {
 	ID          string    `bson:"_id"`
 	URL         string    `bson:"url"`
 	Status      int       `bson:"status"`
 	ValidatedAt time.Time `bson:"validated_at"`
+	// BodySHA256 is absent in Pages written by releases before heads,
+	// and for entries bound to credentials (their binding is checked on
+	// the entry itself).
+	BodySHA256      string `bson:"body_sha256,omitempty"`
+	IntervalSeconds int64  `bson:"interval_seconds,omitempty"`
 }
 
 // pageOf is the Page of an Entry just stored.
 func pageOf(entry *Entry) *Page {
-	return &Page{ID: entry.ID, URL: entry.URL, Status: entry.Status, ValidatedAt: entry.ValidatedAt}
+	p := &Page{ID: entry.ID, URL: entry.URL, Status: entry.Status, ValidatedAt: entry.ValidatedAt, IntervalSeconds: entry.IntervalSeconds}
+	if CredentialOf(entry) == nil && len(entry.Vary) == 0 {
+		p.BodySHA256 = validSHA256(entry.BodySHA256)
+	}
+	return p
 }
 
 // pageIndexes are the indexes of the pages collection on servers that use
@@ -81,11 +93,15 @@ func ensurePageIndexes(ctx context.Context, pages indexes) error {
 }
 
 // pageOf304 is the Page of the response st, stored under c.key, after a
-// 304 at now.
-func pageOf304(c *call, st *storedEntry, now time.Time) *Page {
-	p := &Page{ID: c.key, URL: c.norm, Status: st.e.status, ValidatedAt: now}
+// 304 at now that learned the interval iv and confirmed the body of hash
+// sha.
+func pageOf304(c *call, st *storedEntry, now time.Time, iv time.Duration, sha string) *Page {
+	p := &Page{ID: c.key, URL: c.norm, Status: st.e.status, ValidatedAt: now, IntervalSeconds: seconds(iv)}
 	if st.entry != nil {
 		p.URL = st.entry.URL
+		if CredentialOf(st.entry) == nil && len(st.entry.Vary) == 0 {
+			p.BodySHA256 = sha
+		}
 	}
 	return p
 }

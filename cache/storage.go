@@ -255,6 +255,12 @@ func (c *collections) save(ctx context.Context, entry *Entry, isNew, hadRev bool
 			return fmt.Errorf("store response %s: %w", entry.ID, err)
 		}
 	}
+	// The Page of the entry replaced goes first: it names that body's
+	// hash (head.go), and must not outlive it if the process stops
+	// between two writes.
+	if err := c.pages.Delete(ctx, entry.ID); err != nil {
+		return fmt.Errorf("delete page summary %s: %w", entry.ID, err)
+	}
 	if err := c.upsert(ctx, c.responses, entry.ID, entry); err != nil {
 		return fmt.Errorf("store response %s: %w", entry.ID, err)
 	}
@@ -332,7 +338,7 @@ func (c *collections) saveRedirect(ctx context.Context, r *Redirect) error {
 func (c *collections) invalidate(ctx context.Context, key string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	for _, coll := range []entries{c.responses, c.revalidations, c.redirects, c.pages} {
+	for _, coll := range []entries{c.pages, c.responses, c.revalidations, c.redirects} {
 		if err := coll.Delete(ctx, key); err != nil {
 			return fmt.Errorf("invalidate %s in %s: %w", key, coll.Name(), err)
 		}
@@ -344,7 +350,7 @@ func (c *collections) invalidate(ctx context.Context, key string) error {
 func (c *collections) invalidateResponse(ctx context.Context, key string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	for _, coll := range []entries{c.responses, c.revalidations, c.pages} {
+	for _, coll := range []entries{c.pages, c.responses, c.revalidations} {
 		if err := coll.Delete(ctx, key); err != nil {
 			return fmt.Errorf("delete %s from %s: %w", key, coll.Name(), err)
 		}

@@ -162,6 +162,13 @@ func (a *Admin) deleteEntries(ctx context.Context, ids []string, guard bson.D) (
 	for start := 0; start < len(ids); start += deleteBatch {
 		batch := ids[start:min(start+deleteBatch, len(ids))]
 		in := bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: batch}}}}
+		// Pages first: a Page names its body's hash (head.go) and must
+		// not outlive its response if the sweep stops here. A Page's
+		// validated_at is effective: the guard keeps the Page of an entry
+		// replaced or revalidated since the scan.
+		if _, err := a.pages.DeleteMany(ctx, append(bson.D{in[0]}, guard...)); err != nil {
+			return n, fmt.Errorf("delete page summaries: %w", err)
+		}
 		deleted, err := a.responses.DeleteMany(ctx, append(in, guard...))
 		if err != nil {
 			return n, fmt.Errorf("delete cached responses: %w", err)
@@ -171,11 +178,6 @@ func (a *Admin) deleteEntries(ctx context.Context, ids []string, guard bson.D) (
 		// outlives its response until a later sweep, unused).
 		if _, err := a.revalidations.DeleteMany(ctx, append(in, guard...)); err != nil {
 			return n, fmt.Errorf("delete revalidations: %w", err)
-		}
-		// A Page's validated_at is effective: the guard keeps the Page of
-		// an entry replaced or revalidated since the scan.
-		if _, err := a.pages.DeleteMany(ctx, append(bson.D{in[0]}, guard...)); err != nil {
-			return n, fmt.Errorf("delete page summaries: %w", err)
 		}
 	}
 	if err := a.deleteRedirectsTo(ctx, ids); err != nil {

@@ -212,6 +212,10 @@ func (a *Admin) Import(ctx context.Context, rec *Record) (stored bool, err error
 	if !rec.CreatedAt.IsZero() && rec.CreatedAt.Before(at) {
 		d.CreatedAt = rec.CreatedAt.UTC().Truncate(time.Millisecond)
 	}
+	// The Page of a replaced entry goes first (see collections.save).
+	if err := a.pages.Delete(ctx, key); err != nil {
+		return false, fmt.Errorf("delete page summary %s: %w", key, err)
+	}
 	if err := a.responses.Upsert(ctx, key, d); err != nil {
 		return false, fmt.Errorf("store imported response %s: %w", key, err)
 	}

@@ -209,7 +209,7 @@ func (c *collections) deleteResponses(ctx context.Context, keys []string) error 
 	if len(keys) == 1 {
 		filter = bson.D{{Key: "_id", Value: keys[0]}}
 	}
-	for _, coll := range []entries{c.responses, c.revalidations, c.pages} {
+	for _, coll := range []entries{c.pages, c.responses, c.revalidations} {
 		if _, err := coll.DeleteMany(ctx, filter); err != nil {
 			return fmt.Errorf("delete variants from %s: %w", coll.Name(), err)
 		}

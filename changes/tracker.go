@@ -155,6 +155,26 @@ func classify(base *State, cur State) string {
 	return KindUnchanged
 }
 
+// KnowsBody reports whether Observe can classify a 2xx body of hash
+// bodyHash from the hash alone (Observation.Body nil): always without
+// Strip; with it, only when the job's baseline of url is that very body
+// (Strip needs the body of any other). state is the done read of
+// StateRef(url); a failed or missing read answers false.
+func (t *Tracker) KnowsBody(url string, state *store.Lookup, bodyHash string) bool {
+	if t.opts.Strip == nil {
+		return true
+	}
+	if state == nil || state.Err != nil {
+		return false
+	}
+	p, err := t.page(context.Background(), url, state)
+	if err != nil {
+		return false
+	}
+	base := p.baseline(t.opts.Run)
+	return base != nil && base.BodyHash == bodyHash
+}
+
 // StateRef is the read of the job's state of url, for a caller that
 // reads it with other documents (store.GetAll) and passes it to Observe
 // (Observation.State).

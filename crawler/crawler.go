@@ -76,7 +76,7 @@ type crawl struct {
 	// no charset (bodyhash.go).
 	detectCharset bool
 
-	parsed, reused, reuseErrs atomic.Int64
+	parsed, reused, heads, reuseErrs atomic.Int64
 
 	runCtx   context.Context // cancelled on interrupt or fatal error
 	fetchCtx context.Context // outlives runCtx by ShutdownGrace
@@ -433,7 +433,7 @@ func (c *crawl) progress() Progress {
 		Pages: c.pages.Load(), Hits: c.hits.Load(), Misses: c.misses.Load(),
 		Revalidated: c.revalidated.Load(), Stale: c.stale.Load(), Errors: c.errs.Load(),
 		Items: c.items.Load(), Elapsed: time.Since(c.start),
-		Parsed: c.parsed.Load(), Reused: c.reused.Load(),
+		Parsed: c.parsed.Load(), Reused: c.reused.Load(), Heads: c.heads.Load(),
 	}
 	if t := c.opts.Changes; t != nil {
 		n := t.Seen()

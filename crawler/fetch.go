@@ -33,6 +33,7 @@ const stateKey = "crawlcache.page"
 type pageState struct {
 	resp  *colly.Response
 	links []string
+	pre   *preRead // the head read done before the request, if any
 }
 
 // fetcherFactor × Parallelism goroutines fetch pages, while the
@@ -179,7 +180,12 @@ func (f *fetcher) process(e frontier.Entry) {
 		c.markSkipped(e, ErrRobots)
 		return
 	}
+	done, pre := f.fromHead(e, reqURL)
+	if done {
+		return
+	}
 	st, err := f.get(reqURL)
+	st.pre = pre
 	if st.resp == nil {
 		if err == nil {
 			err = errors.New("no response")
@@ -237,7 +243,7 @@ func (f *fetcher) handle(e frontier.Entry, st *pageState) {
 	if c.render != nil && c.render.applies(r) && !c.render.page(e, r, st) {
 		return // failed (marked) or interrupted (released at the end)
 	}
-	pp := c.lookupParse(r, c.redact(finalURL.String()))
+	pp := c.lookupParse(r, c.redact(finalURL.String()), st.pre)
 	parse := c.countParse(r, pp)
 	c.observe(c.redact(finalURL.String()), r, pp, parse, nil)
 	if !c.addPageLinks(e, r, st, pp) {

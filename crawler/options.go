@@ -201,8 +201,10 @@ type Progress struct {
 	Statuses map[string]int64
 	// Parsed counts the HTML pages whose links and items were found by
 	// parsing their body in this run; Reused those taken from a stored
-	// parse result (Options.Parses).
-	Parsed, Reused int64
+	// parse result (Options.Parses). Heads counts those of Reused (and of
+	// Hits) finished from the cache's page summary alone: no request was
+	// made and their body was not read (crawler/head.go).
+	Parsed, Reused, Heads int64
 	// New, Changed, Unchanged and Gone count the pages this process
 	// classified (Options.Changes); Gone here is only pages that answered
 	// 404 or 410 where they answered 2xx before (those no longer reached

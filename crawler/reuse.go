@@ -46,9 +46,10 @@ func (c *crawl) rulesDigest() string {
 // reused (Options.Parses) and the page is HTML, with the stored record
 // when one was made from this very body under the same rules; nil
 // otherwise. The record is read together with the page's change state
-// (store.GetAll), which observe then uses. A store error is logged once
-// and costs a parse.
-func (c *crawl) lookupParse(r *colly.Response, pageURL string) *pageParse {
+// (store.GetAll), which observe then uses, unless pre (the head read
+// before the request) read them under the same cache key. A store error
+// is logged once and costs a parse.
+func (c *crawl) lookupParse(r *colly.Response, pageURL string, pre *preRead) *pageParse {
 	if c.opts.Parses == nil || !isHTML(*r.Headers, r.Body) {
 		return nil
 	}
@@ -58,17 +59,23 @@ func (c *crawl) lookupParse(r *colly.Response, pageURL string) *pageParse {
 	}
 	key := cache.Key(req, nil, c.opts.CachePolicy, nil)
 	pp := &pageParse{id: parses.ID(key, c.rules), key: key, url: pageURL, bodyHash: c.bodyHash(r)}
-	ctx, cancel := context.WithTimeout(c.ackCtx, reuseTimeout)
-	defer cancel()
-	ls := []store.Lookup{c.opts.Parses.Ref(pp.id)}
-	if c.opts.Changes != nil {
-		ls = append(ls, c.opts.Changes.StateRef(pageURL))
+	var parse store.Lookup
+	if pre != nil && pre.key == key && (c.opts.Changes == nil || (pre.state != nil && pre.state.ID == c.opts.Changes.StateRef(pageURL).ID)) {
+		parse, pp.state = pre.parse, pre.state
+	} else {
+		ctx, cancel := context.WithTimeout(c.ackCtx, reuseTimeout)
+		ls := []store.Lookup{c.opts.Parses.Ref(pp.id)}
+		if c.opts.Changes != nil {
+			ls = append(ls, c.opts.Changes.StateRef(pageURL))
+		}
+		store.GetAll(ctx, ls)
+		cancel()
+		parse = ls[0]
+		if len(ls) > 1 {
+			pp.state = &ls[1]
+		}
 	}
-	store.GetAll(ctx, ls)
-	if len(ls) > 1 {
-		pp.state = &ls[1]
-	}
-	rec, err := parses.Found(ls[0], pp.bodyHash)
+	rec, err := parses.Found(parse, pp.bodyHash)
 	if err != nil {
 		c.reuseErr(err)
 		return pp

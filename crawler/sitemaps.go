@@ -72,12 +72,18 @@ type lastModTransport struct {
 
 // RoundTrip adds the hint of req's URL, if any, and calls next.
 func (t *lastModTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if l, ok := t.c.normalize(req.URL.String()); ok {
-		if lm, ok := t.c.lastMods.get(l.URL); ok {
-			req = req.WithContext(cache.WithLastMod(req.Context(), cache.LastModHint{LastMod: lm, Trust: t.c.lastMods.trust}))
+	return t.next.RoundTrip(withLastMod(t.c, req))
+}
+
+// withLastMod returns req with the sitemap <lastmod> of its URL on its
+// context (cache.WithLastMod), req itself when there is none.
+func withLastMod(c *crawl, req *http.Request) *http.Request {
+	if l, ok := c.normalize(req.URL.String()); ok {
+		if lm, ok := c.lastMods.get(l.URL); ok {
+			return req.WithContext(cache.WithLastMod(req.Context(), cache.LastModHint{LastMod: lm, Trust: c.lastMods.trust}))
 		}
 	}
-	return t.next.RoundTrip(req)
+	return req
 }
 
 // pageTransport is the transport colly fetches pages through: the cache,

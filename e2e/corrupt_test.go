@@ -16,9 +16,12 @@ import (
 )
 
 // TestCorruptCacheDocuments edits cached documents by hand into nonsense,
-// as a user with Compass might, and crawls again: each broken entry is a
-// miss (fetched from the origin once more and stored again, repaired), the
-// others stay hits, and the crawl completes with every item. A third crawl
+// as a user with Compass might, and crawls again. While the entries are
+// fresh and their parses stored, a crawl finishes their pages from their
+// page summaries without reading them (crawler/head.go): every item, no
+// request. A revalidating crawl reads every entry: each broken one is a
+// miss (fetched from the origin once more and stored again, repaired),
+// the others 304s, and the crawl completes with every item. A third crawl
 // is all hits.
 func TestCorruptCacheDocuments(t *testing.T) {
 	s := storetest.OpenDirWith(t, t.TempDir(), cache.Migrations()...)
@@ -84,23 +87,33 @@ func TestCorruptCacheDocuments(t *testing.T) {
 		}
 	}
 	// A nonsense revalidation record next to an intact response: ignored
-	// (the page stays a hit).
+	// (the page is served, and revalidated, as the others).
 	if err := revalidations.Upsert(ctx, keyOf("/products/11"),
 		bson.M{"_id": keyOf("/products/11"), "validated_at": "now", "headers": 3}); err != nil {
 		t.Fatal(err)
 	}
 
 	before := site.Counts()
-	second, err := r.Run(ctx, job, jobs.StartOptions{})
+	fresh, err := r.Run(ctx, job, jobs.StartOptions{})
+	if err != nil {
+		t.Fatalf("run on fresh entries: %v", err)
+	}
+	if c := fresh.Run.Counters; c.Pages != pages || c.Hits != pages || c.Errors != 0 || site.Counts().Total != before.Total {
+		t.Errorf("run on fresh entries: pages/hits/errors = %d/%d/%d, %d requests; want %d/%d/0, none",
+			c.Pages, c.Hits, c.Errors, site.Counts().Total-before.Total, pages, pages)
+	}
+	checkItemsOnce(t, "run on fresh entries mongodb", mongoItems(t, s, fresh.Run.ID), site, srv.URL)
+
+	second, err := r.Run(ctx, job, jobs.StartOptions{Revalidate: true})
 	if err != nil {
 		t.Fatalf("second run: %v", err)
 	}
 	after := site.Counts()
 	c := second.Run.Counters
 	t.Logf("second run: %+v", c)
-	if c.Pages != pages || c.Misses != int64(len(cases)) || c.Hits != pages-int64(len(cases)) || c.Errors != 0 {
-		t.Errorf("second run pages/misses/hits/errors = %d/%d/%d/%d, want %d/%d/%d/0",
-			c.Pages, c.Misses, c.Hits, c.Errors, pages, len(cases), pages-int64(len(cases)))
+	if c.Pages != pages || c.Misses != int64(len(cases)) || c.Revalidated != pages-int64(len(cases)) || c.Errors != 0 {
+		t.Errorf("second run pages/misses/revalidated/errors = %d/%d/%d/%d, want %d/%d/%d/0",
+			c.Pages, c.Misses, c.Revalidated, c.Errors, pages, len(cases), pages-int64(len(cases)))
 	}
 	for _, tc := range cases {
 		if got := after.Status(tc.path, http.StatusOK) - before.Status(tc.path, http.StatusOK); got != 1 {

@@ -185,11 +185,14 @@ func hasAttr(n *html.Node, name string) bool {
 // do; the only error is for HTML the parser rejects (elements nested more
 // than 512 deep). Non-UTF-8 pages are decoded using their declared charset.
 func (e *Extractor) Extract(p Page) ([]Item, error) {
+	if p.Stored != nil && (p.Status == 0 || (p.Status >= 200 && p.Status <= 299)) {
+		// Stored fields come from an earlier parse of this very body, an
+		// HTML page then: the page may come without its body and headers
+		// (a fresh hit finished from the cache's page summary).
+		return storedItems(p, p.Stored), nil
+	}
 	if !isHTML(p) {
 		return nil, nil
-	}
-	if p.Stored != nil {
-		return storedItems(p, p.Stored), nil
 	}
 	r, err := utf8Reader(p.Body, p.Header.Get("Content-Type"))
 	if err != nil {

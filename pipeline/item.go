@@ -51,7 +51,8 @@ type Page struct {
 	// Stored, if not nil, holds the fields of the page's items from an
 	// earlier parse of the same body with the same rules (one entry per
 	// item, fields in ExtractSpec order): Extract then builds the items
-	// from them without parsing the body.
+	// from them without parsing the body, which may then be absent, as
+	// Header may (a page finished from the cache's page summary).
 	Stored [][]KV
 	// Meta is carried unchanged to OnParsed and OnPageDone; the pipeline
 	// never reads it.

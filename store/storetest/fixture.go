@@ -24,6 +24,15 @@ const (
 	// /products/3?api_key=fixture-secret-key sent with
 	// "Authorization: Bearer fixture-token-b", and a cache TTL of 720h.
 	FixtureE6C68C8 = "datadir-e6c68c8"
+	// FixtureAFE97F7 is a data directory written by commit afe97f7 (the
+	// release before page summaries named their body's hash, schema
+	// version 2): fixture-public's crawl of 8 pages of the demo shop on
+	// 127.0.0.1:18089 (20 pages, seed 1) and its run with --revalidate (a
+	// revalidation for each of them), fixture-private's crawl of
+	// /products/3 with "Authorization: Bearer fixture-token-b",
+	// fixture-never's crawl of /products/15 and /products/16 under
+	// expire_after: never, and a cache TTL of 720h.
+	FixtureAFE97F7 = "datadir-afe97f7"
 )
 
 // FixtureDir unpacks the named release fixture into a fresh temporary

@@ -1,0 +1,128 @@
+package crawler
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+
+	"crawlcache/cache"
+	"crawlcache/changes"
+	"crawlcache/frontier"
+	"crawlcache/parses"
+	"crawlcache/pipeline"
+	"crawlcache/store"
+)
+
+// When parse results are reused, a page is first judged from small
+// documents alone, read together before any request: the cache's Page of
+// its response (cache.Transport.ReadHead), its parse record and its change
+// state. When the cache would serve the response as a fresh hit and the
+// parse record was made from that very body (the Page names its hash), the
+// page is finished from the record: no colly request, and its body is
+// never read from the store. Otherwise it is requested as usual, and the
+// parse record and change state read here are used again (preRead), so
+// the head costs one small read.
+
+// preRead is what the head read of a page found, handed to its request.
+type preRead struct {
+	key   string // the cache key read under
+	parse store.Lookup
+	state *store.Lookup // nil without change tracking
+}
+
+// headRequest is the request colly would make for reqURL (colly's URL
+// parsing, the job's headers, User-Agent and Accept), on the fetch
+// context and with the page's sitemap hint: the cache judges it as it
+// would judge colly's.
+func (c *crawl) headRequest(reqURL string) (*http.Request, bool) {
+	parsed, err := linkParser.Parse(reqURL)
+	if err != nil {
+		return nil, false
+	}
+	u, err := url.Parse(parsed.Href(false))
+	if err != nil {
+		return nil, false
+	}
+	hdr := c.opts.Headers.Clone()
+	if hdr == nil {
+		hdr = http.Header{}
+	}
+	hdr.Set("User-Agent", c.opts.UserAgent)
+	if hdr.Get("Accept") == "" {
+		hdr.Set("Accept", "*/*")
+	}
+	if hdr.Get("Host") != "" {
+		return nil, false // a Host override: leave it to colly
+	}
+	req, err := http.NewRequestWithContext(c.fetchCtx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, false
+	}
+	req.Header = hdr
+	if c.lastMods != nil {
+		req = withLastMod(c, req)
+	}
+	return req, true
+}
+
+// fromHead finishes e from its head when it can (true), and otherwise
+// returns what it read for the request (nil when it read nothing).
+func (f *fetcher) fromHead(e frontier.Entry, reqURL string) (bool, *preRead) {
+	c := f.c
+	if c.opts.Parses == nil || c.render != nil || c.cache == nil {
+		return false, nil
+	}
+	req, ok := c.headRequest(reqURL)
+	if !ok {
+		return false, nil
+	}
+	hr, ok := c.cache.ReadHead(req)
+	if !ok {
+		return false, nil
+	}
+	pageURL := c.redact(req.URL.String())
+	ls := []store.Lookup{hr.Lookup, c.opts.Parses.Ref(parses.ID(hr.Key, c.rules))}
+	if c.opts.Changes != nil {
+		ls = append(ls, c.opts.Changes.StateRef(pageURL))
+	}
+	ctx, cancel := context.WithTimeout(c.ackCtx, reuseTimeout)
+	store.GetAll(ctx, ls)
+	cancel()
+	pre := &preRead{key: hr.Key, parse: ls[1]}
+	if len(ls) > 2 {
+		pre.state = &ls[2]
+	}
+	head, ok := c.cache.FreshHead(hr, ls[0])
+	if !ok || head.Status < 200 || head.Status > 299 {
+		return false, pre
+	}
+	rec, err := parses.Found(ls[1], head.BodySHA256)
+	if err != nil || rec == nil {
+		return false, pre // a store error is met again, and logged, by the request
+	}
+	stored, ok := parses.StoredFields(rec)
+	if !ok || (c.opts.Changes != nil && !c.opts.Changes.KnowsBody(pageURL, pre.state, head.BodySHA256)) {
+		return false, pre
+	}
+	c.cache.UsedHead()
+	pp := &pageParse{id: rec.ID, key: hr.Key, url: pageURL, bodyHash: head.BodySHA256, rec: rec, stored: stored, state: pre.state}
+	c.countServed(cache.ServedHit)
+	c.breakdown.status(head.Status)
+	c.reused.Add(1)
+	c.heads.Add(1)
+	c.record(pageURL, head.Status, nil, pp, changes.ParseReused, nil)
+	if !c.addPageLinks(e, nil, &pageState{}, pp) {
+		return true, nil // interrupted or failed: the entry is released at the end
+	}
+	if c.pagesCh == nil {
+		c.markDone(e.ID)
+		return true, nil
+	}
+	pg := pipeline.Page{
+		RunID: c.opts.RunID, Job: c.opts.Job, URL: pageURL, Status: head.Status,
+		Header: http.Header{}, FetchedAt: c.now(), Served: cache.ServedHit, Depth: e.Depth,
+		Stored: stored, Meta: pp,
+	}
+	c.toPipeline(e, pg) // if the pipeline stopped, the entry is released at the end
+	return true, nil
+}

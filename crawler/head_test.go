@@ -1,0 +1,138 @@
+package crawler
+
+import (
+	"context"
+	"net/http"
+	"reflect"
+	"testing"
+
+	"crawlcache/cache"
+	"crawlcache/changes"
+	"crawlcache/testsite"
+)
+
+var freshForever = cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireNever}}
+
+// A warm re-crawl whose pages are fresh and whose parses are stored
+// finishes every page from its head: no request reaches the origin, no
+// page is parsed, and the items are those a run that parses every page
+// writes. A page whose cached body another client replaced in between is
+// parsed from the new body, and counted changed; the others are unchanged.
+func TestHeadsFinishFreshPages(t *testing.T) {
+	e := newEnv(t)
+	site, base := newSite(t, testsite.Options{Pages: 30, Seed: 11})
+	ps := parseStore(e)
+	crawl := func(id string, reuse bool) (*recorder, Progress) {
+		rec := itemRecorder(t, shopSpec)
+		o := e.options(id, base+"/", rec)
+		o.CachePolicy = freshForever
+		if reuse {
+			o.Parses = ps
+			tr, err := changes.New(changes.Options{
+				Pages: e.st.Collection(envDatabase, changes.PagesCollection), Records: e.st.Collection(envDatabase, changes.RecordsCollection),
+				Job: "test", Run: id,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Changes = tr
+		}
+		_, p := run(t, o)
+		return rec, p
+	}
+	_, cold := crawl("cold", true)
+	if cold.Parsed == 0 || cold.Heads != 0 {
+		t.Fatalf("cold crawl parsed %d, %d from heads; want every page parsed", cold.Parsed, cold.Heads)
+	}
+	site.ResetCounts()
+	warm, p := crawl("warm", true)
+	if p.Heads != cold.Parsed || p.Parsed != 0 || p.Hits != p.Pages {
+		t.Errorf("warm crawl: %d of %d pages from heads, %d parsed, %d hits; want every HTML page from its head",
+			p.Heads, p.Pages, p.Parsed, p.Hits)
+	}
+	if n := site.Counts().Total; n != 0 {
+		t.Errorf("warm crawl sent %d requests to the origin, want 0", n)
+	}
+	if p.Unchanged != p.Pages || p.Changed != 0 || p.New != 0 {
+		t.Errorf("warm crawl: %d unchanged, %d changed, %d new of %d pages; want all unchanged", p.Unchanged, p.Changed, p.New, p.Pages)
+	}
+	full, _ := crawl("full", false)
+	sameItems(t, warm, full)
+
+	// Another client of the cache stores new bodies of some pages.
+	changed := site.Change(0.2)
+	other, err := cache.New(context.Background(), e.st, cache.Options{Database: envDatabase, Policy: freshForever, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for _, path := range changed {
+		req, _ := http.NewRequestWithContext(cache.WithForceRefresh(context.Background()), http.MethodGet, base+path, nil)
+		resp, err := other.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	after, p := crawl("after", true)
+	if p.Parsed != int64(len(changed)) || p.Heads != cold.Parsed-int64(len(changed)) {
+		t.Errorf("after %d bodies were replaced: parsed %d, %d from heads; want %d and %d",
+			len(changed), p.Parsed, p.Heads, len(changed), cold.Parsed-int64(len(changed)))
+	}
+	if p.Changed != int64(len(changed)) || p.Unchanged != p.Pages-int64(len(changed)) {
+		t.Errorf("after: %d changed, %d unchanged; want %d and %d", p.Changed, p.Unchanged, len(changed), p.Pages-int64(len(changed)))
+	}
+	full, _ = crawl("full-after", false)
+	sameItems(t, after, full)
+}
+
+// sameItems fails t unless got holds the items of want, page by page.
+func sameItems(t *testing.T, got, want *recorder) {
+	t.Helper()
+	g, w := got.byPage(), want.byPage()
+	if len(w) == 0 || len(g) != len(w) {
+		t.Fatalf("items on %d pages, want %d", len(g), len(w))
+	}
+	for u, items := range w {
+		if !reflect.DeepEqual(g[u], items) {
+			t.Errorf("items of %s:\n got  %v\n want %v", u, g[u], items)
+		}
+	}
+}
+
+// Under ignore rules (changes.Options.Strip) a body the job has not seen
+// needs its body to be compared: a page whose head names a body parsed by
+// another job with the same rules is requested and compared, not
+// finished from its head.
+func TestHeadsNeedBodyForIgnoreRules(t *testing.T) {
+	e := newEnv(t)
+	_, base := newSite(t, testsite.Options{Pages: 10, Seed: 12})
+	ps := parseStore(e)
+	strips := 0
+	crawl := func(id, job string) Progress {
+		tr, err := changes.New(changes.Options{
+			Pages: e.st.Collection(envDatabase, changes.PagesCollection), Records: e.st.Collection(envDatabase, changes.RecordsCollection),
+			Job: job, Run: id, Strip: func(b []byte) []byte { strips++; return b },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := e.options(id, base+"/", itemRecorder(t, shopSpec))
+		o.Job, o.CachePolicy, o.Parses, o.Changes = job, freshForever, ps, tr
+		_, p := run(t, o)
+		return p
+	}
+	crawl("a1", "a")
+	strips = 0
+	p := crawl("b1", "b") // the same pages and rules, a job that never saw them
+	if p.Heads != 0 || p.New != p.Pages || strips == 0 {
+		t.Errorf("another job's first run: %d from heads, %d new of %d, %d bodies compared; want none from heads, all new and compared",
+			p.Heads, p.New, p.Pages, strips)
+	}
+	strips = 0
+	p = crawl("b2", "b")
+	if p.Heads == 0 || p.Unchanged != p.Pages || strips != 0 {
+		t.Errorf("its second run: %d from heads, %d unchanged of %d, %d bodies compared; want heads, all unchanged, none compared",
+			p.Heads, p.Unchanged, p.Pages, strips)
+	}
+}
