@@ -154,7 +154,7 @@ func incrementalScenarios(ctx context.Context, cfg config) ([]row, error) {
 			fmt.Sprintf("own cold crawl %.2f ms", med(func(r incRound) float64 { return r.cold.cpuPerPage() })),
 			fmt.Sprintf("%.2f×", cpu), "≤ 0.2×", yesNo(cpu <= 0.2)},
 		{"warm replay of fresh hits, CPU-bound site, extract on (pages/s)",
-			fmt.Sprintf("%.0f (%d hits, %d parsed)", med(func(r incRound) float64 { return r.warm.rate() }), last.warmP.Hits, last.warmP.Parsed),
+			fmt.Sprintf("%.0f (%d hits, %d parsed, %d from page summaries)", med(func(r incRound) float64 { return r.warm.rate() }), last.warmP.Hits, last.warmP.Parsed, last.warmP.Heads),
 			fmt.Sprintf("colly CacheDir %.0f", med(func(r incRound) float64 { return r.collyWarm.rate() })),
 			fmt.Sprintf("%.2f×", warm), "≥ 3×", yesNo(warm >= 3)},
 		{"after 5% of pages change, revalidating run: changed, parsed, new, gone",
