@@ -78,6 +78,8 @@ type crawl struct {
 
 	parsed, reused, heads, reuseErrs atomic.Int64
 
+	links linkMemo // facts of the links judged (links.go)
+
 	runCtx   context.Context // cancelled on interrupt or fatal error
 	fetchCtx context.Context // outlives runCtx by ShutdownGrace
 	ackCtx   context.Context // never cancelled: acks and releases

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 
 	"crawlcache/cache"
 	"crawlcache/frontier"
@@ -60,37 +61,89 @@ func (c *crawl) filterLinks(e frontier.Entry, raws []string) []frontier.Link {
 // is one: the pattern, the depth limit). seen holds the links already
 // judged on the page.
 func (c *crawl) judgeLink(e frontier.Entry, raw string, seen map[string]bool) (l frontier.Link, skip, rule string) {
-	l, ok := c.normalize(raw)
-	if !ok {
+	f := c.linkFactsOf(raw)
+	if !f.ok {
 		return frontier.Link{URL: raw}, SkipNotHTTP, ""
 	}
+	l = f.link
 	if seen[l.URL] {
 		return l, SkipDuplicate, ""
 	}
 	seen[l.URL] = true
-	if len(c.secrets) > 0 {
-		// The page links to a seed with its secret: it is that seed.
-		if r := c.redact(l.URL); c.secrets[r] == l.URL {
-			l.URL = r
-		}
-	}
+	l.URL = f.final
 	l.Depth = e.Depth + 1
 	l.Parent = e.URL
 	if c.opts.MaxDepth > 0 && l.Depth > c.opts.MaxDepth {
 		return l, SkipDepth, fmt.Sprintf("max_depth %d", c.opts.MaxDepth)
 	}
-	u, err := url.Parse(l.URL)
-	if err != nil || !c.hostAllowed(u) {
-		return l, SkipDomain, ""
+	if f.skip != "" {
+		return l, f.skip, f.rule
 	}
-	if skip, rule := c.patternSkip(l.URL); skip != "" {
-		return l, skip, rule
-	}
-	if c.opts.Robots && !c.robots.Allowed(c.fetchCtx, u) {
+	if c.opts.Robots && !c.robots.Allowed(c.fetchCtx, f.u) {
 		c.breakdown.blocked(l.URL)
 		return l, SkipRobots, ""
 	}
 	return l, "", ""
+}
+
+// linkFacts is what judgeLink finds of a raw link whatever page it is on:
+// its normalized link (ok false: not http(s)), the URL followed (a seed's
+// secret put back), that URL parsed, and whether allowed_domains,
+// include or exclude skip it. robots.txt is asked every time.
+type linkFacts struct {
+	link  frontier.Link
+	final string
+	u     *url.URL
+	ok    bool
+	skip  string
+	rule  string
+}
+
+// linkMemoSize bounds the links whose facts a crawl remembers: pages of
+// a site share most of their links (navigation), and a re-crawl from
+// stored parses judges the same links page after page. The memo is
+// cleared when full.
+const linkMemoSize = 4096
+
+// linkMemo remembers linkFacts by raw link. Safe for concurrent use.
+type linkMemo struct {
+	mu sync.Mutex
+	m  map[string]linkFacts
+}
+
+// linkFactsOf returns the facts of raw, from the memo when it has them.
+func (c *crawl) linkFactsOf(raw string) linkFacts {
+	c.links.mu.Lock()
+	f, ok := c.links.m[raw]
+	c.links.mu.Unlock()
+	if ok {
+		return f
+	}
+	f.link, f.ok = c.normalize(raw)
+	if f.ok {
+		f.final = f.link.URL
+		if len(c.secrets) > 0 {
+			// The page links to a seed with its secret: it is that seed.
+			if r := c.redact(f.final); c.secrets[r] == f.final {
+				f.final = r
+			}
+		}
+		u, err := url.Parse(f.final)
+		switch {
+		case err != nil || !c.hostAllowed(u):
+			f.skip = SkipDomain
+		default:
+			f.u = u
+			f.skip, f.rule = c.patternSkip(f.final)
+		}
+	}
+	c.links.mu.Lock()
+	if c.links.m == nil || len(c.links.m) >= linkMemoSize {
+		c.links.m = make(map[string]linkFacts, linkMemoSize)
+	}
+	c.links.m[raw] = f
+	c.links.mu.Unlock()
+	return f
 }
 
 // patternSkip applies Exclude and Include to a normalized URL: it returns

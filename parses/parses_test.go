@@ -8,6 +8,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"crawlcache/pipeline"
+	"crawlcache/store"
 	"crawlcache/store/storetest"
 )
 
@@ -75,8 +76,21 @@ func TestStoredFieldsRefusesForeignValues(t *testing.T) {
 		{"array of numbers", bson.A{"a", int32(1)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, ok := StoredFields(&Record{Items: []bson.D{{{Key: "f", Value: tc.v}}}}); ok {
+			rec := &Record{ID: "id", BodyHash: "h", Items: []bson.D{{{Key: "f", Value: tc.v}}}}
+			if _, ok := StoredFields(rec); ok {
 				t.Errorf("StoredFields accepted %T", tc.v)
+			}
+			// The same record as stored, read by Found.
+			raw, err := bson.Marshal(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found, err := Found(store.Lookup{ID: "id", Raw: raw}, "h")
+			if err != nil || found == nil {
+				t.Fatalf("Found = %v, %v", found, err)
+			}
+			if _, ok := StoredFields(found); ok {
+				t.Errorf("StoredFields accepted a stored %T", tc.v)
 			}
 		})
 	}
@@ -88,5 +102,61 @@ func TestSaveRefusesHugeRecords(t *testing.T) {
 	ok, err := s.Save(context.Background(), &Record{ID: "x", Links: make([]string, MaxLinks+1)})
 	if ok || err != nil {
 		t.Errorf("Save of %d links = %v, %v; want not stored, no error", MaxLinks+1, ok, err)
+	}
+}
+
+// benchRecord is a stored record the size of a product page's: 40
+// links, 20 items of five fields with a list of paragraphs each.
+func benchRecord(b *testing.B) bson.Raw {
+	b.Helper()
+	rec := &Record{ID: "id", URL: "http://example.org/p", CacheKey: "k", Rules: "r", BodyHash: "h"}
+	for i := range 40 {
+		rec.Links = append(rec.Links, "http://example.org/products/"+string(rune('a'+i%26)))
+	}
+	var items []pipeline.Item
+	for range 20 {
+		items = append(items, pipeline.Item{Fields: []pipeline.KV{
+			{Key: "name", Value: "Cable Orbit Kettle"}, {Key: "link", Value: "/products/3"},
+			{Key: "price", Value: "€65.57"}, {Key: "sku", Value: nil},
+			{Key: "paras", Value: []string{"Lorem ipsum dolor sit amet, consectetur.", "Sed do eiusmod tempor incididunt.", "Ut enim ad minim veniam."}},
+		}})
+	}
+	rec.Items = ItemFields(items)
+	raw, err := bson.Marshal(rec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return raw
+}
+
+// BenchmarkFoundStoredFields reads a stored record's items the way the
+// crawler does (Found, StoredFields); BenchmarkDecodeStoredFields the way
+// it did before Found walked the raw items (a full decode, then
+// StoredFields), for comparison.
+func BenchmarkFoundStoredFields(b *testing.B) {
+	raw := benchRecord(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		rec, err := Found(store.Lookup{ID: "id", Raw: raw}, "h")
+		if err != nil || rec == nil {
+			b.Fatal("not found")
+		}
+		if _, ok := StoredFields(rec); !ok {
+			b.Fatal("refused")
+		}
+	}
+}
+
+func BenchmarkDecodeStoredFields(b *testing.B) {
+	raw := benchRecord(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		var rec Record
+		if err := bson.Unmarshal(raw, &rec); err != nil {
+			b.Fatal(err)
+		}
+		if _, ok := StoredFields(&rec); !ok {
+			b.Fatal("refused")
+		}
 	}
 }
