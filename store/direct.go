@@ -15,6 +15,8 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"crawlcache/internal/batch"
 )
 
 // A find by _id through the embedded server costs milliseconds for a page
@@ -44,6 +46,9 @@ type Direct struct {
 	closed bool
 
 	w directWriters // the write handles (directwrite.go)
+
+	readsMu    sync.Mutex
+	readQueues map[string]*batch.Queue[*readReq] // by database (directmany.go)
 
 	reads, writes, txs atomic.Int64 // see Stats
 }

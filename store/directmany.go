@@ -8,6 +8,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"crawlcache/internal/batch"
 )
 
 // A page of a crawl reads several small documents by _id at once (a
@@ -30,24 +32,97 @@ type directRef struct{ coll, id string }
 // there is none. A lookup the batch cannot answer (a collection renamed
 // or dropped meanwhile) is done again alone, as FindRaw does it. An error
 // is a failure to read; the caller may read the documents one by one.
+//
+// findMany calls that arrive while a read group of the same database is
+// being read go together in the next one (readGroup): one transaction,
+// one refill of the page cache, for the reads of several pages. Each
+// call's reads start after it was made, so it sees every write that was
+// committed before it.
 func (d *Direct) findMany(ctx context.Context, db string, refs []directRef) ([]bson.Raw, error) {
 	d.reads.Add(int64(len(refs)))
-	out := make([]bson.Raw, len(refs))
-	alone, err := d.findTogether(ctx, db, refs, out)
-	if err != nil {
-		return nil, err
+	req := &readReq{refs: refs, out: make([]bson.Raw, len(refs)), done: make(chan struct{})}
+	d.readGroup(db).Add(req)
+	select {
+	case <-req.done:
+	case <-ctx.Done():
+		return nil, ctx.Err() // the group's answer is dropped
 	}
-	for _, i := range alone {
+	if req.err != nil {
+		return nil, req.err
+	}
+	for _, i := range req.alone {
 		raw, err := d.findRaw(ctx, db, refs[i].coll, refs[i].id)
 		switch {
 		case errors.Is(err, mongo.ErrNoDocuments):
 		case err != nil:
 			return nil, err
 		default:
-			out[i] = raw
+			req.out[i] = raw
 		}
 	}
-	return out, nil
+	return req.out, nil
+}
+
+// maxReadGroup bounds the findMany calls read in one transaction.
+const maxReadGroup = 64
+
+// readReq is one findMany waiting for its read group.
+type readReq struct {
+	refs  []directRef
+	out   []bson.Raw
+	alone []int // indexes of refs to read again alone
+	err   error
+	done  chan struct{}
+}
+
+// readGroup returns the read queue of database db.
+func (d *Direct) readGroup(db string) *batch.Queue[*readReq] {
+	d.readsMu.Lock()
+	defer d.readsMu.Unlock()
+	q := d.readQueues[db]
+	if q == nil {
+		if d.readQueues == nil {
+			d.readQueues = map[string]*batch.Queue[*readReq]{}
+		}
+		q = &batch.Queue[*readReq]{Max: maxReadGroup, Yield: true}
+		q.Flush = func(reqs []*readReq) { d.readTogether(db, reqs) }
+		d.readQueues[db] = q
+	}
+	return q
+}
+
+// readTogether answers reqs from one read transaction of database db,
+// or, if that fails, each from its own.
+func (d *Direct) readTogether(db string, reqs []*readReq) {
+	// Not a caller's context: one caller giving up must not fail the
+	// others' reads.
+	ctx := context.Background()
+	if len(reqs) > 1 {
+		var refs []directRef
+		for _, r := range reqs {
+			refs = append(refs, r.refs...)
+		}
+		out := make([]bson.Raw, len(refs))
+		alone, err := d.findTogether(ctx, db, refs, out)
+		if err == nil {
+			start := 0
+			for _, r := range reqs {
+				copy(r.out, out[start:start+len(r.refs)])
+				for _, i := range alone {
+					if i >= start && i < start+len(r.refs) {
+						r.alone = append(r.alone, i-start)
+					}
+				}
+				start += len(r.refs)
+				close(r.done)
+			}
+			return
+		}
+	}
+	for _, r := range reqs {
+		r.alone, r.err = d.findTogether(ctx, db, r.refs, r.out)
+		close(r.done)
+	}
 }
 
 // findTogether does findMany's lookups in one transaction and returns the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ func RunAcceptance(t *testing.T, open func(t testing.TB) Impl) {
 		{"missing collection reads as empty", testMissing},
 		{"insert, get, duplicate _id", testInsertGet},
 		{"get all answers as get", testGetAll},
+		{"concurrent get alls see the writes made before them", testGetAllSeesEarlierWrites},
 		{"insert many reports duplicates", testInsertMany},
 		{"upsert inserts then replaces", testUpsert},
 		{"delete", testDelete},
@@ -308,4 +310,50 @@ func testGetAll(t *testing.T, im Impl) {
 		t.Errorf("GetAll of one = %v, %v", one[0].Raw, one[0].Err)
 	}
 	store.GetAll(ctx, nil)
+}
+
+// testGetAllSeesEarlierWrites: many goroutines each write their own
+// documents, then read them back with GetAll, round after round, while
+// the others do the same (on the embedded store their lookups share read
+// transactions): each read answers exactly what its goroutine wrote last,
+// never an older version nor another goroutine's document.
+func testGetAllSeesEarlierWrites(t *testing.T, im Impl) {
+	ctx := ctxT(t)
+	a, b := coll(t, im, "a"), coll(t, im, "b")
+	const workers, rounds = 12, 15
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for r := range rounds {
+				ida, idb := fmt.Sprintf("a-%d", w), fmt.Sprintf("b-%d", w)
+				n := int64(w*1000 + r)
+				if err := a.Upsert(ctx, ida, acceptanceDoc{ID: ida, N: n}); err != nil {
+					errs <- err
+					return
+				}
+				if err := b.Upsert(ctx, idb, acceptanceDoc{ID: idb, N: -n, Body: make([]byte, 3000)}); err != nil {
+					errs <- err
+					return
+				}
+				ls := []store.Lookup{{Coll: a, ID: ida}, {Coll: b, ID: idb}, {Coll: a, ID: "none"}}
+				store.GetAll(ctx, ls)
+				var da, db acceptanceDoc
+				if ls[0].Err != nil || ls[1].Err != nil || !errors.Is(ls[2].Err, store.ErrNotFound) ||
+					bson.Unmarshal(ls[0].Raw, &da) != nil || bson.Unmarshal(ls[1].Raw, &db) != nil {
+					errs <- fmt.Errorf("worker %d round %d: GetAll = %v / %v / %v", w, r, ls[0].Err, ls[1].Err, ls[2].Err)
+					return
+				}
+				if da.ID != ida || da.N != n || db.ID != idb || db.N != -n {
+					errs <- fmt.Errorf("worker %d round %d: read %s=%d, %s=%d; want %s=%d, %s=%d", w, r, da.ID, da.N, db.ID, db.N, ida, n, idb, -n)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }
