@@ -16,22 +16,13 @@ import (
 // FreshHead. ok is false when any step declines.
 func (e *transportEnv) head(ctx context.Context, url string, header ...string) (Head, bool) {
 	e.t.Helper()
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Add(header[i], header[i+1])
-	}
+	req := e.request(ctx, url, header...)
 	hr, ok := e.tr.ReadHead(req)
 	if !ok {
 		return Head{}, false
 	}
 	ls := []store.Lookup{hr.Lookup}
-	store.GetAll(ctx, ls)
+	store.GetAll(req.Context(), ls)
 	return e.tr.FreshHead(hr, ls[0])
 }
 

@@ -43,12 +43,9 @@ func migratePages(ctx context.Context, s *store.Store) error {
 		return err
 	}
 	responses := s.Collection(DefaultDatabase, ResponsesCollection)
-	pages := s.Collection(DefaultDatabase, PagesCollection)
+	batch := &pageBatcher{coll: s.Collection(DefaultDatabase, PagesCollection)}
 	proj := bson.D{{Key: "url", Value: 1}, {Key: "status", Value: 1}, {Key: "validated_at", Value: 1}, {Key: "last_modified", Value: 1}}
-	var (
-		batch []any
-		texts = map[string]HTTPDate{} // _id → the date its text gives
-	)
+	texts := map[string]HTTPDate{} // _id → the date its text gives
 	err = responses.Scan(ctx, bson.D{}, store.FindOptions{Projection: proj}, func(raw bson.Raw) error {
 		var r struct {
 			ID           string        `bson:"_id"`
@@ -63,21 +60,15 @@ func migratePages(ctx context.Context, s *store.Store) error {
 		if rev, ok := revs[r.ID]; ok && !rev.Before(r.ValidatedAt) {
 			r.ValidatedAt = rev
 		}
-		batch = append(batch, &Page{ID: r.ID, URL: r.URL, Status: r.Status, ValidatedAt: r.ValidatedAt})
 		if r.LastModified.Type == bson.TypeString {
 			texts[r.ID] = httpDateOf([]string{r.LastModified.StringValue()}, r.ValidatedAt)
 		}
-		if len(batch) < pageBatch {
-			return nil
-		}
-		err := writePages(ctx, pages, batch)
-		batch = batch[:0]
-		return err
+		return batch.add(ctx, &Page{ID: r.ID, URL: r.URL, Status: r.Status, ValidatedAt: r.ValidatedAt})
 	})
 	if err != nil {
 		return fmt.Errorf("scan cached responses: %w", err)
 	}
-	if err := writePages(ctx, pages, batch); err != nil {
+	if err := batch.flush(ctx); err != nil {
 		return err
 	}
 	return convertLastModified(ctx, responses, texts)
@@ -192,8 +183,7 @@ func migrateHeads(ctx context.Context, s *store.Store) error {
 	if err != nil {
 		return fmt.Errorf("scan revalidations: %w", err)
 	}
-	pages := s.Collection(DefaultDatabase, PagesCollection)
-	var batch []any
+	batch := &pageBatcher{coll: s.Collection(DefaultDatabase, PagesCollection)}
 	proj := store.FindOptions{Projection: bson.D{{Key: "body", Value: 0}}}
 	err = s.Collection(DefaultDatabase, ResponsesCollection).Scan(ctx, bson.D{}, proj, func(raw bson.Raw) error {
 		var e Entry
@@ -210,16 +200,32 @@ func migrateHeads(ctx context.Context, s *store.Store) error {
 		if p.BodySHA256 == "" {
 			return nil // its Page stays as it is: hits are judged on the entry
 		}
-		batch = append(batch, p)
-		if len(batch) < pageBatch {
-			return nil
-		}
-		err := writePages(ctx, pages, batch)
-		batch = batch[:0]
-		return err
+		return batch.add(ctx, p)
 	})
 	if err != nil {
 		return fmt.Errorf("scan cached responses: %w", err)
 	}
-	return writePages(ctx, pages, batch)
+	return batch.flush(ctx)
+}
+
+// pageBatcher writes the Pages a migration makes, pageBatch at a time.
+type pageBatcher struct {
+	coll  *store.Collection
+	pages []any
+}
+
+// add queues p, writing the batch once it is full.
+func (b *pageBatcher) add(ctx context.Context, p *Page) error {
+	b.pages = append(b.pages, p)
+	if len(b.pages) < pageBatch {
+		return nil
+	}
+	return b.flush(ctx)
+}
+
+// flush writes what is queued.
+func (b *pageBatcher) flush(ctx context.Context) error {
+	err := writePages(ctx, b.coll, b.pages)
+	b.pages = b.pages[:0]
+	return err
 }

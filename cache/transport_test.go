@@ -180,6 +180,22 @@ func newTransportEnvOn(t *testing.T, s *store.Store, opts Options) *transportEnv
 // served.
 func (e *transportEnv) get(ctx context.Context, url string, header ...string) (*http.Response, []byte) {
 	e.t.Helper()
+	resp, err := e.tr.RoundTrip(e.request(ctx, url, header...))
+	if err != nil {
+		e.t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatalf("GET %s: read body: %v", url, err)
+	}
+	return resp, body
+}
+
+// request is a GET of url on ctx (nil: Background) with the header
+// name/value pairs.
+func (e *transportEnv) request(ctx context.Context, url string, header ...string) *http.Request {
+	e.t.Helper()
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -190,16 +206,7 @@ func (e *transportEnv) get(ctx context.Context, url string, header ...string) (*
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Add(header[i], header[i+1])
 	}
-	resp, err := e.tr.RoundTrip(req)
-	if err != nil {
-		e.t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatalf("GET %s: read body: %v", url, err)
-	}
-	return resp, body
+	return req
 }
 
 // expectServed does a GET and checks how it was served.
