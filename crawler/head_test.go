@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"reflect"
+	"sync/atomic"
 	"testing"
 
 	"crawlcache/cache"
@@ -108,11 +109,11 @@ func TestHeadsNeedBodyForIgnoreRules(t *testing.T) {
 	e := newEnv(t)
 	_, base := newSite(t, testsite.Options{Pages: 10, Seed: 12})
 	ps := parseStore(e)
-	strips := 0
+	var strips atomic.Int64 // Strip runs on the fetch goroutines
 	crawl := func(id, job string) Progress {
 		tr, err := changes.New(changes.Options{
 			Pages: e.st.Collection(envDatabase, changes.PagesCollection), Records: e.st.Collection(envDatabase, changes.RecordsCollection),
-			Job: job, Run: id, Strip: func(b []byte) []byte { strips++; return b },
+			Job: job, Run: id, Strip: func(b []byte) []byte { strips.Add(1); return b },
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -123,16 +124,16 @@ func TestHeadsNeedBodyForIgnoreRules(t *testing.T) {
 		return p
 	}
 	crawl("a1", "a")
-	strips = 0
+	strips.Store(0)
 	p := crawl("b1", "b") // the same pages and rules, a job that never saw them
-	if p.Heads != 0 || p.New != p.Pages || strips == 0 {
+	if p.Heads != 0 || p.New != p.Pages || strips.Load() == 0 {
 		t.Errorf("another job's first run: %d from heads, %d new of %d, %d bodies compared; want none from heads, all new and compared",
-			p.Heads, p.New, p.Pages, strips)
+			p.Heads, p.New, p.Pages, strips.Load())
 	}
-	strips = 0
+	strips.Store(0)
 	p = crawl("b2", "b")
-	if p.Heads == 0 || p.Unchanged != p.Pages || strips != 0 {
+	if p.Heads == 0 || p.Unchanged != p.Pages || strips.Load() != 0 {
 		t.Errorf("its second run: %d from heads, %d unchanged of %d, %d bodies compared; want heads, all unchanged, none compared",
-			p.Heads, p.Unchanged, p.Pages, strips)
+			p.Heads, p.Unchanged, p.Pages, strips.Load())
 	}
 }
