@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"testing"
 	"time"
@@ -221,5 +222,34 @@ func TestHeadsOnPreviousReleaseData(t *testing.T) {
 	}
 	if hashed == 0 || bound == 0 || revalidated == 0 {
 		t.Errorf("fixture checked %d hashed pages, %d credentialed, %d revalidated; want some of each", hashed, bound, revalidated)
+	}
+}
+
+// A process stopped after it stored a new body and before its Page leaves
+// no Page at all, never one naming the body replaced: no head answers,
+// and the ordinary lookup serves the new body.
+func TestFreshHeadAfterAStopBetweenWrites(t *testing.T) {
+	o := newChurnOrigin(t, true, false)
+	e := newTransportEnv(t, Options{Policy: Policy{ExpireAfter: Expiry{Kind: ExpireNever}}})
+	url := o.URL + "/page"
+	old := e.expectServed(url, ServedMiss)
+	if h, ok := e.head(nil, url); !ok || h.BodySHA256 != hexSHA256(old) {
+		t.Fatalf("head before = %+v, %v", h, ok)
+	}
+	o.version.Store(2)
+	e.tr.coll.afterEntry = func(string) error { return errors.New("stopped") }
+	resp, newBody := e.get(WithForceRefresh(context.Background()), url)
+	if Served(resp) != ServedMiss || string(newBody) == string(old) {
+		t.Fatalf("refetch served %q %q", Served(resp), newBody)
+	}
+	e.tr.coll.afterEntry = nil
+	if p := e.page(keyOf(t, url, Policy{ExpireAfter: Expiry{Kind: ExpireNever}})); p != nil {
+		t.Errorf("a page summary survived the replaced response: %+v", p)
+	}
+	if h, ok := e.head(nil, url); ok {
+		t.Errorf("a head answered with %+v; the response holds the body of hash %s", h, hexSHA256(newBody))
+	}
+	if body := e.expectServed(url, ServedHit); string(body) != string(newBody) {
+		t.Errorf("hit served %q, want the new body", body)
 	}
 }

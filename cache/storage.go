@@ -91,6 +91,11 @@ type collections struct {
 	variants      entries
 	pages         entries // summaries for people (pages.go)
 
+	// afterEntry, if set (tests), runs when save has written a replaced
+	// response and not yet its Page; an error stops save there, as a
+	// process stopped at that point would.
+	afterEntry func(key string) error
+
 	// writeMu lets one response or revalidation write at a time reach the
 	// server when it goes through the wire. SQLite serializes writers
 	// anyway, and a writer that finds the database locked sleeps in
@@ -267,6 +272,11 @@ func (c *collections) save(ctx context.Context, entry *Entry, isNew, hadRev bool
 	if hadRev {
 		if err := c.revalidations.Delete(ctx, entry.ID); err != nil {
 			return fmt.Errorf("delete revalidation %s: %w", entry.ID, err)
+		}
+	}
+	if c.afterEntry != nil {
+		if err := c.afterEntry(entry.ID); err != nil {
+			return err
 		}
 	}
 	return c.savePage(ctx, pageOf(entry), false)
