@@ -50,13 +50,8 @@ type HeadRead struct {
 func (t *Transport) ReadHead(req *http.Request) (HeadRead, bool) {
 	if t.shared || t.policy.CacheControl || !t.storeOK() || req.URL == nil ||
 		methodOf(req) != http.MethodGet || !slices.Contains(t.allowMethod, http.MethodGet) ||
-		(req.Body != nil && req.Body != http.NoBody) || hasClientConditional(req.Header) {
+		(req.Body != nil && req.Body != http.NoBody) || hasClientConditional(req.Header) || bypasses(req.Header) {
 		return HeadRead{}, false
-	}
-	for _, h := range bypassHeaders {
-		if req.Header.Get(h) != "" {
-			return HeadRead{}, false
-		}
 	}
 	c := &call{req: req, flags: flagsOf(req.Context())}
 	if c.flags.refresh || c.flags.forceRefresh || c.flags.onlyIfCached || t.policy.OnlyIfCached {

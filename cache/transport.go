@@ -360,6 +360,16 @@ func (c *call) outgoing(ctx context.Context, extra http.Header) *http.Request {
 // If-Range are answered by the cache (conditional.go).
 var bypassHeaders = []string{"If-Match", "If-Unmodified-Since"}
 
+// bypasses reports whether h has one of bypassHeaders.
+func bypasses(h http.Header) bool {
+	for _, name := range bypassHeaders {
+		if h.Get(name) != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // RoundTrip serves req from the store when the policy allows, else from
 // upstream, storing what the policy allows. It never mutates req, returns
 // an error only when no response was obtained, and degrades to the network
@@ -370,13 +380,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, errors.New("cache: nil request URL")
 	}
 	method := methodOf(req)
-	cacheable := slices.Contains(t.allowMethod, method)
-	for _, h := range bypassHeaders {
-		if req.Header.Get(h) != "" {
-			cacheable = false
-		}
-	}
-	if !cacheable {
+	if !slices.Contains(t.allowMethod, method) || bypasses(req.Header) {
 		if t.policy.CacheControl && !isSafeMethod(method) {
 			return t.passThroughInvalidate(req)
 		}

@@ -89,13 +89,7 @@ func TestBodyHashRecorded(t *testing.T) {
 			base := newHashSite(t, forged)
 			ps := parseStore(e)
 			crawl := func(id string, policy cache.Policy) Progress {
-				tr, err := changes.New(changes.Options{
-					Pages: e.st.Collection(envDatabase, changes.PagesCollection), Records: e.st.Collection(envDatabase, changes.RecordsCollection),
-					Job: "test", Run: id,
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
+				tr := e.tracker("test", id, nil)
 				o := e.options(id, base+"/", itemRecorder(t, shopSpec))
 				o.CachePolicy, o.Parses, o.Changes, o.Headers = policy, ps, tr, tc.header
 				_, p := run(t, o)
@@ -169,13 +163,7 @@ func TestBodyHashFromCache(t *testing.T) {
 	e := newEnv(t)
 	base := newHashSite(t, strings.Repeat("cd", 32))
 	crawl := func(id string) {
-		tr, err := changes.New(changes.Options{
-			Pages: e.st.Collection(envDatabase, changes.PagesCollection), Records: e.st.Collection(envDatabase, changes.RecordsCollection),
-			Job: "test", Run: id,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		tr := e.tracker("test", id, nil)
 		o := e.options(id, base+"/", nil)
 		o.CachePolicy, o.Changes = cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireNever}}, tr
 		run(t, o)

@@ -15,42 +15,39 @@ import (
 // reused; parse says how its links and items were found, as countParse
 // counted it) or, with r nil, the failure cause.
 func (c *crawl) observe(u string, r *colly.Response, pp *pageParse, parse string, cause error) {
-	if r == nil {
-		c.record(u, 0, nil, pp, parse, cause)
+	if c.opts.Changes == nil {
 		return
 	}
-	var body []byte
-	if r.StatusCode >= 200 && r.StatusCode < 300 {
-		body = r.Body
-		if pp == nil && c.opts.Changes != nil {
-			pp = &pageParse{bodyHash: c.bodyHash(r)}
+	o := changes.Observation{URL: u, Parse: parse}
+	if r != nil {
+		o.Status = r.StatusCode
+		if o.Status >= 200 && o.Status < 300 {
+			o.Body = r.Body
+			if pp != nil {
+				o.BodyHash, o.State = pp.bodyHash, pp.state
+			} else {
+				o.BodyHash = c.bodyHash(r)
+			}
 		}
 	}
-	c.record(u, r.StatusCode, body, pp, parse, cause)
+	c.record(o, cause)
 }
 
-// record is observe's work, for a page that got status (0: none) and,
-// for a 2xx, body (nil when the page was finished from its head: pp's
-// body hash then says it all). A store error stops the run: the records
-// are what the next run compares with, and what the run's summary is
-// counted from once it completes.
-func (c *crawl) record(u string, status int, body []byte, pp *pageParse, parse string, cause error) {
+// record tells the change tracker o, or, with cause set, that the page
+// failed. A 2xx observation may come without its body (a page finished
+// from its head: the hash then says it all). A store error stops the run:
+// the records are what the next run compares with, and what the run's
+// summary is counted from once it completes.
+func (c *crawl) record(o changes.Observation, cause error) {
 	t := c.opts.Changes
 	if t == nil {
 		return
 	}
-	o := changes.Observation{URL: u, Err: cause, Parse: parse, Status: status}
 	if cause != nil {
-		o.ErrorKind = errorKind(cause)
+		o.Err, o.ErrorKind = cause, errorKind(cause)
 		var re *respondedError
 		if errors.As(cause, &re) {
 			o.Status = re.status // counted in Progress.Statuses
-		}
-	}
-	if cause == nil && status >= 200 && status < 300 {
-		o.Body = body
-		if pp != nil {
-			o.BodyHash, o.State = pp.bodyHash, pp.state
 		}
 	}
 	ctx, cancel := context.WithTimeout(c.ackCtx, reuseTimeout)

@@ -209,13 +209,19 @@ func (f *fetcher) get(reqURL string) (*pageState, error) {
 	st := &pageState{}
 	cctx := colly.NewContext()
 	cctx.Put(stateKey, st)
-	hdr := f.c.opts.Headers.Clone()
+	err := f.col.Request(http.MethodGet, reqURL, nil, cctx, f.c.requestHeader())
+	return st, err
+}
+
+// requestHeader is the header of a page request: the job's headers and
+// its User-Agent.
+func (c *crawl) requestHeader() http.Header {
+	hdr := c.opts.Headers.Clone()
 	if hdr == nil {
 		hdr = http.Header{}
 	}
-	hdr.Set("User-Agent", f.c.opts.UserAgent)
-	err := f.col.Request(http.MethodGet, reqURL, nil, cctx, hdr)
-	return st, err
+	hdr.Set("User-Agent", c.opts.UserAgent)
+	return hdr
 }
 
 // handle finishes an entry that got a response.
@@ -246,22 +252,29 @@ func (f *fetcher) handle(e frontier.Entry, st *pageState) {
 	pp := c.lookupParse(r, c.redact(finalURL.String()), st.pre)
 	parse := c.countParse(r, pp)
 	c.observe(c.redact(finalURL.String()), r, pp, parse, nil)
+	c.finish(e, r, st, pp, pipeline.Page{
+		RunID: c.opts.RunID, Job: c.opts.Job, URL: c.redact(finalURL.String()), Status: status,
+		Header: utf8Header(*r.Headers), Body: r.Body, FetchedAt: c.now(), Served: served, Depth: e.Depth,
+	})
+}
+
+// finish adds the links of e's page (r is nil when the page was finished
+// from its head) and hands pg, with pp's stored items, to the pipeline,
+// or acknowledges e when the run has none. Interrupted or failed, the
+// entry is released at the end.
+func (c *crawl) finish(e frontier.Entry, r *colly.Response, st *pageState, pp *pageParse, pg pipeline.Page) {
 	if !c.addPageLinks(e, r, st, pp) {
-		return // interrupted or failed: the entry is released at the end
+		return
 	}
 	if c.pagesCh == nil {
 		c.saveParse(pp, nil)
 		c.markDone(e.ID)
 		return
 	}
-	pg := pipeline.Page{
-		RunID: c.opts.RunID, Job: c.opts.Job, URL: c.redact(finalURL.String()), Status: status,
-		Header: utf8Header(*r.Headers), Body: r.Body, FetchedAt: c.now(), Served: served, Depth: e.Depth,
-	}
 	if pp != nil {
 		pg.Stored, pg.Meta = pp.stored, pp
 	}
-	c.toPipeline(e, pg) // if the pipeline stopped, the entry is released at the end
+	c.toPipeline(e, pg)
 }
 
 // statusFailure is why a response with status fails its URL, nil when the

@@ -1,7 +1,6 @@
 package crawler
 
 import (
-	"context"
 	"net/http"
 	"net/url"
 
@@ -43,11 +42,7 @@ func (c *crawl) headRequest(reqURL string) (*http.Request, bool) {
 	if err != nil {
 		return nil, false
 	}
-	hdr := c.opts.Headers.Clone()
-	if hdr == nil {
-		hdr = http.Header{}
-	}
-	hdr.Set("User-Agent", c.opts.UserAgent)
+	hdr := c.requestHeader()
 	if hdr.Get("Accept") == "" {
 		hdr.Set("Accept", "*/*")
 	}
@@ -81,27 +76,17 @@ func (f *fetcher) fromHead(e frontier.Entry, reqURL string) (bool, *preRead) {
 		return false, nil
 	}
 	pageURL := c.redact(req.URL.String())
-	ls := []store.Lookup{hr.Lookup, c.opts.Parses.Ref(parses.ID(hr.Key, c.rules))}
-	if c.opts.Changes != nil {
-		ls = append(ls, c.opts.Changes.StateRef(pageURL))
-	}
-	ctx, cancel := context.WithTimeout(c.ackCtx, reuseTimeout)
-	store.GetAll(ctx, ls)
-	cancel()
-	pre := &preRead{key: hr.Key, parse: ls[1]}
-	if len(ls) > 2 {
-		pre.state = &ls[2]
-	}
-	head, ok := c.cache.FreshHead(hr, ls[0])
+	pre := &preRead{key: hr.Key}
+	page := c.readParse(parses.ID(hr.Key, c.rules), pageURL, &pre.parse, &pre.state, hr.Lookup)
+	head, ok := c.cache.FreshHead(hr, page[0])
 	if !ok || head.Status < 200 || head.Status > 299 {
 		return false, pre
 	}
-	rec, err := parses.Found(ls[1], head.BodySHA256)
+	rec, stored, err := reusable(pre.parse, head.BodySHA256)
 	if err != nil || rec == nil {
 		return false, pre // a store error is met again, and logged, by the request
 	}
-	stored, ok := parses.StoredFields(rec)
-	if !ok || (c.opts.Changes != nil && !c.opts.Changes.KnowsBody(pageURL, pre.state, head.BodySHA256)) {
+	if c.opts.Changes != nil && !c.opts.Changes.KnowsBody(pageURL, pre.state, head.BodySHA256) {
 		return false, pre
 	}
 	c.cache.UsedHead()
@@ -110,19 +95,10 @@ func (f *fetcher) fromHead(e frontier.Entry, reqURL string) (bool, *preRead) {
 	c.breakdown.status(head.Status)
 	c.reused.Add(1)
 	c.heads.Add(1)
-	c.record(pageURL, head.Status, nil, pp, changes.ParseReused, nil)
-	if !c.addPageLinks(e, nil, &pageState{}, pp) {
-		return true, nil // interrupted or failed: the entry is released at the end
-	}
-	if c.pagesCh == nil {
-		c.markDone(e.ID)
-		return true, nil
-	}
-	pg := pipeline.Page{
+	c.record(changes.Observation{URL: pageURL, Status: head.Status, BodyHash: pp.bodyHash, State: pp.state, Parse: changes.ParseReused}, nil)
+	c.finish(e, nil, &pageState{}, pp, pipeline.Page{
 		RunID: c.opts.RunID, Job: c.opts.Job, URL: pageURL, Status: head.Status,
 		Header: http.Header{}, FetchedAt: c.now(), Served: cache.ServedHit, Depth: e.Depth,
-		Stored: stored, Meta: pp,
-	}
-	c.toPipeline(e, pg) // if the pipeline stopped, the entry is released at the end
+	})
 	return true, nil
 }

@@ -29,14 +29,7 @@ func TestHeadsFinishFreshPages(t *testing.T) {
 		o.CachePolicy = freshForever
 		if reuse {
 			o.Parses = ps
-			tr, err := changes.New(changes.Options{
-				Pages: e.st.Collection(envDatabase, changes.PagesCollection), Records: e.st.Collection(envDatabase, changes.RecordsCollection),
-				Job: "test", Run: id,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			o.Changes = tr
+			o.Changes = e.tracker("test", id, nil)
 		}
 		_, p := run(t, o)
 		return rec, p
@@ -111,15 +104,9 @@ func TestHeadsNeedBodyForIgnoreRules(t *testing.T) {
 	ps := parseStore(e)
 	var strips atomic.Int64 // Strip runs on the fetch goroutines
 	crawl := func(id, job string) Progress {
-		tr, err := changes.New(changes.Options{
-			Pages: e.st.Collection(envDatabase, changes.PagesCollection), Records: e.st.Collection(envDatabase, changes.RecordsCollection),
-			Job: job, Run: id, Strip: func(b []byte) []byte { strips.Add(1); return b },
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
 		o := e.options(id, base+"/", itemRecorder(t, shopSpec))
-		o.Job, o.CachePolicy, o.Parses, o.Changes = job, freshForever, ps, tr
+		o.Job, o.CachePolicy, o.Parses = job, freshForever, ps
+		o.Changes = e.tracker(job, id, func(b []byte) []byte { strips.Add(1); return b })
 		_, p := run(t, o)
 		return p
 	}
@@ -136,4 +123,18 @@ func TestHeadsNeedBodyForIgnoreRules(t *testing.T) {
 		t.Errorf("its second run: %d from heads, %d unchanged of %d, %d bodies compared; want heads, all unchanged, none compared",
 			p.Heads, p.Unchanged, p.Pages, strips.Load())
 	}
+}
+
+// tracker is the change tracker of run id of job in e's store, comparing
+// bodies through strip (nil: whole).
+func (e *env) tracker(job, id string, strip func([]byte) []byte) *changes.Tracker {
+	e.t.Helper()
+	tr, err := changes.New(changes.Options{
+		Pages: e.st.Collection(envDatabase, changes.PagesCollection), Records: e.st.Collection(envDatabase, changes.RecordsCollection),
+		Job: job, Run: id, Strip: strip,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tr
 }

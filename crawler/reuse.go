@@ -63,29 +63,52 @@ func (c *crawl) lookupParse(r *colly.Response, pageURL string, pre *preRead) *pa
 	if pre != nil && pre.key == key && (c.opts.Changes == nil || (pre.state != nil && pre.state.ID == c.opts.Changes.StateRef(pageURL).ID)) {
 		parse, pp.state = pre.parse, pre.state
 	} else {
-		ctx, cancel := context.WithTimeout(c.ackCtx, reuseTimeout)
-		ls := []store.Lookup{c.opts.Parses.Ref(pp.id)}
-		if c.opts.Changes != nil {
-			ls = append(ls, c.opts.Changes.StateRef(pageURL))
-		}
-		store.GetAll(ctx, ls)
-		cancel()
-		parse = ls[0]
-		if len(ls) > 1 {
-			pp.state = &ls[1]
-		}
+		c.readParse(pp.id, pageURL, &parse, &pp.state)
 	}
-	rec, err := parses.Found(parse, pp.bodyHash)
+	rec, stored, err := reusable(parse, pp.bodyHash)
 	if err != nil {
 		c.reuseErr(err)
 		return pp
 	}
 	if rec != nil {
-		if stored, ok := parses.StoredFields(rec); ok {
-			pp.rec, pp.stored = rec, stored
-		}
+		pp.rec, pp.stored = rec, stored
 	}
 	return pp
+}
+
+// readParse reads the parse record id and, with change tracking, the
+// change state of pageURL into *parse and *state, together with the
+// lookups more (store.GetAll), which it returns read, last.
+func (c *crawl) readParse(id, pageURL string, parse *store.Lookup, state **store.Lookup, more ...store.Lookup) []store.Lookup {
+	ls := []store.Lookup{c.opts.Parses.Ref(id)}
+	if c.opts.Changes != nil {
+		ls = append(ls, c.opts.Changes.StateRef(pageURL))
+	}
+	n := len(ls)
+	ls = append(ls, more...)
+	ctx, cancel := context.WithTimeout(c.ackCtx, reuseTimeout)
+	store.GetAll(ctx, ls)
+	cancel()
+	*parse = ls[0]
+	if n > 1 {
+		*state = &ls[1]
+	}
+	return ls[n:]
+}
+
+// reusable is the record the read l found for a body of hash bodyHash,
+// with its items' fields; nil when there is none, or one that cannot be
+// used (parses.StoredFields refuses it). An error is the store's.
+func reusable(l store.Lookup, bodyHash string) (*parses.Record, [][]pipeline.KV, error) {
+	rec, err := parses.Found(l, bodyHash)
+	if err != nil || rec == nil {
+		return nil, nil, err
+	}
+	stored, ok := parses.StoredFields(rec)
+	if !ok {
+		return nil, nil, nil
+	}
+	return rec, stored, nil
 }
 
 // reuseErr logs the first store error of the parse records at WARN and

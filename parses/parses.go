@@ -340,39 +340,10 @@ func StoredFields(rec *Record) ([][]pipeline.KV, bool) {
 	if rec.decoded {
 		return rec.fields, rec.fieldsOK
 	}
-	out := make([][]pipeline.KV, len(rec.Items))
-	for i, d := range rec.Items {
-		fields := make([]pipeline.KV, len(d))
-		for j, e := range d {
-			v, ok := fieldValue(e.Value)
-			if !ok {
-				return nil, false
-			}
-			fields[j] = pipeline.KV{Key: e.Key, Value: v}
-		}
-		out[i] = fields
+	// A record built in memory: its items as they would be stored.
+	t, data, err := bson.MarshalValue(rec.Items)
+	if err != nil {
+		return nil, false
 	}
-	return out, true
-}
-
-// fieldValue converts a decoded value back to what Extract gives: a
-// string, nil, or a []string (empty, not nil, for an empty array).
-func fieldValue(v any) (any, bool) {
-	switch v := v.(type) {
-	case nil:
-		return nil, true
-	case string:
-		return v, true
-	case bson.A:
-		out := make([]string, len(v))
-		for i, x := range v {
-			s, ok := x.(string)
-			if !ok {
-				return nil, false
-			}
-			out[i] = s
-		}
-		return out, true
-	}
-	return nil, false
+	return fieldsOf(bsoncore.Value{Type: bsoncore.Type(t), Data: data})
 }

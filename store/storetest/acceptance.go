@@ -321,39 +321,41 @@ func testGetAllSeesEarlierWrites(t *testing.T, im Impl) {
 	ctx := ctxT(t)
 	a, b := coll(t, im, "a"), coll(t, im, "b")
 	const workers, rounds = 12, 15
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := range workers {
-		wg.Go(func() {
-			for r := range rounds {
-				ida, idb := fmt.Sprintf("a-%d", w), fmt.Sprintf("b-%d", w)
-				n := int64(w*1000 + r)
-				if err := a.Upsert(ctx, ida, acceptanceDoc{ID: ida, N: n}); err != nil {
-					errs <- err
-					return
-				}
-				if err := b.Upsert(ctx, idb, acceptanceDoc{ID: idb, N: -n, Body: make([]byte, 3000)}); err != nil {
-					errs <- err
-					return
-				}
-				ls := []store.Lookup{{Coll: a, ID: ida}, {Coll: b, ID: idb}, {Coll: a, ID: "none"}}
-				store.GetAll(ctx, ls)
-				var da, db acceptanceDoc
-				if ls[0].Err != nil || ls[1].Err != nil || !errors.Is(ls[2].Err, store.ErrNotFound) ||
-					bson.Unmarshal(ls[0].Raw, &da) != nil || bson.Unmarshal(ls[1].Raw, &db) != nil {
-					errs <- fmt.Errorf("worker %d round %d: GetAll = %v / %v / %v", w, r, ls[0].Err, ls[1].Err, ls[2].Err)
-					return
-				}
-				if da.ID != ida || da.N != n || db.ID != idb || db.N != -n {
-					errs <- fmt.Errorf("worker %d round %d: read %s=%d, %s=%d; want %s=%d, %s=%d", w, r, da.ID, da.N, db.ID, db.N, ida, n, idb, -n)
-					return
-				}
+	for _, err := range concurrently(workers, func(w int) error {
+		for r := range rounds {
+			ida, idb := fmt.Sprintf("a-%d", w), fmt.Sprintf("b-%d", w)
+			n := int64(w*1000 + r)
+			if err := a.Upsert(ctx, ida, acceptanceDoc{ID: ida, N: n}); err != nil {
+				return err
 			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+			if err := b.Upsert(ctx, idb, acceptanceDoc{ID: idb, N: -n, Body: make([]byte, 3000)}); err != nil {
+				return err
+			}
+			ls := []store.Lookup{{Coll: a, ID: ida}, {Coll: b, ID: idb}, {Coll: a, ID: "none"}}
+			store.GetAll(ctx, ls)
+			var da, db acceptanceDoc
+			if ls[0].Err != nil || ls[1].Err != nil || !errors.Is(ls[2].Err, store.ErrNotFound) ||
+				bson.Unmarshal(ls[0].Raw, &da) != nil || bson.Unmarshal(ls[1].Raw, &db) != nil {
+				return fmt.Errorf("worker %d round %d: GetAll = %v / %v / %v", w, r, ls[0].Err, ls[1].Err, ls[2].Err)
+			}
+			if da.ID != ida || da.N != n || db.ID != idb || db.N != -n {
+				return fmt.Errorf("worker %d round %d: read %s=%d, %s=%d; want %s=%d, %s=%d", w, r, da.ID, da.N, db.ID, db.N, ida, n, idb, -n)
+			}
+		}
+		return nil
+	}) {
 		t.Error(err)
 	}
+}
+
+// concurrently runs f(0) … f(n-1) at once and returns the errors they
+// returned.
+func concurrently(n int, f func(w int) error) []error {
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for w := range n {
+		wg.Go(func() { errs[w] = f(w) })
+	}
+	wg.Wait()
+	return slices.DeleteFunc(errs, func(err error) bool { return err == nil })
 }

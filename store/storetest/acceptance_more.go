@@ -154,32 +154,23 @@ func testConcurrentWriters(t *testing.T, im Impl) {
 	ctx := ctxT(t)
 	c := coll(t, im, "writers")
 	const writers, each = 8, 20
-	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	for w := range writers {
-		wg.Go(func() {
-			for i := range each {
-				id := fmt.Sprintf("w%d/%03d", w, i)
-				if err := c.Insert(ctx, acceptanceDoc{ID: id, N: int64(i)}); err != nil {
-					errs <- err
-					return
-				}
-				if err := c.Upsert(ctx, "shared", acceptanceDoc{ID: "shared", N: int64(w)}); err != nil {
-					errs <- err
-					return
-				}
-				if i%5 == 0 {
-					if _, err := c.Get(ctx, id); err != nil {
-						errs <- err
-						return
-					}
+	for _, err := range concurrently(writers, func(w int) error {
+		for i := range each {
+			id := fmt.Sprintf("w%d/%03d", w, i)
+			if err := c.Insert(ctx, acceptanceDoc{ID: id, N: int64(i)}); err != nil {
+				return err
+			}
+			if err := c.Upsert(ctx, "shared", acceptanceDoc{ID: "shared", N: int64(w)}); err != nil {
+				return err
+			}
+			if i%5 == 0 {
+				if _, err := c.Get(ctx, id); err != nil {
+					return err
 				}
 			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+		}
+		return nil
+	}) {
 		t.Errorf("concurrent writer: %v", err)
 	}
 	if n, err := c.Count(ctx, bson.D{}); err != nil || n != writers*each+1 {
@@ -219,22 +210,15 @@ func testCounters(t *testing.T, im Impl) {
 	ctx := ctxT(t)
 	c := coll(t, im, "counters")
 	const workers, each = 8, 25
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for range workers {
-		wg.Go(func() {
-			for range each {
-				inc := bson.D{{Key: "hits", Value: int64(1)}, {Key: "bytes", Value: int64(10)}}
-				if _, err := c.Inc(ctx, "proxy", inc, bson.D{{Key: "updated", Value: "now"}}); err != nil {
-					errs <- err
-					return
-				}
+	for _, err := range concurrently(workers, func(_ int) error {
+		for range each {
+			inc := bson.D{{Key: "hits", Value: int64(1)}, {Key: "bytes", Value: int64(10)}}
+			if _, err := c.Inc(ctx, "proxy", inc, bson.D{{Key: "updated", Value: "now"}}); err != nil {
+				return err
 			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+		}
+		return nil
+	}) {
 		t.Errorf("Inc: %v", err)
 	}
 	raw, err := c.Inc(ctx, "proxy", bson.D{{Key: "hits", Value: int64(0)}}, nil)

@@ -31,27 +31,20 @@ func testConcurrentUpdates(t *testing.T, im Impl) {
 		t.Fatal(err)
 	}
 	const writers, each = 6, 30
-	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	for w := range writers {
-		wg.Go(func() {
-			c := cs[w%2]
-			for i := range each {
-				// A worker's progress report: a counter and a field of its own.
-				update := bson.D{
-					{Key: "$inc", Value: bson.D{{Key: "n", Value: int64(1)}}},
-					{Key: "$set", Value: bson.D{{Key: fmt.Sprintf("workers.w%d", w), Value: int64(i + 1)}}},
-				}
-				if _, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: "run"}}, update, false); err != nil {
-					errs <- err
-					return
-				}
+	for _, err := range concurrently(writers, func(w int) error {
+		c := cs[w%2]
+		for i := range each {
+			// A worker's progress report: a counter and a field of its own.
+			update := bson.D{
+				{Key: "$inc", Value: bson.D{{Key: "n", Value: int64(1)}}},
+				{Key: "$set", Value: bson.D{{Key: fmt.Sprintf("workers.w%d", w), Value: int64(i + 1)}}},
 			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+			if _, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: "run"}}, update, false); err != nil {
+				return err
+			}
+		}
+		return nil
+	}) {
 		t.Fatalf("UpdateOne: %v", err)
 	}
 	raw, err := cs[1].Get(ctx, "run")
