@@ -103,12 +103,17 @@ func (a Adaptive) next(iv, elapsed time.Duration, unchanged bool) time.Duration 
 	return a.interval(scale(cur, AdaptiveShrink))
 }
 
-// same reports whether next counts as the stored body prev.
-func (a Adaptive) same(prev, next []byte) bool {
-	if a.Unchanged != nil {
-		return a.Unchanged(prev, next)
+// same reports whether next counts as st's body. An entry known from its
+// Page alone (head.go) is compared by hash: JudgeHead leaves entries
+// whose bodies a job compares with Unchanged to RoundTrip.
+func (a Adaptive) same(st *storedEntry, next []byte) bool {
+	switch {
+	case st.page != nil:
+		return a.Unchanged == nil && st.page.BodySHA256 == bodySHA256(next)
+	case a.Unchanged != nil:
+		return a.Unchanged(st.e.body, next)
 	}
-	return bytes.Equal(prev, next)
+	return bytes.Equal(st.e.body, next)
 }
 
 func scale(d time.Duration, f float64) time.Duration {
@@ -159,7 +164,7 @@ func (t *Transport) learned(c *call, st *storedEntry, status int, body []byte, n
 	if st == nil {
 		return a.interval(0)
 	}
-	unchanged := notModified || (st.e.status == status && a.same(st.e.body, body))
+	unchanged := notModified || (st.e.status == status && a.same(st, body))
 	return a.next(st.interval, now.Sub(st.validatedAt), unchanged)
 }
 

@@ -73,18 +73,23 @@ func (t *Transport) fromNetwork(c *call, st *storedEntry, hadRev bool, fr freshn
 	if err != nil {
 		return nil, err
 	}
-	if res.stream != nil {
-		if !leader {
-			if resp, err, joined := t.joinStream(c); joined {
-				return resp, err
-			}
-			return t.passThrough(c.outgoing(nil, nil))
+	if res.stream != nil && !leader {
+		if resp, err, joined := t.joinStream(c); joined {
+			return resp, err
 		}
+		return t.passThrough(c.outgoing(nil, nil))
+	}
+	return t.answer(c, res), nil
+}
+
+// answer is the response to c of what its leader fetched, counted.
+func (t *Transport) answer(c *call, res *fetchedEntry) *http.Response {
+	if res.stream != nil {
 		t.misses.Add(1)
 		// Sent whole even to a conditional or range request: answering
 		// it would mean closing the body, and with it the copy being
 		// stored (or reading a body too large to keep just to drop it).
-		return res.stream, nil
+		return res.stream
 	}
 	switch res.served {
 	case ServedRevalidated:
@@ -100,9 +105,9 @@ func (t *Transport) fromNetwork(c *call, st *storedEntry, hadRev bool, fr freshn
 	if res.bodyErr != nil {
 		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(res.e.body), errReader{res.bodyErr}))
 		resp.ContentLength = -1
-		return resp, nil
+		return resp
 	}
-	return t.conditional(c, res.e, resp), nil
+	return t.conditional(c, res.e, resp)
 }
 
 // staleIfError reports whether a failed revalidation (error or 5xx) may be
@@ -232,7 +237,7 @@ func (t *Transport) freshen(c *call, st *storedEntry, h http.Header, hadRev bool
 	if t.storeOK() {
 		if err := t.coll.saveRevalidation(c.req.Context(), rev, !hadRev); err != nil {
 			t.storeError(err)
-		} else if err := t.coll.recordPage(c.req.Context(), pageOf304(c, st, now, iv, sha)); err != nil {
+		} else if err := t.coll.recordPage(c.req.Context(), pageOf304(c, st, now, iv, sha, merged)); err != nil {
 			t.storeError(err)
 		}
 	}
@@ -245,6 +250,11 @@ func (t *Transport) freshen(c *call, st *storedEntry, h http.Header, hadRev bool
 // 304, computed here once, instead of being rewritten. st is not modified:
 // a background revalidation shares it with the response served meanwhile.
 func revalidationHash(st *storedEntry) (sha string, keep bool) {
+	if st.page != nil {
+		// The Page names the entry's hash, or the one its revalidation
+		// keeps for it.
+		return st.page.BodySHA256, st.rev != nil && st.rev.BodySHA256 != ""
+	}
 	if st.entry == nil || st.entry.BodySHA256 != "" {
 		return st.e.sha256, false
 	}

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"errors"
 	"net/http"
 	"slices"
 
@@ -10,35 +11,52 @@ import (
 )
 
 // A head is what the store says of a stored response without its body:
-// its Page, which names the body's hash. A caller that keeps its own
-// result of a body under that hash (the crawler's parse records) can use
-// a fresh hit without the body ever being read or decoded, which on the
-// embedded store is most of a hit's cost (the body's overflow pages).
+// its Page, which names the body's hash and the response's validators. A
+// caller that keeps its own result of a body under that hash (the
+// crawler's parse records) can use a fresh hit without the body ever
+// being read or decoded, which on the embedded store is most of a hit's
+// cost (the body's overflow pages), and can revalidate an expired one
+// with a conditional request made from the Page: a 304 is recorded as
+// RoundTrip records it (a Revalidation and a new Page), and the body is
+// never read either (RevalidateHead).
 //
 // A Page describes the body of its entry: it is written after the entry,
 // and deleted before an entry is replaced (save) or deleted (sweeps,
 // purges), so a process stopped between two writes leaves no Page, never
-// one naming another body. What is not covered: two processes storing
+// one naming another body. A Revalidation is written before the Page
+// of its 304, so a Page whose validated_at is not its revalidation's is
+// left to RoundTrip. What is not covered: two processes storing
 // different responses for one key in the same milliseconds can leave the
 // Page of one with the entry of the other until the key is next stored or
 // confirmed (docs/readme/crawler.md).
 
-// Head is a fresh stored response, as its Page describes it.
+// Head is a stored response, as its Page describes it.
 type Head struct {
 	// Key is the response's cache key; URL its normalized URL.
 	Key, URL string
 	Status   int
-	// BodySHA256 is the hex SHA-256 of the body as it would be served.
+	// BodySHA256 is the hex SHA-256 of the body as it would be served;
+	// Size its length (0 in a Page of an earlier release).
 	BodySHA256 string
+	Size       int64
+	// Due says the response is not fresh: RevalidateHead revalidates it.
+	// A Head that is not Due is a fresh hit: its user counts it
+	// (UsedHead).
+	Due bool
+
+	c      *call
+	st     *storedEntry // built from the Page: validators, no body
+	hadRev bool
 }
 
-// HeadRead is the read of a request's head: Lookup is read by the
-// caller (store.GetAll, with its own documents) and passed to FreshHead.
+// HeadRead is the read of a request's head: Lookup (its Page) and Rev
+// (its Revalidation) are read by the caller (store.GetAll, with its own
+// documents) and passed to JudgeHead.
 type HeadRead struct {
 	// Key is the cache key of the request.
-	Key    string
-	Lookup store.Lookup
-	c      *call
+	Key         string
+	Lookup, Rev store.Lookup
+	c           *call
 }
 
 // ReadHead prepares the read of req's head. ok is false when a Page
@@ -67,31 +85,110 @@ func (t *Transport) ReadHead(req *http.Request) (HeadRead, bool) {
 	}
 	c.key = t.keyOf(c, nil)
 	c.primary = c.key
-	return HeadRead{Key: c.key, Lookup: store.Lookup{Coll: t.coll.pages, ID: c.key}, c: c}, true
+	return HeadRead{
+		Key:    c.key,
+		Lookup: store.Lookup{Coll: t.coll.pages, ID: c.key},
+		Rev:    store.Lookup{Coll: t.coll.revalidations, ID: c.key},
+		c:      c,
+	}, true
 }
 
-// FreshHead judges l, the read of r.Lookup: the head of the response when
-// the transport would serve it as a fresh hit (the same precedence of
-// freshness as RoundTrip's); a caller that uses it counts it (UsedHead).
-// ok is false when it would
-// not, or when the Page cannot tell: none, one without the body's hash
-// (written by an earlier release, or for an entry bound to credentials),
-// or a read that failed. The caller then makes the request as usual.
-func (t *Transport) FreshHead(r HeadRead, l store.Lookup) (Head, bool) {
-	if r.c == nil || l.Err != nil || l.ID != r.Key {
+// JudgeHead judges page and rev, the reads of r.Lookup and r.Rev (rev
+// may be left unread, the zero Lookup: a due head is then not ok). ok is
+// true when the Page decides: a fresh hit (Due false), with the same
+// precedence of freshness as RoundTrip's, or an expired response that
+// RevalidateHead may revalidate (Due true). It is false when the Page
+// cannot tell: none, one without the body's hash (written by an earlier
+// release, or for an entry bound to credentials), a read that failed; or
+// when an expired response needs its entry: no validator in the Page, a
+// revalidation newer than the Page, stale_if_error or
+// stale_while_revalidate (which serve the stored body), or an adaptive
+// expiry that compares bodies with the job's own rules. The caller then
+// makes the request as usual.
+func (t *Transport) JudgeHead(r HeadRead, page, rev store.Lookup) (Head, bool) {
+	if r.c == nil || page.Err != nil || page.ID != r.Key {
 		return Head{}, false
 	}
-	var p Page
-	if bson.Unmarshal(l.Raw, &p) != nil || p.ID != r.Key || p.BodySHA256 == "" || p.ValidatedAt.IsZero() {
+	p := new(Page)
+	if bson.Unmarshal(page.Raw, p) != nil || p.ID != r.Key || p.BodySHA256 == "" || p.ValidatedAt.IsZero() {
 		return Head{}, false
 	}
-	st := &storedEntry{validatedAt: p.ValidatedAt, interval: storedInterval(p.IntervalSeconds)}
-	if !t.freshness(r.c, st, t.now()).fresh {
+	st := &storedEntry{
+		e:           &decodedEntry{status: p.Status, header: p.validators(), sha256: p.BodySHA256},
+		page:        p,
+		validatedAt: p.ValidatedAt,
+		interval:    storedInterval(p.IntervalSeconds),
+	}
+	h := Head{Key: r.Key, URL: p.URL, Status: p.Status, BodySHA256: p.BodySHA256, Size: p.Size, c: r.c, st: st}
+	fr := t.freshness(r.c, st, t.now())
+	if fr.fresh {
+		return h, true
+	}
+	h.Due = true
+	if len(st.e.header) == 0 || fr.staleOK || fr.swr > 0 || fr.sie != 0 || rev.ID != r.Key ||
+		(t.policy.Adaptive.Unchanged != nil && t.policy.crawlerExpiry(r.c.norm).Kind == ExpireAdaptive) {
 		return Head{}, false
 	}
-	return Head{Key: r.Key, URL: p.URL, Status: p.Status, BodySHA256: p.BodySHA256}, true
+	switch {
+	case errors.Is(rev.Err, store.ErrNotFound):
+	case rev.Err != nil:
+		return Head{}, false
+	default:
+		st.rev = new(Revalidation)
+		if bson.Unmarshal(rev.Raw, st.rev) != nil || st.rev.ID != r.Key || !st.rev.ValidatedAt.Equal(p.ValidatedAt) {
+			return Head{}, false // a Page behind its revalidation: its entry decides
+		}
+		st.interval = storedInterval(st.rev.IntervalSeconds)
+		h.hadRev = true
+	}
+	return h, true
 }
 
-// UsedHead counts a hit the caller served from a head (FreshHead) in
-// Stats, as RoundTrip counts the hits it serves.
-func (t *Transport) UsedHead() { t.hits.Add(1) }
+// FreshHead is JudgeHead for a fresh hit only, from the Page alone.
+func (t *Transport) FreshHead(r HeadRead, page store.Lookup) (Head, bool) {
+	h, ok := t.JudgeHead(r, page, store.Lookup{})
+	return h, ok && !h.Due
+}
+
+// UsedHead counts a hit the caller served from a fresh head in Stats,
+// as RoundTrip counts the hits it serves.
+func (t *Transport) UsedHead(h Head) {
+	t.hits.Add(1)
+	t.savedBytes.Add(h.Size)
+}
+
+// HeadAnswer is what RevalidateHead got.
+type HeadAnswer struct {
+	// NotModified says the origin confirmed the Head's body with a 304
+	// (RFC 9111 §4.3.4: its validators select it). The 304 is recorded
+	// and counted as RoundTrip records and counts one, and the Head
+	// describes the body as before.
+	NotModified bool
+	// Response is the answer otherwise, as RoundTrip would have served it:
+	// stored when the policy allows, body read. Err is set when the
+	// network gave no response.
+	Response *http.Response
+	Err      error
+}
+
+// RevalidateHead sends the conditional request of h, a Due head, with the
+// validators of its Page. The stored body is never read: on a 304 the
+// caller uses what it keeps of the body; any other answer is stored (the
+// entry replaced) and returned as RoundTrip returns it, on the request
+// ReadHead was given. It is not coalesced with RoundTrip's requests for
+// the same key.
+func (t *Transport) RevalidateHead(h Head) HeadAnswer {
+	if h.c == nil || !h.Due {
+		return HeadAnswer{Err: errors.New("cache: RevalidateHead of a head that is not due")}
+	}
+	res, err := t.fetch(h.c, h.st, h.hadRev)
+	switch {
+	case err != nil:
+		return HeadAnswer{Err: err}
+	case res.served == ServedRevalidated:
+		t.revalidated.Add(1)
+		t.savedBytes.Add(h.Size)
+		return HeadAnswer{NotModified: true}
+	}
+	return HeadAnswer{Response: t.answer(h.c, res)}
+}

@@ -193,6 +193,9 @@ func migrateHeads(ctx context.Context, s *store.Store) error {
 		p := pageOf(&e)
 		if rev, ok := revs[e.ID]; ok && revApplies(&e, &rev) {
 			p.ValidatedAt, p.IntervalSeconds = rev.ValidatedAt, rev.IntervalSeconds
+			// A 304's headers (not read here) may have replaced the
+			// entry's validators: its first revalidation reads them.
+			p.ETag, p.LastModified = "", HTTPDate{}
 			if p.BodySHA256 == "" && CredentialOf(&e) == nil && len(e.Vary) == 0 {
 				p.BodySHA256 = validSHA256(rev.BodySHA256)
 			}

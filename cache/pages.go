@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -26,9 +27,12 @@ import (
 // collection does not show on the embedded store, where a 304 is written
 // to revalidations). BodySHA256 and IntervalSeconds are the entry's
 // (IntervalSeconds the effective learned interval): with ValidatedAt
-// they let a fresh hit be judged without reading the body (head.go).
-// Keep it to these few short fields: every field makes every query of
-// the collection slower on the embedded server.
+// they let a fresh hit be judged without reading the body (head.go);
+// ETag and LastModified, the validators of the response as it is served
+// (a 304's merged in), let an expired one be revalidated without it, and
+// Size counts the bytes such a hit saved. Keep it to these few short
+// fields: every field makes every query of the collection slower on the
+// embedded server.
 type Page struct {
 	ID          string    `bson:"_id"`
 	URL         string    `bson:"url"`
@@ -39,6 +43,50 @@ type Page struct {
 	// the entry itself).
 	BodySHA256      string `bson:"body_sha256,omitempty"`
 	IntervalSeconds int64  `bson:"interval_seconds,omitempty"`
+	// Size is the body's length. ETag is the response's ETag field and
+	// LastModified its Last-Modified as a date (whose IMF-fixdate text is
+	// the field's). All three are absent where BodySHA256 is, and in
+	// Pages of releases before them; the validators are absent too when
+	// the response has none, or one a Page cannot hold exactly (a field
+	// sent twice, a date in another form): such a response is
+	// revalidated from its entry (head.go).
+	Size         int64    `bson:"size,omitempty"`
+	ETag         string   `bson:"etag,omitempty"`
+	LastModified HTTPDate `bson:"last_modified,omitempty"`
+}
+
+// setValidators sets p's ETag and LastModified to h's, or leaves both
+// empty when h has one p cannot hold exactly: a conditional request made
+// from p sends what one made from h would.
+func (p *Page) setValidators(h http.Header) {
+	etags, lms := h.Values("ETag"), h.Values("Last-Modified")
+	if len(etags) > 1 || len(lms) > 1 {
+		return
+	}
+	var lm HTTPDate
+	if len(lms) == 1 {
+		lm = httpDateOf(lms, time.Time{})
+		if lm.IsZero() || lm.Format(http.TimeFormat) != lms[0] {
+			return
+		}
+	}
+	if len(etags) == 1 {
+		p.ETag = etags[0]
+	}
+	p.LastModified = lm
+}
+
+// validators is the header of p's validators, as setValidators took
+// them.
+func (p *Page) validators() http.Header {
+	h := http.Header{}
+	if p.ETag != "" {
+		h.Set("ETag", p.ETag)
+	}
+	if !p.LastModified.IsZero() {
+		h.Set("Last-Modified", p.LastModified.UTC().Format(http.TimeFormat))
+	}
+	return h
 }
 
 // pageOf is the Page of an Entry just stored.
@@ -46,6 +94,12 @@ func pageOf(entry *Entry) *Page {
 	p := &Page{ID: entry.ID, URL: entry.URL, Status: entry.Status, ValidatedAt: entry.ValidatedAt, IntervalSeconds: entry.IntervalSeconds}
 	if CredentialOf(entry) == nil && len(entry.Vary) == 0 {
 		p.BodySHA256 = validSHA256(entry.BodySHA256)
+	}
+	if p.BodySHA256 != "" {
+		p.Size = entry.Size
+		if h, err := decodeHeader(entry.Headers); err == nil {
+			p.setValidators(h)
+		}
 	}
 	return p
 }
@@ -93,15 +147,21 @@ func ensurePageIndexes(ctx context.Context, pages indexes) error {
 }
 
 // pageOf304 is the Page of the response st, stored under c.key, after a
-// 304 at now that learned the interval iv and confirmed the body of hash
-// sha.
-func pageOf304(c *call, st *storedEntry, now time.Time, iv time.Duration, sha string) *Page {
+// 304 at now that learned the interval iv, confirmed the body of hash
+// sha and left the response with the header merged.
+func pageOf304(c *call, st *storedEntry, now time.Time, iv time.Duration, sha string, merged http.Header) *Page {
 	p := &Page{ID: c.key, URL: c.norm, Status: st.e.status, ValidatedAt: now, IntervalSeconds: seconds(iv)}
-	if st.entry != nil {
+	switch {
+	case st.page != nil: // revalidated from its Page (head.go)
+		p.URL, p.BodySHA256, p.Size = st.page.URL, sha, st.page.Size
+	case st.entry != nil:
 		p.URL = st.entry.URL
 		if CredentialOf(st.entry) == nil && len(st.entry.Vary) == 0 {
-			p.BodySHA256 = sha
+			p.BodySHA256, p.Size = sha, int64(len(st.e.body))
 		}
+	}
+	if p.BodySHA256 != "" {
+		p.setValidators(merged)
 	}
 	return p
 }

@@ -510,6 +510,10 @@ type storedEntry struct {
 	e           *decodedEntry // entry (with rev) decoded
 	validatedAt time.Time
 	interval    time.Duration // learned with the effective validation (adaptive.go); 0: none
+	// page is set, and entry nil, for an entry known from its Page
+	// alone (head.go): e holds its status, validators and body hash, and
+	// no body.
+	page *Page
 }
 
 // decodeStored decodes the entry lk found, merging its revalidation when

@@ -77,6 +77,7 @@ type crawl struct {
 	detectCharset bool
 
 	parsed, reused, heads, reuseErrs atomic.Int64
+	handoffs                         handoffs // answers of revalidated heads waiting for colly's request
 
 	links linkMemo // facts of the links judged (links.go)
 

@@ -92,7 +92,7 @@ func (f *fetcher) collector(ctx context.Context) {
 		colly.StdlibContext(ctx),       // in-flight requests outlive an interrupt by the grace period
 	)
 	c.detectCharset = f.col.DetectCharset
-	f.col.WithTransport(releaseBodies{next: c.pageTransport()})
+	f.col.WithTransport(releaseBodies{next: handoffTransport{next: c.pageTransport(), h: &c.handoffs}})
 	f.col.SetRequestTimeout(0) // per network attempt in Politeness; a hit or a wait is not a timeout
 	f.col.DisableCookies()
 	f.col.SetRedirectHandler(f.redirect)
@@ -180,11 +180,11 @@ func (f *fetcher) process(e frontier.Entry) {
 		c.markSkipped(e, ErrRobots)
 		return
 	}
-	done, pre := f.fromHead(e, reqURL)
+	done, pre, tok := f.fromHead(e, reqURL)
 	if done {
 		return
 	}
-	st, err := f.get(reqURL)
+	st, err := f.get(reqURL, tok)
 	st.pre = pre
 	if st.resp == nil {
 		if err == nil {
@@ -203,13 +203,19 @@ func (f *fetcher) process(e frontier.Entry) {
 	f.handle(e, st)
 }
 
-// get requests reqURL with the job's headers through the collector; the
-// state holds the response, if one came.
-func (f *fetcher) get(reqURL string) (*pageState, error) {
+// get requests reqURL with the job's headers through the collector, with
+// the answer waiting under the handoff token tok if it is not empty
+// (handoff.go); the state holds the response, if one came.
+func (f *fetcher) get(reqURL, tok string) (*pageState, error) {
 	st := &pageState{}
 	cctx := colly.NewContext()
 	cctx.Put(stateKey, st)
-	err := f.col.Request(http.MethodGet, reqURL, nil, cctx, f.c.requestHeader())
+	hdr := f.c.requestHeader()
+	if tok != "" {
+		hdr.Set(handoffHeader, tok)
+		defer f.c.handoffs.drop(tok)
+	}
+	err := f.col.Request(http.MethodGet, reqURL, nil, cctx, hdr)
 	return st, err
 }
 

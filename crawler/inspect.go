@@ -130,7 +130,7 @@ func Inspect(ctx context.Context, opts Options, rawURL string, depth int) (*Insp
 func (c *crawl) getCachedFirst(ctx context.Context, reqURL string) (*pageState, error) {
 	offline := &fetcher{c: c}
 	offline.collector(cache.WithOnlyIfCached(ctx))
-	st, err := offline.get(reqURL)
+	st, err := offline.get(reqURL, "")
 	if st.resp != nil && !(st.resp.StatusCode == http.StatusGatewayTimeout && st.resp.Headers.Get(cache.HeaderServed) == cache.ServedMiss) {
 		return st, err
 	}
@@ -139,7 +139,7 @@ func (c *crawl) getCachedFirst(ctx context.Context, reqURL string) (*pageState, 
 	}
 	online := &fetcher{c: c}
 	online.collector(ctx)
-	return online.get(reqURL)
+	return online.get(reqURL, "")
 }
 
 // inspectResponse fills in what a run does with the response in st: the
