@@ -3,7 +3,9 @@ package crawler
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -137,4 +139,138 @@ func (e *env) tracker(job, id string, strip func([]byte) []byte) *changes.Tracke
 		e.t.Fatal(err)
 	}
 	return tr
+}
+
+// revalidateAlways makes every stored page due.
+var revalidateAlways = cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireAfter, After: 0}}
+
+// headOrigin serves site, counts requests that carry the handoff header
+// (none may: it never leaves the process), and answers the paths in fail
+// with a 503, or by closing the connection for "reset".
+type headOrigin struct {
+	*httptest.Server
+	site   *testsite.Site
+	leaked atomic.Int64
+	mu     sync.Mutex
+	fail   map[string]string
+	tries  map[string]int // requests of the failing paths
+}
+
+func newHeadOrigin(t *testing.T, opts testsite.Options) *headOrigin {
+	t.Helper()
+	opts.MinSize, opts.MaxSize = 2<<10, 6<<10
+	o := &headOrigin{site: testsite.New(opts), fail: map[string]string{}, tries: map[string]int{}}
+	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(handoffHeader) != "" {
+			o.leaked.Add(1)
+		}
+		o.mu.Lock()
+		how := o.fail[r.URL.Path]
+		if how != "" {
+			o.tries[r.URL.Path]++
+		}
+		o.mu.Unlock()
+		switch how {
+		case "503":
+			http.Error(w, "down", http.StatusServiceUnavailable)
+		case "reset":
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		default:
+			o.site.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(o.Close)
+	return o
+}
+
+// A re-crawl whose pages are all due revalidates each from its head: a
+// conditional request made from the cache's page summary, a 304, and the
+// page finished from its stored parse, its body never read. A page that
+// changed gets its new body with one request, handed to colly, and is
+// parsed; a page whose origin fails fails as an ordinary request does
+// (a 503 with as many attempts). The items are those of runs that parse every
+// page, and no request carries the handoff header.
+func TestHeadsRevalidateDuePages(t *testing.T) {
+	e := newEnv(t)
+	o := newHeadOrigin(t, testsite.Options{Pages: 30, Seed: 13})
+	base := o.URL
+	ps := parseStore(e)
+	crawl := func(id string, reuse bool) (*recorder, Progress) {
+		rec := itemRecorder(t, shopSpec)
+		opts := e.options(id, base+"/", rec)
+		opts.CachePolicy = revalidateAlways
+		if reuse {
+			opts.Parses = ps
+			opts.Changes = e.tracker("test", id, nil)
+		}
+		_, p := run(t, opts)
+		return rec, p
+	}
+	_, cold := crawl("cold", true)
+	o.site.ResetCounts()
+	all304, p := crawl("all304", true)
+	if p.Heads != cold.Parsed || p.Parsed != 0 || p.Revalidated != p.Pages || p.Unchanged != p.Pages {
+		t.Errorf("all-304 run: %d of %d pages from heads, %d parsed, %d revalidated, %d unchanged; want every page revalidated from its head",
+			p.Heads, p.Pages, p.Parsed, p.Revalidated, p.Unchanged)
+	}
+	if c := o.site.Counts(); c.Bodies != 0 || c.NotModified != c.Total {
+		t.Errorf("all-304 run: the origin sent %d bodies and %d 304s in %d answers; want only 304s", c.Bodies, c.NotModified, c.Total)
+	}
+	if p.SavedBytes == 0 || p.NetworkBytes != 0 {
+		t.Errorf("all-304 run: %d bytes saved, %d downloaded", p.SavedBytes, p.NetworkBytes)
+	}
+	full, _ := crawl("full", false)
+	sameItems(t, all304, full)
+
+	changed := o.site.Change(0.2)
+	o.site.ResetCounts()
+	after, p := crawl("after", true)
+	if p.Parsed != int64(len(changed)) || p.Changed != int64(len(changed)) || p.Heads != cold.Parsed-int64(len(changed)) ||
+		p.Misses != int64(len(changed)) {
+		t.Errorf("after %d pages changed: %d parsed, %d changed, %d from heads, %d misses", len(changed), p.Parsed, p.Changed, p.Heads, p.Misses)
+	}
+	c := o.site.Counts()
+	for _, path := range changed {
+		if n := c.Requests(path); n != 1 {
+			t.Errorf("%s changed: %d requests, want 1 (its answer is handed to colly)", path, n)
+		}
+	}
+	full, _ = crawl("full-after", false)
+	sameItems(t, after, full)
+
+	// Two pages fail: from their heads, then as ordinary requests.
+	o.mu.Lock()
+	o.fail[changed[0]], o.fail[changed[1]] = "503", "reset"
+	o.mu.Unlock()
+	tries := func() map[string]int {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		m := o.tries
+		o.tries = map[string]int{}
+		return m
+	}
+	o.site.ResetCounts()
+	_, p = crawl("failing", true)
+	if fc := counts(t, e, "failing"); fc.Failed != 2 || p.Errors != 2 {
+		t.Errorf("two failing pages: %d failed in the frontier, %d errors; want 2", fc.Failed, p.Errors)
+	}
+	c = o.site.Counts()
+	for _, path := range c.Paths() {
+		if n := c.Requests(path); n != 1 {
+			t.Errorf("%s: %d requests in a run where two other pages fail", path, n)
+		}
+	}
+	fromHeads := tries()
+	_, p = crawl("failing-plain", false)
+	// How often net/http retries a reset connection depends on whether
+	// it was reused: only the 503's attempts are compared.
+	if plain := tries(); fromHeads[changed[0]] != plain[changed[0]] || fromHeads[changed[1]] == 0 || plain[changed[1]] == 0 || p.Errors != 2 {
+		t.Errorf("attempts of the failing pages: %v from heads, %v as ordinary requests", fromHeads, plain)
+	}
+	if o.leaked.Load() != 0 {
+		t.Errorf("%d requests reached the origin with the handoff header", o.leaked.Load())
+	}
 }
