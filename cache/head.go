@@ -62,9 +62,9 @@ type HeadRead struct {
 // ReadHead prepares the read of req's head. ok is false when a Page
 // cannot decide for req, which then takes the ordinary way: the cache is
 // shared or follows RFC 9111 (headers decide freshness there), the
-// request is not a plain GET (a body, credentials, conditionals, a
-// refresh or offline mode), its URL is not cacheable, or the store is
-// failing.
+// request is not a plain GET (a body, credentials, conditionals, a forced
+// refetch or offline mode), its URL is not cacheable, or the store is
+// failing. A request to revalidate (WithRefresh) makes a head Due.
 func (t *Transport) ReadHead(req *http.Request) (HeadRead, bool) {
 	if t.shared || t.policy.CacheControl || !t.storeOK() || req.URL == nil ||
 		methodOf(req) != http.MethodGet || !slices.Contains(t.allowMethod, http.MethodGet) ||
@@ -72,7 +72,7 @@ func (t *Transport) ReadHead(req *http.Request) (HeadRead, bool) {
 		return HeadRead{}, false
 	}
 	c := &call{req: req, flags: flagsOf(req.Context())}
-	if c.flags.refresh || c.flags.forceRefresh || c.flags.onlyIfCached || t.policy.OnlyIfCached {
+	if c.flags.forceRefresh || c.flags.onlyIfCached || t.policy.OnlyIfCached {
 		return HeadRead{}, false
 	}
 	norm, err := NormalizeURL(req.URL.String(), t.policy.ignoredParameters())

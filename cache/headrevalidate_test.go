@@ -355,3 +355,31 @@ func TestRevalidateHeadOnPreviousReleaseData(t *testing.T) {
 		t.Errorf("origin asked %d times; want %d", asked.Load(), direct+2*first)
 	}
 }
+
+// A fresh page asked to be revalidated (WithRefresh: a --revalidate run)
+// is a due head, revalidated from its Page; a forced refetch and an
+// offline request are left to RoundTrip.
+func TestRevalidateHeadOnRequest(t *testing.T) {
+	o := newValidatorOrigin(t)
+	e := newTransportEnv(t, Options{Policy: Policy{ExpireAfter: Expiry{Kind: ExpireNever}}})
+	url := o.URL + "/page"
+	e.expectServed(url, ServedMiss)
+	if h, ok := e.judge(nil, url); !ok || h.Due {
+		t.Fatalf("head = %+v, %v; want fresh", h, ok)
+	}
+	h, ok := e.judge(WithRefresh(context.Background()), url)
+	if !ok || !h.Due {
+		t.Fatalf("head of a request to revalidate = %+v, %v; want due", h, ok)
+	}
+	if ans := e.tr.RevalidateHead(h); !ans.NotModified || o.notModified.Load() != 1 {
+		t.Errorf("RevalidateHead = %+v, %d 304s; want one 304", ans, o.notModified.Load())
+	}
+	for name, ctx := range map[string]context.Context{
+		"refetch": WithForceRefresh(context.Background()),
+		"offline": WithOnlyIfCached(context.Background()),
+	} {
+		if h, ok := e.judge(ctx, url); ok {
+			t.Errorf("%s: head answered %+v", name, h)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"crawlcache/cache"
 	"crawlcache/configs"
 	"crawlcache/jobs"
+	"crawlcache/parses"
 	"crawlcache/store/storetest"
 	"crawlcache/testsite"
 )
@@ -19,10 +20,12 @@ import (
 // as a user with Compass might, and crawls again. While the entries are
 // fresh and their parses stored, a crawl finishes their pages from their
 // page summaries without reading them (crawler/head.go): every item, no
-// request. A revalidating crawl reads every entry: each broken one is a
-// miss (fetched from the origin once more and stored again, repaired),
-// the others 304s, and the crawl completes with every item. A third crawl
-// is all hits.
+// request. A revalidating crawl revalidates them from their summaries
+// too: every page a 304, every item. Once the parses are gone (as after a
+// change of the job's rules) a revalidating crawl reads every entry: each
+// broken one is a miss (fetched from the origin once more and stored
+// again, repaired), the others 304s, and the crawl completes with every
+// item. A third crawl is all hits.
 func TestCorruptCacheDocuments(t *testing.T) {
 	s := storetest.OpenDirWith(t, t.TempDir(), cache.Migrations()...)
 	ctx := context.Background()
@@ -104,6 +107,26 @@ func TestCorruptCacheDocuments(t *testing.T) {
 	}
 	checkItemsOnce(t, "run on fresh entries mongodb", mongoItems(t, s, fresh.Run.ID), site, srv.URL)
 
+	// A revalidating run revalidates every page from its page summary:
+	// the damaged responses are not read (their parses, made from the
+	// bodies the summaries name, are stored), and every page is a 304.
+	revalidated, err := r.Run(ctx, job, jobs.StartOptions{Revalidate: true})
+	if err != nil {
+		t.Fatalf("revalidating run: %v", err)
+	}
+	if c := revalidated.Run.Counters; c.Pages != pages || c.Revalidated != pages || c.Errors != 0 || site.Counts().Bodies != before.Bodies {
+		t.Errorf("revalidating run pages/revalidated/errors = %d/%d/%d, %d bodies sent; want %d/%d/0, none",
+			c.Pages, c.Revalidated, c.Errors, site.Counts().Bodies-before.Bodies, pages, pages)
+	}
+	checkItemsOnce(t, "revalidating run mongodb", mongoItems(t, s, revalidated.Run.ID), site, srv.URL)
+
+	// Without the parses (as after a change of the job's rules) the
+	// bodies are needed: the damaged responses are read, found corrupt
+	// and fetched again, and only they.
+	if err := s.Collection(jobs.Database, parses.DefaultCollection).Drop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before = site.Counts()
 	second, err := r.Run(ctx, job, jobs.StartOptions{Revalidate: true})
 	if err != nil {
 		t.Fatalf("second run: %v", err)
