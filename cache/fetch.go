@@ -235,9 +235,7 @@ func (t *Transport) freshen(c *call, st *storedEntry, h http.Header, hadRev bool
 		rev.BodySHA256 = sha
 	}
 	if t.storeOK() {
-		if err := t.coll.saveRevalidation(c.req.Context(), rev, !hadRev); err != nil {
-			t.storeError(err)
-		} else if err := t.coll.recordPage(c.req.Context(), pageOf304(c, st, now, iv, sha, merged)); err != nil {
+		if err := t.coll.save304(c.req.Context(), rev, !hadRev, pageOf304(c, st, now, iv, sha, merged)); err != nil {
 			t.storeError(err)
 		}
 	}

@@ -317,6 +317,29 @@ func (c *collections) saveRevalidation(ctx context.Context, rev *Revalidation, i
 	return nil
 }
 
+// save304 records a 304: its revalidation (inserted when isNew), then
+// its Page. On the embedded store, where a 304 leaves the response as it
+// is, the two are one write, committed together; elsewhere one after the
+// other, the Page only once the revalidation is stored (a Page must not
+// say more than the documents it summarizes).
+func (c *collections) save304(ctx context.Context, rev *Revalidation, isNew bool, p *Page) error {
+	revs, ok1 := c.revalidations.(*store.Collection)
+	pages, ok2 := c.pages.(*store.Collection)
+	if ok1 && ok2 && revs.Direct() && pages.Direct() && !c.responses.TTLIndexes() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+		defer cancel()
+		err := store.UpsertAll(ctx, store.Put{Coll: revs, ID: rev.ID, Doc: rev, New: isNew}, store.Put{Coll: pages, ID: p.ID, Doc: p})
+		if err != nil {
+			return fmt.Errorf("store revalidation and page summary %s: %w", rev.ID, err)
+		}
+		return nil
+	}
+	if err := c.saveRevalidation(ctx, rev, isNew); err != nil {
+		return err
+	}
+	return c.recordPage(ctx, p)
+}
+
 // findRedirect returns the redirect recorded for a hop key, nil if none.
 func (c *collections) findRedirect(ctx context.Context, key string) (*Redirect, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)

@@ -64,6 +64,9 @@ const (
 // store.ErrNotFound when nothing has the _id.
 type Collection interface {
 	Get(ctx context.Context, id string) (bson.Raw, error)
+	// Insert returns an error wrapping store.ErrDuplicateID when a
+	// document with doc's _id is stored already.
+	Insert(ctx context.Context, doc any) error
 	Upsert(ctx context.Context, id string, doc any) error
 	Delete(ctx context.Context, id string) error
 	ScanIDPrefix(ctx context.Context, prefix string, fn func(bson.Raw) error) error

@@ -262,9 +262,16 @@ func (t *Tracker) trim(vs []Version, now time.Time) []Version {
 	return vs
 }
 
-// record writes the run's record of a page and counts it.
+// record writes the run's record of a page and counts it. A run records
+// a page once, but for a resumed run that met it before its interruption:
+// the record is inserted (one statement on the embedded store, where an
+// upsert first looks for the document), and replaced when it exists.
 func (t *Tracker) record(ctx context.Context, rec Record) (string, error) {
-	if err := t.opts.Records.Upsert(ctx, rec.ID, rec); err != nil {
+	err := t.opts.Records.Insert(ctx, rec)
+	if errors.Is(err, store.ErrDuplicateID) {
+		err = t.opts.Records.Upsert(ctx, rec.ID, rec)
+	}
+	if err != nil {
 		return "", fmt.Errorf("record change of %s: %w", rec.URL, err)
 	}
 	t.mu.Lock()

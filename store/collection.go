@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -284,6 +286,79 @@ func (c *Collection) Upsert(ctx context.Context, id string, doc any) error {
 		}
 	}
 	return c.wrap("replace in", err)
+}
+
+// A Put is one document for UpsertAll: Upsert's arguments, and New when
+// no document with its _id is likely stored (it is then inserted first,
+// which on the embedded store is one statement instead of two).
+type Put struct {
+	Coll *Collection
+	ID   string
+	Doc  any
+	New  bool
+}
+
+// UpsertAll does what Upsert does for each put, in order. On the embedded
+// store, when every put is in one database, they are one write, committed
+// together; elsewhere one Upsert after another, and an error stops at the
+// put that failed.
+func UpsertAll(ctx context.Context, puts ...Put) error {
+	if len(puts) == 0 {
+		return nil
+	}
+	first := puts[0].Coll
+	if first.direct != nil && len(puts) > 1 {
+		colls, docs, isNew := make([]string, len(puts)), make([]bson.Raw, len(puts)), make([]bool, len(puts))
+		same := true
+		for i, p := range puts {
+			if p.Coll.direct != first.direct || p.Coll.db != first.db {
+				same = false
+				break
+			}
+			raw, err := bson.Marshal(p.Doc)
+			if err != nil {
+				return p.Coll.wrap("replace in", err)
+			}
+			colls[i], docs[i], isNew[i] = p.Coll.name, raw, p.New
+		}
+		if same {
+			unlock := lockShared(puts)
+			err := first.direct.UpsertAll(ctx, first.db, colls, docs, isNew)
+			unlock()
+			if !errors.Is(err, ErrDirectUnsupported) {
+				return first.wrap("replace in", err)
+			}
+		}
+	}
+	for _, p := range puts {
+		if err := p.Coll.Upsert(ctx, p.ID, p.Doc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lockShared takes each put's collection for a whole-document write
+// (Collection.shared), each once and in the order of their names, so
+// that two writers of the same collections cannot wait for each other,
+// and returns the release of them all.
+func lockShared(puts []Put) func() {
+	colls := make([]*Collection, 0, len(puts))
+	for _, p := range puts {
+		if !slices.ContainsFunc(colls, func(c *Collection) bool { return c.name == p.Coll.name }) {
+			colls = append(colls, p.Coll)
+		}
+	}
+	slices.SortFunc(colls, func(a, b *Collection) int { return strings.Compare(a.name, b.name) })
+	unlocks := make([]func(), len(colls))
+	for i, c := range colls {
+		unlocks[i] = c.shared()
+	}
+	return func() {
+		for _, u := range unlocks {
+			u()
+		}
+	}
 }
 
 // Delete deletes the document with _id id. No such document (or

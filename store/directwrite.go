@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -323,18 +324,73 @@ func (d *Direct) Upsert(ctx context.Context, db, coll string, doc bson.Raw) erro
 		return err
 	}
 	err = d.write(ctx, db, coll, func(tx *writeTx, table string) error {
-		res, err := tx.exec(updateSQL(table), e.text, e.id)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil || n > 0 {
-			return err
-		}
-		_, err = tx.exec(insertSQL(table), e.text)
-		return err
+		return upsertIn(tx, table, e, false)
 	})
 	if err != nil {
 		return fmt.Errorf("replace in %s.%s: %w", db, coll, err)
+	}
+	return nil
+}
+
+// upsertIn replaces or inserts e in table: an insert first when isNew
+// (one statement when no document has its _id; a failed insert leaves
+// the transaction as it was), else a replace first.
+func upsertIn(tx *writeTx, table string, e encoded, isNew bool) error {
+	if isNew {
+		_, err := tx.exec(insertSQL(table), e.text)
+		if !isUnique(err) {
+			return err
+		}
+	}
+	res, err := tx.exec(updateSQL(table), e.text, e.id)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n > 0 {
+		return err
+	}
+	_, err = tx.exec(insertSQL(table), e.text)
+	return err
+}
+
+// UpsertAll does what Upsert does for docs[i] in colls[i] of db, in
+// order, as one write: the documents are committed together, in one
+// transaction; isNew[i] says docs[i] is likely new (inserted first). It
+// returns an error wrapping ErrDirectUnsupported, before writing
+// anything, when any document cannot be written directly.
+func (d *Direct) UpsertAll(ctx context.Context, db string, colls []string, docs []bson.Raw, isNew []bool) error {
+	enc := make([]encoded, len(docs))
+	for i, doc := range docs {
+		var err error
+		if enc[i], err = encodeForWrite(doc); err != nil {
+			return err
+		}
+	}
+	wdb, err := d.writeDB(db)
+	if err != nil {
+		return err
+	}
+	for _, coll := range colls[1:] {
+		if _, err := wdb.table(ctx, coll, false); err != nil {
+			return err
+		}
+	}
+	err = d.write(ctx, db, colls[0], func(tx *writeTx, table string) error {
+		for i, e := range enc {
+			if i > 0 {
+				var ok bool
+				if table, ok = tx.w.knownTable(colls[i]); !ok {
+					return errTableUnknown
+				}
+			}
+			if err := upsertIn(tx, table, e, isNew[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("replace in %s.%s: %w", db, strings.Join(colls, ", "), err)
 	}
 	return nil
 }
