@@ -220,16 +220,22 @@ func isUnique(err error) bool {
 	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
 }
 
-// write runs f in a write transaction on coll's table and returns once
+// write runs f in a write transaction on coll's table (and the tables of
+// the collections more, which f looks up itself) and returns once
 // that transaction committed (or failed). Writes that queue while another
 // transaction runs share the next one (groupcommit.go).
-func (d *Direct) write(ctx context.Context, db, coll string, f writeFunc) error {
+func (d *Direct) write(ctx context.Context, db, coll string, f writeFunc, more ...string) error {
 	wdb, err := d.writeDB(db)
 	if err != nil {
 		return err
 	}
 	if _, err := wdb.table(ctx, coll, false); err != nil {
 		return err
+	}
+	for _, c := range more {
+		if _, err := wdb.table(ctx, c, false); err != nil {
+			return err
+		}
 	}
 	d.writes.Add(1)
 	return wdb.submit(ctx, coll, f)
@@ -366,16 +372,7 @@ func (d *Direct) UpsertAll(ctx context.Context, db string, colls []string, docs 
 			return err
 		}
 	}
-	wdb, err := d.writeDB(db)
-	if err != nil {
-		return err
-	}
-	for _, coll := range colls[1:] {
-		if _, err := wdb.table(ctx, coll, false); err != nil {
-			return err
-		}
-	}
-	err = d.write(ctx, db, colls[0], func(tx *writeTx, table string) error {
+	err := d.write(ctx, db, colls[0], func(tx *writeTx, table string) error {
 		for i, e := range enc {
 			if i > 0 {
 				var ok bool
@@ -388,7 +385,7 @@ func (d *Direct) UpsertAll(ctx context.Context, db string, colls []string, docs 
 			}
 		}
 		return nil
-	})
+	}, colls[1:]...)
 	if err != nil {
 		return fmt.Errorf("replace in %s.%s: %w", db, strings.Join(colls, ", "), err)
 	}
