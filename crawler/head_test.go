@@ -24,18 +24,7 @@ var freshForever = cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireNeve
 func TestHeadsFinishFreshPages(t *testing.T) {
 	e := newEnv(t)
 	site, base := newSite(t, testsite.Options{Pages: 30, Seed: 11})
-	ps := parseStore(e)
-	crawl := func(id string, reuse bool) (*recorder, Progress) {
-		rec := itemRecorder(t, shopSpec)
-		o := e.options(id, base+"/", rec)
-		o.CachePolicy = freshForever
-		if reuse {
-			o.Parses = ps
-			o.Changes = e.tracker("test", id, nil)
-		}
-		_, p := run(t, o)
-		return rec, p
-	}
+	crawl := e.reuseCrawls(base, freshForever)
 	_, cold := crawl("cold", true)
 	if cold.Parsed == 0 || cold.Heads != 0 {
 		t.Fatalf("cold crawl parsed %d, %d from heads; want every page parsed", cold.Parsed, cold.Heads)
@@ -80,6 +69,24 @@ func TestHeadsFinishFreshPages(t *testing.T) {
 	}
 	full, _ = crawl("full-after", false)
 	sameItems(t, after, full)
+}
+
+// reuseCrawls returns a crawl of the shop at base under pol, recording
+// its items: with reuse, with parse reuse (one parse store for all of
+// them) and change tracking; without, parsing every page.
+func (e *env) reuseCrawls(base string, pol cache.Policy) func(id string, reuse bool) (*recorder, Progress) {
+	ps := parseStore(e)
+	return func(id string, reuse bool) (*recorder, Progress) {
+		rec := itemRecorder(e.t, shopSpec)
+		o := e.options(id, base+"/", rec)
+		o.CachePolicy = pol
+		if reuse {
+			o.Parses = ps
+			o.Changes = e.tracker("test", id, nil)
+		}
+		_, p := run(e.t, o)
+		return rec, p
+	}
 }
 
 // sameItems fails t unless got holds the items of want, page by page.
@@ -197,18 +204,7 @@ func TestHeadsRevalidateDuePages(t *testing.T) {
 	e := newEnv(t)
 	o := newHeadOrigin(t, testsite.Options{Pages: 30, Seed: 13})
 	base := o.URL
-	ps := parseStore(e)
-	crawl := func(id string, reuse bool) (*recorder, Progress) {
-		rec := itemRecorder(t, shopSpec)
-		opts := e.options(id, base+"/", rec)
-		opts.CachePolicy = revalidateAlways
-		if reuse {
-			opts.Parses = ps
-			opts.Changes = e.tracker("test", id, nil)
-		}
-		_, p := run(t, opts)
-		return rec, p
-	}
+	crawl := e.reuseCrawls(base, revalidateAlways)
 	_, cold := crawl("cold", true)
 	o.site.ResetCounts()
 	all304, p := crawl("all304", true)
