@@ -47,6 +47,7 @@ type Head struct {
 	c      *call
 	st     *storedEntry // built from the Page: validators, no body
 	hadRev bool
+	fr     freshness
 }
 
 // HeadRead is the read of a request's head: Lookup (its Page) and Rev
@@ -101,8 +102,8 @@ func (t *Transport) ReadHead(req *http.Request) (HeadRead, bool) {
 // cannot tell: none, one without the body's hash (written by an earlier
 // release, or for an entry bound to credentials), a read that failed; or
 // when an expired response needs its entry: no validator in the Page, a
-// revalidation newer than the Page, stale_if_error or
-// stale_while_revalidate (which serve the stored body), or an adaptive
+// revalidation newer than the Page, stale_while_revalidate (which serves
+// the stored body at once), or an adaptive
 // expiry that compares bodies with the job's own rules. The caller then
 // makes the request as usual.
 func (t *Transport) JudgeHead(r HeadRead, page, rev store.Lookup) (Head, bool) {
@@ -124,8 +125,8 @@ func (t *Transport) JudgeHead(r HeadRead, page, rev store.Lookup) (Head, bool) {
 	if fr.fresh {
 		return h, true
 	}
-	h.Due = true
-	if len(st.e.header) == 0 || fr.staleOK || fr.swr > 0 || fr.sie != 0 || rev.ID != r.Key ||
+	h.Due, h.fr = true, fr
+	if len(st.e.header) == 0 || fr.staleOK || fr.swr > 0 || rev.ID != r.Key ||
 		(t.policy.Adaptive.Unchanged != nil && t.policy.crawlerExpiry(r.c.norm).Kind == ExpireAdaptive) {
 		return Head{}, false
 	}
@@ -164,6 +165,11 @@ type HeadAnswer struct {
 	// and counted as RoundTrip records and counts one, and the Head
 	// describes the body as before.
 	NotModified bool
+	// Stale says the origin failed (an error, or a 5xx) where
+	// stale_if_error serves the stored body instead (RFC 5861 §4): the
+	// Head's body stands, counted as RoundTrip counts a stale answer,
+	// and the failure replaced nothing.
+	Stale bool
 	// Response is the answer otherwise, as RoundTrip would have served it:
 	// stored when the policy allows, body read. Err is set when the
 	// network gave no response.
@@ -181,8 +187,18 @@ func (t *Transport) RevalidateHead(h Head) HeadAnswer {
 	if h.c == nil || !h.Due {
 		return HeadAnswer{Err: errors.New("cache: RevalidateHead of a head that is not due")}
 	}
+	// An error response that stale-if-error answers with the stored
+	// body must not replace it (as in fromNetwork).
+	h.c.keepOnError = t.staleIfError(h.fr, errFlightAborted, nil)
 	res, err := t.fetch(h.c, h.st, h.hadRev)
 	switch {
+	case t.staleIfError(h.fr, err, res):
+		if res != nil && res.stream != nil {
+			_ = res.stream.Body.Close()
+		}
+		t.stale.Add(1)
+		t.savedBytes.Add(h.Size)
+		return HeadAnswer{Stale: true}
 	case err != nil:
 		return HeadAnswer{Err: err}
 	case res.served == ServedRevalidated:

@@ -227,7 +227,7 @@ func readAll(t *testing.T, resp *http.Response) []byte {
 
 // JudgeHead leaves an expired response to RoundTrip whenever its Page
 // cannot make the request RoundTrip would make, or the answer needs the
-// stored body.
+// stored body (stale_while_revalidate serves it at once).
 func TestJudgeHeadLeavesDueResponsesToRoundTrip(t *testing.T) {
 	pol := Policy{ExpireAfter: Expiry{Kind: ExpireAfter, After: time.Hour}}
 	o := newValidatorOrigin(t)
@@ -286,7 +286,6 @@ func TestJudgeHeadLeavesDueResponsesToRoundTrip(t *testing.T) {
 	}
 
 	for name, p := range map[string]Policy{
-		"stale_if_error":           {ExpireAfter: pol.ExpireAfter, StaleIfError: time.Hour},
 		"stale_while_revalidate":   {ExpireAfter: pol.ExpireAfter, StaleWhileRevalidate: time.Hour},
 		"adaptive with job's rule": {ExpireAfter: Expiry{Kind: ExpireAdaptive}, Adaptive: Adaptive{Min: time.Minute, Max: 24 * time.Hour, Initial: time.Hour, Unchanged: func(a, b []byte) bool { return true }}},
 	} {
@@ -381,5 +380,54 @@ func TestRevalidateHeadOnRequest(t *testing.T) {
 		if h, ok := e.judge(ctx, url); ok {
 			t.Errorf("%s: head answered %+v", name, h)
 		}
+	}
+}
+
+// Under stale_if_error a failed revalidation from a Page (a 5xx, or no
+// answer) is answered stale, as RoundTrip answers it with the stored body
+// (RFC 5861 §4), and the failure replaces nothing: once the origin is
+// back, the page is revalidated from the same Page.
+func TestRevalidateHeadStaleIfError(t *testing.T) {
+	var mode atomic.Value
+	mode.Store("ok")
+	o := newValidatorOrigin(t)
+	failing := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		switch mode.Load() {
+		case "503":
+			http.Error(w, "down", http.StatusServiceUnavailable)
+		case "reset":
+			panic(http.ErrAbortHandler) // the connection is closed, no answer
+		default:
+			o.Config.Handler.ServeHTTP(w, r)
+		}
+	})
+	pol := Policy{ExpireAfter: Expiry{Kind: ExpireAfter, After: time.Hour}, StaleIfError: -1}
+	e := newTransportEnv(t, Options{Policy: pol})
+	url := failing.URL + "/page"
+	body := e.expectServed(url, ServedMiss)
+	for i, m := range []string{"503", "reset"} {
+		mode.Store(m)
+		e.clock.Advance(2 * time.Hour)
+		h, ok := e.judge(nil, url)
+		if !ok || !h.Due {
+			t.Fatalf("%s: head = %+v, %v; want due", m, h, ok)
+		}
+		if ans := e.tr.RevalidateHead(h); !ans.Stale || ans.Response != nil {
+			t.Fatalf("%s: RevalidateHead = %+v; want stale", m, ans)
+		}
+		if s := e.tr.Stats(); s.Stale != int64(2*i+1) { // and one RoundTrip each round
+			t.Errorf("%s: %d stale answers counted, want %d", m, s.Stale, 2*i+1)
+		}
+		if got := e.expectServed(url, ServedStale); string(got) != string(body) {
+			t.Errorf("%s: RoundTrip served %q stale, want the stored body", m, got)
+		}
+	}
+	mode.Store("ok")
+	h, ok := e.judge(nil, url)
+	if !ok || !h.Due || h.BodySHA256 != hexSHA256(body) {
+		t.Fatalf("head after the failures = %+v, %v; want due, naming the stored body", h, ok)
+	}
+	if ans := e.tr.RevalidateHead(h); !ans.NotModified {
+		t.Errorf("RevalidateHead once the origin is back = %+v, want not modified", ans)
 	}
 }

@@ -99,10 +99,14 @@ func (f *fetcher) fromHead(e frontier.Entry, reqURL string) (bool, *preRead, str
 	served := cache.ServedHit
 	if head.Due {
 		ans := c.cache.RevalidateHead(head)
-		if !ans.NotModified {
+		switch {
+		case ans.NotModified:
+			served = cache.ServedRevalidated
+		case ans.Stale:
+			served = cache.ServedStale
+		default:
 			return false, pre, c.handoffs.put(req.URL.String(), ans.Response, ans.Err)
 		}
-		served = cache.ServedRevalidated
 	} else {
 		c.cache.UsedHead(head)
 	}
