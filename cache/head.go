@@ -145,12 +145,6 @@ func (t *Transport) JudgeHead(r HeadRead, page, rev store.Lookup) (Head, bool) {
 	return h, true
 }
 
-// FreshHead is JudgeHead for a fresh hit only, from the Page alone.
-func (t *Transport) FreshHead(r HeadRead, page store.Lookup) (Head, bool) {
-	h, ok := t.JudgeHead(r, page, store.Lookup{})
-	return h, ok && !h.Due
-}
-
 // UsedHead counts a hit the caller served from a fresh head in Stats,
 // as RoundTrip counts the hits it serves.
 func (t *Transport) UsedHead(h Head) {

@@ -13,9 +13,18 @@ import (
 	"crawlcache/store/storetest"
 )
 
-// head judges url's head the way the crawler does: ReadHead, the read,
-// FreshHead. ok is false when any step declines.
+// head judges url's head from its Page alone, as a fresh hit: ok is
+// false when any step declines or the head is due.
 func (e *transportEnv) head(ctx context.Context, url string, header ...string) (Head, bool) {
+	e.t.Helper()
+	h, ok := e.judgeHead(ctx, false, url, header...)
+	return h, ok && !h.Due
+}
+
+// judgeHead judges url's head the way the crawler does: ReadHead, the
+// read of the Page (with its revalidation when withRev), JudgeHead. ok
+// is false when any step declines.
+func (e *transportEnv) judgeHead(ctx context.Context, withRev bool, url string, header ...string) (Head, bool) {
 	e.t.Helper()
 	req := e.request(ctx, url, header...)
 	hr, ok := e.tr.ReadHead(req)
@@ -23,8 +32,14 @@ func (e *transportEnv) head(ctx context.Context, url string, header ...string) (
 		return Head{}, false
 	}
 	ls := []store.Lookup{hr.Lookup}
+	if withRev {
+		ls = append(ls, hr.Rev)
+	}
 	store.GetAll(req.Context(), ls)
-	return e.tr.FreshHead(hr, ls[0])
+	if !withRev {
+		ls = append(ls, store.Lookup{}) // left unread
+	}
+	return e.tr.JudgeHead(hr, ls[0], ls[1])
 }
 
 // A head answers exactly when RoundTrip would serve a fresh hit, and then

@@ -16,19 +16,11 @@ import (
 	"crawlcache/store/storetest"
 )
 
-// judge judges url's head the way the crawler does: ReadHead, the read of
-// the Page and the revalidation together, JudgeHead. ok is false when any
-// step declines.
+// judge judges url's head the way the crawler does, its revalidation
+// read with its Page.
 func (e *transportEnv) judge(ctx context.Context, url string, header ...string) (Head, bool) {
 	e.t.Helper()
-	req := e.request(ctx, url, header...)
-	hr, ok := e.tr.ReadHead(req)
-	if !ok {
-		return Head{}, false
-	}
-	ls := []store.Lookup{hr.Lookup, hr.Rev}
-	store.GetAll(req.Context(), ls)
-	return e.tr.JudgeHead(hr, ls[0], ls[1])
+	return e.judgeHead(ctx, true, url, header...)
 }
 
 // validatorOrigin serves a page with a strong ETag and a Last-Modified
@@ -265,20 +257,17 @@ func TestJudgeHeadLeavesDueResponsesToRoundTrip(t *testing.T) {
 	url := o.URL + "/page"
 	e.expectServed(url, ServedMiss)
 	e.clock.Advance(2 * time.Hour)
-	req := e.request(nil, url)
-	hr, _ := e.tr.ReadHead(req)
-	ls := []store.Lookup{hr.Lookup}
-	store.GetAll(context.Background(), ls)
-	if h, ok := e.tr.JudgeHead(hr, ls[0], store.Lookup{}); ok {
+	if h, ok := e.judgeHead(nil, false, url); ok {
 		t.Errorf("due head answered without its revalidation read: %+v", h)
 	}
-	if h, ok := e.judge(nil, url); !ok || !h.Due {
+	h, ok := e.judge(nil, url)
+	if !ok || !h.Due {
 		t.Fatalf("head = %+v, %v; want due", h, ok)
 	}
 	// A revalidation newer than the Page (a stop between the two writes
 	// of a 304): the Page no longer describes the response's fields.
 	later := e.clock.Now().Add(-time.Minute)
-	if err := e.db.Collection(RevalidationsCollection).Upsert(context.Background(), hr.Key, &Revalidation{ID: hr.Key, ValidatedAt: later}); err != nil {
+	if err := e.db.Collection(RevalidationsCollection).Upsert(context.Background(), h.Key, &Revalidation{ID: h.Key, ValidatedAt: later}); err != nil {
 		t.Fatal(err)
 	}
 	if h, ok := e.judge(nil, url); ok {

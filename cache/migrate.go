@@ -196,7 +196,7 @@ func migrateHeads(ctx context.Context, s *store.Store) error {
 			// A 304's headers (not read here) may have replaced the
 			// entry's validators: its first revalidation reads them.
 			p.ETag, p.LastModified = "", HTTPDate{}
-			if p.BodySHA256 == "" && CredentialOf(&e) == nil && len(e.Vary) == 0 {
+			if p.BodySHA256 == "" && headable(&e) {
 				p.BodySHA256 = validSHA256(rev.BodySHA256)
 			}
 		}

@@ -89,10 +89,17 @@ func (p *Page) validators() http.Header {
 	return h
 }
 
+// headable reports whether entry's Page may name its body (and
+// validators): not for an entry bound to a credential or to the Vary
+// values of a request, which is judged on the entry itself.
+func headable(entry *Entry) bool {
+	return CredentialOf(entry) == nil && len(entry.Vary) == 0
+}
+
 // pageOf is the Page of an Entry just stored.
 func pageOf(entry *Entry) *Page {
 	p := &Page{ID: entry.ID, URL: entry.URL, Status: entry.Status, ValidatedAt: entry.ValidatedAt, IntervalSeconds: entry.IntervalSeconds}
-	if CredentialOf(entry) == nil && len(entry.Vary) == 0 {
+	if headable(entry) {
 		p.BodySHA256 = validSHA256(entry.BodySHA256)
 	}
 	if p.BodySHA256 != "" {
@@ -156,7 +163,7 @@ func pageOf304(c *call, st *storedEntry, now time.Time, iv time.Duration, sha st
 		p.URL, p.BodySHA256, p.Size = st.page.URL, sha, st.page.Size
 	case st.entry != nil:
 		p.URL = st.entry.URL
-		if CredentialOf(st.entry) == nil && len(st.entry.Vary) == 0 {
+		if headable(st.entry) {
 			p.BodySHA256, p.Size = sha, int64(len(st.e.body))
 		}
 	}

@@ -201,9 +201,11 @@ type Progress struct {
 	Statuses map[string]int64
 	// Parsed counts the HTML pages whose links and items were found by
 	// parsing their body in this run; Reused those taken from a stored
-	// parse result (Options.Parses). Heads counts those of Reused (and of
-	// Hits) finished from the cache's page summary alone: no request was
-	// made and their body was not read (crawler/head.go).
+	// parse result (Options.Parses). Heads counts those of Reused
+	// finished from the cache's page summary alone, their body never
+	// read: fresh hits, with no request, and due pages whose origin
+	// answered the conditional request made from the summary with a 304
+	// (or failed, under stale_if_error) (crawler/head.go).
 	Parsed, Reused, Heads int64
 	// New, Changed, Unchanged and Gone count the pages this process
 	// classified (Options.Changes); Gone here is only pages that answered
