@@ -335,7 +335,7 @@ func (ddb *directDB) get(ctx context.Context) (*rawConn, error) {
 	if ddb.open < directMaxConns {
 		ddb.open++
 		ddb.mu.Unlock()
-		c, err := openRawConn(ddb.uri)
+		c, err := openRawConn(ddb.uri, false)
 		if err != nil {
 			ddb.mu.Lock()
 			ddb.open--

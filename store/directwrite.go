@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,7 +13,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"crawlcache/internal/batch"
@@ -56,26 +54,48 @@ func (w *directWriters) close() {
 	defer w.mu.Unlock()
 	w.closed = true
 	for name, wdb := range w.dbs {
-		_ = wdb.db.Close()
+		wdb.close()
 		delete(w.dbs, name)
 	}
 }
 
 // writeDB is the write handle of one database file: one connection, so
-// this process's writers queue in Go.
+// this process's writers queue in Go. The connection is driven through
+// SQLite's C API (rawconn.go), its statements prepared once.
 type writeDB struct {
 	file string
 	info os.FileInfo
-	db   *sql.DB
 
 	txs *atomic.Int64 // the Direct's count of transactions
 
-	lookupMu sync.Mutex           // one collection lookup at a time
-	mu       sync.Mutex           // guards the maps
-	tables   map[string]string    // collection → table
-	stmts    map[string]*sql.Stmt // prepared statements by SQL text (groupcommit.go)
+	connMu sync.Mutex // held for a transaction or a collection lookup
+	conn   *rawConn   // nil once closed
+
+	mu     sync.Mutex        // guards tables
+	tables map[string]string // collection → table
 
 	group batch.Queue[*writeReq] // writes waiting for the next transaction (groupcommit.go)
+}
+
+// withConn runs f on w's connection, alone; errDirectClosed once w is
+// closed.
+func (w *writeDB) withConn(f func(c *rawConn) error) error {
+	w.connMu.Lock()
+	defer w.connMu.Unlock()
+	if w.conn == nil {
+		return errDirectClosed
+	}
+	return f(w.conn)
+}
+
+// close closes w's connection once the transaction on it, if any, ended.
+func (w *writeDB) close() {
+	w.connMu.Lock()
+	defer w.connMu.Unlock()
+	if w.conn != nil {
+		w.conn.close()
+		w.conn = nil
+	}
 }
 
 // writeDB returns the write handle of database name, or
@@ -98,23 +118,17 @@ func (d *Direct) writeDB(name string) (*writeDB, error) {
 		if os.SameFile(cur.info, info) {
 			return cur, nil
 		}
-		_ = cur.db.Close() // dropped and created again
+		cur.close() // dropped and created again
 		delete(w.dbs, name)
 	}
 	if w.dbs == nil {
 		w.dbs = map[string]*writeDB{}
 	}
-	// The server's own settings (server.go), and BEGIN IMMEDIATE: a
-	// transaction takes the write lock before it reads anything.
-	u := "file:" + (&url.URL{Path: file}).EscapedPath() +
-		"?_pragma=busy_timeout(10000)&_pragma=synchronous(" + sqliteSyncMode() + ")&_txlock=immediate"
-	db, err := sql.Open("sqlite", u)
+	conn, err := openRawConn("file:"+(&url.URL{Path: file}).EscapedPath(), true)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", file, err)
 	}
-	db.SetMaxOpenConns(1)
-	db.SetMaxIdleConns(1)
-	wdb := &writeDB{file: file, info: info, db: db, txs: &d.txs, tables: map[string]string{}, stmts: map[string]*sql.Stmt{}}
+	wdb := &writeDB{file: file, info: info, conn: conn, txs: &d.txs, tables: map[string]string{}}
 	// Yield: the goroutines that are ready queue their writes for this
 	// transaction under load; on an idle store nothing else is ready.
 	wdb.group.Max, wdb.group.Flush, wdb.group.Yield = maxGroup, wdb.commitGroup, true
@@ -124,56 +138,55 @@ func (d *Direct) writeDB(name string) (*writeDB, error) {
 
 // table returns coll's table, reading FerretDB's list when coll is not
 // known or refresh is set; ErrDirectUnsupported when coll does not exist or
-// is capped (its table has another layout). It must not be called inside
-// a transaction of w: it may need w's connection.
+// is capped (its table has another layout). It waits for the transaction
+// running on w's connection, if any.
 func (w *writeDB) table(ctx context.Context, coll string, refresh bool) (string, error) {
 	if !refresh {
 		if t, ok := w.knownTable(coll); ok {
 			return t, nil
 		}
 	}
-	// w.mu is held only around the maps, never while waiting for the
-	// connection, which the commit loop may hold while it reads them.
-	w.lookupMu.Lock()
-	defer w.lookupMu.Unlock()
-	names, err := collectionTableNames(ctx, w.db)
-	if err != nil {
-		return "", fmt.Errorf("list collections in %s: %w", w.file, err)
+	if err := ctx.Err(); err != nil {
+		return "", err
 	}
-	t, ok := names[coll]
-	if !ok {
-		w.mu.Lock()
-		delete(w.tables, coll)
-		w.mu.Unlock()
-		return "", fmt.Errorf("%w: collection %s does not exist yet", ErrDirectUnsupported, coll)
-	}
-	var capped int
-	q := `SELECT count(*) FROM pragma_table_info(?) WHERE name = '` + ferretRecordIDColumn + `'`
-	if err := w.db.QueryRowContext(ctx, q, t).Scan(&capped); err != nil {
-		return "", fmt.Errorf("read the columns of %s in %s: %w", t, w.file, err)
-	}
-	if capped > 0 {
-		return "", fmt.Errorf("%w: collection %s is capped", ErrDirectUnsupported, coll)
-	}
-	// The server creates a collection's table, lists it, and only then
-	// creates its unique _id index, outside its lock's view of this
-	// connection: an insert between the two would make duplicate _ids
-	// (two winners of a claim). Until the index is there, the server
-	// writes.
-	var unique int
-	q = `SELECT count(*) FROM pragma_index_list(?) WHERE "unique" = 1`
-	if err := w.db.QueryRowContext(ctx, q, t).Scan(&unique); err != nil {
-		return "", fmt.Errorf("read the indexes of %s in %s: %w", t, w.file, err)
-	}
-	if unique == 0 {
-		return "", fmt.Errorf("%w: collection %s has no unique _id index yet", ErrDirectUnsupported, coll)
-	}
-	if err := w.prepareTable(ctx, t); err != nil {
-		return "", fmt.Errorf("prepare the statements of %s in %s: %w", t, w.file, err)
-	}
+	var t string
+	err := w.withConn(func(c *rawConn) error {
+		names, err := c.collections()
+		if err != nil {
+			return fmt.Errorf("list collections in %s: %w", w.file, err)
+		}
+		var ok bool
+		if t, ok = names[coll]; !ok {
+			return fmt.Errorf("%w: collection %s does not exist yet", ErrDirectUnsupported, coll)
+		}
+		capped, err := c.queryInt(`SELECT count(*) FROM pragma_table_info(?1) WHERE name = '`+ferretRecordIDColumn+`'`, t)
+		if err != nil {
+			return fmt.Errorf("read the columns of %s in %s: %w", t, w.file, err)
+		}
+		if capped > 0 {
+			return fmt.Errorf("%w: collection %s is capped", ErrDirectUnsupported, coll)
+		}
+		// The server creates a collection's table, lists it, and only
+		// then creates its unique _id index, outside its lock's view of
+		// this connection: an insert between the two would make
+		// duplicate _ids (two winners of a claim). Until the index is
+		// there, the server writes.
+		unique, err := c.queryInt(`SELECT count(*) FROM pragma_index_list(?1) WHERE "unique" = 1`, t)
+		if err != nil {
+			return fmt.Errorf("read the indexes of %s in %s: %w", t, w.file, err)
+		}
+		if unique == 0 {
+			return fmt.Errorf("%w: collection %s has no unique _id index yet", ErrDirectUnsupported, coll)
+		}
+		return nil
+	})
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil {
+		delete(w.tables, coll)
+		return "", err
+	}
 	w.tables[coll] = t
-	w.mu.Unlock()
 	return t, nil
 }
 
@@ -216,8 +229,8 @@ func encodeForWrite(doc bson.Raw) (encoded, error) {
 
 // isUnique reports a violation of the unique _id index.
 func isUnique(err error) bool {
-	var se *sqlite.Error
-	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+	code, ok := sqliteCode(err)
+	return ok && code == sqlite3.SQLITE_CONSTRAINT_UNIQUE
 }
 
 // write runs f in a write transaction on coll's table (and the tables of
@@ -249,18 +262,16 @@ func (w *writeDB) writeAlone(ctx context.Context, coll string, f writeFunc) erro
 		if err != nil {
 			return err
 		}
-		err = func() error {
+		err = w.withConn(func(c *rawConn) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			defer c.interruptOnDone(ctx)()
 			w.txs.Add(1)
-			tx, err := w.db.BeginTx(ctx, nil)
-			if err != nil {
-				return err
-			}
-			defer tx.Rollback()
-			if err := f(&writeTx{ctx: ctx, tx: tx, w: w}, table); err != nil {
-				return err
-			}
-			return tx.Commit()
-		}()
+			return c.transaction(func() error {
+				return f(&writeTx{conn: c, w: w}, table)
+			})
+		})
 		if err != nil && attempt == 0 && isNoSuchTable(err) {
 			continue
 		}
@@ -348,14 +359,10 @@ func upsertIn(tx *writeTx, table string, e encoded, isNew bool) error {
 			return err
 		}
 	}
-	res, err := tx.exec(updateSQL(table), e.text, e.id)
-	if err != nil {
+	if n, err := tx.exec(updateSQL(table), e.text, e.id); err != nil || n > 0 {
 		return err
 	}
-	if n, err := res.RowsAffected(); err != nil || n > 0 {
-		return err
-	}
-	_, err = tx.exec(insertSQL(table), e.text)
+	_, err := tx.exec(insertSQL(table), e.text)
 	return err
 }
 

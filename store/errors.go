@@ -19,8 +19,7 @@ func IsFull(err error) bool {
 	if err == nil {
 		return false
 	}
-	var se *sqlite.Error
-	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL {
+	if code, ok := sqliteCode(err); ok && code&0xff == sqlite3.SQLITE_FULL {
 		return true
 	}
 	var me mongo.ServerError
@@ -29,6 +28,21 @@ func IsFull(err error) bool {
 	}
 	msg := err.Error()
 	return strings.Contains(msg, "database or disk is full") || strings.Contains(msg, "No space left on device")
+}
+
+// sqliteCode returns the SQLite result code err carries, from
+// modernc.org/sqlite's driver or from Direct's own connections
+// (rawconn.go).
+func sqliteCode(err error) (int, bool) {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code(), true
+	}
+	var re *sqliteError
+	if errors.As(err, &re) {
+		return re.code, true
+	}
+	return 0, false
 }
 
 // IsUnavailable reports whether err says that the store did not answer: it

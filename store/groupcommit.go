@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 )
 
@@ -47,21 +46,14 @@ type writeReq struct {
 
 // writeTx is the transaction a writeFunc runs in.
 type writeTx struct {
-	ctx context.Context
-	tx  *sql.Tx
-	w   *writeDB
+	conn *rawConn
+	w    *writeDB
 }
 
-// exec runs q with args in the transaction, with its prepared statement
-// when there is one (the driver would prepare q on every call).
-func (t *writeTx) exec(q string, args ...any) (sql.Result, error) {
-	t.w.mu.Lock()
-	st := t.w.stmts[q]
-	t.w.mu.Unlock()
-	if st == nil {
-		return t.tx.ExecContext(t.ctx, q, args...)
-	}
-	return t.tx.StmtContext(t.ctx, st).ExecContext(t.ctx, args...)
+// exec runs q with args bound to ?1, ?2... in the transaction and returns
+// the number of rows it changed.
+func (t *writeTx) exec(q string, args ...string) (int64, error) {
+	return t.conn.run(q, args...)
 }
 
 // The statements Direct writes a table with. Arguments: the document's
@@ -76,31 +68,6 @@ func updateSQL(table string) string {
 
 func deleteSQL(table string) string {
 	return `DELETE FROM ` + quoteIdent(table) + ` WHERE ` + idIndexExpr + ` = ?`
-}
-
-// prepareTable prepares the statements of table once. It must not be
-// called inside a transaction of w (it needs w's connection).
-func (w *writeDB) prepareTable(ctx context.Context, table string) error {
-	for _, q := range []string{insertSQL(table), updateSQL(table), deleteSQL(table)} {
-		w.mu.Lock()
-		have := w.stmts[q] != nil
-		w.mu.Unlock()
-		if have {
-			continue
-		}
-		st, err := w.db.PrepareContext(ctx, q)
-		if err != nil {
-			return err
-		}
-		w.mu.Lock()
-		if w.stmts[q] == nil {
-			w.stmts[q] = st
-		} else {
-			_ = st.Close()
-		}
-		w.mu.Unlock()
-	}
-	return nil
 }
 
 // submit queues f on coll and waits for the transaction that runs it.
@@ -132,32 +99,29 @@ func (w *writeDB) commitGroup(batch []*writeReq) {
 // tryGroup runs every write of batch in one transaction and commits it;
 // on any error nothing of it is committed.
 func (w *writeDB) tryGroup(batch []*writeReq) error {
-	// Not a caller's context: one caller giving up must not roll back
-	// the others' writes (a write whose context ended fails its group,
-	// then fails alone).
-	w.txs.Add(1)
-	tx, err := w.db.BeginTx(context.Background(), nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	for _, r := range batch {
-		if err := r.ctx.Err(); err != nil {
-			return err
-		}
-		// Only a table already known: looking one up needs the
-		// connection this transaction holds.
-		table, ok := w.knownTable(r.coll)
-		if !ok {
-			return errTableUnknown
-		}
-		// A failed statement may have ended the transaction (SQLite rolls
-		// back on some errors, and on an interrupt): stop at the first.
-		// Without the caller's cancellation: the driver would watch it
-		// with a goroutine per statement, and its end was just checked.
-		if err := r.f(&writeTx{ctx: context.WithoutCancel(r.ctx), tx: tx, w: w}, table); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
+	// No caller's context interrupts it: one caller giving up must not
+	// roll back the others' writes (a write whose context ended fails
+	// its group, then fails alone).
+	return w.withConn(func(c *rawConn) error {
+		w.txs.Add(1)
+		return c.transaction(func() error {
+			for _, r := range batch {
+				if err := r.ctx.Err(); err != nil {
+					return err
+				}
+				// Only a table already known: looking one up needs the
+				// connection this transaction holds.
+				table, ok := w.knownTable(r.coll)
+				if !ok {
+					return errTableUnknown
+				}
+				// A failed statement may have ended the transaction
+				// (SQLite rolls back on some errors): stop at the first.
+				if err := r.f(&writeTx{conn: c, w: w}, table); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
 }

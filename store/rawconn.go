@@ -4,6 +4,7 @@ package store
 // transpiles to Go, for Direct's reads (direct.go).
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"unsafe"
@@ -51,7 +52,23 @@ type rawConn struct {
 	// beginStmt and commitStmt start and end a read transaction
 	// (directmany.go).
 	beginStmt, commitStmt uintptr
+	// byText are the statements run, by SQL text: a write connection's
+	// (run, queryInt).
+	byText map[string]uintptr
 }
+
+// sqliteError is an error SQLite reported through the C API; Code is its
+// result code, extended on a write connection (SQLITE_CONSTRAINT_UNIQUE,
+// say), as modernc.org/sqlite's errors give it.
+type sqliteError struct {
+	op, msg string
+	code    int
+}
+
+func (e *sqliteError) Error() string { return fmt.Sprintf("%s: %s (%d)", e.op, e.msg, e.code) }
+
+// Code returns SQLite's result code.
+func (e *sqliteError) Code() int { return e.code }
 
 // sqliteTransient tells sqlite3_bind_text to copy the value
 // (SQLITE_TRANSIENT).
@@ -61,8 +78,15 @@ const sqliteTransient = ^uintptr(0)
 // pointer; the Go collector ignores such pointers.
 func cptr(p uintptr) unsafe.Pointer { return unsafe.Add(nil, p) }
 
-func openRawConn(uri string) (*rawConn, error) {
-	c := &rawConn{tls: libc.NewTLS(), stmts: map[string]uintptr{}}
+// openRawConn opens the database file uri names: read-only for Direct's
+// reads, or, with write set, read-write for its writes (directwrite.go),
+// the file being there already.
+func openRawConn(uri string, write bool) (*rawConn, error) {
+	c := &rawConn{tls: libc.NewTLS(), stmts: map[string]uintptr{}, byText: map[string]uintptr{}}
+	flags := int32(sqlite3.SQLITE_OPEN_READONLY | sqlite3.SQLITE_OPEN_URI)
+	if write {
+		flags = sqlite3.SQLITE_OPEN_READWRITE | sqlite3.SQLITE_OPEN_URI
+	}
 	curi, err := libc.CString(uri)
 	if err != nil {
 		c.tls.Close()
@@ -70,7 +94,7 @@ func openRawConn(uri string) (*rawConn, error) {
 	}
 	defer libc.Xfree(c.tls, curi)
 	pdb := c.tls.Alloc(8)
-	rc := sqlite3.Xsqlite3_open_v2(c.tls, curi, pdb, sqlite3.SQLITE_OPEN_READONLY|sqlite3.SQLITE_OPEN_URI, 0)
+	rc := sqlite3.Xsqlite3_open_v2(c.tls, curi, pdb, flags, 0)
 	c.db = *(*uintptr)(cptr(pdb))
 	c.tls.Free(8)
 	if rc != sqlite3.SQLITE_OK {
@@ -79,6 +103,15 @@ func openRawConn(uri string) (*rawConn, error) {
 		return nil, err
 	}
 	sqlite3.Xsqlite3_busy_timeout(c.tls, c.db, 10000)
+	if write {
+		// The server's own settings (server.go); no mmap, as below.
+		sqlite3.Xsqlite3_extended_result_codes(c.tls, c.db, 1)
+		if err := c.exec("PRAGMA synchronous=" + sqliteSyncMode() + "; PRAGMA mmap_size=0"); err != nil {
+			c.close()
+			return nil, err
+		}
+		return c, nil
+	}
 	// query_only: this connection never writes. No mmap: it made a lookup
 	// of a 44 KB page 30% cheaper when the file does not change, but
 	// while a crawl writes, the file grows between two lookups and SQLite
@@ -98,7 +131,7 @@ func (c *rawConn) errorf(rc int32, op string) error {
 	if c.db != 0 {
 		msg = libc.GoString(sqlite3.Xsqlite3_errmsg(c.tls, c.db))
 	}
-	return fmt.Errorf("%s: %s (%d)", op, msg, rc)
+	return &sqliteError{op: op, msg: msg, code: int(rc)}
 }
 
 func (c *rawConn) exec(q string) error {
@@ -225,6 +258,9 @@ func (c *rawConn) close() {
 	for _, stmt := range c.stmts {
 		sqlite3.Xsqlite3_finalize(c.tls, stmt)
 	}
+	for _, stmt := range c.byText {
+		sqlite3.Xsqlite3_finalize(c.tls, stmt)
+	}
 	for _, stmt := range []uintptr{c.list, c.beginStmt, c.commitStmt} {
 		if stmt != 0 {
 			sqlite3.Xsqlite3_finalize(c.tls, stmt)
@@ -237,4 +273,115 @@ func (c *rawConn) close() {
 		libc.Xfree(c.tls, c.buf)
 	}
 	c.tls.Close()
+}
+
+// prepared returns q prepared, preparing it on first use: modernc.org/
+// sqlite's driver prepares a statement again on every execution, which
+// was a tenth of the CPU of a re-crawl answered by 304s.
+func (c *rawConn) prepared(q string) (uintptr, error) {
+	if stmt := c.byText[q]; stmt != 0 {
+		return stmt, nil
+	}
+	stmt, err := c.prepare(q)
+	if err != nil {
+		return 0, err
+	}
+	c.byText[q] = stmt
+	return stmt, nil
+}
+
+// forget finalizes q's statement after it failed in a way that may last
+// (a table dropped since it was prepared): the next run prepares it anew.
+func (c *rawConn) forget(q string) {
+	if stmt := c.byText[q]; stmt != 0 {
+		sqlite3.Xsqlite3_finalize(c.tls, stmt)
+		delete(c.byText, q)
+	}
+}
+
+// run runs q, a statement without results, with the texts bound to ?1,
+// ?2...; it returns the number of rows it changed.
+func (c *rawConn) run(q string, texts ...string) (int64, error) {
+	stmt, err := c.prepared(q)
+	if err != nil {
+		return 0, err
+	}
+	if err := c.bind(stmt, texts...); err != nil {
+		sqlite3.Xsqlite3_reset(c.tls, stmt)
+		return 0, err
+	}
+	rc := sqlite3.Xsqlite3_step(c.tls, stmt)
+	if rc == sqlite3.SQLITE_DONE {
+		sqlite3.Xsqlite3_reset(c.tls, stmt)
+		return int64(sqlite3.Xsqlite3_changes(c.tls, c.db)), nil
+	}
+	err = c.errorf(rc, q)
+	sqlite3.Xsqlite3_reset(c.tls, stmt)
+	if rc&0xff != sqlite3.SQLITE_CONSTRAINT {
+		c.forget(q)
+	}
+	return 0, err
+}
+
+// queryInt runs q, a query of one integer, with the texts bound to ?1,
+// ?2...
+func (c *rawConn) queryInt(q string, texts ...string) (int64, error) {
+	stmt, err := c.prepared(q)
+	if err != nil {
+		return 0, err
+	}
+	if err := c.bind(stmt, texts...); err != nil {
+		sqlite3.Xsqlite3_reset(c.tls, stmt)
+		return 0, err
+	}
+	switch rc := sqlite3.Xsqlite3_step(c.tls, stmt); rc {
+	case sqlite3.SQLITE_ROW:
+		n := sqlite3.Xsqlite3_column_int64(c.tls, stmt, 0)
+		sqlite3.Xsqlite3_reset(c.tls, stmt)
+		return n, nil
+	case sqlite3.SQLITE_DONE:
+		sqlite3.Xsqlite3_reset(c.tls, stmt)
+		return 0, fmt.Errorf("%s: no row", q)
+	default:
+		err := c.errorf(rc, q)
+		sqlite3.Xsqlite3_reset(c.tls, stmt)
+		c.forget(q)
+		return 0, err
+	}
+}
+
+// transaction runs f in a write transaction on c, which takes the write
+// lock before anything is read (BEGIN IMMEDIATE), and commits it when f
+// returns nil; otherwise, or when the commit fails, nothing of it stays.
+func (c *rawConn) transaction(f func() error) error {
+	if _, err := c.run("BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	err := f()
+	if err == nil {
+		_, err = c.run("COMMIT")
+	}
+	if sqlite3.Xsqlite3_get_autocommit(c.tls, c.db) == 0 {
+		_, _ = c.run("ROLLBACK")
+	}
+	return err
+}
+
+// interruptOnDone interrupts c's statement under way when ctx ends,
+// until the returned stop is called. stop waits for an interrupt that
+// already began, so that none lands on a later statement.
+func (c *rawConn) interruptOnDone(ctx context.Context) (stop func()) {
+	if ctx.Done() == nil {
+		return func() {}
+	}
+	fired := make(chan struct{})
+	cancel := context.AfterFunc(ctx, func() {
+		sqlite3.Xsqlite3_interrupt(c.tls, c.db)
+		close(fired)
+	})
+	return func() {
+		if !cancel() {
+			<-fired
+		}
+	}
 }
