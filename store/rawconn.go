@@ -299,42 +299,54 @@ func (c *rawConn) forget(q string) {
 	}
 }
 
-// run runs q, a statement without results, with the texts bound to ?1,
-// ?2...; it returns the number of rows it changed.
-func (c *rawConn) run(q string, texts ...string) (int64, error) {
-	stmt, err := c.prepared(q)
-	if err != nil {
-		return 0, err
+// stepOnce prepares q (once), binds the texts to ?1, ?2... and steps it
+// once. It returns the statement, which the caller resets (or hands to
+// failed), and SQLite's result code.
+func (c *rawConn) stepOnce(q string, texts ...string) (stmt uintptr, rc int32, err error) {
+	if stmt, err = c.prepared(q); err != nil {
+		return 0, 0, err
 	}
 	if err := c.bind(stmt, texts...); err != nil {
 		sqlite3.Xsqlite3_reset(c.tls, stmt)
-		return 0, err
+		return 0, 0, err
 	}
-	rc := sqlite3.Xsqlite3_step(c.tls, stmt)
-	if rc == sqlite3.SQLITE_DONE {
-		sqlite3.Xsqlite3_reset(c.tls, stmt)
-		return int64(sqlite3.Xsqlite3_changes(c.tls, c.db)), nil
-	}
-	err = c.errorf(rc, q)
+	return stmt, sqlite3.Xsqlite3_step(c.tls, stmt), nil
+}
+
+// failed returns the error of q's step that answered rc, resets its
+// statement, and forgets it unless a constraint failed (a duplicate _id:
+// the statement is fine).
+func (c *rawConn) failed(stmt uintptr, q string, rc int32) error {
+	err := c.errorf(rc, q)
 	sqlite3.Xsqlite3_reset(c.tls, stmt)
 	if rc&0xff != sqlite3.SQLITE_CONSTRAINT {
 		c.forget(q)
 	}
-	return 0, err
+	return err
+}
+
+// run runs q, a statement without results, with the texts bound to ?1,
+// ?2...; it returns the number of rows it changed.
+func (c *rawConn) run(q string, texts ...string) (int64, error) {
+	stmt, rc, err := c.stepOnce(q, texts...)
+	if err != nil {
+		return 0, err
+	}
+	if rc != sqlite3.SQLITE_DONE {
+		return 0, c.failed(stmt, q, rc)
+	}
+	sqlite3.Xsqlite3_reset(c.tls, stmt)
+	return int64(sqlite3.Xsqlite3_changes(c.tls, c.db)), nil
 }
 
 // queryInt runs q, a query of one integer, with the texts bound to ?1,
 // ?2...
 func (c *rawConn) queryInt(q string, texts ...string) (int64, error) {
-	stmt, err := c.prepared(q)
+	stmt, rc, err := c.stepOnce(q, texts...)
 	if err != nil {
 		return 0, err
 	}
-	if err := c.bind(stmt, texts...); err != nil {
-		sqlite3.Xsqlite3_reset(c.tls, stmt)
-		return 0, err
-	}
-	switch rc := sqlite3.Xsqlite3_step(c.tls, stmt); rc {
+	switch rc {
 	case sqlite3.SQLITE_ROW:
 		n := sqlite3.Xsqlite3_column_int64(c.tls, stmt, 0)
 		sqlite3.Xsqlite3_reset(c.tls, stmt)
@@ -343,10 +355,7 @@ func (c *rawConn) queryInt(q string, texts ...string) (int64, error) {
 		sqlite3.Xsqlite3_reset(c.tls, stmt)
 		return 0, fmt.Errorf("%s: no row", q)
 	default:
-		err := c.errorf(rc, q)
-		sqlite3.Xsqlite3_reset(c.tls, stmt)
-		c.forget(q)
-		return 0, err
+		return 0, c.failed(stmt, q, rc)
 	}
 }
 
