@@ -266,11 +266,15 @@ func (w *writeDB) writeAlone(ctx context.Context, coll string, f writeFunc) erro
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			defer c.interruptOnDone(ctx)()
+			stop := c.interruptOnDone(ctx)
 			w.txs.Add(1)
-			return c.transaction(func() error {
+			err := c.transaction(func() error {
 				return f(&writeTx{conn: c, w: w}, table)
 			})
+			if stop() && err != nil {
+				return ctx.Err() // interrupted, as database/sql reports it
+			}
+			return err
 		})
 		if err != nil && attempt == 0 && isNoSuchTable(err) {
 			continue

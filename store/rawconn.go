@@ -378,19 +378,22 @@ func (c *rawConn) transaction(f func() error) error {
 
 // interruptOnDone interrupts c's statement under way when ctx ends,
 // until the returned stop is called. stop waits for an interrupt that
-// already began, so that none lands on a later statement.
-func (c *rawConn) interruptOnDone(ctx context.Context) (stop func()) {
+// already began, so that none lands on a later statement, and reports
+// whether there was one: the statement's error is then ctx's.
+func (c *rawConn) interruptOnDone(ctx context.Context) (stop func() (interrupted bool)) {
 	if ctx.Done() == nil {
-		return func() {}
+		return func() bool { return false }
 	}
 	fired := make(chan struct{})
 	cancel := context.AfterFunc(ctx, func() {
 		sqlite3.Xsqlite3_interrupt(c.tls, c.db)
 		close(fired)
 	})
-	return func() {
-		if !cancel() {
-			<-fired
+	return func() bool {
+		if cancel() {
+			return false
 		}
+		<-fired
+		return true
 	}
 }
