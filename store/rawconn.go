@@ -160,8 +160,20 @@ func (c *rawConn) prepare(q string) (uintptr, error) {
 	return *(*uintptr)(cptr(pp)), nil
 }
 
+// maxKeptBind bounds the C buffer a connection keeps for bound texts
+// between two statements: a write connection binds whole documents (up to
+// 16 MiB), which SQLite copies (SQLITE_TRANSIENT), so a larger buffer is
+// freed once bound rather than held for the life of the connection.
+const maxKeptBind = 1 << 20
+
 // bind binds the texts to the parameters of stmt, from ?1 on.
 func (c *rawConn) bind(stmt uintptr, texts ...string) error {
+	defer func() {
+		if c.cap > maxKeptBind {
+			libc.Xfree(c.tls, c.buf)
+			c.buf, c.cap = 0, 0
+		}
+	}()
 	for i, s := range texts {
 		if len(s) > c.cap {
 			p := libc.Xrealloc(c.tls, c.buf, types.Size_t(len(s)))

@@ -90,6 +90,19 @@ func TestRawWriteErrors(t *testing.T) {
 		t.Errorf("insert once there is room: %v", err)
 	}
 
+	// A text larger than the buffer a connection keeps is bound whole,
+	// and the buffer is let go afterwards.
+	big := strings.Repeat("y", 2*maxKeptBind)
+	if _, err := c.run(insert, big); err != nil {
+		t.Fatalf("insert of %d bytes: %v", len(big), err)
+	}
+	if n, err := c.queryInt(`SELECT length(v) FROM t WHERE v = ?1`, big); err != nil || n != int64(len(big)) {
+		t.Errorf("stored %d bytes (%v); want %d", n, err, len(big))
+	}
+	if c.cap > maxKeptBind {
+		t.Errorf("the connection keeps a bind buffer of %d bytes; want at most %d", c.cap, maxKeptBind)
+	}
+
 	// A dropped table: the statement fails as "no such table", then
 	// runs again once the table is there.
 	if _, err := c.run(`DROP TABLE t`); err != nil {
