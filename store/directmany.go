@@ -179,29 +179,14 @@ func isStringID(raw bson.Raw, id string) bool {
 // begin starts a read transaction on c: the lookups until end read one
 // snapshot.
 func (c *rawConn) begin() error {
-	return c.step(&c.beginStmt, "BEGIN")
+	_, err := c.run("BEGIN")
+	return err
 }
 
 // end ends the transaction begin started, if it is still open (an error
 // may have ended it).
 func (c *rawConn) end() {
 	if sqlite3.Xsqlite3_get_autocommit(c.tls, c.db) == 0 {
-		_ = c.step(&c.commitStmt, "COMMIT")
+		_, _ = c.run("COMMIT")
 	}
-}
-
-// step runs the statement q without results, prepared once in *stmt.
-func (c *rawConn) step(stmt *uintptr, q string) error {
-	if *stmt == 0 {
-		s, err := c.prepare(q)
-		if err != nil {
-			return err
-		}
-		*stmt = s
-	}
-	defer sqlite3.Xsqlite3_reset(c.tls, *stmt)
-	if rc := sqlite3.Xsqlite3_step(c.tls, *stmt); rc != sqlite3.SQLITE_DONE {
-		return c.errorf(rc, q)
-	}
-	return nil
 }

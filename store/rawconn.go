@@ -46,14 +46,10 @@ type rawConn struct {
 	tls   *libc.TLS
 	db    uintptr            // sqlite3*
 	stmts map[string]uintptr // lookup statement (sqlite3_stmt*) by table
-	list  uintptr            // the collection list statement
 	buf   uintptr            // C memory for bound parameters
 	cap   int
-	// beginStmt and commitStmt start and end a read transaction
-	// (directmany.go).
-	beginStmt, commitStmt uintptr
-	// byText are the statements run, by SQL text: a write connection's
-	// (run, queryInt).
+	// byText are the other statements, by SQL text (prepared): the
+	// collection list, transactions, and a write connection's writes.
 	byText map[string]uintptr
 }
 
@@ -241,23 +237,20 @@ func (c *rawConn) find(table, key, coll string) (bson.Raw, error) {
 // collections maps every collection of the database to its table. A
 // database file FerretDB is still creating has none.
 func (c *rawConn) collections() (map[string]string, error) {
-	if c.list == 0 {
-		stmt, err := c.prepare(collectionListQuery)
-		if err != nil {
-			if isNoSuchTable(err) {
-				return map[string]string{}, nil
-			}
-			return nil, err
+	list, err := c.prepared(collectionListQuery)
+	if err != nil {
+		if isNoSuchTable(err) {
+			return map[string]string{}, nil
 		}
-		c.list = stmt
+		return nil, err
 	}
-	defer sqlite3.Xsqlite3_reset(c.tls, c.list)
+	defer sqlite3.Xsqlite3_reset(c.tls, list)
 	names := map[string]string{}
 	for {
-		switch rc := sqlite3.Xsqlite3_step(c.tls, c.list); rc {
+		switch rc := sqlite3.Xsqlite3_step(c.tls, list); rc {
 		case sqlite3.SQLITE_ROW:
-			names[libc.GoString(sqlite3.Xsqlite3_column_text(c.tls, c.list, 0))] =
-				libc.GoString(sqlite3.Xsqlite3_column_text(c.tls, c.list, 1))
+			names[libc.GoString(sqlite3.Xsqlite3_column_text(c.tls, list, 0))] =
+				libc.GoString(sqlite3.Xsqlite3_column_text(c.tls, list, 1))
 		case sqlite3.SQLITE_DONE:
 			return names, nil
 		default:
@@ -272,11 +265,6 @@ func (c *rawConn) close() {
 	}
 	for _, stmt := range c.byText {
 		sqlite3.Xsqlite3_finalize(c.tls, stmt)
-	}
-	for _, stmt := range []uintptr{c.list, c.beginStmt, c.commitStmt} {
-		if stmt != 0 {
-			sqlite3.Xsqlite3_finalize(c.tls, stmt)
-		}
 	}
 	if c.db != 0 {
 		sqlite3.Xsqlite3_close_v2(c.tls, c.db)
