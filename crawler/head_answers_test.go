@@ -66,9 +66,7 @@ func TestHeadsServeStaleIfErrorWhenTheOriginFails(t *testing.T) {
 		case r.URL.Path == "/robots.txt":
 			return false // the pages fail, not the rules
 		case reset[normalURI(r.URL.RequestURI())]:
-			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
-				conn.Close()
-			}
+			closeConn(w)
 		default:
 			http.Error(w, "down", http.StatusInternalServerError)
 		}
@@ -277,6 +275,13 @@ func newScriptedOrigin(t *testing.T, opts testsite.Options) *scriptedOrigin {
 	}))
 	t.Cleanup(o.Close)
 	return o
+}
+
+// closeConn answers with no response: the connection is closed.
+func closeConn(w http.ResponseWriter) {
+	if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+		conn.Close()
+	}
 }
 
 // answer makes script answer the requests it returns true for (nil: the

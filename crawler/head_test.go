@@ -3,9 +3,8 @@ package crawler
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -151,48 +150,6 @@ func (e *env) tracker(job, id string, strip func([]byte) []byte) *changes.Tracke
 // revalidateAlways makes every stored page due.
 var revalidateAlways = cache.Policy{ExpireAfter: cache.Expiry{Kind: cache.ExpireAfter, After: 0}}
 
-// headOrigin serves site, counts requests that carry the handoff header
-// (none may: it never leaves the process), and answers the paths in fail
-// with a 503, or by closing the connection for "reset".
-type headOrigin struct {
-	*httptest.Server
-	site   *testsite.Site
-	leaked atomic.Int64
-	mu     sync.Mutex
-	fail   map[string]string
-	tries  map[string]int // requests of the failing paths
-}
-
-func newHeadOrigin(t *testing.T, opts testsite.Options) *headOrigin {
-	t.Helper()
-	opts.MinSize, opts.MaxSize = 2<<10, 6<<10
-	o := &headOrigin{site: testsite.New(opts), fail: map[string]string{}, tries: map[string]int{}}
-	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get(handoffHeader) != "" {
-			o.leaked.Add(1)
-		}
-		o.mu.Lock()
-		how := o.fail[r.URL.Path]
-		if how != "" {
-			o.tries[r.URL.Path]++
-		}
-		o.mu.Unlock()
-		switch how {
-		case "503":
-			http.Error(w, "down", http.StatusServiceUnavailable)
-		case "reset":
-			conn, _, err := w.(http.Hijacker).Hijack()
-			if err == nil {
-				conn.Close()
-			}
-		default:
-			o.site.ServeHTTP(w, r)
-		}
-	}))
-	t.Cleanup(o.Close)
-	return o
-}
-
 // A re-crawl whose pages are all due revalidates each from its head: a
 // conditional request made from the cache's page summary, a 304, and the
 // page finished from its stored parse, its body never read. A page that
@@ -202,7 +159,7 @@ func newHeadOrigin(t *testing.T, opts testsite.Options) *headOrigin {
 // page, and no request carries the handoff header.
 func TestHeadsRevalidateDuePages(t *testing.T) {
 	e := newEnv(t)
-	o := newHeadOrigin(t, testsite.Options{Pages: 30, Seed: 13})
+	o := newScriptedOrigin(t, testsite.Options{Pages: 30, Seed: 13})
 	base := o.URL
 	crawl := e.reuseCrawls(base, revalidateAlways)
 	_, cold := crawl("cold", true)
@@ -238,14 +195,26 @@ func TestHeadsRevalidateDuePages(t *testing.T) {
 	sameItems(t, after, full)
 
 	// Two pages fail: from their heads, then as ordinary requests.
-	o.mu.Lock()
-	o.fail[changed[0]], o.fail[changed[1]] = "503", "reset"
-	o.mu.Unlock()
-	tries := func() map[string]int {
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		m := o.tries
-		o.tries = map[string]int{}
+	fail := map[string]string{changed[0]: "503", changed[1]: "reset"}
+	o.answer(func(w http.ResponseWriter, r *http.Request) bool {
+		switch fail[r.URL.Path] {
+		case "503":
+			http.Error(w, "down", http.StatusServiceUnavailable)
+		case "reset":
+			closeConn(w)
+		default:
+			return false
+		}
+		return true
+	})
+	o.takeLog()
+	tries := func() map[string]int { // requests of the failing paths
+		m := map[string]int{}
+		for _, req := range o.takeLog() {
+			if path, _, _ := strings.Cut(req.uri, "?"); fail[path] != "" {
+				m[path]++
+			}
+		}
 		return m
 	}
 	o.site.ResetCounts()
