@@ -68,8 +68,9 @@ type writeDB struct {
 
 	txs *atomic.Int64 // the Direct's count of transactions
 
-	connMu sync.Mutex // held for a transaction or a collection lookup
-	conn   *rawConn   // nil once closed
+	connMu sync.Mutex    // held for a transaction or a collection lookup
+	conn   *rawConn      // nil once closed
+	ckpt   *checkpointer // checkpoints the file's log off the write path
 
 	mu     sync.Mutex        // guards tables
 	tables map[string]string // collection → table
@@ -95,7 +96,17 @@ func (w *writeDB) close() {
 	if w.conn != nil {
 		w.conn.close()
 		w.conn = nil
+		w.ckpt.stop()
 	}
+}
+
+// transaction runs f in a write transaction on c, w's connection, and
+// then lets the checkpointer see the log's length.
+func (w *writeDB) transaction(c *rawConn, f func() error) error {
+	w.txs.Add(1)
+	err := c.transaction(f)
+	w.ckpt.afterCommit(c)
+	return err
 }
 
 // writeDB returns the write handle of database name, or
@@ -124,11 +135,17 @@ func (d *Direct) writeDB(name string) (*writeDB, error) {
 	if w.dbs == nil {
 		w.dbs = map[string]*writeDB{}
 	}
-	conn, err := openRawConn("file:"+(&url.URL{Path: file}).EscapedPath(), true)
+	uri := "file:" + (&url.URL{Path: file}).EscapedPath()
+	conn, err := openRawConn(uri, true)
+	if err == nil {
+		if err = conn.hookWAL(); err != nil {
+			conn.close()
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", file, err)
 	}
-	wdb := &writeDB{file: file, info: info, conn: conn, txs: &d.txs, tables: map[string]string{}}
+	wdb := &writeDB{file: file, info: info, conn: conn, ckpt: startCheckpointer(uri), txs: &d.txs, tables: map[string]string{}}
 	// Yield: the goroutines that are ready queue their writes for this
 	// transaction under load; on an idle store nothing else is ready.
 	wdb.group.Max, wdb.group.Flush, wdb.group.Yield = maxGroup, wdb.commitGroup, true
@@ -267,8 +284,7 @@ func (w *writeDB) writeAlone(ctx context.Context, coll string, f writeFunc) erro
 				return err
 			}
 			stop := c.interruptOnDone(ctx)
-			w.txs.Add(1)
-			err := c.transaction(func() error {
+			err := w.transaction(c, func() error {
 				return f(&writeTx{conn: c, w: w}, table)
 			})
 			if stop() && err != nil {

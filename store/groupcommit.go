@@ -103,8 +103,7 @@ func (w *writeDB) tryGroup(batch []*writeReq) error {
 	// roll back the others' writes (a write whose context ended fails
 	// its group, then fails alone).
 	return w.withConn(func(c *rawConn) error {
-		w.txs.Add(1)
-		return c.transaction(func() error {
+		return w.transaction(c, func() error {
 			for _, r := range batch {
 				if err := r.ctx.Err(); err != nil {
 					return err

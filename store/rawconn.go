@@ -51,6 +51,7 @@ type rawConn struct {
 	// byText are the other statements, by SQL text (prepared): the
 	// collection list, transactions, and a write connection's writes.
 	byText map[string]uintptr
+	walLen uintptr // C int: the log's length after the last commit (checkpoint.go); 0 if not kept
 }
 
 // sqliteError is an error SQLite reported through the C API; Code is its
@@ -271,6 +272,9 @@ func (c *rawConn) close() {
 	}
 	if c.buf != 0 {
 		libc.Xfree(c.tls, c.buf)
+	}
+	if c.walLen != 0 {
+		libc.Xfree(c.tls, c.walLen)
 	}
 	c.tls.Close()
 }
