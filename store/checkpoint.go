@@ -12,28 +12,44 @@ import (
 // In WAL mode SQLite copies the log back into the database file (a
 // checkpoint) once the log passes 1,000 pages, and by default the
 // connection whose commit crossed that line does it, fsyncs included,
-// before its COMMIT returns. Direct's one write connection per file
-// commits the groups that every fetch goroutine of a crawl waits on, so
-// such a checkpoint stalled the whole crawl for the length of its fsyncs:
-// in a warm replay of make bench's incremental site, the process's CPU fell
-// to nothing for 20–40 ms a few times a second. The write connection now
-// only notes the log's length after each commit (a WAL hook, which also
-// turns SQLite's own automatic checkpoint off on it), and a goroutine with
-// a connection of its own checkpoints (PASSIVE: it waits for no reader and
-// no writer) while the writes go on. A checkpoint is as safe on any
-// connection of the file: WAL's own rules decide what it may copy, and it
-// syncs as the connection's synchronous setting (the server's) says.
+// before its COMMIT returns, and again after every later commit until the
+// log restarts. A checkpoint may not copy pages that a reader's snapshot
+// still needs, and a crawl reads all the time, so the log rarely empties
+// at once: on Direct's one write connection per file, whose commits every
+// fetch goroutine of a crawl waits on, that was a checkpoint with two
+// fsyncs at nearly every commit (67 fsyncs, 104 ms, in a warm replay of
+// make bench's incremental site that took 420 ms). The write connection
+// now only notes the log's length after each commit (a WAL hook, which
+// also turns SQLite's own automatic checkpoint off on it). A goroutine
+// with a connection of its own checkpoints (PASSIVE: it waits for no
+// reader and no writer) each time the log has grown by
+// walCheckpointFrames, while the writes go on. Only when the log reaches
+// walHardFrames does the writer checkpoint itself after its commit, as
+// SQLite would have: what is left to copy then is what was written since
+// the last checkpoint, and the log restarts from its beginning at the
+// next write, so it stays bounded (64 MiB with 4 KiB pages). A checkpoint
+// is as safe on any connection of the file: WAL's own rules decide what it
+// may copy, and it syncs as the connection's synchronous setting (the
+// server's) says.
 //
-// When the log reaches walHardFrames anyway (the checkpointer cannot keep
-// up, or could not open its connection), the writer checkpoints itself
-// after its commit, as SQLite would have, so the log stays bounded.
+// The steps are large because each checkpoint's two fsyncs are the cost:
+// an fsync holds one of the process's Ps (GOMAXPROCS) until the Go
+// scheduler's monitor takes it back, which on a busy process can be
+// milliseconds later, so on 2 cores an fsync idled half the crawl's CPU
+// for much of its length (a runtime trace of the warm replay showed one
+// goroutine running, and others waiting to, 45% of the time). Measured with the warm replay of
+// make bench's incremental site (nine replays each, alternating builds):
+// medians 212 and 248 ms with steps of 4,000 pages, 228 and 354 ms with
+// steps of 1,000 and a hard limit of 4,000, 282 and 366 ms with SQLite's
+// own checkpoints.
 
-// walCheckpointFrames is the log length (in pages) at which the
-// checkpointer is woken: SQLite's default wal_autocheckpoint.
-var walCheckpointFrames = 1000
+// walCheckpointFrames is the growth of the log (in pages) that wakes the
+// checkpointer: 16 MiB with 4 KiB pages, four times SQLite's default
+// wal_autocheckpoint.
+var walCheckpointFrames = 4000
 
 // walHardFrames is the log length at which the writer checkpoints itself.
-var walHardFrames = 16 * walCheckpointFrames
+var walHardFrames = 4 * walCheckpointFrames
 
 // walHook is SQLite's WAL hook of a write connection (sqlite3_wal_hook):
 // after each commit it stores the number of pages in the log where arg
@@ -90,10 +106,16 @@ type checkpointer struct {
 
 	background, inline atomic.Int64 // checkpoints run, by whom
 	lastErr            atomic.Pointer[error]
+
+	// The writer's own (afterCommit): the log's length after its last
+	// commit, and the lengths at which it next wakes the checkpointer and
+	// checkpoints itself.
+	frames, nextKick, nextInline int
 }
 
 func startCheckpointer(uri string) *checkpointer {
-	k := &checkpointer{uri: uri, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	k := &checkpointer{uri: uri, kick: make(chan struct{}, 1), done: make(chan struct{}),
+		nextKick: walCheckpointFrames, nextInline: walHardFrames}
 	go k.loop()
 	return k
 }
@@ -127,15 +149,24 @@ func (k *checkpointer) loop() {
 }
 
 // afterCommit is called by the writer, on its connection c, after each
-// commit: it wakes the checkpointer once the log is long enough, and
-// checkpoints on c itself once it is too long.
+// commit: it wakes the checkpointer each time the log has grown by
+// walCheckpointFrames, and checkpoints on c itself once the log is
+// walHardFrames long, and again each walCheckpointFrames later while it
+// has not restarted (a reader held the pages back).
 func (k *checkpointer) afterCommit(c *rawConn) {
-	switch n := c.walFrames(); {
-	case n >= walHardFrames:
+	n := c.walFrames()
+	if n < k.frames { // the log restarted
+		k.nextKick, k.nextInline = walCheckpointFrames, walHardFrames
+	}
+	k.frames = n
+	switch {
+	case n >= k.nextInline:
+		k.nextInline = n + walCheckpointFrames
 		if c.checkpoint() == nil {
 			k.inline.Add(1)
 		}
-	case n >= walCheckpointFrames:
+	case n >= k.nextKick:
+		k.nextKick = n + walCheckpointFrames
 		select {
 		case k.kick <- struct{}{}:
 		default:
