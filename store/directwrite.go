@@ -224,7 +224,11 @@ type encoded struct {
 func encodeForWrite(doc bson.Raw) (encoded, error) {
 	// First: a document refused here must not reach the server because
 	// of another reason to hand it over.
-	if err := checkTopKeys(doc); err != nil {
+	fields, err := fieldsOf(doc)
+	if err == nil {
+		err = checkTopKeys(fields)
+	}
+	if err != nil {
 		if errors.Is(err, ErrUnreadableDocument) {
 			return encoded{}, err
 		}
@@ -233,11 +237,11 @@ func encodeForWrite(doc bson.Raw) (encoded, error) {
 	if len(doc) > maxDirectDoc {
 		return encoded{}, fmt.Errorf("%w: document of %d bytes", ErrDirectUnsupported, len(doc))
 	}
-	id, err := doc.LookupErr("_id")
-	if err != nil || id.Type != bson.TypeString {
+	if len(fields) == 0 || fields[0].key != "_id" || fields[0].val.Type != bson.TypeString {
 		return encoded{}, fmt.Errorf("%w: no string _id", ErrDirectUnsupported)
 	}
-	text, err := encodeSJSON(doc)
+	id := fields[0].val
+	text, err := encodeSJSONFields(doc, fields)
 	if err != nil {
 		return encoded{}, fmt.Errorf("%w: %v", ErrDirectUnsupported, err)
 	}

@@ -31,41 +31,60 @@ var errSJSONEncode = errors.New("value not encodable as sjson")
 // read. _id keeps encoding/json's exact form because FerretDB finds
 // documents by comparing the stored _id's JSON text with its own encoding.
 func encodeSJSON(doc bson.Raw) ([]byte, error) {
-	elems, err := topElements(doc)
+	fields, err := fieldsOf(doc)
 	if err != nil {
 		return nil, err
 	}
+	return encodeSJSONFields(doc, fields)
+}
+
+// encodeSJSONFields is encodeSJSON of doc, whose fields (fieldsOf) the
+// caller has listed already.
+func encodeSJSONFields(doc bson.Raw, fields []docField) ([]byte, error) {
 	buf := make([]byte, 0, len(doc)+len(doc)/8+256)
 	buf = append(buf, `{"$s":`...)
-	if buf, err = appendSchema(buf, doc, 0); err != nil {
+	buf, err := appendFieldsSchema(buf, fields, 0)
+	if err != nil {
 		return nil, err
 	}
-	for _, e := range elems {
+	for _, f := range fields {
 		buf = append(buf, ',')
-		key := e.Key()
-		buf = appendJSONString(buf, key, true)
+		buf = appendJSONString(buf, f.key, true)
 		buf = append(buf, ':')
-		if buf, err = appendSJSONValue(buf, e.Value(), key == "_id", 0); err != nil {
+		if buf, err = appendSJSONValue(buf, f.val, f.key == "_id", 0); err != nil {
 			return nil, err
 		}
 	}
 	return append(buf, '}'), nil
 }
 
-// topElements lists doc's fields with _id first, where FerretDB puts it.
-func topElements(doc bson.Raw) ([]bson.RawElement, error) {
+// docField is one field of a document: its name, read once (a BSON
+// element's Key scans for the name's end and copies it on every call),
+// and its value.
+type docField struct {
+	key string
+	val bson.RawValue
+}
+
+// fieldsOf lists doc's fields with _id first, where FerretDB puts it.
+func fieldsOf(doc bson.Raw) ([]docField, error) {
 	elems, err := doc.Elements()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errSJSONEncode, err)
 	}
-	for i, e := range elems {
-		if e.Key() == "_id" && i > 0 {
-			copy(elems[1:i+1], elems[:i])
-			elems[0] = e
-			break
+	fields := make([]docField, len(elems))
+	at := 0 // where the next field goes: after _id once it is found
+	for _, e := range elems {
+		f := docField{key: e.Key(), val: e.Value()}
+		if f.key == "_id" && at > 0 && fields[0].key != "_id" {
+			copy(fields[1:at+1], fields[:at])
+			fields[0] = f
+		} else {
+			fields[at] = f
 		}
+		at++
 	}
-	return elems, nil
+	return fields, nil
 }
 
 // maxSJSONDepth bounds nesting, like the BSON the server accepts.
@@ -77,36 +96,42 @@ func appendSchema(buf []byte, doc bson.Raw, depth int) ([]byte, error) {
 	if depth > maxSJSONDepth {
 		return nil, fmt.Errorf("%w: nested too deep", errSJSONEncode)
 	}
-	elems, err := topElements(doc)
+	fields, err := fieldsOf(doc)
 	if err != nil {
 		return nil, err
 	}
-	if len(elems) == 0 {
+	return appendFieldsSchema(buf, fields, depth)
+}
+
+// appendFieldsSchema is appendSchema of a document's fields.
+func appendFieldsSchema(buf []byte, fields []docField, depth int) ([]byte, error) {
+	if len(fields) == 0 {
 		return append(buf, "{}"...), nil
 	}
-	if err := checkDuplicateKeys(len(elems), func(i int) string { return elems[i].Key() }); err != nil {
+	if err := checkDuplicateKeys(len(fields), func(i int) string { return fields[i].key }); err != nil {
 		return nil, err
 	}
 	buf = append(buf, `{"p":{`...)
-	for i, e := range elems {
-		if err := checkKey(e.Key()); err != nil {
+	for i, f := range fields {
+		if err := checkKey(f.key); err != nil {
 			return nil, err
 		}
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = appendJSONString(buf, e.Key(), true)
+		buf = appendJSONString(buf, f.key, true)
 		buf = append(buf, ':')
-		if buf, err = appendElemSchema(buf, e.Value(), depth); err != nil {
+		var err error
+		if buf, err = appendElemSchema(buf, f.val, depth); err != nil {
 			return nil, err
 		}
 	}
 	buf = append(buf, `},"$k":[`...)
-	for i, e := range elems {
+	for i, f := range fields {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = appendJSONString(buf, e.Key(), true)
+		buf = appendJSONString(buf, f.key, true)
 	}
 	return append(buf, "]}"...), nil
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
-
-	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // What FerretDB v1.24.2 refuses in a document it is asked to store, read in
@@ -53,14 +51,11 @@ import (
 // the field.
 var ErrUnreadableDocument = errors.New("document the embedded store could not read back")
 
-// checkTopKeys checks the top-level field names of doc (checkTopKey).
-func checkTopKeys(doc bson.Raw) error {
-	elems, err := doc.Elements()
-	if err != nil {
-		return fmt.Errorf("%w: %v", errSJSONEncode, err)
-	}
-	for _, e := range elems {
-		if err := checkTopKey(e.Key()); err != nil {
+// checkTopKeys checks the top-level field names of a document
+// (checkTopKey), listed by fieldsOf.
+func checkTopKeys(fields []docField) error {
+	for _, f := range fields {
+		if err := checkTopKey(f.key); err != nil {
 			return err
 		}
 	}
