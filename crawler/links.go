@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"crawlcache/cache"
 	"crawlcache/frontier"
@@ -105,20 +106,22 @@ type linkFacts struct {
 // cleared when full.
 const linkMemoSize = 4096
 
-// linkMemo remembers linkFacts by raw link. Safe for concurrent use.
+// linkMemo remembers linkFacts by raw link. Safe for concurrent use: a
+// sync.Map, whose reads of links already there take no lock (every fetch
+// goroutine judges every link of its page here), holding pointers, so that
+// a lookup touches a small entry rather than a copy of the facts.
 type linkMemo struct {
-	mu sync.Mutex
-	m  map[string]linkFacts
+	m sync.Map     // raw link → *linkFacts
+	n atomic.Int64 // entries stored since the memo was last cleared
 }
 
 // linkFactsOf returns the facts of raw, from the memo when it has them.
-func (c *crawl) linkFactsOf(raw string) linkFacts {
-	c.links.mu.Lock()
-	f, ok := c.links.m[raw]
-	c.links.mu.Unlock()
-	if ok {
-		return f
+// They must not be changed.
+func (c *crawl) linkFactsOf(raw string) *linkFacts {
+	if f, ok := c.links.m.Load(raw); ok {
+		return f.(*linkFacts)
 	}
+	f := &linkFacts{}
 	f.link, f.ok = c.normalize(raw)
 	if f.ok {
 		f.final = f.link.URL
@@ -137,12 +140,11 @@ func (c *crawl) linkFactsOf(raw string) linkFacts {
 			f.skip, f.rule = c.patternSkip(f.final)
 		}
 	}
-	c.links.mu.Lock()
-	if c.links.m == nil || len(c.links.m) >= linkMemoSize {
-		c.links.m = make(map[string]linkFacts, linkMemoSize)
+	if c.links.n.Add(1) > linkMemoSize {
+		c.links.m.Clear()
+		c.links.n.Store(1)
 	}
-	c.links.m[raw] = f
-	c.links.mu.Unlock()
+	c.links.m.Store(raw, f)
 	return f
 }
 
