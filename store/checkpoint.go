@@ -17,8 +17,9 @@ import (
 // still needs, and a crawl reads all the time, so the log rarely empties
 // at once: on Direct's one write connection per file, whose commits every
 // fetch goroutine of a crawl waits on, that was a checkpoint with two
-// fsyncs at nearly every commit (67 fsyncs, 104 ms, in a warm replay of
-// make bench's incremental site that took 420 ms). The write connection
+// fsyncs at nearly every commit (the same rule run in a goroutine of its
+// own made 67 fsyncs, 104 ms, in a runtime trace of a 420 ms warm replay
+// of make bench's incremental site). The write connection
 // now only notes the log's length after each commit (a WAL hook, which
 // also turns SQLite's own automatic checkpoint off on it). A goroutine
 // with a connection of its own checkpoints (PASSIVE: it waits for no
@@ -36,9 +37,10 @@ import (
 // an fsync holds one of the process's Ps (GOMAXPROCS) until the Go
 // scheduler's monitor takes it back, which on a busy process can be
 // milliseconds later, so on 2 cores an fsync idled half the crawl's CPU
-// for much of its length (a runtime trace of the warm replay showed one
-// goroutine running, and others waiting to, 45% of the time). Measured with the warm replay of
-// make bench's incremental site (nine replays each, alternating builds):
+// for much of its length. Traces of the warm replay counted 7–9 fsyncs of
+// 5–10 ms with steps of 1,000 pages, 1–3 with steps of 4,000. Measured
+// with the warm replay of make bench's incremental site (nine replays
+// each, alternating builds):
 // medians 212 and 248 ms with steps of 4,000 pages, 228 and 354 ms with
 // steps of 1,000 and a hard limit of 4,000, 282 and 366 ms with SQLite's
 // own checkpoints.
