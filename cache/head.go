@@ -111,7 +111,7 @@ func (t *Transport) JudgeHead(r HeadRead, page, rev store.Lookup) (Head, bool) {
 		return Head{}, false
 	}
 	p := new(Page)
-	if bson.Unmarshal(page.Raw, p) != nil || p.ID != r.Key || p.BodySHA256 == "" || p.ValidatedAt.IsZero() {
+	if decodePage(page.Raw, p) != nil || p.ID != r.Key || p.BodySHA256 == "" || p.ValidatedAt.IsZero() {
 		return Head{}, false
 	}
 	st := &storedEntry{
