@@ -123,8 +123,10 @@ func startCheckpointer(uri string) *checkpointer {
 }
 
 // loop checkpoints on each kick until stop. Its connection is opened at
-// the first kick; an error is kept for stop's caller and the next kick
-// tries again (the writer's hard limit bounds the log meanwhile).
+// the first kick. A failed checkpoint is tried again at the next kick (the
+// writer's hard limit bounds the log meanwhile); its error is kept in
+// lastErr, which only the tests read: a lasting cause (a full disk) fails
+// the writes too, which report it.
 func (k *checkpointer) loop() {
 	defer close(k.done)
 	var conn *rawConn
