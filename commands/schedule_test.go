@@ -33,10 +33,21 @@ func (s *syncBuffer) String() string {
 // waitFor waits until the log holds want, failing the test after a bound.
 func waitFor(t *testing.T, log *syncBuffer, want string) {
 	t.Helper()
+	waitForAfter(t, log, "", want)
+}
+
+// waitForAfter waits until the log says want after the first time it said
+// after.
+func waitForAfter(t *testing.T, log *syncBuffer, after, want string) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(log.String(), want) {
+	for {
+		l := log.String()
+		if i := strings.Index(l, after); i >= 0 && strings.Contains(l[i:], want) {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the log never said %q:\n%s", want, log.String())
+			t.Fatalf("the log never said %q after %q:\n%s", want, after, l)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -76,7 +87,9 @@ func TestScheduleReloadsAndSaysWhatItDoes(t *testing.T) {
 	}
 
 	write("name: nightly\nseeds: ['http://127.0.0.1:1/']\nschedule: '0 3 * * *'\nmax_depth: deep\n")
+	// The error comes first, then that reload's summary: wait for both.
 	waitFor(t, &logs, "job file invalid")
+	waitForAfter(t, &logs, "job file invalid", "job files reloaded")
 	if !strings.Contains(logs.String(), "nightly.yaml:4: max_depth:") || !strings.Contains(logs.String(), "kept_previous=[nightly]") {
 		t.Errorf("an invalid file after a reload: want file:line: key and the previous definition kept:\n%s", logs.String())
 	}
