@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"golang.org/x/sync/errgroup"
 
 	"crawlcache/store"
 )
@@ -26,28 +28,17 @@ func (t *Tracker) Finish(ctx context.Context) (Counts, error) {
 
 // FinishSummary is Finish that also returns the run's Summary, counted
 // from the same records (those of the pages it reached).
+//
+// It reads this run's records and the previous completed run's at the
+// same time (one scan of an _id prefix each, on two connections), keeping
+// of each record only its URL's hash: a page of the previous run is gone
+// when no record of this run has that hash. Only the records of gone
+// pages are read again, whole.
 func (t *Tracker) FinishSummary(ctx context.Context) (Counts, Summary, error) {
 	counts, sum := Counts{}, Summary{Complete: true}
-	reached := map[string]bool{}
-	err := List(ctx, t.opts.Records, t.opts.Run, "", func(r Record) error {
-		reached[r.ID] = true
-		counts.add(r.Kind)
-		sum.add(r)
-		return nil
-	})
-	if err != nil {
-		return counts, sum, err
-	}
-	counts, err = t.finishGone(ctx, counts, reached)
-	return counts, sum, err
-}
-
-// finishGone records gone the pages the previous completed run reached and
-// this one did not (reached), adds them to counts, and closes the run.
-func (t *Tracker) finishGone(ctx context.Context, counts Counts, reached map[string]bool) (Counts, error) {
 	runs, err := t.jobRuns(ctx)
 	if err != nil {
-		return counts, err
+		return counts, sum, err
 	}
 	prev := ""
 	for _, r := range slices.Backward(runs.Runs) {
@@ -56,25 +47,77 @@ func (t *Tracker) finishGone(ctx context.Context, counts Counts, reached map[str
 			break
 		}
 	}
-	if prev != "" {
-		var gone []Record
-		err := List(ctx, t.opts.Records, prev, "", func(r Record) error {
-			if r.Kind != KindGone && r.Kind != KindError && !reached[RecordID(t.opts.Run, r.URL)] {
-				gone = append(gone, r)
-			}
+	var reached []string  // the _id suffixes (URL hashes) of this run's records
+	var before []prevPage // the previous run's pages that were not gone or failed
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		prefix := t.opts.Run + "/"
+		return List(gctx, t.opts.Records, t.opts.Run, "", func(r Record) error {
+			reached = append(reached, strings.Clone(strings.TrimPrefix(r.ID, prefix)))
+			counts.add(r.Kind)
+			sum.add(r)
 			return nil
 		})
-		if err != nil {
-			return counts, err
+	})
+	if prev != "" {
+		g.Go(func() error {
+			return List(gctx, t.opts.Records, prev, "", func(r Record) error {
+				if r.Kind != KindGone && r.Kind != KindError {
+					p := prevPage{hash: urlHash(r.URL)}
+					if r.ID != prev+"/"+p.hash {
+						p.id = r.ID
+					}
+					before = append(before, p)
+				}
+				return nil
+			})
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return counts, sum, err
+	}
+	if !slices.IsSorted(reached) { // _id order makes it sorted; a store that does not is still right
+		slices.Sort(reached)
+	}
+	for _, p := range before {
+		if _, ok := slices.BinarySearch(reached, p.hash); ok {
+			continue
 		}
-		for _, r := range gone {
-			if err := t.unreached(ctx, r); err != nil {
-				return counts, err
-			}
+		id := p.id
+		if id == "" {
+			id = prev + "/" + p.hash
+		}
+		recorded, err := t.unreachedID(ctx, id)
+		if err != nil {
+			return counts, sum, err
+		}
+		if recorded {
 			counts.Gone++
 		}
 	}
-	return counts, t.closeRun(ctx, runs)
+	return counts, sum, t.closeRun(ctx, runs)
+}
+
+// prevPage is a page the previous run reached: its URL's hash, and its
+// record's _id when that is not the run's prefix and the hash.
+type prevPage struct{ hash, id string }
+
+// unreachedID records gone the page of the previous run's record id (read
+// again whole): this run no longer reached it. It reports whether it did:
+// a record deleted meanwhile, or that no longer decodes, is skipped.
+func (t *Tracker) unreachedID(ctx context.Context, id string) (bool, error) {
+	raw, err := t.opts.Records.Get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read change record %s: %w", id, err)
+	}
+	var r Record
+	if bson.Unmarshal(raw, &r) != nil {
+		return false, nil
+	}
+	return true, t.unreached(ctx, r)
 }
 
 // unreached records the page of the previous run's record r as gone: this

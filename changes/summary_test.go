@@ -3,6 +3,7 @@ package changes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"testing"
 )
@@ -60,5 +61,50 @@ func TestFinishSummaryCountsEachPageOnce(t *testing.T) {
 	}
 	if sum.Complete {
 		t.Errorf("summary over a record of an earlier release is complete; want incomplete")
+	}
+}
+
+// TestFinishFindsExactlyThePagesNoLongerReached: Finish reads this run's
+// and the previous run's records at once and matches them by URL hash; on
+// a run of many pages every page the previous run reached and this one did
+// not is gone, and no other, even a record whose _id is not its URL's
+// (edited in Compass). A second Finish finds the same.
+func TestFinishFindsExactlyThePagesNoLongerReached(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	var first, second []page
+	wantGone := map[string]bool{}
+	for i := range 600 {
+		p := page{fmt.Sprintf("/p/%d", i), 200, fmt.Sprint("body ", i)}
+		first = append(first, p)
+		if i%7 == 3 {
+			wantGone[p.url] = true
+			continue
+		}
+		second = append(second, p)
+	}
+	e.run("big", "big-1", first...)
+	odd := Record{ID: "big-1/edited", Run: "big-1", Job: "big", URL: "/odd", Kind: KindNew, Status: 200, Counted: true}
+	if err := e.s.Collection("crawlcache", RecordsCollection).Upsert(ctx, odd.ID, odd); err != nil {
+		t.Fatal(err)
+	}
+	wantGone["/odd"] = true
+
+	kinds, c := e.run("big", "big-2", second...)
+	var gone []string
+	for u, k := range kinds {
+		if k == KindGone {
+			gone = append(gone, u)
+		}
+		if k == KindGone != wantGone[u] {
+			t.Errorf("%s is %q; gone wanted: %v", u, k, wantGone[u])
+		}
+	}
+	if len(gone) != len(wantGone) || c.Gone != int64(len(wantGone)) || c.Unchanged != int64(len(second)) {
+		t.Errorf("%d pages recorded gone, counts %+v; want %d gone, %d unchanged", len(gone), c, len(wantGone), len(second))
+	}
+	again, err := e.tracker("big", "big-2").Finish(ctx)
+	if err != nil || again != c {
+		t.Errorf("second Finish = %+v, %v; want %+v", again, err, c)
 	}
 }
