@@ -28,8 +28,11 @@ type env struct {
 	ret   time.Duration
 }
 
-func newEnv(t *testing.T) *env {
-	return &env{t: t, s: storetest.Open(t), clock: &clock{time.Date(2026, 12, 1, 4, 0, 0, 0, time.UTC)}}
+func newEnv(t *testing.T) *env { return newEnvOn(t, storetest.Open(t)) }
+
+// newEnvOn is newEnv on store s.
+func newEnvOn(t *testing.T, s *store.Store) *env {
+	return &env{t: t, s: s, clock: &clock{time.Date(2026, 12, 1, 4, 0, 0, 0, time.UTC)}}
 }
 
 func (e *env) tracker(job, run string) *Tracker {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"testing"
+
+	"crawlcache/store/storetest"
 )
 
 // TestFinishSummaryCountsEachPageOnce: a run's summary (parsed, reused,
@@ -68,10 +70,16 @@ func TestFinishSummaryCountsEachPageOnce(t *testing.T) {
 // and the previous run's records at once and matches them by URL hash; on
 // a run of many pages every page the previous run reached and this one did
 // not is gone, and no other, even a record whose _id is not its URL's
-// (edited in Compass). A second Finish finds the same.
+// (edited in Compass). A second Finish finds the same. On the embedded
+// store and through the wire (a store reached by URI), whose scans are
+// each in _id order by a different path.
 func TestFinishFindsExactlyThePagesNoLongerReached(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) { testFinishGone(t, newEnv(t)) })
+	t.Run("wire", func(t *testing.T) { testFinishGone(t, newEnvOn(t, storetest.OpenWire(t).Store)) })
+}
+
+func testFinishGone(t *testing.T, e *env) {
 	ctx := context.Background()
-	e := newEnv(t)
 	var first, second []page
 	wantGone := map[string]bool{}
 	for i := range 600 {
