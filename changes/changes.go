@@ -144,6 +144,10 @@ const (
 type jobRuns struct {
 	ID   string   `bson:"_id"`
 	Runs []string `bson:"runs"`
+	// StatesSweptAt is when a completing run last swept the job's page
+	// states (sweepStates); zero when none did (documents of earlier
+	// releases lack it).
+	StatesSweptAt time.Time `bson:"states_swept_at,omitempty"`
 }
 
 // urlHash names a URL in _ids.

@@ -11,6 +11,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"crawlcache/cache"
 	"crawlcache/store"
 	"crawlcache/store/storetest"
 )
@@ -210,3 +211,109 @@ func TestHistoryIsBounded(t *testing.T) {
 }
 
 func unmarshal(raw []byte, v any) error { return bson.Unmarshal(raw, v) }
+
+// TestStatesAreSweptByTheRetention: a completing run bounds its job's page
+// states by the retention (the cache's TTL): the state of a page gone for
+// longer is deleted, and so it is new if it comes back; versions older
+// than it are dropped from pages that have not changed since; another
+// job's states are not touched.
+func TestStatesAreSweptByTheRetention(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	pages := e.s.Collection("crawlcache", PagesCollection)
+	state := func(job, url string) (*Page, bool) {
+		t.Helper()
+		raw, err := pages.Get(ctx, PageID(job, url))
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, false
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p Page
+		if err := unmarshal(raw, &p); err != nil {
+			t.Fatal(err)
+		}
+		return &p, true
+	}
+	e.ret = 48 * time.Hour
+	e.run("other", "other-1", page{"/z", 200, "z"})
+	e.clock.t = e.clock.t.Add(-24 * time.Hour) // the same day as j-1
+	e.run("j", "j-1", page{"/a", 200, "a1"}, page{"/b", 200, "b"}, page{"/c", 200, "c"})
+	e.run("other", "other-2") // /z no longer reached
+	e.clock.t = e.clock.t.Add(-24 * time.Hour)
+	gone := e.clock.t
+	e.run("j", "j-2", page{"/a", 200, "a2"}, page{"/b", 200, "b"}) // /c no longer reached
+	e.run("j", "j-3", page{"/a", 200, "a2"}, page{"/b", 200, "b"})
+	e.run("j", "j-4", page{"/a", 200, "a2"}, page{"/b", 200, "b"})
+	if p, ok := state("j", "/c"); !ok || !p.Gone {
+		t.Fatalf("state of /c, gone for exactly the retention: %+v, %v; want kept, gone", p, ok)
+	}
+	if p, _ := state("j", "/a"); len(p.Versions) != 1 || p.Versions[0].Kind != KindChanged {
+		t.Errorf("/a's versions %+v, want only the change of j-2 (its first version is older than the retention)", p.Versions)
+	}
+
+	e.run("j", "j-5", page{"/a", 200, "a2"}, page{"/b", 200, "b"})
+	if _, ok := state("j", "/c"); ok {
+		t.Errorf("state of /c, gone since %s, kept at %s past a retention of %s", gone, e.clock.t.Add(-24*time.Hour), e.ret)
+	}
+	if p, _ := state("j", "/a"); len(p.Versions) != 0 {
+		t.Errorf("/a's versions %+v, want none left (all older than the retention)", p.Versions)
+	}
+	if _, ok := state("other", "/z"); !ok {
+		t.Errorf("a state of job other was deleted by a run of job j")
+	}
+	kinds, _ := e.run("j", "j-6", page{"/a", 200, "a2"}, page{"/b", 200, "b"}, page{"/c", 200, "c"})
+	if kinds["/a"] != KindUnchanged || kinds["/b"] != KindUnchanged || kinds["/c"] != KindNew {
+		t.Errorf("after the sweep: kinds %v; want /a and /b unchanged, /c new", kinds)
+	}
+}
+
+// TestStatesSweptOnPreviousReleaseData: on a data directory written by an
+// earlier release (its job lists have no states_swept_at, and the cache
+// TTL is 720h), the first completing run of a job sweeps its states, and a
+// run a TTL later deletes the states of the pages gone since; the other
+// jobs' states stay.
+func TestStatesSweptOnPreviousReleaseData(t *testing.T) {
+	ctx := context.Background()
+	e := newEnvOn(t, storetest.OpenFixtureWith(t, storetest.FixtureAFE97F7, cache.Migrations()...))
+	pages := e.s.Collection("crawlcache", PagesCollection)
+	count := func(job string) (states int) {
+		t.Helper()
+		err := pages.ScanIDPrefix(ctx, job+"/", func(raw bson.Raw) error {
+			if _, ok := raw.Lookup("url").StringValueOK(); ok {
+				states++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return states
+	}
+	public, never := count("fixture-public"), count("fixture-never")
+	if public != 8 || never != 2 {
+		t.Fatalf("fixture holds %d states of fixture-public and %d of fixture-never, want 8 and 2", public, never)
+	}
+	e.ret = 720 * time.Hour
+	e.clock.t = time.Date(2027, 1, 5, 0, 0, 0, 0, time.UTC) // 31 days after the fixture's runs
+	_, c := e.run("fixture-public", "fixture-public-later") // reaches none of its pages
+	if c.Gone != 8 || count("fixture-public") != 8 {
+		t.Fatalf("first run: %+v, %d states; want the 8 pages gone, their states kept", c, count("fixture-public"))
+	}
+	raw, err := pages.Get(ctx, "fixture-public/#runs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := raw.Lookup("states_swept_at").TimeOK(); !ok {
+		t.Errorf("job list %s: no states_swept_at after a sweep", raw)
+	}
+	e.clock.t = e.clock.t.Add(31 * 24 * time.Hour)
+	e.run("fixture-public", "fixture-public-much-later")
+	if n := count("fixture-public"); n != 0 {
+		t.Errorf("%d states of fixture-public left a TTL after its pages went, want 0", n)
+	}
+	if n := count("fixture-never"); n != never {
+		t.Errorf("%d states of fixture-never left, want its %d", n, never)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"golang.org/x/sync/errgroup"
@@ -189,6 +190,64 @@ func (t *Tracker) closeRun(ctx context.Context, jr *jobRuns) error {
 			if err := t.opts.Records.Delete(ctx, id); err != nil {
 				return fmt.Errorf("delete the change records of run %s: %w", run, err)
 			}
+		}
+	}
+	now := t.opts.Now().UTC()
+	if t.opts.Retention <= 0 || now.Sub(jr.StatesSweptAt) < t.opts.Retention/sweepsPerRetention {
+		return nil
+	}
+	if err := t.sweepStates(ctx, now); err != nil {
+		return fmt.Errorf("sweep the page states of job %s: %w", t.opts.Job, err)
+	}
+	jr.StatesSweptAt = now
+	if err := t.opts.Pages.Upsert(ctx, jr.ID, jr); err != nil {
+		return fmt.Errorf("record the sweep of job %s: %w", t.opts.Job, err)
+	}
+	return nil
+}
+
+// sweepsPerRetention is how often, per retention period, a completing run
+// sweeps its job's page states (sweepStates): a state is swept at most a
+// tenth of the retention after it is due.
+const sweepsPerRetention = 10
+
+// sweepStates bounds the job's page states by the retention: the state of
+// a page gone (404/410, or no longer reached) for longer than the
+// retention is deleted (should the page come back, it is new), and
+// versions older than it are dropped from the others (a page that changed
+// long ago and not since is otherwise never rewritten). It reads only the
+// job's own states (one _id prefix).
+func (t *Tracker) sweepStates(ctx context.Context, now time.Time) error {
+	cutoff := now.Add(-t.opts.Retention)
+	var drop []string
+	var trim []*Page
+	err := t.opts.Pages.ScanIDPrefix(ctx, t.opts.Job+"/", func(raw bson.Raw) error {
+		var p Page
+		if bson.Unmarshal(raw, &p) != nil || p.Job != t.opts.Job || p.URL == "" {
+			return nil // the job's list of runs, or a state that does not decode (rewritten when the page is seen)
+		}
+		switch {
+		case p.Gone && p.LastChanged.Before(cutoff):
+			drop = append(drop, p.ID)
+		case len(p.Versions) > 0 && p.Versions[0].At.Before(cutoff):
+			if p.Versions = t.trim(p.Versions, now); p.Versions == nil {
+				p.Versions = []Version{}
+			}
+			trim = append(trim, &p)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range drop {
+		if err := t.opts.Pages.Delete(ctx, id); err != nil {
+			return err
+		}
+	}
+	for _, p := range trim {
+		if err := t.opts.Pages.Upsert(ctx, p.ID, p); err != nil {
+			return err
 		}
 	}
 	return nil
