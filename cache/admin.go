@@ -402,3 +402,24 @@ func getDoc(ctx context.Context, coll entries, id string, v any) error {
 	}
 	return bson.Unmarshal(raw, v)
 }
+
+// Live reports which of keys have an entry in the cache, from the entries'
+// page summaries (stored under the same _id, small: the responses, with
+// their bodies, are not read). An error is the store's.
+func (a *Admin) Live(ctx context.Context, keys []string) (map[string]bool, error) {
+	ls := make([]store.Lookup, len(keys))
+	for i, k := range keys {
+		ls[i] = store.Lookup{Coll: a.pages, ID: k}
+	}
+	store.GetAll(ctx, ls)
+	live := make(map[string]bool, len(keys))
+	for _, l := range ls {
+		switch {
+		case l.Err == nil:
+			live[l.ID] = true
+		case !errors.Is(l.Err, store.ErrNotFound):
+			return nil, fmt.Errorf("look up cache entry %s: %w", l.ID, l.Err)
+		}
+	}
+	return live, nil
+}

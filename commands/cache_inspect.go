@@ -460,7 +460,8 @@ func runCachePurge(c *cli.Context) error {
 			"--older-than DURATION or --match GLOB; given together they combine. "+
 			"To delete everything, use `crawlcache cache clear --yes`.", 2)
 	}
-	return withAdmin(c, func(ctx context.Context, a *cache.Admin, _ *store.Store) error {
+	return withAdmin(c, func(ctx context.Context, a *cache.Admin, s *store.Store) error {
+		var ttl time.Duration
 		if opts.Expired {
 			info, err := a.TTL(ctx)
 			if err != nil {
@@ -469,15 +470,27 @@ func runCachePurge(c *cli.Context) error {
 			if !info.Set && !c.Bool("json") {
 				fmt.Fprintln(c.App.Writer, "No TTL is set, so nothing is expired: set one with `crawlcache cache ttl set 168h`, or use --older-than.")
 			}
+			ttl = info.TTL
 		}
 		n, err := a.Purge(ctx, opts)
 		if err != nil {
 			return err
 		}
+		// The parse records of the jobs' cache (the default database) that
+		// are older than the TTL and whose page is no longer cached.
+		var swept int64
+		if ttl > 0 && c.String("db") == cache.DefaultDatabase {
+			if swept, err = sweepParses(ctx, s, a, ttl); err != nil {
+				return err
+			}
+		}
 		if c.Bool("json") {
-			return writeJSON(c.App.Writer, map[string]int64{"deleted": n})
+			return writeJSON(c.App.Writer, map[string]int64{"deleted": n, "parses_deleted": swept})
 		}
 		fmt.Fprintf(c.App.Writer, "deleted %s (and their revalidations and redirects)\n", responses(n))
+		if swept > 0 {
+			fmt.Fprintf(c.App.Writer, "deleted %d parse records older than the TTL of pages no longer cached\n", swept)
+		}
 		return nil
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"crawlcache/cache"
+	"crawlcache/parses"
 	"crawlcache/store"
 	"crawlcache/store/storetest"
 )
@@ -280,5 +282,86 @@ func TestCacheShowBodyOnTerminal(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestCachePurgeExpiredSweepsParseRecords: `cache purge --expired` also
+// deletes the parse records older than the TTL whose page is no longer
+// cached, and keeps those of cached pages and the recent ones.
+func TestCachePurgeExpiredSweepsParseRecords(t *testing.T) {
+	ctx := context.Background()
+	cli := newCacheCLI(t)
+	if out, code := cli.run("cache", "ttl", "set", "48h"); code != 0 {
+		t.Fatalf("ttl set: exit %d: %s", code, out)
+	}
+	now := time.Now().UTC()
+	cli.put("k1", "https://example.org/a", 200, now.Add(-time.Hour), "<p>a</p>", "text/html")
+	if err := cli.coll(cache.PagesCollection).Insert(ctx, cache.Page{ID: "k1", URL: "https://example.org/a", Status: 200, ValidatedAt: now.Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	ps := cli.s.Collection("crawlcache", parses.DefaultCollection)
+	recs := map[string]struct {
+		key  string
+		at   time.Time
+		kept bool
+	}{
+		"cached-old": {"k1", now.Add(-100 * time.Hour), true},
+		"gone-old":   {"k-gone", now.Add(-100 * time.Hour), false},
+		"gone-new":   {"k-gone-too", now.Add(-time.Hour), true},
+	}
+	for id, r := range recs {
+		if err := ps.Upsert(ctx, id, parses.Record{ID: id, CacheKey: r.key, ParsedAt: r.at, Links: []string{}, Items: []bson.D{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, code := cli.run("cache", "purge", "--expired", "--json")
+	if code != 0 || !strings.Contains(out, `"parses_deleted": 1`) {
+		t.Fatalf("purge --expired: exit %d: %s; want 1 parse record deleted", code, out)
+	}
+	for id, r := range recs {
+		_, err := ps.Get(ctx, id)
+		if (err == nil) != r.kept {
+			t.Errorf("parse record %s: Get error %v; want kept %v", id, err, r.kept)
+		}
+	}
+}
+
+// TestSchedulerSweepsParseRecordsEveryTenthOfTheTTL: the scheduler's
+// sweeper deletes the parse records older than the TTL of pages no longer
+// cached, and reads them again only a tenth of the TTL later.
+func TestSchedulerSweepsParseRecordsEveryTenthOfTheTTL(t *testing.T) {
+	ctx := context.Background()
+	cli := newCacheCLI(t)
+	if out, code := cli.run("cache", "ttl", "set", "48h"); code != 0 {
+		t.Fatalf("ttl set: exit %d: %s", code, out)
+	}
+	ps := cli.s.Collection("crawlcache", parses.DefaultCollection)
+	orphan := func(id string) {
+		t.Helper()
+		rec := parses.Record{ID: id, CacheKey: "k-" + id, ParsedAt: time.Now().Add(-100 * time.Hour), Links: []string{}, Items: []bson.D{}}
+		if err := ps.Upsert(ctx, id, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	there := func(id string) bool {
+		_, err := ps.Get(ctx, id)
+		return err == nil
+	}
+	var logs bytes.Buffer
+	sw := &sweeper{s: cli.s, log: slog.New(slog.NewTextHandler(&logs, nil))}
+	orphan("first")
+	sw.once(ctx)
+	if there("first") || !strings.Contains(logs.String(), "swept parse records") {
+		t.Fatalf("after a sweep: orphan record kept (%v), log %q", there("first"), logs.String())
+	}
+	orphan("second")
+	sw.once(ctx)
+	if !there("second") {
+		t.Errorf("swept again at once; want the next sweep a tenth of the TTL (4.8h) later")
+	}
+	sw.parsesAt = time.Now().Add(-5 * time.Hour)
+	sw.once(ctx)
+	if there("second") {
+		t.Errorf("orphan record kept by the sweep a tenth of the TTL later")
 	}
 }

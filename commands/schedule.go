@@ -106,14 +106,16 @@ func schedule(ctx context.Context, c *cli.Context, s *store.Store, all []*config
 	// scheduler runs: a change made after that line is seen.
 	watch := jobs.NewDirWatch(c.String("configs"))
 	log.Info("scheduler running", "jobs", len(next), "store", s.Describe(), "once", c.Bool("once"))
-	// Expired cache entries are swept here, beside the runs (a sweep scans
-	// the whole cache, so no run does it): with --once after the runs.
+	// Expired cache entries, and parse records of pages no longer cached,
+	// are swept here, beside the runs (a sweep scans a whole collection, so
+	// no run does it): with --once after the runs.
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	swept := make(chan struct{})
+	sw := &sweeper{s: s, log: log}
 	if c.Bool("once") {
 		close(swept)
 	} else {
-		go func() { defer close(swept); sweepLoop(sweepCtx, s, log) }()
+		go func() { defer close(swept); sw.loop(sweepCtx) }()
 	}
 	said := make(chan struct{})
 	if c.Bool("once") {
@@ -127,7 +129,7 @@ func schedule(ctx context.Context, c *cli.Context, s *store.Store, all []*config
 	stopSweep()
 	<-swept
 	if c.Bool("once") {
-		sweepOnce(ctx, s, log)
+		sw.once(ctx)
 	}
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"crawlcache/cache"
+	"crawlcache/jobs"
+	"crawlcache/parses"
 	"crawlcache/store"
 )
 
@@ -14,15 +16,27 @@ import (
 // only when the TTL's next expiry has come (cache.Admin.Sweep).
 const sweepEvery = time.Minute
 
-// sweepLoop deletes expired cache entries (the TTL sweeper of stores
-// without TTL indexes) now and whenever due, until ctx ends. It runs beside
-// the scheduled runs, never in a run's path: a sweep scans the whole cache.
-// Errors are logged and retried at the next round.
-func sweepLoop(ctx context.Context, s *store.Store, log *slog.Logger) {
+// parseSweepsPerTTL is how often, per TTL, the scheduler sweeps the parse
+// records no longer of use (parses.Store.Sweep reads all of them).
+const parseSweepsPerTTL = 10
+
+// sweeper runs the sweeps beside the scheduled runs, never in a run's
+// path (each scans a whole collection): expired cache entries, when the
+// store has no TTL indexes, and parse records older than the TTL whose
+// cache entry is gone, at most every tenth of the TTL. Errors are logged
+// and retried at the next round.
+type sweeper struct {
+	s        *store.Store
+	log      *slog.Logger
+	parsesAt time.Time // last sweep of the parse records
+}
+
+// loop sweeps now and whenever due, until ctx ends.
+func (w *sweeper) loop(ctx context.Context) {
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
 	for {
-		sweepOnce(ctx, s, log)
+		w.once(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -31,14 +45,35 @@ func sweepLoop(ctx context.Context, s *store.Store, log *slog.Logger) {
 	}
 }
 
-// sweepOnce runs one sweep if one is due.
-func sweepOnce(ctx context.Context, s *store.Store, log *slog.Logger) {
-	admin := cache.NewAdmin(s, cache.DefaultDatabase, nil)
+// once runs the sweeps that are due.
+func (w *sweeper) once(ctx context.Context) {
+	admin := cache.NewAdmin(w.s, cache.DefaultDatabase, nil)
 	n, err := admin.Sweep(ctx)
 	switch {
 	case err != nil && ctx.Err() == nil:
-		log.Warn("sweep expired cache entries", "err", err)
+		w.log.Warn("sweep expired cache entries", "err", err)
 	case n > 0:
-		log.Info("swept expired cache entries", "deleted", n)
+		w.log.Info("swept expired cache entries", "deleted", n)
 	}
+	info, err := admin.TTL(ctx)
+	if err != nil || !info.Set || time.Since(w.parsesAt) < info.TTL/parseSweepsPerTTL {
+		return
+	}
+	n, err = sweepParses(ctx, w.s, admin, info.TTL)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		w.log.Warn("sweep parse records", "err", err)
+	case err == nil:
+		w.parsesAt = time.Now()
+		if n > 0 {
+			w.log.Info("swept parse records of pages no longer cached", "deleted", n)
+		}
+	}
+}
+
+// sweepParses deletes the parse records made more than ttl ago whose cache
+// entry (in admin's cache) is gone.
+func sweepParses(ctx context.Context, s *store.Store, admin *cache.Admin, ttl time.Duration) (int64, error) {
+	ps := parses.New(s.Collection(jobs.Database, parses.DefaultCollection))
+	return ps.Sweep(ctx, time.Now().Add(-ttl), admin.Live)
 }

@@ -41,12 +41,15 @@ const MaxLinks = 20000
 // maxBytes bounds the stored size of a record's items.
 const maxBytes = 4 << 20
 
-// Collection is what the store needs from its collection: documents read
-// and written by _id. Get returns an error that wraps store.ErrNotFound
-// when there is no document with that _id.
+// Collection is what the store needs from its collection: documents read,
+// written and deleted by _id, and scans of an _id prefix (Sweep). Get
+// returns an error that wraps store.ErrNotFound when there is no document
+// with that _id.
 type Collection interface {
 	Get(ctx context.Context, id string) (bson.Raw, error)
 	Upsert(ctx context.Context, id string, doc any) error
+	Delete(ctx context.Context, id string) error
+	ScanIDPrefix(ctx context.Context, prefix string, fn func(bson.Raw) error) error
 }
 
 var _ Collection = (*store.Collection)(nil)
