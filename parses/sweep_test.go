@@ -9,6 +9,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"crawlcache/cache"
 	"crawlcache/store"
 	"crawlcache/store/storetest"
 )
@@ -76,4 +77,38 @@ func TestSweepDeletesOnlyOldRecordsOfGoneEntries(t *testing.T) {
 	if n, err := s.Sweep(ctx, cutoff, live); n != 0 || err != nil {
 		t.Errorf("second Sweep = %d, %v; want nothing more", n, err)
 	}
+}
+
+// BenchmarkSweepAllCached: a sweep of 20,000 parse records older than the
+// TTL whose pages are all still cached (the steady state of a nightly
+// crawl): a scan of the collection and a lookup of each page summary,
+// nothing deleted.
+func BenchmarkSweepAllCached(b *testing.B) {
+	ctx := context.Background()
+	st := storetest.Open(b)
+	s := New(st.Collection("crawlcache", DefaultCollection))
+	pages := st.Collection(cache.DefaultDatabase, cache.PagesCollection)
+	const n = 20000
+	old := time.Now().Add(-365 * 24 * time.Hour)
+	var recs, sums []any
+	for i := range n {
+		key := fmt.Sprintf("%032x", i)
+		recs = append(recs, &Record{ID: ID(key, "rules"), URL: "http://example.org/" + key, CacheKey: key, Rules: "rules",
+			BodyHash: "h", Links: []string{"http://example.org/a", "http://example.org/b"}, Items: []bson.D{}, ParsedAt: old})
+		sums = append(sums, cache.Page{ID: key, URL: "http://example.org/" + key, Status: 200, ValidatedAt: time.Now()})
+	}
+	if _, err := st.Collection("crawlcache", DefaultCollection).InsertMany(ctx, recs); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := pages.InsertMany(ctx, sums); err != nil {
+		b.Fatal(err)
+	}
+	live := cache.NewAdmin(st, cache.DefaultDatabase, nil).Live
+	b.ResetTimer()
+	for b.Loop() {
+		if d, err := s.Sweep(ctx, time.Now(), live); d != 0 || err != nil {
+			b.Fatalf("Sweep = %d, %v", d, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/record")
 }
