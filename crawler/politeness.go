@@ -22,6 +22,14 @@ const (
 	// MaxRetryAfter caps how long one Retry-After (or backoff) pauses a
 	// host, so a hostile or broken header cannot stall a run for days.
 	MaxRetryAfter = 5 * time.Minute
+	// HostDownAfter is how many requests in a row to one host must fail
+	// after all their retries (network errors and 5xx) before the host
+	// counts as down: each further request to it is sent once, without
+	// retries, until one gets an answer that is not such a failure. A dead
+	// origin then costs one request per page (and, with stale_if_error,
+	// each page its stale copy at once) instead of RetryMax+1 requests and
+	// their backoff.
+	HostDownAfter = 3
 )
 
 var _ http.RoundTripper = (*Politeness)(nil)
@@ -89,7 +97,10 @@ type hostState struct {
 	lim         *rate.Limiter
 	crawlDelay  time.Duration
 	pausedUntil time.Time
-	stats       HostStats
+	// failed is how many requests in a row failed after all their retries
+	// (HostDownAfter).
+	failed int
+	stats  HostStats
 }
 
 // HostStats are the politeness counters of one host.
@@ -107,6 +118,9 @@ type HostStats struct {
 	Retries int64
 	// Pauses counts Retry-After headers that paused the host.
 	Pauses int64
+	// Unretried counts requests sent once, without retries, because the
+	// host was down (HostDownAfter).
+	Unretried int64
 }
 
 // PolitenessStats are the counters of a Politeness over all hosts.
@@ -239,6 +253,9 @@ func (p *Politeness) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 		attempts = 1 // the body cannot be replayed
 	}
+	if attempts > 1 && hs.down() {
+		attempts = 1
+	}
 	for attempt := 0; ; attempt++ {
 		if err := p.waitTurn(ctx, hs); err != nil {
 			return nil, fmt.Errorf("wait for %s: %w", req.URL.Host, err)
@@ -264,6 +281,7 @@ func (p *Politeness) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 		if !transient(resp, err) || attempt+1 >= attempts {
+			hs.outcome(hostFailure(resp, err))
 			return resp, err
 		}
 		if resp != nil {
@@ -277,6 +295,45 @@ func (p *Politeness) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 	}
+}
+
+// down reports whether the host's last HostDownAfter requests each
+// failed after all their retries, and counts the request about to be sent
+// once because of it.
+func (hs *hostState) down() bool {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.failed < HostDownAfter {
+		return false
+	}
+	hs.stats.Unretried++
+	return true
+}
+
+// outcome records how a request to the host ended: failed (hostFailure)
+// extends the run of failures, anything else ends it.
+func (hs *hostState) outcome(failed bool) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if failed {
+		hs.failed++
+	} else {
+		hs.failed = 0
+	}
+}
+
+// hostFailure reports whether a request's last attempt says its host is
+// failing: a network error (not a cancellation) or a 500, 502, 503 or 504.
+// A 408 or 429 is an answer from a host that is up.
+func hostFailure(resp *http.Response, err error) bool {
+	if err != nil {
+		return !errors.Is(err, context.Canceled)
+	}
+	switch resp.StatusCode {
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
 }
 
 // waitTurn waits for a slot of the host (PerHostParallelism), for the

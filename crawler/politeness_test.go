@@ -261,3 +261,72 @@ func TestParseRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// switchTransport answers with a network error while down is set, with an
+// empty 200 otherwise, and counts the attempts per host.
+type switchTransport struct {
+	down  atomic.Bool
+	mu    sync.Mutex
+	tries map[string]int
+}
+
+func (s *switchTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	s.mu.Lock()
+	s.tries[req.URL.Host]++
+	s.mu.Unlock()
+	if s.down.Load() {
+		return nil, errors.New("connect: connection refused")
+	}
+	return &http.Response{StatusCode: 200, Body: io.NopCloser(http.NoBody), Header: http.Header{}, Request: req}, nil
+}
+
+func (s *switchTransport) attempts(host string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tries[host]
+}
+
+// TestPolitenessDeadHostIsNotRetried: once HostDownAfter requests in a row
+// to a host have failed after all their retries, each further request to
+// it is sent once; the first answer ends that, and another host keeps its
+// retries throughout.
+func TestPolitenessDeadHostIsNotRetried(t *testing.T) {
+	clock := newFakeClock()
+	up := &switchTransport{tries: map[string]int{}}
+	up.down.Store(true)
+	p := &Politeness{Upstream: up, RetryMax: 2, Now: clock.Now, Sleep: clock.Sleep}
+	fetch := func(host string) error {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+host+"/", nil)
+		resp, err := p.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	for range 10 {
+		if err := fetch("dead.test"); err == nil {
+			t.Fatal("request to a dead host succeeded")
+		}
+	}
+	if got, want := up.attempts("dead.test"), HostDownAfter*3+(10-HostDownAfter); got != want {
+		t.Errorf("10 requests to a dead host sent %d attempts, want %d (%d requests with 2 retries, then one each)", got, want, HostDownAfter)
+	}
+	if st := p.HostStats("dead.test"); st.Unretried != int64(10-HostDownAfter) {
+		t.Errorf("unretried = %d, want %d", st.Unretried, 10-HostDownAfter)
+	}
+	_ = fetch("other.test")
+	if got := up.attempts("other.test"); got != 3 {
+		t.Errorf("another host's failing request sent %d attempts, want 3 (its retries)", got)
+	}
+
+	up.down.Store(false) // the host comes back: the next request, sent once, succeeds
+	before := up.attempts("dead.test")
+	if err := fetch("dead.test"); err != nil {
+		t.Fatal(err)
+	}
+	up.down.Store(true)
+	_ = fetch("dead.test")
+	if got := up.attempts("dead.test") - before; got != 1+3 {
+		t.Errorf("after the host answered, a failing request sent %d attempts, want 3 (retries back)", got-1)
+	}
+}
