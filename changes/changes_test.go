@@ -317,3 +317,55 @@ func TestStatesSweptOnPreviousReleaseData(t *testing.T) {
 		t.Errorf("%d states of fixture-never left, want its %d", n, never)
 	}
 }
+
+// faultyScans is a store collection whose scans of one _id prefix fail.
+type faultyScans struct {
+	*store.Collection
+	prefix string
+}
+
+func (f faultyScans) ScanIDPrefix(ctx context.Context, prefix string, fn func(bson.Raw) error) error {
+	if prefix == f.prefix {
+		return errors.New("disk I/O error")
+	}
+	return f.Collection.ScanIDPrefix(ctx, prefix, fn)
+}
+
+// TestFailedSweepKeepsTheRunsCounts: when the sweep of the job's states
+// fails, Finish still closes the run and returns its counts, with a
+// *SweepError; the next completing run sweeps.
+func TestFailedSweepKeepsTheRunsCounts(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.ret = 48 * time.Hour
+	e.run("j", "j-1", page{"/a", 200, "a"}, page{"/b", 200, "b"})
+	e.clock.t = e.clock.t.Add(72 * time.Hour)
+	tr, err := New(Options{
+		Pages: faultyScans{e.s.Collection("crawlcache", PagesCollection), "j/"}, Records: e.s.Collection("crawlcache", RecordsCollection),
+		Job: "j", Run: "j-2", Now: e.clock.now, Retention: e.ret,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Observe(ctx, Observation{URL: "/a", Status: 200, Body: []byte("a")}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := tr.Finish(ctx)
+	var sweep *SweepError
+	if !errors.As(err, &sweep) || c != (Counts{Unchanged: 1, Gone: 1}) {
+		t.Fatalf("Finish with a failing sweep = %+v, %v; want 1 unchanged, 1 gone and a *SweepError", c, err)
+	}
+	raw, err := e.s.Collection("crawlcache", PagesCollection).Get(ctx, "j/#runs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jr jobRuns
+	if err := unmarshal(raw, &jr); err != nil || len(jr.Runs) != 2 || !jr.StatesSweptAt.Before(e.clock.t.Add(-time.Hour)) {
+		t.Errorf("job runs %+v (%v); want both runs closed and the sweep time of j-1", jr, err)
+	}
+	e.clock.t = e.clock.t.Add(72 * time.Hour)
+	e.run("j", "j-3", page{"/a", 200, "a"})
+	if _, err := e.s.Collection("crawlcache", PagesCollection).Get(ctx, PageID("j", "/b")); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("state of /b, gone for 72h past a 48h retention, still there after the next run (%v)", err)
+	}
+}

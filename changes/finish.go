@@ -21,7 +21,9 @@ import (
 // the records of runs older than the last KeepRuns are deleted. It returns
 // the run's pages by kind, counted from its records (so a run resumed or
 // shared by several workers counts each page once). Calling it again for
-// the same run finds the same pages and changes nothing more.
+// the same run finds the same pages and changes nothing more. With a
+// Retention, it also sweeps the job's page states when due (sweepStates);
+// if only that fails, the error is a *SweepError and the counts stand.
 func (t *Tracker) Finish(ctx context.Context) (Counts, error) {
 	counts, _, err := t.FinishSummary(ctx)
 	return counts, err
@@ -96,6 +98,8 @@ func (t *Tracker) FinishSummary(ctx context.Context) (Counts, Summary, error) {
 			counts.Gone++
 		}
 	}
+	// A failed sweep of the states leaves the run closed: the counts stand
+	// (SweepError).
 	return counts, sum, t.closeRun(ctx, runs)
 }
 
@@ -197,7 +201,7 @@ func (t *Tracker) closeRun(ctx context.Context, jr *jobRuns) error {
 		return nil
 	}
 	if err := t.sweepStates(ctx, now); err != nil {
-		return fmt.Errorf("sweep the page states of job %s: %w", t.opts.Job, err)
+		return &SweepError{Job: t.opts.Job, Err: err}
 	}
 	jr.StatesSweptAt = now
 	if err := t.opts.Pages.Upsert(ctx, jr.ID, jr); err != nil {
@@ -205,6 +209,20 @@ func (t *Tracker) closeRun(ctx context.Context, jr *jobRuns) error {
 	}
 	return nil
 }
+
+// SweepError is Finish's error when the run was closed and counted but the
+// sweep of its job's page states failed: the counts it returns with it
+// stand, and the next completing run sweeps again.
+type SweepError struct {
+	Job string
+	Err error
+}
+
+func (e *SweepError) Error() string {
+	return fmt.Sprintf("sweep the page states of job %s: %v", e.Job, e.Err)
+}
+
+func (e *SweepError) Unwrap() error { return e.Err }
 
 // sweepsPerRetention is how often, per retention period, a completing run
 // sweeps its job's page states (sweepStates): a state is swept at most a

@@ -349,6 +349,10 @@ func (x *execution) record(ctx context.Context, status Status, cause error, down
 	}
 	if status == StatusCompleted && !down && x.changes != nil {
 		n, sum, err := x.changes.FinishSummary(ctx)
+		if swept := (*changes.SweepError)(nil); errors.As(err, &swept) {
+			x.log.Warn("sweep the job's page states older than the cache TTL; the next run tries again", "err", err)
+			err = nil
+		}
 		if err != nil {
 			x.log.Warn("record what changed since the job's last run; the run's change counts are this process's", "err", err)
 		} else {
