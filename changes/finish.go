@@ -205,7 +205,7 @@ func (t *Tracker) closeRun(ctx context.Context, jr *jobRuns) error {
 	}
 	jr.StatesSweptAt = now
 	if err := t.opts.Pages.Upsert(ctx, jr.ID, jr); err != nil {
-		return fmt.Errorf("record the sweep of job %s: %w", t.opts.Job, err)
+		return &SweepError{Job: t.opts.Job, Err: fmt.Errorf("record its time: %w", err)}
 	}
 	return nil
 }
