@@ -489,7 +489,7 @@ func runCachePurge(c *cli.Context) error {
 		}
 		fmt.Fprintf(c.App.Writer, "deleted %s (and their revalidations and redirects)\n", responses(n))
 		if swept > 0 {
-			fmt.Fprintf(c.App.Writer, "deleted %d parse records older than the TTL of pages no longer cached\n", swept)
+			fmt.Fprintf(c.App.Writer, "deleted %d parse records older than the TTL (pages no longer cached, or rules no longer used)\n", swept)
 		}
 		return nil
 	})

@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"crawlcache/cache"
+	"crawlcache/jobs"
 	"crawlcache/parses"
 	"crawlcache/store"
 	"crawlcache/store/storetest"
@@ -363,5 +364,57 @@ func TestSchedulerSweepsParseRecordsEveryTenthOfTheTTL(t *testing.T) {
 	sw.once(ctx)
 	if there("second") {
 		t.Errorf("orphan record kept by the sweep a tenth of the TTL later")
+	}
+}
+
+// TestSweepDropsParseRecordsOfRulesNoLongerUsed: an old parse record of a
+// page still cached goes when no run since the TTL used its rules (the
+// job's selectors changed), and stays while a worker of an earlier release,
+// which did not record its rules, ran in that span.
+func TestSweepDropsParseRecordsOfRulesNoLongerUsed(t *testing.T) {
+	ctx := context.Background()
+	cli := newCacheCLI(t)
+	if out, code := cli.run("cache", "ttl", "set", "48h"); code != 0 {
+		t.Fatalf("ttl set: exit %d: %s", code, out)
+	}
+	now := time.Now().UTC()
+	for _, k := range []string{"k1", "k2"} {
+		cli.put(k, "https://example.org/"+k, 200, now.Add(-time.Hour), "<p>x</p>", "text/html")
+		if err := cli.coll(cache.PagesCollection).Insert(ctx, cache.Page{ID: k, URL: "https://example.org/" + k, Status: 200, ValidatedAt: now.Add(-time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ps := cli.s.Collection("crawlcache", parses.DefaultCollection)
+	for id, rules := range map[string]string{"current": "rules-now", "former": "rules-before"} {
+		rec := parses.Record{ID: id, CacheKey: "k1", Rules: rules, ParsedAt: now.Add(-100 * time.Hour), Links: []string{}, Items: []bson.D{}}
+		if err := ps.Upsert(ctx, id, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runs := jobs.NewRuns(cli.s, nil)
+	join := func(runID, rules string) {
+		t.Helper()
+		if err := runs.Create(ctx, &jobs.Run{ID: runID, Job: "shop", Status: jobs.StatusCompleted, Started: now, Updated: now}); err != nil {
+			t.Fatal(err)
+		}
+		if err := runs.JoinWorker(ctx, runID, jobs.Worker{ID: "w", ParseRules: rules}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	there := func(id string) bool { _, err := ps.Get(ctx, id); return err == nil }
+
+	join("shop-old-release", "") // a worker that did not record its rules
+	join("shop-1", "rules-now")
+	if out, code := cli.run("cache", "purge", "--expired"); code != 0 || !there("former") {
+		t.Fatalf("with a run of unknown rules: exit %d, %s; record of the former rules deleted (%v), want kept", code, out, !there("former"))
+	}
+	if err := cli.s.Collection(jobs.Database, jobs.RunsCollection).Delete(ctx, "shop-old-release"); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := cli.run("cache", "purge", "--expired", "--json"); code != 0 || !strings.Contains(out, `"parses_deleted": 1`) {
+		t.Fatalf("purge --expired: exit %d: %s; want the record of the former rules deleted", code, out)
+	}
+	if there("former") || !there("current") {
+		t.Errorf("after the sweep: former rules' record there %v, current rules' %v; want only the current", there("former"), there("current"))
 	}
 }

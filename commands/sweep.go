@@ -23,8 +23,8 @@ const parseSweepsPerTTL = 10
 // sweeper runs the sweeps beside the scheduled runs, never in a run's
 // path (each scans a whole collection): expired cache entries, when the
 // store has no TTL indexes, and parse records older than the TTL whose
-// cache entry is gone, at most every tenth of the TTL. Errors are logged
-// and retried at the next round.
+// cache entry is gone or whose rules no run uses, at most every tenth of
+// the TTL. Errors are logged and retried at the next round.
 type sweeper struct {
 	s        *store.Store
 	log      *slog.Logger
@@ -72,8 +72,18 @@ func (w *sweeper) once(ctx context.Context) {
 }
 
 // sweepParses deletes the parse records made more than ttl ago whose cache
-// entry (in admin's cache) is gone.
+// entry (in admin's cache) is gone, or whose rules no run has used for
+// ttl (when every run of that span recorded its rules).
 func sweepParses(ctx context.Context, s *store.Store, admin *cache.Admin, ttl time.Duration) (int64, error) {
+	cutoff := time.Now().Add(-ttl)
+	rules, known, err := jobs.NewRuns(s, nil).RulesInUse(ctx, cutoff)
+	if err != nil {
+		return 0, err
+	}
+	var inUse func(string) bool
+	if known {
+		inUse = func(r string) bool { return rules[r] }
+	}
 	ps := parses.New(s.Collection(jobs.Database, parses.DefaultCollection))
-	return ps.Sweep(ctx, time.Now().Add(-ttl), admin.Live)
+	return ps.Sweep(ctx, cutoff, admin.Live, inUse)
 }

@@ -39,7 +39,19 @@ func (c *crawl) rulesDigest() string {
 	if c.opts.Pipeline != nil && c.opts.Pipeline.Extractor != nil {
 		extract = c.opts.Pipeline.Extractor.Rules()
 	}
-	return parses.Rules(c.follow, extract)
+	return ParseRules(c.follow, extract)
+}
+
+// ParseRules is the digest under which a run whose Options.Follow is
+// follow (nil: DefaultFollow) and whose extractor's rules are extract
+// (pipeline.Extractor.Rules; empty without one) stores and reuses parse
+// results: what a run records of itself so that a sweep of old parse
+// records knows which rules are in use.
+func ParseRules(follow []string, extract string) string {
+	if follow == nil {
+		follow = DefaultFollow
+	}
+	return parses.Rules(follow, extract)
 }
 
 // lookupParse returns the parse state of r's page when parse results are

@@ -7,7 +7,10 @@ import (
 	"slices"
 	"testing"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+
 	"crawlcache/changes"
+	"crawlcache/parses"
 	"crawlcache/store/storetest"
 )
 
@@ -57,5 +60,23 @@ func TestRunReportsWhatChanged(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(got, changedPaths) {
 		t.Errorf("changed records = %v, want %v", got, changedPaths)
+	}
+
+	// The run's worker recorded the rules its parse records were made
+	// under: what the sweep of old parse records keeps.
+	var rules []string
+	for _, w := range after.Run.Workers {
+		rules = append(rules, w.ParseRules)
+	}
+	records := 0
+	err = s.Collection(Database, parses.DefaultCollection).ScanIDPrefix(ctx, "", func(raw bson.Raw) error {
+		records++
+		if r, _ := raw.Lookup("rules").StringValueOK(); len(rules) != 1 || r != rules[0] {
+			t.Errorf("parse record made under rules %q; the run's workers recorded %q", r, rules)
+		}
+		return nil
+	})
+	if err != nil || records == 0 {
+		t.Errorf("scan the parse records: %d, %v", records, err)
 	}
 }

@@ -36,6 +36,19 @@ func extractor(job *configs.Job) (*pipeline.Extractor, error) {
 	return pipeline.NewExtractor(spec)
 }
 
+// parseRules is the digest of the job's rules under which its runs store
+// and reuse parse results (crawler.ParseRules): the crawler's extractor is
+// the pipeline's, which a job has only with outputs (Runner.pipeline).
+func parseRules(job *configs.Job) string {
+	extract := ""
+	if len(job.Outputs) > 0 {
+		if ex, err := extractor(job); err == nil {
+			extract = ex.Rules()
+		}
+	}
+	return crawler.ParseRules(job.Follow, extract)
+}
+
 // cachePolicy is the job's cache policy: under expire_after: adaptive a
 // page refetched with a body that differs only in the parts the job's
 // changes rules ignore counts as unchanged for its revisit interval, as it

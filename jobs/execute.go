@@ -106,7 +106,8 @@ func (x *execution) start() (reclaim []string, err error) {
 			}
 		}
 	}
-	if err := x.runs.JoinWorker(x.ctx, x.run.ID, Worker{ID: x.worker, Host: hostname(), PID: os.Getpid()}); err != nil {
+	w := Worker{ID: x.worker, Host: hostname(), PID: os.Getpid(), ParseRules: parseRules(x.job)}
+	if err := x.runs.JoinWorker(x.ctx, x.run.ID, w); err != nil {
 		return nil, err
 	}
 	return reclaim, nil

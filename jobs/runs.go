@@ -73,6 +73,11 @@ type Worker struct {
 	Started   time.Time `bson:"started" json:"started"`
 	Heartbeat time.Time `bson:"heartbeat" json:"heartbeat"`
 	Counters  Counters  `bson:"counters" json:"counters"`
+	// ParseRules is the digest of the rules under which the worker stores
+	// and reuses parse results (crawler.ParseRules); the scheduler's sweep
+	// of old parse records keeps those of rules in use (RulesInUse).
+	// Workers of earlier releases lack it.
+	ParseRules string `bson:"parse_rules,omitempty" json:"-"`
 }
 
 // Run is a run record as stored in the runs collection.
@@ -442,4 +447,31 @@ type Outcome struct {
 	// page or failed more URLs than the job's max_error_ratio allows (it is
 	// also the error returned with the Outcome); nil otherwise.
 	Verdict error
+}
+
+// RulesInUse returns the parse rules (Worker.ParseRules) of the workers of
+// the runs updated since since, and whether they are known: no run in
+// that span, a worker of an earlier release, or a run record that does not
+// decode makes them unknown (a sweep then keeps every rules).
+func (rs *Runs) RulesInUse(ctx context.Context, since time.Time) (map[string]bool, bool, error) {
+	var raws []bson.Raw
+	filter := bson.D{{Key: "updated", Value: bson.D{{Key: "$gte", Value: since.UTC()}}}}
+	if err := rs.coll.All(ctx, filter, store.FindOptions{}, &raws); err != nil {
+		return nil, false, fmt.Errorf("list the runs since %s: %w", since.UTC().Format(time.RFC3339), err)
+	}
+	rules, known := map[string]bool{}, len(raws) > 0
+	for _, raw := range raws {
+		var r Run
+		if bson.Unmarshal(raw, &r) != nil {
+			known = false
+			continue
+		}
+		for _, w := range r.Workers {
+			if w.ParseRules == "" {
+				known = false
+			}
+			rules[w.ParseRules] = true
+		}
+	}
+	return rules, known, nil
 }

@@ -11,20 +11,25 @@ import (
 // sweepBatch is how many cache keys one call of Sweep's live asks about.
 const sweepBatch = 256
 
-// Sweep deletes the records that are no use any more: made before cutoff
-// (the cache's TTL ago) for a cache entry that is gone. A record is reused
-// only for the body it was made from, which a page whose entry the TTL
-// deleted gets again only by chance; a page still cached keeps its record
-// however old (a page that never changes is parsed once). live reports
-// which of a batch of cache keys still have an entry. A document that is
-// not a record (no cache key, no date) counts as old and gone. It returns
-// how many records it deleted.
+// Sweep deletes the records that are no use any more, of those made
+// before cutoff (the cache's TTL ago): a record whose cache entry is gone
+// (live reports which of a batch of cache keys still have an entry), and,
+// when inUse is not nil, a record made under rules no run uses any more
+// (inUse reports whether some run since cutoff used them). A record is
+// reused only for the body it was made from and under its rules, which a
+// page whose entry the TTL deleted gets again only by chance; a page still
+// cached under rules in use keeps its record however old (a page that
+// never changes is parsed once). A document that is not a record (no cache
+// key, no date) counts as old and gone. It returns how many records it
+// deleted.
 //
 // It reads the whole collection, so it runs beside the runs (the
 // scheduler's sweeper, `cache purge --expired`), never in a run's path. A
 // record saved again while Sweep runs (its page parsed anew) may be
 // deleted; it costs that page one parse.
-func (s *Store) Sweep(ctx context.Context, cutoff time.Time, live func(ctx context.Context, keys []string) (map[string]bool, error)) (int64, error) {
+func (s *Store) Sweep(ctx context.Context, cutoff time.Time, live func(ctx context.Context, keys []string) (map[string]bool, error), inUse func(rules string) bool) (int64, error) {
+	// An old record, and the cache key whose entry keeps it (empty when
+	// nothing does: not a record, or made under rules no longer used).
 	type old struct{ id, key string }
 	var olds []old
 	err := s.coll.ScanIDPrefix(ctx, "", func(raw bson.Raw) error {
@@ -36,6 +41,9 @@ func (s *Store) Sweep(ctx context.Context, cutoff time.Time, live func(ctx conte
 			return nil
 		}
 		key, _ := raw.Lookup("cache_key").StringValueOK()
+		if rules, _ := raw.Lookup("rules").StringValueOK(); inUse != nil && !inUse(rules) {
+			key = "" // its rules are gone, whatever its page
+		}
 		olds = append(olds, old{id, key})
 		return nil
 	})

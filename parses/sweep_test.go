@@ -58,7 +58,7 @@ func TestSweepDeletesOnlyOldRecordsOfGoneEntries(t *testing.T) {
 		}
 		return out, nil
 	}
-	n, err := s.Sweep(ctx, cutoff, live)
+	n, err := s.Sweep(ctx, cutoff, live, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestSweepDeletesOnlyOldRecordsOfGoneEntries(t *testing.T) {
 			t.Errorf("record %s still there (%v), want deleted", id, err)
 		}
 	}
-	if n, err := s.Sweep(ctx, cutoff, live); n != 0 || err != nil {
+	if n, err := s.Sweep(ctx, cutoff, live, nil); n != 0 || err != nil {
 		t.Errorf("second Sweep = %d, %v; want nothing more", n, err)
 	}
 }
@@ -106,7 +106,7 @@ func BenchmarkSweepAllCached(b *testing.B) {
 	live := cache.NewAdmin(st, cache.DefaultDatabase, nil).Live
 	b.ResetTimer()
 	for b.Loop() {
-		if d, err := s.Sweep(ctx, time.Now(), live); d != 0 || err != nil {
+		if d, err := s.Sweep(ctx, time.Now(), live, nil); d != 0 || err != nil {
 			b.Fatalf("Sweep = %d, %v", d, err)
 		}
 	}
