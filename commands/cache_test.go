@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -417,4 +418,74 @@ func TestSweepDropsParseRecordsOfRulesNoLongerUsed(t *testing.T) {
 	if there("former") || !there("current") {
 		t.Errorf("after the sweep: former rules' record there %v, current rules' %v; want only the current", there("former"), there("current"))
 	}
+}
+
+// TestParseSweepOnPreviousReleaseData: on a data directory written by an
+// earlier release, the sweep of parse records keeps every old record of a
+// cached page (under its unbound key) while no run in the span recorded its rules (none ran, or a
+// worker of that release did), and reads that release's run records; once
+// only a run of this release is in the span, records of other rules go.
+func TestParseSweepOnPreviousReleaseData(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.OpenFixtureWith(t, storetest.FixtureAFE97F7, migrations()...)
+	admin := cache.NewAdmin(s, cache.DefaultDatabase, nil)
+	ps := s.Collection(jobs.Database, parses.DefaultCollection)
+	runsColl := s.Collection(jobs.Database, jobs.RunsCollection)
+	count := func() (n int) {
+		t.Helper()
+		if err := ps.ScanIDPrefix(ctx, "", func(bson.Raw) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	sweep := func(want int) {
+		t.Helper()
+		before := count()
+		// A minute's TTL: every record of the fixture is old.
+		if n, err := sweepParses(ctx, s, admin, time.Minute); err != nil || n != int64(want) || count() != before-want {
+			t.Fatalf("sweep = %d, %v (%d of %d left); want %d deleted", n, err, count(), before, want)
+		}
+	}
+	if count() != 11 {
+		t.Fatalf("fixture holds %d parse records, want 11", count())
+	}
+	// No run in the span: rules are not judged. Every page is cached but
+	// fixture-private's, fetched with a credential and so cached under a
+	// key bound to it, not the one its record names: that record goes.
+	var private string
+	if err := ps.ScanIDPrefix(ctx, "", func(raw bson.Raw) error {
+		if u, _ := raw.Lookup("url").StringValueOK(); strings.HasPrefix(u, "http://127.0.0.1:18089/products/3?") {
+			private, _ = raw.Lookup("_id").StringValueOK()
+		}
+		return nil
+	}); err != nil || private == "" {
+		t.Fatalf("no parse record of fixture-private's page (%v)", err)
+	}
+	sweep(1)
+	if _, err := ps.Get(ctx, private); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the record of the page fetched with a credential: %v, want swept", err)
+	}
+
+	runs := jobs.NewRuns(s, nil)
+	old, err := runs.List(ctx, jobs.ListOptions{Job: "fixture-public", Limit: 1})
+	if err != nil || len(old) != 1 || len(old[0].Workers) == 0 {
+		t.Fatalf("the fixture's last run of fixture-public: %+v, %v", old, err)
+	}
+	setUpdated := func(at time.Time) {
+		t.Helper()
+		if _, err := runsColl.UpdateOne(ctx, bson.D{{Key: "_id", Value: old[0].ID}}, bson.D{{Key: "$set", Value: bson.D{{Key: "updated", Value: at}}}}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setUpdated(time.Now()) // a worker of that release, still reporting
+	if err := runs.Create(ctx, &jobs.Run{ID: "fixture-public-new", Job: "fixture-public", Status: jobs.StatusCompleted}); err != nil {
+		t.Fatal(err)
+	}
+	if err := runs.JoinWorker(ctx, "fixture-public-new", jobs.Worker{ID: "w", ParseRules: "other rules"}); err != nil {
+		t.Fatal(err)
+	}
+	sweep(0) // a worker in the span did not record its rules
+
+	setUpdated(old[0].Updated) // only this release's run is left in the span
+	sweep(10)
 }
