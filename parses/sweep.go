@@ -30,8 +30,31 @@ const sweepBatch = 256
 func (s *Store) Sweep(ctx context.Context, cutoff time.Time, live func(ctx context.Context, keys []string) (map[string]bool, error), inUse func(rules string) bool) (int64, error) {
 	// An old record, and the cache key whose entry keeps it (empty when
 	// nothing does: not a record, or made under rules no longer used).
+	// The old records are judged a batch at a time during the scan, so
+	// that only those to delete are kept (live reads another collection,
+	// which a scan allows; the deletes wait for its end).
 	type old struct{ id, key string }
-	var olds []old
+	var batch []old
+	var drop []string
+	judge := func() error {
+		keys := make([]string, 0, len(batch))
+		for _, o := range batch {
+			if o.key != "" {
+				keys = append(keys, o.key)
+			}
+		}
+		alive, err := live(ctx, keys)
+		if err != nil {
+			return err
+		}
+		for _, o := range batch {
+			if o.key == "" || !alive[o.key] {
+				drop = append(drop, o.id)
+			}
+		}
+		batch = batch[:0]
+		return nil
+	}
 	err := s.coll.ScanIDPrefix(ctx, "", func(raw bson.Raw) error {
 		id, ok := raw.Lookup("_id").StringValueOK()
 		if !ok {
@@ -44,34 +67,23 @@ func (s *Store) Sweep(ctx context.Context, cutoff time.Time, live func(ctx conte
 		if rules, _ := raw.Lookup("rules").StringValueOK(); inUse != nil && !inUse(rules) {
 			key = "" // its rules are gone, whatever its page
 		}
-		olds = append(olds, old{id, key})
+		if batch = append(batch, old{id, key}); len(batch) == sweepBatch {
+			return judge()
+		}
 		return nil
 	})
+	if err == nil && len(batch) > 0 {
+		err = judge()
+	}
 	if err != nil {
 		return 0, fmt.Errorf("sweep parse records: %w", err)
 	}
 	var deleted int64
-	for start := 0; start < len(olds); start += sweepBatch {
-		batch := olds[start:min(start+sweepBatch, len(olds))]
-		keys := make([]string, 0, len(batch))
-		for _, o := range batch {
-			if o.key != "" {
-				keys = append(keys, o.key)
-			}
-		}
-		alive, err := live(ctx, keys)
-		if err != nil {
+	for _, id := range drop {
+		if err := s.coll.Delete(ctx, id); err != nil {
 			return deleted, fmt.Errorf("sweep parse records: %w", err)
 		}
-		for _, o := range batch {
-			if o.key != "" && alive[o.key] {
-				continue
-			}
-			if err := s.coll.Delete(ctx, o.id); err != nil {
-				return deleted, fmt.Errorf("sweep parse records: %w", err)
-			}
-			deleted++
-		}
+		deleted++
 	}
 	return deleted, nil
 }
