@@ -287,21 +287,55 @@ func TestCacheShowBodyOnTerminal(t *testing.T) {
 	}
 }
 
-// TestCachePurgeExpiredSweepsParseRecords: `cache purge --expired` also
-// deletes the parse records older than the TTL whose page is no longer
-// cached, and keeps those of cached pages and the recent ones.
-func TestCachePurgeExpiredSweepsParseRecords(t *testing.T) {
-	ctx := context.Background()
+// sweepCLI is a cacheCLI whose cache has a TTL of 48h, with the jobs'
+// parse records, for the tests of their sweep.
+type sweepCLI struct {
+	cacheCLI
+	ps *store.Collection
+}
+
+func newSweepCLI(t *testing.T) sweepCLI {
+	t.Helper()
 	cli := newCacheCLI(t)
 	if out, code := cli.run("cache", "ttl", "set", "48h"); code != 0 {
 		t.Fatalf("ttl set: exit %d: %s", code, out)
 	}
-	now := time.Now().UTC()
-	cli.put("k1", "https://example.org/a", 200, now.Add(-time.Hour), "<p>a</p>", "text/html")
-	if err := cli.coll(cache.PagesCollection).Insert(ctx, cache.Page{ID: "k1", URL: "https://example.org/a", Status: 200, ValidatedAt: now.Add(-time.Hour)}); err != nil {
-		t.Fatal(err)
+	return sweepCLI{cli, cli.s.Collection(jobs.Database, parses.DefaultCollection)}
+}
+
+// cached stores page key as the transport does: its response and its
+// summary in pages, validated at validated.
+func (c sweepCLI) cached(key string, validated time.Time) {
+	c.t.Helper()
+	url := "https://example.org/" + key
+	c.put(key, url, 200, validated, "<p>"+key+"</p>", "text/html")
+	if err := c.coll(cache.PagesCollection).Insert(context.Background(), cache.Page{ID: key, URL: url, Status: 200, ValidatedAt: validated}); err != nil {
+		c.t.Fatal(err)
 	}
-	ps := cli.s.Collection("crawlcache", parses.DefaultCollection)
+}
+
+// parse stores parse record id of the page cacheKey under rules, made at.
+func (c sweepCLI) parse(id, cacheKey, rules string, at time.Time) {
+	c.t.Helper()
+	rec := parses.Record{ID: id, CacheKey: cacheKey, Rules: rules, ParsedAt: at, Links: []string{}, Items: []bson.D{}}
+	if err := c.ps.Upsert(context.Background(), id, rec); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// has reports whether parse record id is stored.
+func (c sweepCLI) has(id string) bool {
+	_, err := c.ps.Get(context.Background(), id)
+	return err == nil
+}
+
+// TestCachePurgeExpiredSweepsParseRecords: `cache purge --expired` also
+// deletes the parse records older than the TTL whose page is no longer
+// cached, and keeps those of cached pages and the recent ones.
+func TestCachePurgeExpiredSweepsParseRecords(t *testing.T) {
+	cli := newSweepCLI(t)
+	now := time.Now().UTC()
+	cli.cached("k1", now.Add(-time.Hour))
 	recs := map[string]struct {
 		key  string
 		at   time.Time
@@ -312,18 +346,15 @@ func TestCachePurgeExpiredSweepsParseRecords(t *testing.T) {
 		"gone-new":   {"k-gone-too", now.Add(-time.Hour), true},
 	}
 	for id, r := range recs {
-		if err := ps.Upsert(ctx, id, parses.Record{ID: id, CacheKey: r.key, ParsedAt: r.at, Links: []string{}, Items: []bson.D{}}); err != nil {
-			t.Fatal(err)
-		}
+		cli.parse(id, r.key, "", r.at)
 	}
 	out, code := cli.run("cache", "purge", "--expired", "--json")
 	if code != 0 || !strings.Contains(out, `"parses_deleted": 1`) {
 		t.Fatalf("purge --expired: exit %d: %s; want 1 parse record deleted", code, out)
 	}
 	for id, r := range recs {
-		_, err := ps.Get(ctx, id)
-		if (err == nil) != r.kept {
-			t.Errorf("parse record %s: Get error %v; want kept %v", id, err, r.kept)
+		if cli.has(id) != r.kept {
+			t.Errorf("parse record %s: stored %v; want kept %v", id, cli.has(id), r.kept)
 		}
 	}
 }
@@ -333,22 +364,9 @@ func TestCachePurgeExpiredSweepsParseRecords(t *testing.T) {
 // cached, and reads them again only a tenth of the TTL later.
 func TestSchedulerSweepsParseRecordsEveryTenthOfTheTTL(t *testing.T) {
 	ctx := context.Background()
-	cli := newCacheCLI(t)
-	if out, code := cli.run("cache", "ttl", "set", "48h"); code != 0 {
-		t.Fatalf("ttl set: exit %d: %s", code, out)
-	}
-	ps := cli.s.Collection("crawlcache", parses.DefaultCollection)
-	orphan := func(id string) {
-		t.Helper()
-		rec := parses.Record{ID: id, CacheKey: "k-" + id, ParsedAt: time.Now().Add(-100 * time.Hour), Links: []string{}, Items: []bson.D{}}
-		if err := ps.Upsert(ctx, id, rec); err != nil {
-			t.Fatal(err)
-		}
-	}
-	there := func(id string) bool {
-		_, err := ps.Get(ctx, id)
-		return err == nil
-	}
+	cli := newSweepCLI(t)
+	orphan := func(id string) { cli.parse(id, "k-"+id, "", time.Now().Add(-100*time.Hour)) }
+	there := cli.has
 	var logs bytes.Buffer
 	sw := &sweeper{s: cli.s, log: slog.New(slog.NewTextHandler(&logs, nil))}
 	orphan("first")
@@ -374,23 +392,12 @@ func TestSchedulerSweepsParseRecordsEveryTenthOfTheTTL(t *testing.T) {
 // which did not record its rules, ran in that span.
 func TestSweepDropsParseRecordsOfRulesNoLongerUsed(t *testing.T) {
 	ctx := context.Background()
-	cli := newCacheCLI(t)
-	if out, code := cli.run("cache", "ttl", "set", "48h"); code != 0 {
-		t.Fatalf("ttl set: exit %d: %s", code, out)
-	}
+	cli := newSweepCLI(t)
 	now := time.Now().UTC()
-	for _, k := range []string{"k1", "k2"} {
-		cli.put(k, "https://example.org/"+k, 200, now.Add(-time.Hour), "<p>x</p>", "text/html")
-		if err := cli.coll(cache.PagesCollection).Insert(ctx, cache.Page{ID: k, URL: "https://example.org/" + k, Status: 200, ValidatedAt: now.Add(-time.Hour)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ps := cli.s.Collection("crawlcache", parses.DefaultCollection)
+	cli.cached("k1", now.Add(-time.Hour))
+	cli.cached("k2", now.Add(-time.Hour))
 	for id, rules := range map[string]string{"current": "rules-now", "former": "rules-before"} {
-		rec := parses.Record{ID: id, CacheKey: "k1", Rules: rules, ParsedAt: now.Add(-100 * time.Hour), Links: []string{}, Items: []bson.D{}}
-		if err := ps.Upsert(ctx, id, rec); err != nil {
-			t.Fatal(err)
-		}
+		cli.parse(id, "k1", rules, now.Add(-100*time.Hour))
 	}
 	runs := jobs.NewRuns(cli.s, nil)
 	join := func(runID, rules string) {
@@ -402,7 +409,7 @@ func TestSweepDropsParseRecordsOfRulesNoLongerUsed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	there := func(id string) bool { _, err := ps.Get(ctx, id); return err == nil }
+	there := cli.has
 
 	join("shop-old-release", "") // a worker that did not record its rules
 	join("shop-1", "rules-now")

@@ -490,17 +490,13 @@ func (p *Politeness) backoff(attempt int) time.Duration {
 	return time.Duration(float64(d) * (0.5 + rand.Float64()))
 }
 
-// transient reports whether a failed attempt is worth retrying.
+// transient reports whether a failed attempt is worth retrying: a sign the
+// host is failing (hostFailure), or a 408 or 429 from a host that is up.
 func transient(resp *http.Response, err error) bool {
-	if err != nil {
-		return !errors.Is(err, context.Canceled)
-	}
-	switch resp.StatusCode {
-	case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
-		http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+	if hostFailure(resp, err) {
 		return true
 	}
-	return false
+	return err == nil && (resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooManyRequests)
 }
 
 // parseRetryAfter reads a Retry-After value: delta-seconds or an HTTP-date
